@@ -1,0 +1,40 @@
+# The README's commands. Everything builds in build/; `make deps` installs what is missing.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST = ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+.PHONY: all deps build test test-slow test-gpu demo bench gpu-bundle clean
+
+all: build
+
+deps:
+	@bash tools/scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every label but gpu and slow.
+test: deps build
+	$(CTEST) -LE 'gpu|slow'
+
+test-slow: deps build
+	$(CTEST) -L slow
+
+test-gpu: build
+	$(CTEST) -L gpu
+
+demo: deps build
+	$(BUILD)/ruche xor --config examples/xor/xor.conf
+
+bench: deps build
+	@bash benchmarks/run_all.sh $(BUILD)
+
+gpu-bundle: deps build
+	@bash tools/scripts/gpu_bundle.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

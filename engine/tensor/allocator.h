@@ -1,0 +1,40 @@
+// The allocator interface, one per device kind, and byte copies between devices.
+// The CUDA implementation lives in ops/cuda (or a stub that says CUDA was not built).
+#pragma once
+
+#include <cstddef>
+
+#include "engine/tensor/device.h"
+
+namespace ruche {
+
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* ptr, std::size_t bytes) = 0;
+};
+
+// 64-byte aligned host memory, zero-filled pages on first touch.
+Allocator& cpu_allocator();
+// The caching allocator of CUDA device `index`; throws ruche::Error when ruche was built without
+// CUDA or the device does not exist.
+Allocator& cuda_allocator(int index);
+Allocator& allocator_for(Device device);
+
+// Copies `bytes` between any two devices; synchronous with respect to the host.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+// Sets `bytes` bytes at ptr to zero on `device`.
+void zero_bytes(void* ptr, Device device, std::size_t bytes);
+
+}  // namespace ruche
+
+namespace ruche {
+
+// Hooks of the CUDA runtime unit (ops/cuda, or ops/cuda_stub.cc that throws): copy_bytes and
+// zero_bytes call them when a CUDA device is involved.
+void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                     std::size_t bytes);
+void cuda_zero_bytes(void* ptr, Device device, std::size_t bytes);
+
+}  // namespace ruche

@@ -1,0 +1,35 @@
+// A block of memory on one device, shared by every Tensor that views it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "engine/tensor/device.h"
+
+namespace ruche {
+
+class Storage {
+ public:
+  // Owns `bytes` bytes allocated on `device`.
+  static std::shared_ptr<Storage> allocate(std::size_t bytes, Device device);
+  // Borrows memory owned elsewhere (a memory-mapped file, a peer's buffer); never frees it.
+  static std::shared_ptr<Storage> borrow(void* data, std::size_t bytes, Device device);
+
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage();
+
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Storage(void* data, std::size_t bytes, Device device, bool owned)
+      : data_(data), bytes_(bytes), device_(device), owned_(owned) {}
+  void* data_;
+  std::size_t bytes_;
+  Device device_;
+  bool owned_;
+};
+
+}  // namespace ruche

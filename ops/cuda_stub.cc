@@ -1,0 +1,32 @@
+// Linked instead of ops/cuda when ruche is built without CUDA: every CUDA request is a clear error.
+#include "engine/error.h"
+#include "engine/tensor/allocator.h"
+#include "ops/cuda/runtime.h"
+#include "ops/op_table.h"
+
+namespace ruche {
+namespace {
+constexpr const char* kNoCuda =
+    "this ruche was built without CUDA (rebuild with RUCHE_CUDA=ON where nvcc exists)";
+}  // namespace
+
+Allocator& cuda_allocator(int) { RUCHE_FAIL() << "CUDA device requested but " << kNoCuda; }
+
+void cuda_copy_bytes(void*, Device, const void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
+
+void cuda_zero_bytes(void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
+
+namespace ops {
+const OpTable* cuda_op_table() { return nullptr; }
+}  // namespace ops
+
+namespace cuda {
+bool compiled_with_cuda() { return false; }
+std::vector<DeviceInfo> list_devices(std::string* why_none) {
+  if (why_none) *why_none = kNoCuda;
+  return {};
+}
+std::string library_versions() { return "built without CUDA"; }
+}  // namespace cuda
+
+}  // namespace ruche

@@ -1,0 +1,87 @@
+// The table behind ops.h: one function pointer per op, one table per device kind. RUCHE_OPS lists
+// each op once (name, parameters, call arguments, the tensors whose devices must agree); ops.cc
+// turns it into the dispatching functions declared in ops.h and each backend fills a table.
+#pragma once
+
+#include "ops/ops.h"
+
+namespace ruche::ops {
+
+// clang-format off
+#define RUCHE_OPS(X)                                                                                \
+  X(conv2d_forward, (const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,                 \
+                     const Conv2dParams& p), (x, w, b, y, p), (x, w, b, y))                         \
+  X(conv2d_backward_data, (const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p),  \
+    (dy, w, dx, p), (dy, w, dx))                                                                    \
+  X(conv2d_backward_weights, (const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,           \
+                              const Conv2dParams& p), (x, dy, dw, db, p), (x, dy, dw, db))          \
+  X(batch_norm_forward_training, (const Tensor& x, const Tensor& gamma, const Tensor& beta,        \
+    Tensor& y, Tensor& running_mean, Tensor& running_var, Tensor& save_mean, Tensor& save_var,      \
+    const BatchNormParams& p), (x, gamma, beta, y, running_mean, running_var, save_mean, save_var,  \
+    p), (x, gamma, beta, y, running_mean, running_var, save_mean, save_var))                        \
+  X(batch_norm_forward_inference, (const Tensor& x, const Tensor& gamma, const Tensor& beta,       \
+    const Tensor& running_mean, const Tensor& running_var, Tensor& y, const BatchNormParams& p),    \
+    (x, gamma, beta, running_mean, running_var, y, p), (x, gamma, beta, running_mean, running_var, \
+    y))                                                                                             \
+  X(batch_norm_backward, (const Tensor& dy, const Tensor& x, const Tensor& gamma,                  \
+    const Tensor& save_mean, const Tensor& save_var, Tensor& dx, Tensor& dgamma, Tensor& dbeta,    \
+    const BatchNormParams& p), (dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta, p),          \
+    (dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta))                                         \
+  X(linear_forward, (const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y), (x, w, b, y),  \
+    (x, w, b, y))                                                                                   \
+  X(linear_backward_data, (const Tensor& dy, const Tensor& w, Tensor& dx), (dy, w, dx),            \
+    (dy, w, dx))                                                                                    \
+  X(linear_backward_weights, (const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db),          \
+    (x, dy, dw, db), (x, dy, dw, db))                                                               \
+  X(max_pool2d_forward, (const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p),      \
+    (x, y, indices, p), (x, y, indices))                                                            \
+  X(max_pool2d_backward, (const Tensor& dy, const Tensor& indices, Tensor& dx,                     \
+                          const Pool2dParams& p), (dy, indices, dx, p), (dy, indices, dx))          \
+  X(avg_pool2d_forward, (const Tensor& x, Tensor& y, const Pool2dParams& p), (x, y, p), (x, y))    \
+  X(avg_pool2d_backward, (const Tensor& dy, Tensor& dx, const Pool2dParams& p), (dy, dx, p),       \
+    (dy, dx))                                                                                       \
+  X(global_avg_pool_forward, (const Tensor& x, Tensor& y), (x, y), (x, y))                         \
+  X(global_avg_pool_backward, (const Tensor& dy, Tensor& dx), (dy, dx), (dy, dx))                  \
+  X(activation_forward, (Activation kind, float alpha, const Tensor& x, Tensor& y),                \
+    (kind, alpha, x, y), (x, y))                                                                    \
+  X(activation_backward, (Activation kind, float alpha, const Tensor& y, const Tensor& dy,         \
+                          Tensor& dx), (kind, alpha, y, dy, dx), (y, dy, dx))                       \
+  X(heaviside_forward, (const Tensor& x, Tensor& y, float value_at_zero), (x, y, value_at_zero),   \
+    (x, y))                                                                                         \
+  X(softmax_forward, (const Tensor& x, Tensor& y), (x, y), (x, y))                                 \
+  X(softmax_backward, (const Tensor& y, const Tensor& dy, Tensor& dx), (y, dy, dx), (y, dy, dx))   \
+  X(dropout_forward, (const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream), \
+    (x, y, mask, p, stream), (x, y, mask))                                                          \
+  X(dropout_backward, (const Tensor& dy, const Tensor& mask, Tensor& dx, float p),                 \
+    (dy, mask, dx, p), (dy, mask, dx))                                                              \
+  X(add, (const Tensor& a, const Tensor& b, Tensor& y), (a, b, y), (a, b, y))                      \
+  X(axpy, (float alpha, const Tensor& x, Tensor& y), (alpha, x, y), (x, y))                        \
+  X(scale, (float alpha, Tensor& x), (alpha, x), (x))                                              \
+  X(softmax_cross_entropy_forward, (const Tensor& logits, const Tensor& labels, Tensor& probs,     \
+    Tensor& loss, const CrossEntropyParams& p), (logits, labels, probs, loss, p),                   \
+    (logits, labels, probs, loss, p.class_weights))                                                 \
+  X(softmax_cross_entropy_backward, (const Tensor& probs, const Tensor& labels, Tensor& dlogits,   \
+    float dloss, const CrossEntropyParams& p), (probs, labels, dlogits, dloss, p),                  \
+    (probs, labels, dlogits, p.class_weights))                                                      \
+  X(mse_forward, (const Tensor& pred, const Tensor& target, Tensor& loss), (pred, target, loss),   \
+    (pred, target, loss))                                                                           \
+  X(mse_backward, (const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss),          \
+    (pred, target, dpred, dloss), (pred, target, dpred))                                            \
+  X(l1_penalty_forward, (const Tensor& w, float coeff, Tensor& loss), (w, coeff, loss), (w, loss)) \
+  X(l1_penalty_backward, (const Tensor& w, float coeff, Tensor& dw), (w, coeff, dw), (w, dw))      \
+  X(l2_penalty_forward, (const Tensor& w, float coeff, Tensor& loss), (w, coeff, loss), (w, loss)) \
+  X(l2_penalty_backward, (const Tensor& w, float coeff, Tensor& dw), (w, coeff, dw), (w, dw))
+// clang-format on
+
+struct OpTable {
+#define RUCHE_OP_SLOT(name, params, args, tensors) void(*name) params = nullptr;
+  RUCHE_OPS(RUCHE_OP_SLOT)
+#undef RUCHE_OP_SLOT
+};
+
+// The CPU implementations (ops/cpu), always present.
+const OpTable& cpu_op_table();
+// The CUDA implementations (ops/cuda); nullptr when ruche was built without CUDA.
+const OpTable* cuda_op_table();
+
+}  // namespace ruche::ops

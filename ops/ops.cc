@@ -1,0 +1,50 @@
+// The dispatching functions of ops.h: check that the tensors share one device, pick that device's
+// table, call its entry.
+#include "ops/ops.h"
+
+#include <array>
+#include <span>
+
+#include "ops/op_table.h"
+
+namespace ruche::ops {
+namespace {
+
+template <typename... T>
+std::array<const Tensor*, sizeof...(T)> pointers_of(const T&... tensors) {
+  return {&tensors...};
+}
+
+const OpTable& table_for(const char* op, std::span<const Tensor* const> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) {
+      first = t;
+    } else {
+      RUCHE_REQUIRE(t->device() == first->device())
+          << op << ": tensors on different devices (" << first->device().str() << " and "
+          << t->device().str() << ")";
+    }
+  }
+  RUCHE_REQUIRE(first != nullptr) << op << ": no tensor given";
+  if (first->device().is_cpu()) return cpu_op_table();
+  const OpTable* cuda = cuda_op_table();
+  RUCHE_REQUIRE(cuda != nullptr) << op << ": tensor on " << first->device().str()
+                                 << " but ruche was built without CUDA";
+  return *cuda;
+}
+
+}  // namespace
+
+#define RUCHE_OP_DISPATCH(name, params, args, tensors)                                    \
+  void name params {                                                                      \
+    const OpTable& table = table_for(#name, pointers_of tensors);                         \
+    RUCHE_REQUIRE(table.name != nullptr)                                                  \
+        << #name ": not implemented on " << (&table == &cpu_op_table() ? "cpu" : "cuda"); \
+    table.name args;                                                                      \
+  }
+RUCHE_OPS(RUCHE_OP_DISPATCH)
+#undef RUCHE_OP_DISPATCH
+
+}  // namespace ruche::ops

@@ -1,0 +1,127 @@
+// The op table: one function per op, forward and backward; the device of the tensors picks the
+// implementation (ops/cpu or ops/cuda). Callers pass outputs already allocated (the net's static
+// memory plan), so an op allocates nothing after its first call with a given shape.
+//
+// Conventions (PyTorch's): NCHW activations, OIHW convolution weights ([out, in/groups, kh, kw]),
+// linear weights [out, in]. Outputs are overwritten unless a comment says "adds to". An optional
+// tensor argument may be undefined (Tensor()). Every op checks shapes, dtypes and devices and
+// throws ruche::Error naming the op on a mismatch.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/rng/philox.h"
+#include "engine/tensor/tensor.h"
+
+namespace ruche::ops {
+
+// ---- threads ----
+// Cores used by CPU ops (oneDNN and our loops); 0 = OMP_NUM_THREADS or all cores.
+void set_num_threads(int threads);
+int num_threads();
+
+// ---- convolution ----
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+};
+// The output shape for input x [N, C, H, W] and weight [O, C/groups, KH, KW]; throws when they do
+// not fit.
+Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& p);
+// y = conv(x, w) + b
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
+                    const Conv2dParams& p);
+void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p);
+// dw (and db when defined) from the input and the output gradient.
+void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
+                             const Conv2dParams& p);
+
+// ---- batch norm over N (and H, W), per channel C; x is [N, C] or [N, C, H, W] ----
+struct BatchNormParams {
+  float eps = 1e-5f;
+  float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+};
+// Normalises with the batch statistics, stores them (mean, biased variance) for backward, and
+// updates the running mean and the running unbiased variance, as torch.nn.BatchNorm2d.
+void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 Tensor& y, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p);
+// Normalises with the running statistics.
+void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  const Tensor& running_mean, const Tensor& running_var, Tensor& y,
+                                  const BatchNormParams& p);
+void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                         const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p);
+
+// ---- fully connected: x [N, in], w [out, in], b [out], y [N, out] ----
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y);
+void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);
+void linear_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db);
+
+// ---- pooling, NCHW ----
+struct Pool2dParams {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;          // output size rounded up (Caffe's convention) or down (PyTorch)
+  bool count_include_pad = true;   // average pooling: divide by the full window (PyTorch default)
+};
+Shape pool2d_output_shape(const Shape& x, const Pool2dParams& p);
+// indices: i32, shaped as y; the argmax's position h * W + w within its input plane (PyTorch's).
+void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
+                         const Pool2dParams& p);
+void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p);
+void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p);
+// x [N, C, H, W] -> y [N, C, 1, 1]
+void global_avg_pool_forward(const Tensor& x, Tensor& y);
+void global_avg_pool_backward(const Tensor& dy, Tensor& dx);
+
+// ---- element-wise activations; backward reads the output y, so they may run in place ----
+enum class Activation : std::uint8_t { relu, leaky_relu, sigmoid, tanh };
+// alpha: the negative slope of leaky_relu; unused otherwise.
+void activation_forward(Activation kind, float alpha, const Tensor& x, Tensor& y);
+void activation_backward(Activation kind, float alpha, const Tensor& y, const Tensor& dy,
+                         Tensor& dx);
+// y = 1 where x > 0, value_at_zero where x == 0, 0 elsewhere (torch.heaviside); no gradient.
+void heaviside_forward(const Tensor& x, Tensor& y, float value_at_zero);
+
+// ---- softmax over dim 1 of [N, C] ----
+void softmax_forward(const Tensor& x, Tensor& y);
+void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
+
+// ---- dropout (inverted: kept values scaled by 1 / (1 - p)) ----
+// mask: u8 shaped as x, 1 = kept. Element i keeps when uniform(stream, i) >= p, so the same
+// stream gives the same mask on every device.
+void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream);
+void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p);
+
+// ---- arithmetic ----
+void add(const Tensor& a, const Tensor& b, Tensor& y);  // y = a + b (a residual join)
+void axpy(float alpha, const Tensor& x, Tensor& y);     // y += alpha * x
+void scale(float alpha, Tensor& x);                     // x *= alpha
+
+// ---- losses; loss is a one-element f32 tensor; backward multiplies by dloss ----
+struct CrossEntropyParams {
+  float label_smoothing = 0.0f;
+  Tensor class_weights;  // optional f32 [C]; the mean then divides by the targets' weight sum
+};
+// logits [N, C], labels i32 [N]; probs [N, C] keeps the softmax for backward. Mean over N.
+void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
+                                   Tensor& loss, const CrossEntropyParams& p);
+void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
+                                    float dloss, const CrossEntropyParams& p);
+// loss = mean((pred - target)^2)
+void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss);
+void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss);
+
+// ---- weight penalties: loss = coeff * sum|w| (L1), coeff / 2 * sum w^2 (L2) ----
+void l1_penalty_forward(const Tensor& w, float coeff, Tensor& loss);
+void l1_penalty_backward(const Tensor& w, float coeff, Tensor& dw);  // adds coeff * sign(w) to dw
+void l2_penalty_forward(const Tensor& w, float coeff, Tensor& loss);
+void l2_penalty_backward(const Tensor& w, float coeff, Tensor& dw);  // adds coeff * w to dw
+
+}  // namespace ruche::ops

@@ -1,0 +1,12 @@
+// The ruche subcommands; each file in tools/ adds one to the CLI. Logic lives in engine/.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ruche::tools {
+
+// Each adds its subcommand to `app`; when it runs it stores its exit status in `exit_code`.
+void add_devices_command(CLI::App& app, int& exit_code);
+void add_xor_command(CLI::App& app, int& exit_code);
+
+}  // namespace ruche::tools

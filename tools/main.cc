@@ -1,0 +1,27 @@
+// ruche: the command line. Exit codes as DESIGN.md: 0 done, 2 user error.
+#include <cstdio>
+#include <exception>
+
+#include "engine/error.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ruche: data-parallel training of convolutional networks"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ruche 0.1.0");
+  int exit_code = 0;
+  ruche::tools::add_devices_command(app, exit_code);
+  ruche::tools::add_xor_command(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const ruche::Error& e) {
+    std::fprintf(stderr, "ruche: error: %s\n", e.what());
+    return 2;
+  }
+  return exit_code;
+}
