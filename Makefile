@@ -28,7 +28,7 @@ test-gpu: build
 	$(CTEST) -L gpu
 
 demo: deps build
-	$(BUILD)/ruche xor --config examples/xor/xor.conf
+	$(BUILD)/ruche xor --config examples/xor/xor.prototxt
 
 bench: deps build
 	@bash benchmarks/run_all.sh $(BUILD)
