@@ -27,6 +27,9 @@ std::vector<DeviceInfo> list_devices(std::string* why_none) {
   return {};
 }
 std::string library_versions() { return "built without CUDA"; }
+std::size_t allocator_size_class(std::size_t bytes) { return bytes; }
+AllocatorStats allocator_stats(int) { RUCHE_FAIL() << kNoCuda; }
+void empty_cache(int) {}
 }  // namespace cuda
 
 }  // namespace ruche

@@ -1,10 +1,26 @@
-// The CUDA op table: filled by the ops/cuda units as they land; an empty slot is a clear error.
+// The CUDA op table: the ops of ops/cuda/cuda_ops.h; an empty slot is a clear error from ops.cc.
+#include "ops/cuda/cuda_ops.h"
 #include "ops/op_table.h"
 
 namespace ruche::ops {
 
 const OpTable* cuda_op_table() {
-  static const OpTable table;
+  static const OpTable table = [] {
+    OpTable t;
+    t.activation_forward = &gpu::activation_forward;
+    t.activation_backward = &gpu::activation_backward;
+    t.heaviside_forward = &gpu::heaviside_forward;
+    t.add = &gpu::add;
+    t.axpy = &gpu::axpy;
+    t.scale = &gpu::scale;
+    t.dropout_forward = &gpu::dropout_forward;
+    t.dropout_backward = &gpu::dropout_backward;
+    t.softmax_forward = &gpu::softmax_forward;
+    t.softmax_backward = &gpu::softmax_backward;
+    t.mse_forward = &gpu::mse_forward;
+    t.mse_backward = &gpu::mse_backward;
+    return t;
+  }();
   return &table;
 }
 

@@ -1,10 +1,16 @@
-// Devices, device memory and copies through the CUDA runtime API (never the driver API).
+// Devices, the caching device allocator and copies, through the CUDA runtime API (never the
+// driver API, so binaries start on machines without a driver).
 #include "ops/cuda/runtime.h"
 
+#include <cublas_api.h>
 #include <cuda_runtime_api.h>
+#include <cudnn.h>
 
+#include <bit>
+#include <cstdio>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/tensor/allocator.h"
@@ -13,22 +19,112 @@
 namespace ruche {
 namespace {
 
-class CudaAllocator final : public Allocator {
+constexpr std::size_t kMinBlock = 512;
+
+std::string mib(std::size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+// One device's cache: free lists keyed by size class, and the size class of every live block.
+class CachingAllocator final : public Allocator {
  public:
-  explicit CudaAllocator(int device) : device_(device) {}
+  explicit CachingAllocator(int device) : device_(device) {}
+  // Never destroyed (see cuda_allocator): freeing at exit would race the runtime's own teardown.
+
   void* allocate(std::size_t bytes) override {
-    CUDA_CHECK(cudaSetDevice(device_));
+    const std::size_t size = cuda::allocator_size_class(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++stats_.requests;
     void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      stats_.cached_bytes -= size;
+      ++stats_.cache_hits;
+    } else {
+      p = device_malloc(size, bytes);
+    }
+    live_.emplace(p, size);
+    stats_.allocated_bytes += size;
+    if (stats_.allocated_bytes > stats_.peak_allocated_bytes) {
+      stats_.peak_allocated_bytes = stats_.allocated_bytes;
+    }
     return p;
   }
+
+  // Called from destructors: never throws and makes no CUDA call, the block only changes lists.
   void deallocate(void* ptr, std::size_t) override {
-    cudaSetDevice(device_);
-    cudaFree(ptr);
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(ptr);
+    if (it == live_.end()) {
+      std::fprintf(stderr, "ruche: cuda:%d: deallocate of a pointer this allocator did not give\n",
+                   device_);
+      return;
+    }
+    const std::size_t size = it->second;
+    live_.erase(it);
+    stats_.allocated_bytes -= size;
+    free_[size].push_back(ptr);
+    stats_.cached_bytes += size;
+  }
+
+  cuda::AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    release_cached();
   }
 
  private:
-  int device_;
+  // Holds mutex_.
+  void* device_malloc(std::size_t size, std::size_t requested) {
+    CUDA_CHECK(cudaSetDevice(device_));
+    void* p = nullptr;
+    cudaError_t status = cudaMalloc(&p, size);
+    if (status == cudaErrorMemoryAllocation && stats_.cached_bytes > 0) {
+      cudaGetLastError();  // clear it, give the cache back to the driver and try once more
+      release_cached();
+      status = cudaMalloc(&p, size);
+    }
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      RUCHE_FAIL() << "out of memory on cuda:" << device_ << " allocating " << mib(requested)
+                   << " (" << mib(stats_.allocated_bytes) << " in use by tensors, "
+                   << mib(stats_.reserved_bytes) << " reserved)";
+    }
+    CUDA_CHECK(status);
+    ++stats_.device_mallocs;
+    stats_.reserved_bytes += size;
+    return p;
+  }
+
+  // Holds mutex_.
+  void release_cached() {
+    if (stats_.cached_bytes == 0) return;
+    CUDA_CHECK(cudaSetDevice(device_));
+    for (auto& [size, blocks] : free_) {
+      for (void* p : blocks) {
+        CUDA_CHECK(cudaFree(p));
+        ++stats_.device_frees;
+        stats_.reserved_bytes -= size;
+      }
+      blocks.clear();
+    }
+    stats_.cached_bytes = 0;
+  }
+
+  const int device_;
+  std::mutex mutex_;
+  std::unordered_map<std::size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, std::size_t> live_;
+  cuda::AllocatorStats stats_;
 };
 
 cudaMemcpyKind copy_kind(Device dst, Device src) {
@@ -36,25 +132,35 @@ cudaMemcpyKind copy_kind(Device dst, Device src) {
   return src.is_cpu() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
 }
 
-}  // namespace
-
-Allocator& cuda_allocator(int index) {
+CachingAllocator& caching_allocator(int index) {
   static std::mutex mutex;
-  static std::vector<std::unique_ptr<CudaAllocator>> allocators;
+  // Leaked on purpose: tensors in static objects may be freed after main returns.
+  static auto* allocators = new std::vector<std::unique_ptr<CachingAllocator>>();
   std::lock_guard<std::mutex> lock(mutex);
-  if (allocators.empty()) {
+  if (allocators->empty()) {
     std::string why;
     const auto devices = cuda::list_devices(&why);
     RUCHE_REQUIRE(!devices.empty()) << "cuda:" << index << " requested but " << why;
-    for (const auto& d : devices) allocators.push_back(std::make_unique<CudaAllocator>(d.index));
+    for (const auto& d : devices) {
+      allocators->push_back(std::make_unique<CachingAllocator>(d.index));
+    }
   }
-  RUCHE_REQUIRE(index >= 0 && index < static_cast<int>(allocators.size()))
-      << "cuda:" << index << " requested but only " << allocators.size() << " CUDA device(s)";
-  return *allocators[static_cast<std::size_t>(index)];
+  RUCHE_REQUIRE(index >= 0 && index < static_cast<int>(allocators->size()))
+      << "cuda:" << index << " requested but only " << allocators->size() << " CUDA device(s)";
+  return *(*allocators)[static_cast<std::size_t>(index)];
 }
+
+}  // namespace
+
+Allocator& cuda_allocator(int index) { return caching_allocator(index); }
 
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                      std::size_t bytes) {
+  if (!dst_device.is_cpu()) {
+    CUDA_CHECK(cudaSetDevice(dst_device.index));
+  } else if (!src_device.is_cpu()) {
+    CUDA_CHECK(cudaSetDevice(src_device.index));
+  }
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, copy_kind(dst_device, src_device)));
 }
 
@@ -97,11 +203,37 @@ std::string library_versions() {
   int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
-  auto version = [](int v) {
+  cudaGetLastError();
+  auto cuda_version = [](int v) {
     return v ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : std::string("none");
   };
-  return "CUDA runtime " + version(runtime) + ", driver " + version(driver);
+  // Both libraries answer without a handle or a device: these are the loaded libraries' versions,
+  // not the headers ruche was compiled against.
+  int dnn[3] = {0, 0, 0};
+  const bool dnn_ok = cudnnGetProperty(MAJOR_VERSION, &dnn[0]) == CUDNN_STATUS_SUCCESS &&
+                      cudnnGetProperty(MINOR_VERSION, &dnn[1]) == CUDNN_STATUS_SUCCESS &&
+                      cudnnGetProperty(PATCH_LEVEL, &dnn[2]) == CUDNN_STATUS_SUCCESS;
+  int blas[3] = {0, 0, 0};
+  const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas[0]) == CUBLAS_STATUS_SUCCESS &&
+                       cublasGetProperty(MINOR_VERSION, &blas[1]) == CUBLAS_STATUS_SUCCESS &&
+                       cublasGetProperty(PATCH_LEVEL, &blas[2]) == CUBLAS_STATUS_SUCCESS;
+  auto triple = [](bool ok, const int* v) {
+    return ok ? std::to_string(v[0]) + "." + std::to_string(v[1]) + "." + std::to_string(v[2])
+              : std::string("unknown");
+  };
+  return "CUDA runtime " + cuda_version(runtime) + ", driver " + cuda_version(driver) +
+         ", cuDNN " + triple(dnn_ok, dnn) + ", cuBLAS " + triple(blas_ok, blas);
 }
+
+std::size_t allocator_size_class(std::size_t bytes) {
+  if (bytes <= kMinBlock) return kMinBlock;
+  const std::size_t step = std::bit_floor(bytes) / 4;
+  return (bytes + step - 1) / step * step;
+}
+
+AllocatorStats allocator_stats(int device) { return caching_allocator(device).stats(); }
+
+void empty_cache(int device) { caching_allocator(device).empty_cache(); }
 
 }  // namespace cuda
 }  // namespace ruche

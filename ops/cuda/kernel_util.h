@@ -1,0 +1,85 @@
+// What the .cu units of ops/cuda share: argument checks, launch geometry, the stream ops run on,
+// block reductions. Internal to ops/cuda (includes CUDA headers).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string_view>
+
+#include "engine/tensor/tensor.h"
+#include "ops/cuda/cuda_check.h"
+
+namespace ruche::ops::gpu {
+
+// The stream ops launch on. Every op takes its stream from here, and every launcher takes the
+// stream as an argument, so per-rank compute streams replace this one function later.
+inline cudaStream_t current_stream() { return nullptr; }  // the default stream
+
+constexpr int kThreads = 256;  // threads per block of the element-wise kernels
+constexpr std::int64_t kMaxBlocks = 1 << 16;  // grid-stride loops cover the rest
+
+// Blocks for n work items of kThreads each, capped (kernels loop over the remainder).
+inline unsigned blocks_for(std::int64_t n) {
+  return static_cast<unsigned>(std::clamp<std::int64_t>((n + kThreads - 1) / kThreads, 1,
+                                                        kMaxBlocks));
+}
+
+// `t` must be defined, contiguous, of `dtype`, on a CUDA device; throws ruche::Error naming the op
+// and the argument otherwise.
+inline void check_arg(const Tensor& t, std::string_view op, std::string_view name,
+                      DType dtype = DType::f32) {
+  RUCHE_REQUIRE(t.defined()) << op << ": " << name << " is undefined";
+  RUCHE_REQUIRE(t.device().is_cuda())
+      << op << ": " << name << " must be on a CUDA device, got " << t.str();
+  RUCHE_REQUIRE(t.dtype() == dtype)
+      << op << ": " << name << " must be " << dtype_name(dtype) << ", got " << t.str();
+  RUCHE_REQUIRE(t.is_contiguous()) << op << ": " << name << " must be contiguous, got " << t.str()
+                                   << " with strides " << t.strides().str();
+}
+
+// `t` must have the shape of `ref`.
+inline void check_shape_as(const Tensor& t, const Tensor& ref, std::string_view op,
+                           std::string_view name, std::string_view ref_name) {
+  RUCHE_REQUIRE(t.shape() == ref.shape())
+      << op << ": " << name << " has shape " << t.shape().str() << " but " << ref_name << " has "
+      << ref.shape().str();
+}
+
+// Makes the tensor's device current for the launches that follow.
+inline void use_device_of(const Tensor& t) { CUDA_CHECK(cudaSetDevice(t.device().index)); }
+
+#if defined(__CUDACC__)
+// The sum of `v` over the block, valid in thread 0 (blockDim.x a multiple of 32, at most 1024).
+// `shared` holds 32 values of T. Deterministic: a fixed tree for a fixed block size.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, T* shared, Op op) {
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int offset = 16; offset > 0; offset /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
+  __syncthreads();  // `shared` may still be read by a previous reduction
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  const unsigned warps = blockDim.x / 32;
+  if (warp == 0) {
+    v = lane < warps ? shared[lane] : shared[0];
+    // Lanes past `warps` repeat shared[0]; mask them out of the tree below by op's identity use.
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const T other = __shfl_down_sync(0xffffffffu, v, offset);
+      if (lane + offset < warps) v = op(v, other);
+    }
+  }
+  return v;
+}
+
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a > b ? a : b; }
+};
+#endif
+
+}  // namespace ruche::ops::gpu
