@@ -1,0 +1,134 @@
+// Losses: softmax cross-entropy against F.cross_entropy (plain, label smoothing, class weights,
+// both), mse against F.mse_loss, finite-difference gradients, label and shape errors.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+
+#include "ops/ops.h"
+#include "tests/support/compare.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/reference.h"
+
+namespace ruche {
+namespace {
+
+using testing::reference;
+
+ops::CrossEntropyParams params_of(const std::string& c, bool weighted) {
+  ops::CrossEntropyParams p;
+  p.label_smoothing = reference(c, "smoothing").item();
+  if (weighted) p.class_weights = reference(c, "weight");
+  return p;
+}
+
+class CrossEntropyReference
+    : public ::testing::TestWithParam<std::pair<const char*, bool>> {};
+
+TEST_P(CrossEntropyReference, MatchesTorch) {
+  const std::string c = GetParam().first;
+  const ops::CrossEntropyParams p = params_of(c, GetParam().second);
+  const Tensor logits = reference(c, "logits"), labels = reference(c, "labels");
+  Tensor probs = Tensor::empty(logits.shape()), loss = Tensor::empty({1});
+  ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p);
+  EXPECT_TENSORS_CLOSE(loss, reference(c, "loss"), 1e-5);
+  EXPECT_TENSORS_CLOSE(probs, reference(c, "probs"), 1e-5);
+  Tensor dlogits = Tensor::empty(logits.shape());
+  ops::softmax_cross_entropy_backward(probs, labels, dlogits, reference(c, "dloss").item(), p);
+  EXPECT_TENSORS_CLOSE(dlogits, reference(c, "dlogits"), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Loss, CrossEntropyReference,
+                         ::testing::Values(std::pair{"ce_plain", false},
+                                           std::pair{"ce_smoothing", false},
+                                           std::pair{"ce_weights", true},
+                                           std::pair{"ce_weights_smoothing", true},
+                                           std::pair{"ce_one_class_heavy", true}));
+
+TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
+  const std::int64_t N = 6, C = 5;
+  const Tensor labels = Tensor::from_vector<std::int32_t>({0, 4, 2, 2, 1, 3}, {N});
+  for (int variant = 0; variant < 4; ++variant) {
+    SCOPED_TRACE("variant " + std::to_string(variant));
+    ops::CrossEntropyParams p;
+    if (variant & 1) p.label_smoothing = 0.15f;
+    if (variant & 2) p.class_weights = Tensor::from_vector({0.5f, 2.0f, 1.0f, 0.25f, 1.5f}, {C});
+    auto forward = [&](std::vector<Tensor>& in) {
+      Tensor probs = Tensor::empty({N, C}), loss = Tensor::empty({1});
+      ops::softmax_cross_entropy_forward(in[0], labels, probs, loss, p);
+      return loss;
+    };
+    auto backward = [&](std::vector<Tensor>& in, const Tensor& dloss) {
+      Tensor probs = Tensor::empty({N, C}), loss = Tensor::empty({1});
+      ops::softmax_cross_entropy_forward(in[0], labels, probs, loss, p);
+      Tensor dlogits = Tensor::empty({N, C});
+      ops::softmax_cross_entropy_backward(probs, labels, dlogits, dloss.item(), p);
+      return std::vector<Tensor>{dlogits};
+    };
+    testing::expect_gradients_match({testing::random_tensor({N, C}, 1, -2.0f, 2.0f)}, forward,
+                                    backward, {0});
+  }
+}
+
+TEST(CrossEntropy, OutOfRangeLabelNamesIndexAndValue) {
+  const Tensor logits = Tensor::zeros({4, 3});
+  Tensor probs = Tensor::empty({4, 3}), loss = Tensor::empty({1}), dlogits = Tensor::empty({4, 3});
+  for (std::int32_t bad : {3, -1}) {
+    const Tensor labels = Tensor::from_vector<std::int32_t>({0, 2, bad, 1}, {4});
+    const std::string expected = "label " + std::to_string(bad) + " at index 2 is out of range";
+    try {
+      ops::softmax_cross_entropy_forward(logits, labels, probs, loss, {});
+      ADD_FAILURE() << "label " << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("softmax_cross_entropy_forward: " + expected),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_THROW(ops::softmax_cross_entropy_backward(probs, labels, dlogits, 1.0f, {}), Error);
+  }
+}
+
+TEST(CrossEntropy, ShapeAndDtypeErrors) {
+  const Tensor logits = Tensor::zeros({4, 3});
+  Tensor probs = Tensor::empty({4, 3}), loss = Tensor::empty({1});
+  const Tensor labels = Tensor::from_vector<std::int32_t>({0, 1, 2, 0}, {4});
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(logits, Tensor::zeros({4}), probs, loss, {}),
+               Error);  // f32 labels
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(
+                   logits, Tensor::from_vector<std::int32_t>({0, 1, 2}, {3}), probs, loss, {}),
+               Error);
+  ops::CrossEntropyParams p;
+  p.class_weights = Tensor::zeros({4});
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p), Error);
+  Tensor loss2 = Tensor::empty({2});
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(logits, labels, probs, loss2, {}), Error);
+}
+
+TEST(Mse, MatchesTorch) {
+  const Tensor pred = reference("mse", "pred"), target = reference("mse", "target");
+  Tensor loss = Tensor::empty({1});
+  ops::mse_forward(pred, target, loss);
+  EXPECT_TENSORS_CLOSE(loss, reference("mse", "loss"), 1e-5);
+  Tensor dpred = Tensor::empty(pred.shape());
+  ops::mse_backward(pred, target, dpred, reference("mse", "dloss").item());
+  EXPECT_TENSORS_CLOSE(dpred, reference("mse", "dpred"), 1e-5);
+}
+
+TEST(Mse, GradientMatchesFiniteDifferences) {
+  const Shape shape{4, 7};
+  const Tensor target = testing::random_tensor(shape, 2);
+  auto forward = [&](std::vector<Tensor>& in) {
+    Tensor loss = Tensor::empty({1});
+    ops::mse_forward(in[0], target, loss);
+    return loss;
+  };
+  auto backward = [&](std::vector<Tensor>& in, const Tensor& dloss) {
+    Tensor dpred = Tensor::empty(shape);
+    ops::mse_backward(in[0], target, dpred, dloss.item());
+    return std::vector<Tensor>{dpred};
+  };
+  testing::expect_gradients_match({testing::random_tensor(shape, 3)}, forward, backward, {0});
+}
+
+}  // namespace
+}  // namespace ruche

@@ -1,0 +1,37 @@
+"""PyTorch references for F.cross_entropy (weight=, label_smoothing=, mean reduction) and mse_loss
+(loss_test.cc). Each case stores the loss as [1], the upstream gradient dloss as [1] and the
+gradient of the logits (or predictions) scaled by it."""
+import torch
+import torch.nn.functional as F
+
+DLOSS = 0.7
+
+
+def cross_entropy_case(g, n, c, smoothing, weighted):
+    logits = (torch.randn((n, c), generator=g) * 2).requires_grad_()
+    labels = torch.randint(0, c, (n,), generator=g)
+    weight = torch.rand((c,), generator=g) * 2 + 0.1 if weighted else None
+    loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+    loss.backward(torch.tensor(DLOSS))
+    arrays = {"logits": logits, "labels": labels.to(torch.int32), "probs": torch.softmax(logits, 1),
+              "loss": loss.reshape(1), "dloss": torch.tensor([DLOSS]), "dlogits": logits.grad,
+              "smoothing": torch.tensor([smoothing])}
+    if weighted:
+        arrays["weight"] = weight
+    return arrays
+
+
+def cases():
+    g = torch.Generator().manual_seed(13)
+    yield "ce_plain", cross_entropy_case(g, 9, 7, 0.0, False)
+    yield "ce_smoothing", cross_entropy_case(g, 9, 7, 0.1, False)
+    yield "ce_weights", cross_entropy_case(g, 9, 7, 0.0, True)
+    yield "ce_weights_smoothing", cross_entropy_case(g, 9, 7, 0.2, True)
+    yield "ce_one_class_heavy", cross_entropy_case(g, 33, 3, 0.3, True)
+
+    pred = torch.randn((5, 6), generator=g).requires_grad_()
+    target = torch.randn((5, 6), generator=g)
+    loss = F.mse_loss(pred, target)
+    loss.backward(torch.tensor(DLOSS))
+    yield "mse", {"pred": pred, "target": target, "loss": loss.reshape(1),
+                  "dloss": torch.tensor([DLOSS]), "dpred": pred.grad}
