@@ -1,18 +1,225 @@
-// STUB: to be implemented
+// 2-d convolution on oneDNN: forward, backward data, backward weights (and bias).
+//
+// Each op keeps a cache of primitives keyed by shapes and parameters. The primitives are created
+// with format_tag::any, so oneDNN picks its fastest (usually blocked) layouts; our NCHW / OIHW
+// tensors are reordered in and out through buffers owned by the cache entry.
+#include <cstdint>
+
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/dnnl_context.h"
+
+namespace ruche::ops {
+
+Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  RUCHE_REQUIRE(x.ndim() == 4) << "conv2d: input must be [N, C, H, W], got " << x.str();
+  RUCHE_REQUIRE(w.ndim() == 4) << "conv2d: weight must be [O, C/groups, KH, KW], got " << w.str();
+  RUCHE_REQUIRE(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 &&
+                p.dilation_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0)
+      << "conv2d: groups, stride and dilation must be >= 1 and padding >= 0 (groups " << p.groups
+      << ", stride " << p.stride_h << "x" << p.stride_w << ", dilation " << p.dilation_h << "x"
+      << p.dilation_w << ", padding " << p.pad_h << "x" << p.pad_w << ")";
+  RUCHE_REQUIRE(w[0] % p.groups == 0) << "conv2d: weight " << w.str() << " has " << w[0]
+                                      << " output channels, not divisible by groups " << p.groups;
+  RUCHE_REQUIRE(x[1] == w[1] * p.groups)
+      << "conv2d: input has " << x[1] << " channels but weight " << w.str() << " with groups "
+      << p.groups << " expects " << w[1] * p.groups;
+  const std::int64_t kh = (w[2] - 1) * p.dilation_h + 1;  // the kernel's extent with dilation
+  const std::int64_t kw = (w[3] - 1) * p.dilation_w + 1;
+  const std::int64_t h = x[2] + 2 * p.pad_h;
+  const std::int64_t wd = x[3] + 2 * p.pad_w;
+  RUCHE_REQUIRE(kh <= h && kw <= wd && x[0] >= 1)
+      << "conv2d: kernel " << kh << "x" << kw << " (with dilation) does not fit the padded input "
+      << h << "x" << wd << " of input " << x.str();
+  return Shape{x[0], w[0], (h - kh) / p.stride_h + 1, (wd - kw) / p.stride_w + 1};
+}
+
+}  // namespace ruche::ops
 
 namespace ruche::ops::cpu {
+namespace {
 
-void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dParams& p) {
-  RUCHE_FAIL() << "conv2d_forward: not implemented yet";
+using dnnl::memory;
+using Key = CacheKey<16>;
+
+// x (or dx) shape, w (or dw) shape, the parameters, and whether a bias takes part.
+Key make_key(const Shape& x, const Shape& w, const Conv2dParams& p, bool bias) {
+  return {x[0],         x[1],         x[2],       x[3],        w[0],    w[1],
+          w[2],         w[3],         p.stride_h, p.stride_w,  p.pad_h, p.pad_w,
+          p.dilation_h, p.dilation_w, p.groups,   bias ? 1 : 0};
+}
+
+// The descriptors a convolution is built from: "any" layouts for oneDNN to choose, and the plain
+// layouts of our tensors.
+struct ConvDescs {
+  memory::desc x_any, w_any, y_any, b_plain;
+  memory::desc x_plain, w_plain, y_plain;
+  memory::dims strides, dilates, pad_l, pad_r;
+};
+
+ConvDescs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  const Shape y = conv2d_output_shape(x, w, p);
+  const auto f32 = memory::data_type::f32;
+  const auto any = memory::format_tag::any;
+  const memory::dims xd(x.begin(), x.end()), yd(y.begin(), y.end());
+  // Groups are a leading weight dimension in oneDNN: [G, O/G, C/G, KH, KW] over OIHW memory.
+  const memory::dims wd = p.groups == 1 ? memory::dims(w.begin(), w.end())
+                                        : memory::dims{p.groups, w[0] / p.groups, w[1], w[2], w[3]};
+  const auto w_tag = p.groups == 1 ? memory::format_tag::oihw : memory::format_tag::goihw;
+  ConvDescs d;
+  d.x_any = {xd, f32, any};
+  d.w_any = {wd, f32, any};
+  d.y_any = {yd, f32, any};
+  d.b_plain = {{w[0]}, f32, memory::format_tag::a};
+  d.x_plain = {xd, f32, memory::format_tag::nchw};
+  d.w_plain = {wd, f32, w_tag};
+  d.y_plain = {yd, f32, memory::format_tag::nchw};
+  d.strides = {p.stride_h, p.stride_w};
+  d.dilates = {p.dilation_h - 1, p.dilation_w - 1};  // oneDNN counts dilation from 0
+  d.pad_l = {p.pad_h, p.pad_w};
+  d.pad_r = {p.pad_h, p.pad_w};
+  return d;
+}
+
+// The forward primitive_desc, also the hint every backward primitive needs.
+dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bias) {
+  const auto desc =
+      bias ? dnnl::convolution_forward::desc(
+                 dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x_any,
+                 d.w_any, d.b_plain, d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
+           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                             dnnl::algorithm::convolution_direct, d.x_any, d.w_any,
+                                             d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r);
+  return {desc, cached_attr(), dnnl_engine()};
+}
+
+void check_conv_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                     const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                     const char* b_name, const Conv2dParams& p) {
+  check_dense_f32(op, x_name, x);
+  check_dense_f32(op, w_name, w);
+  check_dense_f32(op, y_name, y);
+  Shape expected;
+  try {
+    expected = conv2d_output_shape(x.shape(), w.shape(), p);
+  } catch (const Error& e) {
+    RUCHE_FAIL() << op << ": " << e.what();
+  }
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_name << " has shape " << y.shape().str() << " but " << x_name << " "
+      << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
+      << expected.str();
+  if (b.defined()) {
+    check_dense_f32(op, b_name, b);
+    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
+        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
+  }
+}
+
+struct Forward {
+  Primitive conv;
+  LayoutBridge x, w, y;
+  memory b;
+};
+
+struct BackwardData {
+  Primitive conv;
+  LayoutBridge dy, w, dx;
+};
+
+struct BackwardWeights {
+  Primitive conv;
+  LayoutBridge x, dy, dw;
+  memory db;
+};
+
+}  // namespace
+
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
+                    const Conv2dParams& p) {
+  check_conv_args("conv2d_forward", x, "x", w, "w", y, "y", b, "b", p);
+  const bool bias = b.defined();
+  thread_local PrimitiveCache<16, Forward> cache;
+  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, bias), [&] {
+    const ConvDescs d = conv_descs(x.shape(), w.shape(), p);
+    const auto pd = forward_pd(d, bias);
+    return Forward{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
+                   LayoutBridge(d.w_plain, pd.weights_desc(), false),
+                   LayoutBridge(d.y_plain, pd.dst_desc(), true),
+                   memory(d.b_plain, dnnl_engine(), nullptr)};
+  });
+  const memory& xm = e.x.input(x.raw_data());
+  const memory& wm = e.w.input(w.raw_data());
+  const memory& ym = e.y.output(y.raw_data());
+  if (bias) {
+    e.b.set_data_handle(b.raw_data());
+    e.conv.run({{DNNL_ARG_SRC, xm.get()},
+                {DNNL_ARG_WEIGHTS, wm.get()},
+                {DNNL_ARG_BIAS, e.b.get()},
+                {DNNL_ARG_DST, ym.get()}});
+  } else {
+    e.conv.run({{DNNL_ARG_SRC, xm.get()}, {DNNL_ARG_WEIGHTS, wm.get()}, {DNNL_ARG_DST, ym.get()}});
+  }
+  e.y.written();
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {
-  RUCHE_FAIL() << "conv2d_backward_data: not implemented yet";
+  check_conv_args("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", p);
+  thread_local PrimitiveCache<16, BackwardData> cache;
+  const BackwardData& e = cached(cache, make_key(dx.shape(), w.shape(), p, false), [&] {
+    const ConvDescs d = conv_descs(dx.shape(), w.shape(), p);
+    const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.x_any,
+                                                     d.w_any, d.y_any, d.strides, d.dilates,
+                                                     d.pad_l, d.pad_r);
+    const dnnl::convolution_backward_data::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
+                                                             forward_pd(d, false));
+    return BackwardData{Primitive(pd), LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
+                        LayoutBridge(d.w_plain, pd.weights_desc(), false),
+                        LayoutBridge(d.x_plain, pd.diff_src_desc(), true)};
+  });
+  const memory& dym = e.dy.input(dy.raw_data());
+  const memory& wm = e.w.input(w.raw_data());
+  const memory& dxm = e.dx.output(dx.raw_data());
+  e.conv.run({{DNNL_ARG_DIFF_DST, dym.get()},
+              {DNNL_ARG_WEIGHTS, wm.get()},
+              {DNNL_ARG_DIFF_SRC, dxm.get()}});
+  e.dx.written();
 }
 
-void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db, const Conv2dParams& p) {
-  RUCHE_FAIL() << "conv2d_backward_weights: not implemented yet";
+void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
+                             const Conv2dParams& p) {
+  check_conv_args("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p);
+  const bool bias = db.defined();
+  thread_local PrimitiveCache<16, BackwardWeights> cache;
+  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, bias), [&] {
+    const ConvDescs d = conv_descs(x.shape(), dw.shape(), p);
+    const auto desc = bias ? dnnl::convolution_backward_weights::desc(
+                                 dnnl::algorithm::convolution_direct, d.x_any, d.w_any, d.b_plain,
+                                 d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
+                           : dnnl::convolution_backward_weights::desc(
+                                 dnnl::algorithm::convolution_direct, d.x_any, d.w_any, d.y_any,
+                                 d.strides, d.dilates, d.pad_l, d.pad_r);
+    const dnnl::convolution_backward_weights::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
+                                                                forward_pd(d, bias));
+    return BackwardWeights{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
+                           LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
+                           LayoutBridge(d.w_plain, pd.diff_weights_desc(), true),
+                           memory(d.b_plain, dnnl_engine(), nullptr)};
+  });
+  const memory& xm = e.x.input(x.raw_data());
+  const memory& dym = e.dy.input(dy.raw_data());
+  const memory& dwm = e.dw.output(dw.raw_data());
+  if (bias) {
+    e.db.set_data_handle(db.raw_data());
+    e.conv.run({{DNNL_ARG_SRC, xm.get()},
+                {DNNL_ARG_DIFF_DST, dym.get()},
+                {DNNL_ARG_DIFF_WEIGHTS, dwm.get()},
+                {DNNL_ARG_DIFF_BIAS, e.db.get()}});
+  } else {
+    e.conv.run({{DNNL_ARG_SRC, xm.get()},
+                {DNNL_ARG_DIFF_DST, dym.get()},
+                {DNNL_ARG_DIFF_WEIGHTS, dwm.get()}});
+  }
+  e.dw.written();
 }
 
 }  // namespace ruche::ops::cpu

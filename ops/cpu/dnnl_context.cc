@@ -52,4 +52,58 @@ dnnl::memory as_memory(const Tensor& t, const dnnl::memory::desc& desc) {
   return dnnl::memory(desc, dnnl_engine(), t.raw_data());
 }
 
+void check_dense_f32(const char* op, const char* arg, const Tensor& t) {
+  RUCHE_REQUIRE(t.defined()) << op << ": " << arg << " is not given";
+  RUCHE_REQUIRE(t.dtype() == DType::f32) << op << ": " << arg << " must be f32, got " << t.str();
+  RUCHE_REQUIRE(t.device().is_cpu()) << op << ": " << arg << " must be on cpu, got " << t.str();
+  RUCHE_REQUIRE(t.is_contiguous()) << op << ": " << arg << " " << t.str() << " is not contiguous";
+}
+
+dnnl::primitive_attr cached_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+void Primitive::run(std::span<const dnnl_exec_arg_t> args) const {
+  std::array<dnnl_exec_arg_t, 16> all{};
+  RUCHE_CHECK(args.size() < all.size()) << "too many oneDNN arguments";
+  int n = 0;
+  for (const dnnl_exec_arg_t& a : args) all[static_cast<std::size_t>(n++)] = a;
+  if (scratchpad_) all[static_cast<std::size_t>(n++)] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+  const dnnl_status_t status =
+      dnnl_primitive_execute(primitive_.get(), dnnl_stream().get(), n, all.data());
+  RUCHE_CHECK(status == dnnl_success)
+      << "oneDNN primitive failed to execute, dnnl_status_t " << static_cast<int>(status);
+  dnnl_stream().wait();
+}
+
+LayoutBridge::LayoutBridge(const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted,
+                           bool is_output)
+    : user_(plain, dnnl_engine(), nullptr), reordered_(plain != wanted) {
+  if (!reordered_) {
+    inner_ = user_;
+    return;
+  }
+  inner_ = dnnl::memory(wanted, dnnl_engine());  // owned buffer in the primitive's layout
+  const dnnl::memory& from = is_output ? inner_ : user_;
+  const dnnl::memory& to = is_output ? user_ : inner_;
+  reorder_ = Primitive(dnnl::reorder::primitive_desc(from, to, cached_attr()));
+}
+
+const dnnl::memory& LayoutBridge::input(void* data) const {
+  user_.set_data_handle(data);
+  if (reordered_) reorder_.run({{DNNL_ARG_FROM, user_.get()}, {DNNL_ARG_TO, inner_.get()}});
+  return inner_;
+}
+
+const dnnl::memory& LayoutBridge::output(void* data) const {
+  user_.set_data_handle(data);
+  return inner_;
+}
+
+void LayoutBridge::written() const {
+  if (reordered_) reorder_.run({{DNNL_ARG_FROM, inner_.get()}, {DNNL_ARG_TO, user_.get()}});
+}
+
 }  // namespace ruche::ops::cpu
