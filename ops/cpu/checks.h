@@ -29,8 +29,8 @@ inline void check_same_shape_as(const char* op, const char* arg, const Tensor& t
 // t is a one-element tensor (a loss).
 inline void check_scalar(const char* op, const char* arg, const Tensor& t) {
   check_dense(op, arg, t);
-  RUCHE_REQUIRE(t.numel() == 1)
-      << op << ": " << arg << " must hold one element, got shape " << t.shape().str();
+  RUCHE_REQUIRE(t.numel() == 1) << op << ": " << arg << " must hold one element, got shape "
+                                << t.shape().str();
 }
 
 }  // namespace ruche::ops::cpu

@@ -1,6 +1,6 @@
 // Losses with mean reduction, PyTorch's semantics. Cross-entropy follows F.cross_entropy with
 // weight= and label_smoothing=: with smoothing e over C classes and weights w,
-//   loss = (1 - e) * sum_n w[y_n] (-log p[n, y_n]) / W  +  e / C * sum_n sum_c w[c] (-log p[n, c]) / W
+//   loss = [(1 - e) sum_n w[y_n] (-log p[n, y_n]) + e / C sum_n sum_c w[c] (-log p[n, c])] / W
 // where W = sum_n w[y_n] (N without weights). Sums run in double.
 #include <cmath>
 
@@ -111,8 +111,8 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, T
     for (std::int64_t c = 0; c < C; ++c) {
       const double onehot = c == y ? 1.0 : 0.0;
       const double wc = w ? w[c] : 1.0;
-      dr[c] = static_cast<float>(hard * wy * (pr[c] - onehot) +
-                                 soft * (pr[c] * class_weight_sum - wc));
+      dr[c] =
+          static_cast<float>(hard * wy * (pr[c] - onehot) + soft * (pr[c] * class_weight_sum - wc));
     }
   }
 }

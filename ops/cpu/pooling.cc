@@ -30,8 +30,8 @@ Shape pool2d_output_shape(const Shape& x, const Pool2dParams& p) {
   // PyTorch's rule: padding beyond half the kernel would give windows of padding only.
   RUCHE_REQUIRE(p.pad_h >= 0 && p.pad_w >= 0 && 2 * p.pad_h <= p.kernel_h &&
                 2 * p.pad_w <= p.kernel_w)
-      << "pool2d: padding " << p.pad_h << "x" << p.pad_w << " must be between 0 and half the kernel "
-      << p.kernel_h << "x" << p.kernel_w;
+      << "pool2d: padding " << p.pad_h << "x" << p.pad_w
+      << " must be between 0 and half the kernel " << p.kernel_h << "x" << p.kernel_w;
   RUCHE_REQUIRE(x[2] + 2 * p.pad_h >= p.kernel_h && x[3] + 2 * p.pad_w >= p.kernel_w)
       << "pool2d: kernel " << p.kernel_h << "x" << p.kernel_w << " is larger than the padded input "
       << x.str() << " with padding " << p.pad_h << "x" << p.pad_w;
@@ -46,9 +46,8 @@ namespace {
 
 std::string describe(const Pool2dParams& p) {
   std::ostringstream s;
-  s << "kernel " << p.kernel_h << "x" << p.kernel_w << " stride " << p.stride_h << "x"
-    << p.stride_w << " padding " << p.pad_h << "x" << p.pad_w
-    << (p.ceil_mode ? " ceil_mode" : "");
+  s << "kernel " << p.kernel_h << "x" << p.kernel_w << " stride " << p.stride_h << "x" << p.stride_w
+    << " padding " << p.pad_h << "x" << p.pad_w << (p.ceil_mode ? " ceil_mode" : "");
   return s.str();
 }
 
@@ -176,8 +175,7 @@ void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
         for (std::int64_t h = w.h0; h < w.h1; ++h) {
           for (std::int64_t c = w.w0; c < w.w1; ++c) sum += xp[h * W + c];
         }
-        py[plane * OH * OW + oh * OW + ow] =
-            sum / static_cast<float>(avg_divisor(oh, ow, H, W, p));
+        py[plane * OH * OW + oh * OW + ow] = sum / static_cast<float>(avg_divisor(oh, ow, H, W, p));
       }
     }
   }
@@ -196,8 +194,8 @@ void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
     for (std::int64_t oh = 0; oh < OH; ++oh) {
       for (std::int64_t ow = 0; ow < OW; ++ow) {
         const Window w = window_at(oh, ow, H, W, p);
-        const float g = pdy[plane * OH * OW + oh * OW + ow] /
-                        static_cast<float>(avg_divisor(oh, ow, H, W, p));
+        const float g =
+            pdy[plane * OH * OW + oh * OW + ow] / static_cast<float>(avg_divisor(oh, ow, H, W, p));
         for (std::int64_t h = w.h0; h < w.h1; ++h) {
           for (std::int64_t c = w.w0; c < w.w1; ++c) dxp[h * W + c] += g;
         }
@@ -214,9 +212,9 @@ void check_global(const char* op, const char* x_arg, const Tensor& x, const char
   check_dense(op, y_arg, y);
   RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
   const Shape expected{x.size(0), x.size(1), 1, 1};
-  RUCHE_REQUIRE(y.shape() == expected) << op << ": " << y_arg << " has shape " << y.shape().str()
-                                       << " but " << x_arg << " " << x.shape().str() << " gives "
-                                       << expected.str();
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
+      << x.shape().str() << " gives " << expected.str();
 }
 
 }  // namespace

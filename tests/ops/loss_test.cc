@@ -22,8 +22,7 @@ ops::CrossEntropyParams params_of(const std::string& c, bool weighted) {
   return p;
 }
 
-class CrossEntropyReference
-    : public ::testing::TestWithParam<std::pair<const char*, bool>> {};
+class CrossEntropyReference : public ::testing::TestWithParam<std::pair<const char*, bool>> {};
 
 TEST_P(CrossEntropyReference, MatchesTorch) {
   const std::string c = GetParam().first;

@@ -191,10 +191,15 @@ TEST(Pooling, ClearErrors) {
                           "max_pool2d_forward: indices must be i32");
   expect_error_containing([&] { ops::avg_pool2d_forward(x, y, p); }, "avg_pool2d_forward");
   expect_error_containing(
-      [&] { ops::pool2d_output_shape({1, 1, 6, 6}, make_params(2, 2, 2, false)); },
+      [&] {
+        ops::pool2d_output_shape({1, 1, 6, 6}, make_params(2, 2, 2, false));
+      },
       "padding 2x2 must be between 0 and half the kernel");
-  expect_error_containing([&] { ops::pool2d_output_shape({1, 1, 2, 2}, make_params(3, 1, 0, false)); },
-                          "larger than the padded input");
+  expect_error_containing(
+      [&] {
+        ops::pool2d_output_shape({1, 1, 2, 2}, make_params(3, 1, 0, false));
+      },
+      "larger than the padded input");
   expect_error_containing([&] { ops::pool2d_output_shape({2, 6, 6}, p); }, "[N, C, H, W]");
   expect_error_containing([&] { ops::global_avg_pool_forward(x, y); },
                           "global_avg_pool_forward: output has shape [1, 2, 4, 4]");
