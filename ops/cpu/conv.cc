@@ -27,7 +27,9 @@ Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& p)
   const std::int64_t kw = (w[3] - 1) * p.dilation_w + 1;
   const std::int64_t h = x[2] + 2 * p.pad_h;
   const std::int64_t wd = x[3] + 2 * p.pad_w;
-  RUCHE_REQUIRE(kh <= h && kw <= wd && x[0] >= 1)
+  RUCHE_REQUIRE(x[0] >= 1 && w[0] >= 1 && x[1] >= 1)
+      << "conv2d: empty input " << x.str() << " or weight " << w.str();
+  RUCHE_REQUIRE(kh <= h && kw <= wd)
       << "conv2d: kernel " << kh << "x" << kw << " (with dilation) does not fit the padded input "
       << h << "x" << wd << " of input " << x.str();
   return Shape{x[0], w[0], (h - kh) / p.stride_h + 1, (wd - kw) / p.stride_w + 1};
