@@ -7,6 +7,7 @@
 #include <span>
 #include <utility>
 
+#include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
 
@@ -19,7 +20,7 @@ using Key = CacheKey<8>;
 
 // x must be [N, C] or [N, C, H, W]; returns C.
 std::int64_t check_data(const char* op, const char* name, const Tensor& x) {
-  check_dense_f32(op, name, x);
+  check_dense(op, name, x);
   RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
       << op << ": " << name << " must be [N, C] or [N, C, H, W], got " << x.shape().str();
   return x.size(1);
@@ -29,13 +30,13 @@ std::int64_t check_data(const char* op, const char* name, const Tensor& x) {
 void check_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
                     bool required) {
   if (!required && !t.defined()) return;
-  check_dense_f32(op, name, t);
+  check_dense(op, name, t);
   RUCHE_REQUIRE(t.shape() == Shape{c}) << op << ": " << name << " must be [" << c
                                        << "] (one value per channel), got " << t.shape().str();
 }
 
 void check_like(const char* op, const char* name, const Tensor& t, const Tensor& x) {
-  check_dense_f32(op, name, t);
+  check_dense(op, name, t);
   RUCHE_REQUIRE(t.shape() == x.shape())
       << op << ": " << name << " has shape " << t.shape().str() << " but x has " << x.shape().str();
 }

@@ -5,6 +5,7 @@
 // tensors are reordered in and out through buffers owned by the cache entry.
 #include <cstdint>
 
+#include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
 
@@ -97,9 +98,9 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bi
 void check_conv_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
                      const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
                      const char* b_name, const Conv2dParams& p) {
-  check_dense_f32(op, x_name, x);
-  check_dense_f32(op, w_name, w);
-  check_dense_f32(op, y_name, y);
+  check_dense(op, x_name, x);
+  check_dense(op, w_name, w);
+  check_dense(op, y_name, y);
   Shape expected;
   try {
     expected = conv2d_output_shape(x.shape(), w.shape(), p);
@@ -111,7 +112,7 @@ void check_conv_args(const char* op, const Tensor& x, const char* x_name, const 
       << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
       << expected.str();
   if (b.defined()) {
-    check_dense_f32(op, b_name, b);
+    check_dense(op, b_name, b);
     RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
         << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
   }

@@ -52,13 +52,6 @@ dnnl::memory as_memory(const Tensor& t, const dnnl::memory::desc& desc) {
   return dnnl::memory(desc, dnnl_engine(), t.raw_data());
 }
 
-void check_dense_f32(const char* op, const char* arg, const Tensor& t) {
-  RUCHE_REQUIRE(t.defined()) << op << ": " << arg << " is not given";
-  RUCHE_REQUIRE(t.dtype() == DType::f32) << op << ": " << arg << " must be f32, got " << t.str();
-  RUCHE_REQUIRE(t.device().is_cpu()) << op << ": " << arg << " must be on cpu, got " << t.str();
-  RUCHE_REQUIRE(t.is_contiguous()) << op << ": " << arg << " " << t.str() << " is not contiguous";
-}
-
 dnnl::primitive_attr cached_attr() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

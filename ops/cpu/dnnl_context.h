@@ -26,8 +26,6 @@ dnnl::memory as_memory(const Tensor& t, const dnnl::memory::desc& desc);
 
 // ---- cached primitives: built once per shape, then run without allocating on our side ----
 
-// t is defined, f32 and contiguous; the error names the op and the argument.
-void check_dense_f32(const char* op, const char* arg, const Tensor& t);
 
 // A oneDNN primitive with its own scratchpad (user scratchpad mode), so running it needs no
 // scratchpad allocation. Build it from a primitive_desc made with cached_attr().

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
 
@@ -16,9 +17,9 @@ using Key = CacheKey<4>;
 void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
                        const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
                        const char* b_name) {
-  check_dense_f32(op, x_name, x);
-  check_dense_f32(op, w_name, w);
-  check_dense_f32(op, y_name, y);
+  check_dense(op, x_name, x);
+  check_dense(op, w_name, w);
+  check_dense(op, y_name, y);
   RUCHE_REQUIRE(x.ndim() == 2) << op << ": " << x_name << " must be [N, in], got " << x.str();
   RUCHE_REQUIRE(w.ndim() == 2) << op << ": " << w_name << " must be [out, in], got " << w.str();
   RUCHE_REQUIRE(x.size(1) == w.size(1))
@@ -28,7 +29,7 @@ void check_linear_args(const char* op, const Tensor& x, const char* x_name, cons
   RUCHE_REQUIRE(y.shape() == expected)
       << op << ": " << y_name << " must be " << expected.str() << ", got " << y.shape().str();
   if (b.defined()) {
-    check_dense_f32(op, b_name, b);
+    check_dense(op, b_name, b);
     RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
         << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
   }
