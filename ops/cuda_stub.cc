@@ -10,7 +10,9 @@ constexpr const char* kNoCuda =
     "this ruche was built without CUDA (rebuild with RUCHE_CUDA=ON where nvcc exists)";
 }  // namespace
 
-Allocator& cuda_allocator(int) { RUCHE_FAIL() << "CUDA device requested but " << kNoCuda; }
+Allocator& cuda_allocator(int index) {
+  RUCHE_FAIL() << "cuda:" << index << " requested but " << kNoCuda;
+}
 
 void cuda_copy_bytes(void*, Device, const void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
 

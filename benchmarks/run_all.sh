@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, PyTorch at its best (OpenBLAS, no OPENBLAS_CORETYPE/L2 override,
+# which these machines set for older OpenBLAS builds), results in benchmarks/results/.
+set -euo pipefail
+build=${1:-build}
+here=$(cd "$(dirname "$0")" && pwd)
+python=${RUCHE_PYTHON:-}
+if [ -z "$python" ]; then
+  python=$(grep -m1 '^RUCHE_PYTHON:' "$build/CMakeCache.txt" | cut -d= -f2)
+fi
+echo "bench: using $python; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the benchmarks"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/conv_vs_torch.py" "$build"
