@@ -7,6 +7,7 @@
 
 #include "ops/ops.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/reference.h"
 
@@ -14,17 +15,8 @@ namespace ruche {
 namespace {
 
 using testing::random_tensor;
+using testing::error_of;
 using testing::reference;
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 class BatchNormReference : public ::testing::TestWithParam<std::string> {};
 

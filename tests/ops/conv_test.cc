@@ -7,6 +7,7 @@
 
 #include "ops/ops.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/reference.h"
 
@@ -14,6 +15,7 @@ namespace ruche {
 namespace {
 
 using testing::random_tensor;
+using testing::error_of;
 using testing::reference;
 
 ops::Conv2dParams params_of(const Tensor& t) {
@@ -22,17 +24,6 @@ ops::Conv2dParams params_of(const Tensor& t) {
   p.stride_h = v[0], p.stride_w = v[1], p.pad_h = v[2], p.pad_w = v[3];
   p.dilation_h = v[4], p.dilation_w = v[5], p.groups = v[6];
   return p;
-}
-
-// The message of the ruche::Error f throws; "" when it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 class ConvReference : public ::testing::TestWithParam<std::string> {};
