@@ -1,0 +1,118 @@
+// Net: the layers of a NetParameter in order, their blobs, and the flat parameter and gradient
+// buffers (DESIGN.md "The flat buffer"). Everything is allocated when the net is built.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/layers/layer.h"
+#include "engine/proto/ruche.pb.h"
+
+namespace ruche {
+
+// Where a NetParameter came from, so errors can say "net.prototxt:12".
+struct NetSource {
+  std::string file = "<net>";
+  std::vector<int> layer_lines;  // 1-based line of each layer; empty when unknown
+};
+
+// Reads a net prototxt, remembering each layer's line.
+proto::NetParameter load_net(const std::string& path, NetSource* source);
+proto::NetParameter parse_net(const std::string& text, const std::string& where,
+                              NetSource* source);
+
+struct NetOptions {
+  int batch_size = 1;
+  Shape sample_shape;    // one input sample, e.g. [1, 28, 28]; the Input layer's dims win
+  int num_classes = 0;   // for classifiers whose num_output is 0
+  Device device = Device::cpu();
+  // No weight decay on batch-norm parameters and biases (the solver's no_decay_bn_bias).
+  bool no_decay_bn_bias = false;
+  NetSource source;
+};
+
+// One tensor of the net's state, placed in a flat buffer.
+struct ParamEntry {
+  std::string name;  // PyTorch state_dict name, "layer1.0.conv1.weight"
+  Shape shape;
+  ParamRole role = ParamRole::weight;
+  int layer = 0;              // index into layers()
+  std::int64_t offset = 0;    // elements from the start of params() (or buffers())
+  std::int64_t count = 0;
+  float lr_mult = 1.0f;
+  float decay_mult = 1.0f;
+  bool frozen = false;        // lr_mult 0: in the trailing region of params(), no gradient
+  bool is_integer = false;    // num_batches_tracked: int64 in a state_dict, f32 here
+};
+
+class Net {
+ public:
+  static std::unique_ptr<Net> build(const proto::NetParameter& net, const NetOptions& options);
+
+  const proto::NetParameter& param() const { return param_; }
+  const NetOptions& options() const { return options_; }
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+
+  // The flat buffers. params(): trainable parameters in reverse forward order (the last layer's
+  // first), then frozen ones. grads(): [0, num_trainable) of the same layout. buffers(): running
+  // statistics (and num_batches_tracked).
+  Tensor& params() { return params_; }
+  Tensor& grads() { return grads_; }
+  Tensor& buffers() { return buffers_; }
+  std::int64_t num_trainable() const { return num_trainable_; }
+  const std::vector<ParamEntry>& param_table() const { return param_table_; }
+  const std::vector<ParamEntry>& buffer_table() const { return buffer_table_; }
+  // A view of a parameter or buffer by state_dict name; undefined when absent.
+  Tensor state_tensor(const std::string& name) const;
+
+  Tensor& input() { return input_; }    // [B, sample...] the data blob
+  Tensor& labels() { return labels_; }  // [B] i32 (or [B, k] f32 for regression losses)
+  Tensor& output() { return output_; }  // the blob the loss reads: logits
+  Tensor& loss() { return loss_; }      // [1]
+  Tensor blob(const std::string& name) const;
+
+  // Runs every layer; the loss lands in loss().
+  void forward(const StepContext& ctx);
+  // Runs backward in reverse order. With accumulate, parameter gradients are added to grads()
+  // rather than overwriting them (micro-batches 2..K of --accumulate K).
+  void backward(const StepContext& ctx, bool accumulate);
+  // Called during backward, in order, each time a layer's parameter gradients are final:
+  // [begin, end) elements of grads(). The reducer launches its buckets from here.
+  void set_grad_ready_hook(std::function<void(std::int64_t begin, std::int64_t end)> hook);
+
+  // Initialises parameters (torch.nn's defaults, or the layers' fillers) and buffers from the
+  // counter-based generator keyed by seed.
+  void init_params(std::uint64_t seed);
+
+  // The model summary: layers, output shapes, parameters, FLOPs, memory.
+  std::string summary() const;
+  // The first layer (in forward order) whose output or parameter gradient holds a NaN or Inf,
+  // as "layer 'conv2' (Convolution) output"; "" when all are finite.
+  std::string first_nonfinite() const;
+  double forward_flops() const;       // multiply-adds per batch
+  std::size_t activation_bytes() const;
+
+ private:
+  Net() = default;
+  struct Blob {
+    std::string name;
+    Tensor data, diff;
+    int producer = -1;
+    std::vector<int> consumers;
+  };
+  proto::NetParameter param_;
+  NetOptions options_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<LayerIO> io_;
+  std::vector<Blob> blobs_;
+  Tensor params_, grads_, buffers_, grad_scratch_;
+  std::int64_t num_trainable_ = 0;
+  std::vector<ParamEntry> param_table_, buffer_table_;
+  Tensor input_, labels_, output_, loss_;
+  std::function<void(std::int64_t, std::int64_t)> grad_ready_;
+};
+
+}  // namespace ruche

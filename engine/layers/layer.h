@@ -1,0 +1,93 @@
+// A layer: one kind of computation in a Net (Caffe's Layer). It derives its output shapes and
+// declares its parameters when the net is built; forward and backward call ops/ only, on tensors
+// the Net allocated once (the static memory plan), so a step allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/proto/ruche.pb.h"
+#include "engine/tensor/tensor.h"
+
+namespace ruche {
+
+enum class Phase { train, test };
+
+// What a step tells the layers.
+struct StepContext {
+  Phase phase = Phase::train;
+  std::uint64_t seed = 1;  // the run's seed: dropout streams derive from it
+  std::uint32_t epoch = 0;
+  std::uint32_t step = 0;  // global micro-batch counter: dropout masks differ per step
+};
+
+// How a parameter is treated by the optimizer and the state_dict.
+enum class ParamRole : std::uint8_t {
+  weight,      // conv / linear weight: decayed
+  bias,        // conv / linear bias
+  norm_weight, // batch-norm gamma
+  norm_bias,   // batch-norm beta
+  buffer,      // running statistics: saved and broadcast, never optimized
+};
+
+// A parameter a layer owns, named as in a PyTorch state_dict: "<layer>.<suffix>".
+struct ParamDecl {
+  std::string suffix;  // weight, bias, running_mean, running_var, num_batches_tracked
+  Shape shape;
+  ParamRole role = ParamRole::weight;
+  DType dtype = DType::f32;
+  proto::FillerParameter filler;  // type "default" = torch.nn's initialisation for the layer
+  std::int64_t fan_in = 0, fan_out = 0;  // for Kaiming / Xavier
+};
+
+// The tensors one layer reads and writes, fixed when the Net is built. Entries of bottom_diff are
+// undefined where no gradient is needed (the data, the labels, a frozen branch).
+struct LayerIO {
+  std::vector<Tensor> bottom, top, bottom_diff, top_diff;
+  std::vector<Tensor> params, param_grads;  // in param_decls() order; grads undefined for buffers
+                                            // and frozen parameters
+};
+
+class Layer {
+ public:
+  explicit Layer(const proto::LayerParameter& p) : param_(p) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const proto::LayerParameter& param() const { return param_; }
+  const std::string& name() const { return param_.name(); }
+  const std::string& type() const { return param_.type(); }
+
+  // The tops' shapes from the bottoms' (batch dimension included); throws ruche::Error when they
+  // do not fit (the Net adds the file and line). `num_classes` fills a classifier's width.
+  virtual std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int num_classes) = 0;
+  // The parameters, valid after reshape().
+  virtual std::vector<ParamDecl> param_decls() const { return {}; }
+  // Workspaces (saved statistics, masks, indices) on `device`, after reshape().
+  virtual void allocate(Device device) { (void)device; }
+  // Whether top may be bottom (ReLU, Dropout: Caffe's in-place layers).
+  virtual bool in_place_ok() const { return false; }
+  // How many tops (bottoms) the layer takes; -1: any number.
+  virtual int num_bottoms() const { return 1; }
+  virtual int num_tops() const { return 1; }
+  // Multiply-adds of one forward pass, for the model summary.
+  virtual double forward_flops() const { return 0; }
+
+  virtual void forward(LayerIO& io, const StepContext& ctx) = 0;
+  // Fills io.bottom_diff (where defined) and io.param_grads (where defined) from io.top_diff,
+  // overwriting them (the Net accumulates where it must).
+  virtual void backward(LayerIO& io, const StepContext& ctx) = 0;
+
+ private:
+  proto::LayerParameter param_;
+};
+
+// Creates the layer for p.type(); an unknown type is an error listing the known ones.
+std::unique_ptr<Layer> create_layer(const proto::LayerParameter& p);
+// The layer types create_layer knows, sorted.
+std::vector<std::string> known_layer_types();
+
+}  // namespace ruche
