@@ -97,19 +97,35 @@ class Net {
 
  private:
   Net() = default;
+  // One version of a named blob: an in-place layer makes a new version over the same tensors.
   struct Blob {
     std::string name;
     Tensor data, diff;
     int producer = -1;
-    std::vector<int> consumers;
+    int in_place_of = -1;            // the version this one overwrote
+    std::vector<int> consumers;      // layers reading this version, in forward order
+    std::vector<Tensor> extra_diffs; // gradients of all readers but the last, summed in backward
   };
+  void place_params(const std::vector<std::vector<ParamDecl>>& decls);
+  void bind_params();
+  void make_grad_scratch();
+  bool layer_has_trainable(int layer) const;
+  std::string loss_blob_name(const std::vector<std::vector<int>>& bottoms,
+                             const std::vector<std::vector<int>>& tops) const;
+
   proto::NetParameter param_;
   NetOptions options_;
   std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::vector<ParamDecl>> decls_;
   std::vector<LayerIO> io_;
   std::vector<Blob> blobs_;
-  Tensor params_, grads_, buffers_, grad_scratch_;
-  std::int64_t num_trainable_ = 0;
+  std::vector<std::vector<int>> tops_;  // blob versions each layer writes
+  std::vector<bool> trainable_layer_;   // whether backward must visit the layer
+  std::vector<std::pair<std::int64_t, std::int64_t>> layer_grad_range_;  // in grads()
+  Tensor params_, grads_, buffers_;
+  Tensor grad_scratch_;  // micro-batches 2..K write here, then add to grads_
+  std::vector<std::vector<Tensor>> scratch_param_grads_;
+  std::int64_t num_trainable_ = 0, buffer_count_ = 0;
   std::vector<ParamEntry> param_table_, buffer_table_;
   Tensor input_, labels_, output_, loss_;
   std::function<void(std::int64_t, std::int64_t)> grad_ready_;

@@ -1,7 +1,6 @@
 #include "engine/proto/text_format.h"
 
 #include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include <fstream>
 #include <sstream>
@@ -32,10 +31,12 @@ class FirstError : public google::protobuf::io::ErrorCollector {
 }  // namespace
 
 void parse_prototxt(const std::string& text, const std::string& where,
-                    google::protobuf::Message& message) {
+                    google::protobuf::Message& message,
+                    google::protobuf::TextFormat::ParseInfoTree* locations) {
   FirstError errors;
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
+  if (locations) parser.WriteLocationsTo(locations);
   if (!parser.ParseFromString(text, &message)) {
     RUCHE_FAIL() << where << ":" << errors.line_ << ":" << errors.column_ << ": "
                  << (errors.has_error_ ? errors.message_ : "cannot parse")
@@ -43,12 +44,16 @@ void parse_prototxt(const std::string& text, const std::string& where,
   }
 }
 
-void load_prototxt(const std::string& path, google::protobuf::Message& message) {
+std::string read_text_file(const std::string& path) {
   std::ifstream in(path);
   RUCHE_REQUIRE(in) << path << ": cannot open";
   std::stringstream buffer;
   buffer << in.rdbuf();
-  parse_prototxt(buffer.str(), path, message);
+  return buffer.str();
+}
+
+void load_prototxt(const std::string& path, google::protobuf::Message& message) {
+  parse_prototxt(read_text_file(path), path, message);
 }
 
 std::string to_prototxt(const google::protobuf::Message& message) {

@@ -1,0 +1,471 @@
+#include "engine/graph/net.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "engine/graph/init.h"
+#include "engine/proto/text_format.h"
+#include "ops/ops.h"
+
+namespace ruche {
+namespace {
+
+using google::protobuf::TextFormat;
+
+std::string where_of(const NetSource& source, int layer, const proto::LayerParameter& p) {
+  std::string at = source.file;
+  if (layer < static_cast<int>(source.layer_lines.size())) {
+    at += ":" + std::to_string(source.layer_lines[static_cast<std::size_t>(layer)]);
+  }
+  return at + ": layer '" + p.name() + "' (" + p.type() + ")";
+}
+
+bool is_loss(const std::string& type) {
+  return type.size() > 4 && type.compare(type.size() - 4, 4, "Loss") == 0;
+}
+
+Shape with_batch(int batch, const Shape& sample) {
+  Shape s{batch};
+  for (std::int64_t d : sample) s.push_back(d);
+  return s;
+}
+
+}  // namespace
+
+proto::NetParameter parse_net(const std::string& text, const std::string& where,
+                              NetSource* source) {
+  proto::NetParameter net;
+  TextFormat::ParseInfoTree locations;
+  parse_prototxt(text, where, net, &locations);
+  if (source) {
+    source->file = where;
+    source->layer_lines.clear();
+    const auto* field = proto::NetParameter::descriptor()->FindFieldByName("layer");
+    for (int i = 0; i < net.layer_size(); ++i) {
+      source->layer_lines.push_back(locations.GetLocation(field, i).line + 1);
+    }
+  }
+  return net;
+}
+
+proto::NetParameter load_net(const std::string& path, NetSource* source) {
+  return parse_net(read_text_file(path), path, source);
+}
+
+std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptions& options) {
+  std::unique_ptr<Net> net(new Net());
+  net->param_ = param;
+  net->options_ = options;
+  RUCHE_REQUIRE(options.batch_size > 0) << "batch size must be positive, got "
+                                        << options.batch_size;
+  RUCHE_REQUIRE(param.layer_size() > 0) << options.source.file << ": the net has no layers";
+
+  std::map<std::string, int> current;  // blob name -> index of its newest version in blobs_
+  std::vector<std::vector<int>> bottoms(static_cast<std::size_t>(param.layer_size()));
+  std::vector<std::vector<int>> tops(bottoms.size());
+  std::vector<std::vector<ParamDecl>> decls(bottoms.size());
+  std::vector<bool> trainable_layer(bottoms.size(), false);
+
+  // Pass 1: create layers, resolve blobs, derive shapes, collect parameter declarations.
+  for (int li = 0; li < param.layer_size(); ++li) {
+    const auto& lp = param.layer(li);
+    const std::string where = where_of(options.source, li, lp);
+    try {
+      RUCHE_REQUIRE(!lp.name().empty()) << "every layer needs a name";
+      auto layer = create_layer(lp);
+      auto& bl = bottoms[static_cast<std::size_t>(li)];
+      std::vector<Shape> in_shapes;
+      for (const auto& name : lp.bottom()) {
+        const auto it = current.find(name);
+        if (it == current.end()) {
+          std::string known;
+          for (const auto& [blob, index] : current) known += (known.empty() ? "" : ", ") + blob;
+          RUCHE_FAIL() << "bottom '" << name << "' is not produced by any earlier layer (blobs so "
+                       << "far: " << (known.empty() ? "none" : known) << ")";
+        }
+        bl.push_back(it->second);
+        in_shapes.push_back(net->blobs_[static_cast<std::size_t>(it->second)].data.shape());
+      }
+      if (layer->num_bottoms() >= 0) {
+        RUCHE_REQUIRE(lp.bottom_size() == layer->num_bottoms())
+            << "expects " << layer->num_bottoms() << " bottom(s), got " << lp.bottom_size();
+      }
+      if (lp.type() == "Input") {
+        // The Net tells Input what a batch is: [B, sample...] and the labels [B].
+        Shape sample = options.sample_shape;
+        if (sample.ndim() == 0) sample = Shape(lp.input_param().dim().begin(),
+                                               lp.input_param().dim().end());
+        RUCHE_REQUIRE(sample.ndim() > 0)
+            << "the input shape is unknown: set input_param { dim: ... } or give a dataset";
+        in_shapes = {with_batch(options.batch_size, sample), Shape{options.batch_size}};
+      }
+      const std::vector<Shape> out_shapes = layer->reshape(in_shapes, options.num_classes);
+      RUCHE_REQUIRE(static_cast<int>(out_shapes.size()) >= lp.top_size())
+          << "produces " << out_shapes.size() << " top(s), " << lp.top_size() << " named";
+
+      for (int t = 0; t < lp.top_size(); ++t) {
+        const std::string& name = lp.top(t);
+        const auto in_place = std::find(lp.bottom().begin(), lp.bottom().end(), name);
+        Blob blob;
+        blob.name = name;
+        blob.producer = li;
+        if (in_place != lp.bottom().end()) {
+          RUCHE_REQUIRE(layer->in_place_ok()) << "cannot run in place (top '" << name
+                                              << "' is also its bottom)";
+          const int old = current.at(name);
+          Blob& prev = net->blobs_[static_cast<std::size_t>(old)];
+          RUCHE_REQUIRE(prev.consumers.empty())
+              << "runs in place on '" << name << "', which layer '"
+              << param.layer(prev.consumers.front()).name()
+              << "' also reads: backward would see overwritten values";
+          blob.data = prev.data;  // same storage: the in-place chain shares tensors
+          blob.in_place_of = old;
+        } else {
+          RUCHE_REQUIRE(!current.count(name))
+              << "top '" << name << "' is already produced by an earlier layer";
+          const bool label = lp.type() == "Input" && t == 1;
+          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)],
+                                    label ? DType::i32 : DType::f32, options.device);
+        }
+        current[name] = static_cast<int>(net->blobs_.size());
+        tops[static_cast<std::size_t>(li)].push_back(static_cast<int>(net->blobs_.size()));
+        net->blobs_.push_back(std::move(blob));
+      }
+      for (std::size_t b = 0; b < bl.size(); ++b) {
+        net->blobs_[static_cast<std::size_t>(bl[b])].consumers.push_back(li);
+      }
+      decls[static_cast<std::size_t>(li)] = layer->param_decls();
+      int learnable = 0;
+      for (const auto& d : decls[static_cast<std::size_t>(li)]) {
+        if (d.role != ParamRole::buffer) ++learnable;
+      }
+      RUCHE_REQUIRE(lp.param_size() <= learnable)
+          << "has " << lp.param_size() << " param { } blocks but " << learnable
+          << " learnable parameter(s)";
+      layer->allocate(options.device);
+      net->layers_.push_back(std::move(layer));
+    } catch (const Error& e) {
+      RUCHE_FAIL() << where << ": " << e.what();
+    }
+  }
+
+  // The loss and what it reads.
+  for (int li = 0; li < param.layer_size(); ++li) {
+    if (!is_loss(param.layer(li).type())) continue;
+    RUCHE_REQUIRE(!net->loss_.defined())
+        << where_of(options.source, li, param.layer(li)) << ": a second loss layer";
+    net->loss_ = net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])].data;
+    net->output_ =
+        net->blobs_[static_cast<std::size_t>(bottoms[static_cast<std::size_t>(li)][0])].data;
+  }
+  RUCHE_REQUIRE(net->loss_.defined())
+      << options.source.file << ": the net has no loss layer (SoftmaxWithLoss or EuclideanLoss)";
+  RUCHE_REQUIRE(param.layer(0).type() == "Input")
+      << where_of(options.source, 0, param.layer(0)) << ": the first layer must be Input";
+  net->input_ = net->blobs_[static_cast<std::size_t>(tops[0][0])].data;
+  if (tops[0].size() > 1) net->labels_ = net->blobs_[static_cast<std::size_t>(tops[0][1])].data;
+
+  net->place_params(decls);
+
+  // Which blobs need a gradient: those downstream of a trainable parameter.
+  std::vector<bool> needs_grad(net->blobs_.size(), false);
+  for (std::size_t li = 0; li < bottoms.size(); ++li) {
+    bool any = net->layer_has_trainable(static_cast<int>(li));
+    for (int b : bottoms[li]) any = any || needs_grad[static_cast<std::size_t>(b)];
+    for (int t : tops[li]) needs_grad[static_cast<std::size_t>(t)] = any;
+    trainable_layer[li] = any;
+  }
+  for (std::size_t b = 0; b < net->blobs_.size(); ++b) {
+    Blob& blob = net->blobs_[b];
+    if (!needs_grad[b] || blob.name == net->loss_blob_name(bottoms, tops)) continue;
+    blob.diff = blob.in_place_of >= 0 ? net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff
+                                      : Tensor::zeros(blob.data.shape(), DType::f32,
+                                                      options.device);
+    if (!blob.diff.defined()) {
+      blob.diff = Tensor::zeros(blob.data.shape(), DType::f32, options.device);
+    }
+  }
+
+  // Each layer's view of its blobs. A blob read by several layers gets one gradient buffer per
+  // extra reader; the Net adds them up before the producer's backward.
+  net->io_.resize(bottoms.size());
+  for (std::size_t li = 0; li < bottoms.size(); ++li) {
+    LayerIO& io = net->io_[li];
+    for (int b : bottoms[li]) {
+      Blob& blob = net->blobs_[static_cast<std::size_t>(b)];
+      io.bottom.push_back(blob.data);
+      Tensor diff;
+      if (blob.diff.defined()) {
+        // The last reader in forward order runs first in backward and writes the shared diff.
+        if (blob.consumers.back() == static_cast<int>(li)) {
+          diff = blob.diff;
+        } else {
+          diff = Tensor::zeros(blob.diff.shape(), DType::f32, options.device);
+          blob.extra_diffs.push_back(diff);
+        }
+      }
+      io.bottom_diff.push_back(diff);
+    }
+    for (int t : tops[li]) {
+      io.top.push_back(net->blobs_[static_cast<std::size_t>(t)].data);
+      io.top_diff.push_back(net->blobs_[static_cast<std::size_t>(t)].diff);
+    }
+  }
+  net->bind_params();
+  net->tops_ = std::move(tops);
+  net->trainable_layer_ = std::move(trainable_layer);
+  return net;
+}
+
+std::string Net::loss_blob_name(const std::vector<std::vector<int>>& bottoms,
+                                const std::vector<std::vector<int>>& tops) const {
+  (void)bottoms;
+  for (std::size_t li = 0; li < tops.size(); ++li) {
+    if (is_loss(param_.layer(static_cast<int>(li)).type()) && !tops[li].empty()) {
+      return blobs_[static_cast<std::size_t>(tops[li][0])].name;
+    }
+  }
+  return "";
+}
+
+bool Net::layer_has_trainable(int layer) const {
+  for (const auto& e : param_table_) {
+    if (e.layer == layer && !e.frozen) return true;
+  }
+  return false;
+}
+
+void Net::place_params(const std::vector<std::vector<ParamDecl>>& decls) {
+  // Trainable parameters in reverse layer order, then frozen ones; buffers on their own.
+  std::vector<ParamEntry> trainable, frozen;
+  for (int li = static_cast<int>(decls.size()) - 1; li >= 0; --li) {
+    const auto& lp = param_.layer(li);
+    int learnable = 0;
+    for (const auto& d : decls[static_cast<std::size_t>(li)]) {
+      ParamEntry e;
+      e.name = lp.name() + "." + d.suffix;
+      e.shape = d.shape;
+      e.role = d.role;
+      e.layer = li;
+      e.count = d.shape.numel();
+      e.is_integer = d.dtype != DType::f32;
+      if (d.role == ParamRole::buffer) {
+        e.offset = buffer_count_;
+        buffer_count_ += e.count;
+        buffer_table_.push_back(e);
+        continue;
+      }
+      if (learnable < lp.param_size()) {
+        e.lr_mult = lp.param(learnable).lr_mult();
+        e.decay_mult = lp.param(learnable).decay_mult();
+      }
+      ++learnable;
+      e.frozen = e.lr_mult == 0.0f;
+      (e.frozen ? frozen : trainable).push_back(e);
+    }
+  }
+  std::int64_t offset = 0;
+  for (auto& e : trainable) e.offset = std::exchange(offset, offset + e.count);
+  num_trainable_ = offset;
+  for (auto& e : frozen) e.offset = std::exchange(offset, offset + e.count);
+  param_table_ = std::move(trainable);
+  param_table_.insert(param_table_.end(), frozen.begin(), frozen.end());
+  for (const auto& d : decls) decls_.push_back(d);
+
+  const Device device = options_.device;
+  params_ = Tensor::zeros({std::max<std::int64_t>(offset, 1)}, DType::f32, device)
+                .narrow(0, 0, offset);
+  grads_ = Tensor::zeros({std::max<std::int64_t>(num_trainable_, 1)}, DType::f32, device)
+               .narrow(0, 0, num_trainable_);
+  buffers_ = Tensor::zeros({std::max<std::int64_t>(buffer_count_, 1)}, DType::f32, device)
+                 .narrow(0, 0, buffer_count_);
+}
+
+void Net::bind_params() {
+  // io.params follows each layer's param_decls() order; look the entries up by name.
+  std::map<std::string, const ParamEntry*> learnable, buffers;
+  for (const auto& e : param_table_) learnable[e.name] = &e;
+  for (const auto& e : buffer_table_) buffers[e.name] = &e;
+  layer_grad_range_.assign(layers_.size(), {0, 0});
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    LayerIO& io = io_[li];
+    std::int64_t begin = num_trainable_, end = 0;
+    for (const auto& d : decls_[li]) {
+      const std::string name = param_.layer(static_cast<int>(li)).name() + "." + d.suffix;
+      if (d.role == ParamRole::buffer) {
+        const ParamEntry& e = *buffers.at(name);
+        io.params.push_back(buffers_.narrow(0, e.offset, e.count).view(e.shape));
+        io.param_grads.emplace_back();
+        continue;
+      }
+      const ParamEntry& e = *learnable.at(name);
+      io.params.push_back(params_.narrow(0, e.offset, e.count).view(e.shape));
+      if (e.frozen) {
+        io.param_grads.emplace_back();
+      } else {
+        io.param_grads.push_back(grads_.narrow(0, e.offset, e.count).view(e.shape));
+        begin = std::min(begin, e.offset);
+        end = std::max(end, e.offset + e.count);
+      }
+    }
+    if (end > begin) layer_grad_range_[li] = {begin, end};
+  }
+}
+
+Tensor Net::state_tensor(const std::string& name) const {
+  for (const auto& e : param_table_) {
+    if (e.name == name) return params_.narrow(0, e.offset, e.count).view(e.shape);
+  }
+  for (const auto& e : buffer_table_) {
+    if (e.name == name) return buffers_.narrow(0, e.offset, e.count).view(e.shape);
+  }
+  return {};
+}
+
+Tensor Net::blob(const std::string& name) const {
+  Tensor found;
+  for (const auto& b : blobs_) {
+    if (b.name == name) found = b.data;  // the newest version wins
+  }
+  return found;
+}
+
+void Net::forward(const StepContext& ctx) {
+  for (std::size_t li = 0; li < layers_.size(); ++li) layers_[li]->forward(io_[li], ctx);
+}
+
+void Net::backward(const StepContext& ctx, bool accumulate) {
+  if (accumulate && !grad_scratch_.defined()) make_grad_scratch();
+  for (std::size_t li = layers_.size(); li-- > 0;) {
+    if (!trainable_layer_[li]) continue;
+    // Readers other than the last one wrote their own gradient buffers: add them up.
+    for (int t : tops_[li]) {
+      Blob& blob = blobs_[static_cast<std::size_t>(t)];
+      for (const Tensor& extra : blob.extra_diffs) ops::axpy(1.0f, extra, blob.diff);
+    }
+    const auto [begin, end] = layer_grad_range_[li];
+    if (accumulate && end > begin) {
+      std::swap(io_[li].param_grads, scratch_param_grads_[li]);
+      layers_[li]->backward(io_[li], ctx);
+      std::swap(io_[li].param_grads, scratch_param_grads_[li]);
+      Tensor range = grads_.narrow(0, begin, end - begin);
+      ops::axpy(1.0f, grad_scratch_.narrow(0, begin, end - begin), range);
+    } else {
+      layers_[li]->backward(io_[li], ctx);
+    }
+    if (grad_ready_ && end > begin) grad_ready_(begin, end);
+  }
+}
+
+void Net::make_grad_scratch() {
+  grad_scratch_ = Tensor::zeros({std::max<std::int64_t>(num_trainable_, 1)}, DType::f32,
+                                options_.device)
+                      .narrow(0, 0, num_trainable_);
+  scratch_param_grads_.resize(layers_.size());
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    for (const Tensor& g : io_[li].param_grads) {
+      if (!g.defined()) {
+        scratch_param_grads_[li].emplace_back();
+        continue;
+      }
+      const std::int64_t offset = g.offset() - grads_.offset();
+      scratch_param_grads_[li].push_back(
+          grad_scratch_.narrow(0, offset, g.numel()).view(g.shape()));
+    }
+  }
+}
+
+void Net::set_grad_ready_hook(std::function<void(std::int64_t, std::int64_t)> hook) {
+  grad_ready_ = std::move(hook);
+}
+
+void Net::init_params(std::uint64_t seed) {
+  std::uint32_t index = 0;
+  // Forward order of declaration, so a parameter's stream does not depend on the flat layout.
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    for (std::size_t d = 0; d < decls_[li].size(); ++d) {
+      Tensor t = io_[li].params[d];
+      fill_param(t, decls_[li][d], RngStream{seed, RngPurpose::init, 0, 0, index++});
+    }
+  }
+}
+
+double Net::forward_flops() const {
+  double total = 0;
+  for (const auto& l : layers_) total += l->forward_flops();
+  return total;
+}
+
+std::size_t Net::activation_bytes() const {
+  std::size_t total = 0;
+  for (const auto& b : blobs_) {
+    if (b.in_place_of >= 0) continue;
+    total += b.data.nbytes() + (b.diff.defined() ? b.diff.nbytes() : 0);
+    for (const auto& e : b.extra_diffs) total += e.nbytes();
+  }
+  return total;
+}
+
+std::string Net::summary() const {
+  std::ostringstream out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-28s %-16s %-22s %12s %12s\n", "layer", "type", "output",
+                "params", "MFLOPs");
+  out << line;
+  std::int64_t total_params = 0;
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    std::int64_t count = 0;
+    for (const auto& d : decls_[li]) {
+      if (d.role != ParamRole::buffer) count += d.shape.numel();
+    }
+    total_params += count;
+    const std::string shape = tops_[li].empty()
+                                  ? "-"
+                                  : blobs_[static_cast<std::size_t>(tops_[li][0])].data.shape().str();
+    std::snprintf(line, sizeof line, "%-28s %-16s %-22s %12lld %12.1f\n",
+                  layers_[li]->name().substr(0, 28).c_str(), layers_[li]->type().c_str(),
+                  shape.c_str(), static_cast<long long>(count),
+                  2.0 * layers_[li]->forward_flops() / 1e6);
+    out << line;
+  }
+  std::snprintf(line, sizeof line,
+                "total: %lld parameters (%lld trainable), %.1f MFLOPs forward per batch of %d, "
+                "%.1f MiB of activations and gradients, %.1f MiB of parameters\n",
+                static_cast<long long>(total_params), static_cast<long long>(num_trainable_),
+                2.0 * forward_flops() / 1e6, options_.batch_size,
+                static_cast<double>(activation_bytes()) / (1 << 20),
+                static_cast<double>(params_.nbytes() * 2 + buffers_.nbytes()) / (1 << 20));
+  out << line;
+  return out.str();
+}
+
+std::string Net::first_nonfinite() const {
+  auto finite = [](const Tensor& t) {
+    if (!t.defined() || t.dtype() != DType::f32) return true;
+    for (float v : t.to_vector<float>()) {
+      if (!std::isfinite(v)) return false;
+    }
+    return true;
+  };
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    for (const auto& p : io_[li].params) {
+      if (!finite(p)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
+                             ") parameters";
+    }
+    for (const auto& t : io_[li].top) {
+      if (!finite(t)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
+                             ") output";
+    }
+  }
+  for (std::size_t li = layers_.size(); li-- > 0;) {
+    for (const auto& g : io_[li].param_grads) {
+      if (!finite(g)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
+                             ") gradient";
+    }
+  }
+  return "";
+}
+
+}  // namespace ruche
