@@ -1,0 +1,75 @@
+#include "engine/log/metrics_log.h"
+
+#include <cmath>
+
+#include "engine/error.h"
+
+namespace ruche {
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, double value) {
+  char buf[32];
+  if (std::isfinite(value)) {
+    std::snprintf(buf, sizeof buf, "%.6g", value);
+  } else {
+    std::snprintf(buf, sizeof buf, "null");  // JSON has no NaN; null marks a diverged value
+  }
+  fields_.emplace_back(key, buf);
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, long long value) {
+  fields_.emplace_back(key, std::to_string(value));
+  return *this;
+}
+
+MetricsRecord& MetricsRecord::add(const std::string& key, const std::string& value) {
+  fields_.emplace_back(key, json_string(value));
+  return *this;
+}
+
+std::string MetricsRecord::json() const {
+  std::string out = "{";
+  for (std::size_t i = 0; i < fields_.size(); ++i) {
+    if (i) out += ", ";
+    out += json_string(fields_[i].first) + ": " + fields_[i].second;
+  }
+  return out + "}";
+}
+
+MetricsLog::MetricsLog(const std::string& path) : file_(std::fopen(path.c_str(), "a")) {
+  RUCHE_REQUIRE(file_ != nullptr) << path << ": cannot open for writing";
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write(const MetricsRecord& record) {
+  if (!file_) return;
+  const std::string line = record.json() + "\n";
+  std::fwrite(line.data(), 1, line.size(), file_);
+  std::fflush(file_);
+}
+
+}  // namespace ruche

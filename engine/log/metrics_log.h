@@ -1,0 +1,45 @@
+// RUN/metrics.jsonl: one JSON object a line, flushed as it is written so curves can be read live.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ruche {
+
+// One record: {"split": "train", "epoch": 1, "step": 100, "loss": 0.41, ...}; numbers and
+// strings only, written in the order given.
+class MetricsRecord {
+ public:
+  explicit MetricsRecord(const std::string& split) { add("split", split); }
+  MetricsRecord& add(const std::string& key, double value);
+  MetricsRecord& add(const std::string& key, long long value);
+  MetricsRecord& add(const std::string& key, int value) {
+    return add(key, static_cast<long long>(value));
+  }
+  MetricsRecord& add(const std::string& key, const std::string& value);
+  std::string json() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;  // key, JSON-encoded value
+};
+
+// Escapes s as a JSON string literal, quotes included.
+std::string json_string(const std::string& s);
+
+class MetricsLog {
+ public:
+  MetricsLog() = default;
+  // Appends to path (a resumed run continues its file).
+  explicit MetricsLog(const std::string& path);
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  ~MetricsLog();
+  void write(const MetricsRecord& record);
+
+ private:
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace ruche

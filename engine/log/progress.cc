@@ -1,0 +1,40 @@
+#include "engine/log/progress.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace ruche {
+
+std::string human_duration(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";
+  const long long s = std::llround(seconds);
+  char buf[32];
+  if (s < 60) {
+    std::snprintf(buf, sizeof buf, "%llds", s);
+  } else if (s < 3600) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, s / 60 % 60);
+  }
+  return buf;
+}
+
+std::string progress_line(const Progress& p) {
+  char buf[256];
+  int n = 0;
+  if (p.epochs > 0) {
+    n += std::snprintf(buf + n, sizeof buf - n, "epoch %d/%d  ", p.epoch, p.epochs);
+  } else {
+    n += std::snprintf(buf + n, sizeof buf - n, "epoch %d  ", p.epoch);
+  }
+  n += std::snprintf(buf + n, sizeof buf - n,
+                     "step %lld/%lld  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s",
+                     static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss,
+                     100.0 * p.accuracy, p.lr, p.images_per_second);
+  if (p.eta_seconds >= 0) {
+    std::snprintf(buf + n, sizeof buf - n, "  ETA %s", human_duration(p.eta_seconds).c_str());
+  }
+  return buf;
+}
+
+}  // namespace ruche

@@ -1,0 +1,23 @@
+// The progress line a run prints per log interval, and durations for people.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ruche {
+
+struct Progress {
+  int epoch = 0, epochs = 0;          // 1-based epoch of how many (0: unknown)
+  std::int64_t step = 0, steps = 0;   // global step of how many
+  double loss = 0, accuracy = 0;      // accuracy in [0, 1]
+  double lr = 0;
+  double images_per_second = 0;
+  double eta_seconds = -1;            // < 0: unknown
+};
+
+// "epoch 2/10  step 1200/9380  loss 0.3412  acc 87.50%  lr 0.01  2431 img/s  ETA 3m12s"
+std::string progress_line(const Progress& p);
+// "3m12s", "1h04m", "42s"
+std::string human_duration(double seconds);
+
+}  // namespace ruche
