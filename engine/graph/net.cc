@@ -324,6 +324,16 @@ Tensor Net::state_tensor(const std::string& name) const {
   return {};
 }
 
+std::vector<std::pair<std::string, Tensor>> Net::state_dict() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    for (std::size_t d = 0; d < decls_[li].size(); ++d) {
+      out.emplace_back(layers_[li]->name() + "." + decls_[li][d].suffix, io_[li].params[d]);
+    }
+  }
+  return out;
+}
+
 Tensor Net::blob(const std::string& name) const {
   Tensor found;
   for (const auto& b : blobs_) {

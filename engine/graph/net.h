@@ -67,6 +67,9 @@ class Net {
   const std::vector<ParamEntry>& buffer_table() const { return buffer_table_; }
   // A view of a parameter or buffer by state_dict name; undefined when absent.
   Tensor state_tensor(const std::string& name) const;
+  // Every parameter and buffer as (state_dict name, view), in PyTorch's order: layers forward,
+  // each layer's parameters then buffers. num_batches_tracked is an f32 view here.
+  std::vector<std::pair<std::string, Tensor>> state_dict() const;
 
   Tensor& input() { return input_; }    // [B, sample...] the data blob
   Tensor& labels() { return labels_; }  // [B] i32 (or [B, k] f32 for regression losses)
