@@ -15,8 +15,8 @@
 //                max pool 2 -> dropout 0.25 (32 then 64 channels), then fc1 (256) -> relu5 ->
 //                drop3 (0.5) -> fc2 (classes). Names: conv1 bn1 relu1 conv2 bn2 relu2 pool1 drop1
 //                conv3 bn3 relu3 conv4 bn4 relu4 pool2 drop2 fc1 relu5 drop3 fc2.
-//                870,602 learnable parameters for 1x28x28, 10 classes (plus 384 BN running
-//                statistics); about 19 M multiply-adds per sample.
+//                870,826 learnable parameters for 1x28x28, 10 classes (plus 384 BN running
+//                statistics); 19.4 M multiply-adds per sample.
 //   resnet18     torchvision's ResNet-18 (BasicBlock, [2, 2, 2, 2]); names as its state_dict
 //                (conv1, bn1, layer1.0.conv1, ..., layer2.0.downsample.0/.1, fc). The stem follows
 //                the input: above 64 px torchvision's (conv1 7x7 stride 2 pad 3, bn1, relu,

@@ -2,6 +2,7 @@
 // shapes torchvision's state_dict() lists, for comparison with tests/ops/reference/ref_models.py.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -143,6 +144,14 @@ inline std::vector<StateEntry> layer_state_dict(const proto::NetParameter& net, 
     }
   }
   return entries;
+}
+
+// Whether create_layer() knows every layer type of `net` (the layers land one by one).
+inline bool all_layers_registered(const proto::NetParameter& net) {
+  const auto known = known_layer_types();
+  return std::all_of(net.layer().begin(), net.layer().end(), [&](const auto& layer) {
+    return std::find(known.begin(), known.end(), layer.type()) != known.end();
+  });
 }
 
 inline std::vector<std::string> lines_of(const std::vector<StateEntry>& entries) {

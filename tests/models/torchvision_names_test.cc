@@ -3,7 +3,6 @@
 // layer type they use is registered, through the layers' own param_decls().
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <sstream>
 
 #include "engine/models/models.h"
@@ -13,6 +12,7 @@
 namespace ruche {
 namespace {
 
+using testing::all_layers_registered;
 using testing::expected_state_dict;
 using testing::layer_state_dict;
 using testing::lines_of;
@@ -39,14 +39,6 @@ std::vector<std::string> torchvision_state_dict(const std::string& reference_cas
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
-}
-
-bool all_layers_registered(const proto::NetParameter& net) {
-  const auto known = known_layer_types();
-  return std::all_of(net.layer().begin(), net.layer().end(), [&](const auto& layer) {
-    return layer.type() == "Input" ||
-           std::find(known.begin(), known.end(), layer.type()) != known.end();
-  });
 }
 
 TEST(TorchvisionNames, GeneratorsMatchTorchvisionStateDicts) {
