@@ -13,7 +13,20 @@ using Factory = std::unique_ptr<Layer> (*)(const proto::LayerParameter&);
 
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> factories = {
-      // filled as the layers land: {"Convolution", &make_convolution_layer}, ...
+      {"BatchNorm", &make_batch_norm_layer},
+      {"Convolution", &make_convolution_layer},
+      {"Dropout", &make_dropout_layer},
+      {"Eltwise", &make_eltwise_layer},
+      {"EuclideanLoss", &make_euclidean_loss_layer},
+      {"Flatten", &make_flatten_layer},
+      {"InnerProduct", &make_inner_product_layer},
+      {"Input", &make_input_layer},
+      {"Pooling", &make_pooling_layer},
+      {"ReLU", &make_relu_layer},
+      {"Sigmoid", &make_sigmoid_layer},
+      {"Softmax", &make_softmax_layer},
+      {"SoftmaxWithLoss", &make_softmax_with_loss_layer},
+      {"TanH", &make_tanh_layer},
   };
   return factories;
 }
@@ -24,7 +37,7 @@ std::unique_ptr<Layer> create_layer(const proto::LayerParameter& p) {
   const auto it = registry().find(p.type());
   if (it == registry().end()) {
     std::string known;
-    for (const auto& type : known_layer_types()) known += (known.empty() ? "" : ", ") + type;
+    for (const auto& type : known_layer_types()) known.append(known.empty() ? "" : ", ").append(type);
     RUCHE_FAIL() << "unknown layer type '" << p.type() << "' (known: " << known << ")";
   }
   return it->second(p);

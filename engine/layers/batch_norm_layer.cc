@@ -1,0 +1,109 @@
+// BatchNorm: torch.nn.BatchNorm2d (or 1d on [N, C]). Training normalises with the batch statistics
+// and updates the running ones (momentum 0.1, unbiased variance); test uses the running ones.
+// Parameters, in io.params order: weight (gamma), bias (beta) when affine, then the buffers
+// running_mean, running_var, num_batches_tracked (a one-element f32 counter).
+#include "engine/layers/layer_factories.h"
+#include "engine/layers/layer_util.h"
+#include "ops/ops.h"
+
+namespace ruche {
+namespace {
+
+class BatchNormLayer final : public Layer {
+ public:
+  explicit BatchNormLayer(const proto::LayerParameter& p) : Layer(p) {
+    const auto& b = p.batch_norm_param();
+    RUCHE_REQUIRE(b.eps() > 0.0f) << "BatchNorm: eps must be positive, got " << b.eps();
+    RUCHE_REQUIRE(b.momentum() >= 0.0f && b.momentum() <= 1.0f)
+        << "BatchNorm: momentum must be in [0, 1], got " << b.momentum();
+    bn_.eps = b.eps();
+    bn_.momentum = b.momentum();
+    affine_ = b.affine();
+  }
+
+  std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int) override {
+    layers::require_bottoms("BatchNorm", bottoms, 1);
+    const Shape& x = bottoms[0];
+    RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
+        << "BatchNorm: expected a 2-d input [N, C] or a 4-d input [N, C, H, W], got " << x.str();
+    channels_ = x[1];
+    x_ = x;
+    return {x};
+  }
+
+  std::vector<ParamDecl> param_decls() const override {
+    const bool zero_init = param().batch_norm_param().zero_init();
+    std::vector<ParamDecl> decls;
+    auto add = [&](const char* suffix, Shape shape, ParamRole role, float value) {
+      ParamDecl d;
+      d.suffix = suffix;
+      d.shape = shape;
+      d.role = role;
+      d.filler = layers::constant_filler(value);
+      decls.push_back(d);
+    };
+    // Learnable entries first, buffers after (the Net relies on this order).
+    if (affine_) {
+      add("weight", Shape{channels_}, ParamRole::norm_weight, zero_init ? 0.0f : 1.0f);
+      add("bias", Shape{channels_}, ParamRole::norm_bias, 0.0f);
+    }
+    add("running_mean", Shape{channels_}, ParamRole::buffer, 0.0f);
+    add("running_var", Shape{channels_}, ParamRole::buffer, 1.0f);
+    add("num_batches_tracked", Shape{}, ParamRole::buffer, 0.0f);
+    return decls;
+  }
+
+  void allocate(Device device) override {
+    save_mean_ = Tensor::zeros(Shape{channels_}, DType::f32, device);
+    save_var_ = Tensor::zeros(Shape{channels_}, DType::f32, device);
+    // Adding a resident 1 increments the counter on its own device without a host round trip.
+    one_ = Tensor::empty(Shape{}, DType::f32, device);
+    one_.fill(1.0f);
+  }
+
+  double forward_flops() const override { return 2.0 * static_cast<double>(x_.numel()); }
+
+  void forward(LayerIO& io, const StepContext& ctx) override {
+    const std::size_t k = affine_ ? 2 : 0;  // where the buffers start
+    const Tensor& gamma = affine_ ? io.params[0] : Tensor();
+    const Tensor& beta = affine_ ? io.params[1] : Tensor();
+    if (ctx.phase == Phase::train) {
+      ops::batch_norm_forward_training(io.bottom[0], gamma, beta, io.top[0], io.params[k],
+                                       io.params[k + 1], save_mean_, save_var_, bn_);
+      ops::axpy(1.0f, one_, io.params[k + 2]);
+    } else {
+      ops::batch_norm_forward_inference(io.bottom[0], gamma, beta, io.params[k], io.params[k + 1],
+                                        io.top[0], bn_);
+    }
+  }
+
+  // Reads the statistics saved by the last training-phase forward.
+  void backward(LayerIO& io, const StepContext&) override {
+    Tensor dx = layers::entry(io.bottom_diff, 0);
+    Tensor dgamma = affine_ ? layers::entry(io.param_grads, 0) : Tensor();
+    Tensor dbeta = affine_ ? layers::entry(io.param_grads, 1) : Tensor();
+    if (!dx.defined() && !dgamma.defined() && !dbeta.defined()) return;
+    // The op writes dx always, and dgamma whenever gamma exists: unneeded ones go to scratch.
+    if (!dx.defined()) dx = layers::scratch_like(dx_scratch_, io.bottom[0]);
+    if (affine_ && !dgamma.defined()) dgamma = layers::scratch_like(dgamma_scratch_, io.params[0]);
+    const Tensor& gamma = affine_ ? io.params[0] : Tensor();
+    ops::batch_norm_backward(io.top_diff[0], io.bottom[0], gamma, save_mean_, save_var_, dx, dgamma,
+                             dbeta, bn_);
+  }
+
+ private:
+  ops::BatchNormParams bn_;
+  bool affine_ = true;
+  std::int64_t channels_ = 0;
+  Shape x_;
+  Tensor save_mean_, save_var_, one_;
+  Tensor dx_scratch_, dgamma_scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_batch_norm_layer(const proto::LayerParameter& p) {
+  return std::make_unique<BatchNormLayer>(p);
+}
+
+}  // namespace ruche

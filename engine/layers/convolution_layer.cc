@@ -1,0 +1,113 @@
+// Convolution: y = conv(x, w) + b on NCHW, weights [O, C/groups, kh, kw] as torch.nn.Conv2d, with
+// torch.nn's default initialisation unless the prototxt names fillers.
+#include "engine/layers/layer_factories.h"
+#include "engine/layers/layer_util.h"
+#include "ops/ops.h"
+
+namespace ruche {
+namespace {
+
+class ConvolutionLayer final : public Layer {
+ public:
+  explicit ConvolutionLayer(const proto::LayerParameter& p) : Layer(p) {
+    const auto& c = p.convolution_param();
+    RUCHE_REQUIRE(c.has_num_output() && c.num_output() > 0)
+        << "Convolution: convolution_param.num_output is required (the number of filters)";
+    RUCHE_REQUIRE(c.has_kernel_size() || (c.has_kernel_h() && c.has_kernel_w()))
+        << "Convolution: convolution_param.kernel_size (or kernel_h and kernel_w) is required";
+    const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
+                                       c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
+    const layers::HW s = layers::hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(),
+                                       c.has_stride_w(), c.stride_w(), 1);
+    const layers::HW pad =
+        layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
+    RUCHE_REQUIRE(k.h > 0 && k.w > 0)
+        << "Convolution: kernel size must be positive, got " << k.h << "x" << k.w;
+    RUCHE_REQUIRE(s.h > 0 && s.w > 0) << "Convolution: stride must be positive";
+    RUCHE_REQUIRE(c.dilation() > 0) << "Convolution: dilation must be positive";
+    RUCHE_REQUIRE(c.group() > 0) << "Convolution: group must be positive";
+    out_ = static_cast<std::int64_t>(c.num_output());
+    kh_ = k.h, kw_ = k.w;
+    conv_.stride_h = s.h, conv_.stride_w = s.w;
+    conv_.pad_h = pad.h, conv_.pad_w = pad.w;
+    conv_.dilation_h = conv_.dilation_w = static_cast<int>(c.dilation());
+    conv_.groups = static_cast<int>(c.group());
+    RUCHE_REQUIRE(out_ % conv_.groups == 0)
+        << "Convolution: num_output " << out_ << " is not divisible by group " << conv_.groups;
+  }
+
+  std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int) override {
+    layers::require_bottoms("Convolution", bottoms, 1);
+    const Shape& x = bottoms[0];
+    layers::require_ndim("Convolution", x, 4, "[N, C, H, W]");
+    RUCHE_REQUIRE(x[1] % conv_.groups == 0)
+        << "Convolution: input channels " << x[1] << " are not divisible by group " << conv_.groups;
+    in_ = x[1];
+    const Shape w{out_, in_ / conv_.groups, kh_, kw_};
+    try {
+      y_ = ops::conv2d_output_shape(x, w, conv_);
+    } catch (const Error& e) {
+      RUCHE_FAIL() << "Convolution: " << e.what();
+    }
+    return {y_};
+  }
+
+  std::vector<ParamDecl> param_decls() const override {
+    const auto& c = param().convolution_param();
+    const std::int64_t fan_in = in_ / conv_.groups * kh_ * kw_;
+    const std::int64_t fan_out = out_ / conv_.groups * kh_ * kw_;
+    std::vector<ParamDecl> decls;
+    ParamDecl w;
+    w.suffix = "weight";
+    w.shape = Shape{out_, in_ / conv_.groups, kh_, kw_};
+    w.role = ParamRole::weight;
+    w.filler = layers::filler_or_torch_default(c.has_weight_filler(), c.weight_filler(), fan_in);
+    w.fan_in = fan_in, w.fan_out = fan_out;
+    decls.push_back(w);
+    if (c.bias_term()) {
+      ParamDecl b;
+      b.suffix = "bias";
+      b.shape = Shape{out_};
+      b.role = ParamRole::bias;
+      b.filler = layers::filler_or_torch_default(c.has_bias_filler(), c.bias_filler(), fan_in);
+      b.fan_in = fan_in, b.fan_out = fan_out;
+      decls.push_back(b);
+    }
+    return decls;
+  }
+
+  double forward_flops() const override {
+    return static_cast<double>(y_.numel()) * static_cast<double>(in_ / conv_.groups * kh_ * kw_);
+  }
+
+  void forward(LayerIO& io, const StepContext&) override {
+    ops::conv2d_forward(io.bottom[0], io.params[0], layers::entry(io.params, 1), io.top[0], conv_);
+  }
+
+  void backward(LayerIO& io, const StepContext&) override {
+    const Tensor& dy = io.top_diff[0];
+    if (layers::entry(io.bottom_diff, 0).defined()) {
+      ops::conv2d_backward_data(dy, io.params[0], io.bottom_diff[0], conv_);
+    }
+    const Tensor& dw = layers::entry(io.param_grads, 0);
+    Tensor db = layers::entry(io.param_grads, 1);
+    if (!dw.defined() && !db.defined()) return;  // frozen
+    // The op always writes dw; a frozen weight beside a trained bias writes into scratch.
+    Tensor dw_out = dw.defined() ? dw : layers::scratch_like(dw_scratch_, io.params[0]);
+    ops::conv2d_backward_weights(io.bottom[0], dy, dw_out, db, conv_);
+  }
+
+ private:
+  std::int64_t out_ = 0, in_ = 0, kh_ = 0, kw_ = 0;
+  ops::Conv2dParams conv_;
+  Shape y_;
+  Tensor dw_scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_convolution_layer(const proto::LayerParameter& p) {
+  return std::make_unique<ConvolutionLayer>(p);
+}
+
+}  // namespace ruche

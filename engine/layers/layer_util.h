@@ -1,0 +1,99 @@
+// Small helpers shared by the layer files: argument checks that speak the layer's name, filler
+// shorthands, and the aliasing test for in-place blobs. Header-only; nothing here allocates in a
+// step.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/layers/layer.h"
+
+namespace ruche::layers {
+
+// Throws "<Type>: expected N bottom(s), got M" when the count differs.
+inline void require_bottoms(std::string_view type, const std::vector<Shape>& bottoms,
+                            std::size_t n) {
+  RUCHE_REQUIRE(bottoms.size() == n) << type << ": expected " << n << " bottom"
+                                     << (n == 1 ? "" : "s") << ", got " << bottoms.size();
+}
+
+// Throws "<Type>: expected a 4-d input [N, C, H, W], got [64, 784]" unless x has `ndim` dims.
+inline void require_ndim(std::string_view type, const Shape& x, int ndim, std::string_view layout) {
+  RUCHE_REQUIRE(x.ndim() == ndim) << type << ": expected a " << ndim << "-d input " << layout
+                                  << ", got " << x.str();
+}
+
+// A filler drawing U(-bound, bound): torch.nn's default for conv and linear weights
+// (kaiming_uniform with a = sqrt(5) reduces to bound = 1 / sqrt(fan_in)) and biases.
+inline proto::FillerParameter uniform_filler(float bound) {
+  proto::FillerParameter f;
+  f.set_type("uniform");
+  f.set_min(-bound);
+  f.set_max(bound);
+  return f;
+}
+
+inline proto::FillerParameter constant_filler(float value) {
+  proto::FillerParameter f;
+  f.set_type("constant");
+  f.set_value(value);
+  return f;
+}
+
+// The filler the user gave, or torch.nn's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+inline proto::FillerParameter filler_or_torch_default(bool given,
+                                                      const proto::FillerParameter& filler,
+                                                      std::int64_t fan_in) {
+  if (given && filler.type() != "default") return filler;
+  return uniform_filler(fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f);
+}
+
+// Whether a and b are the same elements (an in-place blob): then a copy between them is a no-op.
+inline bool same_elements(const Tensor& a, const Tensor& b) {
+  return a.shares_storage(b) && a.offset() == b.offset() && a.shape() == b.shape();
+}
+
+// The i-th entry of a LayerIO vector, or an undefined tensor when the Net left it out.
+inline const Tensor& entry(const std::vector<Tensor>& v, std::size_t i) {
+  static const Tensor kUndefined;
+  return i < v.size() ? v[i] : kUndefined;
+}
+
+// A scratch tensor shaped as `like`, allocated the first time it is needed and reused after: for
+// the rare gradient an op must write but nobody reads (a frozen weight beside a trained bias).
+inline Tensor& scratch_like(Tensor& slot, const Tensor& like) {
+  if (!slot.defined() || !(slot.shape() == like.shape()) || slot.device() != like.device()) {
+    slot = Tensor::empty(like.shape(), like.dtype(), like.device());
+  }
+  return slot;
+}
+
+// A stable 24-bit id for a layer's random streams: FNV-1a of the name, so it does not change when
+// layers are added before it.
+inline std::uint32_t stream_id_of(const std::string& name) {
+  std::uint32_t h = 2166136261u;
+  for (const unsigned char c : name) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h & 0xFFFFFFu;
+}
+
+// A per-dimension setting given as `both` or as separate h / w fields (Caffe's kernel_size vs
+// kernel_h, kernel_w); 0 when neither is set.
+struct HW {
+  int h = 0, w = 0;
+};
+inline HW hw_of(bool has_both, std::uint32_t both, bool has_h, std::uint32_t h, bool has_w,
+                std::uint32_t w, std::uint32_t fallback) {
+  HW r;
+  r.h = static_cast<int>(has_h ? h : (has_both ? both : fallback));
+  r.w = static_cast<int>(has_w ? w : (has_both ? both : fallback));
+  return r;
+}
+
+}  // namespace ruche::layers

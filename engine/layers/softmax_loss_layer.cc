@@ -1,0 +1,63 @@
+// SoftmaxWithLoss: see softmax_loss_layer.h.
+#include "engine/layers/softmax_loss_layer.h"
+
+#include "engine/layers/layer_factories.h"
+#include "engine/layers/layer_util.h"
+
+namespace ruche {
+
+SoftmaxWithLossLayer::SoftmaxWithLossLayer(const proto::LayerParameter& p) : Layer(p) {
+  ce_.label_smoothing = p.loss_param().label_smoothing();
+  RUCHE_REQUIRE(ce_.label_smoothing >= 0.0f && ce_.label_smoothing <= 1.0f)
+      << "SoftmaxWithLoss: loss_param.label_smoothing must be in [0, 1], got "
+      << ce_.label_smoothing;
+}
+
+std::vector<Shape> SoftmaxWithLossLayer::reshape(const std::vector<Shape>& bottoms, int) {
+  layers::require_bottoms("SoftmaxWithLoss", bottoms, 2);
+  const Shape& x = bottoms[0];
+  bool trailing_ones = x.ndim() >= 2;
+  for (int i = 2; i < x.ndim(); ++i) trailing_ones = trailing_ones && x[i] == 1;
+  RUCHE_REQUIRE(trailing_ones && x.numel() > 0)
+      << "SoftmaxWithLoss: expected logits [N, C] (bottom 0), got " << x.str();
+  logits_ = Shape{x[0], x[1]};
+  RUCHE_REQUIRE(bottoms[1] == Shape{x[0]})
+      << "SoftmaxWithLoss: expected labels [" << x[0] << "] (bottom 1) for logits " << x.str()
+      << ", got " << bottoms[1].str();
+  const int weights = param().loss_param().class_weight_size();
+  RUCHE_REQUIRE(weights == 0 || weights == x[1])
+      << "SoftmaxWithLoss: loss_param.class_weight has " << weights << " entries but there are "
+      << x[1] << " classes; give one weight per class";
+  return {Shape{1}};
+}
+
+void SoftmaxWithLossLayer::allocate(Device device) {
+  probs_ = Tensor::empty(logits_, DType::f32, device);
+  const auto& w = param().loss_param().class_weight();
+  if (!w.empty()) {
+    const std::vector<float> values(w.begin(), w.end());
+    ce_.class_weights = Tensor::from_vector(values, Shape{logits_[1]}).to(device);
+  }
+}
+
+double SoftmaxWithLossLayer::forward_flops() const { return 3.0 * logits_.numel(); }
+
+Tensor SoftmaxWithLossLayer::logits_2d(const Tensor& t) const {
+  return t.ndim() == 2 ? t : t.view(logits_);
+}
+
+void SoftmaxWithLossLayer::forward(LayerIO& io, const StepContext&) {
+  ops::softmax_cross_entropy_forward(logits_2d(io.bottom[0]), io.bottom[1], probs_, io.top[0], ce_);
+}
+
+void SoftmaxWithLossLayer::backward(LayerIO& io, const StepContext&) {
+  if (!layers::entry(io.bottom_diff, 0).defined()) return;
+  Tensor dlogits = logits_2d(io.bottom_diff[0]);
+  ops::softmax_cross_entropy_backward(probs_, io.bottom[1], dlogits, 1.0f, ce_);
+}
+
+std::unique_ptr<Layer> make_softmax_with_loss_layer(const proto::LayerParameter& p) {
+  return std::make_unique<SoftmaxWithLossLayer>(p);
+}
+
+}  // namespace ruche
