@@ -1,0 +1,66 @@
+// EvalAccumulator: the metrics of an evaluation pass, fed batch by batch (probabilities [B, C],
+// labels [B]); result() computes accuracy, top-5, the per-class report, the confusion matrix and,
+// when scores are kept, one-vs-rest ROC AUC.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "engine/metrics/classification.h"
+#include "engine/metrics/confusion_matrix.h"
+#include "engine/metrics/roc.h"
+#include "engine/tensor/tensor.h"
+
+namespace ruche {
+
+struct EvalResult {
+  std::int64_t samples = 0;
+  int num_classes = 0;
+  double accuracy = 0;         // top-1
+  std::optional<double> top5;  // only with more than 5 classes (else it is always 1)
+  ClassificationReport report;
+  ConfusionMatrix confusion;
+  std::optional<AucSummary> auc;  // only when the accumulator keeps scores
+};
+
+class EvalAccumulator {
+ public:
+  // keep_scores: keep every sample's C scores (N x C floats) for AUC and thresholds.
+  // expected_samples reserves that many up front, so add() does not allocate.
+  explicit EvalAccumulator(int num_classes, bool keep_scores = true,
+                           std::int64_t expected_samples = 0);
+
+  // probabilities [B, C] f32 and labels [B] i32/i64, both on the CPU. Throws ruche::Error for a
+  // label outside [0, C) or a NaN score.
+  void add(const Tensor& probabilities, const Tensor& labels);
+  // Adds another accumulator's samples (another rank's, gathered): counts add, scores append.
+  void merge(const EvalAccumulator& other);
+  void reset();
+
+  int num_classes() const { return confusion_.num_classes(); }
+  std::int64_t samples() const { return samples_; }
+  bool keeps_scores() const { return keep_scores_; }
+  const ConfusionMatrix& confusion() const { return confusion_; }
+  std::int64_t top1_correct() const { return confusion_.correct(); }
+  std::int64_t top5_correct() const { return top5_correct_; }
+  const std::vector<float>& scores() const { return scores_; }         // [N, C] row-major
+  const std::vector<std::int32_t>& labels() const { return labels_; }  // [N]
+
+  // Scores of class c for every sample, and whether each sample is of class c: the binary
+  // problem "c against the rest" (class 1 of a two-class model: roc_curve, choose_threshold).
+  std::vector<float> class_scores(int c) const;
+  std::vector<std::uint8_t> is_class(int c) const;
+
+  EvalResult result() const;
+
+ private:
+  bool keep_scores_;
+  ConfusionMatrix confusion_;
+  std::int64_t samples_ = 0;
+  std::int64_t top5_correct_ = 0;
+  std::vector<float> scores_;
+  std::vector<std::int32_t> labels_;
+};
+
+}  // namespace ruche
