@@ -15,11 +15,13 @@ namespace {
 using google::protobuf::TextFormat;
 
 std::string where_of(const NetSource& source, int layer, const proto::LayerParameter& p) {
-  std::string at = source.file;
+  std::ostringstream at;
+  at << source.file;
   if (layer < static_cast<int>(source.layer_lines.size())) {
-    at += ":" + std::to_string(source.layer_lines[static_cast<std::size_t>(layer)]);
+    at << ":" << source.layer_lines[static_cast<std::size_t>(layer)];
   }
-  return at + ": layer '" + p.name() + "' (" + p.type() + ")";
+  at << ": layer '" << p.name() << "' (" << p.type() << ")";
+  return at.str();
 }
 
 bool is_loss(const std::string& type) {
@@ -81,7 +83,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         const auto it = current.find(name);
         if (it == current.end()) {
           std::string known;
-          for (const auto& [blob, index] : current) known += (known.empty() ? "" : ", ") + blob;
+          for (const auto& [blob, index] : current) known.append(known.empty() ? "" : ", ").append(blob);
           RUCHE_FAIL() << "bottom '" << name << "' is not produced by any earlier layer (blobs so "
                        << "far: " << (known.empty() ? "none" : known) << ")";
         }

@@ -15,7 +15,7 @@ bool is_counter(const std::string& name) {
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
-  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out += (i ? ", " : "") + names[i];
+  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out.append(i ? ", " : "").append(names[i]);
   if (names.size() > 8) out += ", ... (" + std::to_string(names.size()) + " in all)";
   return out;
 }
