@@ -8,5 +8,6 @@ namespace ruche::tools {
 // Each adds its subcommand to `app`; when it runs it stores its exit status in `exit_code`.
 void add_devices_command(CLI::App& app, int& exit_code);
 void add_xor_command(CLI::App& app, int& exit_code);
+void add_train_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "ruche 0.1.0");
   int exit_code = 0;
   ruche::tools::add_devices_command(app, exit_code);
+  ruche::tools::add_train_command(app, exit_code);
   ruche::tools::add_xor_command(app, exit_code);
   try {
     app.parse(argc, argv);

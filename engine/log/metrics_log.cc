@@ -38,7 +38,7 @@ MetricsRecord& MetricsRecord::add(const std::string& key, double value) {
   return *this;
 }
 
-MetricsRecord& MetricsRecord::add(const std::string& key, long long value) {
+MetricsRecord& MetricsRecord::add(const std::string& key, std::int64_t value) {
   fields_.emplace_back(key, std::to_string(value));
   return *this;
 }

@@ -1,6 +1,7 @@
 // RUN/metrics.jsonl: one JSON object a line, flushed as it is written so curves can be read live.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -14,9 +15,9 @@ class MetricsRecord {
  public:
   explicit MetricsRecord(const std::string& split) { add("split", split); }
   MetricsRecord& add(const std::string& key, double value);
-  MetricsRecord& add(const std::string& key, long long value);
+  MetricsRecord& add(const std::string& key, std::int64_t value);
   MetricsRecord& add(const std::string& key, int value) {
-    return add(key, static_cast<long long>(value));
+    return add(key, static_cast<std::int64_t>(value));
   }
   MetricsRecord& add(const std::string& key, const std::string& value);
   std::string json() const;

@@ -1,0 +1,18 @@
+// One evaluation pass: the net in test phase over every sample of a split.
+#pragma once
+
+#include "engine/data/loader.h"
+#include "engine/graph/net.h"
+#include "engine/metrics/eval_accumulator.h"
+
+namespace ruche {
+
+// The softmax of the net's classifier (its SoftmaxWithLoss layer) after a forward; throws when
+// the net has none.
+const Tensor& net_probabilities(const Net& net);
+
+// Runs the loader's whole epoch `epoch` through the net (test phase), adding each batch's real
+// rows to acc; returns the mean negative log-likelihood of the true class.
+double evaluate(Net& net, BatchLoader& loader, EvalAccumulator& acc, std::uint32_t epoch = 0);
+
+}  // namespace ruche

@@ -1,0 +1,346 @@
+#include "engine/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/data/loader.h"
+#include "engine/log/metrics_log.h"
+#include "engine/log/progress.h"
+#include "engine/metrics/classification.h"
+#include "engine/metrics/eval_report.h"
+#include "engine/models/models.h"
+#include "engine/optim/grad_norm.h"
+#include "engine/optim/lr_schedule.h"
+#include "engine/optim/optimizer.h"
+#include "engine/proto/text_format.h"
+#include "engine/train/evaluate.h"
+#include "engine/train/weights.h"
+#include "ops/ops.h"
+
+namespace ruche {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path);
+  RUCHE_REQUIRE(out) << path.string() << ": cannot write";
+  out << text;
+}
+
+// Top-1 hits of the first n rows of probabilities against labels (host tensors).
+std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t n) {
+  const Tensor p = probs.to(Device::cpu());
+  const Tensor y = labels.to(Device::cpu());
+  const std::int64_t c = p.size(1);
+  std::int64_t hits = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    hits += argmax(p.data<float>() + i * c, static_cast<int>(c)) == y.data<std::int32_t>()[i];
+  }
+  return hits;
+}
+
+// Watches a validation metric for early stopping and for keeping the best weights.
+struct BestTracker {
+  bool higher_is_better = true;
+  float min_delta = 0;
+  double best = NAN;
+  int best_epoch = 0;
+  int epochs_without_gain = 0;
+  // Whether `value` is an improvement (and records it).
+  bool update(double value, int epoch) {
+    const bool better = std::isnan(best) || (higher_is_better ? value > best + min_delta
+                                                              : value < best - min_delta);
+    if (better) {
+      best = value;
+      best_epoch = epoch;
+      epochs_without_gain = 0;
+    } else {
+      ++epochs_without_gain;
+    }
+    return better;
+  }
+};
+
+void print_nan_diagnosis(Net& net, std::int64_t step, float lr) {
+  const std::string where = net.first_nonfinite();
+  std::fprintf(stderr,
+               "ruche: training diverged at step %lld: the loss or a gradient is not finite "
+               "(first seen in %s).\n"
+               "  Try a lower learning rate (now %g), stronger weight decay, gradient clipping "
+               "(--clip-grad-norm), or warmup.\n",
+               static_cast<long long>(step), where.empty() ? "the loss" : where.c_str(), lr);
+}
+
+void warn_chance_level(int classes, double train_acc, double val_acc) {
+  std::fprintf(stderr,
+               "ruche: warning: accuracy is still at chance level (train %.1f%%, val %.1f%%, "
+               "chance %.1f%%). Usual causes: labels misaligned with the data, a learning rate "
+               "far too low (or so high it saturates), weights initialised to zero, a frozen "
+               "output layer (lr_mult 0), or inputs that were not normalised.\n",
+               100 * train_acc, 100 * val_acc, 100.0 / classes);
+}
+
+}  // namespace
+
+proto::SolverParameter default_solver() {
+  proto::SolverParameter s;
+  s.set_type("sgd");
+  s.set_base_lr(0.05f);
+  s.set_momentum(0.9f);
+  s.set_nesterov(true);
+  s.set_weight_decay(5e-4f);
+  s.set_no_decay_bn_bias(true);
+  s.set_lr_policy("cosine");
+  s.set_warmup_epochs(0.5f);
+  s.set_batch_size(128);
+  s.set_max_epochs(10);
+  s.set_display(100);
+  return s;
+}
+
+int train(const TrainRun& run) {
+  const proto::SolverParameter& solver = run.solver;
+  ops::set_num_threads(run.threads);
+  const std::filesystem::path out = run.out_dir;
+  std::filesystem::create_directories(out);
+
+  // ---- data ----
+  const DataSplits splits = open_splits(run.data, solver.val_fraction(), solver.random_seed());
+  const Dataset& train_set = *splits.train;
+  const int classes = train_set.num_classes();
+  TransformOptions transform;
+  transform.norm = default_normalization(train_set);
+  transform.seed = solver.random_seed();
+  transform.augment.enabled = solver.augment();
+  LoaderOptions train_opts;
+  train_opts.batch_size = solver.batch_size();
+  train_opts.drop_last = true;
+  train_opts.transform = transform;
+  SamplerOptions sampler;
+  sampler.shuffle = solver.shuffle();
+  sampler.seed = solver.random_seed();
+  BatchLoader train_loader(splits.train, DistributedSampler(train_set.size(), 0, 1, sampler),
+                           train_opts);
+  RUCHE_REQUIRE(train_loader.steps_per_epoch() > 0)
+      << "the training split has " << train_set.size() << " samples, fewer than one batch of "
+      << solver.batch_size();
+  LoaderOptions eval_opts = train_opts;
+  eval_opts.drop_last = false;
+  eval_opts.transform.augment.enabled = false;
+  SamplerOptions in_order;
+  in_order.shuffle = false;
+  auto eval_loader = [&](const DatasetPtr& d) {
+    return std::make_unique<BatchLoader>(d, DistributedSampler(d->size(), 0, 1, in_order),
+                                         eval_opts);
+  };
+  std::unique_ptr<BatchLoader> val_loader = splits.val ? eval_loader(splits.val) : nullptr;
+
+  // ---- net ----
+  proto::NetParameter net_param = run.net;
+  NetSource source = run.source;
+  if (!run.model.empty()) {
+    net_param = builtin_model(run.model, ModelOptions{train_set.sample_shape(), 0});
+    source.file = "--model " + run.model;
+  }
+  NetOptions net_opts;
+  net_opts.batch_size = solver.batch_size();
+  net_opts.sample_shape = train_set.sample_shape();
+  net_opts.num_classes = classes;
+  net_opts.device = run.device;
+  net_opts.no_decay_bn_bias = solver.no_decay_bn_bias();
+  net_opts.source = source;
+  std::unique_ptr<Net> net = Net::build(net_param, net_opts);
+  net->init_params(solver.random_seed());
+  if (!run.init_weights.empty()) {
+    const LoadReport r = load_weights(*net, run.init_weights, run.init_partial);
+    std::printf("loaded %d tensors from %s", r.loaded, run.init_weights.c_str());
+    for (const auto& m : r.missing) std::printf("\n  missing (kept initialised): %s", m.c_str());
+    for (const auto& u : r.unexpected) std::printf("\n  unexpected (ignored): %s", u.c_str());
+    for (const auto& m : r.mismatched) std::printf("\n  shape mismatch (kept initialised): %s",
+                                                   m.c_str());
+    std::printf("\n");
+  }
+
+  // ---- the run directory: what was used ----
+  write_file(out / "net.prototxt", to_prototxt(net_param));
+  write_file(out / "solver.prototxt", to_prototxt(solver));
+  std::string labels;
+  for (const auto& name : train_set.class_names()) labels += name + "\n";
+  write_file(out / "labels.txt", labels);
+  MetricsLog metrics((out / "metrics.jsonl").string());
+
+  std::printf("%s", net->summary().c_str());
+  std::printf("data: %s, %lld train / %lld val / %lld test samples, %d classes\n",
+              train_set.kind().c_str(), static_cast<long long>(train_set.size()),
+              static_cast<long long>(splits.val ? splits.val->size() : 0),
+              static_cast<long long>(splits.test ? splits.test->size() : 0), classes);
+
+  // ---- solver ----
+  const std::int64_t steps_per_epoch = train_loader.steps_per_epoch() / solver.iter_size();
+  RUCHE_REQUIRE(steps_per_epoch > 0) << "iter_size " << solver.iter_size()
+                                     << " exceeds the batches in an epoch";
+  const std::int64_t total_steps =
+      solver.max_iter() > 0 ? solver.max_iter()
+                            : static_cast<std::int64_t>(std::max(solver.max_epochs(), 1)) *
+                                  steps_per_epoch;
+  const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
+  check_lr_schedule(solver, steps_per_epoch, total_steps);
+  auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable());
+  std::printf("solver: %s lr %g (%s), batch %d x %d accumulated, %lld steps (%d epochs)\n",
+              solver.type().c_str(), solver.base_lr(), solver.lr_policy().c_str(),
+              solver.batch_size(), solver.iter_size(), static_cast<long long>(total_steps),
+              epochs);
+
+  // ---- the loop ----
+  const Tensor& probs = net_probabilities(*net);
+  BestTracker best;
+  best.higher_is_better = solver.monitor() != "val_loss";
+  best.min_delta = solver.min_delta();
+  RUCHE_REQUIRE(solver.monitor() == "val_acc" || solver.monitor() == "val_loss")
+      << "monitor must be val_acc or val_loss, got '" << solver.monitor() << "'";
+  RUCHE_REQUIRE(solver.on_nan() == "stop" || solver.on_nan() == "skip")
+      << "on_nan must be stop or skip, got '" << solver.on_nan() << "'";
+  StepContext ctx;
+  ctx.seed = solver.random_seed();
+  std::int64_t step = 0, skipped = 0;
+  std::uint32_t micro = 0;
+  const auto started = Clock::now();
+  bool stop = false;
+  for (int epoch = 0; epoch < epochs && !stop; ++epoch) {
+    train_loader.start_epoch(static_cast<std::uint32_t>(epoch));
+    ctx.epoch = static_cast<std::uint32_t>(epoch);
+    double interval_loss = 0, epoch_loss = 0;
+    std::int64_t interval_hits = 0, interval_seen = 0, epoch_hits = 0, epoch_seen = 0;
+    auto interval_start = Clock::now();
+    for (std::int64_t s = 0; s < steps_per_epoch && step < total_steps; ++s) {
+      const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
+      bool finite = true;
+      for (int k = 0; k < solver.iter_size(); ++k) {
+        const std::int64_t n = train_loader.next(net->input(), net->labels());
+        RUCHE_CHECK(n == solver.batch_size()) << "the training loader returned a short batch";
+        ctx.phase = Phase::train;
+        ctx.step = micro++;
+        net->forward(ctx);
+        const float loss = net->loss().item();
+        finite = finite && std::isfinite(loss);
+        net->backward(ctx, k > 0);
+        const std::int64_t hits = correct_in(probs, net->labels(), n);
+        interval_loss += loss * static_cast<double>(n);
+        epoch_loss += loss * static_cast<double>(n);
+        interval_hits += hits;
+        epoch_hits += hits;
+        interval_seen += n;
+        epoch_seen += n;
+      }
+      if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
+                                             net->grads());
+      const GradStats stats = grad_stats(net->grads(), net->num_trainable());
+      if (!finite || !stats.finite) {
+        if (solver.on_nan() == "skip") {
+          ++skipped;
+          ++step;
+          continue;
+        }
+        print_nan_diagnosis(*net, step, lr);
+        metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
+                          .add("loss", std::nan("")).add("diverged", 1));
+        return kExitDiverged;
+      }
+      clip_grad_norm(net->grads(), net->num_trainable(), stats, solver.clip_grad_norm());
+      optimizer->step(net->params(), net->grads(), lr);
+      ++step;
+
+      if (step % solver.display() == 0 || step == total_steps) {
+        const double elapsed = seconds_since(interval_start);
+        Progress p;
+        p.epoch = epoch + 1;
+        p.epochs = epochs;
+        p.step = step;
+        p.steps = total_steps;
+        p.loss = interval_loss / static_cast<double>(interval_seen);
+        p.accuracy = static_cast<double>(interval_hits) / static_cast<double>(interval_seen);
+        p.lr = lr;
+        p.images_per_second = static_cast<double>(interval_seen) / elapsed;
+        p.eta_seconds = seconds_since(started) / static_cast<double>(step) *
+                        static_cast<double>(total_steps - step);
+        std::printf("%s\n", progress_line(p).c_str());
+        std::fflush(stdout);
+        metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
+                          .add("loss", p.loss).add("acc", p.accuracy).add("lr", p.lr)
+                          .add("img_per_s", p.images_per_second)
+                          .add("time_s", seconds_since(started)));
+        interval_loss = 0;
+        interval_hits = interval_seen = 0;
+        interval_start = Clock::now();
+      }
+    }
+
+    // ---- end of epoch: validation, best weights, early stopping, chance level ----
+    const double train_acc = epoch_seen ? static_cast<double>(epoch_hits) / epoch_seen : 0;
+    if (val_loader) {
+      EvalAccumulator acc(classes, false, splits.val->size());
+      const double val_loss = evaluate(*net, *val_loader, acc);
+      const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
+                                                 static_cast<double>(acc.samples())
+                                           : 0;
+      std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  (%s)\n",
+                  epoch + 1, epochs, epoch_seen ? epoch_loss / epoch_seen : 0, 100 * train_acc,
+                  val_loss, 100 * val_acc, human_duration(seconds_since(started)).c_str());
+      metrics.write(MetricsRecord("val").add("epoch", epoch + 1).add("step", step)
+                        .add("loss", val_loss).add("acc", val_acc)
+                        .add("time_s", seconds_since(started)));
+      if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1)) {
+        save_weights(*net, (out / "best.npz").string());
+      }
+      if (solver.patience() > 0 && best.epochs_without_gain >= solver.patience()) {
+        std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
+                    solver.monitor().c_str(), solver.patience(), best.best, best.best_epoch);
+        stop = true;
+      }
+      const double chance = 1.0 / classes;
+      if (epoch + 1 == solver.chance_warning_epochs() && train_acc < 1.5 * chance &&
+          val_acc < 1.5 * chance) {
+        warn_chance_level(classes, train_acc, val_acc);
+      }
+    }
+  }
+  if (skipped) std::printf("skipped %lld steps with non-finite values\n",
+                           static_cast<long long>(skipped));
+  save_weights(*net, (out / "model.npz").string());
+  std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
+              human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());
+
+  // ---- the test split, once, for confirmation ----
+  if (splits.test) {
+    if (solver.patience() > 0 && std::filesystem::exists(out / "best.npz")) {
+      load_weights(*net, (out / "best.npz").string(), false);
+      std::printf("test on the best validation weights (epoch %d)\n", best.best_epoch);
+    }
+    auto test_loader = eval_loader(splits.test);
+    EvalAccumulator acc(classes, true, splits.test->size());
+    const double test_loss = evaluate(*net, *test_loader, acc);
+    EvalReport report;
+    report.split = "test";
+    report.class_names = train_set.class_names();
+    report.result = acc.result();
+    report.extra = {{"loss", test_loss}, {"step", static_cast<double>(step)}};
+    write_eval_report((out / "eval-test.json").string(), report);
+    metrics.write(MetricsRecord("test").add("step", step).add("loss", test_loss)
+                      .add("acc", report.result.accuracy));
+    std::printf("\ntest accuracy %.2f%% (%lld samples), loss %.4f\n\n%s\n%s",
+                100 * report.result.accuracy, static_cast<long long>(report.result.samples),
+                test_loss, report.result.confusion.render(report.class_names).c_str(),
+                render_classification_report(report.result.report, report.class_names).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace ruche

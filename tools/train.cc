@@ -1,0 +1,142 @@
+// ruche train: flags to a TrainRun. Every training hyperparameter is a solver field and a flag;
+// the flag wins over --solver's value, and `ruche train --help` shows each pair.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/text_format.h>
+
+#include <cstdio>
+#include <map>
+
+#include "engine/models/models.h"
+#include "engine/proto/text_format.h"
+#include "engine/train/trainer.h"
+#include "tools/commands.h"
+
+namespace ruche::tools {
+namespace {
+
+// A flag that sets a SolverParameter field. `set_to` fixes the value for switches
+// (--no-shuffle sets shuffle: false); empty means the flag takes a value.
+struct SolverFlag {
+  const char* flag;
+  const char* field;
+  const char* help;
+  const char* set_to = "";
+};
+
+const SolverFlag kSolverFlags[] = {
+    {"--optimizer", "type", "sgd, adam, adamw, rmsprop, lars"},
+    {"--lr", "base_lr", "base learning rate"},
+    {"--momentum", "momentum", "SGD / RMSprop / LARS momentum"},
+    {"--nesterov", "nesterov", "Nesterov momentum", "true"},
+    {"--weight-decay", "weight_decay", "L2 (AdamW: decoupled)"},
+    {"--l1", "l1_decay", "L1 penalty"},
+    {"--beta1", "beta1", "Adam beta1"},
+    {"--beta2", "beta2", "Adam beta2"},
+    {"--eps", "epsilon", "Adam / RMSprop epsilon"},
+    {"--clip-grad-norm", "clip_grad_norm", "clip the global gradient norm (0: off)"},
+    {"--no-decay-bn-bias", "no_decay_bn_bias", "no weight decay on BN and biases", "true"},
+    {"--lr-policy", "lr_policy", "fixed, step, multistep, exp, poly, cosine"},
+    {"--gamma", "gamma", "decay factor of step / multistep / exp"},
+    {"--step-size", "stepsize", "steps between decays (step)"},
+    {"--min-lr", "min_lr", "floor of cosine / poly"},
+    {"--warmup-steps", "warmup_steps", "linear warmup steps"},
+    {"--warmup-epochs", "warmup_epochs", "linear warmup epochs"},
+    {"--batch-size", "batch_size", "per rank"},
+    {"--epochs", "max_epochs", "epochs to train"},
+    {"--max-steps", "max_iter", "steps to train (wins over --epochs)"},
+    {"--accumulate", "iter_size", "micro-batches per step"},
+    {"--log-every", "display", "steps between progress lines"},
+    {"--seed", "random_seed", "seed of every random number"},
+    {"--val-fraction", "val_fraction", "training data held out for validation"},
+    {"--no-shuffle", "shuffle", "visit samples in order", "false"},
+    {"--no-augment", "augment", "no crop / flip", "false"},
+    {"--patience", "patience", "early stopping after N epochs without gain (0: off)"},
+    {"--monitor", "monitor", "val_acc or val_loss"},
+    {"--on-nan", "on_nan", "stop (exit 3) or skip the step"},
+};
+
+void set_field(proto::SolverParameter& solver, const std::string& field,
+               const std::string& value, const std::string& flag) {
+  const auto* descriptor = proto::SolverParameter::descriptor()->FindFieldByName(field);
+  RUCHE_CHECK(descriptor != nullptr) << "no solver field " << field;
+  // TextFormat parses the value exactly as in a solver.prototxt, so flags and files agree.
+  const std::string text =
+      descriptor->type() == google::protobuf::FieldDescriptor::TYPE_STRING
+          ? field + ": \"" + value + "\""
+          : field + ": " + value;
+  proto::SolverParameter parsed;
+  RUCHE_REQUIRE(google::protobuf::TextFormat::ParseFromString(text, &parsed))
+      << flag << ": '" << value << "' is not a valid " << descriptor->type_name() << " for "
+      << field;
+  solver.MergeFrom(parsed);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app, int& exit_code) {
+  struct Options {
+    std::string model, net, solver, data, layout = "nchw", out = "run", device = "cpu";
+    std::string init_weights;
+    bool init_partial = false;
+    int threads = 0;
+    std::map<std::string, std::string> values;  // solver flag -> value given
+  };
+  static Options o;
+  CLI::App* cmd = app.add_subcommand("train", "Train a network");
+  cmd->add_option("--model", o.model, "built-in model: " + [] {
+    std::string names;
+    for (const auto& n : builtin_model_names()) names.append(names.empty() ? "" : ", ").append(n);
+    return names + " (default " + kDefaultModel + ")";
+  }());
+  cmd->add_option("--net", o.net, "net.prototxt (instead of --model)");
+  cmd->add_option("--solver", o.solver, "solver.prototxt (default: ruche's recipe)");
+  cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
+  cmd->add_option("--data-layout", o.layout, "npz layout: nchw or nhwc")
+      ->check(CLI::IsMember({"nchw", "nhwc"}));
+  cmd->add_option("--out", o.out, "run directory")->capture_default_str();
+  cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
+  cmd->add_option("--device", o.device, "cpu (cuda comes with the GPU backend)");
+  cmd->add_option("--init-weights", o.init_weights, "start from these weights (.npz)");
+  cmd->add_flag("--init-partial", o.init_partial,
+                "load what matches from --init-weights and list the rest");
+  for (const SolverFlag& f : kSolverFlags) {
+    const std::string help = std::string(f.help) + "  [solver: " + f.field + "]";
+    if (*f.set_to) {
+      cmd->add_flag_callback(f.flag, [&f] { o.values[f.flag] = f.set_to; }, help);
+    } else {
+      cmd->add_option_function<std::string>(
+          f.flag, [&f](const std::string& v) { o.values[f.flag] = v; }, help);
+    }
+  }
+  cmd->callback([&exit_code] {
+    RUCHE_REQUIRE(o.model.empty() || o.net.empty()) << "give --model or --net, not both";
+    TrainRun run;
+    if (!o.net.empty()) {
+      run.net = load_net(o.net, &run.source);
+    } else {
+      run.model = o.model.empty() ? kDefaultModel : o.model;
+      builtin_model(run.model, {});  // an unknown name fails here, before any data is read
+    }
+    if (o.solver.empty()) {
+      run.solver = default_solver();
+    } else {
+      load_prototxt(o.solver, run.solver);
+    }
+    for (const SolverFlag& f : kSolverFlags) {
+      const auto it = o.values.find(f.flag);
+      if (it != o.values.end()) set_field(run.solver, f.field, it->second, f.flag);
+    }
+    run.data = DataSpec(o.data);
+    run.data.layout = o.layout == "nhwc" ? DataLayout::nhwc : DataLayout::nchw;
+    run.out_dir = o.out;
+    run.threads = o.threads;
+    run.init_weights = o.init_weights;
+    run.init_partial = o.init_partial;
+    run.device = Device::parse(o.device);
+    RUCHE_REQUIRE(run.device.is_cpu()) << "--device " << o.device
+                                       << ": this ruche trains on cpu only so far";
+    exit_code = train(run);
+  });
+}
+
+}  // namespace ruche::tools
