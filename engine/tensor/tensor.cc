@@ -203,7 +203,10 @@ void Tensor::fill(float value) {
 
 float Tensor::item() const {
   RUCHE_REQUIRE(numel() == 1) << "item: tensor " << str() << " has more than one element";
-  return to_vector<float>()[0];
+  check_dtype(DType::f32, "item");
+  float value;  // read straight into a float: no allocation, it runs every step
+  copy_bytes(&value, Device::cpu(), raw_data(), device(), sizeof value);
+  return value;
 }
 
 std::string Tensor::str() const {

@@ -2,6 +2,8 @@
 
 #include <omp.h>
 
+#include <atomic>
+
 #include "ops/ops.h"
 
 namespace ruche::ops {
@@ -58,14 +60,24 @@ dnnl::primitive_attr cached_attr() {
   return attr;
 }
 
+namespace {
+// Primitives run one at a time, from the thread that drives the net; oneDNN's OpenMP workers
+// run inside that call, so a process-wide flag covers them too.
+std::atomic<bool> g_inside_onednn{false};
+}  // namespace
+
+bool inside_onednn() { return g_inside_onednn.load(std::memory_order_relaxed); }
+
 void Primitive::run(std::span<const dnnl_exec_arg_t> args) const {
   std::array<dnnl_exec_arg_t, 16> all{};
   RUCHE_CHECK(args.size() < all.size()) << "too many oneDNN arguments";
   int n = 0;
   for (const dnnl_exec_arg_t& a : args) all[static_cast<std::size_t>(n++)] = a;
   if (scratchpad_) all[static_cast<std::size_t>(n++)] = {DNNL_ARG_SCRATCHPAD, scratchpad_.get()};
+  g_inside_onednn = true;
   const dnnl_status_t status =
       dnnl_primitive_execute(primitive_.get(), dnnl_stream().get(), n, all.data());
+  g_inside_onednn = false;
   RUCHE_CHECK(status == dnnl_success)
       << "oneDNN primitive failed to execute, dnnl_status_t " << static_cast<int>(status);
   dnnl_stream().wait();

@@ -50,6 +50,11 @@ class Primitive {
   dnnl::memory scratchpad_;
 };
 
+// Whether a oneDNN primitive is executing (on any thread: its OpenMP workers included). oneDNN
+// 2.6 allocates there (its argument map, per-thread bookkeeping) whatever the caller does; the
+// allocation test tells that apart from allocations in ruche's code.
+bool inside_onednn();
+
 // Attributes for every cached primitive: user scratchpad mode.
 dnnl::primitive_attr cached_attr();
 
