@@ -1,0 +1,48 @@
+// Dataset: an indexable set of samples (images [C, H, W] or vectors [D]) with int labels.
+// Sources keep their samples decoded in memory (uint8 pixels for IDX and CIFAR, float32 for npz),
+// so reading one is a copy and a scale; the loader's threads call read() concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/tensor/shape.h"
+
+namespace ruche {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+
+  virtual std::int64_t size() const = 0;
+  // One sample's shape: [C, H, W] for images (e.g. [1, 28, 28], [3, 32, 32]) or [D].
+  virtual const Shape& sample_shape() const = 0;
+  virtual int num_classes() const = 0;
+  // Class index -> name (what RUN/labels.txt holds); "0", "1", ... when the source has none.
+  virtual const std::vector<std::string>& class_names() const = 0;
+  // What the samples are: "fashion-mnist", "mnist", "cifar10", "cifar100", "npz", "synthetic".
+  // Picks the default normalisation.
+  virtual const std::string& kind() const = 0;
+
+  virtual std::int32_t label(std::int64_t index) const = 0;
+  // Writes sample `index` to out (sample_shape().numel() floats, C-major): pixels scaled to
+  // [0, 1] for uint8 sources, the stored values for float sources. Thread-safe.
+  virtual void read(std::int64_t index, float* out) const = 0;
+
+  std::int64_t sample_numel() const { return sample_shape().numel(); }
+};
+
+using DatasetPtr = std::shared_ptr<const Dataset>;
+
+// What a source provides: its training set and, where it has one, its test set (else null).
+struct DataSources {
+  DatasetPtr train;
+  DatasetPtr test;
+};
+
+// "0", "1", ..., "n-1".
+std::vector<std::string> numbered_class_names(int n);
+
+}  // namespace ruche

@@ -1,0 +1,90 @@
+// BatchLoader: batches of (transformed) samples in the sampler's order, made ahead of time by
+// background threads into a ring of preallocated batch buffers, so the next batch is ready
+// before the step that consumes the current one ends. next() copies a finished batch into the
+// caller's tensors (any device). Nothing is allocated per batch; per epoch, only the index list.
+//
+//   BatchLoader loader(splits.train, DistributedSampler(n, rank, world, {.seed = seed}), options);
+//   for (epoch ...) {
+//     loader.start_epoch(epoch);  // or start_epoch(saved.epoch, saved.step) on resume
+//     while (std::int64_t n = loader.next(x, y)) { ... step on x, y (first n rows) ... }
+//   }
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/data/dataset.h"
+#include "engine/data/sampler.h"
+#include "engine/data/transform.h"
+#include "engine/tensor/tensor.h"
+
+namespace ruche {
+
+struct LoaderOptions {
+  std::int64_t batch_size = 64;
+  bool drop_last = true;  // drop the epoch's last partial batch (training); false keeps it
+  TransformOptions transform;
+  int threads = 1;  // producer threads; each fills whole batches
+  int depth = 0;    // batches buffered; 0: threads + 1, at least 2
+};
+
+// Where a loader is: what a checkpoint saves to resume exactly.
+struct LoaderPosition {
+  std::uint32_t epoch = 0;
+  std::int64_t step = 0;  // batches of this epoch already returned by next()
+};
+
+class BatchLoader {
+ public:
+  BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderOptions options);
+  ~BatchLoader();  // stops and joins the threads
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // Starts producing epoch `epoch` from batch `step` on (stopping any epoch in flight).
+  void start_epoch(std::uint32_t epoch, std::int64_t step = 0);
+
+  // Copies the next batch into x (f32 [batch_size, sample...]) and y (i32 [batch_size]) and
+  // returns how many rows are real: batch_size, fewer for a kept last batch (the rows after
+  // them are left as they were), 0 at the end of the epoch. Rethrows a producer's error.
+  std::int64_t next(Tensor& x, Tensor& y);
+
+  std::int64_t steps_per_epoch() const { return steps_; }
+  LoaderPosition position() const;
+  Shape batch_shape() const;  // [batch_size, sample...]
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  struct Slot {
+    Tensor x, y;
+    std::int64_t batch = -1;  // which batch of the epoch it holds; -1: none
+    std::int64_t count = 0;
+  };
+  void stop();
+  // Fills batches first, first + threads, ... of the epoch.
+  void produce(std::int64_t first);
+  void fill(Slot& slot, std::int64_t batch, std::vector<float>& scratch) const;
+
+  DatasetPtr dataset_;
+  DistributedSampler sampler_;
+  LoaderOptions options_;
+  Transform transform_;
+  std::int64_t steps_ = 0;
+
+  std::vector<std::int64_t> indices_;  // this rank's samples this epoch
+  std::uint32_t epoch_ = 0;
+  bool started_ = false;
+  std::vector<Slot> slots_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::int64_t next_batch_ = 0;  // the batch next() returns next
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace ruche

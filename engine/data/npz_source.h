@@ -1,0 +1,19 @@
+// npz datasets: arrays x (float32 or uint8, [N, ...]) and y (integer class labels, [N]), or
+// x_train/y_train with x_test/y_test (Keras's layout). Images are stored NCHW or NHWC
+// (--data-layout); NHWC is transposed to NCHW on load. [N, H, W] gets one channel.
+#pragma once
+
+#include <string>
+
+#include "engine/data/dataset.h"
+
+namespace ruche {
+
+enum class DataLayout { nchw, nhwc };
+
+// "nchw" or "nhwc"; anything else is an error naming both.
+DataLayout parse_data_layout(const std::string& text);
+
+DataSources load_npz_dataset(const std::string& path, DataLayout layout);
+
+}  // namespace ruche

@@ -1,0 +1,55 @@
+#include "engine/data/open.h"
+
+#include <filesystem>
+#include <memory>
+
+#include "engine/data/cifar.h"
+#include "engine/data/idx.h"
+#include "engine/error.h"
+
+namespace ruche {
+
+namespace fs = std::filesystem;
+
+const char* supported_data_formats() {
+  return "ruche reads a directory of IDX files (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz], "
+         "...), a directory of CIFAR-10/100 binary batches (data_batch_1.bin .. test_batch.bin, "
+         "or train.bin, test.bin), an .npz file (x float32 [N, ...], y int [N]) or `synthetic`; "
+         "ImageFolder and .tar shards are not supported yet";
+}
+
+DataSources open_dataset(const DataSpec& spec) {
+  if (spec.data == "synthetic") {
+    DataSources s;
+    s.train = std::make_shared<SyntheticDataset>(spec.synthetic);
+    return s;
+  }
+  const std::string path = spec.data.empty() ? spec.default_dir : spec.data;
+  const auto normal = [](const std::string& p) {
+    std::string n = fs::path(p).lexically_normal().string();
+    while (n.size() > 1 && n.back() == '/') n.pop_back();
+    return n;
+  };
+  const bool is_default = normal(path) == normal(spec.default_dir);
+  if (is_default && !is_idx_dir(path)) {
+    RUCHE_FAIL() << "Fashion-MNIST not found at " << spec.default_dir
+                 << ": install it with `make deps` (Debian package dataset-fashion-mnist) or pass "
+                    "--data DIR";
+  }
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  RUCHE_REQUIRE(fs::exists(status)) << "--data " << path << ": no such file or directory";
+  if (fs::is_directory(status)) {
+    if (is_idx_dir(path)) return load_idx_dir(path);
+    if (cifar_kind(path) != CifarKind::none) return load_cifar_dir(path);
+  } else if (fs::path(path).extension() == ".npz") {
+    return load_npz_dataset(path, spec.layout);
+  }
+  RUCHE_FAIL() << "--data " << path << ": not a dataset ruche reads; " << supported_data_formats();
+}
+
+DataSplits open_splits(const DataSpec& spec, double val_fraction, std::uint64_t seed) {
+  return make_splits(open_dataset(spec), val_fraction, seed);
+}
+
+}  // namespace ruche

@@ -1,0 +1,142 @@
+#include "engine/data/transform.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/rng/philox.h"
+
+namespace ruche {
+namespace {
+
+// Positions of the sample's stream: 0 crop rows, 1 crop columns, 2 flip, 3 erase or not, then
+// four per erase attempt (area, aspect, top, left).
+constexpr std::uint64_t kCropY = 0, kCropX = 1, kFlip = 2, kErase = 3, kEraseAttempts = 4;
+
+// Uniform integer in [0, n).
+int uniform_int(const RngStream& s, std::uint64_t position, int n) {
+  return static_cast<int>((static_cast<std::uint64_t>(rng_bits(s, position)) * static_cast<std::uint64_t>(n)) >> 32);
+}
+
+struct ChannelCounts {
+  int channels;
+  std::int64_t per_channel;
+};
+
+ChannelCounts channel_counts(const Shape& s) {
+  if (s.ndim() == 3) return {static_cast<int>(s[0]), s[1] * s[2]};
+  return {1, s.numel()};
+}
+
+}  // namespace
+
+Normalization compute_normalization(const Dataset& d, std::int64_t max_samples) {
+  const ChannelCounts cc = channel_counts(d.sample_shape());
+  const std::int64_t n = std::min(d.size(), max_samples);
+  std::vector<double> sum(static_cast<std::size_t>(cc.channels)), sq(sum.size());
+  std::vector<float> x(static_cast<std::size_t>(d.sample_numel()));
+  for (std::int64_t k = 0; k < n; ++k) {
+    d.read(k * d.size() / n, x.data());
+    for (int c = 0; c < cc.channels; ++c) {
+      const float* p = x.data() + c * cc.per_channel;
+      for (std::int64_t i = 0; i < cc.per_channel; ++i) {
+        sum[static_cast<std::size_t>(c)] += p[i];
+        sq[static_cast<std::size_t>(c)] += static_cast<double>(p[i]) * p[i];
+      }
+    }
+  }
+  Normalization norm;
+  const double count = static_cast<double>(n) * static_cast<double>(cc.per_channel);
+  for (std::size_t c = 0; c < sum.size(); ++c) {
+    const double mean = sum[c] / count;
+    const double var = std::max(sq[c] / count - mean * mean, 0.0);
+    norm.mean.push_back(static_cast<float>(mean));
+    norm.std.push_back(static_cast<float>(var > 0 ? std::sqrt(var) : 1.0));
+  }
+  return norm;
+}
+
+Normalization default_normalization(const Dataset& train) {
+  const std::string& kind = train.kind();
+  if (kind == "fashion-mnist") return {{0.2860f}, {0.3530f}};
+  if (kind == "mnist") return {{0.1307f}, {0.3081f}};
+  if (kind == "cifar10") return {{0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}};
+  if (kind == "cifar100") return {{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}};
+  if (kind == "synthetic") return {};
+  return compute_normalization(train);
+}
+
+Transform::Transform(const Shape& sample_shape, TransformOptions options)
+    : shape_(sample_shape), o_(std::move(options)) {
+  const int channels = channel_counts(shape_).channels;
+  RUCHE_REQUIRE(o_.norm.mean.size() == o_.norm.std.size() &&
+                (o_.norm.mean.empty() || static_cast<int>(o_.norm.mean.size()) == channels))
+      << "normalisation with " << o_.norm.mean.size() << " means and " << o_.norm.std.size()
+      << " standard deviations for samples of shape " << shape_.str() << " (" << channels
+      << " channels)";
+  for (float s : o_.norm.std) RUCHE_REQUIRE(s > 0) << "normalisation std " << s << ", expected > 0";
+  if (shape_.ndim() == 3 && o_.augment.enabled) {
+    padding_ = o_.augment.crop_padding >= 0 ? o_.augment.crop_padding : (shape_[1] >= 32 ? 4 : 2);
+  }
+  RUCHE_REQUIRE(o_.augment.erase_p >= 0 && o_.augment.erase_p <= 1)
+      << "random erasing probability " << o_.augment.erase_p << ", expected [0, 1]";
+}
+
+bool Transform::augments() const {
+  return shape_.ndim() == 3 && o_.augment.enabled &&
+         (padding_ > 0 || o_.augment.hflip || o_.augment.erase_p > 0);
+}
+
+void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index) const {
+  const ChannelCounts cc = channel_counts(shape_);
+  const RngStream s{o_.seed, RngPurpose::augment, epoch, static_cast<std::uint32_t>(index), 0};
+  if (augments()) {
+    const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
+    // Crop of the zero-padded image, then flip: out(y, x) = in(y + dy, x' + dx), x' mirrored.
+    const int dy = padding_ > 0 ? uniform_int(s, kCropY, 2 * padding_ + 1) - padding_ : 0;
+    const int dx = padding_ > 0 ? uniform_int(s, kCropX, 2 * padding_ + 1) - padding_ : 0;
+    const bool flip = o_.augment.hflip && rng_uniform(s, kFlip) < 0.5f;
+    if (dy != 0 || dx != 0 || flip) {
+      std::copy_n(x, shape_.numel(), scratch);
+      for (int c = 0; c < cc.channels; ++c) {
+        const float* in = scratch + c * cc.per_channel;
+        float* out = x + c * cc.per_channel;
+        for (int y = 0; y < h; ++y) {
+          const int sy = y + dy;
+          for (int xo = 0; xo < w; ++xo) {
+            const int sx = (flip ? w - 1 - xo : xo) + dx;
+            out[y * w + xo] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? in[sy * w + sx] : 0.0f;
+          }
+        }
+      }
+    }
+  }
+  if (!o_.norm.mean.empty()) {
+    for (int c = 0; c < cc.channels; ++c) {
+      const float mean = o_.norm.mean[static_cast<std::size_t>(c)];
+      const float std = o_.norm.std[static_cast<std::size_t>(c)];
+      float* p = x + c * cc.per_channel;
+      for (std::int64_t i = 0; i < cc.per_channel; ++i) p[i] = (p[i] - mean) / std;
+    }
+  }
+  if (augments() && o_.augment.erase_p > 0 && rng_uniform(s, kErase) < o_.augment.erase_p) {
+    const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
+    const float log_lo = std::log(0.3f), log_hi = std::log(3.3f);
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      const std::uint64_t at = kEraseAttempts + 4 * static_cast<std::uint64_t>(attempt);
+      const float area = static_cast<float>(h * w) * (0.02f + 0.31f * rng_uniform(s, at));
+      const float aspect = std::exp(log_lo + (log_hi - log_lo) * rng_uniform(s, at + 1));
+      const int eh = static_cast<int>(std::lround(std::sqrt(area * aspect)));
+      const int ew = static_cast<int>(std::lround(std::sqrt(area / aspect)));
+      if (eh >= h || ew >= w || eh < 1 || ew < 1) continue;
+      const int top = uniform_int(s, at + 2, h - eh + 1);
+      const int left = uniform_int(s, at + 3, w - ew + 1);
+      for (int c = 0; c < cc.channels; ++c)
+        for (int y = top; y < top + eh; ++y)
+          std::fill_n(x + c * cc.per_channel + y * w + left, ew, 0.0f);
+      break;
+    }
+  }
+}
+
+}  // namespace ruche
