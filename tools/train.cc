@@ -3,8 +3,11 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <vector>
 
 #include "engine/models/models.h"
 #include "engine/proto/text_format.h"
@@ -76,7 +79,8 @@ void set_field(proto::SolverParameter& solver, const std::string& field,
 void add_train_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string model, net, solver, data, layout = "nchw", out = "run", device = "cpu";
-    std::string init_weights;
+    std::string init_weights, synthetic_shape;
+    int synthetic_classes = 0;
     bool init_partial = false;
     int threads = 0;
     std::map<std::string, std::string> values;  // solver flag -> value given
@@ -93,6 +97,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
   cmd->add_option("--data-layout", o.layout, "npz layout: nchw or nhwc")
       ->check(CLI::IsMember({"nchw", "nhwc"}));
+  cmd->add_option("--synthetic-shape", o.synthetic_shape,
+                  "sample shape C,H,W of --data synthetic (default 3,32,32)");
+  cmd->add_option("--synthetic-classes", o.synthetic_classes,
+                  "classes of --data synthetic (default 10)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o.out, "run directory")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
   cmd->add_option("--device", o.device, "cpu (cuda comes with the GPU backend)");
@@ -128,6 +137,23 @@ void add_train_command(CLI::App& app, int& exit_code) {
     }
     run.data = DataSpec(o.data);
     run.data.layout = o.layout == "nhwc" ? DataLayout::nhwc : DataLayout::nchw;
+    if (!o.synthetic_shape.empty()) {
+      std::vector<std::int64_t> dims;
+      std::size_t pos = 0;
+      while (pos <= o.synthetic_shape.size()) {
+        const std::size_t comma = std::min(o.synthetic_shape.find(',', pos),
+                                           o.synthetic_shape.size());
+        const std::string part = o.synthetic_shape.substr(pos, comma - pos);
+        char* end = nullptr;
+        const long long d = std::strtoll(part.c_str(), &end, 10);
+        RUCHE_REQUIRE(!part.empty() && *end == '\0' && d > 0)
+            << "--synthetic-shape " << o.synthetic_shape << ": want positive C,H,W";
+        dims.push_back(d);
+        pos = comma + 1;
+      }
+      run.data.synthetic.sample_shape = Shape(dims.begin(), dims.end());
+    }
+    if (o.synthetic_classes > 0) run.data.synthetic.num_classes = o.synthetic_classes;
     run.out_dir = o.out;
     run.threads = o.threads;
     run.init_weights = o.init_weights;
