@@ -1,0 +1,130 @@
+#include "engine/train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/rng/fill.h"
+#include "engine/tensor/npz.h"
+
+namespace ruche {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A small separable 3-class problem: the class sets the mean brightness of an 8x8 image.
+std::string make_dataset(const fs::path& dir) {
+  fs::create_directories(dir);
+  Tensor x = Tensor::empty({240, 1, 8, 8});
+  Tensor y = Tensor::empty({240}, DType::i32);
+  fill_uniform(x, 0, 0.5f, RngStream{1, RngPurpose::test, 0, 0, 0});
+  float* px = x.data<float>();
+  for (int i = 0; i < 240; ++i) {
+    y.data<std::int32_t>()[i] = i % 3;
+    for (int j = 0; j < 64; ++j) px[i * 64 + j] += 0.25f * static_cast<float>(i % 3);
+  }
+  const std::string path = (dir / "data.npz").string();
+  save_npz(path, {{"x", x}, {"y", y}, {"x_test", x.narrow(0, 0, 60)}, {"y_test", y.narrow(0, 0, 60)}});
+  return path;
+}
+
+TrainRun small_run(const fs::path& dir) {
+  TrainRun run;
+  run.model = "mlp";
+  run.data = DataSpec(make_dataset(dir));
+  run.out_dir = (dir / "run").string();
+  run.solver = default_solver();
+  run.solver.set_batch_size(16);
+  run.solver.set_max_epochs(3);
+  run.solver.set_display(5);
+  run.solver.set_val_fraction(0.2f);
+  return run;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+TEST(Trainer, WritesTheRunDirectory) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_run";
+  fs::remove_all(dir);
+  EXPECT_EQ(train(small_run(dir)), kExitOk);
+  for (const char* f : {"net.prototxt", "solver.prototxt", "labels.txt", "metrics.jsonl",
+                        "model.npz", "best.npz", "eval-test.json"}) {
+    EXPECT_TRUE(fs::exists(dir / "run" / f)) << f;
+  }
+  const std::string metrics = read(dir / "run" / "metrics.jsonl");
+  EXPECT_NE(metrics.find("\"split\": \"train\""), std::string::npos);
+  EXPECT_NE(metrics.find("\"split\": \"val\""), std::string::npos);
+  EXPECT_NE(metrics.find("\"split\": \"test\""), std::string::npos);
+  const auto weights = load_npz((dir / "run" / "model.npz").string());
+  EXPECT_TRUE(weights.count("fc1.weight"));
+  // The problem is easy: three epochs must learn it.
+  const std::string report = read(dir / "run" / "eval-test.json");
+  const auto at = report.find("\"accuracy\": ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stod(report.substr(at + 12)), 0.9) << report.substr(0, 200);
+}
+
+TEST(Trainer, DivergenceStopsWithExitCode3AndADiagnosis) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_nan";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_base_lr(1e30f);
+  run.solver.set_warmup_epochs(0);
+  ::testing::internal::CaptureStderr();
+  const int code = train(run);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, kExitDiverged);
+  EXPECT_NE(err.find("training diverged at step"), std::string::npos) << err;
+  EXPECT_NE(err.find("layer '"), std::string::npos) << err;
+  EXPECT_NE(err.find("lower learning rate"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir / "run" / "model.npz"));  // diverged weights are not saved
+}
+
+TEST(Trainer, SkipOnNanKeepsGoing) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_skip";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_base_lr(1e30f);
+  run.solver.set_warmup_epochs(0);
+  run.solver.set_max_epochs(1);
+  run.solver.set_on_nan("skip");
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(train(run), kExitOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("skipped"), std::string::npos) << out;
+}
+
+TEST(Trainer, WarnsAtChanceLevel) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_chance";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_base_lr(0);  // nothing can be learned
+  run.solver.set_chance_warning_epochs(1);
+  run.solver.set_max_epochs(1);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(train(run), kExitOk);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("chance level"), std::string::npos) << err;
+  EXPECT_NE(err.find("labels misaligned"), std::string::npos) << err;
+}
+
+TEST(Trainer, EarlyStoppingHonoursPatience) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_patience";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_base_lr(0);  // val accuracy never improves after the first epoch
+  run.solver.set_patience(2);
+  run.solver.set_max_epochs(10);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(train(run), kExitOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("early stopping"), std::string::npos) << out;
+  EXPECT_EQ(out.find("epoch 4/10"), std::string::npos) << "ran past the patience";
+}
+
+}  // namespace
+}  // namespace ruche
