@@ -37,8 +37,8 @@ bool has(const std::string& dir, const std::string& name) {
   return fs::is_regular_file(fs::path(dir) / name);
 }
 
-DatasetPtr load_files(const std::string& dir, const std::vector<std::string>& files,
-                      CifarKind kind, const std::vector<std::string>& names) {
+DatasetPtr load_files(const std::string& dir, const std::vector<std::string>& files, CifarKind kind,
+                      const std::vector<std::string>& names) {
   InMemoryData d;
   d.kind = kind == CifarKind::cifar10 ? "cifar10" : "cifar100";
   d.sample_shape = Shape{3, 32, 32};
@@ -54,8 +54,8 @@ DatasetPtr load_files(const std::string& dir, const std::vector<std::string>& fi
 }  // namespace
 
 const std::vector<std::string>& cifar10_class_names() {
-  static const std::vector<std::string> names = {"airplane", "automobile", "bird",  "cat",  "deer",
-                                                 "dog",      "frog",       "horse", "ship", "truck"};
+  static const std::vector<std::string> names = {
+      "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   return names;
 }
 
@@ -73,14 +73,15 @@ void parse_cifar_batch(const std::string& bytes, CifarKind kind, const std::stri
   RUCHE_REQUIRE(!bytes.empty() && bytes.size() % record == 0)
       << where << ": " << bytes.size() << " bytes, expected a whole number of "
       << (kind == CifarKind::cifar10 ? "CIFAR-10" : "CIFAR-100") << " records of " << record
-      << " bytes (" << label_bytes << " label byte" << (label_bytes > 1 ? "s" : "") << " + 3x32x32 pixels)";
+      << " bytes (" << label_bytes << " label byte" << (label_bytes > 1 ? "s" : "")
+      << " + 3x32x32 pixels)";
   const std::size_t n = bytes.size() / record;
   pixels->reserve(pixels->size() + n * kPixels);
   for (std::size_t i = 0; i < n; ++i) {
     const auto* r = reinterpret_cast<const std::uint8_t*>(bytes.data()) + i * record;
     const int label = r[label_bytes - 1];  // CIFAR-100: the fine label
-    RUCHE_REQUIRE(label < classes) << where << ": record " << i << " has label " << label
-                                   << ", expected 0.." << classes - 1;
+    RUCHE_REQUIRE(label < classes)
+        << where << ": record " << i << " has label " << label << ", expected 0.." << classes - 1;
     labels->push_back(label);
     pixels->insert(pixels->end(), r + label_bytes, r + record);
   }

@@ -17,7 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 
 std::uint32_t big_endian_u32(const std::string& b, std::size_t at) {
-  auto byte = [&](std::size_t i) { return static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + i])); };
+  auto byte = [&](std::size_t i) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(b[at + i]));
+  };
   return (byte(0) << 24) | (byte(1) << 16) | (byte(2) << 8) | byte(3);
 }
 
@@ -48,10 +50,10 @@ DatasetPtr load_split(const std::string& dir, const std::string& prefix, const s
   const std::string images_path = find_member(dir, images_name);
   const std::string labels_path = find_member(dir, labels_name);
   if (images_path.empty() && labels_path.empty()) return nullptr;
-  RUCHE_REQUIRE(!images_path.empty()) << dir << ": has " << labels_name << " but no "
-                                       << images_name << "[.gz]";
-  RUCHE_REQUIRE(!labels_path.empty()) << dir << ": has " << images_name << " but no "
-                                       << labels_name << "[.gz]";
+  RUCHE_REQUIRE(!images_path.empty())
+      << dir << ": has " << labels_name << " but no " << images_name << "[.gz]";
+  RUCHE_REQUIRE(!labels_path.empty())
+      << dir << ": has " << images_name << " but no " << labels_name << "[.gz]";
   IdxArray images = read_idx_file(images_path, 3);
   IdxArray labels = read_idx_file(labels_path, 1);
   RUCHE_REQUIRE(images.dims[0] == labels.dims[0])
@@ -75,8 +77,8 @@ DatasetPtr load_split(const std::string& dir, const std::string& prefix, const s
 }  // namespace
 
 const std::vector<std::string>& fashion_mnist_class_names() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                                 "Coat",        "Sandal",  "Shirt",    "Sneaker",
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                                  "Bag",         "Ankle boot"};
   return names;
 }
@@ -87,7 +89,8 @@ std::string read_maybe_gzip(const std::string& path) {
   std::string bytes;
   char buffer[1 << 16];
   int got = 0;
-  while ((got = gzread(f, buffer, sizeof(buffer))) > 0) bytes.append(buffer, static_cast<std::size_t>(got));
+  while ((got = gzread(f, buffer, sizeof(buffer))) > 0)
+    bytes.append(buffer, static_cast<std::size_t>(got));
   int err = Z_OK;
   const std::string message = gzerror(f, &err);
   gzclose(f);
@@ -109,8 +112,8 @@ IdxArray read_idx_file(const std::string& path, int ndim) {
                                << ")";
   const std::uint32_t magic = big_endian_u32(b, 0);
   RUCHE_REQUIRE(magic == expected_magic)
-      << path << ": magic number " << hex(magic) << ", expected " << hex(expected_magic) << " (IDX, unsigned bytes, "
-      << ndim << " dimension" << (ndim == 1 ? "" : "s") << ")";
+      << path << ": magic number " << hex(magic) << ", expected " << hex(expected_magic)
+      << " (IDX, unsigned bytes, " << ndim << " dimension" << (ndim == 1 ? "" : "s") << ")";
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(ndim);
   RUCHE_REQUIRE(b.size() >= header) << path << ": truncated: " << b.size() << " bytes, expected a "
                                     << header << "-byte IDX header";
@@ -124,8 +127,9 @@ IdxArray read_idx_file(const std::string& path, int ndim) {
     dims_text += (i ? " x " : "") + std::to_string(d);
   }
   RUCHE_REQUIRE(b.size() - header == count)
-      << path << ": " << (b.size() - header < count ? "truncated" : "trailing bytes") << ": header says "
-      << dims_text << " = " << count << " bytes of data, the file has " << b.size() - header;
+      << path << ": " << (b.size() - header < count ? "truncated" : "trailing bytes")
+      << ": header says " << dims_text << " = " << count << " bytes of data, the file has "
+      << b.size() - header;
   a.data.assign(b.begin() + static_cast<std::ptrdiff_t>(header), b.end());
   return a;
 }

@@ -46,7 +46,8 @@ void InMemoryDataset::read(std::int64_t index, float* out) const {
   const std::size_t at = static_cast<std::size_t>(index) * numel;
   if (!d_.u8.empty()) {
     const std::uint8_t* p = d_.u8.data() + at;
-    for (std::size_t i = 0; i < numel; ++i) out[i] = static_cast<float>(p[i]) / 255.0f;  // as torchvision ToTensor
+    for (std::size_t i = 0; i < numel; ++i)
+      out[i] = static_cast<float>(p[i]) / 255.0f;  // as torchvision ToTensor
   } else {
     std::copy_n(d_.f32.data() + at, numel, out);
   }

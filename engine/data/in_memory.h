@@ -12,11 +12,11 @@ namespace ruche {
 
 struct InMemoryData {
   std::string kind;
-  Shape sample_shape;              // [C, H, W] or [D]
-  std::vector<std::uint8_t> u8;    // N * numel(sample_shape) pixels, or empty
-  std::vector<float> f32;          // N * numel(sample_shape) values, or empty
+  Shape sample_shape;            // [C, H, W] or [D]
+  std::vector<std::uint8_t> u8;  // N * numel(sample_shape) pixels, or empty
+  std::vector<float> f32;        // N * numel(sample_shape) values, or empty
   std::vector<std::int32_t> labels;
-  int num_classes = 0;             // 0: max label + 1
+  int num_classes = 0;                   // 0: max label + 1
   std::vector<std::string> class_names;  // empty: numbered
 };
 

@@ -11,10 +11,10 @@ BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderO
       sampler_(sampler),
       options_(std::move(options)),
       transform_(dataset_->sample_shape(), options_.transform) {
-  RUCHE_REQUIRE(options_.batch_size > 0) << "--batch-size " << options_.batch_size
-                                         << ": expected > 0";
-  RUCHE_REQUIRE(options_.threads > 0) << "data loader threads " << options_.threads
-                                      << ": expected > 0";
+  RUCHE_REQUIRE(options_.batch_size > 0)
+      << "--batch-size " << options_.batch_size << ": expected > 0";
+  RUCHE_REQUIRE(options_.threads > 0)
+      << "data loader threads " << options_.threads << ": expected > 0";
   RUCHE_CHECK(sampler_.dataset_size() == dataset_->size())
       << "sampler over " << sampler_.dataset_size() << " samples, dataset has " << dataset_->size();
   const std::int64_t n = sampler_.num_samples(), b = options_.batch_size;

@@ -37,7 +37,9 @@ void take_samples(const Tensor& x, DataLayout layout, std::vector<T>* out, Shape
 std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where) {
   std::vector<std::int32_t> labels;
   switch (y.dtype()) {
-    case DType::i32: labels = y.to_vector<std::int32_t>(); break;
+    case DType::i32:
+      labels = y.to_vector<std::int32_t>();
+      break;
     case DType::u8:
       for (std::uint8_t v : y.to_vector<std::uint8_t>()) labels.push_back(v);
       break;
@@ -47,7 +49,8 @@ std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where)
         labels.push_back(static_cast<std::int32_t>(v));
       }
       break;
-    default: RUCHE_FAIL() << where << ": y is " << dtype_name(y.dtype()) << ", expected integer labels";
+    default:
+      RUCHE_FAIL() << where << ": y is " << dtype_name(y.dtype()) << ", expected integer labels";
   }
   return labels;
 }
@@ -58,7 +61,8 @@ InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::
   const Tensor& y = arrays.at(yname);
   const std::string where = path + " (" + xname + ", " + yname + ")";
   RUCHE_REQUIRE(x.ndim() >= 2 && x.ndim() <= 4)
-      << where << ": " << xname << " is " << x.shape().str() << ", expected [N, D], [N, H, W] or [N, C, H, W]";
+      << where << ": " << xname << " is " << x.shape().str()
+      << ", expected [N, D], [N, H, W] or [N, C, H, W]";
   RUCHE_REQUIRE(y.ndim() == 1 && y.size(0) == x.size(0))
       << where << ": " << yname << " is " << y.shape().str() << ", expected [" << x.size(0) << "]";
   InMemoryData d;
@@ -68,7 +72,8 @@ InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::
   } else if (x.dtype() == DType::u8) {
     take_samples<std::uint8_t>(x, layout, &d.u8, &d.sample_shape);
   } else {
-    RUCHE_FAIL() << where << ": " << xname << " is " << dtype_name(x.dtype()) << ", expected float32 (or uint8)";
+    RUCHE_FAIL() << where << ": " << xname << " is " << dtype_name(x.dtype())
+                 << ", expected float32 (or uint8)";
   }
   d.labels = take_labels(y, where);
   return d;

@@ -12,7 +12,8 @@ namespace ruche {
 namespace fs = std::filesystem;
 
 const char* supported_data_formats() {
-  return "ruche reads a directory of IDX files (MNIST, Fashion-MNIST: train-images-idx3-ubyte[.gz], "
+  return "ruche reads a directory of IDX files (MNIST, Fashion-MNIST: "
+         "train-images-idx3-ubyte[.gz], "
          "...), a directory of CIFAR-10/100 binary batches (data_batch_1.bin .. test_batch.bin, "
          "or train.bin, test.bin), an .npz file (x float32 [N, ...], y int [N]) or `synthetic`; "
          "ImageFolder and .tar shards are not supported yet";

@@ -19,9 +19,9 @@ inline constexpr const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnis
 
 struct DataSpec {
   DataSpec(std::string data_value = "") : data(std::move(data_value)) {}  // NOLINT: implicit
-  std::string data;                      // --data; empty: kDefaultDataDir
-  DataLayout layout = DataLayout::nchw;  // --data-layout (npz)
-  SyntheticOptions synthetic;            // for --data synthetic
+  std::string data;                           // --data; empty: kDefaultDataDir
+  DataLayout layout = DataLayout::nchw;       // --data-layout (npz)
+  SyntheticOptions synthetic;                 // for --data synthetic
   std::string default_dir = kDefaultDataDir;  // where an empty --data looks
 };
 

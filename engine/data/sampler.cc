@@ -11,7 +11,8 @@ void shuffle_in_place(std::vector<std::int64_t>& v, const RngStream& s) {
   // Uniform j in [0, i] as the high 64 bits of a 64-bit draw times i + 1 (bias < i / 2^64).
   for (std::size_t i = v.size(); i > 1; --i) {
     const std::uint64_t pos = 2 * static_cast<std::uint64_t>(v.size() - i);
-    const std::uint64_t r = (static_cast<std::uint64_t>(rng_bits(s, pos)) << 32) | rng_bits(s, pos + 1);
+    const std::uint64_t r =
+        (static_cast<std::uint64_t>(rng_bits(s, pos)) << 32) | rng_bits(s, pos + 1);
     const auto j = static_cast<std::size_t>((static_cast<unsigned __int128>(r) * i) >> 64);
     std::swap(v[i - 1], v[j]);
   }
@@ -30,7 +31,8 @@ DistributedSampler::DistributedSampler(std::int64_t dataset_size, int rank, int 
 std::vector<std::int64_t> DistributedSampler::epoch_order(std::uint32_t epoch) const {
   std::vector<std::int64_t> order(static_cast<std::size_t>(size_));
   std::iota(order.begin(), order.end(), 0);
-  if (options_.shuffle) shuffle_in_place(order, RngStream{options_.seed, RngPurpose::sampler, epoch, 0, 0});
+  if (options_.shuffle)
+    shuffle_in_place(order, RngStream{options_.seed, RngPurpose::sampler, epoch, 0, 0});
   return order;
 }
 

@@ -20,15 +20,19 @@ HoldOut stratified_holdout(const Dataset& d, double val_fraction, std::uint64_t 
   RUCHE_REQUIRE(val_fraction >= 0 && val_fraction < 1)
       << "--val-fraction " << val_fraction << ": expected a fraction in [0, 1)";
   std::vector<std::vector<std::int64_t>> by_class(static_cast<std::size_t>(d.num_classes()));
-  for (std::int64_t i = 0; i < d.size(); ++i) by_class[static_cast<std::size_t>(d.label(i))].push_back(i);
+  for (std::int64_t i = 0; i < d.size(); ++i)
+    by_class[static_cast<std::size_t>(d.label(i))].push_back(i);
   HoldOut h;
   for (std::size_t c = 0; c < by_class.size(); ++c) {
     std::vector<std::int64_t>& members = by_class[c];
     const RngStream s{seed, RngPurpose::sampler, 0, static_cast<std::uint32_t>(c), 1};
     shuffle_in_place(members, s);
-    const auto n_val = static_cast<std::size_t>(std::llround(val_fraction * static_cast<double>(members.size())));
-    h.val.insert(h.val.end(), members.begin(), members.begin() + static_cast<std::ptrdiff_t>(n_val));
-    h.train.insert(h.train.end(), members.begin() + static_cast<std::ptrdiff_t>(n_val), members.end());
+    const auto n_val =
+        static_cast<std::size_t>(std::llround(val_fraction * static_cast<double>(members.size())));
+    h.val.insert(h.val.end(), members.begin(),
+                 members.begin() + static_cast<std::ptrdiff_t>(n_val));
+    h.train.insert(h.train.end(), members.begin() + static_cast<std::ptrdiff_t>(n_val),
+                   members.end());
   }
   std::sort(h.train.begin(), h.train.end());
   std::sort(h.val.begin(), h.val.end());

@@ -15,7 +15,8 @@ constexpr std::uint64_t kCropY = 0, kCropX = 1, kFlip = 2, kErase = 3, kEraseAtt
 
 // Uniform integer in [0, n).
 int uniform_int(const RngStream& s, std::uint64_t position, int n) {
-  return static_cast<int>((static_cast<std::uint64_t>(rng_bits(s, position)) * static_cast<std::uint64_t>(n)) >> 32);
+  return static_cast<int>(
+      (static_cast<std::uint64_t>(rng_bits(s, position)) * static_cast<std::uint64_t>(n)) >> 32);
 }
 
 struct ChannelCounts {

@@ -18,9 +18,9 @@ class TempDir {
  public:
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            ("ruche_data_" + std::to_string(getpid()) + "_" + info->test_suite_name() + "_" +
-             info->name());
+    path_ =
+        std::filesystem::temp_directory_path() / ("ruche_data_" + std::to_string(getpid()) + "_" +
+                                                  info->test_suite_name() + "_" + info->name());
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
@@ -49,7 +49,8 @@ inline std::string idx_bytes(const std::vector<std::uint32_t>& dims,
                              const std::vector<std::uint8_t>& data) {
   std::string b = {0, 0, 8, static_cast<char>(dims.size())};
   for (std::uint32_t d : dims) {
-    for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<char>((d >> shift) & 0xFF));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      b.push_back(static_cast<char>((d >> shift) & 0xFF));
   }
   b.append(data.begin(), data.end());
   return b;
@@ -60,7 +61,8 @@ inline void write_idx_split(const std::string& dir, const std::string& prefix, s
                             std::uint32_t h, std::uint32_t w, int classes, bool gzip) {
   std::vector<std::uint8_t> pixels, labels;
   for (std::uint32_t i = 0; i < n; ++i) {
-    for (std::uint32_t p = 0; p < h * w; ++p) pixels.push_back(static_cast<std::uint8_t>((i * 7 + p) % 256));
+    for (std::uint32_t p = 0; p < h * w; ++p)
+      pixels.push_back(static_cast<std::uint8_t>((i * 7 + p) % 256));
     labels.push_back(static_cast<std::uint8_t>(static_cast<int>(i) % classes));
   }
   const std::string ext = gzip ? ".gz" : "";

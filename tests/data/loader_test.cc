@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 
 #include "engine/data/in_memory.h"
 #include "tests/support/errors.h"
@@ -151,6 +154,30 @@ class Faulty : public Dataset {
   DatasetPtr base_;
 };
 
+// Counts read() calls: shows how far the producer has run ahead of next().
+class Counting : public Faulty {
+ public:
+  using Faulty::Faulty;
+  void read(std::int64_t i, float* out) const override {
+    ++reads;
+    Faulty::read(i, out);
+  }
+  mutable std::atomic<int> reads{0};
+};
+
+TEST(Loader, PrefetchesWhileTheStepRuns) {
+  const auto d = std::make_shared<Counting>(numbered(12));
+  BatchLoader loader(d, DistributedSampler(12, 0, 1, {.shuffle = false}), plain(4, true));
+  Tensor x = Tensor::empty(loader.batch_shape()), y = Tensor::empty({4}, DType::i32);
+  loader.start_epoch(0);
+  ASSERT_EQ(loader.next(x, y), 4);
+  // With no further next(), the producer fills the two free buffers: batches 1 and 2.
+  for (int i = 0; i < 200 && d->reads < 12; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(d->reads, 12);
+}
+
 TEST(Loader, ProducerErrorsAreRethrownInNext) {
   const DatasetPtr d = std::make_shared<Faulty>(numbered(40));
   BatchLoader loader(d, DistributedSampler(40, 0, 1, {.shuffle = false}), plain(4, true, 2));
@@ -184,8 +211,9 @@ TEST(Loader, StopsCleanlyMidEpochAndAcrossRestarts) {
 TEST(Loader, WrongTensorsAndBatchTooLarge) {
   const DatasetPtr d = numbered(10);
   DistributedSampler sampler(10, 0, 2, {});
-  EXPECT_NE(testing::error_of([&] { BatchLoader(d, sampler, plain(8, true)); })
-                .find("--batch-size 8 is larger than the 5 samples each rank has per epoch"),
+  EXPECT_NE(testing::error_of([&] {
+              BatchLoader(d, sampler, plain(8, true));
+            }).find("--batch-size 8 is larger than the 5 samples each rank has per epoch"),
             std::string::npos);
   BatchLoader loader(d, sampler, plain(2, true));
   loader.start_epoch(0);

@@ -95,7 +95,8 @@ TEST(Idx, LabelCountMustMatchImages) {
 }
 
 TEST(Idx, RealFashionMnist) {
-  if (!is_idx_dir(kDefaultDataDir)) GTEST_SKIP() << "Fashion-MNIST not installed at " << kDefaultDataDir;
+  if (!is_idx_dir(kDefaultDataDir))
+    GTEST_SKIP() << "Fashion-MNIST not installed at " << kDefaultDataDir;
   const DataSources s = open_dataset({});
   EXPECT_EQ(s.train->size(), 60000);
   ASSERT_NE(s.test, nullptr);
@@ -104,7 +105,8 @@ TEST(Idx, RealFashionMnist) {
   EXPECT_EQ(s.train->num_classes(), 10);
   EXPECT_EQ(s.train->class_names()[9], "Ankle boot");
   std::vector<int> counts(10);
-  for (std::int64_t i = 0; i < s.train->size(); ++i) ++counts[static_cast<std::size_t>(s.train->label(i))];
+  for (std::int64_t i = 0; i < s.train->size(); ++i)
+    ++counts[static_cast<std::size_t>(s.train->label(i))];
   for (int c : counts) EXPECT_EQ(c, 6000);
   EXPECT_EQ(s.train->label(0), 9);  // the first training image is an ankle boot
 }
@@ -172,7 +174,8 @@ TEST(Cifar, Cifar100UsesFineLabels) {
 
 TEST(Cifar, PartialRecordIsAnError) {
   TempDir dir;
-  testing::write_bytes(dir / "train.bin", testing::cifar_bytes(2, true, 100).substr(0, 5000), false);
+  testing::write_bytes(dir / "train.bin", testing::cifar_bytes(2, true, 100).substr(0, 5000),
+                       false);
   const std::string e = error_of([&] { open_dataset({dir.str()}); });
   EXPECT_NE(e.find("train.bin: 5000 bytes, expected a whole number of CIFAR-100 records of 3074"),
             std::string::npos)
@@ -186,7 +189,8 @@ TEST(Npz, NhwcIsTransposedToNchw) {
   for (int n = 0; n < 2; ++n)
     for (int y = 0; y < 2; ++y)
       for (int x = 0; x < 3; ++x)
-        for (int c = 0; c < 2; ++c) nhwc.push_back(static_cast<float>(100 * n + 10 * c + 3 * y + x));
+        for (int c = 0; c < 2; ++c)
+          nhwc.push_back(static_cast<float>(100 * n + 10 * c + 3 * y + x));
   const std::string path = dir / "d.npz";
   save_npz(path, {{"x", Tensor::from_vector(nhwc, {2, 2, 3, 2})},
                   {"y", Tensor::from_vector(std::vector<std::int64_t>{1, 4}, {2})}});
@@ -221,7 +225,8 @@ TEST(Npz, KerasNamesAndErrors) {
   const std::string e = error_of([&] { open_dataset({bad}); });
   EXPECT_NE(e.find("expected arrays x (float32 [N, ...]) and y (int [N])"), std::string::npos) << e;
   EXPECT_NE(e.find("found images"), std::string::npos) << e;
-  EXPECT_NE(error_of([] { parse_data_layout("hwc"); }).find("expected nchw or nhwc"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_data_layout("hwc"); }).find("expected nchw or nhwc"),
+            std::string::npos);
 }
 
 TEST(Synthetic, DeterministicAndSized) {

@@ -1,11 +1,12 @@
 // Stratified hold-out of a validation split; Subset; normalisation values.
+#include "engine/data/split.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "engine/data/in_memory.h"
-#include "engine/data/split.h"
 #include "engine/data/transform.h"
 
 namespace ruche {
@@ -16,7 +17,8 @@ DatasetPtr labelled(const std::vector<std::int32_t>& labels) {
   InMemoryData d;
   d.kind = "test";
   d.sample_shape = Shape{1, 2, 2};
-  for (std::size_t i = 0; i < labels.size(); ++i) d.u8.insert(d.u8.end(), 4, static_cast<std::uint8_t>(i % 256));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    d.u8.insert(d.u8.end(), 4, static_cast<std::uint8_t>(i % 256));
   d.labels = labels;
   return std::make_shared<InMemoryDataset>(std::move(d), "test data");
 }
@@ -34,8 +36,10 @@ TEST(Split, StratifiedProportionsPerClass) {
   ASSERT_NE(s.val, nullptr);
   EXPECT_EQ(s.train->size() + s.val->size(), 1000);
   std::vector<int> val_counts(3), train_counts(3);
-  for (std::int64_t i = 0; i < s.val->size(); ++i) ++val_counts[static_cast<std::size_t>(s.val->label(i))];
-  for (std::int64_t i = 0; i < s.train->size(); ++i) ++train_counts[static_cast<std::size_t>(s.train->label(i))];
+  for (std::int64_t i = 0; i < s.val->size(); ++i)
+    ++val_counts[static_cast<std::size_t>(s.val->label(i))];
+  for (std::int64_t i = 0; i < s.train->size(); ++i)
+    ++train_counts[static_cast<std::size_t>(s.train->label(i))];
   EXPECT_EQ(val_counts, (std::vector<int>{50, 30, 20}));
   EXPECT_EQ(train_counts, (std::vector<int>{450, 270, 180}));
   EXPECT_EQ(s.test, nullptr);

@@ -83,7 +83,9 @@ TEST(Transform, CropIsAShiftWithZeroFill) {
         for (int r = 0; r < 6 && match; ++r) {
           for (int c = 0; c < 6 && match; ++c) {
             const int sr = r + dy, sc = c + dx;
-            const float want = (sr >= 0 && sr < 6 && sc >= 0 && sc < 6) ? x[static_cast<std::size_t>(sr * 6 + sc)] : 0.0f;
+            const float want = (sr >= 0 && sr < 6 && sc >= 0 && sc < 6)
+                                   ? x[static_cast<std::size_t>(sr * 6 + sc)]
+                                   : 0.0f;
             match = y[static_cast<std::size_t>(r * 6 + c)] == want;
           }
         }
@@ -105,7 +107,8 @@ TEST(Transform, DisabledAugmentOnlyNormalises) {
   o.norm = {{0.5f, 1.0f}, {0.25f, 2.0f}};
   const Transform t(Shape{2, 1, 2}, o);
   EXPECT_FALSE(t.augments());
-  EXPECT_EQ(apply(t, {0.0f, 1.0f, 3.0f, 5.0f}, 0, 0), (std::vector<float>{-2.0f, 2.0f, 1.0f, 2.0f}));
+  EXPECT_EQ(apply(t, {0.0f, 1.0f, 3.0f, 5.0f}, 0, 0),
+            (std::vector<float>{-2.0f, 2.0f, 1.0f, 2.0f}));
 }
 
 TEST(Transform, RandomErasingZeroesARectangle) {
@@ -132,7 +135,8 @@ TEST(Transform, RandomErasingZeroesARectangle) {
     EXPECT_LE(zeros, 0.33 * 1024 + 40);
     for (int c = 1; c < 3; ++c)
       for (int p = 0; p < 1024; ++p)
-        ASSERT_EQ(y[static_cast<std::size_t>(c * 1024 + p)] == 0.0f, y[static_cast<std::size_t>(p)] == 0.0f);
+        ASSERT_EQ(y[static_cast<std::size_t>(c * 1024 + p)] == 0.0f,
+                  y[static_cast<std::size_t>(p)] == 0.0f);
   }
 }
 
