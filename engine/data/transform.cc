@@ -34,23 +34,25 @@ ChannelCounts channel_counts(const Shape& s) {
 Normalization compute_normalization(const Dataset& d, std::int64_t max_samples) {
   const ChannelCounts cc = channel_counts(d.sample_shape());
   const std::int64_t n = std::min(d.size(), max_samples);
-  std::vector<double> sum(static_cast<std::size_t>(cc.channels)), sq(sum.size());
+  std::vector<double> sum(static_cast<std::size_t>(cc.channels)), sq(sum.size()), count(sum.size());
   std::vector<float> x(static_cast<std::size_t>(d.sample_numel()));
   for (std::int64_t k = 0; k < n; ++k) {
     d.read(k * d.size() / n, x.data());
     for (int c = 0; c < cc.channels; ++c) {
       const float* p = x.data() + c * cc.per_channel;
+      const auto ch = static_cast<std::size_t>(c);
       for (std::int64_t i = 0; i < cc.per_channel; ++i) {
-        sum[static_cast<std::size_t>(c)] += p[i];
-        sq[static_cast<std::size_t>(c)] += static_cast<double>(p[i]) * p[i];
+        if (!std::isfinite(p[i])) continue;  // a corrupt sample must not poison every input
+        sum[ch] += p[i];
+        sq[ch] += static_cast<double>(p[i]) * p[i];
+        count[ch] += 1;
       }
     }
   }
   Normalization norm;
-  const double count = static_cast<double>(n) * static_cast<double>(cc.per_channel);
   for (std::size_t c = 0; c < sum.size(); ++c) {
-    const double mean = sum[c] / count;
-    const double var = std::max(sq[c] / count - mean * mean, 0.0);
+    const double mean = count[c] > 0 ? sum[c] / count[c] : 0.0;
+    const double var = count[c] > 0 ? std::max(sq[c] / count[c] - mean * mean, 0.0) : 0.0;
     norm.mean.push_back(static_cast<float>(mean));
     norm.std.push_back(static_cast<float>(var > 0 ? std::sqrt(var) : 1.0));
   }

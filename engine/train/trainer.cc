@@ -16,6 +16,7 @@
 #include "engine/optim/lr_schedule.h"
 #include "engine/optim/optimizer.h"
 #include "engine/proto/text_format.h"
+#include "engine/train/eval_run.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/weights.h"
 #include "ops/ops.h"
@@ -223,6 +224,8 @@ int train(const TrainRun& run) {
     for (std::int64_t s = 0; s < steps_per_epoch && step < total_steps; ++s) {
       const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
       bool finite = true;
+      double step_loss = 0;
+      std::int64_t step_hits = 0, step_seen = 0;
       for (int k = 0; k < solver.iter_size(); ++k) {
         const std::int64_t n = train_loader.next(net->input(), net->labels());
         RUCHE_CHECK(n == solver.batch_size()) << "the training loader returned a short batch";
@@ -232,13 +235,9 @@ int train(const TrainRun& run) {
         const float loss = net->loss().item();
         finite = finite && std::isfinite(loss);
         net->backward(ctx, k > 0);
-        const std::int64_t hits = correct_in(probs, net->labels(), n);
-        interval_loss += loss * static_cast<double>(n);
-        epoch_loss += loss * static_cast<double>(n);
-        interval_hits += hits;
-        epoch_hits += hits;
-        interval_seen += n;
-        epoch_seen += n;
+        step_loss += loss * static_cast<double>(n);
+        step_hits += correct_in(probs, net->labels(), n);
+        step_seen += n;
       }
       if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
                                              net->grads());
@@ -254,6 +253,12 @@ int train(const TrainRun& run) {
                           .add("loss", std::nan("")).add("diverged", 1));
         return kExitDiverged;
       }
+      interval_loss += step_loss;
+      epoch_loss += step_loss;
+      interval_hits += step_hits;
+      epoch_hits += step_hits;
+      interval_seen += step_seen;
+      epoch_seen += step_seen;
       clip_grad_norm(net->grads(), net->num_trainable(), stats, solver.clip_grad_norm());
       optimizer->step(net->params(), net->grads(), lr);
       ++step;
@@ -284,6 +289,11 @@ int train(const TrainRun& run) {
     }
 
     // ---- end of epoch: validation, best weights, early stopping, chance level ----
+    if (!grad_stats(net->params(), net->params().numel()).finite) {
+      // Finite updates can still overflow the weights (--on-nan skip cannot undo those).
+      print_nan_diagnosis(*net, step, lr_at(solver, step, steps_per_epoch, total_steps));
+      return kExitDiverged;
+    }
     const double train_acc = epoch_seen ? static_cast<double>(epoch_hits) / epoch_seen : 0;
     if (val_loader) {
       EvalAccumulator acc(classes, false, splits.val->size());
@@ -324,21 +334,14 @@ int train(const TrainRun& run) {
       load_weights(*net, (out / "best.npz").string(), false);
       std::printf("test on the best validation weights (epoch %d)\n", best.best_epoch);
     }
-    auto test_loader = eval_loader(splits.test);
-    EvalAccumulator acc(classes, true, splits.test->size());
-    const double test_loss = evaluate(*net, *test_loader, acc);
-    EvalReport report;
-    report.split = "test";
+    SplitEvaluation test = evaluate_split(*net, splits.test, "test", transform.norm);
+    EvalReport& report = test.report;
     report.class_names = train_set.class_names();
-    report.result = acc.result();
-    report.extra = {{"loss", test_loss}, {"step", static_cast<double>(step)}};
+    report.extra.emplace_back("step", static_cast<double>(step));
     write_eval_report((out / "eval-test.json").string(), report);
-    metrics.write(MetricsRecord("test").add("step", step).add("loss", test_loss)
+    metrics.write(MetricsRecord("test").add("step", step).add("loss", test.loss)
                       .add("acc", report.result.accuracy));
-    std::printf("\ntest accuracy %.2f%% (%lld samples), loss %.4f\n\n%s\n%s",
-                100 * report.result.accuracy, static_cast<long long>(report.result.samples),
-                test_loss, report.result.confusion.render(report.class_names).c_str(),
-                render_classification_report(report.result.report, report.class_names).c_str());
+    std::printf("\n%s", render_eval_report(report).c_str());
   }
   return kExitOk;
 }
