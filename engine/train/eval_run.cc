@@ -1,0 +1,216 @@
+#include "engine/train/eval_run.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/data/loader.h"
+#include "engine/metrics/classification.h"
+#include "engine/proto/text_format.h"
+#include "engine/train/evaluate.h"
+#include "engine/train/trainer.h"
+#include "engine/train/weights.h"
+#include "ops/ops.h"
+
+namespace ruche {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string format(const char* fmt, double a, double b = 0, double c = 0, double d = 0) {
+  char buffer[256];
+  std::snprintf(buffer, sizeof buffer, fmt, a, b, c, d);
+  return buffer;
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < 6; ++i) out.append(i ? ", " : "").append(names[i]);
+  if (names.size() > 6) out.append(", ... (").append(std::to_string(names.size())).append(" in all)");
+  return out;
+}
+
+// Loads the weights strictly, with an error that names both files.
+void load_strictly(Net& net, const RunFiles& files) {
+  const LoadReport r = load_weights(net, files.weights, true);
+  if (r.missing.empty() && r.unexpected.empty() && r.mismatched.empty()) return;
+  std::string what = files.weights;
+  what.append(": does not match the net of ").append(files.net_file);
+  if (!r.missing.empty()) what.append("; missing: ").append(join(r.missing));
+  if (!r.unexpected.empty()) what.append("; unexpected: ").append(join(r.unexpected));
+  if (!r.mismatched.empty()) what.append("; shape mismatch: ").append(join(r.mismatched));
+  RUCHE_FAIL() << what;
+}
+
+std::string render_threshold(const ThresholdReport& t, const std::vector<std::string>& names) {
+  const char* goal = threshold_goal_name(t.choice.goal);
+  std::string out = "threshold for class " + class_name(names, t.positive_class) + ": ";
+  if (!t.choice.met) {
+    out.append("no threshold reaches ").append(goal).append(" >= ");
+    out.append(format("%g", t.choice.target)).append(" on ").append(t.chosen_on).append("\n");
+    return out;
+  }
+  out.append(format("%.6g", t.choice.threshold)).append(", chosen on ").append(t.chosen_on);
+  out.append(" for ").append(goal).append(format(" >= %g (there precision %.4f, recall %.4f)\n",
+                                                  t.choice.target, t.choice.precision,
+                                                  t.choice.recall));
+  const BinaryCounts& c = t.evaluated;
+  out.append("  on ").append(t.evaluated_on);
+  out.append(format(": precision %.4f  recall %.4f  f1 %.4f  accuracy %.4f", c.precision(),
+                    c.recall(), c.f1(), c.accuracy()));
+  out.append("  (tp " + std::to_string(c.tp) + ", fp " + std::to_string(c.fp) + ", tn " +
+             std::to_string(c.tn) + ", fn " + std::to_string(c.fn) + ")\n");
+  return out;
+}
+
+}  // namespace
+
+RunFiles locate_run_files(const std::string& weights, const std::string& net_override) {
+  RUCHE_REQUIRE(!weights.empty()) << "no weights given (--weights W.npz)";
+  RunFiles f;
+  f.weights = weights;
+  if (fs::is_directory(weights)) f.weights = (fs::path(weights) / "model.npz").string();
+  RUCHE_REQUIRE(fs::is_regular_file(f.weights)) << f.weights << ": no such weights file";
+  fs::path dir = fs::path(f.weights).parent_path();
+  if (dir.empty()) dir = ".";
+  const fs::path beside = dir / "net.prototxt";
+  if (fs::is_regular_file(beside)) f.run_dir = dir.string();
+  if (!net_override.empty()) {
+    RUCHE_REQUIRE(fs::is_regular_file(net_override)) << net_override << ": no such net file (--net)";
+    f.net_file = net_override;
+  } else {
+    RUCHE_REQUIRE(!f.run_dir.empty()) << f.weights << ": no net beside the weights (looked for "
+                                      << beside.string() << "); give --net NET.prototxt";
+    f.net_file = beside.string();
+  }
+  if (!f.run_dir.empty() && fs::is_regular_file(dir / "solver.prototxt")) {
+    f.solver_file = (dir / "solver.prototxt").string();
+  }
+  return f;
+}
+
+SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::string& split,
+                               const Normalization& norm) {
+  LoaderOptions options;
+  options.batch_size = net.input().size(0);
+  options.drop_last = false;
+  options.transform.norm = norm;
+  options.transform.augment.enabled = false;
+  SamplerOptions in_order;
+  in_order.shuffle = false;
+  BatchLoader loader(data, DistributedSampler(data->size(), 0, 1, in_order), options);
+  const int classes = static_cast<int>(net_probabilities(net).size(1));
+  SplitEvaluation e(classes, data->size());
+  e.loss = evaluate(net, loader, e.acc);
+  e.report.split = split;
+  e.report.class_names = data->class_names();
+  e.report.result = e.acc.result();
+  e.report.extra = {{"loss", e.loss}};
+  return e;
+}
+
+std::string render_eval_report(const EvalReport& report) {
+  const EvalResult& r = report.result;
+  std::string out = report.split;
+  out.append(format(" accuracy %.2f%%", 100 * r.accuracy));
+  out.append(" (" + std::to_string(r.samples) + " samples)");
+  for (const auto& [name, value] : report.extra) {
+    if (name == "loss") out.append(format(", loss %.4f", value));
+  }
+  out.append("\n");
+  if (r.top5) out.append(format("top-5 accuracy %.2f%%\n", 100 * *r.top5));
+  if (r.auc) {
+    out.append(format("ROC AUC (one-vs-rest): macro %.4f", r.auc->macro));
+    if (r.num_classes <= 20) {
+      out.append(";");
+      for (int c = 0; c < r.num_classes; ++c) {
+        const double auc = r.auc->per_class[static_cast<std::size_t>(c)];
+        out.append(" ").append(class_name(report.class_names, c)).append(" ");
+        out.append(std::isnan(auc) ? std::string("n/a") : format("%.4f", auc));
+      }
+    }
+    out.append("\n");
+  }
+  if (report.threshold) out.append(render_threshold(*report.threshold, report.class_names));
+  out.append("\n").append(r.confusion.render(report.class_names)).append("\n");
+  out.append(render_classification_report(r.report, report.class_names));
+  return out;
+}
+
+ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
+                                 const SplitEvaluation& evaluated_on, ThresholdGoal goal,
+                                 double target) {
+  RUCHE_REQUIRE(chosen_on.acc.num_classes() == 2)
+      << "--target-" << threshold_goal_name(goal) << " needs a two-class model; this one has "
+      << chosen_on.acc.num_classes() << " classes";
+  RUCHE_CHECK(chosen_on.report.split != "test") << "a threshold is never chosen on the test split";
+  ThresholdReport t;
+  t.positive_class = 1;
+  t.choice = choose_threshold(chosen_on.acc.class_scores(1), chosen_on.acc.is_class(1), goal,
+                              target);
+  t.chosen_on = chosen_on.report.split;
+  t.evaluated_on = evaluated_on.report.split;
+  if (t.choice.met) {
+    t.evaluated = count_at_threshold(evaluated_on.acc.class_scores(1),
+                                     evaluated_on.acc.is_class(1), t.choice.threshold);
+  }
+  return t;
+}
+
+EvalRunResult evaluate_run(const EvalRequest& request) {
+  RUCHE_REQUIRE(request.split == "val" || request.split == "test")
+      << "--split " << request.split << ": expected val or test";
+  RUCHE_REQUIRE(request.batch_size >= 0) << "--batch-size " << request.batch_size
+                                         << ": expected a positive number";
+  if (request.goal) {
+    RUCHE_REQUIRE(request.target > 0 && request.target <= 1)
+        << "--target-" << threshold_goal_name(*request.goal) << " " << request.target
+        << ": expected a value in (0, 1]";
+  }
+  const RunFiles files = locate_run_files(request.weights, request.net);
+  proto::SolverParameter solver = default_solver();
+  if (!files.solver_file.empty()) {
+    solver.Clear();
+    load_prototxt(files.solver_file, solver);
+  }
+  NetSource source;
+  const proto::NetParameter net_param = load_net(files.net_file, &source);
+  ops::set_num_threads(request.threads);
+
+  // The splits exactly as the run made them: same seed, same val_fraction, same normalisation.
+  const DataSplits splits = open_splits(request.data, solver.val_fraction(), solver.random_seed());
+  const DatasetPtr& data = request.split == "val" ? splits.val : splits.test;
+  if (!data && request.split == "val") {
+    RUCHE_FAIL() << "--split val: the run held out no validation data (val_fraction "
+                 << solver.val_fraction() << ")";
+  }
+  RUCHE_REQUIRE(data) << "--split test: the data (" << splits.train->kind()
+                      << ") has no test split; use --split val";
+  RUCHE_REQUIRE(!request.goal || splits.val)
+      << "--target-" << threshold_goal_name(*request.goal)
+      << " chooses the threshold on the validation split, and the run held out none";
+
+  NetOptions options;
+  options.batch_size = request.batch_size > 0 ? request.batch_size : solver.batch_size();
+  options.sample_shape = splits.train->sample_shape();
+  options.num_classes = splits.train->num_classes();
+  options.source = source;
+  std::unique_ptr<Net> net = Net::build(net_param, options);
+  load_strictly(*net, files);
+  const Normalization norm = default_normalization(*splits.train);
+  if (request.goal) {
+    RUCHE_REQUIRE(splits.train->num_classes() == 2)
+        << "--target-" << threshold_goal_name(*request.goal)
+        << " needs a two-class model; this one has " << splits.train->num_classes()
+        << " classes";
+  }
+  SplitEvaluation eval = evaluate_split(*net, data, request.split, norm);
+  if (request.goal) {
+    const SplitEvaluation val =
+        request.split == "val" ? eval : evaluate_split(*net, splits.val, "val", norm);
+    eval.report.threshold = threshold_report(val, eval, *request.goal, request.target);
+  }
+  return EvalRunResult{files, std::move(eval)};
+}
+
+}  // namespace ruche

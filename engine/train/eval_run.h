@@ -1,0 +1,80 @@
+// Evaluating trained weights: what `ruche eval` and the end of `ruche train` share. Finding the
+// net and solver a run used beside its weights (DESIGN.md, The run directory), building the net
+// for a dataset, evaluating one split into an EvalReport, printing it, and choosing a two-class
+// decision threshold on the validation split (never on test: DESIGN.md, Data).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/data/open.h"
+#include "engine/data/transform.h"
+#include "engine/graph/net.h"
+#include "engine/metrics/eval_report.h"
+#include "engine/proto/ruche.pb.h"
+
+namespace ruche {
+
+// What a run directory holds beside weights RUN/model.npz (or RUN/best.npz, or any .npz there).
+struct RunFiles {
+  std::string weights;      // the weights file (exists)
+  std::string run_dir;      // the directory holding weights and net.prototxt; "" when not a run
+  std::string net_file;     // --net when given, else RUN/net.prototxt
+  std::string solver_file;  // RUN/solver.prototxt; "" when there is none (defaults apply)
+};
+
+// Locates the files for `weights`. A missing weights file, or no net (no --net and no
+// net.prototxt beside the weights), is a ruche::Error naming the paths looked at.
+RunFiles locate_run_files(const std::string& weights, const std::string& net_override = "");
+
+// One evaluated split: the accumulator keeps every sample's scores (for ROC and thresholds).
+struct SplitEvaluation {
+  SplitEvaluation(int classes, std::int64_t expected_samples)
+      : acc(classes, true, expected_samples) {}
+  EvalAccumulator acc;
+  double loss = 0;    // mean negative log-likelihood of the true class
+  EvalReport report;  // split, class names, result, extra {"loss"}
+};
+
+// Runs every sample of `data` through the net in test phase, in order, normalised by `norm` and
+// never augmented, in batches of the net's input batch.
+SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::string& split,
+                               const Normalization& norm);
+
+// The printed form of a report: "<split> accuracy ..% (N samples), loss ..", top-5 and ROC AUC
+// when present, the threshold section, the confusion matrix and the per-class table.
+std::string render_eval_report(const EvalReport& report);
+
+// The decision threshold for class 1 of a two-class evaluation, chosen on `chosen_on` (which
+// must not be the test split) for `target` recall or precision, then counted on `evaluated_on`.
+// A model with other than two classes is a ruche::Error.
+ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
+                                 const SplitEvaluation& evaluated_on, ThresholdGoal goal,
+                                 double target);
+
+// `ruche eval`: weights evaluated on one split of a dataset, as the run that wrote them split it.
+struct EvalRequest {
+  std::string weights;
+  std::string net;     // --net; "" : RUN/net.prototxt beside the weights
+  DataSpec data;       // --data, --data-layout
+  std::string split = "test";  // val or test
+  int batch_size = 0;  // 0: the run's solver batch_size
+  std::optional<ThresholdGoal> goal;  // two classes: threshold chosen on val for this target
+  double target = 0;
+  int threads = 0;     // CPU threads; 0: OMP_NUM_THREADS or all cores
+};
+
+struct EvalRunResult {
+  RunFiles files;
+  SplitEvaluation eval;  // eval.report carries the threshold section when one was asked for
+};
+
+// Reads the run's solver (seed, val_fraction, batch size; defaults without RUN/solver.prototxt),
+// opens the data split as training did, builds the net, loads the weights strictly and evaluates
+// the requested split. Every user mistake is a one-line ruche::Error.
+EvalRunResult evaluate_run(const EvalRequest& request);
+
+}  // namespace ruche
