@@ -9,5 +9,8 @@ namespace ruche::tools {
 void add_devices_command(CLI::App& app, int& exit_code);
 void add_xor_command(CLI::App& app, int& exit_code);
 void add_train_command(CLI::App& app, int& exit_code);
+void add_eval_command(CLI::App& app, int& exit_code);
+void add_export_command(CLI::App& app, int& exit_code);
+void add_time_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

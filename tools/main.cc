@@ -12,6 +12,9 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   ruche::tools::add_devices_command(app, exit_code);
   ruche::tools::add_train_command(app, exit_code);
+  ruche::tools::add_eval_command(app, exit_code);
+  ruche::tools::add_export_command(app, exit_code);
+  ruche::tools::add_time_command(app, exit_code);
   ruche::tools::add_xor_command(app, exit_code);
   try {
     app.parse(argc, argv);

@@ -1,6 +1,7 @@
 #include "engine/graph/net.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -351,24 +352,60 @@ void Net::forward(const StepContext& ctx) {
 void Net::backward(const StepContext& ctx, bool accumulate) {
   if (accumulate && !grad_scratch_.defined()) make_grad_scratch();
   for (std::size_t li = layers_.size(); li-- > 0;) {
-    if (!trainable_layer_[li]) continue;
-    // Readers other than the last one wrote their own gradient buffers: add them up.
-    for (int t : tops_[li]) {
-      Blob& blob = blobs_[static_cast<std::size_t>(t)];
-      for (const Tensor& extra : blob.extra_diffs) ops::axpy(1.0f, extra, blob.diff);
-    }
-    const auto [begin, end] = layer_grad_range_[li];
-    if (accumulate && end > begin) {
-      std::swap(io_[li].param_grads, scratch_param_grads_[li]);
-      layers_[li]->backward(io_[li], ctx);
-      std::swap(io_[li].param_grads, scratch_param_grads_[li]);
-      Tensor range = grads_.narrow(0, begin, end - begin);
-      ops::axpy(1.0f, grad_scratch_.narrow(0, begin, end - begin), range);
-    } else {
-      layers_[li]->backward(io_[li], ctx);
-    }
-    if (grad_ready_ && end > begin) grad_ready_(begin, end);
+    if (trainable_layer_[li]) backward_layer(li, ctx, accumulate);
   }
+}
+
+void Net::backward_layer(std::size_t li, const StepContext& ctx, bool accumulate) {
+  // Readers other than the last one wrote their own gradient buffers: add them up.
+  for (int t : tops_[li]) {
+    Blob& blob = blobs_[static_cast<std::size_t>(t)];
+    for (const Tensor& extra : blob.extra_diffs) ops::axpy(1.0f, extra, blob.diff);
+  }
+  const auto [begin, end] = layer_grad_range_[li];
+  if (accumulate && end > begin) {
+    std::swap(io_[li].param_grads, scratch_param_grads_[li]);
+    layers_[li]->backward(io_[li], ctx);
+    std::swap(io_[li].param_grads, scratch_param_grads_[li]);
+    Tensor range = grads_.narrow(0, begin, end - begin);
+    ops::axpy(1.0f, grad_scratch_.narrow(0, begin, end - begin), range);
+  } else {
+    layers_[li]->backward(io_[li], ctx);
+  }
+  if (grad_ready_ && end > begin) grad_ready_(begin, end);
+}
+
+std::vector<LayerTiming> Net::time_layers(int iterations, const StepContext& ctx) {
+  using Clock = std::chrono::steady_clock;
+  const auto ms_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  };
+  std::vector<LayerTiming> timings(layers_.size());
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    timings[li].name = layers_[li]->name();
+    timings[li].type = layers_[li]->type();
+    timings[li].has_backward = trainable_layer_[li];
+  }
+  forward(ctx);  // warm-up: first-touch pages, primitive caches
+  backward(ctx, false);
+  for (int it = 0; it < iterations; ++it) {
+    for (std::size_t li = 0; li < layers_.size(); ++li) {
+      const auto start = Clock::now();
+      layers_[li]->forward(io_[li], ctx);
+      timings[li].forward_ms += ms_since(start);
+    }
+    for (std::size_t li = layers_.size(); li-- > 0;) {
+      if (!trainable_layer_[li]) continue;
+      const auto start = Clock::now();
+      backward_layer(li, ctx, false);
+      timings[li].backward_ms += ms_since(start);
+    }
+  }
+  for (LayerTiming& t : timings) {
+    t.forward_ms /= std::max(iterations, 1);
+    t.backward_ms /= std::max(iterations, 1);
+  }
+  return timings;
 }
 
 void Net::make_grad_scratch() {

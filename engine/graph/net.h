@@ -34,6 +34,14 @@ struct NetOptions {
   NetSource source;
 };
 
+// One layer's average times over Net::time_layers' iterations (`ruche time`, like `caffe time`).
+struct LayerTiming {
+  std::string name, type;
+  double forward_ms = 0;
+  double backward_ms = 0;  // 0 for layers backward skips (no gradient flows through them)
+  bool has_backward = false;
+};
+
 // One tensor of the net's state, placed in a flat buffer.
 struct ParamEntry {
   std::string name;  // PyTorch state_dict name, "layer1.0.conv1.weight"
@@ -86,6 +94,11 @@ class Net {
   // [begin, end) elements of grads(). The reducer launches its buckets from here.
   void set_grad_ready_hook(std::function<void(std::int64_t begin, std::int64_t end)> hook);
 
+  // Runs one untimed forward and backward pass, then `iterations` more on whatever input() and
+  // labels() hold, timing each layer's forward and backward with a steady clock; returns the
+  // mean milliseconds per layer, in forward order. The host clock times CPU work only.
+  std::vector<LayerTiming> time_layers(int iterations, const StepContext& ctx);
+
   // Initialises parameters (torch.nn's defaults, or the layers' fillers) and buffers from the
   // counter-based generator keyed by seed.
   void init_params(std::uint64_t seed);
@@ -113,6 +126,7 @@ class Net {
   void bind_params();
   void make_grad_scratch();
   bool layer_has_trainable(int layer) const;
+  void backward_layer(std::size_t li, const StepContext& ctx, bool accumulate);
   std::string loss_blob_name(const std::vector<std::vector<int>>& bottoms,
                              const std::vector<std::vector<int>>& tops) const;
 

@@ -25,8 +25,10 @@ std::string format(const char* fmt, double a, double b = 0, double c = 0, double
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
-  for (std::size_t i = 0; i < names.size() && i < 6; ++i) out.append(i ? ", " : "").append(names[i]);
-  if (names.size() > 6) out.append(", ... (").append(std::to_string(names.size())).append(" in all)");
+  for (std::size_t i = 0; i < names.size() && i < 6; ++i)
+    out.append(i ? ", " : "").append(names[i]);
+  if (names.size() > 6)
+    out.append(", ... (").append(std::to_string(names.size())).append(" in all)");
   return out;
 }
 
@@ -52,8 +54,8 @@ std::string render_threshold(const ThresholdReport& t, const std::vector<std::st
   }
   out.append(format("%.6g", t.choice.threshold)).append(", chosen on ").append(t.chosen_on);
   out.append(" for ").append(goal).append(format(" >= %g (there precision %.4f, recall %.4f)\n",
-                                                  t.choice.target, t.choice.precision,
-                                                  t.choice.recall));
+                                                 t.choice.target, t.choice.precision,
+                                                 t.choice.recall));
   const BinaryCounts& c = t.evaluated;
   out.append("  on ").append(t.evaluated_on);
   out.append(format(": precision %.4f  recall %.4f  f1 %.4f  accuracy %.4f", c.precision(),
@@ -76,7 +78,8 @@ RunFiles locate_run_files(const std::string& weights, const std::string& net_ove
   const fs::path beside = dir / "net.prototxt";
   if (fs::is_regular_file(beside)) f.run_dir = dir.string();
   if (!net_override.empty()) {
-    RUCHE_REQUIRE(fs::is_regular_file(net_override)) << net_override << ": no such net file (--net)";
+    RUCHE_REQUIRE(fs::is_regular_file(net_override))
+        << net_override << ": no such net file (--net)";
     f.net_file = net_override;
   } else {
     RUCHE_REQUIRE(!f.run_dir.empty()) << f.weights << ": no net beside the weights (looked for "
@@ -146,13 +149,13 @@ ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
   RUCHE_CHECK(chosen_on.report.split != "test") << "a threshold is never chosen on the test split";
   ThresholdReport t;
   t.positive_class = 1;
-  t.choice = choose_threshold(chosen_on.acc.class_scores(1), chosen_on.acc.is_class(1), goal,
-                              target);
+  t.choice =
+      choose_threshold(chosen_on.acc.class_scores(1), chosen_on.acc.is_class(1), goal, target);
   t.chosen_on = chosen_on.report.split;
   t.evaluated_on = evaluated_on.report.split;
   if (t.choice.met) {
-    t.evaluated = count_at_threshold(evaluated_on.acc.class_scores(1),
-                                     evaluated_on.acc.is_class(1), t.choice.threshold);
+    t.evaluated = count_at_threshold(evaluated_on.acc.class_scores(1), evaluated_on.acc.is_class(1),
+                                     t.choice.threshold);
   }
   return t;
 }
@@ -160,8 +163,8 @@ ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
 EvalRunResult evaluate_run(const EvalRequest& request) {
   RUCHE_REQUIRE(request.split == "val" || request.split == "test")
       << "--split " << request.split << ": expected val or test";
-  RUCHE_REQUIRE(request.batch_size >= 0) << "--batch-size " << request.batch_size
-                                         << ": expected a positive number";
+  RUCHE_REQUIRE(request.batch_size >= 0)
+      << "--batch-size " << request.batch_size << ": expected a positive number";
   if (request.goal) {
     RUCHE_REQUIRE(request.target > 0 && request.target <= 1)
         << "--target-" << threshold_goal_name(*request.goal) << " " << request.target
@@ -201,8 +204,7 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   if (request.goal) {
     RUCHE_REQUIRE(splits.train->num_classes() == 2)
         << "--target-" << threshold_goal_name(*request.goal)
-        << " needs a two-class model; this one has " << splits.train->num_classes()
-        << " classes";
+        << " needs a two-class model; this one has " << splits.train->num_classes() << " classes";
   }
   SplitEvaluation eval = evaluate_split(*net, data, request.split, norm);
   if (request.goal) {

@@ -58,13 +58,13 @@ ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
 // `ruche eval`: weights evaluated on one split of a dataset, as the run that wrote them split it.
 struct EvalRequest {
   std::string weights;
-  std::string net;     // --net; "" : RUN/net.prototxt beside the weights
-  DataSpec data;       // --data, --data-layout
-  std::string split = "test";  // val or test
-  int batch_size = 0;  // 0: the run's solver batch_size
+  std::string net;                    // --net; "" : RUN/net.prototxt beside the weights
+  DataSpec data;                      // --data, --data-layout
+  std::string split = "test";         // val or test
+  int batch_size = 0;                 // 0: the run's solver batch_size
   std::optional<ThresholdGoal> goal;  // two classes: threshold chosen on val for this target
   double target = 0;
-  int threads = 0;     // CPU threads; 0: OMP_NUM_THREADS or all cores
+  int threads = 0;  // CPU threads; 0: OMP_NUM_THREADS or all cores
 };
 
 struct EvalRunResult {

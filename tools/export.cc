@@ -1,0 +1,62 @@
+// ruche export: a run's weights as an npz with PyTorch state_dict names, or a net (a run's, or a
+// built-in model's) as prototxt.
+#include "engine/train/export.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "engine/models/models.h"
+#include "engine/proto/text_format.h"
+#include "tools/commands.h"
+#include "tools/flags.h"
+
+namespace ruche::tools {
+namespace {
+
+void write_text(const std::string& path, const std::string& text) {
+  if (path.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return;
+  }
+  std::ofstream out(path, std::ios::trunc);
+  RUCHE_REQUIRE(out) << path << ": cannot write (-o)";
+  out << text;
+  RUCHE_REQUIRE(out.good()) << path << ": write failed (-o)";
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, int& exit_code) {
+  struct Options {
+    std::string from, model, format, output, input;
+    int classes = 0;
+  };
+  static Options o;
+  CLI::App* cmd = app.add_subcommand("export", "Write a run's weights (npz) or a net (prototxt)");
+  cmd->add_option("--from", o.from, "a run directory or a weights file W.npz");
+  cmd->add_option("--model", o.model, "a built-in model (prototxt only)");
+  cmd->add_option("--format", o.format, "npz or prototxt")
+      ->required()
+      ->check(CLI::IsMember({"npz", "prototxt"}));
+  cmd->add_option("-o,--output", o.output, "output file (prototxt: stdout when absent)");
+  cmd->add_option("--input", o.input, "built-in model: the input sample C,H,W");
+  cmd->add_option("--classes", o.classes, "built-in model: classifier width (0: left open)");
+  cmd->callback([&exit_code] {
+    RUCHE_REQUIRE(o.from.empty() != o.model.empty()) << "give --from RUN|W.npz or --model NAME";
+    if (o.format == "npz") {
+      RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz";
+      RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
+      const int n = export_weights(o.from, o.output);
+      std::printf("wrote %d tensors to %s\n", n, o.output.c_str());
+    } else if (!o.from.empty()) {
+      write_text(o.output, export_net(o.from));
+    } else {
+      const Shape input = parse_shape_flag("--input", o.input);
+      RUCHE_REQUIRE(o.classes >= 0) << "--classes " << o.classes << ": expected 0 or more";
+      write_text(o.output, to_prototxt(builtin_model(o.model, ModelOptions{input, o.classes})));
+    }
+    exit_code = 0;
+  });
+}
+
+}  // namespace ruche::tools
