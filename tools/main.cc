@@ -6,6 +6,7 @@
 #include "tools/commands.h"
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they happen, even in a pipe
   CLI::App app{"ruche: data-parallel training of convolutional networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ruche 0.1.0");
