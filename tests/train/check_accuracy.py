@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+"""Trains with `ruche train` defaults (fashion_cnn on Fashion-MNIST) and checks the test
+accuracy in RUN/eval-test.json against a floor.
+
+usage: check_accuracy.py RUCHE_BINARY RUN_DIR MIN_ACCURACY [extra ruche train flags...]
+"""
+import json
+import subprocess
+import sys
+import time
+
+
+def main() -> int:
+    ruche, run, floor = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    start = time.time()
+    subprocess.run([ruche, "train", "--out", run, *sys.argv[4:]], check=True)
+    with open(f"{run}/eval-test.json") as f:
+        accuracy = json.load(f)["accuracy"]
+    print(f"test accuracy {accuracy:.4f} after {time.time() - start:.0f} s (floor {floor})")
+    return 0 if accuracy >= floor else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
