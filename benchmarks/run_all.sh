@@ -10,3 +10,4 @@ if [ -z "$python" ]; then
 fi
 echo "bench: using $python; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the benchmarks"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/conv_vs_torch.py" "$build"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/throughput.py" "$build"
