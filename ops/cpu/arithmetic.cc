@@ -14,7 +14,7 @@ void add(const Tensor& a, const Tensor& b, Tensor& y) {
   const float* pb = b.data<float>();
   float* py = y.data<float>();
   const std::int64_t n = a.numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) py[i] = pa[i] + pb[i];
 }
 
@@ -25,7 +25,7 @@ void axpy(float alpha, const Tensor& x, Tensor& y) {
   const float* px = x.data<float>();
   float* py = y.data<float>();
   const std::int64_t n = x.numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) py[i] += alpha * px[i];
 }
 
@@ -33,7 +33,7 @@ void scale(float alpha, Tensor& x) {
   check_dense("scale", "x", x);
   float* px = x.data<float>();
   const std::int64_t n = x.numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) px[i] *= alpha;
 }
 

@@ -55,7 +55,7 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p)
   float* pdx = dx.data<float>();
   const float keep_scale = 1.0f / (1.0f - p);
   const std::int64_t n = dy.numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) pdx[i] = pm[i] ? pdy[i] * keep_scale : 0.0f;
 }
 

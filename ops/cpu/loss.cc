@@ -148,7 +148,7 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
   float* pd = dpred.data<float>();
   const std::int64_t n = pred.numel();
   const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) pd[i] = k * (pp[i] - pt[i]);
 }
 

@@ -26,7 +26,7 @@ void l1_penalty_backward(const Tensor& w, float coeff, Tensor& dw) {
   float* pdw = dw.data<float>();
   const std::int64_t n = w.numel();
   // sign(0) = 0, as torch.sign and the subgradient PyTorch's abs uses.
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) {
     pdw[i] += pw[i] > 0.0f ? coeff : (pw[i] < 0.0f ? -coeff : 0.0f);
   }
@@ -50,7 +50,7 @@ void l2_penalty_backward(const Tensor& w, float coeff, Tensor& dw) {
   const float* pw = w.data<float>();
   float* pdw = dw.data<float>();
   const std::int64_t n = w.numel();
-#pragma omp parallel for simd if (n >= kParallelMin)
+#pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) pdw[i] += coeff * pw[i];
 }
 
