@@ -56,24 +56,8 @@ class ConvolutionLayer final : public Layer {
     const auto& c = param().convolution_param();
     const std::int64_t fan_in = in_ / conv_.groups * kh_ * kw_;
     const std::int64_t fan_out = out_ / conv_.groups * kh_ * kw_;
-    std::vector<ParamDecl> decls;
-    ParamDecl w;
-    w.suffix = "weight";
-    w.shape = Shape{out_, in_ / conv_.groups, kh_, kw_};
-    w.role = ParamRole::weight;
-    w.filler = layers::filler_or_torch_default(c.has_weight_filler(), c.weight_filler(), fan_in);
-    w.fan_in = fan_in, w.fan_out = fan_out;
-    decls.push_back(w);
-    if (c.bias_term()) {
-      ParamDecl b;
-      b.suffix = "bias";
-      b.shape = Shape{out_};
-      b.role = ParamRole::bias;
-      b.filler = layers::filler_or_torch_default(c.has_bias_filler(), c.bias_filler(), fan_in);
-      b.fan_in = fan_in, b.fan_out = fan_out;
-      decls.push_back(b);
-    }
-    return decls;
+    return layers::weight_and_bias(c, Shape{out_, in_ / conv_.groups, kh_, kw_}, out_, fan_in,
+                                   fan_out);
   }
 
   double forward_flops() const override {

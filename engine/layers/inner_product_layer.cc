@@ -27,24 +27,7 @@ class InnerProductLayer final : public Layer {
 
   std::vector<ParamDecl> param_decls() const override {
     const auto& q = param().inner_product_param();
-    std::vector<ParamDecl> decls;
-    ParamDecl w;
-    w.suffix = "weight";
-    w.shape = Shape{out_, in_};
-    w.role = ParamRole::weight;
-    w.filler = layers::filler_or_torch_default(q.has_weight_filler(), q.weight_filler(), in_);
-    w.fan_in = in_, w.fan_out = out_;
-    decls.push_back(w);
-    if (q.bias_term()) {
-      ParamDecl b;
-      b.suffix = "bias";
-      b.shape = Shape{out_};
-      b.role = ParamRole::bias;
-      b.filler = layers::filler_or_torch_default(q.has_bias_filler(), q.bias_filler(), in_);
-      b.fan_in = in_, b.fan_out = out_;
-      decls.push_back(b);
-    }
-    return decls;
+    return layers::weight_and_bias(q, Shape{out_, in_}, out_, in_, out_);
   }
 
   double forward_flops() const override {

@@ -52,6 +52,31 @@ inline proto::FillerParameter filler_or_torch_default(bool given,
   return uniform_filler(fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f);
 }
 
+// The weight and (when bias_term) the bias of a convolution or linear layer: p is its
+// ConvolutionParameter or InnerProductParameter; unset fillers are torch.nn's defaults.
+template <typename LayerParam>
+std::vector<ParamDecl> weight_and_bias(const LayerParam& p, const Shape& weight_shape,
+                                       std::int64_t out, std::int64_t fan_in,
+                                       std::int64_t fan_out) {
+  ParamDecl w;
+  w.suffix = "weight";
+  w.shape = weight_shape;
+  w.role = ParamRole::weight;
+  w.filler = filler_or_torch_default(p.has_weight_filler(), p.weight_filler(), fan_in);
+  w.fan_in = fan_in;
+  w.fan_out = fan_out;
+  std::vector<ParamDecl> decls{w};
+  if (p.bias_term()) {
+    ParamDecl b = w;
+    b.suffix = "bias";
+    b.shape = Shape{out};
+    b.role = ParamRole::bias;
+    b.filler = filler_or_torch_default(p.has_bias_filler(), p.bias_filler(), fan_in);
+    decls.push_back(b);
+  }
+  return decls;
+}
+
 // Whether a and b are the same elements (an in-place blob): then a copy between them is a no-op.
 inline bool same_elements(const Tensor& a, const Tensor& b) {
   return a.shares_storage(b) && a.offset() == b.offset() && a.shape() == b.shape();
