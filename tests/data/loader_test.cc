@@ -172,7 +172,7 @@ TEST(Loader, PrefetchesWhileTheStepRuns) {
   loader.start_epoch(0);
   ASSERT_EQ(loader.next(x, y), 4);
   // With no further next(), the producer fills the two free buffers: batches 1 and 2.
-  for (int i = 0; i < 200 && d->reads < 12; ++i) {
+  for (int i = 0; i < 3000 && d->reads < 12; ++i) {  // up to 30 s: a guard, not a speed check
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(d->reads, 12);
