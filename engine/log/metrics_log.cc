@@ -3,29 +3,9 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "engine/metrics/json_writer.h"
 
 namespace ruche {
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
 
 MetricsRecord& MetricsRecord::add(const std::string& key, double value) {
   char buf[32];
@@ -44,7 +24,7 @@ MetricsRecord& MetricsRecord::add(const std::string& key, std::int64_t value) {
 }
 
 MetricsRecord& MetricsRecord::add(const std::string& key, const std::string& value) {
-  fields_.emplace_back(key, json_string(value));
+  fields_.emplace_back(key, json_quote(value));
   return *this;
 }
 
@@ -52,7 +32,7 @@ std::string MetricsRecord::json() const {
   std::string out = "{";
   for (std::size_t i = 0; i < fields_.size(); ++i) {
     if (i) out += ", ";
-    out += json_string(fields_[i].first) + ": " + fields_[i].second;
+    out += json_quote(fields_[i].first) + ": " + fields_[i].second;
   }
   return out + "}";
 }

@@ -26,9 +26,6 @@ class MetricsRecord {
   std::vector<std::pair<std::string, std::string>> fields_;  // key, JSON-encoded value
 };
 
-// Escapes s as a JSON string literal, quotes included.
-std::string json_string(const std::string& s);
-
 class MetricsLog {
  public:
   MetricsLog() = default;
