@@ -1,7 +1,6 @@
 // ruche train: flags to a TrainRun. Every training hyperparameter is a solver field and a flag;
 // the flag wins over --solver's value, and `ruche train --help` shows each pair.
 #include <google/protobuf/descriptor.h>
-#include <google/protobuf/text_format.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -68,9 +67,12 @@ void set_field(proto::SolverParameter& solver, const std::string& field,
           ? field + ": \"" + value + "\""
           : field + ": " + value;
   proto::SolverParameter parsed;
-  RUCHE_REQUIRE(google::protobuf::TextFormat::ParseFromString(text, &parsed))
-      << flag << ": '" << value << "' is not a valid " << descriptor->type_name() << " for "
-      << field;
+  try {
+    parse_prototxt(text, flag, parsed);
+  } catch (const Error&) {
+    RUCHE_FAIL() << flag << ": '" << value << "' is not a valid " << descriptor->type_name()
+                 << " for " << field;
+  }
   solver.MergeFrom(parsed);
 }
 

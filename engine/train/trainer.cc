@@ -1,5 +1,6 @@
 #include "engine/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -70,6 +71,12 @@ struct BestTracker {
   }
 };
 
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out.append(out.empty() ? "" : ", ").append(n);
+  return out;
+}
+
 void print_nan_diagnosis(Net& net, std::int64_t step, float lr) {
   const std::string where = net.first_nonfinite();
   std::fprintf(stderr,
@@ -109,6 +116,14 @@ proto::SolverParameter default_solver() {
 
 int train(const TrainRun& run) {
   const proto::SolverParameter& solver = run.solver;
+  // Solver names are checked before any data is read: a typo fails in a second, not a minute.
+  const auto types = optimizer_types();
+  RUCHE_REQUIRE(std::find(types.begin(), types.end(), solver.type()) != types.end())
+      << "solver: unknown optimizer type '" << solver.type() << "' (valid: " << join(types) << ")";
+  const auto policies = lr_policies();
+  RUCHE_REQUIRE(std::find(policies.begin(), policies.end(), solver.lr_policy()) != policies.end())
+      << "solver: unknown lr_policy '" << solver.lr_policy() << "' (valid: " << join(policies)
+      << ")";
   ops::set_num_threads(run.threads);
   const std::filesystem::path out = run.out_dir;
   std::filesystem::create_directories(out);
