@@ -1,0 +1,50 @@
+#include "comm/communicator.h"
+
+#include "engine/error.h"
+
+namespace ruche {
+
+BufferView BufferView::of(const Tensor& tensor) {
+  RUCHE_REQUIRE(tensor.defined()) << "BufferView::of: the tensor is undefined";
+  RUCHE_REQUIRE(tensor.is_contiguous())
+      << "BufferView::of: " << tensor.str() << " is not contiguous";
+  return {tensor.raw_data(), tensor.dtype(), tensor.numel(), tensor.device()};
+}
+
+std::string BufferView::str() const {
+  return std::string(dtype_name(dtype)) + "[" + std::to_string(count) + "] " + device.str();
+}
+
+Work& Work::operator=(Work&& other) noexcept {
+  if (this != &other) {
+    finish_quietly();
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+Work::~Work() { finish_quietly(); }
+
+void Work::finish_quietly() noexcept {
+  if (!impl_) return;
+  try {
+    impl_->wait();
+  } catch (...) {
+  }
+  impl_.reset();
+}
+
+bool Work::test() {
+  if (!impl_) return true;
+  if (!impl_->test()) return false;
+  impl_.reset();
+  return true;
+}
+
+void Work::wait() {
+  if (!impl_) return;
+  std::shared_ptr<WorkImpl> impl = std::move(impl_);
+  impl->wait();
+}
+
+}  // namespace ruche

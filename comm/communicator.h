@@ -1,0 +1,82 @@
+// Communicator: the collectives a data-parallel job needs, on typed views, each returning an
+// asynchronous Work handle. The backend follows from the view's device: MPI for host memory
+// (comm/mpi), NCCL for device memory (later). Every rank must issue the same collectives in the
+// same order; a mismatch is a hang.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/tensor/device.h"
+#include "engine/tensor/dtype.h"
+#include "engine/tensor/tensor.h"
+
+namespace ruche {
+
+// `count` elements of `dtype` at `data` on `device`: an element count, never a byte count.
+struct BufferView {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  std::int64_t count = 0;
+  Device device = Device::cpu();
+
+  // The elements of a contiguous tensor; the tensor must outlive the collective.
+  static BufferView of(const Tensor& tensor);
+  std::size_t nbytes() const { return static_cast<std::size_t>(count) * dtype_size(dtype); }
+  std::string str() const;  // "f32[1024] cpu"
+};
+
+enum class ReduceOp { sum, avg };  // avg: the sum divided by the world size
+
+// What a backend's handle does; Work wraps one.
+class WorkImpl {
+ public:
+  virtual ~WorkImpl() = default;
+  virtual bool test() = 0;  // done? rethrows the collective's error
+  virtual void wait() = 0;  // blocks until done; rethrows the collective's error
+};
+
+// An asynchronous collective. The buffers belong to it until wait() returns (or test() says
+// true). Move-only. An empty Work (default, or already waited) is done. Destroying a pending Work
+// waits for it and drops its error: call wait() to see errors.
+class Work {
+ public:
+  Work() = default;
+  explicit Work(std::shared_ptr<WorkImpl> impl) : impl_(std::move(impl)) {}
+  Work(Work&&) noexcept = default;
+  Work& operator=(Work&& other) noexcept;
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+  ~Work();
+
+  bool test();
+  void wait();
+
+ private:
+  void finish_quietly() noexcept;
+  std::shared_ptr<WorkImpl> impl_;
+};
+
+class Communicator {
+ public:
+  Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In place: every rank ends with the same reduction of everyone's `buffer`.
+  virtual Work all_reduce(BufferView buffer, ReduceOp op) = 0;
+  // In place: `buffer` on every rank becomes root's.
+  virtual Work broadcast(BufferView buffer, int root) = 0;
+  // recv (count = size * send.count) holds every rank's send, in rank order.
+  virtual Work all_gather(BufferView send, BufferView recv) = 0;
+  // send holds size chunks of recv.count; rank r receives the reduction of everyone's chunk r.
+  virtual Work reduce_scatter(BufferView send, BufferView recv, ReduceOp op) = 0;
+  virtual Work barrier() = 0;
+};
+
+}  // namespace ruche

@@ -1,0 +1,88 @@
+#include "comm/world.h"
+
+#include <charconv>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "comm/mpi/mpi_check.h"
+#include "comm/mpi/mpi_world.h"
+#include "engine/error.h"
+
+namespace ruche {
+
+WorldOptions WorldOptions::from_env() {
+  WorldOptions options;
+  const char* text = std::getenv("RUCHE_FAKE_NODES");
+  if (text == nullptr || *text == '\0') return options;
+  const char* end = text + std::strlen(text);
+  auto [ptr, ec] = std::from_chars(text, end, options.fake_nodes);
+  RUCHE_REQUIRE(ec == std::errc() && ptr == end && options.fake_nodes >= 0)
+      << "RUCHE_FAKE_NODES: expected a number of nodes (0 or more), got '" << text << "'";
+  return options;
+}
+
+int fake_node_of(int rank, int size, int nodes) {
+  RUCHE_REQUIRE(nodes >= 1 && nodes <= size)
+      << "RUCHE_FAKE_NODES=" << nodes << ": expected 1 to " << size << " nodes for " << size
+      << " ranks";
+  return static_cast<int>(static_cast<std::int64_t>(rank) * nodes / size);
+}
+
+World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()) {
+  int initialized = 0;
+  MPI_CHECK(MPI_Initialized(&initialized));
+  RUCHE_CHECK(!initialized) << "MPI is already initialized: one World per process";
+  MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &thread_level_));
+  if (thread_level_ < MPI_THREAD_SERIALIZED) {
+    MPI_Finalize();
+    RUCHE_FAIL() << "MPI provides thread level " << thread_level_
+                 << ", ruche needs MPI_THREAD_SERIALIZED or more (a comm thread calls MPI)";
+  }
+
+  Handles& h = *handles_;
+  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &h.world));
+  MPI_CHECK(MPI_Comm_set_errhandler(h.world, MPI_ERRORS_RETURN));  // MPI_CHECK reports errors
+  MPI_CHECK(MPI_Comm_rank(h.world, &rank_));
+  MPI_CHECK(MPI_Comm_size(h.world, &size_));
+
+  if (options.fake_nodes > 0) {
+    MPI_CHECK(MPI_Comm_split(h.world, fake_node_of(rank_, size_, options.fake_nodes), rank_,
+                             &h.local));
+  } else {
+    MPI_CHECK(MPI_Comm_split_type(h.world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &h.local));
+  }
+  MPI_CHECK(MPI_Comm_rank(h.local, &local_rank_));
+  MPI_CHECK(MPI_Comm_size(h.local, &local_size_));
+
+  // Nodes are numbered by their leaders (local rank 0) in rank order.
+  int leader = local_rank_ == 0 ? 1 : 0;
+  int leaders_before = 0;
+  MPI_CHECK(MPI_Allreduce(&leader, &num_nodes_, 1, MPI_INT, MPI_SUM, h.world));
+  MPI_CHECK(MPI_Exscan(&leader, &leaders_before, 1, MPI_INT, MPI_SUM, h.world));
+  if (rank_ == 0) leaders_before = 0;  // Exscan leaves rank 0's result undefined
+  node_ = leaders_before;
+  MPI_CHECK(MPI_Bcast(&node_, 1, MPI_INT, 0, h.local));
+
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  MPI_CHECK(MPI_Get_processor_name(name, &length));
+  std::vector<char> all(static_cast<std::size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
+  MPI_CHECK(MPI_Allgather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(),
+                          MPI_MAX_PROCESSOR_NAME, MPI_CHAR, h.world));
+  for (int r = 0; r < size_; ++r) {
+    const char* p = all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME;
+    host_names_.emplace_back(p, strnlen(p, MPI_MAX_PROCESSOR_NAME));
+  }
+}
+
+World::~World() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (handles_->local != MPI_COMM_NULL) MPI_Comm_free(&handles_->local);
+  if (handles_->world != MPI_COMM_NULL) MPI_Comm_free(&handles_->world);
+  MPI_Finalize();
+}
+
+}  // namespace ruche
