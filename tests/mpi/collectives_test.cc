@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -160,6 +162,31 @@ TEST_F(Collectives, ManyAsyncCollectivesQueuedThenWaited) {
                                       : static_cast<float>(k * size + size * (size - 1) / 2);
     for (float x : buffers[k]) ASSERT_EQ(x, expected) << "collective " << k;
   }
+}
+
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return double(t.tv_sec) + 1e-6 * double(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// Rank 0 waits a second for the others: its comm thread polls with sleeps, so the process uses
+// a small part of one core meanwhile (the bound is loose: a guard against a busy spin).
+TEST_F(Collectives, WaitingCostsNoCore) {
+  if (size == 1) GTEST_SKIP() << "nobody to wait for";
+  std::vector<float> x(16, 1.0f);
+  if (rank != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double cpu_before = cpu_seconds();
+  const auto wall_before = std::chrono::steady_clock::now();
+  comm.all_reduce(view(x), ReduceOp::sum).wait();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
+  const double cpu = cpu_seconds() - cpu_before;
+  if (rank == 0) {
+    EXPECT_GT(wall, 0.5);
+    EXPECT_LT(cpu, 0.3 * wall) << cpu << " s of CPU in " << wall << " s of waiting";
+  }
+  for (float v : x) EXPECT_EQ(v, static_cast<float>(size));
 }
 
 TEST_F(Collectives, LargeBuffer) {
