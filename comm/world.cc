@@ -23,9 +23,8 @@ WorldOptions WorldOptions::from_env() {
 }
 
 int fake_node_of(int rank, int size, int nodes) {
-  RUCHE_REQUIRE(nodes >= 1 && nodes <= size)
-      << "RUCHE_FAKE_NODES=" << nodes << ": expected 1 to " << size << " nodes for " << size
-      << " ranks";
+  RUCHE_REQUIRE(nodes >= 1 && nodes <= size) << "RUCHE_FAKE_NODES=" << nodes << ": expected 1 to "
+                                             << size << " nodes for " << size << " ranks";
   return static_cast<int>(static_cast<std::int64_t>(rank) * nodes / size);
 }
 
@@ -47,8 +46,8 @@ World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()
   MPI_CHECK(MPI_Comm_size(h.world, &size_));
 
   if (options.fake_nodes > 0) {
-    MPI_CHECK(MPI_Comm_split(h.world, fake_node_of(rank_, size_, options.fake_nodes), rank_,
-                             &h.local));
+    MPI_CHECK(
+        MPI_Comm_split(h.world, fake_node_of(rank_, size_, options.fake_nodes), rank_, &h.local));
   } else {
     MPI_CHECK(MPI_Comm_split_type(h.world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &h.local));
   }

@@ -73,7 +73,8 @@ void require_host(const BufferView& view, const char* op) {
       << " is not host memory; the MPI communicator takes cpu buffers (device buffers need NCCL)";
   RUCHE_REQUIRE(view.count >= 0 && view.count <= INT_MAX)
       << op << ": " << view.str() << ": expected 0 to " << INT_MAX << " elements";
-  RUCHE_REQUIRE(view.data != nullptr || view.count == 0) << op << ": " << view.str() << " has no data";
+  RUCHE_REQUIRE(view.data != nullptr || view.count == 0)
+      << op << ": " << view.str() << " has no data";
 }
 
 MPI_Datatype reduction_type(const BufferView& view, const char* op) {
@@ -84,11 +85,16 @@ MPI_Datatype reduction_type(const BufferView& view, const char* op) {
 
 MPI_Datatype copy_type(const BufferView& view, const char* op) {
   switch (view.dtype) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::u8: return MPI_UINT8_T;
-    default: break;
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    case DType::u8:
+      return MPI_UINT8_T;
+    default:
+      break;
   }
   RUCHE_FAIL() << op << ": " << view.str()
                << ": the MPI communicator moves f32, i32, i64 and u8 only";
@@ -109,7 +115,7 @@ std::function<void()> divide_by(int size, BufferView view, ReduceOp op) {
 
 struct MpiCommunicator::Task {
   std::function<void(MPI_Comm, MPI_Request*)> start;  // posts the nonblocking collective
-  std::function<void()> finish;                      // after completion, may be empty
+  std::function<void()> finish;                       // after completion, may be empty
   std::shared_ptr<Completion> done = std::make_shared<Completion>();
 };
 

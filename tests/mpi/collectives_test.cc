@@ -95,7 +95,8 @@ TEST_F(Collectives, BroadcastFromFirstAndLastRank) {
     std::vector<std::int64_t> y(17);
     for (std::size_t i = 0; i < y.size(); ++i) y[i] = rank * 1000000000000LL + std::int64_t(i);
     comm.broadcast(view(y), root).wait();
-    for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y[i], root * 1000000000000LL + std::int64_t(i));
+    for (std::size_t i = 0; i < y.size(); ++i)
+      ASSERT_EQ(y[i], root * 1000000000000LL + std::int64_t(i));
   }
 }
 
@@ -180,7 +181,8 @@ TEST_F(Collectives, WaitingCostsNoCore) {
   const double cpu_before = cpu_seconds();
   const auto wall_before = std::chrono::steady_clock::now();
   comm.all_reduce(view(x), ReduceOp::sum).wait();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
   const double cpu = cpu_seconds() - cpu_before;
   if (rank == 0) {
     EXPECT_GT(wall, 0.5);
