@@ -172,20 +172,18 @@ double cpu_seconds() {
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
-// Rank 0 waits a second for the others: its comm thread polls with sleeps, so the process uses
-// a small part of one core meanwhile (the bound is loose: a guard against a busy spin).
+// Rank 0 waits about a second for the others (they sleep first): its comm thread polls with
+// backoff sleeps, so it spends a small part of that second on the CPU, where a busy spin would
+// spend nearly all of it. No clock is read: a descheduled rank 0 only uses less CPU.
 TEST_F(Collectives, WaitingCostsNoCore) {
   if (size == 1) GTEST_SKIP() << "nobody to wait for";
   std::vector<float> x(16, 1.0f);
   if (rank != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
   const double cpu_before = cpu_seconds();
-  const auto wall_before = std::chrono::steady_clock::now();
   comm.all_reduce(view(x), ReduceOp::sum).wait();
-  const double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_before).count();
   const double cpu = cpu_seconds() - cpu_before;
-  if (rank == 0 && wall > 0.5) {  // shorter only when rank 0 itself was descheduled that long
-    EXPECT_LT(cpu, 0.3 * wall) << cpu << " s of CPU in " << wall << " s of waiting";
+  if (rank == 0) {
+    EXPECT_LT(cpu, 0.5) << cpu << " s of CPU while waiting about 1 s";
   }
   for (float v : x) EXPECT_EQ(v, static_cast<float>(size));
 }
