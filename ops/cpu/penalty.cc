@@ -47,11 +47,7 @@ void l2_penalty_backward(const Tensor& w, float coeff, Tensor& dw) {
   check_dense("l2_penalty_backward", "w", w);
   check_dense("l2_penalty_backward", "dw", dw);
   check_same_shape_as("l2_penalty_backward", "dw", dw, "w", w);
-  const float* pw = w.data<float>();
-  float* pdw = dw.data<float>();
-  const std::int64_t n = w.numel();
-#pragma omp parallel for if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) pdw[i] += coeff * pw[i];
+  axpy(coeff, w, dw);  // d/dw of coeff/2 |w|^2 is coeff * w, added to dw
 }
 
 }  // namespace ruche::ops::cpu
