@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -73,6 +74,13 @@ World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()
     const char* p = all.data() + static_cast<std::size_t>(r) * MPI_MAX_PROCESSOR_NAME;
     host_names_.emplace_back(p, strnlen(p, MPI_MAX_PROCESSOR_NAME));
   }
+}
+
+void World::abort(int exit_code) const {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);  // MPI_Abort does not return; this is for the compiler
 }
 
 World::~World() {

@@ -43,6 +43,10 @@ class World {
   const std::vector<std::string>& host_names() const { return host_names_; }  // by rank
   int thread_level() const { return thread_level_; }  // what MPI_Init_thread provided
 
+  // Ends every rank of the job now (MPI_Abort) with `exit_code`: what a rank that fails does
+  // after printing why, so the others never wait on it in a collective.
+  [[noreturn]] void abort(int exit_code) const;
+
   // The MPI handles, for comm/mpi only (defined in comm/mpi/mpi_world.h).
   struct Handles;
   const Handles& handles() const { return *handles_; }

@@ -77,10 +77,14 @@ void require_host(const BufferView& view, const char* op) {
       << op << ": " << view.str() << " has no data";
 }
 
-MPI_Datatype reduction_type(const BufferView& view, const char* op) {
-  RUCHE_REQUIRE(view.dtype == DType::f32)
-      << op << ": " << view.str() << ": the MPI communicator reduces f32 only";
-  return MPI_FLOAT;
+// f32 reduces both ways; integer counts (confusion matrices, sample counts) sum exactly.
+MPI_Datatype reduction_type(const BufferView& view, ReduceOp op, const char* what) {
+  if (view.dtype == DType::f32) return MPI_FLOAT;
+  if (op == ReduceOp::sum && view.dtype == DType::i64) return MPI_INT64_T;
+  if (op == ReduceOp::sum && view.dtype == DType::i32) return MPI_INT32_T;
+  RUCHE_FAIL() << what << ": " << view.str()
+               << ": the MPI communicator averages f32 only, and sums f32, i32 and i64";
+  return MPI_DATATYPE_NULL;
 }
 
 MPI_Datatype copy_type(const BufferView& view, const char* op) {
@@ -170,7 +174,7 @@ void MpiCommunicator::run() {
 
 Work MpiCommunicator::all_reduce(BufferView buffer, ReduceOp op) {
   require_host(buffer, "all_reduce");
-  MPI_Datatype type = reduction_type(buffer, "all_reduce");
+  MPI_Datatype type = reduction_type(buffer, op, "all_reduce");
   auto task = std::make_unique<Task>();
   task->start = [buffer, type](MPI_Comm comm, MPI_Request* request) {
     MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), type,
@@ -210,7 +214,7 @@ Work MpiCommunicator::all_gather(BufferView send, BufferView recv) {
 Work MpiCommunicator::reduce_scatter(BufferView send, BufferView recv, ReduceOp op) {
   require_host(send, "reduce_scatter");
   require_host(recv, "reduce_scatter");
-  MPI_Datatype type = reduction_type(send, "reduce_scatter");
+  MPI_Datatype type = reduction_type(send, op, "reduce_scatter");
   RUCHE_REQUIRE(recv.dtype == send.dtype && send.count == recv.count * size_)
       << "reduce_scatter: " << size_ << " chunks of " << recv.str() << " need "
       << dtype_name(recv.dtype) << "[" << recv.count * size_ << "] to send, got " << send.str();

@@ -3,7 +3,7 @@
 // computing. Waiting costs no core: the thread sleeps on a condition variable while its queue is
 // empty, and polls a pending MPI request with MPI_Test and growing sleeps, never a busy spin.
 //
-// Dtypes: f32 for the reductions; f32, i32, i64 and u8 for broadcast and all_gather. Views on
+// Dtypes: f32 sums and averages, i32/i64 sum; f32, i32, i64 and u8 for broadcast and all_gather. Views on
 // a device other than cpu are an error (NCCL handles those). The World must outlive it.
 #pragma once
 

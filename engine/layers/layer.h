@@ -13,6 +13,8 @@
 
 namespace ruche {
 
+class Communicator;  // comm/communicator.h
+
 enum class Phase { train, test };
 
 // What a step tells the layers.
@@ -21,6 +23,8 @@ struct StepContext {
   std::uint64_t seed = 1;  // the run's seed: dropout streams derive from it
   std::uint32_t epoch = 0;
   std::uint32_t step = 0;  // global micro-batch counter: dropout masks differ per step
+  // --sync-bn: batch norm reduces its batch statistics over these ranks; null: this rank's only.
+  Communicator* sync_bn = nullptr;
 };
 
 // How a parameter is treated by the optimizer and the state_dict.
