@@ -27,6 +27,18 @@ namespace ruche::ops {
     const Tensor& save_mean, const Tensor& save_var, Tensor& dx, Tensor& dgamma, Tensor& dbeta,    \
     const BatchNormParams& p), (dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta, p),          \
     (dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta))                                         \
+  X(batch_norm_local_stats, (const Tensor& x, Tensor& stats), (x, stats), (x, stats))              \
+  X(batch_norm_stats_to_moments, (const Tensor& stats, Tensor& running_mean, Tensor& running_var,  \
+    Tensor& save_mean, Tensor& save_var, const BatchNormParams& p), (stats, running_mean,          \
+    running_var, save_mean, save_var, p), (stats, running_mean, running_var, save_mean, save_var))  \
+  X(batch_norm_backward_reduce, (const Tensor& dy, const Tensor& x, const Tensor& save_mean,       \
+    const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p), \
+    (dy, x, save_mean, save_var, sums, dgamma, dbeta, p),                                           \
+    (dy, x, save_mean, save_var, sums, dgamma, dbeta))                                              \
+  X(batch_norm_backward_apply, (const Tensor& dy, const Tensor& x, const Tensor& gamma,            \
+    const Tensor& save_mean, const Tensor& save_var, const Tensor& sums, Tensor& dx,               \
+    const BatchNormParams& p), (dy, x, gamma, save_mean, save_var, sums, dx, p),                    \
+    (dy, x, gamma, save_mean, save_var, sums, dx))                                                  \
   X(linear_forward, (const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y), (x, w, b, y),  \
     (x, w, b, y))                                                                                   \
   X(linear_backward_data, (const Tensor& dy, const Tensor& w, Tensor& dx), (dy, w, dx),            \

@@ -56,6 +56,35 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p);
 
+// ---- synchronized batch norm (--sync-bn): the statistics of the global batch of all ranks ----
+// The pieces between which the caller sums a per-channel buffer over the ranks (all-reduce):
+//   forward:  batch_norm_local_stats -> sum `stats` -> batch_norm_stats_to_moments ->
+//             batch_norm_forward_inference(x, gamma, beta, save_mean, save_var, y)
+//   backward: batch_norm_backward_reduce -> sum `sums` -> batch_norm_backward_apply
+// Without the sums (one rank) they compute what batch_norm_forward_training and
+// batch_norm_backward compute. Counts travel in the buffers, so ranks may hold unequal batches.
+//
+// stats: f32 [2C + 1]: per channel the sum of x, then per channel the sum of x^2, then the number
+// of values per channel (N, or N * H * W). Sums run in double and are rounded once.
+void batch_norm_local_stats(const Tensor& x, Tensor& stats);
+// From summed stats (n = the last entry): save_mean and save_var (the biased variance, as
+// batch_norm_forward_training saves), and the running statistics updated with them (the variance
+// unbiased by n / (n - 1), n the global count). Requires n > 1.
+void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p);
+// sums: f32 [2C + 1]: per channel sum(dy), then per channel sum(dy * x_hat) with
+// x_hat = (x - save_mean) / sqrt(save_var + eps), then the number of values per channel.
+// dbeta = sum(dy) and dgamma = sum(dy * x_hat) of this x are written too where defined.
+void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& save_mean,
+                                const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
+                                const BatchNormParams& p);
+// From summed `sums` (n = the last entry):
+//   dx = gamma / sqrt(save_var + eps) * (dy - sum(dy) / n - x_hat * sum(dy * x_hat) / n)
+// (gamma undefined: 1), the gradient of a normalisation whose statistics came from all n values.
+void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                               const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
+                               Tensor& dx, const BatchNormParams& p);
+
 // ---- fully connected: x [N, in], w [out, in], b [out], y [N, out] ----
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y);
 void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);

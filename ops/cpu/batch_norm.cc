@@ -1,8 +1,12 @@
 // Batch normalization on oneDNN, per channel over N (and H, W), for [N, C] and [N, C, H, W].
 // oneDNN computes the batch mean and biased variance; the running statistics (PyTorch's unbiased
 // running variance) are updated here. gamma and beta may be undefined (no affine transform).
+// The synchronized batch norm's pieces (statistics summed over ranks by the caller) are plain
+// loops at the end.
+#include <algorithm>
 #include <array>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <utility>
@@ -211,6 +215,169 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   args.add(DNNL_ARG_DIFF_SHIFT, e.diff_shift, dbeta);
   if (dbeta.defined()) args.add(DNNL_ARG_SHIFT, e.shift);
   e.bn.run(args.get());
+}
+
+// ---- synchronized batch norm: plain loops over the channels (one channel per thread) ----
+
+namespace {
+
+// The per-channel layout of x: N planes of `plane` values per channel (plane = H * W, or 1).
+struct Planes {
+  std::int64_t n = 0, c = 0, plane = 0;
+  std::int64_t count() const { return n * plane; }  // values per channel
+  std::int64_t at(std::int64_t i, std::int64_t ch) const { return (i * c + ch) * plane; }
+};
+
+Planes planes_of(const Tensor& x) {
+  return {x.size(0), x.size(1), x.ndim() == 4 ? x.size(2) * x.size(3) : 1};
+}
+
+// A reduction buffer [2C + 1]: two per-channel rows and the count.
+void check_sums(const char* op, const char* name, const Tensor& t, std::int64_t c) {
+  check_dense(op, name, t);
+  RUCHE_REQUIRE(t.shape() == Shape{2 * c + 1})
+      << op << ": " << name << " must be [" << 2 * c + 1
+      << "] (two values per channel and a count), got " << t.shape().str();
+}
+
+// Whether a loop over the channels of x is worth a team of threads.
+bool parallel_for(const Tensor& x) { return x.numel() >= kParallelMin; }
+
+}  // namespace
+
+void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
+  const char* op = "batch_norm_local_stats";
+  const std::int64_t c = check_data(op, "x", x);
+  check_sums(op, "stats", stats, c);
+  const Planes g = planes_of(x);
+  const float* px = x.data<float>();
+  float* ps = stats.data<float>();
+#pragma omp parallel for if (parallel_for(x))
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    double s1 = 0, s2 = 0;
+    for (std::int64_t i = 0; i < g.n; ++i) {
+      const float* p = px + g.at(i, ch);
+      for (std::int64_t k = 0; k < g.plane; ++k) {
+        const double v = p[k];
+        s1 += v;
+        s2 += v * v;
+      }
+    }
+    ps[ch] = static_cast<float>(s1);
+    ps[c + ch] = static_cast<float>(s2);
+  }
+  ps[2 * c] = static_cast<float>(g.count());
+}
+
+void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
+  const char* op = "batch_norm_stats_to_moments";
+  check_dense(op, "stats", stats);
+  RUCHE_REQUIRE(stats.ndim() == 1 && stats.numel() % 2 == 1)
+      << op << ": stats must be [2C + 1] (two values per channel and a count), got "
+      << stats.shape().str();
+  const std::int64_t c = stats.numel() / 2;
+  check_channels(op, "running_mean", running_mean, c, true);
+  check_channels(op, "running_var", running_var, c, true);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  const float* ps = stats.data<float>();
+  const double n = ps[2 * c];
+  RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got " << n;
+  const double m = p.momentum, unbias = n / (n - 1);
+  float* rm = running_mean.data<float>();
+  float* rv = running_var.data<float>();
+  float* sm = save_mean.data<float>();
+  float* sv = save_var.data<float>();
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    const double mean = ps[ch] / n;
+    // E[x^2] - E[x]^2, clamped: rounding may leave a constant channel slightly negative.
+    const double var = std::max(0.0, ps[c + ch] / n - mean * mean);
+    sm[ch] = static_cast<float>(mean);
+    sv[ch] = static_cast<float>(var);
+    rm[ch] = static_cast<float>((1 - m) * rm[ch] + m * mean);
+    rv[ch] = static_cast<float>((1 - m) * rv[ch] + m * var * unbias);
+  }
+}
+
+void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& save_mean,
+                                const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
+                                const BatchNormParams& p) {
+  const char* op = "batch_norm_backward_reduce";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "dy", dy, x);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_sums(op, "sums", sums, c);
+  check_channels(op, "dgamma", dgamma, c, false);
+  check_channels(op, "dbeta", dbeta, c, false);
+  const Planes g = planes_of(x);
+  const float* px = x.data<float>();
+  const float* pdy = dy.data<float>();
+  const float* sm = save_mean.data<float>();
+  const float* sv = save_var.data<float>();
+  float* ps = sums.data<float>();
+  float* pdg = dgamma.defined() ? dgamma.data<float>() : nullptr;
+  float* pdb = dbeta.defined() ? dbeta.data<float>() : nullptr;
+#pragma omp parallel for if (parallel_for(x))
+  for (std::int64_t ch = 0; ch < c; ++ch) {
+    const double mean = sm[ch];
+    double sum_dy = 0, sum_dy_xmu = 0;
+    for (std::int64_t i = 0; i < g.n; ++i) {
+      const float* xi = px + g.at(i, ch);
+      const float* dyi = pdy + g.at(i, ch);
+      for (std::int64_t k = 0; k < g.plane; ++k) {
+        sum_dy += dyi[k];
+        sum_dy_xmu += static_cast<double>(dyi[k]) * (xi[k] - mean);
+      }
+    }
+    const float sum_dy_xhat =
+        static_cast<float>(sum_dy_xmu / std::sqrt(static_cast<double>(sv[ch]) + p.eps));
+    ps[ch] = static_cast<float>(sum_dy);
+    ps[c + ch] = sum_dy_xhat;
+    if (pdb) pdb[ch] = static_cast<float>(sum_dy);
+    if (pdg) pdg[ch] = sum_dy_xhat;
+  }
+  ps[2 * c] = static_cast<float>(g.count());
+}
+
+void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                               const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
+                               Tensor& dx, const BatchNormParams& p) {
+  const char* op = "batch_norm_backward_apply";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "dy", dy, x);
+  check_like(op, "dx", dx, x);
+  check_channels(op, "gamma", gamma, c, false);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_sums(op, "sums", sums, c);
+  const float* ps = sums.data<float>();
+  const double n = ps[2 * c];
+  RUCHE_REQUIRE(n > 0) << op << ": the count in sums must be positive, got " << n;
+  const Planes g = planes_of(x);
+  const float* px = x.data<float>();
+  const float* pdy = dy.data<float>();
+  const float* pg = gamma.defined() ? gamma.data<float>() : nullptr;
+  const float* sm = save_mean.data<float>();
+  const float* sv = save_var.data<float>();
+  float* pdx = dx.data<float>();
+  // dx = k * (dy - a - (x - mean) * b): k = gamma * invstd, a = mean(dy),
+  // b = invstd * mean(dy * x_hat), the means over all n values.
+#pragma omp parallel for collapse(2) if (parallel_for(x))
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    for (std::int64_t ch = 0; ch < c; ++ch) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(sv[ch]) + p.eps);
+      const float k = static_cast<float>((pg ? pg[ch] : 1.0) * invstd);
+      const float a = static_cast<float>(ps[ch] / n);
+      const float b = static_cast<float>(ps[c + ch] / n * invstd);
+      const float mean = sm[ch];
+      const float* xi = px + g.at(i, ch);
+      const float* dyi = pdy + g.at(i, ch);
+      float* dxi = pdx + g.at(i, ch);
+      for (std::int64_t j = 0; j < g.plane; ++j) dxi[j] = k * (dyi[j] - a - (xi[j] - mean) * b);
+    }
+  }
 }
 
 }  // namespace ruche::ops::cpu
