@@ -8,6 +8,8 @@
 #include <map>
 #include <vector>
 
+#include "comm/mpi/mpi_communicator.h"
+#include "comm/world.h"
 #include "engine/models/models.h"
 #include "engine/proto/text_format.h"
 #include "engine/train/trainer.h"
@@ -55,7 +57,38 @@ const SolverFlag kSolverFlags[] = {
     {"--patience", "patience", "early stopping after N epochs without gain (0: off)"},
     {"--monitor", "monitor", "val_acc or val_loss"},
     {"--on-nan", "on_nan", "stop (exit 3) or skip the step"},
+    {"--lr-scaling", "lr_scaling", "none, or linear: lr x global batch / 256 (with warmup)"},
 };
+
+// Whether a launcher (mpirun, srun) started this process as a rank of a job: then ruche joins
+// the job's MPI world; a lone `ruche train` never touches MPI.
+bool launched_as_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+
+// Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
+// fails ends the whole job after saying why, so the others never wait for it.
+int train_as_rank(const TrainRun& run, bool verbose_ranks) {
+  World world;
+  if (world.rank() != 0 && !verbose_ranks) {
+    RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
+  }
+  try {
+    MpiCommunicator comm(world);
+    return train(run, &comm);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "ruche: rank %d: error: %s\n", world.rank(), e.what());
+    if (world.size() > 1) world.abort(2);
+    throw;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ruche: rank %d: internal error: %s\n", world.rank(), e.what());
+    if (world.size() > 1) world.abort(1);
+    throw;
+  }
+}
 
 void set_field(proto::SolverParameter& solver, const std::string& field,
                const std::string& value, const std::string& flag) {
@@ -85,6 +118,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int synthetic_classes = 0;
     bool init_partial = false;
     int threads = 0;
+    double bucket_mb = 25;
+    bool sync_bn = false, verbose_ranks = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
   };
   static Options o;
@@ -110,6 +145,13 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--init-weights", o.init_weights, "start from these weights (.npz)");
   cmd->add_flag("--init-partial", o.init_partial,
                 "load what matches from --init-weights and list the rest");
+  cmd->add_option("--bucket-mb", o.bucket_mb,
+                  "gradient bucket size in MB (the first bucket is 1 MB)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--sync-bn", o.sync_bn,
+                "batch norm uses the statistics of the global batch (all ranks)");
+  cmd->add_flag("--verbose-ranks", o.verbose_ranks, "every rank prints, not only rank 0");
   for (const SolverFlag& f : kSolverFlags) {
     const std::string help = std::string(f.help) + "  [solver: " + f.field + "]";
     if (*f.set_to) {
@@ -163,7 +205,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.device = Device::parse(o.device);
     RUCHE_REQUIRE(run.device.is_cpu()) << "--device " << o.device
                                        << ": this ruche trains on cpu only so far";
-    exit_code = train(run);
+    run.parallel.reducer.bucket_bytes = static_cast<std::int64_t>(o.bucket_mb * (1 << 20));
+    run.parallel.reducer.first_bucket_bytes =
+        std::min<std::int64_t>(run.parallel.reducer.first_bucket_bytes,
+                               run.parallel.reducer.bucket_bytes);
+    run.parallel.sync_bn = o.sync_bn;
+    exit_code = launched_as_rank() ? train_as_rank(run, o.verbose_ranks) : train(run);
   });
 }
 

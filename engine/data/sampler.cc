@@ -23,7 +23,14 @@ DistributedSampler::DistributedSampler(std::int64_t dataset_size, int rank, int 
     : size_(dataset_size), rank_(rank), world_(world), options_(options) {
   RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
   RUCHE_REQUIRE(dataset_size > 0) << "the sampler has an empty dataset";
-  num_samples_ = options.drop_last ? size_ / world : (size_ + world - 1) / world;
+  if (options.drop_last) {
+    num_samples_ = size_ / world;
+  } else if (options.pad) {
+    num_samples_ = (size_ + world - 1) / world;
+  } else {
+    num_samples_ = (size_ - rank + world - 1) / world;  // may be 0 on a tiny split
+    return;
+  }
   RUCHE_REQUIRE(num_samples_ > 0) << dataset_size << " samples cannot be split over " << world
                                   << " ranks with drop_last";
 }

@@ -19,6 +19,9 @@ void shuffle_in_place(std::vector<std::int64_t>& v, const RngStream& s);
 struct SamplerOptions {
   bool shuffle = true;
   bool drop_last = false;  // cut the tail instead of padding it
+  // false (evaluation): neither pad nor cut; rank r takes positions r, r + world, ... below the
+  // dataset size, so ranks may differ by one sample and every sample is counted exactly once.
+  bool pad = true;
   std::uint64_t seed = 1;
 };
 

@@ -37,7 +37,11 @@ std::string MetricsRecord::json() const {
   return out + "}";
 }
 
-MetricsLog::MetricsLog(const std::string& path) : file_(std::fopen(path.c_str(), "a")) {
+MetricsLog::MetricsLog(const std::string& path) { open(path); }
+
+void MetricsLog::open(const std::string& path) {
+  RUCHE_CHECK(file_ == nullptr) << "metrics log opened twice";
+  file_ = std::fopen(path.c_str(), "a");
   RUCHE_REQUIRE(file_ != nullptr) << path << ": cannot open for writing";
 }
 

@@ -28,9 +28,10 @@ class MetricsRecord {
 
 class MetricsLog {
  public:
-  MetricsLog() = default;
+  MetricsLog() = default;  // writes nothing until opened (ranks other than 0 never open it)
   // Appends to path (a resumed run continues its file).
   explicit MetricsLog(const std::string& path);
+  void open(const std::string& path);
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
   ~MetricsLog();

@@ -1,5 +1,6 @@
 #include "engine/metrics/eval_accumulator.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ruche {
@@ -60,6 +61,31 @@ void EvalAccumulator::reset() {
   top5_correct_ = 0;
   scores_.clear();  // keeps the capacity
   labels_.clear();
+}
+
+std::vector<std::int64_t> EvalAccumulator::tallies() const {
+  std::vector<std::int64_t> t = confusion_.counts();
+  t.push_back(samples_);
+  t.push_back(top5_correct_);
+  return t;
+}
+
+void EvalAccumulator::set_totals(const std::vector<std::int64_t>& tallies,
+                                 std::vector<float> scores, std::vector<std::int32_t> labels) {
+  const std::size_t cells = confusion_.counts().size();
+  RUCHE_CHECK(tallies.size() == cells + 2) << "eval: " << tallies.size() << " tallies for "
+                                           << cells << " confusion cells";
+  std::copy(tallies.begin(), tallies.begin() + static_cast<std::ptrdiff_t>(cells),
+            confusion_.counts().begin());
+  samples_ = tallies[cells];
+  top5_correct_ = tallies[cells + 1];
+  if (keep_scores_) {
+    RUCHE_CHECK(labels.size() == static_cast<std::size_t>(samples_) &&
+                scores.size() == labels.size() * static_cast<std::size_t>(num_classes()))
+        << "eval: " << labels.size() << " gathered labels for " << samples_ << " samples";
+    scores_ = std::move(scores);
+    labels_ = std::move(labels);
+  }
 }
 
 std::vector<float> EvalAccumulator::class_scores(int c) const {

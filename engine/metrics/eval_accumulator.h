@@ -37,6 +37,11 @@ class EvalAccumulator {
   // Adds another accumulator's samples (another rank's, gathered): counts add, scores append.
   void merge(const EvalAccumulator& other);
   void reset();
+  // Every count as one vector (confusion matrix, samples, top-5 hits), for a communicator to sum
+  // across ranks; set_totals puts the sums back, with every rank's scores and labels gathered.
+  std::vector<std::int64_t> tallies() const;
+  void set_totals(const std::vector<std::int64_t>& tallies, std::vector<float> scores,
+                  std::vector<std::int32_t> labels);
 
   int num_classes() const { return confusion_.num_classes(); }
   std::int64_t samples() const { return samples_; }

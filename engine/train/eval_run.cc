@@ -93,7 +93,7 @@ RunFiles locate_run_files(const std::string& weights, const std::string& net_ove
 }
 
 SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::string& split,
-                               const Normalization& norm) {
+                               const Normalization& norm, DataParallel* ranks) {
   LoaderOptions options;
   options.batch_size = net.input().size(0);
   options.drop_last = false;
@@ -101,10 +101,17 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
   options.transform.augment.enabled = false;
   SamplerOptions in_order;
   in_order.shuffle = false;
-  BatchLoader loader(data, DistributedSampler(data->size(), 0, 1, in_order), options);
+  in_order.pad = false;  // every sample once, over all ranks
+  const int rank = ranks ? ranks->rank() : 0, size = ranks ? ranks->size() : 1;
+  BatchLoader loader(data, DistributedSampler(data->size(), rank, size, in_order), options);
   const int classes = static_cast<int>(net_probabilities(net).size(1));
   SplitEvaluation e(classes, data->size());
   e.loss = evaluate(net, loader, e.acc);
+  if (ranks) {
+    double nll_sum = e.loss * static_cast<double>(e.acc.samples());
+    ranks->reduce_evaluation(e.acc, nll_sum);
+    e.loss = e.acc.samples() ? nll_sum / static_cast<double>(e.acc.samples()) : 0;
+  }
   e.report.split = split;
   e.report.class_names = data->class_names();
   e.report.result = e.acc.result();

@@ -15,6 +15,7 @@
 #include "engine/graph/net.h"
 #include "engine/metrics/eval_report.h"
 #include "engine/proto/ruche.pb.h"
+#include "engine/train/data_parallel.h"
 
 namespace ruche {
 
@@ -40,9 +41,10 @@ struct SplitEvaluation {
 };
 
 // Runs every sample of `data` through the net in test phase, in order, normalised by `norm` and
-// never augmented, in batches of the net's input batch.
+// never augmented, in batches of the net's input batch. With `ranks`, each rank evaluates its
+// share and every rank ends with the totals (scores gathered in rank order).
 SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::string& split,
-                               const Normalization& norm);
+                               const Normalization& norm, DataParallel* ranks = nullptr);
 
 // The printed form of a report: "<split> accuracy ..% (N samples), loss ..", top-5 and ROC AUC
 // when present, the threshold section, the confusion matrix and the per-class table.

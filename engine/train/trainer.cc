@@ -19,6 +19,7 @@
 #include "engine/proto/text_format.h"
 #include "engine/train/eval_run.h"
 #include "engine/train/evaluate.h"
+#include "engine/train/fault.h"
 #include "engine/train/weights.h"
 #include "ops/ops.h"
 
@@ -114,8 +115,28 @@ proto::SolverParameter default_solver() {
   return s;
 }
 
-int train(const TrainRun& run) {
-  const proto::SolverParameter& solver = run.solver;
+proto::SolverParameter effective_solver(const proto::SolverParameter& given, int ranks) {
+  RUCHE_REQUIRE(given.lr_scaling() == "none" || given.lr_scaling() == "linear")
+      << "lr_scaling must be none or linear, got '" << given.lr_scaling() << "'";
+  proto::SolverParameter s = given;
+  if (given.lr_scaling() != "linear") return s;
+  const double global = static_cast<double>(given.batch_size()) * ranks * given.iter_size();
+  const double k = global / 256.0;
+  s.set_base_lr(static_cast<float>(given.base_lr() * k));
+  s.set_min_lr(static_cast<float>(given.min_lr() * k));
+  if (given.warmup_steps() == 0 && given.warmup_epochs() == 0) {
+    if (given.max_iter() > 0) {
+      s.set_warmup_steps(std::max<std::int64_t>(1, given.max_iter() / 18));
+    } else {
+      s.set_warmup_epochs(std::min(5.0f, static_cast<float>(given.max_epochs()) / 18.0f));
+    }
+  }
+  return s;
+}
+
+int train(const TrainRun& run, Communicator* comm) {
+  const proto::SolverParameter solver =
+      effective_solver(run.solver, comm ? comm->size() : 1);
   // Solver names are checked before any data is read: a typo fails in a second, not a minute.
   const auto types = optimizer_types();
   RUCHE_REQUIRE(std::find(types.begin(), types.end(), solver.type()) != types.end())
@@ -125,8 +146,12 @@ int train(const TrainRun& run) {
       << "solver: unknown lr_policy '" << solver.lr_policy() << "' (valid: " << join(policies)
       << ")";
   ops::set_num_threads(run.threads);
+  const int rank = comm ? comm->rank() : 0;
+  const int ranks = comm ? comm->size() : 1;
+  const bool lead = rank == 0;  // writes the run directory; the others only train
   const std::filesystem::path out = run.out_dir;
-  std::filesystem::create_directories(out);
+  if (lead) std::filesystem::create_directories(out);
+  const Fault fault = Fault::from_env();
 
   // ---- data ----
   const DataSplits splits = open_splits(run.data, solver.val_fraction(), solver.random_seed());
@@ -143,18 +168,19 @@ int train(const TrainRun& run) {
   SamplerOptions sampler;
   sampler.shuffle = solver.shuffle();
   sampler.seed = solver.random_seed();
-  BatchLoader train_loader(splits.train, DistributedSampler(train_set.size(), 0, 1, sampler),
-                           train_opts);
+  BatchLoader train_loader(splits.train,
+                           DistributedSampler(train_set.size(), rank, ranks, sampler), train_opts);
   RUCHE_REQUIRE(train_loader.steps_per_epoch() > 0)
       << "the training split has " << train_set.size() << " samples, fewer than one batch of "
       << solver.batch_size();
   LoaderOptions eval_opts = train_opts;
   eval_opts.drop_last = false;
   eval_opts.transform.augment.enabled = false;
-  SamplerOptions in_order;
+  SamplerOptions in_order;  // each rank evaluates its share, every sample once
   in_order.shuffle = false;
+  in_order.pad = false;
   auto eval_loader = [&](const DatasetPtr& d) {
-    return std::make_unique<BatchLoader>(d, DistributedSampler(d->size(), 0, 1, in_order),
+    return std::make_unique<BatchLoader>(d, DistributedSampler(d->size(), rank, ranks, in_order),
                                          eval_opts);
   };
   std::unique_ptr<BatchLoader> val_loader = splits.val ? eval_loader(splits.val) : nullptr;
@@ -185,13 +211,21 @@ int train(const TrainRun& run) {
     std::printf("\n");
   }
 
-  // ---- the run directory: what was used ----
-  write_file(out / "net.prototxt", to_prototxt(net_param));
-  write_file(out / "solver.prototxt", to_prototxt(solver));
-  std::string labels;
-  for (const auto& name : train_set.class_names()) labels += name + "\n";
-  write_file(out / "labels.txt", labels);
-  MetricsLog metrics((out / "metrics.jsonl").string());
+  // ---- the other ranks: the same net and solver, rank 0's weights ----
+  DataParallel dp(comm, *net, run.parallel);
+  dp.start(to_prototxt(net_param) + to_prototxt(solver) + train_set.kind() +
+           std::to_string(train_set.size()));
+
+  // ---- the run directory: what was used (the solver as given: --lr-scaling applies anew) ----
+  MetricsLog metrics;
+  if (lead) {
+    write_file(out / "net.prototxt", to_prototxt(net_param));
+    write_file(out / "solver.prototxt", to_prototxt(run.solver));
+    std::string labels;
+    for (const auto& name : train_set.class_names()) labels += name + "\n";
+    write_file(out / "labels.txt", labels);
+    metrics.open((out / "metrics.jsonl").string());
+  }
 
   std::printf("%s", net->summary().c_str());
   std::printf("data: %s, %lld train / %lld val / %lld test samples, %d classes\n",
@@ -210,10 +244,12 @@ int train(const TrainRun& run) {
   const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
   check_lr_schedule(solver, steps_per_epoch, total_steps);
   auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable());
-  std::printf("solver: %s lr %g (%s), batch %d x %d accumulated, %lld steps (%d epochs)\n",
+  std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
+              "(%d epochs)\n",
               solver.type().c_str(), solver.base_lr(), solver.lr_policy().c_str(),
-              solver.batch_size(), solver.iter_size(), static_cast<long long>(total_steps),
-              epochs);
+              solver.lr_scaling() == "linear" ? ", scaled linearly" : "", solver.batch_size(),
+              ranks, solver.iter_size(), solver.batch_size() * ranks * solver.iter_size(),
+              static_cast<long long>(total_steps), epochs);
 
   // ---- the loop ----
   const Tensor& probs = net_probabilities(*net);
@@ -226,6 +262,9 @@ int train(const TrainRun& run) {
       << "on_nan must be stop or skip, got '" << solver.on_nan() << "'";
   StepContext ctx;
   ctx.seed = solver.random_seed();
+  ctx.sync_bn = dp.sync_bn();
+  const StopSignals signals;
+  StopRequest stop_request = StopRequest::none;
   std::int64_t step = 0, skipped = 0;
   std::uint32_t micro = 0;
   const auto started = Clock::now();
@@ -237,33 +276,47 @@ int train(const TrainRun& run) {
     std::int64_t interval_hits = 0, interval_seen = 0, epoch_hits = 0, epoch_seen = 0;
     auto interval_start = Clock::now();
     for (std::int64_t s = 0; s < steps_per_epoch && step < total_steps; ++s) {
+      fault.maybe_fail(step, rank);
       const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
-      bool finite = true;
-      double step_loss = 0;
-      std::int64_t step_hits = 0, step_seen = 0;
+      StepVotes votes;  // this rank's; summed over ranks below
       for (int k = 0; k < solver.iter_size(); ++k) {
         const std::int64_t n = train_loader.next(net->input(), net->labels());
         RUCHE_CHECK(n == solver.batch_size()) << "the training loader returned a short batch";
         ctx.phase = Phase::train;
         ctx.step = micro++;
         net->forward(ctx);
+        const bool last = k + 1 == solver.iter_size();
+        if (last) dp.share_buffers();
         const float loss = net->loss().item();
-        finite = finite && std::isfinite(loss);
+        if (!std::isfinite(loss)) votes[StepVotes::nonfinite_loss] = 1;
+        dp.reduce_next_backward(last);
         net->backward(ctx, k > 0);
-        step_loss += loss * static_cast<double>(n);
-        step_hits += correct_in(probs, net->labels(), n);
-        step_seen += n;
+        votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
+        votes[StepVotes::hits] += static_cast<float>(correct_in(probs, net->labels(), n));
+        votes[StepVotes::samples] += static_cast<float>(n);
       }
+      const StopRequest request = signals.requested();
+      votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
+      votes[StepVotes::interrupt] = request == StopRequest::interrupt;
+      votes = dp.finish_step(votes);  // every rank now holds the same sums and gradients
       if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
                                              net->grads());
       const GradStats stats = grad_stats(net->grads(), net->num_trainable());
-      if (!finite || !stats.finite) {
+      const double step_loss = votes[StepVotes::loss_sum];
+      const auto step_hits = static_cast<std::int64_t>(votes[StepVotes::hits]);
+      const auto step_seen = static_cast<std::int64_t>(votes[StepVotes::samples]);
+      if (votes[StepVotes::stop] > 0) stop_request = StopRequest::checkpoint_and_stop;
+      if (votes[StepVotes::interrupt] > 0 && stop_request == StopRequest::none) {
+        stop_request = StopRequest::interrupt;
+      }
+      if (votes[StepVotes::nonfinite_loss] > 0 || !stats.finite) {
         if (solver.on_nan() == "skip") {
           ++skipped;
           ++step;
+          if (stop_request != StopRequest::none) break;
           continue;
         }
-        print_nan_diagnosis(*net, step, lr);
+        if (lead) print_nan_diagnosis(*net, step, lr);
         metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
                           .add("loss", std::nan("")).add("diverged", 1));
         return kExitDiverged;
@@ -301,18 +354,23 @@ int train(const TrainRun& run) {
         interval_hits = interval_seen = 0;
         interval_start = Clock::now();
       }
+      if (stop_request != StopRequest::none) break;
     }
+    if (stop_request != StopRequest::none) break;
 
     // ---- end of epoch: validation, best weights, early stopping, chance level ----
+    dp.check_in_sync(step);
     if (!grad_stats(net->params(), net->params().numel()).finite) {
       // Finite updates can still overflow the weights (--on-nan skip cannot undo those).
-      print_nan_diagnosis(*net, step, lr_at(solver, step, steps_per_epoch, total_steps));
+      if (lead) print_nan_diagnosis(*net, step, lr_at(solver, step, steps_per_epoch, total_steps));
       return kExitDiverged;
     }
     const double train_acc = epoch_seen ? static_cast<double>(epoch_hits) / epoch_seen : 0;
     if (val_loader) {
       EvalAccumulator acc(classes, false, splits.val->size());
-      const double val_loss = evaluate(*net, *val_loader, acc);
+      double nll_sum = evaluate(*net, *val_loader, acc) * static_cast<double>(acc.samples());
+      dp.reduce_evaluation(acc, nll_sum);
+      const double val_loss = acc.samples() ? nll_sum / static_cast<double>(acc.samples()) : 0;
       const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
                                                  static_cast<double>(acc.samples())
                                            : 0;
@@ -322,7 +380,7 @@ int train(const TrainRun& run) {
       metrics.write(MetricsRecord("val").add("epoch", epoch + 1).add("step", step)
                         .add("loss", val_loss).add("acc", val_acc)
                         .add("time_s", seconds_since(started)));
-      if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1)) {
+      if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1) && lead) {
         save_weights(*net, (out / "best.npz").string());
       }
       if (solver.patience() > 0 && best.epochs_without_gain >= solver.patience()) {
@@ -331,7 +389,7 @@ int train(const TrainRun& run) {
         stop = true;
       }
       const double chance = 1.0 / classes;
-      if (epoch + 1 == solver.chance_warning_epochs() && train_acc < 1.5 * chance &&
+      if (lead && epoch + 1 == solver.chance_warning_epochs() && train_acc < 1.5 * chance &&
           val_acc < 1.5 * chance) {
         warn_chance_level(classes, train_acc, val_acc);
       }
@@ -339,21 +397,31 @@ int train(const TrainRun& run) {
   }
   if (skipped) std::printf("skipped %lld steps with non-finite values\n",
                            static_cast<long long>(skipped));
-  save_weights(*net, (out / "model.npz").string());
+  if (lead) save_weights(*net, (out / "model.npz").string());
   std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
               human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());
+  if (stop_request != StopRequest::none) {
+    // Checkpoints arrive with the checkpoint issue; until then the weights are what is kept.
+    const bool checkpoint = stop_request == StopRequest::checkpoint_and_stop;
+    std::printf("stopped by a %s signal after step %lld\n",
+                checkpoint ? "SIGUSR1/SIGTERM (checkpoint and stop)" : "SIGUSR2/SIGINT (interrupt)",
+                static_cast<long long>(step));
+    return checkpoint ? kExitCheckpointed : kExitInterrupted;
+  }
 
   // ---- the test split, once, for confirmation ----
   if (splits.test) {
-    if (solver.patience() > 0 && std::filesystem::exists(out / "best.npz")) {
-      load_weights(*net, (out / "best.npz").string(), false);
+    if (solver.patience() > 0 && best.best_epoch > 0) {
+      // Rank 0 wrote best.npz (other nodes may not see it): it loads, the others receive.
+      if (lead) load_weights(*net, (out / "best.npz").string(), false);
+      dp.broadcast_state();
       std::printf("test on the best validation weights (epoch %d)\n", best.best_epoch);
     }
-    SplitEvaluation test = evaluate_split(*net, splits.test, "test", transform.norm);
+    SplitEvaluation test = evaluate_split(*net, splits.test, "test", transform.norm, &dp);
     EvalReport& report = test.report;
     report.class_names = train_set.class_names();
     report.extra.emplace_back("step", static_cast<double>(step));
-    write_eval_report((out / "eval-test.json").string(), report);
+    if (lead) write_eval_report((out / "eval-test.json").string(), report);
     metrics.write(MetricsRecord("test").add("step", step).add("loss", test.loss)
                       .add("acc", report.result.accuracy));
     std::printf("\n%s", render_eval_report(report).c_str());

@@ -5,9 +5,12 @@
 
 #include <string>
 
+#include "comm/communicator.h"
 #include "engine/data/open.h"
 #include "engine/graph/net.h"
 #include "engine/proto/ruche.pb.h"
+#include "engine/train/data_parallel.h"
+#include "engine/train/stop_signals.h"
 
 namespace ruche {
 
@@ -26,14 +29,22 @@ struct TrainRun {
   std::string init_weights;
   bool init_partial = false;
   Device device = Device::cpu();
+  DataParallelOptions parallel;  // --bucket-mb, --grad-compression, --sync-bn
 };
 
 // The solver `ruche train` uses when none is given: a recipe that takes fashion_cnn past 92%
 // on Fashion-MNIST in a few epochs on a laptop's cores.
 proto::SolverParameter default_solver();
 
-// Trains as `run` says, writing everything to run.out_dir; returns kExitOk, or kExitDiverged
-// when a non-finite loss or gradient stopped it. Throws ruche::Error for user mistakes.
-int train(const TrainRun& run);
+// The solver as the run uses it: --lr-scaling linear applied for `ranks` ranks (base_lr and
+// min_lr times the global batch / 256; without a warmup, one of 5 epochs or 1/18 of the run,
+// whichever is shorter: Goyal et al.'s 5 of 90 epochs).
+proto::SolverParameter effective_solver(const proto::SolverParameter& solver, int ranks);
+
+// Trains as `run` says with the ranks of `comm` (null: alone), every rank calling it alike; rank
+// 0 writes run.out_dir. Returns kExitOk, kExitDiverged when a non-finite loss or gradient stopped
+// it, or kExitCheckpointed / kExitInterrupted after a stop signal on any rank. Throws
+// ruche::Error for user mistakes.
+int train(const TrainRun& run, Communicator* comm = nullptr);
 
 }  // namespace ruche

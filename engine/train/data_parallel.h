@@ -1,0 +1,90 @@
+// DataParallel: what one rank's training does with the others (DESIGN.md, One step). Every rank
+// starts from rank 0's parameters on a net checked to be the same everywhere; gradients are
+// averaged in buckets while backward runs; rank 0's batch-norm statistics are broadcast each
+// step (or --sync-bn reduces the batch statistics); one control word per step makes every rank
+// take the same decision; evaluation tallies are summed. Without a communicator (one process)
+// every call is a cheap no-op, so the trainer has one code path.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "comm/communicator.h"
+#include "comm/reducer.h"
+#include "engine/graph/net.h"
+#include "engine/metrics/eval_accumulator.h"
+
+namespace ruche {
+
+struct DataParallelOptions {
+  ReducerOptions reducer;  // --bucket-mb, --grad-compression
+  bool sync_bn = false;    // --sync-bn
+};
+
+// One rank's votes for a step, summed over ranks by DataParallel::finish_step.
+struct StepVotes {
+  enum : std::size_t { nonfinite_loss, stop, interrupt, loss_sum, hits, samples, count };
+  std::array<float, count> v{};
+  float& operator[](std::size_t i) { return v[i]; }
+  float operator[](std::size_t i) const { return v[i]; }
+};
+
+class DataParallel {
+ public:
+  // comm: the ranks to train with (null: alone). The net must outlive this.
+  DataParallel(Communicator* comm, Net& net, const DataParallelOptions& options);
+  ~DataParallel();
+
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int size() const { return comm_ ? comm_->size() : 1; }
+  bool lead() const { return rank() == 0; }  // the rank that prints and writes files
+  Communicator* communicator() const { return comm_; }
+  Communicator* sync_bn() const { return options_.sync_bn ? comm_ : nullptr; }
+
+  // Start-up: every rank must have built the same net and solver (`identity` is their text plus
+  // anything else that must agree, e.g. the data's shape): a ruche::Error names the first rank
+  // that differs. Then every rank takes rank 0's parameters and buffers (broadcast_state).
+  void start(const std::string& identity);
+  // Rank 0's parameters and buffers to every rank (e.g. after rank 0 loaded best weights).
+  void broadcast_state();
+
+  // Whether the coming backward is the step's last micro-batch, whose gradients are final and
+  // reduced (DDP's no_sync for the others: --accumulate K communicates once per K).
+  void reduce_next_backward(bool reduce) { reduce_ = reduce; }
+  // After the step's last forward: rank 0's running statistics go to every rank (unless sync-bn),
+  // overlapping with backward; every rank runs the next forward with them.
+  void share_buffers();
+  // After the step's last backward: launches the vote after the last bucket, waits for all, and
+  // returns the votes summed over ranks. grads() then hold the average over ranks.
+  StepVotes finish_step(const StepVotes& mine);
+
+  // Every rank must hold bit-identical parameters and buffers (the promise of data parallelism):
+  // compares a digest of them across ranks, an InternalError naming the first rank that differs.
+  // One pass over the state: the trainer calls it once per epoch.
+  void check_in_sync(std::int64_t step);
+
+  // Sums an evaluation over ranks: tallies always, per-sample scores gathered (in rank order)
+  // when the accumulator keeps them; nll_sum is the summed negative log-likelihood.
+  void reduce_evaluation(EvalAccumulator& acc, double& nll_sum);
+
+ private:
+  Communicator* comm_;
+  Net& net_;
+  DataParallelOptions options_;
+  std::unique_ptr<Reducer> reducer_;
+  bool reduce_ = true;
+  Work buffers_work_;
+  Tensor votes_;  // f32 [StepVotes::count], allocated once
+};
+
+// Ranks may hold different numbers of samples of an evaluation split (no padding): the counts,
+// then the data of every rank gathered in rank order (all_gather needs equal counts, so each
+// rank pads to the largest).
+// The digests of every rank, gathered in rank order.
+std::vector<std::int64_t> gather_digests(Communicator& comm, std::uint64_t mine);
+
+std::vector<float> gather_floats(Communicator& comm, const std::vector<float>& mine);
+std::vector<std::int32_t> gather_ints(Communicator& comm, const std::vector<std::int32_t>& mine);
+
+}  // namespace ruche

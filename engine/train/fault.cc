@@ -1,0 +1,60 @@
+#include "engine/train/fault.h"
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "engine/error.h"
+
+namespace ruche {
+
+Fault Fault::from_env() {
+  const char* text = std::getenv("RUCHE_FAULT");
+  return text && *text ? parse(text) : Fault{};
+}
+
+Fault Fault::parse(const std::string& text) {
+  Fault f;
+  const std::size_t colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  if (kind == "throw_at_step") f.kind = Kind::throw_at_step;
+  if (kind == "crash_at_step") f.kind = Kind::crash_at_step;
+  if (kind == "hang_at_step") f.kind = Kind::hang_at_step;
+  RUCHE_REQUIRE(f.kind != Kind::none && colon != std::string::npos)
+      << "RUCHE_FAULT=" << text
+      << ": expected throw_at_step:N, crash_at_step:N or hang_at_step:N, optionally @RANK";
+  const std::string rest = text.substr(colon + 1);
+  const std::size_t at = rest.find('@');
+  char* end = nullptr;
+  f.step = std::strtoll(rest.substr(0, at).c_str(), &end, 10);
+  RUCHE_REQUIRE(*end == '\0' && f.step >= 0 && at != 0) << "RUCHE_FAULT=" << text
+                                                        << ": the step must be a number >= 0";
+  if (at != std::string::npos) {
+    f.rank = static_cast<int>(std::strtol(rest.substr(at + 1).c_str(), &end, 10));
+    RUCHE_REQUIRE(*end == '\0' && f.rank >= 0 && at + 1 < rest.size())
+        << "RUCHE_FAULT=" << text << ": the rank after @ must be a number >= 0";
+  }
+  return f;
+}
+
+void Fault::maybe_fail(std::int64_t at_step, int at_rank) const {
+  if (kind == Kind::none || at_step != step || (rank >= 0 && rank != at_rank)) return;
+  std::fprintf(stderr, "ruche: rank %d: RUCHE_FAULT injected at step %lld\n", at_rank,
+               static_cast<long long>(at_step));
+  std::fflush(stderr);
+  switch (kind) {
+    case Kind::throw_at_step:
+      RUCHE_FAIL() << "RUCHE_FAULT: injected error at step " << at_step;
+    case Kind::crash_at_step:
+      std::raise(SIGKILL);
+      break;
+    case Kind::hang_at_step:
+      for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+    case Kind::none:
+      break;
+  }
+}
+
+}  // namespace ruche

@@ -1,0 +1,25 @@
+// Deterministic fault injection for the tests of failure handling (DESIGN.md, Tests):
+// RUCHE_FAULT=<kind>:<step>[@<rank>] makes a rank (every rank without @) fail when it reaches
+// that step: throw_at_step raises a ruche::Error, crash_at_step kills the process (SIGKILL),
+// hang_at_step sleeps forever (for the watchdog).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ruche {
+
+struct Fault {
+  enum class Kind { none, throw_at_step, crash_at_step, hang_at_step };
+  Kind kind = Kind::none;
+  std::int64_t step = 0;
+  int rank = -1;  // -1: every rank
+
+  // Parses RUCHE_FAULT; unset is none, a malformed value a ruche::Error.
+  static Fault from_env();
+  static Fault parse(const std::string& text);
+  // Fails as configured when this rank reaches `step`; otherwise returns.
+  void maybe_fail(std::int64_t step, int rank) const;
+};
+
+}  // namespace ruche
