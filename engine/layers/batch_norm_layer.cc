@@ -2,6 +2,12 @@
 // and updates the running ones (momentum 0.1, unbiased variance); test uses the running ones.
 // Parameters, in io.params order: weight (gamma), bias (beta) when affine, then the buffers
 // running_mean, running_var, num_batches_tracked (a one-element f32 counter).
+//
+// With ctx.sync_bn (--sync-bn, torch.nn.SyncBatchNorm) training uses the statistics of the global
+// batch: forward sums per-channel [sum x, sum x^2, count] over the ranks (one all-reduce; the
+// count travels too, so unequal per-rank batches stay exact), backward sums [sum dy,
+// sum dy*x_hat, count] (one more, only when dx is needed). dgamma and dbeta stay this rank's sums.
+#include "comm/communicator.h"
 #include "engine/layers/layer_factories.h"
 #include "engine/layers/layer_util.h"
 #include "ops/ops.h"
@@ -59,6 +65,8 @@ class BatchNormLayer final : public Layer {
     // Adding a resident 1 increments the counter on its own device without a host round trip.
     one_ = Tensor::empty(Shape{}, DType::f32, device);
     one_.fill(1.0f);
+    stats_ = Tensor::empty(Shape{2 * channels_ + 1}, DType::f32, device);
+    grad_sums_ = Tensor::empty(Shape{2 * channels_ + 1}, DType::f32, device);
   }
 
   double forward_flops() const override { return 2.0 * static_cast<double>(x_.numel()); }
@@ -68,8 +76,18 @@ class BatchNormLayer final : public Layer {
     const Tensor& gamma = affine_ ? io.params[0] : Tensor();
     const Tensor& beta = affine_ ? io.params[1] : Tensor();
     if (ctx.phase == Phase::train) {
-      ops::batch_norm_forward_training(io.bottom[0], gamma, beta, io.top[0], io.params[k],
-                                       io.params[k + 1], save_mean_, save_var_, bn_);
+      synced_ = ctx.sync_bn;
+      if (synced_) {
+        ops::batch_norm_local_stats(io.bottom[0], stats_);
+        synced_->all_reduce(BufferView::of(stats_), ReduceOp::sum).wait();
+        ops::batch_norm_stats_to_moments(stats_, io.params[k], io.params[k + 1], save_mean_,
+                                         save_var_, bn_);
+        ops::batch_norm_forward_inference(io.bottom[0], gamma, beta, save_mean_, save_var_,
+                                          io.top[0], bn_);
+      } else {
+        ops::batch_norm_forward_training(io.bottom[0], gamma, beta, io.top[0], io.params[k],
+                                         io.params[k + 1], save_mean_, save_var_, bn_);
+      }
       ops::axpy(1.0f, one_, io.params[k + 2]);
     } else {
       ops::batch_norm_forward_inference(io.bottom[0], gamma, beta, io.params[k], io.params[k + 1],
@@ -78,11 +96,17 @@ class BatchNormLayer final : public Layer {
   }
 
   // Reads the statistics saved by the last training-phase forward.
-  void backward(LayerIO& io, const StepContext&) override {
+  void backward(LayerIO& io, const StepContext& ctx) override {
     Tensor dx = layers::entry(io.bottom_diff, 0);
     Tensor dgamma = affine_ ? layers::entry(io.param_grads, 0) : Tensor();
     Tensor dbeta = affine_ ? layers::entry(io.param_grads, 1) : Tensor();
     if (!dx.defined() && !dgamma.defined() && !dbeta.defined()) return;
+    RUCHE_CHECK(ctx.sync_bn == synced_)
+        << "BatchNorm '" << name() << "': backward's sync_bn differs from the forward's";
+    if (synced_) {
+      backward_synced(io, dx, dgamma, dbeta);
+      return;
+    }
     // The op writes dx always, and dgamma whenever gamma exists: unneeded ones go to scratch.
     if (!dx.defined()) dx = layers::scratch_like(dx_scratch_, io.bottom[0]);
     if (affine_ && !dgamma.defined()) dgamma = layers::scratch_like(dgamma_scratch_, io.params[0]);
@@ -92,11 +116,29 @@ class BatchNormLayer final : public Layer {
   }
 
  private:
+  // The gradient of the global-batch normalisation. Rank r's loss is the mean over its b samples,
+  // so its dy is N * dL/dy for the global mean loss L (N ranks, N * b samples), and the reducer
+  // averages gradients over N: so every rank computes N * dL/dx, which is
+  //   dx = gamma * invstd * (dy - S(dy) / n - x_hat * S(dy * x_hat) / n)
+  // with S summed over the ranks and n the global count (torch's SyncBatchNorm), and keeps dgamma
+  // = sum(dy * x_hat), dbeta = sum(dy) local: averaged over the ranks they are dL/dgamma, dL/dbeta.
+  void backward_synced(LayerIO& io, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
+    const Tensor& dy = io.top_diff[0];
+    const Tensor& x = io.bottom[0];
+    ops::batch_norm_backward_reduce(dy, x, save_mean_, save_var_, grad_sums_, dgamma, dbeta, bn_);
+    if (!dx.defined()) return;  // the same on every rank: the nets are the same
+    synced_->all_reduce(BufferView::of(grad_sums_), ReduceOp::sum).wait();
+    const Tensor& gamma = affine_ ? io.params[0] : Tensor();
+    ops::batch_norm_backward_apply(dy, x, gamma, save_mean_, save_var_, grad_sums_, dx, bn_);
+  }
+
   ops::BatchNormParams bn_;
   bool affine_ = true;
   std::int64_t channels_ = 0;
   Shape x_;
   Tensor save_mean_, save_var_, one_;
+  Tensor stats_, grad_sums_;        // the buffers sync-bn sums over the ranks
+  Communicator* synced_ = nullptr;  // the last training forward's ctx.sync_bn
   Tensor dx_scratch_, dgamma_scratch_;
 };
 
