@@ -46,7 +46,8 @@ void Fault::maybe_fail(std::int64_t at_step, int at_rank) const {
   std::fflush(stderr);
   switch (kind) {
     case Kind::throw_at_step:
-      RUCHE_FAIL() << "RUCHE_FAULT: injected error at step " << at_step;
+      // A crash of ruche's own (restarted), not a user error (exit 2, never restarted).
+      throw InternalError("RUCHE_FAULT: injected error at step " + std::to_string(at_step));
     case Kind::crash_at_step:
       std::raise(SIGKILL);
       break;
