@@ -1,12 +1,13 @@
 // Communicator: the collectives a data-parallel job needs, on typed views, each returning an
 // asynchronous Work handle. The backend follows from the view's device: MPI for host memory
 // (comm/mpi), NCCL for device memory (later). Every rank must issue the same collectives in the
-// same order; a mismatch is a hang.
+// same order; a mismatch is a hang, which the watchdog ends and check_collectives names.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "engine/tensor/device.h"
 #include "engine/tensor/dtype.h"
@@ -28,6 +29,17 @@ struct BufferView {
 };
 
 enum class ReduceOp { sum, avg };  // avg: the sum divided by the world size
+
+// How a communicator guards against hangs; the same on every rank.
+struct CommOptions {
+  // A collective still running after this many seconds aborts the job, naming rank and
+  // collective (comm/watchdog.h). <= 0: wait forever.
+  double timeout_seconds = 600;
+  // Before each collective, ranks compare its sequence number, kind, dtype and count, so a rank
+  // that skipped one or a different bucket plan is reported instead of hanging. Costs one small
+  // all-gather per collective: for debugging.
+  bool check_collectives = false;
+};
 
 // What a backend's handle does; Work wraps one.
 class WorkImpl {
@@ -68,15 +80,35 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
 
+  // `label` says what a collective is for ("gradient bucket 3 of 5 (elements [a, b))"); the
+  // watchdog and check_collectives name it. Each call forwards to the backend's do_* below.
+
   // In place: every rank ends with the same reduction of everyone's `buffer`.
-  virtual Work all_reduce(BufferView buffer, ReduceOp op) = 0;
+  Work all_reduce(BufferView buffer, ReduceOp op, std::string_view label = {}) {
+    return do_all_reduce(buffer, op, label);
+  }
   // In place: `buffer` on every rank becomes root's.
-  virtual Work broadcast(BufferView buffer, int root) = 0;
+  Work broadcast(BufferView buffer, int root, std::string_view label = {}) {
+    return do_broadcast(buffer, root, label);
+  }
   // recv (count = size * send.count) holds every rank's send, in rank order.
-  virtual Work all_gather(BufferView send, BufferView recv) = 0;
+  Work all_gather(BufferView send, BufferView recv, std::string_view label = {}) {
+    return do_all_gather(send, recv, label);
+  }
   // send holds size chunks of recv.count; rank r receives the reduction of everyone's chunk r.
-  virtual Work reduce_scatter(BufferView send, BufferView recv, ReduceOp op) = 0;
-  virtual Work barrier() = 0;
+  Work reduce_scatter(BufferView send, BufferView recv, ReduceOp op, std::string_view label = {}) {
+    return do_reduce_scatter(send, recv, op, label);
+  }
+  Work barrier(std::string_view label = {}) { return do_barrier(label); }
+
+ protected:
+  // Non-virtual wrappers above, so a default label never depends on the static type.
+  virtual Work do_all_reduce(BufferView buffer, ReduceOp op, std::string_view label) = 0;
+  virtual Work do_broadcast(BufferView buffer, int root, std::string_view label) = 0;
+  virtual Work do_all_gather(BufferView send, BufferView recv, std::string_view label) = 0;
+  virtual Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
+                                 std::string_view label) = 0;
+  virtual Work do_barrier(std::string_view label) = 0;
 };
 
 }  // namespace ruche

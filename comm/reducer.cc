@@ -2,7 +2,17 @@
 
 #include <algorithm>
 
+#include "comm/half.h"
+
 namespace ruche {
+
+DType grad_compression_from_name(std::string_view name) {
+  if (name == "none" || name == "fp32") return DType::f32;
+  if (name == "fp16") return DType::f16;
+  if (name == "bf16") return DType::bf16;
+  RUCHE_FAIL() << "--grad-compression: expected none, fp16 or bf16, got '" << name << "'";
+  return DType::f32;
+}
 
 std::vector<GradRange> plan_buckets(std::vector<GradRange> tensors, DType dtype,
                                     const ReducerOptions& options) {
@@ -33,15 +43,43 @@ Reducer::Reducer(Communicator& comm, Tensor grads, const std::vector<GradRange>&
                  const ReducerOptions& options)
     : comm_(comm),
       grads_(std::move(grads)),
+      wire_(options.compression),
       buckets_(plan_buckets(tensors, grads_.dtype(), options)) {
   RUCHE_CHECK(buckets_.empty() || buckets_.back().end == grads_.numel())
       << "the gradient tensors cover " << buckets_.back().end << " of " << grads_.numel()
       << " elements";
+  RUCHE_REQUIRE(wire_ == DType::f32 || wire_ == DType::f16 || wire_ == DType::bf16)
+      << "gradient compression: expected f32 (none), f16 or bf16, got " << dtype_name(wire_);
+  if (wire_ != DType::f32) {
+    RUCHE_REQUIRE(grads_.dtype() == DType::f32 && grads_.device().is_cpu())
+        << "gradient compression takes f32 gradients in host memory, got " << grads_.str();
+    narrowed_.resize(static_cast<std::size_t>(grads_.numel()));
+  }
   pending_.resize(buckets_.size());
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     pending_[b] = buckets_[b].end - buckets_[b].begin;
+    std::string label = "gradient bucket ";
+    label.append(std::to_string(b + 1)).append(" of ").append(std::to_string(buckets_.size()));
+    label.append(" (elements [").append(std::to_string(buckets_[b].begin)).append(", ");
+    label.append(std::to_string(buckets_[b].end)).append("))");
+    labels_.push_back(std::move(label));
   }
   work_.resize(buckets_.size());
+}
+
+void Reducer::launch(std::size_t b) {
+  const GradRange& r = buckets_[b];
+  const std::int64_t n = r.end - r.begin;
+  if (wire_ == DType::f32) {
+    work_[b] =
+        comm_.all_reduce(BufferView::of(grads_.narrow(0, r.begin, n)), ReduceOp::avg, labels_[b]);
+    return;
+  }
+  // Divided before the sum, so that sum of f16 values cannot overflow where the average would not.
+  std::uint16_t* wire = narrowed_.data() + r.begin;
+  half::narrow(wire_, grads_.data<float>() + r.begin, wire, n,
+               1.0f / static_cast<float>(comm_.size()));
+  work_[b] = comm_.all_reduce({wire, wire_, n, Device::cpu()}, ReduceOp::sum, labels_[b]);
 }
 
 void Reducer::mark_ready(std::int64_t begin, std::int64_t end) {
@@ -54,20 +92,18 @@ void Reducer::mark_ready(std::int64_t begin, std::int64_t end) {
     RUCHE_CHECK(pending_[b] >= 0) << "gradients of bucket " << b << " marked twice";
   }
   // Strictly in order: a complete bucket waits until every bucket before it is launched.
-  while (launched_ < buckets_.size() && pending_[launched_] == 0) {
-    const GradRange& r = buckets_[launched_];
-    work_[launched_] = comm_.all_reduce(BufferView::of(grads_.narrow(0, r.begin, r.end - r.begin)),
-                                        ReduceOp::avg);
-    ++launched_;
-  }
+  while (launched_ < buckets_.size() && pending_[launched_] == 0) launch(launched_++);
 }
 
 void Reducer::finish() {
   RUCHE_CHECK(launched_ == buckets_.size())
-      << "bucket " << launched_ << " of " << buckets_.size() << " (elements ["
-      << buckets_[launched_].begin << ", " << buckets_[launched_].end
-      << ")) never had all its gradients marked ready";
-  for (Work& w : work_) w.wait();
+      << labels_[launched_] << " never had all its gradients marked ready";
+  for (std::size_t b = 0; b < buckets_.size(); ++b) {
+    work_[b].wait();
+    if (wire_ == DType::f32) continue;
+    const GradRange& r = buckets_[b];
+    half::widen(wire_, narrowed_.data() + r.begin, grads_.data<float>() + r.begin, r.end - r.begin);
+  }
   launched_ = 0;
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
     pending_[b] = buckets_[b].end - buckets_[b].begin;

@@ -2,9 +2,15 @@
 // (DESIGN.md, One step; PyTorch DDP's reducer). Buckets are ranges of the buffer cut at tensor
 // boundaries, planned once from the tensor layout alone, so every rank has the same plan; they
 // are launched strictly in order, each as soon as all its gradients are final.
+//
+// Compression (f16 or bf16, PyTorch DDP's fp16_compress_hook): a bucket is divided by the world
+// size and rounded to 16 bits into a scratch buffer allocated once, summed in 16 bits (half the
+// traffic), then widened back into the f32 gradients. The result is the same bits on every rank.
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -15,7 +21,13 @@ namespace ruche {
 struct ReducerOptions {
   std::int64_t bucket_bytes = 25 << 20;       // --bucket-mb
   std::int64_t first_bucket_bytes = 1 << 20;  // small, so communication starts early
+  // What the all-reduce carries (--grad-compression): f32 (no compression), f16 or bf16. Bucket
+  // sizes above count f32 bytes either way, so the plan does not change with it.
+  DType compression = DType::f32;
 };
+
+// --grad-compression: "none" or "fp32" -> f32, "fp16" -> f16, "bf16" -> bf16; else ruche::Error.
+DType grad_compression_from_name(std::string_view name);
 
 // [begin, end) elements of the gradient buffer.
 struct GradRange {
@@ -44,11 +56,16 @@ class Reducer {
   void finish();
 
  private:
+  void launch(std::size_t bucket);
+
   Communicator& comm_;
   Tensor grads_;
+  DType wire_;
   std::vector<GradRange> buckets_;
-  std::vector<std::int64_t> pending_;  // elements of each bucket not yet final
-  std::vector<Work> work_;             // one per launched bucket
+  std::vector<std::string> labels_;      // "gradient bucket 3 of 5 (elements [a, b))"
+  std::vector<std::uint16_t> narrowed_;  // the 16-bit copy of grads_ when compressing
+  std::vector<std::int64_t> pending_;    // elements of each bucket not yet final
+  std::vector<Work> work_;               // one per launched bucket
   std::size_t launched_ = 0;
 };
 

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
+#include "comm/half.h"
+#include "comm/mpi/collective_info.h"
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"
 #include "engine/error.h"
@@ -16,21 +20,43 @@ namespace ruche {
 
 struct MpiCommunicator::Comm {
   MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Op f16_sum = MPI_OP_NULL, bf16_sum = MPI_OP_NULL;  // MPI has no 16-bit float type
 };
 
 namespace {
 
+void f16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  half::add(DType::f16, static_cast<const std::uint16_t*>(in), static_cast<std::uint16_t*>(inout),
+            *len);
+}
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  half::add(DType::bf16, static_cast<const std::uint16_t*>(in), static_cast<std::uint16_t*>(inout),
+            *len);
+}
+
 // The Work of one queued collective: completed by the comm thread, waited on by the caller.
 class Completion final : public WorkImpl {
  public:
+  explicit Completion(std::shared_ptr<Watchdog> watchdog) : watchdog_(std::move(watchdog)) {}
   bool test() override {
     std::lock_guard<std::mutex> lock(mutex_);
     if (done_ && error_) std::rethrow_exception(error_);
     return done_;
   }
+  // With a watchdog, wakes now and then: if the comm thread is stuck inside a call, the waiter
+  // is the one that ends the job.
   void wait() override {
     std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [&] { return done_; });
+    if (!watchdog_->enabled()) {
+      done_cv_.wait(lock, [&] { return done_; });
+    } else {
+      const std::chrono::duration<double> slice(std::min(1.0, watchdog_->timeout_seconds() / 4));
+      while (!done_cv_.wait_for(lock, slice, [&] { return done_; })) {
+        lock.unlock();
+        watchdog_->check_stuck();
+        lock.lock();
+      }
+    }
     if (error_) std::rethrow_exception(error_);
   }
   void complete(std::exception_ptr error) {
@@ -43,6 +69,7 @@ class Completion final : public WorkImpl {
   }
 
  private:
+  const std::shared_ptr<Watchdog> watchdog_;
   std::mutex mutex_;
   std::condition_variable done_cv_;
   bool done_ = false;
@@ -51,13 +78,15 @@ class Completion final : public WorkImpl {
 
 // Polls a pending request. A few yields first (a short collective finishes in microseconds),
 // then sleeps doubling from 8 us to 200 us: ranks that share cores keep theirs, and since Open
-// MPI progresses only inside MPI calls, the cap keeps long transfers moving.
-void wait_for(MPI_Request* request) {
+// MPI progresses only inside MPI calls, the cap keeps long transfers moving. Between polls the
+// watchdog may end the job.
+void wait_for(MPI_Request* request, Watchdog& watchdog) {
   auto pause = std::chrono::microseconds(4);
   for (int polls = 0;; ++polls) {
     int done = 0;
     MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
     if (done) return;
+    watchdog.check();
     if (polls < 16) {
       std::this_thread::yield();
     } else {
@@ -77,14 +106,35 @@ void require_host(const BufferView& view, const char* op) {
       << op << ": " << view.str() << " has no data";
 }
 
-// f32 reduces both ways; integer counts (confusion matrices, sample counts) sum exactly.
-MPI_Datatype reduction_type(const BufferView& view, ReduceOp op, const char* what) {
-  if (view.dtype == DType::f32) return MPI_FLOAT;
-  if (op == ReduceOp::sum && view.dtype == DType::i64) return MPI_INT64_T;
-  if (op == ReduceOp::sum && view.dtype == DType::i32) return MPI_INT32_T;
-  RUCHE_FAIL() << what << ": " << view.str()
-               << ": the MPI communicator averages f32 only, and sums f32, i32 and i64";
-  return MPI_DATATYPE_NULL;
+struct Reduction {
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Op op = MPI_SUM;
+};
+
+// Floats reduce both ways (16-bit ones with our sum); integer counts (confusion matrices, sample
+// counts) sum exactly.
+Reduction reduction_for(const BufferView& view, ReduceOp op, MPI_Op f16, MPI_Op bf16,
+                        const char* what) {
+  switch (view.dtype) {
+    case DType::f32:
+      return {MPI_FLOAT, MPI_SUM};
+    case DType::f16:
+      return {MPI_UINT16_T, f16};
+    case DType::bf16:
+      return {MPI_UINT16_T, bf16};
+    case DType::i64:
+      if (op == ReduceOp::sum) return {MPI_INT64_T, MPI_SUM};
+      break;
+    case DType::i32:
+      if (op == ReduceOp::sum) return {MPI_INT32_T, MPI_SUM};
+      break;
+    default:
+      break;
+  }
+  RUCHE_FAIL()
+      << what << ": " << view.str()
+      << ": the MPI communicator sums and averages f32, f16 and bf16, and sums i32 and i64";
+  return {};
 }
 
 MPI_Datatype copy_type(const BufferView& view, const char* op) {
@@ -97,35 +147,67 @@ MPI_Datatype copy_type(const BufferView& view, const char* op) {
       return MPI_INT64_T;
     case DType::u8:
       return MPI_UINT8_T;
-    default:
-      break;
+    case DType::f16:
+    case DType::bf16:
+      return MPI_UINT16_T;
   }
-  RUCHE_FAIL() << op << ": " << view.str()
-               << ": the MPI communicator moves f32, i32, i64 and u8 only";
+  RUCHE_FAIL() << op << ": " << view.str() << ": the MPI communicator does not move this dtype";
   return MPI_DATATYPE_NULL;
 }
 
-// avg = sum, then divided by the world size.
+// avg = sum, then divided by the world size (16-bit values in f32, rounded once).
 std::function<void()> divide_by(int size, BufferView view, ReduceOp op) {
   if (op != ReduceOp::avg) return {};
   return [size, view] {
-    float* p = static_cast<float*>(view.data);
     const float n = static_cast<float>(size);
-    for (std::int64_t i = 0; i < view.count; ++i) p[i] /= n;
+    if (view.dtype == DType::f32) {
+      float* p = static_cast<float*>(view.data);
+      for (std::int64_t i = 0; i < view.count; ++i) p[i] /= n;
+      return;
+    }
+    auto* p = static_cast<std::uint16_t*>(view.data);
+    const bool bf16 = view.dtype == DType::bf16;
+    for (std::int64_t i = 0; i < view.count; ++i) {
+      p[i] = bf16 ? half::bf16_from_f32(half::bf16_to_f32(p[i]) / n)
+                  : half::f16_from_f32(half::f16_to_f32(p[i]) / n);
+    }
   };
+}
+
+CollectiveInfo info_of(CollectiveKind kind, const BufferView& view, std::int32_t arg,
+                       std::string_view label) {
+  CollectiveInfo info;
+  info.kind = kind;
+  info.dtype = view.dtype;
+  info.count = view.count;
+  info.arg = arg;
+  info.label = label;
+  return info;
 }
 
 }  // namespace
 
 struct MpiCommunicator::Task {
+  CollectiveInfo info;                                // seq set by submit
   std::function<void(MPI_Comm, MPI_Request*)> start;  // posts the nonblocking collective
   std::function<void()> finish;                       // after completion, may be empty
-  std::shared_ptr<Completion> done = std::make_shared<Completion>();
+  std::shared_ptr<Completion> done;                   // set by submit
 };
 
-MpiCommunicator::MpiCommunicator(const World& world)
-    : comm_(std::make_unique<Comm>()), rank_(world.rank()), size_(world.size()) {
+MpiCommunicator::MpiCommunicator(const World& world, const CommOptions& options)
+    : comm_(std::make_unique<Comm>()),
+      world_(world),
+      options_(options),
+      rank_(world.rank()),
+      size_(world.size()),
+      watchdog_(std::make_shared<Watchdog>(world.rank(), options.timeout_seconds,
+                                           [&world](const std::string& line) {
+                                             std::fprintf(stderr, "%s\n", line.c_str());
+                                             world.abort(kExitCollectiveFailed);
+                                           })) {
   MPI_CHECK(MPI_Comm_dup(world.handles().world, &comm_->comm));
+  MPI_CHECK(MPI_Op_create(&f16_sum, /*commute=*/1, &comm_->f16_sum));
+  MPI_CHECK(MPI_Op_create(&bf16_sum, /*commute=*/1, &comm_->bf16_sum));
   thread_ = std::thread([this] { run(); });
 }
 
@@ -136,67 +218,100 @@ MpiCommunicator::~MpiCommunicator() {
   }
   wake_.notify_one();
   thread_.join();
+  MPI_Op_free(&comm_->f16_sum);
+  MPI_Op_free(&comm_->bf16_sum);
   MPI_Comm_free(&comm_->comm);
 }
 
 Work MpiCommunicator::submit(std::unique_ptr<Task> task) {
+  task->done = std::make_shared<Completion>(watchdog_);
   Work work(task->done);
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    task->info.seq = ++submitted_;
     queue_.push_back(std::move(task));
   }
   wake_.notify_one();
   return work;
 }
 
+// Every rank all-gathers the description of the collective it is about to run. On a mismatch
+// rank 0 prints the line (all ranks hold the same table) and ends the job; the others give it
+// a moment, so that the line is printed once, then end it themselves.
+void MpiCommunicator::check_same_on_all_ranks(const Task& task) {
+  const CollectiveWire mine = to_wire(task.info);
+  std::vector<CollectiveWire> all(static_cast<std::size_t>(size_));
+  MPI_Request request = MPI_REQUEST_NULL;
+  MPI_CHECK(MPI_Iallgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
+                           comm_->comm, &request));
+  wait_for(&request, *watchdog_);
+  std::vector<CollectiveInfo> by_rank;
+  for (const CollectiveWire& w : all) by_rank.push_back(from_wire(w));
+  const std::string line = mismatch_line(by_rank);
+  if (line.empty()) return;
+  watchdog_->stop();
+  if (rank_ == 0) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  } else {
+    std::this_thread::sleep_for(std::chrono::seconds(5));
+  }
+  world_.abort(kExitCollectiveFailed);
+}
+
 void MpiCommunicator::run() {
   for (;;) {
-    std::unique_ptr<Task> task;
+    std::unique_ptr<Task> next;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything queued has run
-      task = std::move(queue_.front());
+      next = std::move(queue_.front());
       queue_.pop_front();
     }
+    const Task& task = *next;
     std::exception_ptr error;
+    watchdog_->start(task.info.str());
     try {
+      if (options_.check_collectives) check_same_on_all_ranks(task);
       MPI_Request request = MPI_REQUEST_NULL;
-      task->start(comm_->comm, &request);
-      wait_for(&request);
-      if (task->finish) task->finish();
+      task.start(comm_->comm, &request);
+      wait_for(&request, *watchdog_);
+      if (task.finish) task.finish();
     } catch (...) {
       error = std::current_exception();
     }
-    task->done->complete(error);
+    watchdog_->stop();
+    task.done->complete(error);
   }
 }
 
-Work MpiCommunicator::all_reduce(BufferView buffer, ReduceOp op) {
+Work MpiCommunicator::do_all_reduce(BufferView buffer, ReduceOp op, std::string_view label) {
   require_host(buffer, "all_reduce");
-  MPI_Datatype type = reduction_type(buffer, op, "all_reduce");
+  const Reduction r = reduction_for(buffer, op, comm_->f16_sum, comm_->bf16_sum, "all_reduce");
   auto task = std::make_unique<Task>();
-  task->start = [buffer, type](MPI_Comm comm, MPI_Request* request) {
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), type,
-                             MPI_SUM, comm, request));
+  task->info = info_of(CollectiveKind::all_reduce, buffer, static_cast<std::int32_t>(op), label);
+  task->start = [buffer, r](MPI_Comm comm, MPI_Request* request) {
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), r.type,
+                             r.op, comm, request));
   };
   task->finish = divide_by(size_, buffer, op);
   return submit(std::move(task));
 }
 
-Work MpiCommunicator::broadcast(BufferView buffer, int root) {
+Work MpiCommunicator::do_broadcast(BufferView buffer, int root, std::string_view label) {
   require_host(buffer, "broadcast");
   MPI_Datatype type = copy_type(buffer, "broadcast");
   RUCHE_REQUIRE(root >= 0 && root < size_)
       << "broadcast: root " << root << " is not a rank of a world of " << size_;
   auto task = std::make_unique<Task>();
+  task->info = info_of(CollectiveKind::broadcast, buffer, root, label);
   task->start = [buffer, type, root](MPI_Comm comm, MPI_Request* request) {
     MPI_CHECK(MPI_Ibcast(buffer.data, static_cast<int>(buffer.count), type, root, comm, request));
   };
   return submit(std::move(task));
 }
 
-Work MpiCommunicator::all_gather(BufferView send, BufferView recv) {
+Work MpiCommunicator::do_all_gather(BufferView send, BufferView recv, std::string_view label) {
   require_host(send, "all_gather");
   require_host(recv, "all_gather");
   MPI_Datatype type = copy_type(send, "all_gather");
@@ -204,6 +319,7 @@ Work MpiCommunicator::all_gather(BufferView send, BufferView recv) {
       << "all_gather: " << send.str() << " from each of " << size_ << " ranks needs "
       << dtype_name(send.dtype) << "[" << send.count * size_ << "] to receive, got " << recv.str();
   auto task = std::make_unique<Task>();
+  task->info = info_of(CollectiveKind::all_gather, send, 0, label);
   task->start = [send, recv, type](MPI_Comm comm, MPI_Request* request) {
     const int n = static_cast<int>(send.count);
     MPI_CHECK(MPI_Iallgather(send.data, n, type, recv.data, n, type, comm, request));
@@ -211,24 +327,28 @@ Work MpiCommunicator::all_gather(BufferView send, BufferView recv) {
   return submit(std::move(task));
 }
 
-Work MpiCommunicator::reduce_scatter(BufferView send, BufferView recv, ReduceOp op) {
+Work MpiCommunicator::do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
+                                        std::string_view label) {
   require_host(send, "reduce_scatter");
   require_host(recv, "reduce_scatter");
-  MPI_Datatype type = reduction_type(send, op, "reduce_scatter");
+  const Reduction r = reduction_for(send, op, comm_->f16_sum, comm_->bf16_sum, "reduce_scatter");
   RUCHE_REQUIRE(recv.dtype == send.dtype && send.count == recv.count * size_)
       << "reduce_scatter: " << size_ << " chunks of " << recv.str() << " need "
       << dtype_name(recv.dtype) << "[" << recv.count * size_ << "] to send, got " << send.str();
   auto task = std::make_unique<Task>();
-  task->start = [send, recv, type](MPI_Comm comm, MPI_Request* request) {
-    MPI_CHECK(MPI_Ireduce_scatter_block(send.data, recv.data, static_cast<int>(recv.count), type,
-                                        MPI_SUM, comm, request));
+  task->info = info_of(CollectiveKind::reduce_scatter, recv, static_cast<std::int32_t>(op), label);
+  task->start = [send, recv, r](MPI_Comm comm, MPI_Request* request) {
+    MPI_CHECK(MPI_Ireduce_scatter_block(send.data, recv.data, static_cast<int>(recv.count), r.type,
+                                        r.op, comm, request));
   };
   task->finish = divide_by(size_, recv, op);
   return submit(std::move(task));
 }
 
-Work MpiCommunicator::barrier() {
+Work MpiCommunicator::do_barrier(std::string_view label) {
   auto task = std::make_unique<Task>();
+  task->info.kind = CollectiveKind::barrier;
+  task->info.label = label;
   task->start = [](MPI_Comm comm, MPI_Request* request) { MPI_CHECK(MPI_Ibarrier(comm, request)); };
   return submit(std::move(task));
 }

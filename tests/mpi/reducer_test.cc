@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "comm/mpi/mpi_communicator.h"
@@ -23,17 +24,25 @@ class RecordingCommunicator final : public Communicator {
   };
   int rank() const override { return 0; }
   int size() const override { return 1; }
-  Work all_reduce(BufferView buffer, ReduceOp) override {
-    launched.push_back(buffer.data);
-    return Work(std::make_shared<Done>());
-  }
-  Work broadcast(BufferView, int) override { return Work(std::make_shared<Done>()); }
-  Work all_gather(BufferView, BufferView) override { return Work(std::make_shared<Done>()); }
-  Work reduce_scatter(BufferView, BufferView, ReduceOp) override {
-    return Work(std::make_shared<Done>());
-  }
-  Work barrier() override { return Work(std::make_shared<Done>()); }
   std::vector<void*> launched;
+  std::vector<std::string> labels;
+
+ protected:
+  Work do_all_reduce(BufferView buffer, ReduceOp, std::string_view label) override {
+    launched.push_back(buffer.data);
+    labels.emplace_back(label);
+    return Work(std::make_shared<Done>());
+  }
+  Work do_broadcast(BufferView, int, std::string_view) override {
+    return Work(std::make_shared<Done>());
+  }
+  Work do_all_gather(BufferView, BufferView, std::string_view) override {
+    return Work(std::make_shared<Done>());
+  }
+  Work do_reduce_scatter(BufferView, BufferView, ReduceOp, std::string_view) override {
+    return Work(std::make_shared<Done>());
+  }
+  Work do_barrier(std::string_view) override { return Work(std::make_shared<Done>()); }
 };
 
 // Tensors of 100, 300, 50, 600 and 200 floats, tiling [0, 1250).
@@ -77,7 +86,14 @@ TEST(Reducer, LaunchesStrictlyInOrderAsSoonAsEachBucketIsComplete) {
   reducer.mark_ready(100, 450);  // completes 1 and 2, which releases 3
   ASSERT_EQ(comm.launched.size(), 4u);
   EXPECT_EQ(comm.launched[3], base + 450);
-  EXPECT_THROW(reducer.finish(), InternalError);  // bucket 4 never became ready
+  EXPECT_EQ(comm.labels[3], "gradient bucket 4 of 5 (elements [450, 1050))");
+  // The last bucket never became ready: a bug, named.
+  try {
+    reducer.finish();
+    ADD_FAILURE() << "finish() with a bucket never ready did not throw";
+  } catch (const InternalError& e) {
+    EXPECT_NE(std::string(e.what()).find("gradient bucket 5 of 5"), std::string::npos) << e.what();
+  }
   reducer.mark_ready(1050, 1250);
   reducer.finish();
   EXPECT_EQ(comm.launched.size(), 5u);
