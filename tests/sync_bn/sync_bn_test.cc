@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -150,6 +151,16 @@ TEST(SyncBn, RanksMatchOneProcessOnTheGlobalBatch) {
     EXPECT_LE(e.loss, kTolerance);
     EXPECT_LE(e.buffers, kTolerance);
     EXPECT_LE(e.grads, kTolerance);
+    // Each rank computes its running statistics from the all-reduced sums: they must be the same
+    // bits everywhere (the trainer's in-sync check hashes them, and no broadcast mends them).
+    const Tensor& mine = part->buffers();
+    Tensor all = Tensor::empty({comm.size() * mine.numel()});
+    comm.all_gather(BufferView::of(mine), BufferView::of(all)).wait();
+    for (int r = 0; r < comm.size(); ++r) {
+      const Tensor theirs = all.narrow(0, r * mine.numel(), mine.numel());
+      EXPECT_EQ(std::memcmp(theirs.raw_data(), mine.raw_data(), mine.nbytes()), 0)
+          << "rank " << r << "'s running statistics differ in their bits";
+    }
   }
 }
 
