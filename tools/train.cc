@@ -71,13 +71,13 @@ bool launched_as_rank() {
 
 // Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
 // fails ends the whole job after saying why, so the others never wait for it.
-int train_as_rank(const TrainRun& run, bool verbose_ranks) {
+int train_as_rank(const TrainRun& run, const CommOptions& comm_options, bool verbose_ranks) {
   World world;
   if (world.rank() != 0 && !verbose_ranks) {
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
   try {
-    MpiCommunicator comm(world);
+    MpiCommunicator comm(world, comm_options);
     return train(run, &comm);
   } catch (const Error& e) {
     std::fprintf(stderr, "ruche: rank %d: error: %s\n", world.rank(), e.what());
@@ -118,8 +118,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int synthetic_classes = 0;
     bool init_partial = false;
     int threads = 0;
-    double bucket_mb = 25;
-    bool sync_bn = false, verbose_ranks = false;
+    double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
+    std::string grad_compression = "none";
+    bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
   };
   static Options o;
@@ -151,7 +152,17 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--sync-bn", o.sync_bn,
                 "batch norm uses the statistics of the global batch (all ranks)");
+  cmd->add_option("--grad-compression", o.grad_compression,
+                  "all-reduce gradients as none (fp32), fp16 or bf16")
+      ->capture_default_str();
+  cmd->add_option("--comm-timeout", o.comm_timeout,
+                  "seconds a collective may take before the watchdog aborts the job (0: never)")
+      ->capture_default_str();
+  cmd->add_flag("--check-collectives", o.check_collectives,
+                "ranks compare every collective before running it (debugging a hang)");
   cmd->add_flag("--verbose-ranks", o.verbose_ranks, "every rank prints, not only rank 0");
+  cmd->add_flag("--timeline", o.timeline,
+                "RUN/timeline.json: a Chrome trace of every rank (layers, all-reduces, optimizer)");
   for (const SolverFlag& f : kSolverFlags) {
     const std::string help = std::string(f.help) + "  [solver: " + f.field + "]";
     if (*f.set_to) {
@@ -209,8 +220,14 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.parallel.reducer.first_bucket_bytes =
         std::min<std::int64_t>(run.parallel.reducer.first_bucket_bytes,
                                run.parallel.reducer.bucket_bytes);
+    run.parallel.reducer.compression = grad_compression_from_name(o.grad_compression);
     run.parallel.sync_bn = o.sync_bn;
-    exit_code = launched_as_rank() ? train_as_rank(run, o.verbose_ranks) : train(run);
+    run.timeline = o.timeline;
+    CommOptions comm_options;
+    comm_options.timeout_seconds = o.comm_timeout;
+    comm_options.check_collectives = o.check_collectives;
+    exit_code = launched_as_rank() ? train_as_rank(run, comm_options, o.verbose_ranks)
+                                   : train(run);
   });
 }
 

@@ -346,13 +346,30 @@ Tensor Net::blob(const std::string& name) const {
 }
 
 void Net::forward(const StepContext& ctx) {
-  for (std::size_t li = 0; li < layers_.size(); ++li) layers_[li]->forward(io_[li], ctx);
+  using Clock = std::chrono::steady_clock;
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    if (!layer_timer_) {
+      layers_[li]->forward(io_[li], ctx);
+      continue;
+    }
+    const auto start = Clock::now();
+    layers_[li]->forward(io_[li], ctx);
+    layer_timer_(li, false, start, Clock::now());
+  }
 }
 
 void Net::backward(const StepContext& ctx, bool accumulate) {
+  using Clock = std::chrono::steady_clock;
   if (accumulate && !grad_scratch_.defined()) make_grad_scratch();
   for (std::size_t li = layers_.size(); li-- > 0;) {
-    if (trainable_layer_[li]) backward_layer(li, ctx, accumulate);
+    if (!trainable_layer_[li]) continue;
+    if (!layer_timer_) {
+      backward_layer(li, ctx, accumulate);
+      continue;
+    }
+    const auto start = Clock::now();
+    backward_layer(li, ctx, accumulate);
+    layer_timer_(li, true, start, Clock::now());
   }
 }
 

@@ -2,6 +2,7 @@
 // buffers (DESIGN.md "The flat buffer"). Everything is allocated when the net is built.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -93,6 +94,12 @@ class Net {
   // Called during backward, in order, each time a layer's parameter gradients are final:
   // [begin, end) elements of grads(). The reducer launches its buckets from here.
   void set_grad_ready_hook(std::function<void(std::int64_t begin, std::int64_t end)> hook);
+  // Called after each layer's forward and backward when set (--timeline): the layer, whether it
+  // was backward, and when it started and ended. Unset, it costs nothing.
+  using LayerTimer = std::function<void(std::size_t layer, bool backward,
+                                        std::chrono::steady_clock::time_point start,
+                                        std::chrono::steady_clock::time_point end)>;
+  void set_layer_timer(LayerTimer timer) { layer_timer_ = std::move(timer); }
 
   // Runs one untimed forward and backward pass, then `iterations` more on whatever input() and
   // labels() hold, timing each layer's forward and backward with a steady clock; returns the
@@ -137,6 +144,7 @@ class Net {
   std::vector<LayerIO> io_;
   std::vector<Blob> blobs_;
   std::vector<std::vector<int>> tops_;  // blob versions each layer writes
+  LayerTimer layer_timer_;
   std::vector<bool> trainable_layer_;   // whether backward must visit the layer
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_grad_range_;  // in grads()
   Tensor params_, grads_, buffers_;

@@ -49,6 +49,24 @@ std::vector<T> gather(Communicator& comm, const std::vector<T>& mine, DType dtyp
 
 }  // namespace
 
+std::vector<std::string> gather_text(Communicator& comm, const std::string& mine) {
+  const std::vector<std::uint8_t> bytes(mine.begin(), mine.end());
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(comm.size()));
+  auto count = static_cast<std::int64_t>(bytes.size());
+  comm.all_gather(host_view(&count, DType::i64, 1), host_view(counts.data(), DType::i64,
+                                                               counts.size()))
+      .wait();
+  const std::vector<std::uint8_t> all = gather(comm, bytes, DType::u8);
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  for (const std::int64_t n : counts) {
+    out.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(at),
+                     all.begin() + static_cast<std::ptrdiff_t>(at + static_cast<std::size_t>(n)));
+    at += static_cast<std::size_t>(n);
+  }
+  return out;
+}
+
 std::vector<std::int64_t> gather_digests(Communicator& comm, std::uint64_t mine) {
   auto value = static_cast<std::int64_t>(mine);
   std::vector<std::int64_t> all(static_cast<std::size_t>(comm.size()));
@@ -104,9 +122,11 @@ void DataParallel::start(const std::string& identity) {
 
 void DataParallel::broadcast_state() {
   if (!comm_) return;
-  Work params = comm_->broadcast(BufferView::of(net_.params()), 0);
+  Work params = comm_->broadcast(BufferView::of(net_.params()), 0, "rank 0's parameters");
   Work buffers;
-  if (net_.buffers().numel() > 0) buffers = comm_->broadcast(BufferView::of(net_.buffers()), 0);
+  if (net_.buffers().numel() > 0) {
+    buffers = comm_->broadcast(BufferView::of(net_.buffers()), 0, "rank 0's buffers");
+  }
   params.wait();
   buffers.wait();
 }
@@ -126,16 +146,24 @@ void DataParallel::check_in_sync(std::int64_t step) {
   }
 }
 
+void DataParallel::barrier() {
+  if (comm_) comm_->barrier().wait();
+}
+
+std::vector<std::string> DataParallel::gather_text(const std::string& mine) {
+  return comm_ ? ruche::gather_text(*comm_, mine) : std::vector<std::string>{mine};
+}
+
 void DataParallel::share_buffers() {
   if (!comm_ || options_.sync_bn || net_.buffers().numel() == 0) return;
-  buffers_work_ = comm_->broadcast(BufferView::of(net_.buffers()), 0);
+  buffers_work_ = comm_->broadcast(BufferView::of(net_.buffers()), 0, "batch-norm statistics");
 }
 
 StepVotes DataParallel::finish_step(const StepVotes& mine) {
   if (!comm_) return mine;
   std::copy(mine.v.begin(), mine.v.end(), votes_.data<float>());
   // Queued after the last bucket: the comm thread runs collectives in order.
-  Work votes = comm_->all_reduce(BufferView::of(votes_), ReduceOp::sum);
+  Work votes = comm_->all_reduce(BufferView::of(votes_), ReduceOp::sum, "the step's votes");
   reducer_->finish();
   buffers_work_.wait();
   votes.wait();

@@ -13,6 +13,7 @@
 #include "comm/communicator.h"
 #include "comm/reducer.h"
 #include "engine/graph/net.h"
+#include "engine/log/timeline.h"
 #include "engine/metrics/eval_accumulator.h"
 
 namespace ruche {
@@ -64,6 +65,13 @@ class DataParallel {
   // One pass over the state: the trainer calls it once per epoch.
   void check_in_sync(std::int64_t step);
 
+  // Records each bucket's all-reduce (on the comm row) from now on; null stops.
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
+  // Returns when every rank has called it.
+  void barrier();
+  // Every rank's text in rank order; alone, just `mine`.
+  std::vector<std::string> gather_text(const std::string& mine);
+
   // Sums an evaluation over ranks: tallies always, per-sample scores gathered (in rank order)
   // when the accumulator keeps them; nll_sum is the summed negative log-likelihood.
   void reduce_evaluation(EvalAccumulator& acc, double& nll_sum);
@@ -76,11 +84,15 @@ class DataParallel {
   bool reduce_ = true;
   Work buffers_work_;
   Tensor votes_;  // f32 [StepVotes::count], allocated once
+  Timeline* timeline_ = nullptr;
 };
 
 // Ranks may hold different numbers of samples of an evaluation split (no padding): the counts,
 // then the data of every rank gathered in rank order (all_gather needs equal counts, so each
 // rank pads to the largest).
+// Every rank's text, gathered in rank order (on every rank).
+std::vector<std::string> gather_text(Communicator& comm, const std::string& mine);
+
 // The digests of every rank, gathered in rank order.
 std::vector<std::int64_t> gather_digests(Communicator& comm, std::uint64_t mine);
 

@@ -10,6 +10,7 @@
 #include "engine/data/loader.h"
 #include "engine/log/metrics_log.h"
 #include "engine/log/progress.h"
+#include "engine/log/timeline.h"
 #include "engine/metrics/classification.h"
 #include "engine/metrics/eval_report.h"
 #include "engine/models/models.h"
@@ -264,6 +265,24 @@ int train(const TrainRun& run, Communicator* comm) {
   ctx.seed = solver.random_seed();
   ctx.sync_bn = dp.sync_bn();
   const StopSignals signals;
+  // --timeline: every layer's forward and backward, the gradient wait and the optimizer.
+  std::unique_ptr<Timeline> timeline;
+  std::vector<std::string> forward_names, backward_names;  // outlive the events naming them
+  if (run.timeline) {
+    timeline = std::make_unique<Timeline>();
+    for (const auto& layer : net->layers()) {
+      forward_names.push_back("forward " + layer->name());
+      backward_names.push_back("backward " + layer->name());
+    }
+    net->set_layer_timer([&](std::size_t li, bool backward, Clock::time_point start,
+                             Clock::time_point end) {
+      timeline->add(backward ? &backward_names[li] : &forward_names[li],
+                    backward ? "backward" : "forward", Timeline::compute, start, end);
+    });
+    dp.barrier();  // every rank's origin at the same moment
+    timeline->set_origin(Clock::now());
+    dp.set_timeline(timeline.get());
+  }
   StopRequest stop_request = StopRequest::none;
   std::int64_t step = 0, skipped = 0;
   std::uint32_t micro = 0;
@@ -298,7 +317,12 @@ int train(const TrainRun& run, Communicator* comm) {
       const StopRequest request = signals.requested();
       votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
       votes[StepVotes::interrupt] = request == StopRequest::interrupt;
+      const auto wait_start = Clock::now();
       votes = dp.finish_step(votes);  // every rank now holds the same sums and gradients
+      if (timeline) {
+        timeline->add("wait for gradients", "comm_wait", Timeline::compute, wait_start,
+                      Clock::now());
+      }
       if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
                                              net->grads());
       const GradStats stats = grad_stats(net->grads(), net->num_trainable());
@@ -328,7 +352,11 @@ int train(const TrainRun& run, Communicator* comm) {
       interval_seen += step_seen;
       epoch_seen += step_seen;
       clip_grad_norm(net->grads(), net->num_trainable(), stats, solver.clip_grad_norm());
+      const auto optimizer_start = Clock::now();
       optimizer->step(net->params(), net->grads(), lr);
+      if (timeline) {
+        timeline->add("optimizer", "optimizer", Timeline::compute, optimizer_start, Clock::now());
+      }
       ++step;
 
       if (step % solver.display() == 0 || step == total_steps) {
@@ -397,6 +425,16 @@ int train(const TrainRun& run, Communicator* comm) {
   }
   if (skipped) std::printf("skipped %lld steps with non-finite values\n",
                            static_cast<long long>(skipped));
+  if (timeline) {
+    net->set_layer_timer(nullptr);
+    dp.set_timeline(nullptr);
+    std::vector<std::string> events = dp.gather_text(timeline->events_json(rank));
+    if (lead) {
+      write_file(out / "timeline.json", timeline_file(events, timeline->dropped()));
+      std::printf("timeline of %d rank%s in %s (chrome://tracing or ui.perfetto.dev)\n", ranks,
+                  ranks > 1 ? "s" : "", (out / "timeline.json").string().c_str());
+    }
+  }
   if (lead) save_weights(*net, (out / "model.npz").string());
   std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
               human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());

@@ -30,6 +30,7 @@ struct TrainRun {
   bool init_partial = false;
   Device device = Device::cpu();
   DataParallelOptions parallel;  // --bucket-mb, --grad-compression, --sync-bn
+  bool timeline = false;         // --timeline: RUN/timeline.json
 };
 
 // The solver `ruche train` uses when none is given: a recipe that takes fashion_cnn past 92%
