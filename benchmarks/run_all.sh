@@ -11,3 +11,7 @@ fi
 echo "bench: using $python; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the benchmarks"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/conv_vs_torch.py" "$build"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/throughput.py" "$build"
+# allreduce: ruche's MpiCommunicator vs raw MPI_Allreduce, 2 ranks on this machine (root needs
+# --allow-run-as-root; --oversubscribe lets 2 ranks start however few slots Open MPI counts).
+OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe $([ "$(id -u)" = 0 ] && echo --allow-run-as-root) \
+  "$build/allreduce_bench" --out "$here/results"

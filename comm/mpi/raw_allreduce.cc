@@ -1,0 +1,90 @@
+#include "comm/mpi/raw_allreduce.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <thread>
+
+#include "comm/mpi/mpi_check.h"
+#include "comm/mpi/mpi_world.h"
+#include "engine/error.h"
+
+namespace ruche {
+
+namespace {
+
+// A copy of wait_for in mpi_communicator.cc (16 yields, then sleeps doubling from 8 us to a
+// 200 us cap), so the benchmark can measure what the polling costs without the comm thread.
+// Keep the two in step when either changes.
+void backoff_wait(MPI_Request* request) {
+  auto pause = std::chrono::microseconds(4);
+  for (int polls = 0;; ++polls) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (polls < 16) {
+      std::this_thread::yield();
+    } else {
+      pause = std::min(pause * 2, std::chrono::microseconds(200));
+      std::this_thread::sleep_for(pause);
+    }
+  }
+}
+
+}  // namespace
+
+const char* raw_mode_name(RawMode mode) {
+  switch (mode) {
+    case RawMode::blocking:
+      return "MPI_Allreduce";
+    case RawMode::nonblocking:
+      return "MPI_Iallreduce+MPI_Wait";
+    case RawMode::backoff_poll:
+      return "MPI_Iallreduce+backoff MPI_Test";
+  }
+  return "?";
+}
+
+double raw_mpi_allreduce_seconds(const World& world, float* data, std::int64_t count,
+                                 int iterations, RawMode mode) {
+  RUCHE_REQUIRE(count >= 0 && count <= INT_MAX && iterations > 0)
+      << "raw_mpi_allreduce_seconds: count " << count << ", iterations " << iterations;
+  MPI_Comm comm = world.handles().world;
+  const int n = static_cast<int>(count);
+  MPI_CHECK(MPI_Barrier(comm));  // start together: the time is the collective's, not the skew's
+  const double start = MPI_Wtime();
+  for (int i = 0; i < iterations; ++i) {
+    if (mode == RawMode::blocking) {
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, comm));
+      continue;
+    }
+    MPI_Request request = MPI_REQUEST_NULL;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, comm, &request));
+    if (mode == RawMode::nonblocking) {
+      MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
+    } else {
+      backoff_wait(&request);
+    }
+  }
+  const double seconds = (MPI_Wtime() - start) / iterations;
+  return max_over_ranks(world, seconds);
+}
+
+double max_over_ranks(const World& world, double value) {
+  double result = 0;
+  MPI_CHECK(MPI_Allreduce(&value, &result, 1, MPI_DOUBLE, MPI_MAX, world.handles().world));
+  return result;
+}
+
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  MPI_CHECK(MPI_Get_library_version(text, &length));
+  std::string version(text);  // up to the NUL that `length` may count
+  const std::size_t end = version.find('\n');
+  return end == std::string::npos ? version : version.substr(0, end);
+}
+
+}  // namespace ruche
