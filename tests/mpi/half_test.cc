@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace ruche {
 namespace {
@@ -62,6 +63,57 @@ TEST(Half, F16RoundsToNearestEvenEverywhere) {
 }
 TEST(Half, Bf16RoundsToNearestEvenEverywhere) {
   check_all_patterns(bf16_from_f32, bf16_to_f32, 0x7F80);
+}
+
+// The bulk loops (F16C where the CPU has it) give the scalar functions' bits on every 16-bit
+// pattern, every midpoint and its neighbours, and for sums; NaN only as NaN.
+TEST(Half, BulkLoopsAgreeWithTheScalarFunctions) {
+  for (DType wire : {DType::f16, DType::bf16}) {
+    auto from = wire == DType::f16 ? f16_from_f32 : bf16_from_f32;
+    auto to = wire == DType::f16 ? f16_to_f32 : bf16_to_f32;
+    std::vector<std::uint16_t> all(65536);
+    for (std::uint32_t h = 0; h < 65536; ++h) all[h] = static_cast<std::uint16_t>(h);
+    std::vector<float> wide(all.size());
+    half::widen(wire, all.data(), wide.data(), static_cast<std::int64_t>(all.size()));
+    std::vector<float> probes;
+    for (std::uint32_t h = 0; h < 65536; ++h) {
+      const float x = to(all[h]), y = to(static_cast<std::uint16_t>(h + 1));
+      if (std::isnan(x)) {
+        ASSERT_TRUE(std::isnan(wide[h]));
+        continue;
+      }
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(wide[h]), std::bit_cast<std::uint32_t>(x)) << h;
+      probes.push_back(x);
+      if (std::isfinite(x) && std::isfinite(y) && ((h + 1) & 0x7FFF) != 0) {
+        const float mid = x + (y - x) / 2;
+        probes.insert(probes.end(), {mid, std::nextafter(mid, x), std::nextafter(mid, y)});
+      }
+    }
+    probes.push_back(std::nanf(""));
+    std::vector<std::uint16_t> narrowed(probes.size());
+    const auto n = static_cast<std::int64_t>(probes.size());
+    half::narrow(wire, probes.data(), narrowed.data(), n, 1.0f);
+    for (std::size_t i = 0; i < probes.size(); ++i) {
+      if (std::isnan(probes[i])) {
+        ASSERT_TRUE(std::isnan(to(narrowed[i])));
+      } else {
+        ASSERT_EQ(narrowed[i], from(probes[i])) << dtype_name(wire) << " " << probes[i];
+      }
+    }
+    // Sums: every pattern plus a few fixed ones, against widen-add-round.
+    for (float b : {1.0f, -0.5f, 3e-5f, 60000.0f}) {
+      std::vector<std::uint16_t> sum(all.size(), from(b));
+      half::add(wire, all.data(), sum.data(), static_cast<std::int64_t>(all.size()));
+      for (std::uint32_t h = 0; h < 65536; ++h) {
+        const float expected = to(from(to(all[h]) + to(from(b))));
+        if (std::isnan(expected)) {
+          ASSERT_TRUE(std::isnan(to(sum[h])));
+        } else {
+          ASSERT_EQ(sum[h], from(expected)) << dtype_name(wire) << " " << to(all[h]) << " + " << b;
+        }
+      }
+    }
+  }
 }
 
 TEST(Half, SumIsRoundedOnceAndSymmetric) {
