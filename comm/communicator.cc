@@ -41,10 +41,11 @@ bool Work::test() {
   return true;
 }
 
-void Work::wait() {
-  if (!impl_) return;
+CollectiveTimes Work::wait() {
+  if (!impl_) return {};
   std::shared_ptr<WorkImpl> impl = std::move(impl_);
   impl->wait();
+  return impl->times();
 }
 
 }  // namespace ruche

@@ -4,6 +4,7 @@
 // same order; a mismatch is a hang, which the watchdog ends and check_collectives names.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -41,12 +42,19 @@ struct CommOptions {
   bool check_collectives = false;
 };
 
+// When a collective ran on its backend (its turn on the comm thread, or on the stream): what a
+// timeline draws. Both zero when the backend does not say.
+struct CollectiveTimes {
+  std::chrono::steady_clock::time_point started, finished;
+};
+
 // What a backend's handle does; Work wraps one.
 class WorkImpl {
  public:
   virtual ~WorkImpl() = default;
   virtual bool test() = 0;  // done? rethrows the collective's error
   virtual void wait() = 0;  // blocks until done; rethrows the collective's error
+  virtual CollectiveTimes times() const { return {}; }  // once done
 };
 
 // An asynchronous collective. The buffers belong to it until wait() returns (or test() says
@@ -63,7 +71,8 @@ class Work {
   ~Work();
 
   bool test();
-  void wait();
+  // Returns when the collective ran (zero for an empty Work).
+  CollectiveTimes wait();
 
  private:
   void finish_quietly() noexcept;

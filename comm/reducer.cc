@@ -65,6 +65,7 @@ Reducer::Reducer(Communicator& comm, Tensor grads, const std::vector<GradRange>&
     labels_.push_back(std::move(label));
   }
   work_.resize(buckets_.size());
+  times_.resize(buckets_.size());
 }
 
 void Reducer::launch(std::size_t b) {
@@ -99,7 +100,7 @@ void Reducer::finish() {
   RUCHE_CHECK(launched_ == buckets_.size())
       << labels_[launched_] << " never had all its gradients marked ready";
   for (std::size_t b = 0; b < buckets_.size(); ++b) {
-    work_[b].wait();
+    times_[b] = work_[b].wait();
     if (wire_ == DType::f32) continue;
     const GradRange& r = buckets_[b];
     half::widen(wire_, narrowed_.data() + r.begin, grads_.data<float>() + r.begin, r.end - r.begin);

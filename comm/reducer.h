@@ -54,6 +54,9 @@ class Reducer {
   // was never marked (a bug: no rank may skip a bucket), naming the bucket. Resets for the next
   // step.
   void finish();
+  // Each bucket's label and when its all-reduce ran in the last finished step (--timeline).
+  const std::vector<std::string>& labels() const { return labels_; }
+  const std::vector<CollectiveTimes>& bucket_times() const { return times_; }
 
  private:
   void launch(std::size_t bucket);
@@ -66,6 +69,7 @@ class Reducer {
   std::vector<std::uint16_t> narrowed_;  // the 16-bit copy of grads_ when compressing
   std::vector<std::int64_t> pending_;    // elements of each bucket not yet final
   std::vector<Work> work_;               // one per launched bucket
+  std::vector<CollectiveTimes> times_;   // when each bucket's all-reduce ran, last step
   std::size_t launched_ = 0;
 };
 

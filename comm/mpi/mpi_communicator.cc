@@ -59,21 +59,27 @@ class Completion final : public WorkImpl {
     }
     if (error_) std::rethrow_exception(error_);
   }
-  void complete(std::exception_ptr error) {
+  void complete(std::exception_ptr error, CollectiveTimes times) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
       error_ = error;
+      times_ = times;
     }
     done_cv_.notify_all();
+  }
+  CollectiveTimes times() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return times_;
   }
 
  private:
   const std::shared_ptr<Watchdog> watchdog_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable done_cv_;
   bool done_ = false;
   std::exception_ptr error_;
+  CollectiveTimes times_;
 };
 
 // Polls a pending request. A few yields first (a short collective finishes in microseconds),
@@ -270,6 +276,8 @@ void MpiCommunicator::run() {
     }
     const Task& task = *next;
     std::exception_ptr error;
+    CollectiveTimes times;
+    times.started = std::chrono::steady_clock::now();
     watchdog_->start(task.info.str());
     try {
       if (options_.check_collectives) check_same_on_all_ranks(task);
@@ -281,7 +289,8 @@ void MpiCommunicator::run() {
       error = std::current_exception();
     }
     watchdog_->stop();
-    task.done->complete(error);
+    times.finished = std::chrono::steady_clock::now();
+    task.done->complete(error, times);
   }
 }
 

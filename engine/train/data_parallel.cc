@@ -165,6 +165,12 @@ StepVotes DataParallel::finish_step(const StepVotes& mine) {
   // Queued after the last bucket: the comm thread runs collectives in order.
   Work votes = comm_->all_reduce(BufferView::of(votes_), ReduceOp::sum, "the step's votes");
   reducer_->finish();
+  if (timeline_) {
+    for (std::size_t b = 0; b < reducer_->labels().size(); ++b) {
+      const CollectiveTimes& t = reducer_->bucket_times()[b];
+      timeline_->add(&reducer_->labels()[b], "allreduce", Timeline::comm, t.started, t.finished);
+    }
+  }
   buffers_work_.wait();
   votes.wait();
   StepVotes all;

@@ -221,6 +221,33 @@ if want("faults"):
         check(run.returncode != 0 and says in run.stderr and run.seconds < 60,
               f"{fault}: ended in {run.seconds:.0f} s saying '{says}'")
 
+if want("watchdog"):
+    # A rank stuck in compute: the others' next collective outlives --comm-timeout and the
+    # watchdog ends the job, naming the rank and the collective.
+    run = train(2, "hang", flags(batch_size=16, max_steps=200, comm_timeout=3),
+                env={"RUCHE_FAULT": "hang_at_step:3@1"}, timeout=120)
+    check(run.returncode not in (0, 2, 3, 75, 130) and "watchdog" in run.stderr
+          and "rank 0" in run.stderr and run.seconds < 60,
+          f"a hung rank: the watchdog ends the job in {run.seconds:.0f} s (exit {run.returncode})")
+
+if want("compression"):
+    f32 = train(2, "gc_f32", flags(batch_size=16))
+    for kind in ("fp16", "bf16"):
+        run = train(2, f"gc_{kind}", flags(batch_size=16, grad_compression=kind))
+        ok = f32.returncode == 0 and run.returncode == 0
+        d = rel(weights(f"gc_{kind}"), weights("gc_f32")) if ok else 1
+        # 16-bit gradients change the weights by about their rounding (2^-11, 2^-8) per step.
+        check(ok and 0 < d < 2e-2, f"--grad-compression {kind}: trains, close to fp32 ({d:.1e})")
+
+if want("timeline"):
+    run = train(2, "tl", flags(batch_size=16, max_steps=5, timeline=True))
+    ok = run.returncode == 0 and (WORK / "tl" / "timeline.json").exists()
+    events = json.loads((WORK / "tl" / "timeline.json").read_text())["traceEvents"] if ok else []
+    kinds = {(e["pid"], e.get("cat")) for e in events}
+    check(ok and all((r, c) in kinds for r in (0, 1)
+                     for c in ("forward", "backward", "allreduce", "comm_wait", "optimizer")),
+          "--timeline: a Chrome trace of both ranks with layers, all-reduces, waits, optimizer")
+
 if want("mismatch"):
     # One rank given another batch size: a clear error naming it, not a hang.
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
