@@ -1,6 +1,7 @@
 #include "comm/mpi/mpi_communicator.h"
 
 #include <mpi.h>
+#include <sys/prctl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -82,18 +83,20 @@ class Completion final : public WorkImpl {
   CollectiveTimes times_;
 };
 
-// Polls a pending request. A few yields first (a short collective finishes in microseconds),
-// then sleeps doubling from 8 us to 200 us: ranks that share cores keep theirs, and since Open
-// MPI progresses only inside MPI calls, the cap keeps long transfers moving. Between polls the
-// watchdog may end the job.
+// Polls a pending request. Yields for the first 50 us (a short collective, or peers that arrive
+// together, finish in that time), then sleeps doubling from 8 us to 200 us: ranks that share
+// cores keep theirs, and since Open MPI progresses only inside MPI calls, the cap keeps long
+// transfers moving. Between polls the watchdog may end the job.
 void wait_for(MPI_Request* request, Watchdog& watchdog) {
+  using Clock = std::chrono::steady_clock;
+  const auto spin_until = Clock::now() + std::chrono::microseconds(50);
   auto pause = std::chrono::microseconds(4);
-  for (int polls = 0;; ++polls) {
+  for (;;) {
     int done = 0;
     MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     watchdog.check();
-    if (polls < 16) {
+    if (Clock::now() < spin_until) {
       std::this_thread::yield();
     } else {
       pause = std::min(pause * 2, std::chrono::microseconds(200));
@@ -101,6 +104,12 @@ void wait_for(MPI_Request* request, Watchdog& watchdog) {
     }
   }
 }
+
+// From this size on an all-reduce runs as a blocking MPI_Allreduce once every rank has arrived:
+// Open MPI's nonblocking all-reduce (libnbc) takes 1.5 to 2x as long for large buffers
+// (benchmarks/results/allreduce-*), and waiting for the peers first, with the passive poll,
+// keeps the blocking call's spin as short as the transfer itself.
+constexpr std::size_t kBlockingAllReduceBytes = 256 << 10;
 
 void require_host(const BufferView& view, const char* op) {
   RUCHE_REQUIRE(view.device.is_cpu())
@@ -196,6 +205,7 @@ CollectiveInfo info_of(CollectiveKind kind, const BufferView& view, std::int32_t
 struct MpiCommunicator::Task {
   CollectiveInfo info;                                // seq set by submit
   std::function<void(MPI_Comm, MPI_Request*)> start;  // posts the nonblocking collective
+  std::function<void(MPI_Comm)> blocking;             // instead of start: after a barrier
   std::function<void()> finish;                       // after completion, may be empty
   std::shared_ptr<Completion> done;                   // set by submit
 };
@@ -265,6 +275,7 @@ void MpiCommunicator::check_same_on_all_ranks(const Task& task) {
 }
 
 void MpiCommunicator::run() {
+  prctl(PR_SET_TIMERSLACK, 1UL);  // short sleeps stay short (the default slack is 50 us)
   for (;;) {
     std::unique_ptr<Task> next;
     {
@@ -282,8 +293,14 @@ void MpiCommunicator::run() {
     try {
       if (options_.check_collectives) check_same_on_all_ranks(task);
       MPI_Request request = MPI_REQUEST_NULL;
-      task.start(comm_->comm, &request);
-      wait_for(&request, *watchdog_);
+      if (task.blocking) {
+        MPI_CHECK(MPI_Ibarrier(comm_->comm, &request));  // every rank is here: no long spin
+        wait_for(&request, *watchdog_);
+        task.blocking(comm_->comm);
+      } else {
+        task.start(comm_->comm, &request);
+        wait_for(&request, *watchdog_);
+      }
       if (task.finish) task.finish();
     } catch (...) {
       error = std::current_exception();
@@ -299,10 +316,17 @@ Work MpiCommunicator::do_all_reduce(BufferView buffer, ReduceOp op, std::string_
   const Reduction r = reduction_for(buffer, op, comm_->f16_sum, comm_->bf16_sum, "all_reduce");
   auto task = std::make_unique<Task>();
   task->info = info_of(CollectiveKind::all_reduce, buffer, static_cast<std::int32_t>(op), label);
-  task->start = [buffer, r](MPI_Comm comm, MPI_Request* request) {
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), r.type,
-                             r.op, comm, request));
-  };
+  if (buffer.nbytes() >= kBlockingAllReduceBytes) {
+    task->blocking = [buffer, r](MPI_Comm comm) {
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), r.type,
+                              r.op, comm));
+    };
+  } else {
+    task->start = [buffer, r](MPI_Comm comm, MPI_Request* request) {
+      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), r.type,
+                               r.op, comm, request));
+    };
+  }
   task->finish = divide_by(size_, buffer, op);
   return submit(std::move(task));
 }
