@@ -15,6 +15,7 @@
 #include "comm/mpi/collective_info.h"
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"
+#include "comm/mpi/poll.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -82,28 +83,6 @@ class Completion final : public WorkImpl {
   std::exception_ptr error_;
   CollectiveTimes times_;
 };
-
-// Polls a pending request. Yields for the first 50 us (a short collective, or peers that arrive
-// together, finish in that time), then sleeps doubling from 8 us to 200 us: ranks that share
-// cores keep theirs, and since Open MPI progresses only inside MPI calls, the cap keeps long
-// transfers moving. Between polls the watchdog may end the job.
-void wait_for(MPI_Request* request, Watchdog& watchdog) {
-  using Clock = std::chrono::steady_clock;
-  const auto spin_until = Clock::now() + std::chrono::microseconds(50);
-  auto pause = std::chrono::microseconds(4);
-  for (;;) {
-    int done = 0;
-    MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    watchdog.check();
-    if (Clock::now() < spin_until) {
-      std::this_thread::yield();
-    } else {
-      pause = std::min(pause * 2, std::chrono::microseconds(200));
-      std::this_thread::sleep_for(pause);
-    }
-  }
-}
 
 // From this size on an all-reduce runs as a blocking MPI_Allreduce once every rank has arrived:
 // Open MPI's nonblocking all-reduce (libnbc) takes 1.5 to 2x as long for large buffers
@@ -260,7 +239,7 @@ void MpiCommunicator::check_same_on_all_ranks(const Task& task) {
   MPI_Request request = MPI_REQUEST_NULL;
   MPI_CHECK(MPI_Iallgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
                            comm_->comm, &request));
-  wait_for(&request, *watchdog_);
+  wait_for(&request, watchdog_.get());
   std::vector<CollectiveInfo> by_rank;
   for (const CollectiveWire& w : all) by_rank.push_back(from_wire(w));
   const std::string line = mismatch_line(by_rank);
@@ -295,11 +274,11 @@ void MpiCommunicator::run() {
       MPI_Request request = MPI_REQUEST_NULL;
       if (task.blocking) {
         MPI_CHECK(MPI_Ibarrier(comm_->comm, &request));  // every rank is here: no long spin
-        wait_for(&request, *watchdog_);
+        wait_for(&request, watchdog_.get());
         task.blocking(comm_->comm);
       } else {
         task.start(comm_->comm, &request);
-        wait_for(&request, *watchdog_);
+        wait_for(&request, watchdog_.get());
       }
       if (task.finish) task.finish();
     } catch (...) {

@@ -9,31 +9,10 @@
 
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"
+#include "comm/mpi/poll.h"
 #include "engine/error.h"
 
 namespace ruche {
-
-namespace {
-
-// A copy of wait_for in mpi_communicator.cc (16 yields, then sleeps doubling from 8 us to a
-// 200 us cap), so the benchmark can measure what the polling costs without the comm thread.
-// Keep the two in step when either changes.
-void backoff_wait(MPI_Request* request) {
-  auto pause = std::chrono::microseconds(4);
-  for (int polls = 0;; ++polls) {
-    int done = 0;
-    MPI_CHECK(MPI_Test(request, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    if (polls < 16) {
-      std::this_thread::yield();
-    } else {
-      pause = std::min(pause * 2, std::chrono::microseconds(200));
-      std::this_thread::sleep_for(pause);
-    }
-  }
-}
-
-}  // namespace
 
 const char* raw_mode_name(RawMode mode) {
   switch (mode) {
@@ -65,7 +44,7 @@ double raw_mpi_allreduce_seconds(const World& world, float* data, std::int64_t c
     if (mode == RawMode::nonblocking) {
       MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
     } else {
-      backoff_wait(&request);
+      wait_for(&request);
     }
   }
   const double seconds = (MPI_Wtime() - start) / iterations;

@@ -1,4 +1,5 @@
-// comm_test's main: one World for every test, finalized after the last one.
+// The main of the MPI test executables (comm_test, sync_bn_test): one World for every test,
+// finalized after the last one.
 #include <gtest/gtest.h>
 
 #include "comm/world.h"

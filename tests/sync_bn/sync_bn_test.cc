@@ -21,7 +21,7 @@
 #include "engine/rng/fill.h"
 #include "tests/layers/layer_harness.h"
 #include "tests/support/compare.h"
-#include "tests/sync_bn/sync_bn_env.h"
+#include "tests/mpi/mpi_env.h"
 
 namespace ruche {
 namespace {
