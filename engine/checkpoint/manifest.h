@@ -1,0 +1,34 @@
+// manifest.pb: the checkpoint's table of contents (proto::CheckpointManifest), to and from the
+// structs of checkpoint.h.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/checkpoint/checkpoint.h"
+#include "engine/proto/ruche.pb.h"
+
+namespace ruche::checkpoint_manifest {
+
+constexpr std::uint32_t kFormatVersion = 1;
+constexpr const char* kManifestFile = "manifest.pb";
+constexpr const char* kCommitFile = "COMMIT";
+constexpr const char* kLatestFile = "latest";
+
+proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& layout,
+                                        const CheckpointMeta& meta,
+                                        const std::vector<ShardRecord>& shards);
+
+// Reads DIR/manifest.pb: "DIR/manifest.pb: missing", "...: cannot parse (N bytes)", "...: format
+// version V, this ruche reads 1", and a manifest whose tensors do not lie end to end in its state
+// or whose net hash is not its tensors' are errors naming the file.
+proto::CheckpointManifest read_manifest(const std::string& dir);
+
+CheckpointMeta meta_of(const proto::CheckpointManifest& m);
+std::vector<StateTensor> tensors_of(const proto::CheckpointManifest& m);
+std::vector<ShardRecord> shards_of(const proto::CheckpointManifest& m);
+
+// "[16,6,5,5]"
+std::string shape_text(const Shape& shape);
+
+}  // namespace ruche::checkpoint_manifest
