@@ -58,3 +58,66 @@ def write_results(name: str, record: dict, table: str) -> pathlib.Path:
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     base.with_suffix(".md").write_text(table)
     return base
+
+
+def steady_img_per_s(metrics_path, global_batch: int, skip_intervals: int = 1) -> float:
+    """Steady-state global img/s of a `ruche train` run from its metrics.jsonl: the train log
+    intervals after the first `skip_intervals` (warm-up), images over seconds."""
+    train = []
+    with open(metrics_path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("split") == "train" and "img_per_s" in r:
+                train.append(r)
+    intervals = []
+    for prev, r in zip(train, train[1:]):
+        intervals.append((r["step"] - prev["step"], r["img_per_s"]))
+    intervals = intervals[max(0, skip_intervals - 1):]
+    if not intervals:
+        raise SystemExit(f"benchmark: {metrics_path} has no steady-state interval: {train}")
+    images = sum(n * global_batch for n, _ in intervals)
+    return images / sum(n * global_batch / rate for n, rate in intervals)
+
+
+def ruche_versions(build) -> dict:
+    """ruche --version, the git revision and whether the engine/comm sources differ from it."""
+    here = pathlib.Path(__file__).resolve().parent
+    version = subprocess.run([f"{build}/ruche", "--version"], capture_output=True,
+                             text=True).stdout.strip() or "?"
+    rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(here.parent), "status", "--short", "--", "engine",
+                            "comm", "tools", "CMakeLists.txt"],
+                           capture_output=True, text=True).stdout.split("\n")
+    return {"ruche": version, "ruche_git": rev,
+            "uncommitted_sources": [d.strip() for d in dirty if d.strip()],
+            "python": platform.python_version()}
+
+
+
+def _busy_jiffies() -> int:
+    """Busy jiffies of the whole machine so far (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v) - v[3] - v[4]
+
+
+def run_with_cpu_share(args, env) -> dict:
+    """Runs args (e.g. an mpirun job) to completion; returns its output, wall time, the cores it
+    used on average (its getrusage, descendants included) and the cores the rest of the machine
+    used meanwhile (/proc/stat minus the job's): on a shared machine, what the job could get.
+    Call it with no other child process of this interpreter running."""
+    import resource
+    import time as _time
+    hz = os.sysconf("SC_CLK_TCK")
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, t0 = _busy_jiffies(), _time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    wall = _time.perf_counter() - t0
+    busy1 = _busy_jiffies()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    machine = (busy1 - busy0) / hz
+    return {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+            "wall_s": wall, "job_cores": own / wall,
+            "other_cores": max(0.0, machine - own) / wall}

@@ -15,3 +15,7 @@ env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/throughput.py" "$b
 # --allow-run-as-root; --oversubscribe lets 2 ranks start however few slots Open MPI counts).
 OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe $([ "$(id -u)" = 0 ] && echo --allow-run-as-root) \
   "$build/allreduce_bench" --out "$here/results"
+# data parallel, 2 ranks x 1 thread on this machine: all-reduce hidden behind backward (from
+# --timeline) and weak scaling against 1 rank (both run mpirun themselves).
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/overlap.py" "$build"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/scaling.py" "$build"
