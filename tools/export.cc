@@ -1,5 +1,5 @@
-// ruche export: a run's weights as an npz with PyTorch state_dict names, or a net (a run's, or a
-// built-in model's) as prototxt.
+// ruche export: a run's (or a checkpoint's) weights as an npz with PyTorch state_dict names, or a
+// net (a run's, a checkpoint's, or a built-in model's) as prototxt.
 #include "engine/train/export.h"
 
 #include <cstdio>
@@ -32,8 +32,11 @@ void add_export_command(CLI::App& app, int& exit_code) {
     int classes = 0;
   };
   static Options o;
-  CLI::App* cmd = app.add_subcommand("export", "Write a run's weights (npz) or a net (prototxt)");
-  cmd->add_option("--from", o.from, "a run directory or a weights file W.npz");
+  CLI::App* cmd = app.add_subcommand(
+      "export", "Write a run's or checkpoint's weights (npz) or a net (prototxt)");
+  cmd->add_option("--from", o.from,
+                  "a run directory, a weights file W.npz, or a checkpoint (RUN/ckpt/step-N, "
+                  "RUN/ckpt/latest, RUN/ckpt)");
   cmd->add_option("--model", o.model, "a built-in model (prototxt only)");
   cmd->add_option("--format", o.format, "npz or prototxt")
       ->required()
@@ -42,9 +45,10 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--input", o.input, "built-in model: the input sample C,H,W");
   cmd->add_option("--classes", o.classes, "built-in model: classifier width (0: left open)");
   cmd->callback([&exit_code] {
-    RUCHE_REQUIRE(o.from.empty() != o.model.empty()) << "give --from RUN|W.npz or --model NAME";
+    RUCHE_REQUIRE(o.from.empty() != o.model.empty())
+        << "give --from RUN|W.npz|CKPT or --model NAME";
     if (o.format == "npz") {
-      RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz";
+      RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
       const int n = export_weights(o.from, o.output);
       std::printf("wrote %d tensors to %s\n", n, o.output.c_str());

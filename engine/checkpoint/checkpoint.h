@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "engine/graph/net.h"
@@ -166,6 +167,11 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0);
 // it against the layout restored into.
 std::uint64_t state_hash(const std::vector<StateTensor>& tensors);
 inline std::uint64_t state_hash(const StateLayout& layout) { return state_hash(layout.tensors); }
+
+// The parameters and buffers of a loaded checkpoint (no optimizer state) as CPU f32 tensors under
+// their state_dict names, in PyTorch's order: the layers as the manifest's net lists them, each
+// layer's weight, bias, other parameters, then its buffers. num_batches_tracked stays f32 [] here.
+std::vector<std::pair<std::string, Tensor>> checkpoint_weights(const LoadedCheckpoint& checkpoint);
 
 // The checkpoint directory `path` names: itself when it holds a manifest.pb (committed or not),
 // else the newest committed checkpoint of a ckpt root (path/step-*) or of a run directory

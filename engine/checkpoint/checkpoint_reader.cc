@@ -68,8 +68,8 @@ std::vector<ShardRecord> tiling(std::vector<ShardRecord> shards, std::int64_t to
   std::int64_t at = 0;
   for (const auto& s : shards) {
     RUCHE_REQUIRE(s.range.begin == at && s.range.end >= s.range.begin)
-        << manifest_file << ": the shards do not tile the state [0, " << total << "): "
-        << s.file << " holds [" << s.range.begin << ", " << s.range.end << "), expected it to "
+        << manifest_file << ": the shards do not tile the state [0, " << total << "): " << s.file
+        << " holds [" << s.range.begin << ", " << s.range.end << "), expected it to "
         << "start at " << at;
     at = s.range.end;
   }
@@ -93,8 +93,8 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
   const std::string manifest_file = (path / checkpoint_manifest::kManifestFile).string();
   const std::string commit_text = checkpoint_io::read_file(commit.string());
   RUCHE_REQUIRE(commit_text == std::to_string(manifest.step()) + "\n")
-      << commit.string() << ": names another step than " << manifest_file << " ("
-      << manifest.step() << ")";
+      << commit.string() << ": names another step than " << manifest_file << " (" << manifest.step()
+      << ")";
 
   LoadedCheckpoint loaded;
   loaded.dir = dir;

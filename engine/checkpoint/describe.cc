@@ -35,8 +35,7 @@ std::string shard_status(const fs::path& file, const ShardRecord& shard) {
            " bytes";
   }
   if (size > shard.range.size()) {
-    return std::to_string(size) + " bytes, the manifest says " +
-           std::to_string(shard.range.size());
+    return std::to_string(size) + " bytes, the manifest says " + std::to_string(shard.range.size());
   }
   std::string bytes;
   try {

@@ -41,20 +41,20 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
   if (thread_.joinable()) thread_.join();  // a write in flight finishes first (its result is lost)
   auto state = std::make_shared<State>();
   state_ = state;
-  thread_ = std::thread([state, dir = std::move(dir), rank, world, range,
-                         bytes = std::move(bytes)] {
-    std::optional<ShardRecord> record;
-    std::exception_ptr error;
-    try {
-      record = write_shard(dir, rank, world, range, bytes);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    std::lock_guard<std::mutex> lock(state->mutex);
-    state->record = std::move(record);
-    state->error = error;
-    state->finished = true;
-  });
+  thread_ =
+      std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes)] {
+        std::optional<ShardRecord> record;
+        std::exception_ptr error;
+        try {
+          record = write_shard(dir, rank, world, range, bytes);
+        } catch (...) {
+          error = std::current_exception();
+        }
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->record = std::move(record);
+        state->error = error;
+        state->finished = true;
+      });
 }
 
 bool ShardWriter::busy() const { return state_ != nullptr; }

@@ -129,7 +129,8 @@ void snapshot(const StateLayout& layout, ByteRange range, std::vector<std::uint8
   out.resize(static_cast<std::size_t>(range.size()));
   std::int64_t region_begin = 0;
   for (const auto& region : layout.regions) {
-    const std::int64_t region_end = region_begin + static_cast<std::int64_t>(region.tensor.nbytes());
+    const std::int64_t region_end =
+        region_begin + static_cast<std::int64_t>(region.tensor.nbytes());
     const std::int64_t begin = std::max(range.begin, region_begin);
     const std::int64_t end = std::min(range.end, region_end);
     if (begin < end) {

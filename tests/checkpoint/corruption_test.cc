@@ -20,7 +20,9 @@ class Corruption : public ::testing::Test {
     dir_ = save(model_, root_, 500, 2);
     shard_ = (fs::path(dir_) / "shard-00001-of-00002.bin").string();
   }
-  std::string load_error() { return error_of([&] { load_checkpoint(dir_); }); }
+  std::string load_error() {
+    return error_of([&] { load_checkpoint(dir_); });
+  }
 
   std::string root_, dir_, shard_;
   Model model_;
@@ -80,8 +82,10 @@ TEST_F(Corruption, ManifestOfAnotherNetIntoRestore) {
   Model wide = make_model(1, wider_net());
   const std::string error = error_of([&] { restore(load_checkpoint(dir_), wide.layout); });
   // The flat buffer is in reverse layer order: fc.weight (whose width follows conv2) comes first.
-  EXPECT_EQ(error, "a checkpoint of another net: tensor 0 is fc.weight [5,24] here and "
-                   "fc.weight [5,12] in " + dir_ + "/manifest.pb")
+  EXPECT_EQ(error,
+            "a checkpoint of another net: tensor 0 is fc.weight [5,24] here and "
+            "fc.weight [5,12] in " +
+                dir_ + "/manifest.pb")
       << error;
 }
 

@@ -113,12 +113,23 @@ inline std::string save(const Model& m, const std::string& root, std::int64_t st
   return dir;
 }
 
+// Removes the tests' directories when the test program exits.
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    std::error_code ec;
+    for (const auto& d : dirs) fs::remove_all(d, ec);
+  }
+};
+inline TempDirs temp_dirs;
+
 // A fresh directory for one test.
 inline std::string temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("ruche-ckpt-" + std::to_string(::getpid()) + "-" + name);
+  const fs::path dir =
+      fs::temp_directory_path() / ("ruche-ckpt-" + std::to_string(::getpid()) + "-" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
+  temp_dirs.dirs.push_back(dir.string());
   return dir.string();
 }
 

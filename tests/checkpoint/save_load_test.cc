@@ -1,6 +1,5 @@
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
@@ -166,16 +165,18 @@ TEST(WriteShard, UnwritableDirectoryNamesTheFileAndLeavesNoTmp) {
   fs::create_directories(dir);
   // A directory where the .tmp should go: open(2) fails with EISDIR even for root.
   fs::create_directories(dir + "/shard-00000-of-00001.bin.tmp");
-  const std::string error =
-      error_of([&] { write_shard(dir, 0, 1, {0, 8}, std::vector<std::uint8_t>(8)); });
+  const std::string error = error_of([&] {
+    write_shard(dir, 0, 1, {0, 8}, std::vector<std::uint8_t>(8));
+  });
   EXPECT_EQ(error, dir + "/shard-00000-of-00001.bin.tmp: cannot create: is a directory");
   fs::remove(dir + "/shard-00000-of-00001.bin.tmp");
 
   // A read-only directory, where permissions bind (not as root).
   if (::geteuid() != 0) {
     fs::permissions(dir, fs::perms::owner_read | fs::perms::owner_exec);
-    const std::string denied =
-        error_of([&] { write_shard(dir, 0, 1, {0, 8}, std::vector<std::uint8_t>(8)); });
+    const std::string denied = error_of([&] {
+      write_shard(dir, 0, 1, {0, 8}, std::vector<std::uint8_t>(8));
+    });
     fs::permissions(dir, fs::perms::owner_all);
     EXPECT_EQ(denied, dir + "/shard-00000-of-00001.bin.tmp: cannot create: permission denied");
   }

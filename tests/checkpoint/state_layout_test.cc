@@ -55,8 +55,8 @@ TEST(StateLayout, ParamsThenSlotsOfTrainableThenBuffers) {
     }
     return false;
   };
-  EXPECT_TRUE(has("fc.bias"));                          // frozen: a parameter all the same
-  EXPECT_FALSE(has("momentum_buffer.fc.bias"));         // but no slot
+  EXPECT_TRUE(has("fc.bias"));                   // frozen: a parameter all the same
+  EXPECT_FALSE(has("momentum_buffer.fc.bias"));  // but no slot
   EXPECT_TRUE(has("momentum_buffer.conv1.weight"));
   EXPECT_TRUE(has("bn1.running_var"));
   EXPECT_TRUE(has("bn1.num_batches_tracked"));
