@@ -121,6 +121,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
     std::string grad_compression = "none";
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
+    CheckpointOptions checkpoint;
+    bool no_checkpoint = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
   };
   static Options o;
@@ -146,6 +148,19 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--init-weights", o.init_weights, "start from these weights (.npz)");
   cmd->add_flag("--init-partial", o.init_partial,
                 "load what matches from --init-weights and list the rest");
+  cmd->add_option("--resume", o.checkpoint.resume,
+                  "auto (RUN/ckpt/latest; fresh when none) or a checkpoint directory");
+  cmd->add_flag("--no-checkpoint", o.no_checkpoint, "write no checkpoints");
+  cmd->add_option("--checkpoint-every-steps", o.checkpoint.every_steps,
+                  "also checkpoint every N steps (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--checkpoint-every-minutes", o.checkpoint.every_minutes,
+                  "checkpoint every M minutes (0: off; besides every epoch and the end)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--keep-checkpoints", o.checkpoint.keep, "committed checkpoints kept (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--bucket-mb", o.bucket_mb,
                   "gradient bucket size in MB (the first bucket is 1 MB)")
       ->check(CLI::PositiveNumber)
@@ -223,6 +238,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.parallel.reducer.compression = grad_compression_from_name(o.grad_compression);
     run.parallel.sync_bn = o.sync_bn;
     run.timeline = o.timeline;
+    run.checkpoint = o.checkpoint;
+    run.checkpoint.enabled = !o.no_checkpoint;
     CommOptions comm_options;
     comm_options.timeout_seconds = o.comm_timeout;
     comm_options.check_collectives = o.check_collectives;

@@ -150,6 +150,16 @@ void DataParallel::barrier() {
   if (comm_) comm_->barrier().wait();
 }
 
+std::vector<std::int64_t> DataParallel::all_gather(const std::vector<std::int64_t>& mine) {
+  if (!comm_) return mine;
+  std::vector<std::int64_t> in(mine);
+  std::vector<std::int64_t> all(mine.size() * static_cast<std::size_t>(size()));
+  comm_->all_gather(host_view(in.data(), DType::i64, in.size()),
+                    host_view(all.data(), DType::i64, all.size()), "checkpoint shards")
+      .wait();
+  return all;
+}
+
 std::vector<std::string> DataParallel::gather_text(const std::string& mine) {
   return comm_ ? ruche::gather_text(*comm_, mine) : std::vector<std::string>{mine};
 }

@@ -25,7 +25,17 @@ struct DataParallelOptions {
 
 // One rank's votes for a step, summed over ranks by DataParallel::finish_step.
 struct StepVotes {
-  enum : std::size_t { nonfinite_loss, stop, interrupt, loss_sum, hits, samples, count };
+  enum : std::size_t {
+    nonfinite_loss,
+    stop,            // SIGUSR1 / SIGTERM
+    interrupt,       // SIGUSR2 / SIGINT
+    checkpoint_due,  // rank 0's clock
+    shard_written,   // this rank's checkpoint shard is durable (or none is in flight)
+    loss_sum,
+    hits,
+    samples,
+    count
+  };
   std::array<float, count> v{};
   float& operator[](std::size_t i) { return v[i]; }
   float operator[](std::size_t i) const { return v[i]; }
@@ -69,6 +79,8 @@ class DataParallel {
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   // Returns when every rank has called it.
   void barrier();
+  // Every rank's `mine` (the same length on every rank), concatenated in rank order.
+  std::vector<std::int64_t> all_gather(const std::vector<std::int64_t>& mine);
   // Every rank's text in rank order; alone, just `mine`.
   std::vector<std::string> gather_text(const std::string& mine);
 

@@ -4,6 +4,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "engine/error.h"
@@ -12,7 +14,9 @@ namespace ruche {
 
 Fault Fault::from_env() {
   const char* text = std::getenv("RUCHE_FAULT");
-  return text && *text ? parse(text) : Fault{};
+  Fault f = text && *text ? parse(text) : Fault{};
+  if (const char* mark = std::getenv("RUCHE_FAULT_MARK")) f.mark = mark;
+  return f;
 }
 
 Fault Fault::parse(const std::string& text) {
@@ -22,9 +26,11 @@ Fault Fault::parse(const std::string& text) {
   if (kind == "throw_at_step") f.kind = Kind::throw_at_step;
   if (kind == "crash_at_step") f.kind = Kind::crash_at_step;
   if (kind == "hang_at_step") f.kind = Kind::hang_at_step;
+  if (kind == "crash_after_shard_write") f.kind = Kind::crash_after_shard_write;
   RUCHE_REQUIRE(f.kind != Kind::none && colon != std::string::npos)
       << "RUCHE_FAULT=" << text
-      << ": expected throw_at_step:N, crash_at_step:N or hang_at_step:N, optionally @RANK";
+      << ": expected throw_at_step:N, crash_at_step:N, hang_at_step:N or "
+         "crash_after_shard_write:N, optionally @RANK";
   const std::string rest = text.substr(colon + 1);
   const std::size_t at = rest.find('@');
   char* end = nullptr;
@@ -39,8 +45,16 @@ Fault Fault::parse(const std::string& text) {
   return f;
 }
 
-void Fault::maybe_fail(std::int64_t at_step, int at_rank) const {
-  if (kind == Kind::none || at_step != step || (rank >= 0 && rank != at_rank)) return;
+void Fault::maybe_fail(Point point, std::int64_t at_step, int at_rank) const {
+  const Point mine =
+      kind == Kind::crash_after_shard_write ? Point::after_shard_write : Point::step_start;
+  if (kind == Kind::none || point != mine || at_step != step || (rank >= 0 && rank != at_rank)) {
+    return;
+  }
+  if (!mark.empty()) {
+    if (std::filesystem::exists(mark)) return;  // fired once already
+    std::ofstream(mark) << at_step << "\n";
+  }
   std::fprintf(stderr, "ruche: rank %d: RUCHE_FAULT injected at step %lld\n", at_rank,
                static_cast<long long>(at_step));
   std::fflush(stderr);
@@ -49,6 +63,7 @@ void Fault::maybe_fail(std::int64_t at_step, int at_rank) const {
       // A crash of ruche's own (restarted), not a user error (exit 2, never restarted).
       throw InternalError("RUCHE_FAULT: injected error at step " + std::to_string(at_step));
     case Kind::crash_at_step:
+    case Kind::crash_after_shard_write:
       std::raise(SIGKILL);
       break;
     case Kind::hang_at_step:

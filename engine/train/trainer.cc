@@ -19,6 +19,7 @@
 #include "engine/optim/optimizer.h"
 #include "engine/proto/text_format.h"
 #include "engine/train/eval_run.h"
+#include "engine/train/checkpointing.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
 #include "engine/train/weights.h"
@@ -245,6 +246,35 @@ int train(const TrainRun& run, Communicator* comm) {
   const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
   check_lr_schedule(solver, steps_per_epoch, total_steps);
   auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable());
+
+  // ---- checkpoints: where to resume from, and how to save ----
+  StateLayout layout = training_state_layout(*net, *optimizer);
+  CheckpointMeta meta;
+  meta.world_size = ranks;
+  meta.threads = ops::num_threads();
+  meta.net = to_prototxt(net_param);
+  meta.solver = to_prototxt(run.solver);
+  meta.net_hash = state_hash(layout);
+  Checkpointer checkpoints(run.checkpoint, run.out_dir, dp, layout, meta, fault);
+  TrainingPosition at;  // where training starts: the beginning, or the checkpoint's position
+  if (std::optional<LoadedCheckpoint> resumed = checkpoints.find_resume()) {
+    restore(*resumed, layout);
+    at = resumed->meta.position;
+    optimizer->set_step_count(at.step);
+    checkpoints.resumed_at(at.step);
+    std::printf("resumed from %s: step %lld, epoch %u, %lld samples into it (saved by %d rank%s "
+                "with %d threads)\n",
+                resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
+                static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
+                resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
+  }
+  // Every rank must resume from the same step (one rank reading another checkpoint diverges).
+  const std::vector<std::int64_t> starts = dp.all_gather({at.step});
+  for (std::size_t r = 1; r < starts.size(); ++r) {
+    RUCHE_REQUIRE(starts[r] == starts[0]) << "rank " << r << " resumed at step " << starts[r]
+                                          << ", rank 0 at step " << starts[0]
+                                          << ": every rank must see the same RUN/ckpt";
+  }
   std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
               "(%d epochs)\n",
               solver.type().c_str(), solver.base_lr(), solver.lr_policy().c_str(),
@@ -284,18 +314,56 @@ int train(const TrainRun& run, Communicator* comm) {
     dp.set_timeline(timeline.get());
   }
   StopRequest stop_request = StopRequest::none;
-  std::int64_t step = 0, skipped = 0;
-  std::uint32_t micro = 0;
-  const auto started = Clock::now();
+  std::int64_t step = at.step, skipped = at.skipped_steps;
+  auto micro = static_cast<std::uint32_t>(at.micro_batches);
+  best.best = at.best;
+  best.best_epoch = at.best_epoch;
+  best.epochs_without_gain = at.epochs_without_gain;
+  const auto started =
+      Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(at.elapsed_seconds));
+  // The position in an epoch is in samples of the global batch, whatever the world size was:
+  // resumed with another one, it rounds down to a whole step of this one.
+  const std::int64_t samples_per_step =
+      static_cast<std::int64_t>(solver.batch_size()) * ranks * solver.iter_size();
+  std::int64_t first_step_in_epoch = at.samples_in_epoch / samples_per_step;
+  if (at.samples_in_epoch % samples_per_step != 0) {
+    std::printf("resuming at sample %lld of the epoch (the checkpoint's %lld, rounded down to a "
+                "whole step of %lld samples)\n",
+                static_cast<long long>(first_step_in_epoch * samples_per_step),
+                static_cast<long long>(at.samples_in_epoch),
+                static_cast<long long>(samples_per_step));
+  }
+  // Where training is after `steps_done` steps of `epoch`: what a checkpoint saves.
+  auto position = [&](std::uint32_t epoch, std::int64_t steps_done) {
+    TrainingPosition p;
+    p.step = step;
+    p.epoch = epoch;
+    p.samples_in_epoch = steps_done * samples_per_step;
+    if (steps_done == steps_per_epoch) {  // the epoch is over: the next one from its start
+      p.epoch = epoch + 1;
+      p.samples_in_epoch = 0;
+    }
+    p.micro_batches = micro;
+    p.skipped_steps = skipped;
+    p.best = best.best;
+    p.best_epoch = best.best_epoch;
+    p.epochs_without_gain = best.epochs_without_gain;
+    p.elapsed_seconds = seconds_since(started);
+    return p;
+  };
+  TrainingPosition now = at;  // after the last step (and validation) done
   bool stop = false;
-  for (int epoch = 0; epoch < epochs && !stop; ++epoch) {
-    train_loader.start_epoch(static_cast<std::uint32_t>(epoch));
+  for (int epoch = static_cast<int>(at.epoch); epoch < epochs && !stop; ++epoch) {
+    const std::int64_t first_step = epoch == static_cast<int>(at.epoch) ? first_step_in_epoch : 0;
+    train_loader.start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver.iter_size());
     ctx.epoch = static_cast<std::uint32_t>(epoch);
     double interval_loss = 0, epoch_loss = 0;
     std::int64_t interval_hits = 0, interval_seen = 0, epoch_hits = 0, epoch_seen = 0;
     auto interval_start = Clock::now();
-    for (std::int64_t s = 0; s < steps_per_epoch && step < total_steps; ++s) {
-      fault.maybe_fail(step, rank);
+    std::int64_t s = first_step;
+    for (; s < steps_per_epoch && step < total_steps; ++s) {
+      fault.maybe_fail(Fault::Point::step_start, step, rank);
       const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
       StepVotes votes;  // this rank's; summed over ranks below
       for (int k = 0; k < solver.iter_size(); ++k) {
@@ -317,6 +385,8 @@ int train(const TrainRun& run, Communicator* comm) {
       const StopRequest request = signals.requested();
       votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
       votes[StepVotes::interrupt] = request == StopRequest::interrupt;
+      votes[StepVotes::checkpoint_due] = checkpoints.vote_due();
+      votes[StepVotes::shard_written] = checkpoints.vote_written();
       const auto wait_start = Clock::now();
       votes = dp.finish_step(votes);  // every rank now holds the same sums and gradients
       if (timeline) {
@@ -341,6 +411,7 @@ int train(const TrainRun& run, Communicator* comm) {
           continue;
         }
         if (lead) print_nan_diagnosis(*net, step, lr);
+        checkpoints.finish();  // a save from before the divergence is still good
         metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
                           .add("loss", std::nan("")).add("diverged", 1));
         return kExitDiverged;
@@ -383,8 +454,15 @@ int train(const TrainRun& run, Communicator* comm) {
         interval_start = Clock::now();
       }
       if (stop_request != StopRequest::none) break;
+      now = position(static_cast<std::uint32_t>(epoch), s + 1);
+      // The epoch's last step saves after validation instead (with the best-so-far it finds).
+      checkpoints.after_step(now, votes[StepVotes::checkpoint_due],
+                             votes[StepVotes::shard_written], s + 1 == steps_per_epoch);
     }
-    if (stop_request != StopRequest::none) break;
+    if (stop_request != StopRequest::none) {
+      checkpoints.save_now(position(static_cast<std::uint32_t>(epoch), s + 1));
+      break;
+    }
 
     // ---- end of epoch: validation, best weights, early stopping, chance level ----
     dp.check_in_sync(step);
@@ -422,7 +500,10 @@ int train(const TrainRun& run, Communicator* comm) {
         warn_chance_level(classes, train_acc, val_acc);
       }
     }
+    now = position(static_cast<std::uint32_t>(epoch), s);
+    if (!stop && step < total_steps) checkpoints.save_async(now);  // every epoch
   }
+  checkpoints.save_now(now);  // the end of the run (or of its early stop)
   if (skipped) std::printf("skipped %lld steps with non-finite values\n",
                            static_cast<long long>(skipped));
   if (timeline) {
@@ -439,11 +520,11 @@ int train(const TrainRun& run, Communicator* comm) {
   std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
               human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());
   if (stop_request != StopRequest::none) {
-    // Checkpoints arrive with the checkpoint issue; until then the weights are what is kept.
     const bool checkpoint = stop_request == StopRequest::checkpoint_and_stop;
-    std::printf("stopped by a %s signal after step %lld\n",
+    std::printf("stopped by a %s signal after step %lld%s\n",
                 checkpoint ? "SIGUSR1/SIGTERM (checkpoint and stop)" : "SIGUSR2/SIGINT (interrupt)",
-                static_cast<long long>(step));
+                static_cast<long long>(step),
+                checkpoints.enabled() ? "; resume with --resume auto" : " (checkpoints are off)");
     return checkpoint ? kExitCheckpointed : kExitInterrupted;
   }
 

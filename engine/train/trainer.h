@@ -9,6 +9,7 @@
 #include "engine/data/open.h"
 #include "engine/graph/net.h"
 #include "engine/proto/ruche.pb.h"
+#include "engine/train/checkpointing.h"
 #include "engine/train/data_parallel.h"
 #include "engine/train/stop_signals.h"
 
@@ -31,6 +32,7 @@ struct TrainRun {
   Device device = Device::cpu();
   DataParallelOptions parallel;  // --bucket-mb, --grad-compression, --sync-bn
   bool timeline = false;         // --timeline: RUN/timeline.json
+  CheckpointOptions checkpoint;  // --resume, --no-checkpoint, --checkpoint-every-*, --keep-*
 };
 
 // The solver `ruche train` uses when none is given: a recipe that takes fashion_cnn past 92%

@@ -10,129 +10,26 @@ result, accumulation, frozen layers, uneven splits, sync-bn, faults, signals, a 
 different net, and --lr-scaling.
 """
 import json
-import os
-import pathlib
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 
-RUCHE, MPIEXEC, WORK = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-ONLY = set(sys.argv[4:])
+from dp_common import (ENV, MPIEXEC, MPI_FLAGS, RUCHE, WORK, check, failures, finish, flags,
+                       rel, same_bits, train, want, weights, write_data, write_net)
 
-# No dropout (its masks are per rank), no batch norm unless asked (its statistics are per rank).
-NET = """
-layer { name: "data" type: "Input" top: "data" top: "label" }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-        convolution_param { num_output: 6 kernel_size: 3 pad: 1 } %(frozen)s }
-%(bn)s
-layer { name: "relu1" type: "ReLU" bottom: "%(act)s" top: "%(act)s" }
-layer { name: "pool1" type: "Pooling" bottom: "%(act)s" top: "pool1"
-        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "fc1" type: "InnerProduct" bottom: "pool1" top: "fc1"
-        inner_product_param { num_output: 16 } }
-layer { name: "relu2" type: "ReLU" bottom: "fc1" top: "fc1" }
-layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
-        inner_product_param { num_output: 4 } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
-"""
-BN = 'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "bn1" }'
-
-ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive",
-           OMPI_MCA_mpi_yield_when_idle="1", OMPI_MCA_rmaps_base_oversubscribe="1")
-MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def write_data(path, n_train, n_test, seed=3):
-    """Four learnable classes of 1x12x12 images: a class-dependent bright quadrant plus noise."""
-    rng = np.random.default_rng(seed)
-
-    def make(n):
-        y = rng.integers(0, 4, n)
-        x = rng.normal(0, 0.5, (n, 1, 12, 12)).astype(np.float32)
-        for i, c in enumerate(y):
-            r, q = divmod(int(c), 2)
-            x[i, 0, r * 6:(r + 1) * 6, q * 6:(q + 1) * 6] += 1.0
-        return x, y.astype(np.int64)
-
-    x, y = make(n_train)
-    xt, yt = make(n_test)
-    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
-    return path
-
-
-def write_net(name, bn=False, frozen=False):
-    path = WORK / name
-    path.write_text(NET % {"bn": BN if bn else "", "act": "bn1" if bn else "conv1",
-                           "frozen": 'param { lr_mult: 0 } param { lr_mult: 0 }' if frozen
-                           else ""})
-    return path
-
-
-def train(ranks, out, args, env=None, timeout=240):
-    """Runs ruche train on `ranks` ranks (mpirun even for 1, as users do); returns the result."""
-    cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(ranks), RUCHE, "train", "--out", str(WORK / out), *args]
-    start = time.monotonic()
-    p = subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,
-                       timeout=timeout)
-    p.seconds = time.monotonic() - start
-    if p.returncode != 0 and not (env or {}).get("RUCHE_FAULT"):
-        print(" ".join(cmd), "\n", p.stdout[-3000:], p.stderr[-3000:], flush=True)
-    return p
-
-
-def weights(out, name="model.npz"):
-    z = np.load(WORK / out / name)
-    return {k: z[k] for k in z.files}
-
-
-def rel(a, b):
-    """Norm-relative difference over every tensor of two state dicts."""
-    num = sum(float(np.sum((a[k].astype(np.float64) - b[k]) ** 2)) for k in b)
-    den = sum(float(np.sum(b[k].astype(np.float64) ** 2)) for k in b)
-    return (num / den) ** 0.5
-
-
-def same_bits(a, b):
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-
-
-def want(case):
-    return not ONLY or case in ONLY
-
-
-WORK.mkdir(parents=True, exist_ok=True)
 data = str(write_data(WORK / "data.npz", 600, 101))
 net = str(write_net("net.prototxt"))
 COMMON = {"--data": data, "--net": net, "--max-steps": "12", "--log-every": "4",
           "--val-fraction": "0.1", "--seed": "7", "--lr": "0.05", "--warmup-steps": "0"}
 
 
-def flags(**changes):
-    """The common flags with some changed (--batch_size=16 -> --batch-size 16; True: a switch)."""
-    d = dict(COMMON)
-    d.update({"--" + k.replace("_", "-"): v for k, v in changes.items()})
-    out = []
-    for k, v in d.items():
-        out += [k] if v is True else [k, str(v)]
-    return out
-
-
 if want("equivalence"):
     # The sampler's order does not depend on the world size, and the mean of N per-rank mean
     # gradients over b samples is the mean over N*b: the same training, up to summation order.
-    one = train(1, "eq_1x48", flags(batch_size="48"))
-    two = train(2, "eq_2x24", flags(batch_size="24"))
-    three = train(3, "eq_3x16", flags(batch_size="16"))
+    one = train(1, "eq_1x48", flags(COMMON, batch_size="48"))
+    two = train(2, "eq_2x24", flags(COMMON, batch_size="24"))
+    three = train(3, "eq_3x16", flags(COMMON, batch_size="16"))
     check(one.returncode == 0 and two.returncode == 0 and three.returncode == 0,
           "1, 2 and 3 ranks train (every rank bit-identical after each epoch: checked in-run)")
     if not failures:
@@ -148,8 +45,8 @@ if want("buckets"):
     # Tiny buckets (one tensor each) and one huge bucket sum the same numbers: bit-identical on 2
     # ranks (a sum of two is order-free); on 3, MPI may add in another order per bucket split.
     for ranks in (2, 3):
-        tiny = train(ranks, f"bk{ranks}_tiny", flags(batch_size="16", bucket_mb="0.000001"))
-        huge = train(ranks, f"bk{ranks}_huge", flags(batch_size="16", bucket_mb="1000"))
+        tiny = train(ranks, f"bk{ranks}_tiny", flags(COMMON, batch_size="16", bucket_mb="0.000001"))
+        huge = train(ranks, f"bk{ranks}_huge", flags(COMMON, batch_size="16", bucket_mb="1000"))
         check(tiny.returncode == 0 and huge.returncode == 0, f"{ranks} ranks, tiny and huge buckets")
         if tiny.returncode == 0 and huge.returncode == 0:
             a, b = weights(f"bk{ranks}_tiny"), weights(f"bk{ranks}_huge")
@@ -161,8 +58,8 @@ if want("buckets"):
 
 if want("accumulate"):
     # 2 ranks x 12 x 2 micro-batches communicate once per step and equal 1 rank x 48.
-    one = train(1, "acc_1x48", flags(batch_size="48"))
-    acc = train(2, "acc_2x12x2", flags(batch_size="12", accumulate="2"))
+    one = train(1, "acc_1x48", flags(COMMON, batch_size="48"))
+    acc = train(2, "acc_2x12x2", flags(COMMON, batch_size="12", accumulate="2"))
     check(one.returncode == 0 and acc.returncode == 0, "accumulation on 2 ranks trains")
     if one.returncode == 0 and acc.returncode == 0:
         d = rel(weights("acc_2x12x2"), weights("acc_1x48"))
@@ -170,13 +67,13 @@ if want("accumulate"):
 
 if want("frozen"):
     frozen = str(write_net("frozen.prototxt", frozen=True))
-    one = train(1, "fz_1x32", flags(net=frozen, batch_size=32))
-    two = train(2, "fz_2x16", flags(net=frozen, batch_size=16))
+    one = train(1, "fz_1x32", flags(COMMON, net=frozen, batch_size=32))
+    two = train(2, "fz_2x16", flags(COMMON, net=frozen, batch_size=16))
     check(one.returncode == 0 and two.returncode == 0, "a frozen layer on 2 ranks trains")
     if one.returncode == 0 and two.returncode == 0:
         a, b = weights("fz_2x16"), weights("fz_1x32")
         check(rel(a, b) < 1e-5, f"frozen: 2 ranks x 16 == 1 rank x 32 ({rel(a, b):.2e})")
-        init = train(1, "fz_init", flags(net=frozen, batch_size=32, max_steps=1, lr=0))
+        init = train(1, "fz_init", flags(COMMON, net=frozen, batch_size=32, max_steps=1, lr=0))
         check(init.returncode == 0 and np.array_equal(weights("fz_init")["conv1.weight"],
                                                       a["conv1.weight"]),
               "the frozen layer kept its initial weights")
@@ -184,7 +81,7 @@ if want("frozen"):
 if want("uneven"):
     # 101 test samples over 3 ranks (34, 34, 33) and 540 training samples in batches that do not
     # divide them: no hang, every test sample counted once, the same report as one process.
-    run = train(3, "uneven", flags(batch_size="7"))
+    run = train(3, "uneven", flags(COMMON, batch_size="7"))
     check(run.returncode == 0, "3 ranks with uneven shards train")
     if run.returncode == 0:
         report = json.loads((WORK / "uneven" / "eval-test.json").read_text())
@@ -199,9 +96,9 @@ if want("uneven"):
 
 if want("sync_bn"):
     bn = str(write_net("bn.prototxt", bn=True))
-    one = train(1, "bn_1x32", flags(net=bn, batch_size=32))
-    sync = train(2, "bn_2x16_sync", flags(net=bn, batch_size=16, sync_bn=True))
-    local = train(2, "bn_2x16", flags(net=bn, batch_size=16))
+    one = train(1, "bn_1x32", flags(COMMON, net=bn, batch_size=32))
+    sync = train(2, "bn_2x16_sync", flags(COMMON, net=bn, batch_size=16, sync_bn=True))
+    local = train(2, "bn_2x16", flags(COMMON, net=bn, batch_size=16))
     check(one.returncode == 0 and sync.returncode == 0 and local.returncode == 0,
           "batch norm on 2 ranks trains, with and without --sync-bn")
     if not failures:
@@ -214,7 +111,7 @@ if want("faults"):
     # A rank that fails ends the job with its reason; nothing waits for it.
     for fault, says in (("throw_at_step:3@1", "rank 1: internal error: RUCHE_FAULT"),
                         ("crash_at_step:3@1", "RUCHE_FAULT injected at step 3")):
-        run = train(2, "fault", flags(batch_size="16", max_steps="200"),
+        run = train(2, "fault", flags(COMMON, batch_size="16", max_steps="200"),
                     env={"RUCHE_FAULT": fault}, timeout=120)
         check(run.returncode not in (0, 2, 3, 75, 130),
               f"{fault}: the job fails (exit {run.returncode})")
@@ -224,23 +121,23 @@ if want("faults"):
 if want("watchdog"):
     # A rank stuck in compute: the others' next collective outlives --comm-timeout and the
     # watchdog ends the job, naming the rank and the collective.
-    run = train(2, "hang", flags(batch_size=16, max_steps=200, comm_timeout=3),
+    run = train(2, "hang", flags(COMMON, batch_size=16, max_steps=200, comm_timeout=3),
                 env={"RUCHE_FAULT": "hang_at_step:3@1"}, timeout=120)
     check(run.returncode not in (0, 2, 3, 75, 130) and "watchdog" in run.stderr
           and "rank 0" in run.stderr and run.seconds < 60,
           f"a hung rank: the watchdog ends the job in {run.seconds:.0f} s (exit {run.returncode})")
 
 if want("compression"):
-    f32 = train(2, "gc_f32", flags(batch_size=16))
+    f32 = train(2, "gc_f32", flags(COMMON, batch_size=16))
     for kind in ("fp16", "bf16"):
-        run = train(2, f"gc_{kind}", flags(batch_size=16, grad_compression=kind))
+        run = train(2, f"gc_{kind}", flags(COMMON, batch_size=16, grad_compression=kind))
         ok = f32.returncode == 0 and run.returncode == 0
         d = rel(weights(f"gc_{kind}"), weights("gc_f32")) if ok else 1
         # 16-bit gradients change the weights by about their rounding (2^-11, 2^-8) per step.
         check(ok and 0 < d < 2e-2, f"--grad-compression {kind}: trains, close to fp32 ({d:.1e})")
 
 if want("timeline"):
-    run = train(2, "tl", flags(batch_size=16, max_steps=5, timeline=True))
+    run = train(2, "tl", flags(COMMON, batch_size=16, max_steps=5, timeline=True))
     ok = run.returncode == 0 and (WORK / "tl" / "timeline.json").exists()
     events = json.loads((WORK / "tl" / "timeline.json").read_text())["traceEvents"] if ok else []
     kinds = {(e["pid"], e.get("cat")) for e in events}
@@ -251,8 +148,8 @@ if want("timeline"):
 if want("mismatch"):
     # One rank given another batch size: a clear error naming it, not a hang.
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
-           *flags(batch_size=16), ":", "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
-           *flags(batch_size=8)]
+           *flags(COMMON, batch_size=16), ":", "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
+           *flags(COMMON, batch_size=8)]
     p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
     check(p.returncode != 0 and "rank 1 built a different net or solver than rank 0" in p.stderr,
           f"a rank with another solver is named (exit {p.returncode})")
@@ -260,7 +157,7 @@ if want("mismatch"):
 if want("signal"):
     # SIGUSR1 to mpirun reaches every rank; they stop after the same step, save, and exit 75.
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", "2", RUCHE, "train", "--out", str(WORK / "sig"),
-           *flags(batch_size=16, max_steps=100000, log_every=1)]
+           *flags(COMMON, batch_size=16, max_steps=100000, log_every=1)]
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in p.stdout:
         if line.startswith("epoch") and "step" in line:  # a progress line: training runs
@@ -271,9 +168,8 @@ if want("signal"):
           f"SIGUSR1: exit {p.returncode} (75) with the weights saved")
 
 if want("lr_scaling"):
-    run = train(2, "lrs", flags(batch_size="64", lr_scaling="linear", max_steps="1"))
+    run = train(2, "lrs", flags(COMMON, batch_size="64", lr_scaling="linear", max_steps="1"))
     check(run.returncode == 0 and "solver: sgd lr 0.025 " in run.stdout,
           "--lr-scaling linear: 0.05 x (64 x 2 / 256) = 0.025")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -1,0 +1,126 @@
+#include "engine/train/checkpointing.h"
+
+#include <cstdio>
+#include <filesystem>
+
+namespace ruche {
+
+namespace fs = std::filesystem;
+
+Checkpointer::Checkpointer(const CheckpointOptions& options, const std::string& run_dir,
+                           DataParallel& dp, StateLayout layout, CheckpointMeta meta,
+                           const Fault& fault)
+    : options_(options),
+      root_((fs::path(run_dir) / "ckpt").string()),
+      dp_(dp),
+      layout_(std::move(layout)),
+      meta_(std::move(meta)),
+      fault_(fault) {
+  RUCHE_REQUIRE(options.every_steps >= 0 && options.every_minutes >= 0 && options.keep >= 0)
+      << "checkpoint intervals and --keep-checkpoints must be 0 or more";
+}
+
+Checkpointer::~Checkpointer() = default;  // the writer joins a write in flight
+
+std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
+  if (options_.resume.empty()) return std::nullopt;
+  if (options_.resume != "auto") return load_checkpoint(options_.resume);
+  const std::vector<std::string> candidates =
+      fs::exists(root_) ? committed_checkpoints(root_) : std::vector<std::string>{};
+  for (const std::string& dir : candidates) {
+    try {
+      return load_checkpoint(dir);
+    } catch (const Error& e) {
+      if (dp_.lead()) {
+        std::fprintf(stderr, "ruche: --resume auto: skipping %s: %s; trying the one before\n",
+                     dir.c_str(), e.what());
+      }
+    }
+  }
+  if (dp_.lead()) {
+    std::printf("--resume auto: %s in %s: starting fresh\n",
+                candidates.empty() ? "no committed checkpoint" : "no usable checkpoint",
+                root_.c_str());
+  }
+  return std::nullopt;
+}
+
+float Checkpointer::vote_due() const {
+  if (!options_.enabled || options_.every_minutes <= 0 || !dp_.lead()) return 0;
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_).count() / 60;
+  return minutes >= options_.every_minutes ? 1.0f : 0.0f;
+}
+
+float Checkpointer::vote_written() const {
+  return !pending_ || writer_.done() ? 1.0f : 0.0f;
+}
+
+bool Checkpointer::after_step(const TrainingPosition& position, float due_votes,
+                              float written_votes, bool epoch_end_follows) {
+  if (!options_.enabled) return false;
+  if (pending_ && written_votes >= static_cast<float>(dp_.size())) commit_pending();
+  const bool due = due_votes > 0 ||
+                   (options_.every_steps > 0 && position.step % options_.every_steps == 0);
+  if (!due || epoch_end_follows) return false;
+  start_save(position);
+  return true;
+}
+
+void Checkpointer::save_async(const TrainingPosition& position) {
+  if (options_.enabled) start_save(position);
+}
+
+void Checkpointer::save_now(const TrainingPosition& position) {
+  if (!options_.enabled) return;
+  if (pending_ && pending_step_ == position.step) {
+    commit_pending();
+  } else if (!saved_ || saved_step_ != position.step) {
+    start_save(position);
+    commit_pending();
+  }
+}
+
+void Checkpointer::finish() {
+  if (pending_) commit_pending();
+}
+
+void Checkpointer::start_save(const TrainingPosition& position) {
+  if (pending_) commit_pending();  // a second save waits for the first
+  const ByteRange range = shard_range(layout_.total_bytes(), dp_.rank(), dp_.size());
+  std::vector<std::uint8_t> bytes;
+  snapshot(layout_, range, bytes);  // the state as of this step boundary
+  pending_meta_ = meta_;
+  pending_meta_.position = position;
+  pending_step_ = position.step;
+  pending_ = true;
+  last_save_ = std::chrono::steady_clock::now();
+  writer_.start((fs::path(root_) / checkpoint_dir_name(position.step)).string(), dp_.rank(),
+                dp_.size(), range, std::move(bytes));
+}
+
+// Every rank: its shard is durable (collect), the records go to rank 0, which commits.
+void Checkpointer::commit_pending() {
+  const ShardRecord mine = writer_.collect();
+  pending_ = false;
+  fault_.maybe_fail(Fault::Point::after_shard_write, pending_step_, dp_.rank());
+  const std::vector<std::int64_t> all = dp_.all_gather(
+      {mine.range.begin, mine.range.end, static_cast<std::int64_t>(mine.crc32c)});
+  saved_ = true;
+  saved_step_ = pending_step_;
+  if (!dp_.lead()) return;
+  std::vector<ShardRecord> shards;
+  for (int r = 0; r < dp_.size(); ++r) {
+    const std::size_t at = 3 * static_cast<std::size_t>(r);
+    ShardRecord record;
+    record.file = shard_file_name(r, dp_.size());
+    record.range = {all[at], all[at + 1]};
+    record.crc32c = static_cast<std::uint32_t>(all[at + 2]);
+    shards.push_back(record);
+  }
+  commit_checkpoint(root_, pending_step_, layout_, pending_meta_, shards, options_.keep);
+  std::printf("checkpoint %s committed\n",
+              (fs::path(root_) / checkpoint_dir_name(pending_step_)).string().c_str());
+}
+
+}  // namespace ruche
