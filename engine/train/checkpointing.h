@@ -32,6 +32,8 @@ class Checkpointer {
   ~Checkpointer();
 
   bool enabled() const { return options_.enabled; }
+  // A save was started and is not committed yet (its shard may still be being written).
+  bool saving() const { return pending_; }
   // The checkpoint --resume names, loaded and verified; with "auto", the newest committed one
   // that verifies (saying which were skipped and why), none when there is none.
   std::optional<LoadedCheckpoint> find_resume() const;

@@ -448,7 +448,8 @@ int train(const TrainRun& run, Communicator* comm) {
         metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
                           .add("loss", p.loss).add("acc", p.accuracy).add("lr", p.lr)
                           .add("img_per_s", p.images_per_second)
-                          .add("time_s", seconds_since(started)));
+                          .add("time_s", seconds_since(started))
+                          .add("saving", checkpoints.saving() ? 1 : 0));
         interval_loss = 0;
         interval_hits = interval_seen = 0;
         interval_start = Clock::now();
