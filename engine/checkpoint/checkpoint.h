@@ -129,7 +129,9 @@ class ShardWriter {
 
 // Rank 0, once every rank's shard is durable: writes manifest.pb, then COMMIT, then
 // ckpt_root/latest, each .tmp + fsync + rename (and the directories fsynced); then deletes the
-// oldest committed checkpoints beyond `keep`, and uncommitted ones older than this.
+// oldest committed checkpoints beyond `keep` (keep <= 0: keeps all), and uncommitted ones older
+// than this (a newer uncommitted one may be a save in flight). meta.net_hash is 0 or
+// state_hash(layout); the manifest records state_hash(layout) either way.
 void commit_checkpoint(const std::string& ckpt_root, std::int64_t step, const StateLayout& layout,
                        const CheckpointMeta& meta, const std::vector<ShardRecord>& shards,
                        int keep);
@@ -167,6 +169,12 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0);
 // it against the layout restored into.
 std::uint64_t state_hash(const std::vector<StateTensor>& tensors);
 inline std::uint64_t state_hash(const StateLayout& layout) { return state_hash(layout.tensors); }
+
+// What keeps a resume from being bit-identical to a run that never stopped (DESIGN.md, Randomness
+// and determinism): another world size or CPU thread count than the checkpoint's. "" when nothing
+// does; else one line naming both, for the trainer to print (the resume is still exact in
+// position: same samples, same steps).
+std::string resume_differences(const CheckpointMeta& meta, int world_size, int threads);
 
 // The parameters and buffers of a loaded checkpoint (no optimizer state) as CPU f32 tensors under
 // their state_dict names, in PyTorch's order: the layers as the manifest's net lists them, each

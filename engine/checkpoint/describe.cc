@@ -2,9 +2,11 @@
 // shard (that is what the listing is for).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <sstream>
 
 #include "engine/checkpoint/checkpoint.h"
@@ -97,9 +99,16 @@ std::string describe_checkpoint(const std::string& dir) {
     out << "  " << r.name() << "  [" << r.offset() << ", " << r.offset() + r.bytes() << ")\n";
   }
   out << "tensors (" << m.tensors_size() << "):\n";
-  for (const auto& t : checkpoint_manifest::tensors_of(m)) {
-    out << "  " << t.name << "  " << shape_text(t.shape) << " " << dtype_name(t.dtype) << "  "
-        << t.bytes << " bytes at " << t.offset << "\n";
+  const std::vector<StateTensor> tensors = checkpoint_manifest::tensors_of(m);
+  std::size_t name_width = 0, shape_width = 0;
+  for (const auto& t : tensors) {
+    name_width = std::max(name_width, t.name.size());
+    shape_width = std::max(shape_width, shape_text(t.shape).size());
+  }
+  for (const auto& t : tensors) {
+    out << "  " << std::left << std::setw(static_cast<int>(name_width)) << t.name << "  "
+        << std::setw(static_cast<int>(shape_width)) << shape_text(t.shape) << std::right << " "
+        << dtype_name(t.dtype) << "  " << t.bytes << " bytes at " << t.offset << "\n";
   }
   out << "shards (" << m.shards_size() << "):\n";
   int bad = 0;

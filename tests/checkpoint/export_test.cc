@@ -1,5 +1,7 @@
 // `ruche export --from CKPT` and `ruche inspect CKPT`: a checkpoint's weights as a PyTorch-named
 // npz, its net as prototxt, its description.
+#include "engine/train/export.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -7,7 +9,6 @@
 #include <cstdlib>
 
 #include "engine/tensor/npz.h"
-#include "engine/train/export.h"
 #include "engine/train/weights.h"
 #include "tests/checkpoint/fixture.h"
 #include "tests/support/errors.h"
@@ -42,8 +43,7 @@ TEST(ExportFromCheckpoint, WeightsInStateDictOrderWithIntegerCounter) {
       if (name == "bn1.num_batches_tracked") {
         EXPECT_EQ(t.dtype(), DType::i64);
         EXPECT_EQ(t.ndim(), 0);
-        EXPECT_EQ(t.data<std::int64_t>()[0],
-                  static_cast<std::int64_t>(view.to_vector<float>()[0]));
+        EXPECT_EQ(t.data<std::int64_t>()[0], static_cast<std::int64_t>(view.to_vector<float>()[0]));
         continue;
       }
       EXPECT_EQ(t.shape(), view.shape()) << name;

@@ -108,5 +108,20 @@ TEST(StateHash, NamesAndShapesNotValues) {
   EXPECT_NE(state_hash(a.layout), state_hash(wide.layout));
 }
 
+TEST(ResumeDifferences, SameWorldAndThreadsIsBitIdentical) {
+  CheckpointMeta meta;
+  meta.world_size = 2;
+  meta.threads = 4;
+  EXPECT_EQ(resume_differences(meta, 2, 4), "");
+  EXPECT_EQ(resume_differences(meta, 3, 4),
+            "the checkpoint was written by 2 ranks x 4 threads, this run has 3 ranks x 4 threads: "
+            "the resume continues at the same sample and step, but not bit-identically (the "
+            "world size changes the order of floating-point sums)");
+  EXPECT_NE(resume_differences(meta, 2, 1).find("this run has 2 ranks x 1 thread: "),
+            std::string::npos);
+  meta.threads = 0;
+  EXPECT_NE(resume_differences(meta, 2, 4), "");
+}
+
 }  // namespace
 }  // namespace ruche
