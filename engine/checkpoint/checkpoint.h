@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -114,8 +115,10 @@ class ShardWriter {
   ShardWriter(const ShardWriter&) = delete;
   ShardWriter& operator=(const ShardWriter&) = delete;
 
-  // Starts writing; a write already in flight is waited for first.
-  void start(std::string dir, int rank, int world, ByteRange range, std::vector<std::uint8_t> bytes);
+  // Starts writing; a write already in flight is waited for first. `before_write` runs on the
+  // writer thread first (fault injection: RUCHE_FAULT=crash_in_writer).
+  void start(std::string dir, int rank, int world, ByteRange range, std::vector<std::uint8_t> bytes,
+             std::function<void()> before_write = {});
   bool busy() const;   // started and not yet collected
   bool done() const;   // the write in flight has finished (successfully or not)
   // Waits for the write in flight and returns its record; rethrows its error.

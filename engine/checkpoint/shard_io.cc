@@ -37,15 +37,17 @@ ShardWriter::~ShardWriter() {
 }
 
 void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
-                        std::vector<std::uint8_t> bytes) {
+                        std::vector<std::uint8_t> bytes, std::function<void()> before_write) {
   if (thread_.joinable()) thread_.join();  // a write in flight finishes first (its result is lost)
   auto state = std::make_shared<State>();
   state_ = state;
   thread_ =
-      std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes)] {
+      std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes),
+                   before_write = std::move(before_write)] {
         std::optional<ShardRecord> record;
         std::exception_ptr error;
         try {
+          if (before_write) before_write();
           record = write_shard(dir, rank, world, range, bytes);
         } catch (...) {
           error = std::current_exception();

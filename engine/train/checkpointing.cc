@@ -24,7 +24,7 @@ Checkpointer::~Checkpointer() = default;  // the writer joins a write in flight
 
 std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
   if (options_.resume.empty()) return std::nullopt;
-  if (options_.resume != "auto") return load_checkpoint(options_.resume);
+  if (options_.resume != "auto") return load_checkpoint(find_checkpoint(options_.resume));
   const std::vector<std::string> candidates =
       fs::exists(root_) ? committed_checkpoints(root_) : std::vector<std::string>{};
   for (const std::string& dir : candidates) {
@@ -95,8 +95,12 @@ void Checkpointer::start_save(const TrainingPosition& position) {
   pending_step_ = position.step;
   pending_ = true;
   last_save_ = std::chrono::steady_clock::now();
+  const Fault& fault = fault_;
+  const std::int64_t step = position.step;
+  const int rank = dp_.rank();
   writer_.start((fs::path(root_) / checkpoint_dir_name(position.step)).string(), dp_.rank(),
-                dp_.size(), range, std::move(bytes));
+                dp_.size(), range, std::move(bytes),
+                [&fault, step, rank] { fault.maybe_fail(Fault::Point::in_writer, step, rank); });
 }
 
 // Every rank: its shard is durable (collect), the records go to rank 0, which commits.

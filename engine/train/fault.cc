@@ -27,10 +27,11 @@ Fault Fault::parse(const std::string& text) {
   if (kind == "crash_at_step") f.kind = Kind::crash_at_step;
   if (kind == "hang_at_step") f.kind = Kind::hang_at_step;
   if (kind == "crash_after_shard_write") f.kind = Kind::crash_after_shard_write;
+  if (kind == "crash_in_writer") f.kind = Kind::crash_in_writer;
   RUCHE_REQUIRE(f.kind != Kind::none && colon != std::string::npos)
       << "RUCHE_FAULT=" << text
       << ": expected throw_at_step:N, crash_at_step:N, hang_at_step:N or "
-         "crash_after_shard_write:N, optionally @RANK";
+         "crash_after_shard_write:N or crash_in_writer:N, optionally @RANK";
   const std::string rest = text.substr(colon + 1);
   const std::size_t at = rest.find('@');
   char* end = nullptr;
@@ -46,8 +47,9 @@ Fault Fault::parse(const std::string& text) {
 }
 
 void Fault::maybe_fail(Point point, std::int64_t at_step, int at_rank) const {
-  const Point mine =
-      kind == Kind::crash_after_shard_write ? Point::after_shard_write : Point::step_start;
+  const Point mine = kind == Kind::crash_after_shard_write ? Point::after_shard_write
+                     : kind == Kind::crash_in_writer       ? Point::in_writer
+                                                           : Point::step_start;
   if (kind == Kind::none || point != mine || at_step != step || (rank >= 0 && rank != at_rank)) {
     return;
   }
@@ -64,6 +66,7 @@ void Fault::maybe_fail(Point point, std::int64_t at_step, int at_rank) const {
       throw InternalError("RUCHE_FAULT: injected error at step " + std::to_string(at_step));
     case Kind::crash_at_step:
     case Kind::crash_after_shard_write:
+    case Kind::crash_in_writer:
       std::raise(SIGKILL);
       break;
     case Kind::hang_at_step:

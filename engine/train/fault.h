@@ -2,7 +2,8 @@
 // RUCHE_FAULT=<kind>:<step>[@<rank>] makes a rank (every rank without @) fail when it reaches
 // that step: throw_at_step throws an InternalError (a bug's way to fail), crash_at_step kills the process (SIGKILL),
 // hang_at_step sleeps forever (for the watchdog); crash_after_shard_write:N kills the rank after
-// its shard of the step-N checkpoint is durable and before the checkpoint is committed.
+// its shard of the step-N checkpoint is durable and before the checkpoint is committed;
+// crash_in_writer:N kills it from the writer thread, before the shard is written.
 // RUCHE_FAULT_MARK=FILE makes it fire once: only while FILE does not exist (it is created first),
 // so a job restarted from a checkpoint runs on past the fault.
 #pragma once
@@ -13,8 +14,15 @@
 namespace ruche {
 
 struct Fault {
-  enum class Kind { none, throw_at_step, crash_at_step, hang_at_step, crash_after_shard_write };
-  enum class Point { step_start, after_shard_write };  // where the trainer asks
+  enum class Kind {
+    none,
+    throw_at_step,
+    crash_at_step,
+    hang_at_step,
+    crash_after_shard_write,
+    crash_in_writer
+  };
+  enum class Point { step_start, after_shard_write, in_writer };  // where the trainer asks
   Kind kind = Kind::none;
   std::int64_t step = 0;
   int rank = -1;  // -1: every rank

@@ -267,6 +267,9 @@ int train(const TrainRun& run, Communicator* comm) {
                 resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
                 static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
                 resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
+    const std::string differences =
+        resume_differences(resumed->meta, ranks, ops::num_threads());
+    if (!differences.empty()) std::printf("%s\n", differences.c_str());
   }
   // Every rank must resume from the same step (one rank reading another checkpoint diverges).
   const std::vector<std::int64_t> starts = dp.all_gather({at.step});

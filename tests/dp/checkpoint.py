@@ -123,6 +123,15 @@ if want("during_write"):
     check(p.returncode == 0 and same_bits(weights("midwrite"), ref),
           "and the run still ends bit-identical")
 
+if want("in_writer"):
+    # Rank 1 dies inside its writer thread while saving step 24: resume from 18, bit-identical.
+    p = launch("inwriter", 2, flags(COMMON, batch_size=16),
+               env={"RUCHE_FAULT": "crash_in_writer:24@1",
+                    "RUCHE_FAULT_MARK": str(WORK / "inwriter.mark")})
+    check(p.returncode == 0 and "step-00000018" in p.out.split("resumed from", 1)[-1][:200]
+          and same_bits(weights("inwriter"), ref),
+          "a crash inside the writer thread: resumed from step 18, bit-identical")
+
 if want("corrupt"):
     # Damage the newest checkpoint of a finished run: --resume auto falls back to the one
     # before and says why; --resume DIR names the file and what is wrong (exit 2).
