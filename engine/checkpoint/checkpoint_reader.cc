@@ -18,17 +18,37 @@ namespace ruche {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint_manifest::crc_mismatch;
 using checkpoint_manifest::shape_text;
 
-std::string hex32(std::uint32_t v) {
-  char text[16];
-  std::snprintf(text, sizeof text, "0x%08x", v);
-  return text;
+
+// The shards sorted by range, which must tile [0, total) exactly.
+std::vector<ShardRecord> tiling(std::vector<ShardRecord> shards, std::int64_t total,
+                                const std::string& manifest_file) {
+  std::sort(shards.begin(), shards.end(), [](const ShardRecord& a, const ShardRecord& b) {
+    return a.range.begin < b.range.begin;
+  });
+  std::int64_t at = 0;
+  for (const auto& s : shards) {
+    RUCHE_REQUIRE(s.range.begin == at && s.range.end >= s.range.begin)
+        << manifest_file << ": the shards do not tile the state [0, " << total << "): " << s.file
+        << " holds [" << s.range.begin << ", " << s.range.end << "), expected it to "
+        << "start at " << at;
+    at = s.range.end;
+  }
+  RUCHE_REQUIRE(at == total) << manifest_file << ": the shards do not tile the state [0, " << total
+                             << "): they end at byte " << at;
+  return shards;
 }
 
+std::string tensor_text(const StateTensor& t) { return t.name + " " + shape_text(t.shape); }
+
+}  // namespace
+
 // Reads a shard file into `out` (its range's size), checking size and crc32c.
-void read_shard(const fs::path& dir, const ShardRecord& shard, std::uint8_t* out) {
-  const std::string file = (dir / shard.file).string();
+void checkpoint_manifest::read_shard(const std::string& dir, const ShardRecord& shard,
+                                     std::uint8_t* out) {
+  const std::string file = (fs::path(dir) / shard.file).string();
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) RUCHE_FAIL() << file << ": missing";
@@ -55,32 +75,8 @@ void read_shard(const fs::path& dir, const ShardRecord& shard, std::uint8_t* out
     done += n;
   }
   const std::uint32_t crc = crc32c(out, static_cast<std::size_t>(want));
-  RUCHE_REQUIRE(crc == shard.crc32c) << file << ": crc32c " << hex32(crc)
-                                     << " does not match the manifest's " << hex32(shard.crc32c);
+  RUCHE_REQUIRE(crc == shard.crc32c) << file << ": " << crc_mismatch(crc, shard.crc32c);
 }
-
-// The shards sorted by range, which must tile [0, total) exactly.
-std::vector<ShardRecord> tiling(std::vector<ShardRecord> shards, std::int64_t total,
-                                const std::string& manifest_file) {
-  std::sort(shards.begin(), shards.end(), [](const ShardRecord& a, const ShardRecord& b) {
-    return a.range.begin < b.range.begin;
-  });
-  std::int64_t at = 0;
-  for (const auto& s : shards) {
-    RUCHE_REQUIRE(s.range.begin == at && s.range.end >= s.range.begin)
-        << manifest_file << ": the shards do not tile the state [0, " << total << "): " << s.file
-        << " holds [" << s.range.begin << ", " << s.range.end << "), expected it to "
-        << "start at " << at;
-    at = s.range.end;
-  }
-  RUCHE_REQUIRE(at == total) << manifest_file << ": the shards do not tile the state [0, " << total
-                             << "): they end at byte " << at;
-  return shards;
-}
-
-std::string tensor_text(const StateTensor& t) { return t.name + " " + shape_text(t.shape); }
-
-}  // namespace
 
 LoadedCheckpoint load_checkpoint(const std::string& dir) {
   std::error_code ec;
@@ -105,7 +101,7 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
       tiling(checkpoint_manifest::shards_of(manifest), total, manifest_file);
   loaded.state.resize(static_cast<std::size_t>(total));
   for (const auto& shard : shards) {
-    read_shard(path, shard, loaded.state.data() + shard.range.begin);
+    checkpoint_manifest::read_shard(path.string(), shard, loaded.state.data() + shard.range.begin);
   }
   return loaded;
 }

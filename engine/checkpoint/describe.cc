@@ -18,36 +18,18 @@ namespace ruche {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint_manifest::hex32;
 using checkpoint_manifest::shape_text;
 
-std::string hex32(std::uint32_t v) {
-  char text[16];
-  std::snprintf(text, sizeof text, "0x%08x", v);
-  return text;
-}
-
 // "ok", "missing", "truncated: 10 of 20 bytes", "crc32c 0x.. does not match the manifest's 0x..".
-std::string shard_status(const fs::path& file, const ShardRecord& shard) {
-  std::error_code ec;
-  if (!fs::exists(file, ec)) return "missing";
-  const auto size = static_cast<std::int64_t>(fs::file_size(file, ec));
-  if (ec) return "cannot read: " + ec.message();
-  if (size < shard.range.size()) {
-    return "truncated: " + std::to_string(size) + " of " + std::to_string(shard.range.size()) +
-           " bytes";
-  }
-  if (size > shard.range.size()) {
-    return std::to_string(size) + " bytes, the manifest says " + std::to_string(shard.range.size());
-  }
-  std::string bytes;
+std::string shard_status(const fs::path& dir, const ShardRecord& shard) {
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(shard.range.size()));
   try {
-    bytes = checkpoint_io::read_file(file.string());
+    checkpoint_manifest::read_shard(dir.string(), shard, bytes.data());
   } catch (const Error& e) {
-    return e.what();
-  }
-  const std::uint32_t crc = crc32c(bytes.data(), bytes.size());
-  if (crc != shard.crc32c) {
-    return "crc32c " + hex32(crc) + " does not match the manifest's " + hex32(shard.crc32c);
+    const std::string what = e.what();
+    const std::string prefix = (dir / shard.file).string() + ": ";
+    return what.rfind(prefix, 0) == 0 ? what.substr(prefix.size()) : what;
   }
   return "ok";
 }
@@ -113,7 +95,7 @@ std::string describe_checkpoint(const std::string& dir) {
   out << "shards (" << m.shards_size() << "):\n";
   int bad = 0;
   for (const auto& s : checkpoint_manifest::shards_of(m)) {
-    const std::string status = shard_status(path / s.file, s);
+    const std::string status = shard_status(path, s);
     bad += status != "ok";
     out << "  " << s.file << "  [" << s.range.begin << ", " << s.range.end << ")  crc32c "
         << hex32(s.crc32c) << "  " << status << "\n";

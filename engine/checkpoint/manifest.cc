@@ -1,6 +1,7 @@
 // manifest.pb to and from the checkpoint structs, with the checks a manifest must pass.
 #include "engine/checkpoint/manifest.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "engine/checkpoint/file_io.h"
@@ -147,6 +148,16 @@ std::vector<ShardRecord> shards_of(const proto::CheckpointManifest& m) {
   std::vector<ShardRecord> out;
   for (const auto& s : m.shards()) out.push_back({s.file(), {s.begin(), s.end()}, s.crc32c()});
   return out;
+}
+
+std::string hex32(std::uint32_t v) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08x", v);
+  return text;
+}
+
+std::string crc_mismatch(std::uint32_t got, std::uint32_t manifest) {
+  return "crc32c " + hex32(got) + " does not match the manifest's " + hex32(manifest);
 }
 
 }  // namespace ruche::checkpoint_manifest

@@ -30,5 +30,12 @@ std::vector<ShardRecord> shards_of(const proto::CheckpointManifest& m);
 
 // "[16,6,5,5]"
 std::string shape_text(const Shape& shape);
+// "0x1234abcd"; "crc32c 0x.. does not match the manifest's 0x.."
+std::string hex32(std::uint32_t v);
+std::string crc_mismatch(std::uint32_t got, std::uint32_t manifest);
+
+// Reads shard `shard` of checkpoint `dir` into `out` (its range's size), checking its size and
+// crc32c: "DIR/FILE: missing", "...: truncated: X of Y bytes", "...: " + crc_mismatch(...).
+void read_shard(const std::string& dir, const ShardRecord& shard, std::uint8_t* out);
 
 }  // namespace ruche::checkpoint_manifest
