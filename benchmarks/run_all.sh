@@ -19,3 +19,6 @@ OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe $([ "$(id -u)" = 0 ] && echo --al
 # --timeline) and weak scaling against 1 rank (both run mpirun themselves).
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/overlap.py" "$build"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/scaling.py" "$build"
+# checkpoint cost: step time while an asynchronous save is in flight against without (same run),
+# and checkpoint write/load MB/s against a plain write+fsync / read of the same bytes.
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/checkpoint_cost.py" "$build"
