@@ -29,9 +29,9 @@ test-gpu: build
 
 # The default CNN on Fashion-MNIST on 2 MPI ranks (ruche-run builds the mpirun line), 64 images
 # each: the global batch of 128 the default recipe was tuned for. Shows progress and
-# ends with test accuracy and a confusion matrix.
+# ends with test accuracy and a confusion matrix; run again, it resumes (or just reports).
 demo: deps build
-	launcher/ruche-run -np 2 -- $(BUILD)/ruche train --out runs/demo --batch-size 64
+	launcher/ruche-run -np 2 -- $(BUILD)/ruche train --out runs/demo --batch-size 64 --resume auto
 
 # The course's first networks: a perceptron on AND/OR/XOR and a 2-2-1 network on XOR.
 demo-xor: build

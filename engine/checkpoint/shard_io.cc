@@ -1,4 +1,8 @@
 // Writing one rank's shard: durably (write_shard) or on a background thread (ShardWriter).
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -30,6 +34,7 @@ struct ShardWriter::State {
   bool finished = false;
   std::optional<ShardRecord> record;
   std::exception_ptr error;
+  std::vector<std::uint8_t> bytes;  // handed back after the write, for the next snapshot
 };
 
 ShardWriter::~ShardWriter() {
@@ -43,7 +48,9 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
   state_ = state;
   thread_ =
       std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes),
-                   before_write = std::move(before_write)] {
+                   before_write = std::move(before_write)]() mutable {
+        // Below the training threads: on a busy machine the write yields to the step.
+        setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
         std::optional<ShardRecord> record;
         std::exception_ptr error;
         try {
@@ -55,6 +62,7 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
         std::lock_guard<std::mutex> lock(state->mutex);
         state->record = std::move(record);
         state->error = error;
+        state->bytes = std::move(bytes);
         state->finished = true;
       });
 }
@@ -72,6 +80,7 @@ ShardRecord ShardWriter::collect() {
   if (thread_.joinable()) thread_.join();
   const std::shared_ptr<State> state = std::move(state_);
   state_.reset();
+  spare_ = std::move(state->bytes);
   if (state->error) std::rethrow_exception(state->error);
   RUCHE_CHECK(state->record.has_value()) << "ShardWriter: the write left no record";
   return *state->record;

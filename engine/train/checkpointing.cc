@@ -23,7 +23,17 @@ Checkpointer::Checkpointer(const CheckpointOptions& options, const std::string& 
 Checkpointer::~Checkpointer() = default;  // the writer joins a write in flight
 
 std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
-  if (options_.resume.empty()) return std::nullopt;
+  if (options_.resume.empty()) {
+    // A fresh run writing among an earlier run's checkpoints would prune the wrong ones.
+    const std::vector<std::string> earlier =
+        options_.enabled && fs::exists(root_) ? committed_checkpoints(root_)
+                                              : std::vector<std::string>{};
+    RUCHE_REQUIRE(earlier.empty())
+        << root_ << " holds checkpoints of an earlier run (newest "
+        << fs::path(earlier.empty() ? "" : earlier.front()).filename().string()
+        << "): continue it with --resume auto, or train into another --out";
+    return std::nullopt;
+  }
   if (options_.resume != "auto") return load_checkpoint(find_checkpoint(options_.resume));
   const std::vector<std::string> candidates =
       fs::exists(root_) ? committed_checkpoints(root_) : std::vector<std::string>{};
@@ -88,7 +98,7 @@ void Checkpointer::finish() {
 void Checkpointer::start_save(const TrainingPosition& position) {
   if (pending_) commit_pending();  // a second save waits for the first
   const ByteRange range = shard_range(layout_.total_bytes(), dp_.rank(), dp_.size());
-  std::vector<std::uint8_t> bytes;
+  std::vector<std::uint8_t> bytes = writer_.take_buffer();  // the last save's, when there was one
   snapshot(layout_, range, bytes);  // the state as of this step boundary
   pending_meta_ = meta_;
   pending_meta_.position = position;

@@ -464,7 +464,8 @@ int train(const TrainRun& run, Communicator* comm) {
                              votes[StepVotes::shard_written], s + 1 == steps_per_epoch);
     }
     if (stop_request != StopRequest::none) {
-      checkpoints.save_now(position(static_cast<std::uint32_t>(epoch), s + 1));
+      now = position(static_cast<std::uint32_t>(epoch), s + 1);  // the end-of-run save skips it
+      checkpoints.save_now(now);
       break;
     }
 

@@ -10,6 +10,7 @@ result, accumulation, frozen layers, uneven splits, sync-bn, faults, signals, a 
 different net, and --lr-scaling.
 """
 import json
+import shutil
 import signal
 import subprocess
 
@@ -147,6 +148,7 @@ if want("timeline"):
 
 if want("mismatch"):
     # One rank given another batch size: a clear error naming it, not a hang.
+    shutil.rmtree(WORK / "mm", ignore_errors=True)
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
            *flags(COMMON, batch_size=16), ":", "-np", "1", RUCHE, "train", "--out", str(WORK / "mm"),
            *flags(COMMON, batch_size=8)]
@@ -156,6 +158,7 @@ if want("mismatch"):
 
 if want("signal"):
     # SIGUSR1 to mpirun reaches every rank; they stop after the same step, save, and exit 75.
+    shutil.rmtree(WORK / "sig", ignore_errors=True)
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", "2", RUCHE, "train", "--out", str(WORK / "sig"),
            *flags(COMMON, batch_size=16, max_steps=100000, log_every=1)]
     p = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -166,6 +169,8 @@ if want("signal"):
     out, err = p.communicate(timeout=120)
     check(p.returncode == 75 and (WORK / "sig" / "model.npz").exists(),
           f"SIGUSR1: exit {p.returncode} (75) with the weights saved")
+    if p.returncode != 75:
+        print(err[-1500:])
 
 if want("lr_scaling"):
     run = train(2, "lrs", flags(COMMON, batch_size="64", lr_scaling="linear", max_steps="1"))

@@ -2,6 +2,7 @@
 learnable npz dataset, small nets, running `mpirun -np N ruche train`, comparing weights."""
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -70,7 +71,10 @@ def write_net(name, bn=False, frozen=False):
 
 
 def train(ranks, out, args, env=None, timeout=240):
-    """Runs ruche train on `ranks` ranks (mpirun even for 1, as users do); returns the result."""
+    """Runs ruche train on `ranks` ranks (mpirun even for 1, as users do); returns the result.
+    The run directory starts empty unless the run resumes."""
+    if "--resume" not in args:
+        shutil.rmtree(WORK / out, ignore_errors=True)
     cmd = [MPIEXEC, *MPI_FLAGS, "-np", str(ranks), RUCHE, "train", "--out", str(WORK / out), *args]
     start = time.monotonic()
     p = subprocess.run(cmd, env=dict(ENV, **(env or {})), capture_output=True, text=True,

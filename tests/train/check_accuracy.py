@@ -5,6 +5,7 @@ accuracy in RUN/eval-test.json against a floor.
 usage: check_accuracy.py RUCHE_BINARY RUN_DIR MIN_ACCURACY [extra ruche train flags...]
 """
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import time
 def main() -> int:
     ruche, run, floor = sys.argv[1], sys.argv[2], float(sys.argv[3])
     start = time.time()
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
     subprocess.run([ruche, "train", "--out", run, *sys.argv[4:]], check=True)
     with open(f"{run}/eval-test.json") as f:
         accuracy = json.load(f)["accuracy"]

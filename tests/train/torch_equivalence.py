@@ -5,6 +5,7 @@ augmentation or dropout) and must end with the same weights (norm-relative 1e-4)
 usage: torch_equivalence.py RUCHE_BINARY WORKDIR
 """
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -59,6 +60,7 @@ def main() -> int:
     np.savez(work / "init.npz", **{k: v.numpy() for k, v in start.items()})
 
     run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
     subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
                     str(work / "solver.prototxt"), "--data", str(work / "data.npz"),
                     "--init-weights", str(work / "init.npz"), "--out", str(run)],
