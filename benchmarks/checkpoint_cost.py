@@ -155,30 +155,18 @@ def self_test():
 
 def train_command(build, name, out_dir):
     c = CONFIGS[name]
-    cmd = ["mpirun", "-np", str(c["ranks"]), "--oversubscribe"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    cmd += [f"{build}/ruche", "train", "--model", c["model"]]
-    if c["data"] == "synthetic":
-        cmd += ["--data", "synthetic", "--synthetic-shape", ",".join(map(str, c["shape"]))]
-    cmd += ["--batch-size", str(c["batch"]), "--max-steps", str(c["warmup"] + c["steps"]),
-            "--log-every", "1", "--val-fraction", "0", "--threads", str(THREADS),
-            "--checkpoint-every-steps", str(c["every"]), "--out", out_dir]
-    return cmd
-
-
-def run_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["OMP_NUM_THREADS"] = str(THREADS)
-    return env
+    return common.ruche_train_command(
+        build, c["ranks"], c["model"], c,
+        ["--batch-size", c["batch"], "--max-steps", c["warmup"] + c["steps"], "--log-every", "1",
+         "--val-fraction", "0", "--threads", THREADS, "--checkpoint-every-steps", c["every"],
+         "--out", out_dir])
 
 
 def one_run(build, name):
     c = CONFIGS[name]
     with tempfile.TemporaryDirectory(prefix="ruche-ckptcost-", dir=SCRATCH) as out_dir:
         cmd = train_command(build, name, out_dir)
-        proc = common.run_with_cpu_share(cmd, run_env())
+        proc = common.run_with_cpu_share(cmd, common.ruche_env(THREADS))
         if proc["returncode"] != 0:
             raise SystemExit(f"checkpoint_cost: {shlex.join(cmd)} failed ({proc['returncode']}):\n"
                              f"{proc['stdout'][-2000:]}\n{proc['stderr'][-2000:]}")
@@ -197,7 +185,7 @@ def bench_command(build, reps):
 
 def run_bench(build, reps):
     cmd = bench_command(build, reps)
-    proc = common.run_with_cpu_share(cmd, run_env())
+    proc = common.run_with_cpu_share(cmd, common.ruche_env(THREADS))
     if proc["returncode"] != 0:
         raise SystemExit(f"checkpoint_cost: {shlex.join(cmd)} failed:\n{proc['stderr'][-2000:]}")
     r = json.loads(proc["stdout"])
@@ -558,8 +546,7 @@ def markdown(record):
     for n, cmd in record["per_round_commands"].items():
         lines.append(f"- {n}: `{cmd}`")
     lines.append(f"- throughput: `{record['bench_command']}`")
-    lines += ["", "Notes:", ""] + [f"- {n}" for n in record["notes"]]
-    lines += ["", f"Command: `{record['command']}`; {record['elapsed_s']:.0f} s.", ""]
+    lines += common.footer_lines(record["notes"], record["command"], "", record["elapsed_s"])
     return "\n".join(lines)
 
 

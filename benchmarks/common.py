@@ -121,3 +121,30 @@ def run_with_cpu_share(args, env) -> dict:
     return {"returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
             "wall_s": wall, "job_cores": own / wall,
             "other_cores": max(0.0, machine - own) / wall}
+
+
+def ruche_train_command(build, ranks: int, model: str, spec: dict, flags: list) -> list:
+    """`mpirun -np RANKS ruche train --model MODEL` on spec's data (spec["data"] == "synthetic"
+    uses spec["shape"]; else the default Fashion-MNIST), then `flags`."""
+    cmd = ["mpirun", "-np", str(ranks), "--oversubscribe"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    cmd += [f"{build}/ruche", "train", "--model", model]
+    if spec["data"] == "synthetic":
+        cmd += ["--data", "synthetic", "--synthetic-shape", ",".join(map(str, spec["shape"]))]
+    return cmd + [str(f) for f in flags]
+
+
+def ruche_env(threads: int) -> dict:
+    """The environment ruche benchmarks run in: OMP_NUM_THREADS set, OpenBLAS overrides unset."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def footer_lines(notes: list, command: str, env: str, elapsed_s: float) -> list:
+    """The end of every results page: the notes, then the command that made it and its time."""
+    env_text = f" ({env})" if env else ""
+    return (["", "Notes:", ""] + [f"- {n}" for n in notes] +
+            ["", f"Command: `{command}`{env_text}; {elapsed_s:.0f} s.", ""])

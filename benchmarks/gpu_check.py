@@ -13,8 +13,6 @@ stage run so far on this machine. Python's standard library only; never imports 
 import json
 import os
 import pathlib
-import platform
-import re
 import shutil
 import subprocess
 import sys

@@ -205,30 +205,18 @@ def self_test():
 
 def train_command(build, model, out_dir):
     spec = MODELS[model]
-    cmd = ["mpirun", "-np", str(RANKS), "--oversubscribe"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    cmd += [f"{build}/ruche", "train", "--model", model]
-    if spec["data"] == "synthetic":
-        cmd += ["--data", "synthetic", "--synthetic-shape", ",".join(map(str, spec["shape"]))]
-    cmd += ["--batch-size", str(spec["batch"]), "--max-steps", str(spec["warmup"] + spec["steps"]),
-            "--log-every", str(spec["warmup"]), "--val-fraction", "0", "--threads", str(THREADS),
-            "--timeline", "--out", out_dir]
-    return cmd
-
-
-def run_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["OMP_NUM_THREADS"] = str(THREADS)
-    return env
+    return common.ruche_train_command(
+        build, RANKS, model, spec,
+        ["--batch-size", spec["batch"], "--max-steps", spec["warmup"] + spec["steps"],
+         "--log-every", spec["warmup"], "--val-fraction", "0", "--threads", THREADS,
+         "--timeline", "--out", out_dir])
 
 
 def one_run(build, model):
     spec = MODELS[model]
     with tempfile.TemporaryDirectory(prefix="ruche-overlap-") as out_dir:
         cmd = train_command(build, model, out_dir)
-        proc = common.run_with_cpu_share(cmd, run_env())
+        proc = common.run_with_cpu_share(cmd, common.ruche_env(THREADS))
         if proc["returncode"] != 0:
             raise SystemExit(f"overlap: {shlex.join(cmd)} failed ({proc['returncode']}):\n"
                              f"{proc['stdout'][-2000:]}\n{proc['stderr'][-2000:]}")
@@ -391,9 +379,8 @@ def markdown(record):
     lines += ["", "Commands (one run each):", ""]
     for model, cmd in record["per_round_commands"].items():
         lines.append(f"- {model}: `{cmd}`")
-    lines += ["", "Notes:", ""] + [f"- {n}" for n in record["notes"]]
-    lines += ["", f"Command: `{record['command']}` ({record['env']}); "
-              f"{record['elapsed_s']:.0f} s.", ""]
+    lines += common.footer_lines(record["notes"], record["command"], record["env"],
+                                 record["elapsed_s"])
     return "\n".join(lines)
 
 

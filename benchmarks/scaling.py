@@ -40,30 +40,17 @@ RANK_COUNTS = (1, 2)
 
 def train_command(build, model, ranks, out_dir):
     spec = MODELS[model]
-    cmd = ["mpirun", "-np", str(ranks), "--oversubscribe"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    cmd += [f"{build}/ruche", "train", "--model", model]
-    if spec["data"] == "synthetic":
-        cmd += ["--data", "synthetic", "--synthetic-shape", ",".join(map(str, spec["shape"]))]
-    steps = spec["interval"] * spec["intervals"]
-    cmd += ["--batch-size", str(spec["batch"]), "--max-steps", str(steps),
-            "--log-every", str(spec["interval"]), "--val-fraction", "0",
-            "--threads", str(THREADS), "--out", out_dir]
-    return cmd
-
-
-def run_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    env["OMP_NUM_THREADS"] = str(THREADS)
-    return env
+    return common.ruche_train_command(
+        build, ranks, model, spec,
+        ["--batch-size", spec["batch"], "--max-steps", spec["interval"] * spec["intervals"],
+         "--log-every", spec["interval"], "--val-fraction", "0", "--threads", THREADS,
+         "--out", out_dir])
 
 
 def one_run(build, model, ranks):
     with tempfile.TemporaryDirectory(prefix="ruche-scaling-") as out_dir:
         cmd = train_command(build, model, ranks, out_dir)
-        proc = common.run_with_cpu_share(cmd, run_env())
+        proc = common.run_with_cpu_share(cmd, common.ruche_env(THREADS))
         if proc["returncode"] != 0:
             raise SystemExit(f"scaling: {shlex.join(cmd)} failed ({proc['returncode']}):\n"
                              f"{proc['stdout'][-2000:]}\n{proc['stderr'][-2000:]}")
@@ -209,9 +196,8 @@ def markdown(record):
     for model, cmds in record["per_round_commands"].items():
         for n, cmd in cmds.items():
             lines.append(f"- {model}, {n} rank(s): `{cmd}`")
-    lines += ["", "Notes:", ""] + [f"- {n}" for n in record["notes"]]
-    lines += ["", f"Command: `{record['command']}` ({record['env']}); "
-              f"{record['elapsed_s']:.0f} s.", ""]
+    lines += common.footer_lines(record["notes"], record["command"], record["env"],
+                                 record["elapsed_s"])
     return "\n".join(lines)
 
 

@@ -355,8 +355,7 @@ def main():
                 lines.append(f"| {k} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
             ta, tb = sum(p["ruche_ms"].values()), sum(p["torch_ms"].values())
             lines += [f"| total | {ta:.1f} | {tb:.1f} | {ta - tb:+.1f} |", ""]
-    lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    lines += ["", f"Command: `{record['command']}` ({record['env']}); {elapsed:.0f} s.", ""]
+    lines += common.footer_lines(notes, record["command"], record["env"], elapsed)
     path = common.write_results("throughput", record, "\n".join(lines))
     print(f"wrote {path}.json and .md")
 
