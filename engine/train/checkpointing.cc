@@ -55,6 +55,33 @@ std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
   return std::nullopt;
 }
 
+TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
+  TrainingPosition at;
+  if (std::optional<LoadedCheckpoint> resumed = find_resume()) {
+    restore(*resumed, layout_);
+    at = resumed->meta.position;
+    optimizer.set_step_count(at.step);
+    saved_ = true;  // a run that trains no further need not write it again
+    saved_step_ = at.step;
+    std::printf("resumed from %s: step %lld, epoch %u, %lld samples into it (saved by %d rank%s "
+                "with %d threads)\n",
+                resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
+                static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
+                resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
+    const std::string differences =
+        resume_differences(resumed->meta, meta_.world_size, meta_.threads);
+    if (!differences.empty()) std::printf("%s\n", differences.c_str());
+  }
+  // Every rank must resume from the same step (one rank reading another checkpoint diverges).
+  const std::vector<std::int64_t> starts = dp_.all_gather({at.step});
+  for (std::size_t r = 1; r < starts.size(); ++r) {
+    RUCHE_REQUIRE(starts[r] == starts[0]) << "rank " << r << " resumed at step " << starts[r]
+                                          << ", rank 0 at step " << starts[0]
+                                          << ": every rank must see the same RUN/ckpt";
+  }
+  return at;
+}
+
 float Checkpointer::vote_due() const {
   if (!options_.enabled || options_.every_minutes <= 0 || !dp_.lead()) return 0;
   const double minutes =

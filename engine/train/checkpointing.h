@@ -38,12 +38,10 @@ class Checkpointer {
   // that verifies (saying which were skipped and why), none when there is none.
   std::optional<LoadedCheckpoint> find_resume() const;
 
-  // Training resumed from the checkpoint of `step`: the end of a run that trains no further
-  // need not write it again.
-  void resumed_at(std::int64_t step) {
-    saved_ = true;
-    saved_step_ = step;
-  }
+  // Restores the checkpoint find_resume() gives into the layout's tensors and the optimizer's
+  // step count, says so, checks every rank resumed the same step, and returns where training
+  // stands: the beginning when there is nothing to resume.
+  TrainingPosition resume(Optimizer& optimizer);
 
   // This rank's votes for the step: a time-based checkpoint is due (rank 0 only), its shard write
   // has finished (or none is in flight).
@@ -76,7 +74,7 @@ class Checkpointer {
   ShardWriter writer_;
   bool pending_ = false;             // a save started and not yet committed
   std::int64_t pending_step_ = 0;
-  bool saved_ = false;  // a save was committed (of saved_step_): the end of the run need not redo it
+  bool saved_ = false;  // saved_step_ was committed (or resumed from): the end need not redo it
   std::int64_t saved_step_ = 0;
   CheckpointMeta pending_meta_;
   std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();

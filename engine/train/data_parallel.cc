@@ -141,7 +141,8 @@ void DataParallel::check_in_sync(std::int64_t step) {
   }
   const std::vector<std::int64_t> all = gather_digests(*comm_, h);
   for (std::size_t r = 1; r < all.size(); ++r) {
-    RUCHE_CHECK(all[r] == all[0]) << "rank " << r << "'s parameters differ from rank 0's after step "
+    RUCHE_CHECK(all[r] == all[0]) << "rank " << r
+                                  << "'s parameters differ from rank 0's after step "
                                   << step << ": the replicas diverged (a bug in ruche)";
   }
 }

@@ -1,7 +1,8 @@
 // Deterministic fault injection for the tests of failure handling (DESIGN.md, Tests):
 // RUCHE_FAULT=<kind>:<step>[@<rank>] makes a rank (every rank without @) fail when it reaches
-// that step: throw_at_step throws an InternalError (a bug's way to fail), crash_at_step kills the process (SIGKILL),
-// hang_at_step sleeps forever (for the watchdog); crash_after_shard_write:N kills the rank after
+// that step: throw_at_step throws an InternalError (a bug's way to fail), crash_at_step kills
+// the process (SIGKILL), hang_at_step sleeps forever (for the watchdog);
+// crash_after_shard_write:N kills the rank after
 // its shard of the step-N checkpoint is durable and before the checkpoint is committed;
 // crash_in_writer:N kills it from the writer thread, before the shard is written.
 // RUCHE_FAULT_MARK=FILE makes it fire once: only while FILE does not exist (it is created first),

@@ -52,6 +52,21 @@ std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t 
   return hits;
 }
 
+// Loss, top-1 hits and samples summed over some steps (a progress interval, an epoch).
+struct Tally {
+  double loss = 0;
+  std::int64_t hits = 0, seen = 0;
+  void add(const StepVotes& v) {
+    loss += v[StepVotes::loss_sum];
+    hits += static_cast<std::int64_t>(v[StepVotes::hits]);
+    seen += static_cast<std::int64_t>(v[StepVotes::samples]);
+  }
+  double mean_loss() const { return seen ? loss / static_cast<double>(seen) : 0; }
+  double accuracy() const {
+    return seen ? static_cast<double>(hits) / static_cast<double>(seen) : 0;
+  }
+};
+
 // Watches a validation metric for early stopping and for keeping the best weights.
 struct BestTracker {
   bool higher_is_better = true;
@@ -256,28 +271,8 @@ int train(const TrainRun& run, Communicator* comm) {
   meta.solver = to_prototxt(run.solver);
   meta.net_hash = state_hash(layout);
   Checkpointer checkpoints(run.checkpoint, run.out_dir, dp, layout, meta, fault);
-  TrainingPosition at;  // where training starts: the beginning, or the checkpoint's position
-  if (std::optional<LoadedCheckpoint> resumed = checkpoints.find_resume()) {
-    restore(*resumed, layout);
-    at = resumed->meta.position;
-    optimizer->set_step_count(at.step);
-    checkpoints.resumed_at(at.step);
-    std::printf("resumed from %s: step %lld, epoch %u, %lld samples into it (saved by %d rank%s "
-                "with %d threads)\n",
-                resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
-                static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
-                resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
-    const std::string differences =
-        resume_differences(resumed->meta, ranks, ops::num_threads());
-    if (!differences.empty()) std::printf("%s\n", differences.c_str());
-  }
-  // Every rank must resume from the same step (one rank reading another checkpoint diverges).
-  const std::vector<std::int64_t> starts = dp.all_gather({at.step});
-  for (std::size_t r = 1; r < starts.size(); ++r) {
-    RUCHE_REQUIRE(starts[r] == starts[0]) << "rank " << r << " resumed at step " << starts[r]
-                                          << ", rank 0 at step " << starts[0]
-                                          << ": every rank must see the same RUN/ckpt";
-  }
+  // Where training starts: the beginning, or the checkpoint --resume names.
+  const TrainingPosition at = checkpoints.resume(*optimizer);
   std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
               "(%d epochs)\n",
               solver.type().c_str(), solver.base_lr(), solver.lr_policy().c_str(),
@@ -361,8 +356,7 @@ int train(const TrainRun& run, Communicator* comm) {
     const std::int64_t first_step = epoch == static_cast<int>(at.epoch) ? first_step_in_epoch : 0;
     train_loader.start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver.iter_size());
     ctx.epoch = static_cast<std::uint32_t>(epoch);
-    double interval_loss = 0, epoch_loss = 0;
-    std::int64_t interval_hits = 0, interval_seen = 0, epoch_hits = 0, epoch_seen = 0;
+    Tally interval, whole_epoch;
     auto interval_start = Clock::now();
     std::int64_t s = first_step;
     for (; s < steps_per_epoch && step < total_steps; ++s) {
@@ -399,9 +393,6 @@ int train(const TrainRun& run, Communicator* comm) {
       if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
                                              net->grads());
       const GradStats stats = grad_stats(net->grads(), net->num_trainable());
-      const double step_loss = votes[StepVotes::loss_sum];
-      const auto step_hits = static_cast<std::int64_t>(votes[StepVotes::hits]);
-      const auto step_seen = static_cast<std::int64_t>(votes[StepVotes::samples]);
       if (votes[StepVotes::stop] > 0) stop_request = StopRequest::checkpoint_and_stop;
       if (votes[StepVotes::interrupt] > 0 && stop_request == StopRequest::none) {
         stop_request = StopRequest::interrupt;
@@ -419,12 +410,8 @@ int train(const TrainRun& run, Communicator* comm) {
                           .add("loss", std::nan("")).add("diverged", 1));
         return kExitDiverged;
       }
-      interval_loss += step_loss;
-      epoch_loss += step_loss;
-      interval_hits += step_hits;
-      epoch_hits += step_hits;
-      interval_seen += step_seen;
-      epoch_seen += step_seen;
+      interval.add(votes);
+      whole_epoch.add(votes);
       clip_grad_norm(net->grads(), net->num_trainable(), stats, solver.clip_grad_norm());
       const auto optimizer_start = Clock::now();
       optimizer->step(net->params(), net->grads(), lr);
@@ -440,10 +427,10 @@ int train(const TrainRun& run, Communicator* comm) {
         p.epochs = epochs;
         p.step = step;
         p.steps = total_steps;
-        p.loss = interval_loss / static_cast<double>(interval_seen);
-        p.accuracy = static_cast<double>(interval_hits) / static_cast<double>(interval_seen);
+        p.loss = interval.mean_loss();
+        p.accuracy = interval.accuracy();
         p.lr = lr;
-        p.images_per_second = static_cast<double>(interval_seen) / elapsed;
+        p.images_per_second = static_cast<double>(interval.seen) / elapsed;
         p.eta_seconds = seconds_since(started) / static_cast<double>(step) *
                         static_cast<double>(total_steps - step);
         std::printf("%s\n", progress_line(p).c_str());
@@ -453,8 +440,7 @@ int train(const TrainRun& run, Communicator* comm) {
                           .add("img_per_s", p.images_per_second)
                           .add("time_s", seconds_since(started))
                           .add("saving", checkpoints.saving() ? 1 : 0));
-        interval_loss = 0;
-        interval_hits = interval_seen = 0;
+        interval = Tally();
         interval_start = Clock::now();
       }
       if (stop_request != StopRequest::none) break;
@@ -476,7 +462,7 @@ int train(const TrainRun& run, Communicator* comm) {
       if (lead) print_nan_diagnosis(*net, step, lr_at(solver, step, steps_per_epoch, total_steps));
       return kExitDiverged;
     }
-    const double train_acc = epoch_seen ? static_cast<double>(epoch_hits) / epoch_seen : 0;
+    const double train_acc = whole_epoch.accuracy();
     if (val_loader) {
       EvalAccumulator acc(classes, false, splits.val->size());
       double nll_sum = evaluate(*net, *val_loader, acc) * static_cast<double>(acc.samples());
@@ -486,7 +472,7 @@ int train(const TrainRun& run, Communicator* comm) {
                                                  static_cast<double>(acc.samples())
                                            : 0;
       std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  (%s)\n",
-                  epoch + 1, epochs, epoch_seen ? epoch_loss / epoch_seen : 0, 100 * train_acc,
+                  epoch + 1, epochs, whole_epoch.mean_loss(), 100 * train_acc,
                   val_loss, 100 * val_acc, human_duration(seconds_since(started)).c_str());
       metrics.write(MetricsRecord("val").add("epoch", epoch + 1).add("step", step)
                         .add("loss", val_loss).add("acc", val_acc)
