@@ -209,9 +209,7 @@ def bootstrap_ratio(saving, clean, n=2000, seed=1):
     return [ratios[int(0.025 * n)], ratios[int(0.975 * n) - 1]]
 
 
-def fmt(s, scale=1.0, digits=1):
-    return (f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-"
-            f"{s['max'] * scale:.{digits}f})")
+fmt = common.median_range  # "median (min-max)"
 
 
 def main():

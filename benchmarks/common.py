@@ -148,3 +148,9 @@ def footer_lines(notes: list, command: str, env: str, elapsed_s: float) -> list:
     env_text = f" ({env})" if env else ""
     return (["", "Notes:", ""] + [f"- {n}" for n in notes] +
             ["", f"Command: `{command}`{env_text}; {elapsed_s:.0f} s.", ""])
+
+
+def median_range(s: dict, scale: float = 1.0, digits: int = 1) -> str:
+    """A summary() as "median (min-max)", times scale, with `digits` decimals."""
+    return (f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-"
+            f"{s['max'] * scale:.{digits}f})")

@@ -229,9 +229,7 @@ def one_run(build, model):
     return result
 
 
-def fmt_range(s, scale=1.0, digits=1):
-    return (f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-"
-            f"{s['max'] * scale:.{digits}f})")
+fmt_range = common.median_range  # "median (min-max)"
 
 
 def main():

@@ -58,9 +58,7 @@ def one_run(build, model, ranks):
         return rate, proc["job_cores"], proc["other_cores"]
 
 
-def fmt(s, digits=1, scale=1.0):
-    return (f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-"
-            f"{s['max'] * scale:.{digits}f})")
+fmt = common.median_range  # "median (min-max)"
 
 
 def main():
@@ -113,7 +111,7 @@ def main():
                                     for n in RANK_COUNTS},
                      "per_rank_img_per_s_2_ranks": stats["2"]["median"] / 2})
         print(f"{model}: 1 rank {fmt(stats['1'])} img/s, 2 ranks {fmt(stats['2'])} img/s, "
-              f"efficiency {100 * eff:.1f}% (per round {fmt(common.summary(round_eff), 1, 100)}"
+              f"efficiency {100 * eff:.1f}% (per round {fmt(common.summary(round_eff), 100, 1)}"
               "%; goal >= 90%)", flush=True)
     elapsed = time.time() - started
     loadavg_after = os.getloadavg()
@@ -176,11 +174,11 @@ def markdown(record):
         lines.append(f"| {r['model']} | {r['input']} | {r['batch_per_rank']} | {fmt(s['1'])} | "
                      f"{fmt(s['2'])} | {r['per_rank_img_per_s_2_ranks']:.1f} | "
                      f"{100 * r['efficiency']:.1f}% | "
-                     f"{fmt(r['efficiency_per_round'], 1, 100)}% | "
-                     f"{fmt(r['cores_used']['1']['job'], 2)} / "
-                     f"{fmt(r['cores_used']['2']['job'], 2)} | "
-                     f"{fmt(r['cores_used']['1']['other'], 2)} / "
-                     f"{fmt(r['cores_used']['2']['other'], 2)} |")
+                     f"{fmt(r['efficiency_per_round'], 100, 1)}% | "
+                     f"{fmt(r['cores_used']['1']['job'], 1, 2)} / "
+                     f"{fmt(r['cores_used']['2']['job'], 1, 2)} | "
+                     f"{fmt(r['cores_used']['1']['other'], 1, 2)} / "
+                     f"{fmt(r['cores_used']['2']['other'], 1, 2)} |")
     lines += ["", "Rounds in which the rest of the machine left each run its cores (used less than "
               f"cores - ranks + {SLACK} cores meanwhile: < {m['cores'] - 1 + SLACK} during the "
               f"1-rank run, < {m['cores'] - 2 + SLACK} during the 2-rank run), efficiency of each "
