@@ -73,7 +73,7 @@ TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
     if (!differences.empty()) std::printf("%s\n", differences.c_str());
   }
   // Every rank must resume from the same step (one rank reading another checkpoint diverges).
-  const std::vector<std::int64_t> starts = dp_.all_gather({at.step});
+  const std::vector<std::int64_t> starts = dp_.all_gather({at.step}, "resumed steps");
   for (std::size_t r = 1; r < starts.size(); ++r) {
     RUCHE_REQUIRE(starts[r] == starts[0]) << "rank " << r << " resumed at step " << starts[r]
                                           << ", rank 0 at step " << starts[0]
@@ -146,7 +146,8 @@ void Checkpointer::commit_pending() {
   pending_ = false;
   fault_.maybe_fail(Fault::Point::after_shard_write, pending_step_, dp_.rank());
   const std::vector<std::int64_t> all = dp_.all_gather(
-      {mine.range.begin, mine.range.end, static_cast<std::int64_t>(mine.crc32c)});
+      {mine.range.begin, mine.range.end, static_cast<std::int64_t>(mine.crc32c)},
+      "checkpoint shards");
   saved_ = true;
   saved_step_ = pending_step_;
   if (!dp_.lead()) return;

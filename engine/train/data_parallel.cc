@@ -151,12 +151,13 @@ void DataParallel::barrier() {
   if (comm_) comm_->barrier().wait();
 }
 
-std::vector<std::int64_t> DataParallel::all_gather(const std::vector<std::int64_t>& mine) {
+std::vector<std::int64_t> DataParallel::all_gather(const std::vector<std::int64_t>& mine,
+                                                   std::string_view label) {
   if (!comm_) return mine;
   std::vector<std::int64_t> in(mine);
   std::vector<std::int64_t> all(mine.size() * static_cast<std::size_t>(size()));
   comm_->all_gather(host_view(in.data(), DType::i64, in.size()),
-                    host_view(all.data(), DType::i64, all.size()), "checkpoint shards")
+                    host_view(all.data(), DType::i64, all.size()), label)
       .wait();
   return all;
 }

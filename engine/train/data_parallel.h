@@ -79,8 +79,10 @@ class DataParallel {
   void set_timeline(Timeline* timeline) { timeline_ = timeline; }
   // Returns when every rank has called it.
   void barrier();
-  // Every rank's `mine` (the same length on every rank), concatenated in rank order.
-  std::vector<std::int64_t> all_gather(const std::vector<std::int64_t>& mine);
+  // Every rank's `mine` (the same length on every rank), concatenated in rank order; `label`
+  // names the collective in watchdog and --check-collectives messages.
+  std::vector<std::int64_t> all_gather(const std::vector<std::int64_t>& mine,
+                                       std::string_view label);
   // Every rank's text in rank order; alone, just `mine`.
   std::vector<std::string> gather_text(const std::string& mine);
 
