@@ -154,3 +154,10 @@ def median_range(s: dict, scale: float = 1.0, digits: int = 1) -> str:
     """A summary() as "median (min-max)", times scale, with `digits` decimals."""
     return (f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-"
             f"{s['max'] * scale:.{digits}f})")
+
+
+def load_note(before) -> str:
+    """The machine's 1-minute load average at the start (`before`, os.getloadavg()) and now."""
+    after = os.getloadavg()
+    return (f"load average before {before[0]:.2f}, after {after[0]:.2f} (1 min) on "
+            f"{os.cpu_count()} cores")
