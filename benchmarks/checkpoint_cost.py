@@ -324,11 +324,8 @@ def main():
               f"commit +{fmt(row['excess_ms']['commit'])} ms, amortized "
               f"{fmt(row['amortized_slowdown'], 100, 2)}%", flush=True)
     elapsed = time.time() - started
-    loadavg_after = os.getloadavg()
     notes = list(args.note)
-    notes.append(f"load average before {loadavg_before[0]:.2f}, after {loadavg_after[0]:.2f} "
-                 f"(1 min) on {os.cpu_count()} cores: the machine was shared with other engineers' "
-                 "builds and tests")
+    notes.append(common.load_note(loadavg_before))
     record = {
         "benchmark": "checkpoint",
         "what": "step time while an asynchronous checkpoint save is in flight against without "

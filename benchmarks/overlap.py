@@ -298,10 +298,8 @@ def main():
         print(f"{model}: hidden share {fmt_range(row['hidden_share'], 100)}% "
               f"(goal >= 80%)", flush=True)
     elapsed = time.time() - started
-    loadavg_after = os.getloadavg()
     notes = list(args.note)
-    notes.append(f"load average before {loadavg_before[0]:.2f}, after {loadavg_after[0]:.2f} "
-                 f"(1 min) on {os.cpu_count()} cores")
+    notes.append(common.load_note(loadavg_before))
     record = {
         "benchmark": "overlap",
         "what": "share of gradient all-reduce time hidden behind backward, from the timeline, "

@@ -114,10 +114,8 @@ def main():
               f"efficiency {100 * eff:.1f}% (per round {fmt(common.summary(round_eff), 100, 1)}"
               "%; goal >= 90%)", flush=True)
     elapsed = time.time() - started
-    loadavg_after = os.getloadavg()
     notes = list(args.note)
-    notes.append(f"load average before {loadavg_before[0]:.2f}, after {loadavg_after[0]:.2f} "
-                 f"(1 min) on {os.cpu_count()} cores")
+    notes.append(common.load_note(loadavg_before))
     record = {
         "benchmark": "scaling",
         "what": "weak scaling efficiency of data-parallel training, 2 ranks x 1 thread vs "

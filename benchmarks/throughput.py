@@ -284,10 +284,8 @@ def main():
             if p is not None:
                 profiles.append(p)
     elapsed = time.time() - started
-    loadavg_after = os.getloadavg()
     notes = list(args.note)
-    notes.append(f"load average before {loadavg_before[0]:.2f}, after {loadavg_after[0]:.2f} "
-                 f"(1 min) on {os.cpu_count()} cores")
+    notes.append(common.load_note(loadavg_before))
     sample_cmds = {}
     for model in args.models:
         t = args.threads[0]
