@@ -35,7 +35,32 @@ const OpTable& table_for(const char* op, std::span<const Tensor* const> tensors)
   return *cuda;
 }
 
+GpuMath& math_setting() {
+  static GpuMath math;
+  return math;
+}
+
 }  // namespace
+
+Precision parse_precision(const std::string& text) {
+  for (Precision p : {Precision::fp32, Precision::tf32, Precision::bf16, Precision::fp16}) {
+    if (text == precision_name(p)) return p;
+  }
+  RUCHE_FAIL() << "unknown precision '" << text << "' (fp32, tf32, bf16, fp16)";
+}
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::tf32: return "tf32";
+    case Precision::bf16: return "bf16";
+    case Precision::fp16: return "fp16";
+  }
+  return "?";
+}
+
+void set_gpu_math(const GpuMath& math) { math_setting() = math; }
+const GpuMath& gpu_math() { return math_setting(); }
 
 #define RUCHE_OP_DISPATCH(name, params, args, tensors)                                    \
   void name params {                                                                      \

@@ -8,7 +8,9 @@
 // throws ruche::Error naming the op on a mismatch.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "engine/rng/philox.h"
 #include "engine/tensor/tensor.h"
@@ -19,6 +21,25 @@ namespace ruche::ops {
 // Cores used by CPU ops (oneDNN and our loops); 0 = OMP_NUM_THREADS or all cores.
 void set_num_threads(int threads);
 int num_threads();
+
+// ---- GPU math (CPU ops are always strict fp32) ----
+// fp32: strict, no TF32 in cuDNN or cuBLAS, so a GPU run can match the CPU; tf32: tensor-core
+// TF32 allowed; bf16 / fp16: activations and weights for compute in that type, fp32 master
+// weights (the trainer's autocast), TF32 allowed for what stays fp32.
+enum class Precision : std::uint8_t { fp32, tf32, bf16, fp16 };
+// "fp32", "tf32", "bf16", "fp16"; throws ruche::Error naming the valid ones otherwise.
+Precision parse_precision(const std::string& text);
+const char* precision_name(Precision p);
+struct GpuMath {
+  Precision precision = Precision::fp32;
+  // Time every cuDNN convolution algorithm once per shape and keep the fastest (as
+  // torch.backends.cudnn.benchmark); otherwise cuDNN's heuristic picks, which is deterministic.
+  bool cudnn_benchmark = false;
+  std::size_t workspace_limit = std::size_t{512} << 20;  // bytes a convolution may borrow
+};
+// Process-wide; set once before the first op (the trainer does, from --precision and friends).
+void set_gpu_math(const GpuMath& math);
+const GpuMath& gpu_math();
 
 // ---- convolution ----
 struct Conv2dParams {

@@ -19,6 +19,14 @@ const OpTable* cuda_op_table() {
     t.softmax_backward = &gpu::softmax_backward;
     t.mse_forward = &gpu::mse_forward;
     t.mse_backward = &gpu::mse_backward;
+    // convolution and pooling
+
+    // batch norm
+
+    // linear, cross-entropy, penalties
+
+    // optimizer, casts, non-finite checks
+
     return t;
   }();
   return &table;

@@ -25,4 +25,12 @@ void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss);
 void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss);
 
+// ---- convolution and pooling (conv.cc, pooling.cu) ----
+
+// ---- batch norm (batch_norm.cc, batch_norm.cu) ----
+
+// ---- linear, cross-entropy, penalties (linear.cc, loss.cu, penalty.cu) ----
+
+// ---- optimizer, casts, non-finite checks (optim.cu, cast.cu) ----
+
 }  // namespace ruche::ops::gpu

@@ -1,0 +1,82 @@
+#include "ops/cuda/handles.h"
+
+#include <array>
+#include <mutex>
+
+#include "engine/tensor/allocator.h"
+#include "ops/cuda/kernel_util.h"
+#include "ops/ops.h"
+
+namespace ruche::ops::gpu {
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct DeviceHandles {
+  cudnnHandle_t cudnn = nullptr;
+  cublasHandle_t cublas = nullptr;
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+};
+
+std::mutex& handles_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Holds handles_mutex().
+DeviceHandles& handles_of_current_device() {
+  static std::array<DeviceHandles, kMaxDevices> all;
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  RUCHE_REQUIRE(device >= 0 && device < kMaxDevices) << "cuda:" << device << " out of range";
+  return all[static_cast<std::size_t>(device)];
+}
+
+}  // namespace
+
+cudnnHandle_t cudnn_handle() {
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  DeviceHandles& h = handles_of_current_device();
+  if (!h.cudnn) {
+    CUDNN_CHECK(cudnnCreate(&h.cudnn));
+    CUDNN_CHECK(cudnnSetStream(h.cudnn, current_stream()));
+  }
+  return h.cudnn;
+}
+
+cublasHandle_t cublas_handle() {
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  DeviceHandles& h = handles_of_current_device();
+  if (!h.cublas) {
+    CUBLAS_CHECK(cublasCreate(&h.cublas));
+    CUBLAS_CHECK(cublasSetStream(h.cublas, current_stream()));
+    // Results must not depend on the run: no atomics-based reductions inside cuBLAS.
+    CUBLAS_CHECK(cublasSetAtomicsMode(h.cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  }
+  // The math mode follows --precision at every call (it is cheap to set).
+  CUBLAS_CHECK(cublasSetMathMode(
+      h.cublas, tf32_allowed() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+  return h.cublas;
+}
+
+void* workspace(std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(handles_mutex());
+  DeviceHandles& h = handles_of_current_device();
+  if (h.workspace_bytes < bytes) {
+    int device = 0;
+    CUDA_CHECK(cudaGetDevice(&device));
+    Allocator& allocator = cuda_allocator(device);
+    // The old block goes back to the caching allocator; work queued on it runs before any later
+    // user of that block, on the same stream.
+    if (h.workspace) allocator.deallocate(h.workspace, h.workspace_bytes);
+    h.workspace = allocator.allocate(bytes);
+    h.workspace_bytes = bytes;
+  }
+  return h.workspace;
+}
+
+bool tf32_allowed() { return gpu_math().precision != Precision::fp32; }
+
+}  // namespace ruche::ops::gpu
