@@ -22,6 +22,13 @@ const OpTable* cuda_op_table() {
     // convolution and pooling
 
     // batch norm
+    t.batch_norm_forward_training = &gpu::batch_norm_forward_training;
+    t.batch_norm_forward_inference = &gpu::batch_norm_forward_inference;
+    t.batch_norm_backward = &gpu::batch_norm_backward;
+    t.batch_norm_local_stats = &gpu::batch_norm_local_stats;
+    t.batch_norm_stats_to_moments = &gpu::batch_norm_stats_to_moments;
+    t.batch_norm_backward_reduce = &gpu::batch_norm_backward_reduce;
+    t.batch_norm_backward_apply = &gpu::batch_norm_backward_apply;
 
     // linear, cross-entropy, penalties
 

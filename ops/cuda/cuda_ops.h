@@ -28,6 +28,26 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
 // ---- convolution and pooling (conv.cc, pooling.cu) ----
 
 // ---- batch norm (batch_norm.cc, batch_norm.cu) ----
+// x, y, dy, dx f32, or bf16 / f16 with f32 gamma, beta and statistics. The count checks of the
+// sync pieces (n > 1, n > 0) are not made: the count is on the device; a bad one gives NaN.
+void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 Tensor& y, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p);
+void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  const Tensor& running_mean, const Tensor& running_var, Tensor& y,
+                                  const BatchNormParams& p);
+void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                         const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p);
+void batch_norm_local_stats(const Tensor& x, Tensor& stats);
+void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p);
+void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& save_mean,
+                                const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
+                                const BatchNormParams& p);
+void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                               const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
+                               Tensor& dx, const BatchNormParams& p);
 
 // ---- linear, cross-entropy, penalties (linear.cc, loss.cu, penalty.cu) ----
 

@@ -1,0 +1,371 @@
+// Batch normalization on CUDA, per channel over N (and H, W), for [N, C] (as [N, C, 1, 1]) and
+// [N, C, H, W]; x, y, dy, dx f32, or bf16 / f16 with f32 gamma, beta and statistics (cuDNN's
+// "pseudo half" configurations, for the mixed-precision path). The same semantics as
+// ops/cpu/batch_norm.cc, which is the specification:
+//   - training forward, inference and backward run cuDNN's spatial batch norm. cuDNN saves the
+//     batch mean and the inverse standard deviation 1 / sqrt(var + eps); we save the biased
+//     variance, so a small kernel converts (and converts back before cuDNN's backward). cuDNN's
+//     own running statistics are not used: its docs do not pin down the variance it averages, so
+//     cuDNN gets no running buffers and the same kernel updates ours exactly as the CPU op does
+//     (momentum as torch, the variance unbiased by n / (n - 1)).
+//   - the synchronized batch norm's four pieces are our own deterministic kernels
+//     (batch_norm.cu).
+// gamma and beta may be undefined (no affine transform): cuDNN then gets ones and zeros, and
+// gradients nobody asked for land in scratch. Scratch lives in a per-device, per-channel-count
+// cache, so a training step allocates nothing after its first.
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "engine/tensor/allocator.h"
+#include "ops/cuda/batch_norm_kernels.h"
+#include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/handles.h"
+#include "ops/cuda/kernel_util.h"
+
+namespace ruche::ops::gpu {
+namespace {
+
+// ---- argument checks (the CPU op's, plus the device) ----
+
+bool is_bn_data_type(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
+
+// x must be [N, C] or [N, C, H, W] of f32, bf16 or f16 on a CUDA device; returns C.
+std::int64_t check_data(const char* op, const char* name, const Tensor& x) {
+  RUCHE_REQUIRE(x.defined()) << op << ": " << name << " is undefined";
+  RUCHE_REQUIRE(is_bn_data_type(x.dtype()))
+      << op << ": " << name << " must be f32, bf16 or f16, got " << x.str();
+  check_arg(x, op, name, x.dtype());
+  RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
+      << op << ": " << name << " must be [N, C] or [N, C, H, W], got " << x.shape().str();
+  return x.size(1);
+}
+
+// t has x's shape and dtype (y, dy, dx).
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& x) {
+  check_arg(t, op, name, x.dtype());
+  check_shape_as(t, x, op, name, "x");
+}
+
+// t (when required or given) is a per-channel f32 vector [C].
+void check_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
+                    bool required) {
+  if (!required && !t.defined()) return;
+  check_arg(t, op, name);
+  RUCHE_REQUIRE(t.shape() == Shape{c}) << op << ": " << name << " must be [" << c
+                                       << "] (one value per channel), got " << t.shape().str();
+}
+
+// A reduction buffer [2C + 1]: two per-channel rows and the count.
+void check_sums(const char* op, const char* name, const Tensor& t, std::int64_t c) {
+  check_arg(t, op, name);
+  RUCHE_REQUIRE(t.shape() == Shape{2 * c + 1})
+      << op << ": " << name << " must be [" << 2 * c + 1
+      << "] (two values per channel and a count), got " << t.shape().str();
+}
+
+// Every defined tensor of one call on the device of `ref` (named ref_name).
+using Named = std::pair<const char*, const Tensor*>;
+void check_devices(const char* op, const char* ref_name, const Tensor& ref,
+                   std::initializer_list<Named> tensors) {
+  for (const auto& [name, t] : tensors) {
+    if (!t->defined()) continue;
+    RUCHE_REQUIRE(t->device() == ref.device())
+        << op << ": " << name << " is " << t->str() << " but " << ref_name << " is " << ref.str();
+  }
+}
+
+bn::Planes planes_of(const Tensor& x) {
+  return {x.size(0), x.size(1), x.ndim() == 4 ? x.size(2) * x.size(3) : 1};
+}
+
+// ---- cuDNN descriptors ----
+
+cudnnDataType_t cudnn_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    default:
+      break;
+  }
+  RUCHE_FAIL() << "batch norm: cuDNN has no type for " << dtype_name(t);
+}
+
+int as_int(std::int64_t v, const char* op, const Tensor& x) {
+  RUCHE_REQUIRE(v <= std::numeric_limits<int>::max())
+      << op << ": x " << x.shape().str() << " is too large for cuDNN's batch norm";
+  return static_cast<int>(v);
+}
+
+// The data descriptor of x (NCHW; [N, C] as [N, C, 1, 1]) and the per-channel descriptor cuDNN
+// derives from it (1 x C x 1 x 1, f32 for f32 / bf16 / f16 data).
+class Descriptors {
+ public:
+  Descriptors(const Tensor& x, const char* op) {
+    // cuDNN indexes with 32 bits.
+    as_int(x.numel(), op, x);
+    const int n = as_int(x.size(0), op, x), c = as_int(x.size(1), op, x);
+    const int h = x.ndim() == 4 ? as_int(x.size(2), op, x) : 1;
+    const int w = x.ndim() == 4 ? as_int(x.size(3), op, x) : 1;
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&data_));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&channels_));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(data_, CUDNN_TENSOR_NCHW, cudnn_type(x.dtype()), n, c, h, w));
+    CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(channels_, data_, CUDNN_BATCHNORM_SPATIAL));
+  }
+  Descriptors(const Descriptors&) = delete;
+  Descriptors& operator=(const Descriptors&) = delete;
+  ~Descriptors() {
+    cudnnDestroyTensorDescriptor(channels_);
+    cudnnDestroyTensorDescriptor(data_);
+  }
+  cudnnTensorDescriptor_t data() const { return data_; }
+  cudnnTensorDescriptor_t channels() const { return channels_; }
+
+ private:
+  cudnnTensorDescriptor_t data_ = nullptr;
+  cudnnTensorDescriptor_t channels_ = nullptr;
+};
+
+// ---- per-channel scratch ----
+
+// Device vectors of C floats that stand in for undefined arguments and hold the inverse standard
+// deviation cuDNN wants. One per (device, C), never freed (as the library handles); ops run in
+// order on one stream, so successive calls may share them.
+struct ChannelScratch {
+  float* ones = nullptr;    // gamma when undefined
+  float* zeros = nullptr;   // beta when undefined
+  float* invstd = nullptr;  // cuDNN's saved inverse standard deviation
+  float* dgamma = nullptr;  // parameter gradients nobody asked for
+  float* dbeta = nullptr;
+};
+
+ChannelScratch& scratch_for(Device device, std::int64_t c) {
+  static std::mutex mutex;
+  static std::map<std::pair<int, std::int64_t>, ChannelScratch> all;
+  std::lock_guard<std::mutex> lock(mutex);
+  ChannelScratch& s = all[{device.index, c}];
+  if (!s.ones) {
+    const std::int64_t n = std::max<std::int64_t>(c, 1);
+    auto* block = static_cast<float*>(
+        allocator_for(device).allocate(5 * static_cast<std::size_t>(n) * sizeof(float)));
+    s = {block, block + n, block + 2 * n, block + 3 * n, block + 4 * n};
+    bn::fill(c, 1.0f, s.ones, current_stream());
+    bn::fill(c, 0.0f, s.zeros, current_stream());
+  }
+  return s;
+}
+
+const void* ptr_or(const Tensor& t, const float* fallback) {
+  return t.defined() ? t.raw_data() : fallback;
+}
+void* ptr_or(Tensor& t, float* fallback) { return t.defined() ? t.raw_data() : fallback; }
+float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+// cuDNN's blend factors: result = 1 * computed + 0 * previous (f32 for all our data types).
+const float kOne = 1.0f;
+const float kZero = 0.0f;
+
+}  // namespace
+
+void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 Tensor& y, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_forward_training";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "y", y, x);
+  check_channels(op, "gamma", gamma, c, false);
+  check_channels(op, "beta", beta, c, false);
+  check_channels(op, "running_mean", running_mean, c, true);
+  check_channels(op, "running_var", running_var, c, true);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_devices(op, "x", x,
+                {{"y", &y},
+                 {"gamma", &gamma},
+                 {"beta", &beta},
+                 {"running_mean", &running_mean},
+                 {"running_var", &running_var},
+                 {"save_mean", &save_mean},
+                 {"save_var", &save_var}});
+  const std::int64_t n = c > 0 ? x.numel() / c : 0;  // values per channel
+  RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got x "
+                       << x.shape().str();
+
+  use_device_of(x);
+  const Descriptors d(x, op);
+  ChannelScratch& s = scratch_for(x.device(), c);
+  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+      cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.data(), x.raw_data(), d.data(),
+      y.raw_data(), d.channels(), ptr_or(gamma, s.ones), ptr_or(beta, s.zeros),
+      /*exponentialAverageFactor=*/0.0, /*resultRunningMean=*/nullptr,
+      /*resultRunningVariance=*/nullptr, static_cast<double>(p.eps), save_mean.raw_data(),
+      s.invstd));
+  bn::finish_training_stats(c, n, save_mean.data<float>(), s.invstd, save_var.data<float>(),
+                            running_mean.data<float>(), running_var.data<float>(), p.eps,
+                            p.momentum, current_stream());
+}
+
+void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                  const Tensor& running_mean, const Tensor& running_var, Tensor& y,
+                                  const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_forward_inference";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "y", y, x);
+  check_channels(op, "gamma", gamma, c, false);
+  check_channels(op, "beta", beta, c, false);
+  check_channels(op, "running_mean", running_mean, c, true);
+  check_channels(op, "running_var", running_var, c, true);
+  check_devices(op, "x", x,
+                {{"y", &y},
+                 {"gamma", &gamma},
+                 {"beta", &beta},
+                 {"running_mean", &running_mean},
+                 {"running_var", &running_var}});
+  if (x.numel() == 0) return;
+
+  use_device_of(x);
+  const Descriptors d(x, op);
+  ChannelScratch& s = scratch_for(x.device(), c);
+  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
+      cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.data(), x.raw_data(), d.data(),
+      y.raw_data(), d.channels(), ptr_or(gamma, s.ones), ptr_or(beta, s.zeros),
+      running_mean.raw_data(), running_var.raw_data(), static_cast<double>(p.eps)));
+}
+
+void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                         const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_backward";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "dy", dy, x);
+  check_like(op, "dx", dx, x);
+  check_channels(op, "gamma", gamma, c, false);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_channels(op, "dgamma", dgamma, c, false);
+  check_channels(op, "dbeta", dbeta, c, false);
+  RUCHE_REQUIRE(gamma.defined() == dgamma.defined())
+      << op << ": dgamma must be given exactly when gamma is";
+  check_devices(op, "x", x,
+                {{"dy", &dy},
+                 {"dx", &dx},
+                 {"gamma", &gamma},
+                 {"save_mean", &save_mean},
+                 {"save_var", &save_var},
+                 {"dgamma", &dgamma},
+                 {"dbeta", &dbeta}});
+
+  use_device_of(x);
+  const cudaStream_t stream = current_stream();
+  if (x.numel() == 0) {  // sums over no values
+    if (dgamma.defined())
+      CUDA_CHECK(cudaMemsetAsync(dgamma.raw_data(), 0, dgamma.nbytes(), stream));
+    if (dbeta.defined()) CUDA_CHECK(cudaMemsetAsync(dbeta.raw_data(), 0, dbeta.nbytes(), stream));
+    return;
+  }
+  const Descriptors d(x, op);
+  ChannelScratch& s = scratch_for(x.device(), c);
+  bn::inverse_std(c, save_var.data<float>(), p.eps, s.invstd, stream);
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(
+      cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, d.data(), x.raw_data(),
+      d.data(), dy.raw_data(), d.data(), dx.raw_data(), d.channels(), ptr_or(gamma, s.ones),
+      ptr_or(dgamma, s.dgamma), ptr_or(dbeta, s.dbeta), static_cast<double>(p.eps),
+      save_mean.raw_data(), s.invstd));
+}
+
+// ---- synchronized batch norm ----
+
+void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
+  constexpr const char* op = "batch_norm_local_stats";
+  const std::int64_t c = check_data(op, "x", x);
+  check_sums(op, "stats", stats, c);
+  check_devices(op, "x", x, {{"stats", &stats}});
+  use_device_of(x);
+  bn::local_stats(x.dtype(), x.raw_data(), planes_of(x), stats.data<float>(), current_stream());
+}
+
+void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
+                                 Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_stats_to_moments";
+  check_arg(stats, op, "stats");
+  RUCHE_REQUIRE(stats.ndim() == 1 && stats.numel() % 2 == 1)
+      << op << ": stats must be [2C + 1] (two values per channel and a count), got "
+      << stats.shape().str();
+  const std::int64_t c = stats.numel() / 2;
+  check_channels(op, "running_mean", running_mean, c, true);
+  check_channels(op, "running_var", running_var, c, true);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_devices(op, "stats", stats,
+                {{"running_mean", &running_mean},
+                 {"running_var", &running_var},
+                 {"save_mean", &save_mean},
+                 {"save_var", &save_var}});
+  use_device_of(stats);
+  bn::stats_to_moments(c, stats.data<float>(), running_mean.data<float>(),
+                       running_var.data<float>(), save_mean.data<float>(), save_var.data<float>(),
+                       p.momentum, current_stream());
+}
+
+void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor& save_mean,
+                                const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
+                                const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_backward_reduce";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "dy", dy, x);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_sums(op, "sums", sums, c);
+  check_channels(op, "dgamma", dgamma, c, false);
+  check_channels(op, "dbeta", dbeta, c, false);
+  check_devices(op, "x", x,
+                {{"dy", &dy},
+                 {"save_mean", &save_mean},
+                 {"save_var", &save_var},
+                 {"sums", &sums},
+                 {"dgamma", &dgamma},
+                 {"dbeta", &dbeta}});
+  use_device_of(x);
+  bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), planes_of(x), save_mean.data<float>(),
+                      save_var.data<float>(), p.eps, sums.data<float>(), f32_or_null(dgamma),
+                      f32_or_null(dbeta), current_stream());
+}
+
+void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                               const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
+                               Tensor& dx, const BatchNormParams& p) {
+  constexpr const char* op = "batch_norm_backward_apply";
+  const std::int64_t c = check_data(op, "x", x);
+  check_like(op, "dy", dy, x);
+  check_like(op, "dx", dx, x);
+  check_channels(op, "gamma", gamma, c, false);
+  check_channels(op, "save_mean", save_mean, c, true);
+  check_channels(op, "save_var", save_var, c, true);
+  check_sums(op, "sums", sums, c);
+  check_devices(op, "x", x,
+                {{"dy", &dy},
+                 {"dx", &dx},
+                 {"gamma", &gamma},
+                 {"save_mean", &save_mean},
+                 {"save_var", &save_var},
+                 {"sums", &sums}});
+  // The CPU op also requires a positive count; here it is on the device (reading it would stall
+  // the stream), and a zero count gives non-finite dx for the NaN guard instead.
+  use_device_of(x);
+  bn::backward_apply(x.dtype(), dy.raw_data(), x.raw_data(), f32_or_null(gamma),
+                     save_mean.data<float>(), save_var.data<float>(), sums.data<float>(),
+                     dx.raw_data(), planes_of(x), p.eps, current_stream());
+}
+
+}  // namespace ruche::ops::gpu

@@ -1,0 +1,277 @@
+// The kernels of batch norm on CUDA: the small per-channel conversions around cuDNN's batch norm,
+// and the synchronized batch norm's pieces, which mirror the CPU loops of ops/cpu/batch_norm.cc
+// (sums in double, rounded once) with one block per channel and a fixed reduction tree, so a
+// result never depends on the run.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "ops/cuda/batch_norm_kernels.h"
+#include "ops/cuda/kernel_util.h"
+
+namespace ruche::ops::gpu::bn {
+namespace {
+
+constexpr int kChannelThreads = 512;  // threads of a one-block-per-channel reduction
+constexpr std::int64_t kMaxGridY = 65535;
+
+__device__ float to_float(float v) { return v; }
+__device__ float to_float(__half v) { return __half2float(v); }
+__device__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ T from_float(float v);
+template <>
+__device__ float from_float<float>(float v) {
+  return v;
+}
+template <>
+__device__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Calls f(Tag<T>{}) with T the element type of `dtype`.
+template <typename T>
+struct Tag {
+  using type = T;
+};
+template <typename F>
+void dispatch(DType dtype, F f) {
+  switch (dtype) {
+    case DType::f32:
+      f(Tag<float>{});
+      return;
+    case DType::f16:
+      f(Tag<__half>{});
+      return;
+    case DType::bf16:
+      f(Tag<__nv_bfloat16>{});
+      return;
+    default:
+      break;
+  }
+  RUCHE_FAIL() << "batch norm: no CUDA kernel for " << dtype_name(dtype);
+}
+
+// The offset of value j (of n * plane) of channel ch.
+__device__ std::int64_t offset_of(std::int64_t j, std::int64_t ch, std::int64_t c,
+                                  std::int64_t plane) {
+  const std::int64_t i = j / plane;
+  return (i * c + ch) * plane + (j - i * plane);
+}
+
+__global__ void fill_kernel(std::int64_t n, float value, float* out) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    out[i] = value;
+  }
+}
+
+__global__ void finish_training_stats_kernel(std::int64_t c, float unbias, const float* save_mean,
+                                             const float* save_invstd, float* save_var,
+                                             float* running_mean, float* running_var, float eps,
+                                             float m) {
+  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  // Rounding can leave a constant channel's variance slightly negative: clamp, as the CPU does.
+  const double invstd = save_invstd[ch];
+  const float var =
+      static_cast<float>(fmax(0.0, 1.0 / (invstd * invstd) - static_cast<double>(eps)));
+  save_var[ch] = var;
+  // The CPU op's float arithmetic, term for term.
+  running_mean[ch] = (1 - m) * running_mean[ch] + m * save_mean[ch];
+  running_var[ch] = (1 - m) * running_var[ch] + m * var * unbias;
+}
+
+__global__ void inverse_std_kernel(std::int64_t c, const float* save_var, float eps,
+                                   float* invstd) {
+  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  invstd[ch] = static_cast<float>(1.0 / sqrt(static_cast<double>(save_var[ch]) + eps));
+}
+
+template <typename T>
+__global__ void local_stats_kernel(const T* x, std::int64_t n, std::int64_t c, std::int64_t plane,
+                                   float* stats) {
+  __shared__ double shared[32];
+  const std::int64_t ch = blockIdx.x;
+  const std::int64_t count = n * plane;
+  double s1 = 0.0, s2 = 0.0;
+  if (ch < c) {
+    for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+      const double v = to_float(x[offset_of(j, ch, c, plane)]);
+      s1 += v;
+      s2 += v * v;
+    }
+  }
+  s1 = block_reduce(s1, shared, SumOp{});
+  s2 = block_reduce(s2, shared, SumOp{});
+  if (threadIdx.x != 0) return;
+  if (ch < c) {
+    stats[ch] = static_cast<float>(s1);
+    stats[c + ch] = static_cast<float>(s2);
+  }
+  if (ch == 0) stats[2 * c] = static_cast<float>(count);
+}
+
+__global__ void stats_to_moments_kernel(std::int64_t c, const float* stats, float* running_mean,
+                                        float* running_var, float* save_mean, float* save_var,
+                                        double m) {
+  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (ch >= c) return;
+  const double n = stats[2 * c];
+  if (!(n > 1)) {
+    // The CPU op throws here; the count lives on the device and reading it would stall the
+    // stream every layer, so the batch statistics become NaN (the trainer's NaN guard skips the
+    // step) and the running statistics stay as they were.
+    save_mean[ch] = NAN;
+    save_var[ch] = NAN;
+    return;
+  }
+  const double unbias = n / (n - 1);
+  const double mean = stats[ch] / n;
+  const double var = fmax(0.0, stats[c + ch] / n - mean * mean);
+  save_mean[ch] = static_cast<float>(mean);
+  save_var[ch] = static_cast<float>(var);
+  running_mean[ch] = static_cast<float>((1 - m) * running_mean[ch] + m * mean);
+  running_var[ch] = static_cast<float>((1 - m) * running_var[ch] + m * var * unbias);
+}
+
+template <typename T>
+__global__ void backward_reduce_kernel(const T* dy, const T* x, std::int64_t n, std::int64_t c,
+                                       std::int64_t plane, const float* save_mean,
+                                       const float* save_var, float eps, float* sums, float* dgamma,
+                                       float* dbeta) {
+  __shared__ double shared[32];
+  const std::int64_t ch = blockIdx.x;
+  const std::int64_t count = n * plane;
+  double sum_dy = 0.0, sum_dy_xmu = 0.0;
+  if (ch < c) {
+    const double mean = save_mean[ch];
+    for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
+      const std::int64_t at = offset_of(j, ch, c, plane);
+      const float g = to_float(dy[at]);
+      sum_dy += g;
+      sum_dy_xmu += static_cast<double>(g) * (to_float(x[at]) - mean);
+    }
+  }
+  sum_dy = block_reduce(sum_dy, shared, SumOp{});
+  sum_dy_xmu = block_reduce(sum_dy_xmu, shared, SumOp{});
+  if (threadIdx.x != 0) return;
+  if (ch < c) {
+    const float sum_dy_xhat =
+        static_cast<float>(sum_dy_xmu / sqrt(static_cast<double>(save_var[ch]) + eps));
+    sums[ch] = static_cast<float>(sum_dy);
+    sums[c + ch] = sum_dy_xhat;
+    if (dbeta) dbeta[ch] = static_cast<float>(sum_dy);
+    if (dgamma) dgamma[ch] = sum_dy_xhat;
+  }
+  if (ch == 0) sums[2 * c] = static_cast<float>(count);
+}
+
+// Grid: x = channel, y = chunks of that channel's values.
+template <typename T>
+__global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamma,
+                                      const float* save_mean, const float* save_var,
+                                      const float* sums, T* dx, std::int64_t n, std::int64_t c,
+                                      std::int64_t plane, float eps) {
+  const std::int64_t ch = blockIdx.x;
+  const std::int64_t count = n * plane;
+  // The CPU op's per-channel factors, in the same precisions.
+  const double total = sums[2 * c];
+  const double invstd = 1.0 / sqrt(static_cast<double>(save_var[ch]) + eps);
+  const float k = static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd);
+  const float a = static_cast<float>(sums[ch] / total);
+  const float b = static_cast<float>(sums[c + ch] / total * invstd);
+  const float mean = save_mean[ch];
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
+  for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
+       j += stride) {
+    const std::int64_t at = offset_of(j, ch, c, plane);
+    dx[at] = from_float<T>(k * (to_float(dy[at]) - a - (to_float(x[at]) - mean) * b));
+  }
+}
+
+unsigned channel_blocks(std::int64_t c) {
+  return static_cast<unsigned>(std::max<std::int64_t>(c, 1));
+}
+
+}  // namespace
+
+void fill(std::int64_t n, float value, float* out, cudaStream_t stream) {
+  if (n == 0) return;
+  fill_kernel<<<blocks_for(n), kThreads, 0, stream>>>(n, value, out);
+  CUDA_CHECK_LAUNCH(fill_kernel);
+}
+
+void finish_training_stats(std::int64_t c, std::int64_t count, const float* save_mean,
+                           const float* save_invstd, float* save_var, float* running_mean,
+                           float* running_var, float eps, float momentum, cudaStream_t stream) {
+  if (c == 0) return;
+  const float unbias = static_cast<float>(count) / static_cast<float>(count - 1);
+  finish_training_stats_kernel<<<blocks_for(c), kThreads, 0, stream>>>(
+      c, unbias, save_mean, save_invstd, save_var, running_mean, running_var, eps, momentum);
+  CUDA_CHECK_LAUNCH(finish_training_stats_kernel);
+}
+
+void inverse_std(std::int64_t c, const float* save_var, float eps, float* invstd,
+                 cudaStream_t stream) {
+  if (c == 0) return;
+  inverse_std_kernel<<<blocks_for(c), kThreads, 0, stream>>>(c, save_var, eps, invstd);
+  CUDA_CHECK_LAUNCH(inverse_std_kernel);
+}
+
+void local_stats(DType dtype, const void* x, const Planes& g, float* stats, cudaStream_t stream) {
+  dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    local_stats_kernel<T><<<channel_blocks(g.c), kChannelThreads, 0, stream>>>(
+        static_cast<const T*>(x), g.n, g.c, g.plane, stats);
+    CUDA_CHECK_LAUNCH(local_stats_kernel);
+  });
+}
+
+void stats_to_moments(std::int64_t c, const float* stats, float* running_mean, float* running_var,
+                      float* save_mean, float* save_var, float momentum, cudaStream_t stream) {
+  if (c == 0) return;
+  stats_to_moments_kernel<<<blocks_for(c), kThreads, 0, stream>>>(
+      c, stats, running_mean, running_var, save_mean, save_var, static_cast<double>(momentum));
+  CUDA_CHECK_LAUNCH(stats_to_moments_kernel);
+}
+
+void backward_reduce(DType dtype, const void* dy, const void* x, const Planes& g,
+                     const float* save_mean, const float* save_var, float eps, float* sums,
+                     float* dgamma, float* dbeta, cudaStream_t stream) {
+  dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_reduce_kernel<T><<<channel_blocks(g.c), kChannelThreads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), g.n, g.c, g.plane, save_mean, save_var,
+        eps, sums, dgamma, dbeta);
+    CUDA_CHECK_LAUNCH(backward_reduce_kernel);
+  });
+}
+
+void backward_apply(DType dtype, const void* dy, const void* x, const float* gamma,
+                    const float* save_mean, const float* save_var, const float* sums, void* dx,
+                    const Planes& g, float eps, cudaStream_t stream) {
+  const std::int64_t count = g.count();
+  if (g.c == 0 || count == 0) return;
+  const dim3 grid(static_cast<unsigned>(g.c),
+                  static_cast<unsigned>(
+                      std::clamp<std::int64_t>((count + kThreads - 1) / kThreads, 1, kMaxGridY)));
+  dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backward_apply_kernel<T><<<grid, kThreads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(x), gamma, save_mean, save_var, sums,
+        static_cast<T*>(dx), g.n, g.c, g.plane, eps);
+    CUDA_CHECK_LAUNCH(backward_apply_kernel);
+  });
+}
+
+}  // namespace ruche::ops::gpu::bn
