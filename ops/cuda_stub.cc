@@ -18,6 +18,13 @@ void cuda_copy_bytes(void*, Device, const void*, Device, std::size_t) { RUCHE_FA
 
 void cuda_zero_bytes(void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
 
+Allocator& cuda_pinned_allocator() { return cpu_allocator(); }
+
+void* cuda_side_copy_create(int) { RUCHE_FAIL() << kNoCuda; }
+void cuda_side_copy_destroy(void*) {}
+void cuda_side_copy(void*, void*, const void*, std::size_t) { RUCHE_FAIL() << kNoCuda; }
+void cuda_side_copy_release(void*) {}
+
 namespace ops {
 const OpTable* cuda_op_table() { return nullptr; }
 }  // namespace ops
@@ -32,6 +39,7 @@ std::string library_versions() { return "built without CUDA"; }
 std::size_t allocator_size_class(std::size_t bytes) { return bytes; }
 AllocatorStats allocator_stats(int) { RUCHE_FAIL() << kNoCuda; }
 void empty_cache(int) {}
+void synchronize(int) { RUCHE_FAIL() << kNoCuda; }
 }  // namespace cuda
 
 }  // namespace ruche

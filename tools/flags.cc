@@ -4,6 +4,7 @@
 
 #include "engine/error.h"
 #include "engine/models/models.h"
+#include "ops/cuda/runtime.h"
 
 namespace ruche::tools {
 
@@ -25,6 +26,42 @@ Shape parse_shape_flag(const std::string& flag, const std::string& text) {
   RUCHE_REQUIRE(shape.ndim() <= 3)
       << flag << " " << text << ": expected at most three sizes, C,H,W (e.g. 3,32,32)";
   return shape;
+}
+
+void DeviceFlags::add_to(CLI::App* cmd) {
+  cmd->add_option("--device", device, "cpu, cuda (this rank's local GPU) or cuda:N")
+      ->capture_default_str();
+  cmd->add_option("--precision", precision,
+                  "GPU arithmetic: fp32 (strict, matches the CPU), tf32, bf16, fp16 (mixed, "
+                  "fp32 master weights)")
+      ->capture_default_str();
+  cmd->add_flag("--cudnn-benchmark", cudnn_benchmark,
+                "time cuDNN's convolution algorithms once per shape and keep the fastest");
+}
+
+Device DeviceFlags::resolve(int local_rank, int local_size) const {
+  Device d = Device::parse(device);
+  if (d.is_cpu()) return d;
+  std::string why;
+  const auto gpus = cuda::list_devices(&why);
+  RUCHE_REQUIRE(!gpus.empty()) << "--device " << device << ": no CUDA device (" << why << ")";
+  const bool explicit_index = device.find(':') != std::string::npos;
+  if (!explicit_index) {
+    RUCHE_REQUIRE(local_size <= static_cast<int>(gpus.size()))
+        << "--device cuda: " << local_size << " ranks on this node but " << gpus.size()
+        << " GPU(s); start at most one rank per GPU";
+    d.index = local_rank;
+  }
+  RUCHE_REQUIRE(d.index < static_cast<int>(gpus.size()))
+      << "--device " << d.str() << ": this node has " << gpus.size() << " GPU(s)";
+  return d;
+}
+
+ops::GpuMath DeviceFlags::gpu_math() const {
+  ops::GpuMath math;
+  math.precision = ops::parse_precision(precision);
+  math.cudnn_benchmark = cudnn_benchmark;
+  return math;
 }
 
 proto::NetParameter net_from_flags(const std::string& model, const std::string& net_file,

@@ -31,6 +31,7 @@ void add_time_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string model, net, input;
     int batch_size = 64, iterations = 50, threads = 0, classes = 10;
+    DeviceFlags device;
   };
   static Options o;
   CLI::App* cmd = app.add_subcommand("time", "Per-layer forward/backward times on random input");
@@ -43,6 +44,7 @@ void add_time_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--input", o.input, "one input sample C,H,W (default: the model's)");
   cmd->add_option("--classes", o.classes, "classifier width where the net leaves it open")
       ->capture_default_str();
+  o.device.add_to(cmd);
   cmd->callback([&exit_code] {
     TimeRequest request;
     request.sample_shape = parse_shape_flag("--input", o.input);
@@ -51,8 +53,11 @@ void add_time_command(CLI::App& app, int& exit_code) {
     request.iterations = o.iterations;
     request.threads = o.threads;
     request.num_classes = o.classes;
+    request.device = o.device.resolve();
+    request.gpu_math = o.device.gpu_math();
     const TimeResult r = time_net(request);
-    std::printf("timing %s on random input\n", request.source.file.c_str());
+    std::printf("timing %s on random input on %s\n", request.source.file.c_str(),
+                request.device.str().c_str());
     print_timings(r);
     exit_code = 0;
   });

@@ -14,6 +14,7 @@
 #include "engine/proto/text_format.h"
 #include "engine/train/trainer.h"
 #include "tools/commands.h"
+#include "tools/flags.h"
 
 namespace ruche::tools {
 namespace {
@@ -71,12 +72,14 @@ bool launched_as_rank() {
 
 // Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
 // fails ends the whole job after saying why, so the others never wait for it.
-int train_as_rank(const TrainRun& run, const CommOptions& comm_options, bool verbose_ranks) {
+int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& comm_options,
+                  bool verbose_ranks) {
   World world;
   if (world.rank() != 0 && !verbose_ranks) {
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
   try {
+    run.device = device.resolve(world.local_rank(), world.local_size());
     MpiCommunicator comm(world, comm_options);
     return train(run, &comm);
   } catch (const Error& e) {
@@ -113,7 +116,8 @@ void set_field(proto::SolverParameter& solver, const std::string& field,
 
 void add_train_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string model, net, solver, data, layout = "nchw", out = "run", device = "cpu";
+    std::string model, net, solver, data, layout = "nchw", out = "run";
+    DeviceFlags device;
     std::string init_weights, synthetic_shape;
     int synthetic_classes = 0;
     bool init_partial = false;
@@ -144,7 +148,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o.out, "run directory")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
-  cmd->add_option("--device", o.device, "cpu (cuda comes with the GPU backend)");
+  o.device.add_to(cmd);
   cmd->add_option("--init-weights", o.init_weights, "start from these weights (.npz)");
   cmd->add_flag("--init-partial", o.init_partial,
                 "load what matches from --init-weights and list the rest");
@@ -228,9 +232,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.threads = o.threads;
     run.init_weights = o.init_weights;
     run.init_partial = o.init_partial;
-    run.device = Device::parse(o.device);
-    RUCHE_REQUIRE(run.device.is_cpu()) << "--device " << o.device
-                                       << ": this ruche trains on cpu only so far";
+    run.gpu_math = o.device.gpu_math();
     run.parallel.reducer.bucket_bytes = static_cast<std::int64_t>(o.bucket_mb * (1 << 20));
     run.parallel.reducer.first_bucket_bytes =
         std::min<std::int64_t>(run.parallel.reducer.first_bucket_bytes,
@@ -243,8 +245,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
     CommOptions comm_options;
     comm_options.timeout_seconds = o.comm_timeout;
     comm_options.check_collectives = o.check_collectives;
-    exit_code = launched_as_rank() ? train_as_rank(run, comm_options, o.verbose_ranks)
-                                   : train(run);
+    if (launched_as_rank()) {
+      exit_code = train_as_rank(run, o.device, comm_options, o.verbose_ranks);
+    } else {
+      run.device = o.device.resolve();
+      exit_code = train(run);
+    }
   });
 }
 

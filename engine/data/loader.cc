@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "engine/error.h"
+#include "engine/tensor/allocator.h"
+#include "engine/tensor/storage.h"
 
 namespace ruche {
 
@@ -23,8 +25,17 @@ BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderO
                             << " samples each rank has per epoch";
   const int depth = options_.depth > 0 ? options_.depth : std::max(2, options_.threads + 1);
   slots_.resize(static_cast<std::size_t>(depth));
+  const Shape shape = batch_shape();
   for (Slot& s : slots_) {
-    s.x = Tensor::empty(batch_shape());
+    if (options_.device.is_cuda()) {
+      const auto bytes = static_cast<std::size_t>(shape.numel()) * sizeof(float);
+      s.x = Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, shape,
+                            DType::f32);
+      s.device_x = Tensor::empty(shape, DType::f32, options_.device);
+      s.side = std::make_unique<SideCopy>(options_.device);
+    } else {
+      s.x = Tensor::empty(shape);
+    }
     s.y = Tensor::zeros({b}, DType::i32);
   }
   indices_.reserve(static_cast<std::size_t>(n));
@@ -84,6 +95,7 @@ void BatchLoader::fill(Slot& slot, std::int64_t batch, std::vector<float>& scrat
     y[j] = dataset_->label(index);
   }
   slot.count = count;
+  if (slot.side) slot.side->copy(slot.x, slot.device_x);  // beside the step the GPU is computing
 }
 
 void BatchLoader::produce(std::int64_t batch) {
@@ -127,13 +139,16 @@ std::int64_t BatchLoader::next(Tensor& x, Tensor& y) {
   if (error_) std::rethrow_exception(error_);
   lock.unlock();
   const std::int64_t count = slot.count;
+  // From the slot's device copy when there is one and x lives there (a device-to-device copy).
+  const Tensor& source = slot.side && x.device() == slot.device_x.device() ? slot.device_x : slot.x;
   if (count == options_.batch_size) {
-    x.copy_from(slot.x);
+    x.copy_from(source);
     y.copy_from(slot.y);
   } else {
-    x.narrow(0, 0, count).copy_from(slot.x.narrow(0, 0, count));
+    x.narrow(0, 0, count).copy_from(source.narrow(0, 0, count));
     y.narrow(0, 0, count).copy_from(slot.y.narrow(0, 0, count));
   }
+  if (slot.side) slot.side->release();
   lock.lock();
   next_batch_ = batch + 1;
   lock.unlock();

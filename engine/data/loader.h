@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "engine/data/dataset.h"
 #include "engine/data/sampler.h"
 #include "engine/data/transform.h"
+#include "engine/tensor/side_copy.h"
 #include "engine/tensor/tensor.h"
 
 namespace ruche {
@@ -30,6 +32,10 @@ struct LoaderOptions {
   TransformOptions transform;
   int threads = 1;  // producer threads; each fills whole batches
   int depth = 0;    // batches buffered; 0: threads + 1, at least 2
+  // Where next()'s tensors live. On a CUDA device the batches are made in pinned host memory and
+  // copied to a device copy of each buffer beside compute (SideCopy), so next() copies on the
+  // device only.
+  Device device = Device::cpu();
 };
 
 // Where a loader is: what a checkpoint saves to resume exactly.
@@ -60,7 +66,9 @@ class BatchLoader {
 
  private:
   struct Slot {
-    Tensor x, y;
+    Tensor x, y;                     // host (pinned when device is CUDA)
+    Tensor device_x;                 // the device copy of x (CUDA only)
+    std::unique_ptr<SideCopy> side;  // copies x to device_x (CUDA only)
     std::int64_t batch = -1;  // which batch of the epoch it holds; -1: none
     std::int64_t count = 0;
   };

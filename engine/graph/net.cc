@@ -8,6 +8,7 @@
 
 #include "engine/graph/init.h"
 #include "engine/proto/text_format.h"
+#include "ops/cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace ruche {
@@ -403,18 +404,25 @@ std::vector<LayerTiming> Net::time_layers(int iterations, const StepContext& ctx
     timings[li].type = layers_[li]->type();
     timings[li].has_backward = trainable_layer_[li];
   }
-  forward(ctx);  // warm-up: first-touch pages, primitive caches
+  // A GPU runs asynchronously: each layer is timed from an idle device to an idle device.
+  const auto settle = [this] {
+    if (options_.device.is_cuda()) cuda::synchronize(options_.device.index);
+  };
+  forward(ctx);  // warm-up: first-touch pages, primitive caches, algorithm choices
   backward(ctx, false);
+  settle();
   for (int it = 0; it < iterations; ++it) {
     for (std::size_t li = 0; li < layers_.size(); ++li) {
       const auto start = Clock::now();
       layers_[li]->forward(io_[li], ctx);
+      settle();
       timings[li].forward_ms += ms_since(start);
     }
     for (std::size_t li = layers_.size(); li-- > 0;) {
       if (!trainable_layer_[li]) continue;
       const auto start = Clock::now();
       backward_layer(li, ctx, false);
+      settle();
       timings[li].backward_ms += ms_since(start);
     }
   }

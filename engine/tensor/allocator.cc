@@ -34,6 +34,8 @@ Allocator& allocator_for(Device device) {
   return device.is_cpu() ? cpu_allocator() : cuda_allocator(device.index);
 }
 
+Allocator& pinned_allocator() { return cuda_pinned_allocator(); }
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                 std::size_t bytes) {
   if (bytes == 0) return;

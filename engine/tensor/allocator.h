@@ -21,6 +21,10 @@ Allocator& cpu_allocator();
 // CUDA or the device does not exist.
 Allocator& cuda_allocator(int index);
 Allocator& allocator_for(Device device);
+// Page-locked host memory, which a GPU copies from asynchronously and at full speed (the input
+// pipeline's batches); plain host memory when this process has no CUDA device. Its tensors are
+// cpu tensors.
+Allocator& pinned_allocator();
 
 // Copies `bytes` between any two devices; synchronous with respect to the host.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
@@ -36,5 +40,12 @@ namespace ruche {
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                      std::size_t bytes);
 void cuda_zero_bytes(void* ptr, Device device, std::size_t bytes);
+Allocator& cuda_pinned_allocator();  // cpu_allocator() where there is no device
+
+// SideCopy's hooks: an opaque per-destination state of CUDA events on the device's copy stream.
+void* cuda_side_copy_create(int device);
+void cuda_side_copy_destroy(void* state);
+void cuda_side_copy(void* state, void* dst, const void* src, std::size_t bytes);
+void cuda_side_copy_release(void* state);
 
 }  // namespace ruche

@@ -5,16 +5,21 @@
 namespace ruche {
 
 std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device) {
-  void* p = allocator_for(device).allocate(bytes);
-  return std::shared_ptr<Storage>(new Storage(p, bytes, device, true));
+  return allocate(bytes, device, allocator_for(device));
+}
+
+std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device,
+                                           Allocator& allocator) {
+  void* p = allocator.allocate(bytes);
+  return std::shared_ptr<Storage>(new Storage(p, bytes, device, &allocator));
 }
 
 std::shared_ptr<Storage> Storage::borrow(void* data, std::size_t bytes, Device device) {
-  return std::shared_ptr<Storage>(new Storage(data, bytes, device, false));
+  return std::shared_ptr<Storage>(new Storage(data, bytes, device, nullptr));
 }
 
 Storage::~Storage() {
-  if (owned_ && data_) allocator_for(device_).deallocate(data_, bytes_);
+  if (owner_ && data_) owner_->deallocate(data_, bytes_);
 }
 
 }  // namespace ruche

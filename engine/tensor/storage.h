@@ -8,10 +8,14 @@
 
 namespace ruche {
 
+class Allocator;
+
 class Storage {
  public:
   // Owns `bytes` bytes allocated on `device`.
   static std::shared_ptr<Storage> allocate(std::size_t bytes, Device device);
+  // Owns `bytes` bytes from `allocator` (pinned_allocator(), say), which holds memory of `device`.
+  static std::shared_ptr<Storage> allocate(std::size_t bytes, Device device, Allocator& allocator);
   // Borrows memory owned elsewhere (a memory-mapped file, a peer's buffer); never frees it.
   static std::shared_ptr<Storage> borrow(void* data, std::size_t bytes, Device device);
 
@@ -24,12 +28,12 @@ class Storage {
   Device device() const { return device_; }
 
  private:
-  Storage(void* data, std::size_t bytes, Device device, bool owned)
-      : data_(data), bytes_(bytes), device_(device), owned_(owned) {}
+  Storage(void* data, std::size_t bytes, Device device, Allocator* owner)
+      : data_(data), bytes_(bytes), device_(device), owner_(owner) {}
   void* data_;
   std::size_t bytes_;
   Device device_;
-  bool owned_;
+  Allocator* owner_;  // frees data_; null when borrowed
 };
 
 }  // namespace ruche

@@ -21,7 +21,9 @@ TimeResult time_net(const TimeRequest& request) {
   RUCHE_REQUIRE(request.num_classes > 0)
       << "--classes " << request.num_classes << ": expected a positive number";
   ops::set_num_threads(request.threads);
+  ops::set_gpu_math(request.gpu_math);
   NetOptions options;
+  options.device = request.device;
   options.batch_size = request.batch_size;
   options.sample_shape = request.sample_shape;
   options.num_classes = request.num_classes;
@@ -29,9 +31,11 @@ TimeResult time_net(const TimeRequest& request) {
   std::unique_ptr<Net> net = Net::build(request.net, options);
   net->init_params(1);
 
-  RngStream data{1, RngPurpose::synthetic, 0, 0, 0};
-  fill_normal(net->input(), 0.0f, 1.0f, data);
-  Tensor& labels = net->labels();
+  // Made on the host, then copied to the net's device.
+  Tensor input = Tensor::empty(net->input().shape(), net->input().dtype());
+  fill_normal(input, 0.0f, 1.0f, RngStream{1, RngPurpose::synthetic, 0, 0, 0});
+  net->input().copy_from(input);
+  Tensor labels = Tensor::empty(net->labels().shape(), net->labels().dtype());
   if (labels.dtype() == DType::i32) {
     // Random classes within the classifier's width.
     const Tensor& out = net->output();
@@ -45,6 +49,7 @@ TimeResult time_net(const TimeRequest& request) {
   } else {
     fill_normal(labels, 0.0f, 1.0f, RngStream{1, RngPurpose::synthetic, 0, 0, 1});
   }
+  net->labels().copy_from(labels);
 
   StepContext ctx;
   ctx.phase = Phase::train;

@@ -5,6 +5,7 @@
 
 #include "engine/graph/net.h"
 #include "engine/proto/ruche.pb.h"
+#include "ops/ops.h"
 
 namespace ruche {
 
@@ -16,6 +17,8 @@ struct TimeRequest {
   Shape sample_shape;    // empty: the Input layer's dims
   int num_classes = 10;  // for classifiers whose num_output is 0
   int threads = 0;       // CPU threads; 0: OMP_NUM_THREADS or all cores
+  Device device = Device::cpu();
+  ops::GpuMath gpu_math;  // --precision, --cudnn-benchmark
 };
 
 struct TimeResult {

@@ -23,6 +23,7 @@
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
 #include "engine/train/weights.h"
+#include "ops/cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace ruche {
@@ -165,6 +166,20 @@ int train(const TrainRun& run, Communicator* comm) {
   ops::set_num_threads(run.threads);
   const int rank = comm ? comm->rank() : 0;
   const int ranks = comm ? comm->size() : 1;
+  ops::set_gpu_math(run.gpu_math);
+  const ops::Precision precision = run.gpu_math.precision;
+  if (run.device.is_cuda()) {
+    RUCHE_REQUIRE(ranks == 1)
+        << "--device cuda with " << ranks << " ranks: gradients between GPUs travel by NCCL, "
+        << "which this ruche does not have yet; train on one GPU, or on --device cpu ranks";
+    RUCHE_REQUIRE(precision == ops::Precision::fp32 || precision == ops::Precision::tf32)
+        << "--precision " << ops::precision_name(precision)
+        << ": mixed precision is not implemented yet; use fp32 or tf32";
+  } else {
+    RUCHE_REQUIRE(precision == ops::Precision::fp32)
+        << "--precision " << ops::precision_name(precision)
+        << " applies to --device cuda; the CPU computes in fp32";
+  }
   const bool lead = rank == 0;  // writes the run directory; the others only train
   const std::filesystem::path out = run.out_dir;
   if (lead) std::filesystem::create_directories(out);
@@ -182,6 +197,7 @@ int train(const TrainRun& run, Communicator* comm) {
   train_opts.batch_size = solver.batch_size();
   train_opts.drop_last = true;
   train_opts.transform = transform;
+  train_opts.device = run.device;
   SamplerOptions sampler;
   sampler.shuffle = solver.shuffle();
   sampler.seed = solver.random_seed();
@@ -435,11 +451,15 @@ int train(const TrainRun& run, Communicator* comm) {
                         static_cast<double>(total_steps - step);
         std::printf("%s\n", progress_line(p).c_str());
         std::fflush(stdout);
-        metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
-                          .add("loss", p.loss).add("acc", p.accuracy).add("lr", p.lr)
-                          .add("img_per_s", p.images_per_second)
-                          .add("time_s", seconds_since(started))
-                          .add("saving", checkpoints.saving() ? 1 : 0));
+        MetricsRecord record("train");
+        record.add("epoch", epoch + 1).add("step", step).add("loss", p.loss)
+            .add("acc", p.accuracy).add("lr", p.lr).add("img_per_s", p.images_per_second)
+            .add("time_s", seconds_since(started)).add("saving", checkpoints.saving() ? 1 : 0);
+        if (run.device.is_cuda()) {  // peak device memory held by tensors so far
+          const auto peak = cuda::allocator_stats(run.device.index).peak_allocated_bytes;
+          record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
+        }
+        metrics.write(record);
         interval = Tally();
         interval_start = Clock::now();
       }

@@ -12,6 +12,7 @@
 #include "engine/train/checkpointing.h"
 #include "engine/train/data_parallel.h"
 #include "engine/train/stop_signals.h"
+#include "ops/ops.h"
 
 namespace ruche {
 
@@ -30,6 +31,7 @@ struct TrainRun {
   std::string init_weights;
   bool init_partial = false;
   Device device = Device::cpu();
+  ops::GpuMath gpu_math;         // --precision, --cudnn-benchmark (a cuda device only)
   DataParallelOptions parallel;  // --bucket-mb, --grad-compression, --sync-bn
   bool timeline = false;         // --timeline: RUN/timeline.json
   CheckpointOptions checkpoint;  // --resume, --no-checkpoint, --checkpoint-every-*, --keep-*

@@ -15,6 +15,7 @@
 
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_check.h"
+#include "ops/cuda/kernel_util.h"
 
 namespace ruche {
 namespace {
@@ -150,9 +151,92 @@ CachingAllocator& caching_allocator(int index) {
   return *(*allocators)[static_cast<std::size_t>(index)];
 }
 
+// Page-locked host blocks (cudaHostAlloc); where no device answers, plain host memory. Decided once:
+// a block's deallocation must match its allocation.
+class PinnedAllocator final : public Allocator {
+ public:
+  void* allocate(std::size_t bytes) override {
+    if (!has_device()) return cpu_allocator().allocate(bytes);
+    void* p = nullptr;
+    CUDA_CHECK(cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocPortable));
+    return p;
+  }
+  void deallocate(void* ptr, std::size_t bytes) override {
+    if (!has_device()) return cpu_allocator().deallocate(ptr, bytes);
+    cudaFreeHost(ptr);  // from destructors: no throw; a failure here changes nothing we could fix
+  }
+
+ private:
+  static bool has_device() {
+    static const bool any = !cuda::list_devices().empty();
+    return any;
+  }
+};
+
+// The copy stream of a device: non-blocking, so its copies overlap the compute stream's work.
+cudaStream_t copy_stream(int device) {
+  static std::mutex mutex;
+  static std::unordered_map<int, cudaStream_t> streams;  // never destroyed, like the allocators
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(device);
+  if (it != streams.end()) return it->second;
+  CUDA_CHECK(cudaSetDevice(device));
+  cudaStream_t s = nullptr;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  streams.emplace(device, s);
+  return s;
+}
+
+// One destination's events: `released` on the compute stream after its last reader, `done` on
+// the copy stream after the copy.
+struct SideCopyState {
+  int device = 0;
+  cudaEvent_t released = nullptr, done = nullptr;
+  bool ever_released = false;
+};
+
 }  // namespace
 
 Allocator& cuda_allocator(int index) { return caching_allocator(index); }
+
+Allocator& cuda_pinned_allocator() {
+  static PinnedAllocator allocator;
+  return allocator;
+}
+
+void* cuda_side_copy_create(int device) {
+  auto state = std::make_unique<SideCopyState>();
+  state->device = device;
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaEventCreateWithFlags(&state->released, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  return state.release();
+}
+
+void cuda_side_copy_destroy(void* opaque) {
+  auto* state = static_cast<SideCopyState*>(opaque);
+  cudaSetDevice(state->device);
+  cudaEventDestroy(state->released);
+  cudaEventDestroy(state->done);
+  delete state;
+}
+
+void cuda_side_copy(void* opaque, void* dst, const void* src, std::size_t bytes) {
+  auto* state = static_cast<SideCopyState*>(opaque);
+  CUDA_CHECK(cudaSetDevice(state->device));
+  const cudaStream_t stream = copy_stream(state->device);
+  if (state->ever_released) CUDA_CHECK(cudaStreamWaitEvent(stream, state->released, 0));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+  CUDA_CHECK(cudaEventRecord(state->done, stream));
+  CUDA_CHECK(cudaEventSynchronize(state->done));  // a loader thread waits, never the GPU
+}
+
+void cuda_side_copy_release(void* opaque) {
+  auto* state = static_cast<SideCopyState*>(opaque);
+  CUDA_CHECK(cudaSetDevice(state->device));
+  CUDA_CHECK(cudaEventRecord(state->released, ops::gpu::current_stream()));
+  state->ever_released = true;
+}
 
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                      std::size_t bytes) {
@@ -234,6 +318,11 @@ std::size_t allocator_size_class(std::size_t bytes) {
 AllocatorStats allocator_stats(int device) { return caching_allocator(device).stats(); }
 
 void empty_cache(int device) { caching_allocator(device).empty_cache(); }
+
+void synchronize(int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 }  // namespace cuda
 }  // namespace ruche

@@ -49,4 +49,7 @@ AllocatorStats allocator_stats(int device);
 // Returns the device's cached (free) blocks to the driver.
 void empty_cache(int device);
 
+// Waits until the device has run everything enqueued so far (timing, `ruche time`); cpu: nothing.
+void synchronize(int device);
+
 }  // namespace ruche::cuda
