@@ -31,6 +31,15 @@ const OpTable* cuda_op_table() {
     t.batch_norm_backward_apply = &gpu::batch_norm_backward_apply;
 
     // linear, cross-entropy, penalties
+    t.linear_forward = &gpu::linear_forward;
+    t.linear_backward_data = &gpu::linear_backward_data;
+    t.linear_backward_weights = &gpu::linear_backward_weights;
+    t.softmax_cross_entropy_forward = &gpu::softmax_cross_entropy_forward;
+    t.softmax_cross_entropy_backward = &gpu::softmax_cross_entropy_backward;
+    t.l1_penalty_forward = &gpu::l1_penalty_forward;
+    t.l1_penalty_backward = &gpu::l1_penalty_backward;
+    t.l2_penalty_forward = &gpu::l2_penalty_forward;
+    t.l2_penalty_backward = &gpu::l2_penalty_backward;
 
     // optimizer, casts, non-finite checks
 

@@ -50,6 +50,21 @@ void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& 
                                Tensor& dx, const BatchNormParams& p);
 
 // ---- linear, cross-entropy, penalties (linear.cc, loss.cu, penalty.cu) ----
+// linear.cc: f32, bf16 or f16 inputs (the two of a product alike), output f32 or the inputs' dtype.
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y);
+void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);
+void linear_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db);
+// loss.cu: logits and dlogits f32, bf16 or f16; probs f32. Forward copies one word back to check
+// the labels; backward does not check them again (a row with a bad label gets NaN).
+void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
+                                   Tensor& loss, const CrossEntropyParams& p);
+void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
+                                    float dloss, const CrossEntropyParams& p);
+// penalty.cu
+void l1_penalty_forward(const Tensor& w, float coeff, Tensor& loss);
+void l1_penalty_backward(const Tensor& w, float coeff, Tensor& dw);
+void l2_penalty_forward(const Tensor& w, float coeff, Tensor& loss);
+void l2_penalty_backward(const Tensor& w, float coeff, Tensor& dw);
 
 // ---- optimizer, casts, non-finite checks (optim.cu, cast.cu) ----
 

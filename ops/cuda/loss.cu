@@ -1,10 +1,13 @@
-// Losses on CUDA: mean squared error. The sum is deterministic: fixed per-block partial sums in
-// double, then one block adds the partials in a fixed order.
+// Losses on CUDA: mean squared error and softmax cross-entropy, as ops/cpu/loss.cc. Every sum is
+// deterministic: fixed per-block (or per-row) partial sums in double, then one block adds the
+// partials in a fixed order.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche::ops::gpu {
@@ -62,6 +65,177 @@ class Scratch {
   void* ptr_;
 };
 
+// ---- softmax cross-entropy ----
+// With label smoothing e over C classes and class weights w (1 without), as the CPU op:
+//   loss = [(1 - e) sum_n w[y_n] (-log p[n, y_n]) + e / C sum_n sum_c w[c] (-log p[n, c])] / W,
+//   W = sum_n w[y_n].
+
+// Per row: the row's -w[y] log p[y], -sum_c w[c] log p[c] and w[y].
+struct RowTerms {
+  double nll, smooth, weight;
+};
+
+constexpr std::uint64_t kNoBadLabel = std::numeric_limits<std::uint64_t>::max();
+
+// Threads per row: a power of two from 32 to 256, about C.
+unsigned row_threads(std::int64_t c) {
+  unsigned t = 32;
+  while (t < 256 && t < c) t *= 2;
+  return t;
+}
+
+// Makes the block-reduced value in thread 0 every thread's.
+template <typename T>
+__device__ T broadcast(T v, T* slot) {
+  if (threadIdx.x == 0) *slot = v;
+  __syncthreads();
+  const T out = *slot;
+  __syncthreads();
+  return out;
+}
+
+__device__ bool label_in_range(std::int32_t y, std::int64_t c) { return y >= 0 && y < c; }
+
+// One block per row: the probabilities and the row's terms. log p[c] = x[c] - lse comes from the
+// logits, so a tiny p never becomes log(0); the sums run in double, as on the CPU. A bad label
+// leaves the row's terms zero and records the first such row in *first_bad (integer atomics are
+// exact, so the result does not depend on the order).
+template <typename T>
+__global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
+                                          const std::int32_t* labels, const float* weights,
+                                          float* probs, RowTerms* terms,
+                                          unsigned long long* first_bad) {
+  __shared__ float fshared[32];
+  __shared__ double dshared[32];
+  __shared__ float fslot;
+  __shared__ double dslot;
+  const std::int64_t row = blockIdx.x;
+  const T* x = logits + row * c;
+  float* p = probs + row * c;
+  float m = -INFINITY;
+  for (std::int64_t j = threadIdx.x; j < c; j += blockDim.x) m = fmaxf(m, to_float(x[j]));
+  m = broadcast(block_reduce(m, fshared, MaxOp{}), &fslot);
+  double sum = 0.0;
+  for (std::int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    sum += exp(static_cast<double>(to_float(x[j])) - m);
+  }
+  sum = broadcast(block_reduce(sum, dshared, SumOp{}), &dslot);
+  const double lse = m + log(sum);
+  double smooth = 0.0;
+  for (std::int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+    const double logp = static_cast<double>(to_float(x[j])) - lse;
+    p[j] = static_cast<float>(exp(logp));
+    smooth -= (weights ? static_cast<double>(weights[j]) : 1.0) * logp;
+  }
+  smooth = block_reduce(smooth, dshared, SumOp{});
+  if (threadIdx.x == 0) {
+    const std::int32_t y = labels[row];
+    if (!label_in_range(y, c)) {
+      atomicMin(first_bad, static_cast<unsigned long long>(row));
+      terms[row] = RowTerms{0.0, 0.0, 0.0};
+      return;
+    }
+    const double wy = weights ? static_cast<double>(weights[y]) : 1.0;
+    terms[row] = RowTerms{-wy * (static_cast<double>(to_float(x[y])) - lse), smooth, wy};
+  }
+}
+
+// One block: the loss from the rows' terms, added in a fixed order.
+__global__ void cross_entropy_total_kernel(std::int64_t n, std::int64_t c, const RowTerms* terms,
+                                           double smoothing, float* loss) {
+  __shared__ double shared[32];
+  double nll = 0.0, smooth = 0.0, weight = 0.0;
+  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    nll += terms[i].nll;
+    smooth += terms[i].smooth;
+    weight += terms[i].weight;
+  }
+  nll = block_reduce(nll, shared, SumOp{});
+  smooth = block_reduce(smooth, shared, SumOp{});
+  weight = block_reduce(weight, shared, SumOp{});
+  // n == 0 gives 0 / 0 = NaN, as the CPU op.
+  if (threadIdx.x == 0) {
+    *loss = static_cast<float>((1.0 - smoothing) * nll / weight +
+                               smoothing / static_cast<double>(c) * smooth / weight);
+  }
+}
+
+// The backward's constants: [0] (1 - e) dloss / W, [1] e / C dloss / W, [2] sum_c w[c] (C
+// without weights). One block, fixed order.
+__global__ void cross_entropy_backward_constants_kernel(std::int64_t n, std::int64_t c,
+                                                        const std::int32_t* labels,
+                                                        const float* weights, double smoothing,
+                                                        double dloss, double* constants) {
+  __shared__ double shared[32];
+  double total = 0.0, class_total = 0.0;
+  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const std::int32_t y = labels[i];
+    if (label_in_range(y, c)) total += weights ? static_cast<double>(weights[y]) : 1.0;
+  }
+  if (weights) {
+    for (std::int64_t j = threadIdx.x; j < c; j += blockDim.x) class_total += weights[j];
+  }
+  total = block_reduce(total, shared, SumOp{});
+  class_total = block_reduce(class_total, shared, SumOp{});
+  if (threadIdx.x == 0) {
+    constants[0] = (1.0 - smoothing) * dloss / total;
+    constants[1] = smoothing / static_cast<double>(c) * dloss / total;
+    constants[2] = weights ? class_total : static_cast<double>(c);
+  }
+}
+
+// d/dx[n, j] = dloss / W * ((1 - e) w[y_n] (p_j - [j == y_n]) + e / C (p_j sum_c w[c] - w[j])).
+template <typename D>
+__global__ void cross_entropy_backward_kernel(std::int64_t n, std::int64_t c, const float* probs,
+                                              const std::int32_t* labels, const float* weights,
+                                              const double* constants, D* dlogits) {
+  const double hard = constants[0], soft = constants[1], class_weight_sum = constants[2];
+  const std::int64_t total = n * c;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < total; i += stride) {
+    const std::int64_t row = i / c, j = i - row * c;
+    const std::int32_t y = labels[row];
+    if (!label_in_range(y, c)) {
+      dlogits[i] = from_float<D>(NAN);  // the forward has already thrown for this label
+      continue;
+    }
+    const double wy = weights ? static_cast<double>(weights[y]) : 1.0;
+    const double wj = weights ? static_cast<double>(weights[j]) : 1.0;
+    const double p = probs[i];
+    const double onehot = j == y ? 1.0 : 0.0;
+    dlogits[i] = from_float<D>(
+        static_cast<float>(hard * wy * (p - onehot) + soft * (p * class_weight_sum - wj)));
+  }
+}
+
+// `t` is defined, on a CUDA device, contiguous and f32, bf16 or f16.
+void check_float_arg(const Tensor& t, const char* op, const char* name) {
+  RUCHE_REQUIRE(t.defined()) << op << ": " << name << " is not given";
+  RUCHE_REQUIRE(t.device().is_cuda())
+      << op << ": " << name << " must be on a CUDA device, got " << t.str();
+  RUCHE_REQUIRE(t.dtype() == DType::f32 || t.dtype() == DType::bf16 || t.dtype() == DType::f16)
+      << op << ": " << name << " must be f32, bf16 or f16, got " << t.str();
+  RUCHE_REQUIRE(t.is_contiguous()) << op << ": " << name << " " << t.str() << " is not contiguous";
+}
+
+// The CPU op's checks that need no look at the labels' values: labels i32 [N], smoothing in
+// [0, 1], class_weights f32 [C] when given.
+void check_targets(const char* op, const Tensor& labels, std::int64_t n, std::int64_t c,
+                   const CrossEntropyParams& p) {
+  check_arg(labels, op, "labels", DType::i32);
+  RUCHE_REQUIRE(labels.shape() == Shape{n})
+      << op << ": labels must be [" << n << "] to match the logits' batch, got " << labels.str();
+  RUCHE_REQUIRE(p.label_smoothing >= 0.0f && p.label_smoothing <= 1.0f)
+      << op << ": label_smoothing must be in [0, 1], got " << p.label_smoothing;
+  if (p.class_weights.defined()) {
+    check_arg(p.class_weights, op, "class_weights");
+    RUCHE_REQUIRE(p.class_weights.shape() == Shape{c})
+        << op << ": class_weights must be [" << c << "], got " << p.class_weights.str();
+  }
+  RUCHE_REQUIRE(n < (std::int64_t{1} << 31)) << op << ": " << n << " rows exceed one CUDA grid";
+}
+
 }  // namespace
 
 void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss) {
@@ -98,6 +272,86 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
   mse_backward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(
       n, pred.data<float>(), target.data<float>(), dpred.data<float>(), factor);
   CUDA_CHECK_LAUNCH(mse_backward_kernel);
+}
+
+void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
+                                   Tensor& loss, const CrossEntropyParams& p) {
+  constexpr const char* op = "softmax_cross_entropy_forward";
+  check_float_arg(logits, op, "logits");
+  RUCHE_REQUIRE(logits.ndim() == 2) << op << ": logits must be [N, C], got " << logits.str();
+  check_arg(probs, op, "probs");
+  check_shape_as(probs, logits, op, "probs", "logits");
+  check_arg(loss, op, "loss");
+  RUCHE_REQUIRE(loss.numel() == 1) << op << ": loss must hold one element, got shape "
+                                   << loss.shape().str();
+  const std::int64_t n = logits.size(0), c = logits.size(1);
+  check_targets(op, labels, n, c, p);
+  use_device_of(logits);
+  const cudaStream_t s = current_stream();
+  const float* weights = p.class_weights.defined() ? p.class_weights.data<float>() : nullptr;
+  // The first bad row, then the rows' terms.
+  Scratch scratch(logits.device(),
+                  sizeof(unsigned long long) + static_cast<std::size_t>(n) * sizeof(RowTerms));
+  auto* first_bad = scratch.as<unsigned long long>();
+  auto* terms = reinterpret_cast<RowTerms*>(first_bad + 1);
+  CUDA_CHECK(cudaMemsetAsync(first_bad, 0xFF, sizeof(unsigned long long), s));  // kNoBadLabel
+  if (n > 0 && c > 0) {
+    visit_float_dtype(logits.dtype(), [&](auto logit_type) {
+      using T = decltype(logit_type);
+      cross_entropy_rows_kernel<<<static_cast<unsigned>(n), row_threads(c), 0, s>>>(
+          c, static_cast<const T*>(logits.raw_data()), labels.data<std::int32_t>(), weights,
+          probs.data<float>(), terms, first_bad);
+      CUDA_CHECK_LAUNCH(cross_entropy_rows_kernel);
+    });
+  } else if (n > 0) {  // no classes: every label is out of range
+    CUDA_CHECK(cudaMemsetAsync(first_bad, 0, sizeof(unsigned long long), s));
+  }
+  cross_entropy_total_kernel<<<1, kThreads, 0, s>>>(n, c, terms,
+                                                    static_cast<double>(p.label_smoothing),
+                                                    loss.data<float>());
+  CUDA_CHECK_LAUNCH(cross_entropy_total_kernel);
+  // A kernel cannot throw: the CPU op's label check reads one word back (the trainer reads the
+  // loss every step anyway). probs and loss are written before it throws.
+  unsigned long long bad = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, s));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  if (bad != kNoBadLabel) {
+    std::int32_t label = 0;
+    CUDA_CHECK(cudaMemcpyAsync(&label, labels.data<std::int32_t>() + bad, sizeof label,
+                               cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    RUCHE_FAIL() << op << ": label " << label << " at index " << bad
+                 << " is out of range for " << c << " classes";
+  }
+}
+
+void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
+                                    float dloss, const CrossEntropyParams& p) {
+  constexpr const char* op = "softmax_cross_entropy_backward";
+  check_arg(probs, op, "probs");
+  RUCHE_REQUIRE(probs.ndim() == 2) << op << ": probs must be [N, C], got " << probs.str();
+  check_float_arg(dlogits, op, "dlogits");
+  check_shape_as(dlogits, probs, op, "dlogits", "probs");
+  const std::int64_t n = probs.size(0), c = probs.size(1);
+  check_targets(op, labels, n, c, p);
+  if (n == 0 || c == 0) return;
+  use_device_of(probs);
+  const cudaStream_t s = current_stream();
+  const float* weights = p.class_weights.defined() ? p.class_weights.data<float>() : nullptr;
+  // Labels are not checked again here (that would cost a second wait per step): the forward
+  // threw for them; rows with a bad label get NaN.
+  Scratch constants(probs.device(), 3 * sizeof(double));
+  cross_entropy_backward_constants_kernel<<<1, kThreads, 0, s>>>(
+      n, c, labels.data<std::int32_t>(), weights, static_cast<double>(p.label_smoothing),
+      static_cast<double>(dloss), constants.as<double>());
+  CUDA_CHECK_LAUNCH(cross_entropy_backward_constants_kernel);
+  visit_float_dtype(dlogits.dtype(), [&](auto dlogit_type) {
+    using D = decltype(dlogit_type);
+    cross_entropy_backward_kernel<<<blocks_for(n * c), kThreads, 0, s>>>(
+        n, c, probs.data<float>(), labels.data<std::int32_t>(), weights, constants.as<double>(),
+        static_cast<D*>(dlogits.raw_data()));
+    CUDA_CHECK_LAUNCH(cross_entropy_backward_kernel);
+  });
 }
 
 }  // namespace ruche::ops::gpu
