@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""A few training steps on the GPU and on the CPU, from the same weights and the same batches
+(shuffled, augmented, with dropout: the counter-based generator gives both devices the same
+numbers), end with the same weights: norm-relative 1e-3 with --precision fp32 (strict, no TF32).
+Every op a small CNN needs runs: convolution with and without bias, batch norm, ReLU, max and
+average pooling, dropout, a residual add, linear layers, softmax cross-entropy, SGD with Nesterov
+momentum and weight decay, gradient clipping. Exits 77 (ctest's skip) without a CUDA device.
+
+usage: train_equivalence.py RUCHE_BINARY WORKDIR
+"""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+NET = """
+layer { name: "data" type: "Input" top: "data" top: "label" }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 8 kernel_size: 3 pad: 1 bias_term: false } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "bn1" }
+layer { name: "relu1" type: "ReLU" bottom: "bn1" top: "bn1" }
+layer { name: "conv2" type: "Convolution" bottom: "bn1" top: "conv2"
+        convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
+layer { name: "join" type: "Eltwise" bottom: "conv2" bottom: "bn1" top: "join" }
+layer { name: "pool1" type: "Pooling" bottom: "join" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "pool2" type: "Pooling" bottom: "pool1" top: "pool2"
+        pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
+layer { name: "fc1" type: "InnerProduct" bottom: "pool2" top: "fc1"
+        inner_product_param { num_output: 16 } }
+layer { name: "relu2" type: "ReLU" bottom: "fc1" top: "fc1" }
+layer { name: "drop" type: "Dropout" bottom: "fc1" top: "fc1" dropout_param { dropout_ratio: 0.25 } }
+layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
+        inner_product_param { num_output: 4 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
+"""
+
+SOLVER = """
+type: "sgd" base_lr: 0.05 momentum: 0.9 nesterov: true weight_decay: 0.0005 lr_policy: "fixed"
+clip_grad_norm: 5 batch_size: 32 max_iter: 8 display: 1 random_seed: 7
+val_fraction: 0 shuffle: true augment: true
+"""
+
+
+def has_cuda(ruche: str) -> bool:
+    out = subprocess.run([ruche, "devices"], capture_output=True, text=True)
+    print(out.stdout.strip())
+    return out.returncode == 0 and "no CUDA device" not in out.stdout
+
+
+def train(ruche: str, work: pathlib.Path, device: str) -> dict:
+    run = work / f"run-{device}"
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
+    subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
+                    str(work / "solver.prototxt"), "--data", str(work / "data.npz"),
+                    "--init-weights", str(work / "init.npz"), "--out", str(run),
+                    "--device", device, "--precision", "fp32", "--no-checkpoint"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return dict(np.load(run / "model.npz"))
+
+
+def main() -> int:
+    ruche, work = sys.argv[1], pathlib.Path(sys.argv[2])
+    if not has_cuda(ruche):
+        print("skipped: no CUDA device")
+        return 77
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    x = rng.random((320, 1, 12, 12), dtype=np.float32)
+    y = rng.integers(0, 4, 320).astype(np.int32)
+    np.savez(work / "data.npz", x=x, y=y)
+    (work / "net.prototxt").write_text(NET)
+    (work / "solver.prototxt").write_text(SOLVER)
+    # The starting weights: ruche's own initialisation, written by a zero-step run.
+    init_run = work / "run-init"
+    shutil.rmtree(init_run, ignore_errors=True)
+    subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
+                    str(work / "solver.prototxt"), "--data", str(work / "data.npz"),
+                    "--out", str(init_run), "--max-steps", "1", "--lr", "0", "--no-checkpoint"],
+                   check=True, stdout=subprocess.DEVNULL)
+    shutil.copy(init_run / "model.npz", work / "init.npz")
+
+    cpu, gpu = train(ruche, work, "cpu"), train(ruche, work, "cuda")
+    start = dict(np.load(work / "init.npz"))
+    worst = 0.0
+    for name, expected in cpu.items():
+        a, b = gpu[name].astype(np.float64), expected.astype(np.float64)
+        err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+        moved = np.linalg.norm(b - start[name]) / max(np.linalg.norm(b), 1e-12)
+        print(f"{name:24s} norm-relative error {err:.2e} (moved {moved:.2e} from the start)")
+        worst = max(worst, err)
+    if worst > 1e-3:
+        print(f"FAIL: worst error {worst:.2e} > 1e-3")
+        return 1
+    print(f"GPU and CPU agree: worst norm-relative error {worst:.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
