@@ -20,6 +20,15 @@ const OpTable* cuda_op_table() {
     t.mse_forward = &gpu::mse_forward;
     t.mse_backward = &gpu::mse_backward;
     // convolution and pooling
+    t.conv2d_forward = &gpu::conv2d_forward;
+    t.conv2d_backward_data = &gpu::conv2d_backward_data;
+    t.conv2d_backward_weights = &gpu::conv2d_backward_weights;
+    t.max_pool2d_forward = &gpu::max_pool2d_forward;
+    t.max_pool2d_backward = &gpu::max_pool2d_backward;
+    t.avg_pool2d_forward = &gpu::avg_pool2d_forward;
+    t.avg_pool2d_backward = &gpu::avg_pool2d_backward;
+    t.global_avg_pool_forward = &gpu::global_avg_pool_forward;
+    t.global_avg_pool_backward = &gpu::global_avg_pool_backward;
 
     // batch norm
     t.batch_norm_forward_training = &gpu::batch_norm_forward_training;

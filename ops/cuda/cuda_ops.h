@@ -26,6 +26,32 @@ void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss);
 void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss);
 
 // ---- convolution and pooling (conv.cc, pooling.cu) ----
+// Convolution: x, w, b, y (and their gradients) f32, or bf16 / f16 (fp32 compute); w and b have
+// x's dtype. Pooling: f32.
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
+                    const Conv2dParams& p);
+void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p);
+void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
+                             const Conv2dParams& p);
+// The convolution algorithm cache, for tests: shapes cached (all devices, all math settings),
+// algorithm choices made so far, and what one shape got under the current gpu_math().
+struct ConvAlgorithms {
+  bool cached = false;  // the shape has a cache entry under the current settings
+  // cuDNN's cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t values; -1: not chosen yet.
+  int forward = -1, backward_data = -1, backward_weights = -1;
+  std::size_t forward_workspace = 0, backward_data_workspace = 0, backward_weights_workspace = 0;
+};
+std::size_t conv_algorithm_cache_size();
+std::uint64_t conv_algorithm_searches();
+// x (its device, dtype and shape) and w (its shape) as passed to the ops.
+ConvAlgorithms conv_algorithms(const Tensor& x, const Tensor& w, const Conv2dParams& p);
+void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p);
+void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
+                         const Pool2dParams& p);
+void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p);
+void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p);
+void global_avg_pool_forward(const Tensor& x, Tensor& y);
+void global_avg_pool_backward(const Tensor& dy, Tensor& dx);
 
 // ---- batch norm (batch_norm.cc, batch_norm.cu) ----
 // x, y, dy, dx f32, or bf16 / f16 with f32 gamma, beta and statistics. The count checks of the

@@ -1,0 +1,288 @@
+// Max, average and global average pooling over NCHW planes on CUDA, f32, with the semantics of
+// ops/cpu/pooling.cc (window clipping, ceil_mode, count_include_pad, argmax indices h * W + w).
+// Forward: one thread per output element. Backward gathers: one thread per input element sums,
+// in the CPU's order, the outputs whose window holds it, so no atomics are needed and the
+// result is bit-identical to the CPU's scatter. Global average: one block per plane.
+#include <cstdint>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/kernel_util.h"
+
+namespace ruche::ops::gpu {
+namespace {
+
+// The plane geometry every pooling kernel needs.
+struct PoolGeometry {
+  std::int64_t planes, H, W, OH, OW;
+  int kh, kw, sh, sw, ph, pw;
+  bool count_include_pad;
+};
+
+PoolGeometry geometry(const Tensor& input, const Tensor& output, const Pool2dParams& p) {
+  return {input.size(0) * input.size(1),
+          input.size(2),
+          input.size(3),
+          output.size(2),
+          output.size(3),
+          p.kernel_h,
+          p.kernel_w,
+          p.stride_h,
+          p.stride_w,
+          p.pad_h,
+          p.pad_w,
+          p.count_include_pad};
+}
+
+// The window of output (oh, ow), clipped to the input: rows [h0, h1), columns [w0, w1).
+struct Window {
+  std::int64_t h0, h1, w0, w1;
+};
+
+__device__ inline std::int64_t lesser(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
+__device__ inline std::int64_t greater(std::int64_t a, std::int64_t b) { return a > b ? a : b; }
+
+__device__ inline Window window_at(std::int64_t oh, std::int64_t ow, const PoolGeometry& g) {
+  const std::int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+  return {greater(h0, 0), lesser(h0 + g.kh, g.H), greater(w0, 0), lesser(w0 + g.kw, g.W)};
+}
+
+// As the CPU's avg_divisor: padding cells count when asked, never the cells past the right
+// padding that ceil_mode adds.
+__device__ inline float avg_divisor(std::int64_t oh, std::int64_t ow, const PoolGeometry& g) {
+  if (!g.count_include_pad) {
+    const Window w = window_at(oh, ow, g);
+    return static_cast<float>((w.h1 - w.h0) * (w.w1 - w.w0));
+  }
+  const std::int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+  const std::int64_t h1 = lesser(h0 + g.kh, g.H + g.ph), w1 = lesser(w0 + g.kw, g.W + g.pw);
+  return static_cast<float>((h1 - h0) * (w1 - w0));
+}
+
+// The outputs along one axis whose window covers input position i: [first, last], possibly
+// empty. Output o covers [o * s - pad, o * s - pad + k).
+struct Span {
+  std::int64_t first, last;
+};
+
+__device__ inline Span covering(std::int64_t i, int k, int s, int pad, std::int64_t outputs) {
+  const std::int64_t hi = i + pad;  // o * s <= hi and o * s > hi - k
+  const std::int64_t first = hi - k < 0 ? 0 : (hi - k) / s + 1;
+  const std::int64_t last = lesser(hi / s, outputs - 1);
+  return {first, last};
+}
+
+__global__ void max_pool_forward_kernel(const float* x, float* y, std::int32_t* indices,
+                                        PoolGeometry g) {
+  const std::int64_t total = g.planes * g.OH * g.OW;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       o < total; o += stride) {
+    const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
+    const float* xp = x + plane * g.H * g.W;
+    const Window w = window_at(oh, ow, g);
+    std::int64_t best = w.h0 * g.W + w.w0;
+    float best_value = -std::numeric_limits<float>::infinity();
+    for (std::int64_t h = w.h0; h < w.h1; ++h) {
+      for (std::int64_t c = w.w0; c < w.w1; ++c) {
+        const float v = xp[h * g.W + c];
+        // The first maximum wins; a NaN propagates (the CPU's and PyTorch's rule).
+        if (v > best_value || isnan(v)) {
+          best_value = v;
+          best = h * g.W + c;
+        }
+      }
+    }
+    y[o] = best_value;
+    indices[o] = static_cast<std::int32_t>(best);
+  }
+}
+
+// dx[i] = the sum of dy over the outputs that chose i, taken in increasing output order (the
+// CPU's scatter order). An index that points outside the plane matches no input and is dropped.
+__global__ void max_pool_backward_kernel(const float* dy, const std::int32_t* indices, float* dx,
+                                         PoolGeometry g) {
+  const std::int64_t total = g.planes * g.H * g.W;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < total; i += stride) {
+    const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
+    const std::int64_t position = h * g.W + c;
+    const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
+    const Span cols = covering(c, g.kw, g.sw, g.pw, g.OW);
+    const std::int64_t base = plane * g.OH * g.OW;
+    float sum = 0.0f;
+    for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
+      for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
+        const std::int64_t o = base + oh * g.OW + ow;
+        if (indices[o] == position) sum += dy[o];
+      }
+    }
+    dx[i] = sum;
+  }
+}
+
+__global__ void avg_pool_forward_kernel(const float* x, float* y, PoolGeometry g) {
+  const std::int64_t total = g.planes * g.OH * g.OW;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       o < total; o += stride) {
+    const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
+    const float* xp = x + plane * g.H * g.W;
+    const Window w = window_at(oh, ow, g);
+    float sum = 0.0f;
+    for (std::int64_t h = w.h0; h < w.h1; ++h) {
+      for (std::int64_t c = w.w0; c < w.w1; ++c) sum += xp[h * g.W + c];
+    }
+    y[o] = sum / avg_divisor(oh, ow, g);
+  }
+}
+
+// dx[i] = the sum of dy[o] / divisor(o) over the windows o that hold i, in increasing o (the
+// CPU's order). A clipped window holds i exactly when the unclipped one does, i being inside.
+__global__ void avg_pool_backward_kernel(const float* dy, float* dx, PoolGeometry g) {
+  const std::int64_t total = g.planes * g.H * g.W;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < total; i += stride) {
+    const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
+    const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
+    const Span cols = covering(c, g.kw, g.sw, g.pw, g.OW);
+    const std::int64_t base = plane * g.OH * g.OW;
+    float sum = 0.0f;
+    for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
+      for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
+        sum += dy[base + oh * g.OW + ow] / avg_divisor(oh, ow, g);
+      }
+    }
+    dx[i] = sum;
+  }
+}
+
+// Block b averages plane b: a double sum (large planes would drift in float, as on the CPU),
+// each thread's strided part then the block's fixed tree.
+__global__ void global_avg_pool_forward_kernel(const float* x, float* y, std::int64_t plane_size) {
+  __shared__ double shared[32];
+  const float* xp = x + static_cast<std::int64_t>(blockIdx.x) * plane_size;
+  double sum = 0;
+  for (std::int64_t i = threadIdx.x; i < plane_size; i += blockDim.x) sum += xp[i];
+  sum = block_reduce(sum, shared, SumOp{});
+  if (threadIdx.x == 0) y[blockIdx.x] = static_cast<float>(sum / static_cast<double>(plane_size));
+}
+
+__global__ void global_avg_pool_backward_kernel(const float* dy, float* dx, std::int64_t planes,
+                                                std::int64_t plane_size) {
+  const std::int64_t total = planes * plane_size;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       i < total; i += stride) {
+    dx[i] = dy[i / plane_size] / static_cast<float>(plane_size);
+  }
+}
+
+std::string describe(const Pool2dParams& p) {
+  std::ostringstream s;
+  s << "kernel " << p.kernel_h << "x" << p.kernel_w << " stride " << p.stride_h << "x" << p.stride_w
+    << " padding " << p.pad_h << "x" << p.pad_w << (p.ceil_mode ? " ceil_mode" : "");
+  return s.str();
+}
+
+// As the CPU's check_pool: x (the input side, [N, C, H, W]) and y (the output side) are dense
+// f32 on a CUDA device and fit p.
+void check_pool(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
+                const Tensor& y, const Pool2dParams& p) {
+  check_arg(x, op, x_arg);
+  check_arg(y, op, y_arg);
+  RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
+  const Shape expected = pool2d_output_shape(x.shape(), p);
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
+      << x.shape().str() << " with " << describe(p) << " gives " << expected.str();
+}
+
+void check_global(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
+                  const Tensor& y) {
+  check_arg(x, op, x_arg);
+  check_arg(y, op, y_arg);
+  RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
+  const Shape expected{x.size(0), x.size(1), 1, 1};
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
+      << x.shape().str() << " gives " << expected.str();
+}
+
+}  // namespace
+
+void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p) {
+  constexpr const char* op = "max_pool2d_forward";
+  check_pool(op, "input", x, "output", y, p);
+  check_arg(indices, op, "indices", DType::i32);
+  check_shape_as(indices, y, op, "indices", "output");
+  RUCHE_REQUIRE(x.size(2) * x.size(3) <= std::numeric_limits<std::int32_t>::max())
+      << op << ": input plane " << x.size(2) << "x" << x.size(3) << " is too large for i32 indices";
+  if (y.numel() == 0) return;
+  use_device_of(x);
+  max_pool_forward_kernel<<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
+      x.data<float>(), y.data<float>(), indices.data<std::int32_t>(), geometry(x, y, p));
+  CUDA_CHECK_LAUNCH(max_pool_forward_kernel);
+}
+
+// Unlike the CPU, an index outside the plane is not reported (that would need a device-to-host
+// read after every call); it contributes to no input.
+void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
+                         const Pool2dParams& p) {
+  constexpr const char* op = "max_pool2d_backward";
+  check_pool(op, "dx", dx, "dy", dy, p);
+  check_arg(indices, op, "indices", DType::i32);
+  check_shape_as(indices, dy, op, "indices", "dy");
+  if (dx.numel() == 0) return;
+  use_device_of(dx);
+  max_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+      dy.data<float>(), indices.data<std::int32_t>(), dx.data<float>(), geometry(dx, dy, p));
+  CUDA_CHECK_LAUNCH(max_pool_backward_kernel);
+}
+
+void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
+  check_pool("avg_pool2d_forward", "input", x, "output", y, p);
+  if (y.numel() == 0) return;
+  use_device_of(x);
+  avg_pool_forward_kernel<<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
+      x.data<float>(), y.data<float>(), geometry(x, y, p));
+  CUDA_CHECK_LAUNCH(avg_pool_forward_kernel);
+}
+
+void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
+  check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
+  if (dx.numel() == 0) return;
+  use_device_of(dx);
+  avg_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+      dy.data<float>(), dx.data<float>(), geometry(dx, dy, p));
+  CUDA_CHECK_LAUNCH(avg_pool_backward_kernel);
+}
+
+void global_avg_pool_forward(const Tensor& x, Tensor& y) {
+  check_global("global_avg_pool_forward", "input", x, "output", y);
+  const std::int64_t planes = x.size(0) * x.size(1), plane_size = x.size(2) * x.size(3);
+  if (planes == 0) return;
+  RUCHE_REQUIRE(planes <= std::numeric_limits<std::int32_t>::max())
+      << "global_avg_pool_forward: " << planes << " planes exceed one grid";
+  use_device_of(x);
+  global_avg_pool_forward_kernel<<<static_cast<unsigned>(planes), kThreads, 0,
+                                   current_stream()>>>(x.data<float>(), y.data<float>(),
+                                                       plane_size);
+  CUDA_CHECK_LAUNCH(global_avg_pool_forward_kernel);
+}
+
+void global_avg_pool_backward(const Tensor& dy, Tensor& dx) {
+  check_global("global_avg_pool_backward", "dx", dx, "dy", dy);
+  const std::int64_t planes = dx.size(0) * dx.size(1), plane_size = dx.size(2) * dx.size(3);
+  if (dx.numel() == 0) return;
+  use_device_of(dx);
+  global_avg_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+      dy.data<float>(), dx.data<float>(), planes, plane_size);
+  CUDA_CHECK_LAUNCH(global_avg_pool_backward_kernel);
+}
+
+}  // namespace ruche::ops::gpu
