@@ -6,7 +6,7 @@
 //     batch mean and the inverse standard deviation 1 / sqrt(var + eps); we save the biased
 //     variance, so a small kernel converts (and converts back before cuDNN's backward). cuDNN's
 //     own running statistics are not used: its docs do not pin down the variance it averages, so
-//     cuDNN gets no running buffers and the same kernel updates ours exactly as the CPU op does
+//     cuDNN writes them to scratch and the same kernel updates ours exactly as the CPU op does
 //     (momentum as torch, the variance unbiased by n / (n - 1)).
 //   - the synchronized batch norm's four pieces are our own deterministic kernels
 //     (batch_norm.cu).
@@ -16,10 +16,12 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -137,18 +139,35 @@ class Descriptors {
   cudnnTensorDescriptor_t channels_ = nullptr;
 };
 
+// The descriptors of x's shape and dtype, made on first use and kept (never freed, as the
+// library handles), so a step creates none after the first.
+const Descriptors& descriptors_for(const Tensor& x, const char* op) {
+  static std::mutex mutex;
+  static std::map<std::array<std::int64_t, 5>, std::unique_ptr<Descriptors>> all;
+  const bool nchw = x.ndim() == 4;
+  const std::array<std::int64_t, 5> key{static_cast<std::int64_t>(x.dtype()), x.size(0), x.size(1),
+                                        nchw ? x.size(2) : 1, nchw ? x.size(3) : 1};
+  std::lock_guard<std::mutex> lock(mutex);
+  std::unique_ptr<Descriptors>& d = all[key];
+  if (!d) d = std::make_unique<Descriptors>(x, op);
+  return *d;
+}
+
 // ---- per-channel scratch ----
 
-// Device vectors of C floats that stand in for undefined arguments and hold the inverse standard
-// deviation cuDNN wants. One per (device, C), never freed (as the library handles); ops run in
-// order on one stream, so successive calls may share them.
+// Device vectors of C floats that stand in for undefined arguments and hold what cuDNN computes
+// in its conventions. One per (device, C), never freed (as the library handles); ops run in order
+// on one stream, so successive calls may share them.
 struct ChannelScratch {
   float* ones = nullptr;    // gamma when undefined
   float* zeros = nullptr;   // beta when undefined
   float* invstd = nullptr;  // cuDNN's saved inverse standard deviation
   float* dgamma = nullptr;  // parameter gradients nobody asked for
   float* dbeta = nullptr;
+  float* cudnn_running_mean = nullptr;  // cuDNN's running statistics, written and never read
+  float* cudnn_running_var = nullptr;
 };
+constexpr std::size_t kScratchVectors = 7;
 
 ChannelScratch& scratch_for(Device device, std::int64_t c) {
   static std::mutex mutex;
@@ -157,11 +176,12 @@ ChannelScratch& scratch_for(Device device, std::int64_t c) {
   ChannelScratch& s = all[{device.index, c}];
   if (!s.ones) {
     const std::int64_t n = std::max<std::int64_t>(c, 1);
-    auto* block = static_cast<float*>(
-        allocator_for(device).allocate(5 * static_cast<std::size_t>(n) * sizeof(float)));
-    s = {block, block + n, block + 2 * n, block + 3 * n, block + 4 * n};
+    auto* block = static_cast<float*>(allocator_for(device).allocate(
+        kScratchVectors * static_cast<std::size_t>(n) * sizeof(float)));
+    s = {block,         block + n,     block + 2 * n, block + 3 * n,
+         block + 4 * n, block + 5 * n, block + 6 * n};
+    bn::fill(kScratchVectors * c, 0.0f, block, current_stream());
     bn::fill(c, 1.0f, s.ones, current_stream());
-    bn::fill(c, 0.0f, s.zeros, current_stream());
   }
   return s;
 }
@@ -203,14 +223,13 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
                        << x.shape().str();
 
   use_device_of(x);
-  const Descriptors d(x, op);
+  const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
   CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
       cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.data(), x.raw_data(), d.data(),
       y.raw_data(), d.channels(), ptr_or(gamma, s.ones), ptr_or(beta, s.zeros),
-      /*exponentialAverageFactor=*/0.0, /*resultRunningMean=*/nullptr,
-      /*resultRunningVariance=*/nullptr, static_cast<double>(p.eps), save_mean.raw_data(),
-      s.invstd));
+      /*exponentialAverageFactor=*/1.0, s.cudnn_running_mean, s.cudnn_running_var,
+      static_cast<double>(p.eps), save_mean.raw_data(), s.invstd));
   bn::finish_training_stats(c, n, save_mean.data<float>(), s.invstd, save_var.data<float>(),
                             running_mean.data<float>(), running_var.data<float>(), p.eps,
                             p.momentum, current_stream());
@@ -235,7 +254,7 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
   if (x.numel() == 0) return;
 
   use_device_of(x);
-  const Descriptors d(x, op);
+  const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
   CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
       cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.data(), x.raw_data(), d.data(),
@@ -274,7 +293,7 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
     if (dbeta.defined()) CUDA_CHECK(cudaMemsetAsync(dbeta.raw_data(), 0, dbeta.nbytes(), stream));
     return;
   }
-  const Descriptors d(x, op);
+  const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
   bn::inverse_std(c, save_var.data<float>(), p.eps, s.invstd, stream);
   CUDNN_CHECK(cudnnBatchNormalizationBackward(
