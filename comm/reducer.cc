@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "comm/half.h"
+#include "engine/tensor/half.h"
 
 namespace ruche {
 

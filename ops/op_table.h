@@ -69,6 +69,12 @@ namespace ruche::ops {
   X(add, (const Tensor& a, const Tensor& b, Tensor& y), (a, b, y), (a, b, y))                      \
   X(axpy, (float alpha, const Tensor& x, Tensor& y), (alpha, x, y), (x, y))                        \
   X(scale, (float alpha, Tensor& x), (alpha, x), (x))                                              \
+  X(optimizer_update, (const OptimizerStep& step, Tensor& params, const Tensor& grads,             \
+    Tensor& slot0, Tensor& slot1), (step, params, grads, slot0, slot1),                             \
+    (params, grads, slot0, slot1))                                                                  \
+  X(sum_squares_finite, (const Tensor& x, std::int64_t count, SumSquaresFinite& out),              \
+    (x, count, out), (x))                                                                           \
+  X(cast, (const Tensor& x, Tensor& y), (x, y), (x, y))                                            \
   X(softmax_cross_entropy_forward, (const Tensor& logits, const Tensor& labels, Tensor& probs,     \
     Tensor& loss, const CrossEntropyParams& p), (logits, labels, probs, loss, p),                   \
     (logits, labels, probs, loss, p.class_weights))                                                 \

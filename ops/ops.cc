@@ -59,6 +59,34 @@ const char* precision_name(Precision p) {
   return "?";
 }
 
+std::int64_t check_optimizer_update(const OptimizerStep& step, const Tensor& params,
+                                    const Tensor& grads, const Tensor& slot0, const Tensor& slot1) {
+  constexpr const char* op = "optimizer_update";
+  RUCHE_REQUIRE(step.steps.size() == step.ranges.size())
+      << op << ": " << step.steps.size() << " range steps for " << step.ranges.size() << " ranges";
+  std::int64_t end = 0;
+  for (std::size_t r = 0; r < step.ranges.size(); ++r) {
+    const UpdateRange& range = step.ranges[r];
+    RUCHE_REQUIRE(range.begin >= end && range.end >= range.begin)
+        << op << ": range " << r << " [" << range.begin << ", " << range.end
+        << ") is reversed or starts before the previous range's end " << end;
+    end = range.end;
+  }
+  const auto check_buffer = [&](const char* name, const Tensor& t) {
+    RUCHE_REQUIRE(t.defined()) << op << ": " << name << " is not given";
+    RUCHE_REQUIRE(t.dtype() == DType::f32) << op << ": " << name << " must be f32, got " << t.str();
+    RUCHE_REQUIRE(t.is_contiguous())
+        << op << ": " << name << " " << t.str() << " is not contiguous";
+    RUCHE_REQUIRE(t.numel() >= end) << op << ": " << name << " holds " << t.numel()
+                                    << " elements but the ranges reach " << end;
+  };
+  check_buffer("params", params);
+  check_buffer("grads", grads);
+  if (uses_slot0(step.kind, step.hyper)) check_buffer("slot0", slot0);
+  if (uses_slot1(step.kind, step.hyper)) check_buffer("slot1", slot1);
+  return end;
+}
+
 void set_gpu_math(const GpuMath& math) { math_setting() = math; }
 const GpuMath& gpu_math() { return math_setting(); }
 

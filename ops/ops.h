@@ -14,6 +14,7 @@
 
 #include "engine/rng/philox.h"
 #include "engine/tensor/tensor.h"
+#include "ops/optimizer_update.h"
 
 namespace ruche::ops {
 
@@ -153,6 +154,24 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p)
 void add(const Tensor& a, const Tensor& b, Tensor& y);  // y = a + b (a residual join)
 void axpy(float alpha, const Tensor& x, Tensor& y);     // y += alpha * x
 void scale(float alpha, Tensor& x);                     // x *= alpha
+
+// ---- optimizer, gradient statistics, casts ----
+// The fused update (ops/optimizer_update.h) of every range of step.ranges, on the params' device:
+// one pass (one kernel) over the flat buffers. slot0 / slot1 as uses_slot0 / uses_slot1 say
+// (undefined where unused). LARS trust ratios come from per-range norms in double computed on the
+// params' device (deterministic). Allocates nothing after the first call with the same ranges.
+void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads,
+                      Tensor& slot0, Tensor& slot1);
+struct SumSquaresFinite {
+  double sum_squares = 0;  // sum of x^2, accumulated in double
+  bool finite = true;      // false when any element is NaN or Inf
+};
+// Over elements [0, count) of x (f32, contiguous), returned to the host (waits for the device).
+// Deterministic: on the CPU for a given thread count, on CUDA always (a fixed tree).
+void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& out);
+// y = x in y's dtype (f32, bf16, f16; same shape): round to nearest even, overflow to inf, NaN
+// stays NaN (its payload may not); widening is exact.
+void cast(const Tensor& x, Tensor& y);
 
 // ---- losses; loss is a one-element f32 tensor; backward multiplies by dloss ----
 struct CrossEntropyParams {

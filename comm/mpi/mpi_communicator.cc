@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/half.h"
+#include "engine/tensor/half.h"
 #include "comm/mpi/collective_info.h"
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"

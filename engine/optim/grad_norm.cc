@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "engine/optim/parallel_sum.h"
+#include "ops/ops.h"
 
 namespace ruche {
 namespace {
@@ -10,8 +10,6 @@ namespace {
 void check_grads(const char* op, const Tensor& grads, std::int64_t count) {
   RUCHE_REQUIRE(grads.defined()) << op << ": no gradient buffer given";
   grads.check_dtype(DType::f32, op);
-  RUCHE_REQUIRE(grads.device().is_cpu())
-      << op << ": gradients on " << grads.device().str() << ", only CPU is implemented";
   RUCHE_REQUIRE(grads.is_contiguous()) << op << ": the gradient buffer is not contiguous";
   RUCHE_REQUIRE(count >= 0 && count <= grads.numel())
       << op << ": " << count << " trainable elements but the gradient buffer holds "
@@ -22,16 +20,12 @@ void check_grads(const char* op, const Tensor& grads, std::int64_t count) {
 
 GradStats grad_stats(const Tensor& grads, std::int64_t count) {
   check_grads("grad_stats", grads, count);
-  const float* g = grads.data<float>();
-  const auto sums = optim_detail::parallel_sums<2>(0, count, [g](std::int64_t i, auto& acc) {
-    const double v = g[i];
-    acc[0] += v * v;
-    if (!std::isfinite(g[i])) acc[1] += 1;
-  });
+  ops::SumSquaresFinite sums;
+  ops::sum_squares_finite(grads, count, sums);
   GradStats stats;
-  stats.finite = sums[1] == 0;
-  stats.sum_squares = sums[0];
-  stats.norm = std::sqrt(sums[0]);
+  stats.finite = sums.finite;
+  stats.sum_squares = sums.sum_squares;
+  stats.norm = std::sqrt(sums.sum_squares);
   return stats;
 }
 
@@ -40,9 +34,8 @@ float clip_grad_norm(Tensor& grads, std::int64_t count, const GradStats& stats, 
   if (!(max_norm > 0) || !stats.finite || !std::isfinite(stats.norm)) return 1.0f;
   const float factor = static_cast<float>(max_norm / (stats.norm + 1e-6));
   if (!(factor < 1.0f)) return 1.0f;
-  float* g = grads.data<float>();
-#pragma omp parallel for simd if (count >= optim_detail::kParallelMin)
-  for (std::int64_t i = 0; i < count; ++i) g[i] *= factor;
+  Tensor trainable = grads.view({grads.numel()}).narrow(0, 0, count);
+  ops::scale(factor, trainable);
   return factor;
 }
 

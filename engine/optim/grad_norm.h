@@ -14,7 +14,8 @@ struct GradStats {
   bool finite = true;      // false when any gradient is NaN or Inf
 };
 
-// One pass over grads[0, count): f32 CPU, contiguous. Deterministic for a given thread count.
+// One pass over grads[0, count) (f32, contiguous, any device; ops::sum_squares_finite), waiting
+// for the device. Deterministic: on the CPU for a given thread count, on CUDA always.
 GradStats grad_stats(const Tensor& grads, std::int64_t count);
 
 // torch.nn.utils.clip_grad_norm_: when max_norm > 0 and max_norm / (norm + 1e-6) < 1, scales

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "ops/ops.h"
 
 namespace ruche {
 namespace {
@@ -71,11 +72,12 @@ OptimizerHyper hyper_of(OptimizerKind kind, const proto::SolverParameter& s) {
   return h;
 }
 
-void check_buffer(const char* what, const Tensor& t, std::int64_t min_numel) {
+void check_buffer(const char* what, const Tensor& t, std::int64_t min_numel, Device device) {
   RUCHE_REQUIRE(t.defined()) << "optimizer step: no " << what << " buffer given";
   t.check_dtype(DType::f32, what);
-  RUCHE_REQUIRE(t.device().is_cpu()) << "optimizer step: " << what << " on " << t.device().str()
-                                     << ", only the CPU step is implemented";
+  RUCHE_REQUIRE(t.device() == device) << "optimizer step: " << what << " on "
+                                      << t.device().str() << " but the optimizer state on "
+                                      << device.str();
   RUCHE_REQUIRE(t.is_contiguous()) << "optimizer step: the " << what << " buffer is not contiguous";
   RUCHE_REQUIRE(t.numel() >= min_numel)
       << "optimizer step: the " << what << " buffer holds " << t.numel()
@@ -85,12 +87,14 @@ void check_buffer(const char* what, const Tensor& t, std::int64_t min_numel) {
 }  // namespace
 
 Optimizer::Optimizer(OptimizerKind kind, const OptimizerHyper& hyper,
-                     std::vector<ParamRange> ranges, std::int64_t num_trainable)
+                     std::vector<ParamRange> ranges, std::int64_t num_trainable, Device device)
     : kind_(kind),
       hyper_(hyper),
       ranges_(std::move(ranges)),
       range_steps_(ranges_.size()),
-      num_trainable_(num_trainable) {
+      num_trainable_(num_trainable),
+      device_(device) {
+  for (const ParamRange& r : ranges_) update_ranges_.push_back({r.begin, r.end, r.adapt});
   std::vector<const char*> names;
   if (has_momentum(kind) && hyper.momentum != 0) names = {"momentum_buffer"};
   if (kind == OptimizerKind::adam || kind == OptimizerKind::adamw) {
@@ -100,7 +104,9 @@ Optimizer::Optimizer(OptimizerKind kind, const OptimizerHyper& hyper,
     names = {"square_avg"};
     if (hyper.momentum > 0) names.push_back("momentum_buffer");
   }
-  for (const char* n : names) slots_.emplace_back(n, Tensor::zeros({num_trainable_}));
+  for (const char* n : names) {
+    slots_.emplace_back(n, Tensor::zeros({num_trainable_}, DType::f32, device_));
+  }
 }
 
 const char* Optimizer::name() const {
@@ -117,8 +123,8 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::slots() {
 }
 
 void Optimizer::step(Tensor& params, const Tensor& grads, float lr) {
-  check_buffer("params", params, num_trainable_);
-  check_buffer("grads", grads, num_trainable_);
+  check_buffer("params", params, num_trainable_, device_);
+  check_buffer("grads", grads, num_trainable_, device_);
   RUCHE_REQUIRE(grads.numel() == num_trainable_)
       << "optimizer step: the gradient buffer holds " << grads.numel() << " elements, not the "
       << num_trainable_ << " trainable ones";
@@ -130,7 +136,7 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr) {
   const double bias_correction2 = 1 - std::pow(static_cast<double>(hyper_.beta2), t);
   for (std::size_t r = 0; r < ranges_.size(); ++r) {
     const ParamRange& range = ranges_[r];
-    RangeStep& c = range_steps_[r];
+    ops::RangeStep& c = range_steps_[r];
     const double range_lr = static_cast<double>(lr) * range.lr_mult;
     const double wd = static_cast<double>(hyper_.weight_decay) * range.decay_mult;
     c.lr = static_cast<float>(range_lr);
@@ -138,31 +144,27 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr) {
     c.l1_decay = static_cast<float>(static_cast<double>(hyper_.l1_decay) * range.decay_mult);
     c.decoupled = static_cast<float>(1 - range_lr * wd);
     c.step_size = static_cast<float>(range_lr / bias_correction1);
-    c.ratio = 1;
+    c.ratio = 1;  // lars: the op computes it
   }
-  FusedUpdate u;
+  ops::OptimizerStep u;
   u.kind = kind_;
   u.hyper = hyper_;
-  u.ranges = ranges_.data();
-  u.steps = range_steps_.data();
-  u.num_ranges = static_cast<int>(ranges_.size());
-  u.params = params.data<float>();
-  u.grads = grads.data<float>();
-  u.slot0 = slots_.size() > 0 ? slots_[0].second.data<float>() : nullptr;
-  u.slot1 = slots_.size() > 1 ? slots_[1].second.data<float>() : nullptr;
+  u.ranges = update_ranges_;
+  u.steps = range_steps_;
   u.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  if (kind_ == OptimizerKind::lars) lars_trust_ratios(u, range_steps_.data());
-  fused_update_cpu(u);
+  Tensor none;
+  ops::optimizer_update(u, params, grads, slots_.size() > 0 ? slots_[0].second : none,
+                        slots_.size() > 1 ? slots_[1].second : none);
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
                                           const std::vector<ParamEntry>& table,
-                                          std::int64_t num_trainable) {
+                                          std::int64_t num_trainable, Device device) {
   const OptimizerKind kind = kind_of(solver.type());
   const OptimizerHyper hyper = hyper_of(kind, solver);
   return std::make_unique<Optimizer>(
       kind, hyper, build_param_ranges(table, num_trainable, solver.no_decay_bn_bias()),
-      num_trainable);
+      num_trainable, device);
 }
 
 std::vector<std::string> optimizer_types() {

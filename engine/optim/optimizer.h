@@ -1,6 +1,6 @@
 // The optimizer over the flat buffers (DESIGN.md "The flat buffer", "Numerical conventions"):
-// torch.optim's SGD, Adam, AdamW and RMSprop, and LARS, as one fused loop over the trainable
-// ranges of params() and grads().
+// torch.optim's SGD, Adam, AdamW and RMSprop, and LARS, as one fused loop (ops::optimizer_update)
+// over the trainable ranges of params() and grads(), on their device.
 //
 // Per range: lr = lr * lr_mult; weight decay and L1 decay are scaled by decay_mult (0 for biases
 // and batch-norm parameters when no_decay_bn_bias). Every optimizer first adds l1 * sign(p) to the
@@ -28,22 +28,27 @@
 #include <vector>
 
 #include "engine/graph/net.h"
-#include "engine/optim/fused_update.h"
 #include "engine/optim/param_table.h"
 #include "engine/proto/ruche.pb.h"
 #include "engine/tensor/tensor.h"
+#include "ops/optimizer_update.h"
 
 namespace ruche {
 
+using ops::OptimizerHyper;
+using ops::OptimizerKind;
+
 class Optimizer {
  public:
+  // The slots live on `device`, the device of the net's params.
   Optimizer(OptimizerKind kind, const OptimizerHyper& hyper, std::vector<ParamRange> ranges,
-            std::int64_t num_trainable);
+            std::int64_t num_trainable, Device device = Device::cpu());
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
   // One update of params[0, num_trainable) from grads (num_trainable elements) at learning rate
-  // lr. Increments step_count() first (Adam's t is the new count). Allocates nothing.
+  // lr, on the buffers' device (the slots'). Increments step_count() first (Adam's t is the new
+  // count). Allocates nothing after the first step.
   void step(Tensor& params, const Tensor& grads, float lr);
 
   // The optimizer state for checkpoints, by torch's state names: momentum_buffer (sgd and lars
@@ -58,23 +63,27 @@ class Optimizer {
   const OptimizerHyper& hyper() const { return hyper_; }
   const std::vector<ParamRange>& ranges() const { return ranges_; }
   std::int64_t num_trainable() const { return num_trainable_; }
+  Device device() const { return device_; }
 
  private:
   OptimizerKind kind_;
   OptimizerHyper hyper_;
   std::vector<ParamRange> ranges_;
-  std::vector<RangeStep> range_steps_;  // filled each step: no allocation
+  std::vector<ops::UpdateRange> update_ranges_;  // ranges_ as the op takes them
+  std::vector<ops::RangeStep> range_steps_;      // filled each step: no allocation
   std::int64_t num_trainable_ = 0;
   std::int64_t step_count_ = 0;
+  Device device_;
   std::vector<std::pair<std::string, Tensor>> slots_;
 };
 
 // The optimizer the solver names (type: sgd, adam, adamw, rmsprop, lars) over the trainable
-// entries of `table` (Net::param_table(), Net::num_trainable()). A bad type or hyperparameter is
-// a ruche::Error.
+// entries of `table` (Net::param_table(), Net::num_trainable()), its slots on `device` (the
+// params'). A bad type or hyperparameter is a ruche::Error.
 std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
                                           const std::vector<ParamEntry>& table,
-                                          std::int64_t num_trainable);
+                                          std::int64_t num_trainable,
+                                          Device device = Device::cpu());
 
 // The names make_optimizer accepts.
 std::vector<std::string> optimizer_types();

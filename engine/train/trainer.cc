@@ -276,7 +276,8 @@ int train(const TrainRun& run, Communicator* comm) {
                                   steps_per_epoch;
   const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
   check_lr_schedule(solver, steps_per_epoch, total_steps);
-  auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable());
+  auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable(),
+                                  net->params().device());
 
   // ---- checkpoints: where to resume from, and how to save ----
   StateLayout layout = training_state_layout(*net, *optimizer);

@@ -51,6 +51,9 @@ const OpTable* cuda_op_table() {
     t.l2_penalty_backward = &gpu::l2_penalty_backward;
 
     // optimizer, casts, non-finite checks
+    t.optimizer_update = &gpu::optimizer_update;
+    t.sum_squares_finite = &gpu::sum_squares_finite;
+    t.cast = &gpu::cast;
 
     return t;
   }();

@@ -93,5 +93,9 @@ void l2_penalty_forward(const Tensor& w, float coeff, Tensor& loss);
 void l2_penalty_backward(const Tensor& w, float coeff, Tensor& dw);
 
 // ---- optimizer, casts, non-finite checks (optim.cu, cast.cu) ----
+void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads,
+                      Tensor& slot0, Tensor& slot1);
+void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& out);
+void cast(const Tensor& x, Tensor& y);
 
 }  // namespace ruche::ops::gpu

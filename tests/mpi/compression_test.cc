@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "comm/half.h"
+#include "engine/tensor/half.h"
 #include "comm/mpi/mpi_communicator.h"
 #include "comm/reducer.h"
 #include "tests/mpi/mpi_env.h"

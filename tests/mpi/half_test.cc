@@ -1,5 +1,5 @@
 // The 16-bit conversions of gradient compression, checked over every 16-bit pattern.
-#include "comm/half.h"
+#include "engine/tensor/half.h"
 
 #include <gtest/gtest.h>
 

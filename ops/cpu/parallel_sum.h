@@ -8,13 +8,14 @@
 #include <array>
 #include <cstdint>
 
-namespace ruche::optim_detail {
+#include "ops/cpu/checks.h"
+
+namespace ruche::ops::cpu {
 
 constexpr int kMaxSumThreads = 256;
-// Loops shorter than this run on the calling thread.
-constexpr std::int64_t kParallelMin = 1 << 15;
 
-// K sums over i in [begin, end): add(i, acc) adds element i's terms to acc[0..K).
+// K sums over i in [begin, end): add(i, acc) adds element i's terms to acc[0..K). Ranges shorter
+// than kParallelMin run on the calling thread.
 template <int K, typename Add>
 std::array<double, K> parallel_sums(std::int64_t begin, std::int64_t end, Add add) {
   std::array<double, K> partial[kMaxSumThreads];
@@ -35,4 +36,4 @@ std::array<double, K> parallel_sums(std::int64_t begin, std::int64_t end, Add ad
   return total;
 }
 
-}  // namespace ruche::optim_detail
+}  // namespace ruche::ops::cpu

@@ -1,6 +1,6 @@
-// 16-bit floats on the host, for compressed gradients: f16 (IEEE binary16) and bf16 (the top
-// half of an f32). f32 -> 16 bits rounds to nearest, ties to even, as torch's .half() and
-// .bfloat16() do; overflow gives inf, NaN stays NaN. Widening is exact.
+// 16-bit floats on the host, for compressed gradients (comm) and ops::cast: f16 (IEEE binary16)
+// and bf16 (the top half of an f32). f32 -> 16 bits rounds to nearest, ties to even, as torch's
+// .half() and .bfloat16() do; overflow gives inf, NaN stays NaN. Widening is exact.
 #pragma once
 
 #include <bit>
