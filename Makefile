@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle clean
+.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean
 
 all: build
 
@@ -42,6 +42,10 @@ bench: deps build
 
 gpu-bundle: deps build
 	@bash tools/scripts/gpu_bundle.sh $(BUILD)
+
+# Fashion-MNIST for benchmarks/gpu_check.sh's fashion stage, carried in a call of its own.
+gpu-data:
+	@bash tools/scripts/gpu_data_bundle.sh $(FASHION_DIR)
 
 clean:
 	rm -rf $(BUILD)

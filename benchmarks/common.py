@@ -51,10 +51,12 @@ def summary(samples: list) -> dict:
             "samples": samples}
 
 
-def write_results(name: str, record: dict, table: str) -> pathlib.Path:
-    RESULTS.mkdir(exist_ok=True)
+def write_results(name: str, record: dict, table: str, directory=None) -> pathlib.Path:
+    """Writes DIRECTORY/NAME-YYYY-MM-DD.{json,md} (default benchmarks/results); returns the base."""
+    directory = pathlib.Path(directory) if directory else RESULTS
+    directory.mkdir(parents=True, exist_ok=True)
     day = datetime.date.today().isoformat()
-    base = RESULTS / f"{name}-{day}"
+    base = directory / f"{name}-{day}"
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     base.with_suffix(".md").write_text(table)
     return base

@@ -1,35 +1,60 @@
 #!/usr/bin/env bash
 # GPU check: runs ruche's GPU bundle on a machine with an NVIDIA GPU and reports what works.
 #
-# Here (the build machine):   make gpu-bundle        -> dist/ruche-gpu-bundle.tar.xz (<= ~28 MiB)
+# Here (the build machine):   make gpu-bundle   -> dist/ruche-gpu-bundle.tar.xz (<= ~28 MiB)
+#                             make gpu-data     -> dist/fashion-mnist.tar.xz (~25 MiB; stage fashion)
 # There (the GPU machine), from the repository root, with dist/ carried along:
-#   bash benchmarks/gpu_check.sh OUTDIR [STAGE]
+#   bash benchmarks/gpu_check.sh OUTDIR [STAGE] [DATA]
 # STAGE (each fits in 9 minutes; run them as separate commands when one command may last only 10):
-#   smoke  unpack the bundle, print card/driver/cuDNN/NCCL, `ruche devices`, the gpu-labelled tests
-#   unit   PyTorch references (tests/ops/reference/generate.py with the machine's python3 + torch),
-#          then every unit test (ctest's `make test` set: not gpu, slow, mpi, fault)
-#   all    smoke then unit (default)
-# Later stages reuse what earlier ones left in the scratch directory (the unpacked bundle, the
-# references, the results so far): RUCHE_GPU_SCRATCH, default /tmp/ruche-gpu. A different archive
-# (by checksum) starts afresh. RUCHE_GPU_BUNDLE names another archive; RUCHE_PYTHON another python.
+#   smoke    unpack the bundle, print card/driver/cuDNN/NCCL, `ruche devices`, one training step
+#            of fashion_cnn on the GPU (synthetic data); when `ruche devices` fails or misses a
+#            card that nvidia-smi lists, the stage (and `all`) stops there with its log
+#   ops      the gpu-labelled test binary (gpu_test) alone; the report names every case
+#   train    tests/gpu/train_equivalence.py: a few steps on GPU (fp32) and CPU from the same npz
+#            end with the same weights ("missing" while the script does not exist)
+#   fashion  fashion_cnn to >= 92% test accuracy on one GPU (15 epochs, batch 128; override with
+#            RUCHE_FASHION_EPOCHS, add flags with RUCHE_FASHION_FLAGS). DATA: a directory with the
+#            four idx files (raw or .gz) or an archive of one; else RUCHE_FASHION_DIR, else what an
+#            earlier call unpacked, else dist/fashion-mnist.tar.xz, else /usr/share/datasets/...
+#   bench    benchmarks/gpu_throughput.py within the stage's time (RUCHE_BENCH_ARGS: more flags,
+#            e.g. "--models resnet50 --sides ruche torch"); its results land in
+#            benchmarks/results/ and are copied into OUTDIR
+#   unit     PyTorch references (tests/ops/reference/generate.py with the machine's python3 + torch),
+#            then every unit test (ctest's `make test` set: not gpu, slow, mpi, fault)
+#   all      smoke, ops, unit (default)
+# Bundle and data travel in separate calls (64 MiB each): the first call carries
+# dist/ruche-gpu-bundle.tar.xz and runs smoke; a later one may carry only dist/fashion-mnist.tar.xz
+# and run fashion: later stages reuse what earlier ones left in the scratch directory (the unpacked
+# bundle and data, the references, the results so far) while the machine stays warm:
+# RUCHE_GPU_SCRATCH, default /tmp/ruche-gpu. A different bundle archive (by checksum) starts
+# afresh. RUCHE_GPU_BUNDLE names another archive; RUCHE_PYTHON another python.
 #
 # OUTDIR gets three flat files, each covering every stage run so far on this machine:
-#   summary.md    verdict, machine facts, one line per test (case counts), failures and skips
+#   summary.md    verdict, machine facts, one line per test (case counts), failures and skips,
+#                 the fashion accuracy, the benchmark's table, every gpu_test case
 #   results.json  the same as data: {"verdict", "facts", "tests": [{name, group, result, cases...}]}
 #   logs.tar.gz   every log (one per test, gtest JSON beside it), facts and nvidia-smi output
-# Exit status: 0 nothing failed (also when no GPU was found: the verdict says so), 1 a test
-# failed, 2 the check itself could not run (no bundle, no python3).
+# (stage bench adds gpu_throughput-<card>-<date>.{json,md}).
+# Exit status: 0 nothing failed (also when no GPU was found: the verdict says so, and the GPU
+# pieces say "skipped: no CUDA device"), 1 a test failed, 2 the check itself could not run (no
+# bundle, no python3, no Fashion-MNIST for stage fashion).
 set -euo pipefail
 
-outdir=${1:?usage: benchmarks/gpu_check.sh OUTDIR [smoke|unit|all]}
+usage="usage: benchmarks/gpu_check.sh OUTDIR [smoke|ops|train|fashion|bench|unit|all] [DATA]"
+outdir=${1:?$usage}
 stage=${2:-all}
+data=${3:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${RUCHE_GPU_SCRATCH:-/tmp/ruche-gpu}
 archive=${RUCHE_GPU_BUNDLE:-$root/dist/ruche-gpu-bundle.tar.xz}
 started=$(date +%s)
 
 die() { echo "gpu_check: error: $*" >&2; exit 2; }
-case "$stage" in smoke|unit|all) ;; *) die "unknown stage '$stage' (smoke, unit, all)" ;; esac
+case "$stage" in
+  smoke|ops|train|fashion|bench|unit|all) ;;
+  *) die "unknown stage '$stage' (smoke, ops, train, fashion, bench, unit, all)" ;;
+esac
+[ -z "$data" ] || data=$(realpath -m "$data")
 command -v python3 >/dev/null || die "python3 not found"
 mkdir -p "$scratch" "$outdir"
 outdir=$(cd "$outdir" && pwd)
@@ -125,4 +150,4 @@ echo "---- ruche devices"
 echo "$devices_out"
 
 RUCHE_GPU_CHECK_SPENT=$(( $(date +%s) - started )) \
-  python3 "$root/benchmarks/gpu_check.py" "$stage" "$scratch" "$outdir"
+  python3 "$root/benchmarks/gpu_check.py" "$stage" "$scratch" "$outdir" ${data:+"$data"}
