@@ -8,18 +8,20 @@
 #include <string>
 #include <vector>
 
-#include "engine/tensor/half.h"
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
 namespace ruche {
 namespace {
 
+using testing::narrowed;
 using testing::on_cpu;
 using testing::on_gpu;
 using testing::random_tensor;
+using testing::widened;
 
 constexpr double kTol = 1e-5;
 
@@ -53,19 +55,6 @@ LinearResults run_linear(const Tensor& x, const Tensor& w, const Tensor& b, cons
   return r;
 }
 
-// A cpu f32 tensor rounded to bf16 / f16 (to nearest even), and back (exactly).
-Tensor narrowed(const Tensor& t, DType dtype) {
-  Tensor h = Tensor::empty(t.shape(), dtype);
-  half::narrow(dtype, t.data<float>(), static_cast<std::uint16_t*>(h.raw_data()), t.numel(), 1.0f);
-  return h;
-}
-Tensor widened(const Tensor& h) {
-  if (h.dtype() == DType::f32) return h;
-  Tensor f = Tensor::empty(h.shape());
-  half::widen(h.dtype(), static_cast<const std::uint16_t*>(h.raw_data()), f.data<float>(),
-              h.numel());
-  return f;
-}
 // A GPU result as a cpu f32 tensor.
 Tensor result_f32(const Tensor& t) { return widened(on_cpu(t)); }
 

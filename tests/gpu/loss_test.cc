@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/tensor/half.h"
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
@@ -111,12 +111,8 @@ TEST(CudaCrossEntropy, HalfLogitsMatchCpuOnTheRoundedValues) {
     SCOPED_TRACE(std::string(dtype_name(dtype)));
     const Shape shape{37, 100};
     const Tensor logits = random_tensor(shape, 33, -4.0f, 4.0f);
-    Tensor narrow = Tensor::empty(shape, dtype);
-    half::narrow(dtype, logits.data<float>(), static_cast<std::uint16_t*>(narrow.raw_data()),
-                 logits.numel(), 1.0f);
-    Tensor rounded = Tensor::empty(shape);
-    half::widen(dtype, static_cast<const std::uint16_t*>(narrow.raw_data()), rounded.data<float>(),
-                rounded.numel());
+    const Tensor narrow = testing::narrowed(logits, dtype);
+    const Tensor rounded = testing::widened(narrow);
     const Tensor labels = labels_for(shape[0], shape[1]);
     ops::CrossEntropyParams p;
     p.label_smoothing = 0.1f;
@@ -126,10 +122,8 @@ TEST(CudaCrossEntropy, HalfLogitsMatchCpuOnTheRoundedValues) {
     EXPECT_TENSORS_CLOSE(gpu.probs, cpu.probs, kTol);
     EXPECT_TENSORS_CLOSE(gpu.loss, cpu.loss, kTol);
     // dlogits stored in bf16 / f16: one rounding, at most 2^-8 / 2^-11 relative: 5e-3 / 1e-3.
-    Tensor dlogits = Tensor::empty(shape);
-    half::widen(dtype, static_cast<const std::uint16_t*>(gpu.dlogits.raw_data()),
-                dlogits.data<float>(), dlogits.numel());
-    EXPECT_TENSORS_CLOSE(dlogits, cpu.dlogits, dtype == DType::bf16 ? 5e-3 : 1e-3);
+    EXPECT_TENSORS_CLOSE(testing::widened(gpu.dlogits), cpu.dlogits,
+                         dtype == DType::bf16 ? 5e-3 : 1e-3);
   }
 }
 
