@@ -102,8 +102,8 @@ struct ConvPlan {
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, type, i(k.x[0]), i(k.x[1]),
                                            i(k.x[2]), i(k.x[3])));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, type, i(y_shape[0]),
-                                           i(y_shape[1]), i(y_shape[2]), i(y_shape[3])));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, type, i(y_shape[0]), i(y_shape[1]),
+                                           i(y_shape[2]), i(y_shape[3])));
     // OIHW: k = output channels, c = input channels per group.
     CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, type, CUDNN_TENSOR_NCHW, i(k.w[0]), i(k.w[1]),
                                            i(k.w[2]), i(k.w[3])));
@@ -169,8 +169,7 @@ struct Algorithms<kBackwardData> {
   static constexpr int kCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
   static void rank(cudnnHandle_t h, const ConvPlan& p, cudnnConvolutionDescriptor_t c, Perf* perf,
                    int* n) {
-    CUDNN_CHECK(
-        cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, c, p.x, kCount, n, perf));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, c, p.x, kCount, n, perf));
   }
   static void time(cudnnHandle_t h, const ConvPlan& p, cudnnConvolutionDescriptor_t c,
                    const ConvData& d, Perf* perf, int* n, void* ws, std::size_t ws_bytes) {
@@ -273,10 +272,10 @@ void choose(ConvPlan& plan, const ConvData& data) {
     }
     if (!pick && !candidates.empty()) pick = &candidates.front();
   }
-  RUCHE_REQUIRE(pick != nullptr)
-      << "conv2d: cuDNN offers no " << kDirectionNames[D] << " algorithm"
-      << (plan.strict ? " in strict fp32 (FMA math)" : "") << " within the workspace limit of "
-      << math.workspace_limit << " bytes for this shape (raise the workspace limit)";
+  RUCHE_REQUIRE(pick != nullptr) << "conv2d: cuDNN offers no " << kDirectionNames[D] << " algorithm"
+                                 << (plan.strict ? " in strict fp32 (FMA math)" : "")
+                                 << " within the workspace limit of " << math.workspace_limit
+                                 << " bytes for this shape (raise the workspace limit)";
   CUDNN_CHECK(cudnnSetConvolutionMathType(conv, pick->math));
   plan.choice[D] = {true, pick->algo, pick->workspace};
 }
@@ -358,11 +357,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   const ConvPlan& plan =
       plan_for<kForward>(x, w.shape(), y.shape(), p, {x.raw_data(), w.raw_data(), y.raw_data()});
   const AlgorithmChoice& a = plan.choice[kForward];
-  CUDNN_CHECK(cudnnConvolutionForward(cudnn_handle(), &kOne, plan.x, x.raw_data(), plan.w,
-                                      w.raw_data(), plan.conv[kForward],
-                                      static_cast<cudnnConvolutionFwdAlgo_t>(a.algo),
-                                      workspace(a.workspace), a.workspace, &kZero, plan.y,
-                                      y.raw_data()));
+  CUDNN_CHECK(
+      cudnnConvolutionForward(cudnn_handle(), &kOne, plan.x, x.raw_data(), plan.w, w.raw_data(),
+                              plan.conv[kForward], static_cast<cudnnConvolutionFwdAlgo_t>(a.algo),
+                              workspace(a.workspace), a.workspace, &kZero, plan.y, y.raw_data()));
   if (b.defined()) {
     add_channel_bias(y.dtype(), y.raw_data(), b.raw_data(), y.size(0), y.size(1),
                      y.size(2) * y.size(3), current_stream());
@@ -376,11 +374,10 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
   const ConvPlan& plan = plan_for<kBackwardData>(dx, w.shape(), dy.shape(), p,
                                                  {dx.raw_data(), w.raw_data(), dy.raw_data()});
   const AlgorithmChoice& a = plan.choice[kBackwardData];
-  CUDNN_CHECK(cudnnConvolutionBackwardData(cudnn_handle(), &kOne, plan.w, w.raw_data(), plan.y,
-                                           dy.raw_data(), plan.conv[kBackwardData],
-                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo),
-                                           workspace(a.workspace), a.workspace, &kZero, plan.x,
-                                           dx.raw_data()));
+  CUDNN_CHECK(cudnnConvolutionBackwardData(
+      cudnn_handle(), &kOne, plan.w, w.raw_data(), plan.y, dy.raw_data(), plan.conv[kBackwardData],
+      static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), workspace(a.workspace), a.workspace,
+      &kZero, plan.x, dx.raw_data()));
 }
 
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
@@ -391,11 +388,10 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tens
   const ConvPlan& plan = plan_for<kBackwardWeights>(x, dw.shape(), dy.shape(), p,
                                                     {x.raw_data(), dw.raw_data(), dy.raw_data()});
   const AlgorithmChoice& a = plan.choice[kBackwardWeights];
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(cudnn_handle(), &kOne, plan.x, x.raw_data(), plan.y,
-                                             dy.raw_data(), plan.conv[kBackwardWeights],
-                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo),
-                                             workspace(a.workspace), a.workspace, &kZero, plan.w,
-                                             dw.raw_data()));
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      cudnn_handle(), &kOne, plan.x, x.raw_data(), plan.y, dy.raw_data(),
+      plan.conv[kBackwardWeights], static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo),
+      workspace(a.workspace), a.workspace, &kZero, plan.w, dw.raw_data()));
   if (db.defined()) {
     channel_bias_gradient(dy.dtype(), dy.raw_data(), db.raw_data(), dy.size(0), dy.size(1),
                           dy.size(2) * dy.size(3), current_stream());

@@ -78,8 +78,8 @@ __global__ void max_pool_forward_kernel(const float* x, float* y, std::int32_t* 
                                         PoolGeometry g) {
   const std::int64_t total = g.planes * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       o < total; o += stride) {
+  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
+       o += stride) {
     const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
     const float* xp = x + plane * g.H * g.W;
     const Window w = window_at(oh, ow, g);
@@ -106,8 +106,8 @@ __global__ void max_pool_backward_kernel(const float* dy, const std::int32_t* in
                                          PoolGeometry g) {
   const std::int64_t total = g.planes * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += stride) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
     const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
     const std::int64_t position = h * g.W + c;
     const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
@@ -127,8 +127,8 @@ __global__ void max_pool_backward_kernel(const float* dy, const std::int32_t* in
 __global__ void avg_pool_forward_kernel(const float* x, float* y, PoolGeometry g) {
   const std::int64_t total = g.planes * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       o < total; o += stride) {
+  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
+       o += stride) {
     const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
     const float* xp = x + plane * g.H * g.W;
     const Window w = window_at(oh, ow, g);
@@ -145,8 +145,8 @@ __global__ void avg_pool_forward_kernel(const float* x, float* y, PoolGeometry g
 __global__ void avg_pool_backward_kernel(const float* dy, float* dx, PoolGeometry g) {
   const std::int64_t total = g.planes * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += stride) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
     const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
     const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
     const Span cols = covering(c, g.kw, g.sw, g.pw, g.OW);
@@ -176,8 +176,8 @@ __global__ void global_avg_pool_backward_kernel(const float* dy, float* dx, std:
                                                 std::int64_t plane_size) {
   const std::int64_t total = planes * plane_size;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += stride) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
     dx[i] = dy[i / plane_size] / static_cast<float>(plane_size);
   }
 }
@@ -269,9 +269,8 @@ void global_avg_pool_forward(const Tensor& x, Tensor& y) {
   RUCHE_REQUIRE(planes <= std::numeric_limits<std::int32_t>::max())
       << "global_avg_pool_forward: " << planes << " planes exceed one grid";
   use_device_of(x);
-  global_avg_pool_forward_kernel<<<static_cast<unsigned>(planes), kThreads, 0,
-                                   current_stream()>>>(x.data<float>(), y.data<float>(),
-                                                       plane_size);
+  global_avg_pool_forward_kernel<<<static_cast<unsigned>(planes), kThreads, 0, current_stream()>>>(
+      x.data<float>(), y.data<float>(), plane_size);
   CUDA_CHECK_LAUNCH(global_avg_pool_forward_kernel);
 }
 

@@ -31,7 +31,9 @@ constexpr double kTol = 1e-5;
 // Restores the process-wide GPU math settings a test changes.
 class MathGuard {
  public:
-  explicit MathGuard(const ops::GpuMath& math) : saved_(ops::gpu_math()) { ops::set_gpu_math(math); }
+  explicit MathGuard(const ops::GpuMath& math) : saved_(ops::gpu_math()) {
+    ops::set_gpu_math(math);
+  }
   ~MathGuard() { ops::set_gpu_math(saved_); }
   MathGuard(const MathGuard&) = delete;
   MathGuard& operator=(const MathGuard&) = delete;
@@ -174,9 +176,7 @@ float from_bf16_bits(std::uint16_t b) {
 std::uint16_t to_f16_bits(float f) {
   return std::bit_cast<std::uint16_t>(static_cast<_Float16>(f));
 }
-float from_f16_bits(std::uint16_t b) {
-  return static_cast<float>(std::bit_cast<_Float16>(b));
-}
+float from_f16_bits(std::uint16_t b) { return static_cast<float>(std::bit_cast<_Float16>(b)); }
 
 // A CPU f32 tensor as `dtype` (bf16 or f16), on the CPU.
 Tensor to_half(const Tensor& t, DType dtype) {
@@ -212,8 +212,8 @@ TEST(CudaConv, HalfCastsRoundTrip) {
   // The test's own casts, so a failure below is not theirs (runs without a device).
   EXPECT_EQ(to_bf16_bits(1.0f), 0x3f80);
   EXPECT_EQ(from_bf16_bits(0x3f80), 1.0f);
-  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.0p-8f), 0x3f80);          // a tie rounds to even
-  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.8p-8f), 0x3f81);          // above the tie rounds up
+  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.0p-8f), 0x3f80);  // a tie rounds to even
+  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.8p-8f), 0x3f81);  // above the tie rounds up
   EXPECT_EQ(from_f16_bits(to_f16_bits(0.333251953125f)), 0.333251953125f);  // exact in f16
 }
 
@@ -356,19 +356,19 @@ TEST(CudaConv, WrongShapesDtypesAndDevicesThrow) {
   EXPECT_THROW(ops::conv2d_forward(x, w, Tensor::zeros({3}, DType::f32, gpu), y, p), Error);
   EXPECT_THROW(ops::conv2d_forward(x, Tensor::zeros({4, 3, 3, 3}, DType::bf16, gpu), b, y, p),
                Error);  // w's dtype differs from x's
+  // Not a floating type.
   EXPECT_THROW(ops::conv2d_forward(Tensor::zeros({2, 3, 8, 8}, DType::i32, gpu),
                                    Tensor::zeros({4, 3, 3, 3}, DType::i32, gpu),
-                                   Tensor::zeros({4}, DType::i32, gpu),
-                                   y, p),
-               Error);  // not a floating type
-  EXPECT_THROW(ops::conv2d_forward(on_cpu(x), w, b, y, p), Error);  // mixed devices
+                                   Tensor::zeros({4}, DType::i32, gpu), y, p),
+               Error);
+  // Mixed devices.
+  EXPECT_THROW(ops::conv2d_forward(on_cpu(x), w, b, y, p), Error);
   // The CUDA op itself refuses a tensor that is not on a CUDA device.
   Tensor y_cpu = Tensor::zeros({2, 4, 8, 8});
   EXPECT_THROW(ops::gpu::conv2d_forward(x, w, b, y_cpu, p), Error);
   ops::Conv2dParams groups_3 = p;
   groups_3.groups = 3;  // 4 output channels do not divide into 3 groups
-  EXPECT_THROW(ops::conv2d_forward(x, Tensor::zeros({4, 1, 3, 3}, DType::f32, gpu), b, y,
-                                   groups_3),
+  EXPECT_THROW(ops::conv2d_forward(x, Tensor::zeros({4, 1, 3, 3}, DType::f32, gpu), b, y, groups_3),
                Error);
 
   EXPECT_NO_THROW(ops::conv2d_backward_data(y, w, dx, p));

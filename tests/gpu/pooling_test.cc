@@ -52,7 +52,9 @@ const std::vector<PoolCase>& pool_cases() {
       {"3x3 stride 2 ceil_mode odd", {1, 3, 13, 11}, pool(3, 3, 2, 2, 0, 0, true)},
       {"3x3 stride 2 pad 1 ceil_mode", {2, 2, 10, 9}, pool(3, 3, 2, 2, 1, 1, true)},
       {"3x3 stride 1 pad 1 exclude pad", {1, 5, 7, 6}, pool(3, 3, 1, 1, 1, 1, false, false)},
-      {"3x2 stride 2x1 pad 1x0 ceil exclude pad", {3, 2, 9, 8}, pool(3, 2, 2, 1, 1, 0, true, false)},
+      {"3x2 stride 2x1 pad 1x0 ceil exclude pad",
+       {3, 2, 9, 8},
+       pool(3, 2, 2, 1, 1, 0, true, false)},
       {"2x2 stride 1 overlapping", {2, 3, 6, 7}, pool(2, 2, 1, 1, 0, 0)},
       {"4x4 stride 3 pad 2 ceil", {1, 2, 11, 12}, pool(4, 4, 3, 3, 2, 2, true)},
   };
@@ -175,11 +177,10 @@ TEST(CudaPooling, WrongShapesDtypesAndDevicesThrow) {
   EXPECT_THROW(ops::max_pool2d_forward(x, y, idx_f32, p), Error);
   Tensor idx_wrong = empty_gpu({2, 3, 4, 3}, DType::i32);
   EXPECT_THROW(ops::max_pool2d_backward(y, idx_wrong, dx, p), Error);
-  EXPECT_THROW(ops::avg_pool2d_forward(Tensor::zeros({2, 3, 8, 8}, DType::bf16, Device::cuda(0)),
-                                       y, p),
-               Error);  // pooling is f32
-  EXPECT_THROW(ops::avg_pool2d_forward(Tensor::zeros({3, 8, 8}, DType::f32, Device::cuda(0)), y,
-                                       p),
+  EXPECT_THROW(
+      ops::avg_pool2d_forward(Tensor::zeros({2, 3, 8, 8}, DType::bf16, Device::cuda(0)), y, p),
+      Error);  // pooling is f32
+  EXPECT_THROW(ops::avg_pool2d_forward(Tensor::zeros({3, 8, 8}, DType::f32, Device::cuda(0)), y, p),
                Error);  // not [N, C, H, W]
   ops::Pool2dParams too_much_pad = pool(2, 2, 2, 2, 2, 2);
   EXPECT_THROW(ops::avg_pool2d_forward(x, y, too_much_pad), Error);
