@@ -222,6 +222,10 @@ class Runner:
     def remaining(self):
         return self.deadline - time.monotonic()
 
+    def python(self):
+        """This machine's python (the one with torch and numpy), not the build machine's."""
+        return os.environ.get("RUCHE_PYTHON") or shutil.which("python3") or "python3"
+
     def work_dir(self, name):
         """An empty SCRATCH/work/NAME."""
         path = self.scratch / "work" / name
@@ -241,7 +245,7 @@ class Runner:
         if done.exists():
             return {"name": "torch_reference_fixtures", "result": "passed", "seconds": 0,
                     "note": "reused from an earlier stage", "log": "unit/torch_reference_fixtures.log"}
-        python = os.environ.get("RUCHE_PYTHON") or shutil.which("python3") or "python3"
+        python = self.python()
         script = self.bundle / "src" / "tests" / "ops" / "reference" / "generate.py"
         shutil.rmtree(self.reference_dir, ignore_errors=True)
         code, seconds = run_logged([python, str(script), str(self.reference_dir)], log,
@@ -258,6 +262,8 @@ class Runner:
         log = log_path(self.scratch, rel_log)
         record = {"name": name, "labels": self.labels(test), "log": rel_log}
         cmd = [self.map_path(c) for c in test.get("command", [])]
+        if cmd and re.fullmatch(r"python3?(\.\d+)?", os.path.basename(cmd[0])):
+            cmd[0] = self.python()  # the build machine's python path means nothing here
         if not cmd:
             record.update(result="not_run", note="no command (not built?)")
             return record
@@ -372,35 +378,31 @@ class Runner:
     # ---- train: GPU and CPU training from the same weights end with the same weights
 
     def equivalence(self):
-        """tests/gpu/train_equivalence.py (or a ctest entry of that name): `ruche train
-        --device cuda --precision fp32 --init-weights W.npz` against `--device cpu`. Contract
-        for the script: run as `python3 train_equivalence.py` in an empty working directory,
-        RUCHE_BINARY naming ruche (a wrapper with the bundle's environment) and
-        RUCHE_SOURCE_DIR the sources; exit 0 equal, 77 skipped, anything else failed."""
+        """tests/gpu/train_equivalence.py RUCHE WORKDIR (ctest's gpu_train_equivalence): `ruche
+        train --device cuda --precision fp32 --init-weights W.npz` against `--device cpu`, same
+        weights at the end; exit 0 equal, 77 skipped, anything else failed. Run here with this
+        machine's python (numpy) and the ruche wrapper, so numpy loads outside the bundle's
+        library path; the repository's copy first (it travels with every call), else the
+        bundle's."""
         name = "train_equivalence"
-        entries = [t for t in self.tests if "train_equivalence" in t["name"]]
         scripts = [p for p in (ROOT / "tests" / "gpu" / "train_equivalence.py",
                                self.bundle / "src" / "tests" / "gpu" / "train_equivalence.py")
                    if p.is_file()]
-        if not entries and not scripts:
+        if not scripts:
             return [{"name": name, "result": "missing", "group": "train",
                      "note": "tests/gpu/train_equivalence.py is in neither the repository nor "
-                             "the bundle (not written yet?)"}]
+                             "the bundle"}]
         if not self.has_gpu:
             return [self.no_gpu(name, "train")]
-        if entries:
-            return [dict(self.run_test(t, "train"), group="train") for t in entries]
         rel_log = f"train/{name}.log"
         log = log_path(self.scratch, rel_log)
         cwd = self.work_dir(name)
-        env = dict(os.environ, RUCHE_BINARY=self.ruche, RUCHE_SOURCE_DIR=str(self.bundle / "src"),
-                   RUCHE_WORK_DIR=str(cwd))
-        python = os.environ.get("RUCHE_PYTHON") or shutil.which("python3") or "python3"
-        code, seconds = run_logged([python, str(scripts[0])], log, env, str(cwd),
-                                   self.remaining() - 10)
+        env = dict(os.environ, RUCHE_BINARY=self.ruche, RUCHE_SOURCE_DIR=str(self.bundle / "src"))
+        cmd = [self.python(), str(scripts[0]), self.ruche, str(cwd)]
+        code, seconds = run_logged(cmd, log, env, str(cwd), self.remaining() - 10)
         result = {0: "passed", SKIP_EXIT: "skipped"}.get(code, "failed")
         record = {"name": name, "result": result, "exit": code, "seconds": seconds,
-                  "log": rel_log, "group": "train", "script": str(scripts[0])}
+                  "log": rel_log, "group": "train", "command": shlex.join(cmd)}
         if result != "passed":
             record["note"] = last_error_line(log)
         return [record]
@@ -503,9 +505,8 @@ class Runner:
         benchmarks/results/ here and are copied into OUTDIR (so they come back)."""
         name, rel_log = "gpu_throughput.py", "bench/gpu_throughput.log"
         log = log_path(self.scratch, rel_log)
-        python = os.environ.get("RUCHE_PYTHON") or shutil.which("python3") or "python3"
         budget = self.remaining() - 30
-        cmd = [python, str(ROOT / "benchmarks" / "gpu_throughput.py"), self.ruche,
+        cmd = [self.python(), str(ROOT / "benchmarks" / "gpu_throughput.py"), self.ruche,
                "--budget-s", f"{budget:.0f}", "--results-dir", str(ROOT / "benchmarks" / "results")]
         cmd += shlex.split(os.environ.get("RUCHE_BENCH_ARGS", ""))
         if budget < 60:
@@ -666,10 +667,11 @@ def main():
     if stage not in STAGES:
         print(f"gpu_check: unknown stage '{stage}' ({', '.join(STAGES)})", file=sys.stderr)
         return 2
-    _, exit_code = run_stage(stage, scratch, outdir, facts, data_arg)
-    word, failed = write_report(scratch, outdir, stage, facts)
+    results, exit_code = run_stage(stage, scratch, outdir, facts, data_arg)
+    word, _ = write_report(scratch, outdir, stage, facts)
     print(f"gpu_check: {word}; report in {outdir}")
-    return 1 if failed else exit_code
+    # The verdict covers every stage so far; the exit status, this stage.
+    return 1 if any(r.get("result") == "failed" for r in results) else exit_code
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@
 #            of fashion_cnn on the GPU (synthetic data); when `ruche devices` fails or misses a
 #            card that nvidia-smi lists, the stage (and `all`) stops there with its log
 #   ops      the gpu-labelled test binary (gpu_test) alone; the report names every case
-#   train    tests/gpu/train_equivalence.py: a few steps on GPU (fp32) and CPU from the same npz
+#   train    tests/gpu/train_equivalence.py RUCHE WORKDIR: a few steps on GPU (fp32) and CPU from one npz
 #            end with the same weights ("missing" while the script does not exist)
 #   fashion  fashion_cnn to >= 92% test accuracy on one GPU (15 epochs, batch 128; override with
 #            RUCHE_FASHION_EPOCHS, add flags with RUCHE_FASHION_FLAGS). DATA: a directory with the
@@ -35,9 +35,10 @@
 #   results.json  the same as data: {"verdict", "facts", "tests": [{name, group, result, cases...}]}
 #   logs.tar.gz   every log (one per test, gtest JSON beside it), facts and nvidia-smi output
 # (stage bench adds gpu_throughput-<card>-<date>.{json,md}).
-# Exit status: 0 nothing failed (also when no GPU was found: the verdict says so, and the GPU
-# pieces say "skipped: no CUDA device"), 1 a test failed, 2 the check itself could not run (no
-# bundle, no python3, no Fashion-MNIST for stage fashion).
+# Exit status, of the stage run (the verdict covers every stage so far): 0 nothing failed (also
+# when no GPU was found: the verdict says so, and the GPU pieces say "skipped: no CUDA device"),
+# 1 a test failed, 2 the check itself could not run (no bundle, no python3, no Fashion-MNIST for
+# stage fashion).
 set -euo pipefail
 
 usage="usage: benchmarks/gpu_check.sh OUTDIR [smoke|ops|train|fashion|bench|unit|all] [DATA]"
