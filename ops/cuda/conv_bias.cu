@@ -2,26 +2,11 @@
 // add, one block per channel for the gradient.
 #include "ops/cuda/conv_bias.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
+#include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche::ops::gpu {
 namespace {
-
-__device__ inline float to_f32(float v) { return v; }
-__device__ inline float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ inline float to_f32(__half v) { return __half2float(v); }
-
-template <typename T>
-__device__ inline T from_f32(float v);
-template <>
-__device__ inline float from_f32<float>(float v) { return v; }
-template <>
-__device__ inline __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
-template <>
-__device__ inline __half from_f32<__half>(float v) { return __float2half(v); }
 
 template <typename T>
 __global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t total, std::int64_t channels,
@@ -30,7 +15,7 @@ __global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t total, st
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
     const std::int64_t c = (i / plane) % channels;
-    y[i] = from_f32<T>(to_f32(y[i]) + to_f32(b[c]));
+    y[i] = from_float<T>(to_float(y[i]) + to_float(b[c]));
   }
 }
 
@@ -46,10 +31,10 @@ __global__ void channel_bias_gradient_kernel(const T* dy, T* db, std::int64_t n,
   double sum = 0;
   for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
     const std::int64_t image = j / plane, position = j % plane;
-    sum += to_f32(dy[(image * channels + c) * plane + position]);
+    sum += to_float(dy[(image * channels + c) * plane + position]);
   }
   sum = block_reduce(sum, shared, SumOp{});
-  if (threadIdx.x == 0) db[c] = from_f32<T>(static_cast<float>(sum));
+  if (threadIdx.x == 0) db[c] = from_float<T>(static_cast<float>(sum));
 }
 
 template <typename T>
@@ -75,24 +60,18 @@ void bias_gradient_as(const void* dy, void* db, std::int64_t n, std::int64_t cha
 
 void add_channel_bias(DType dtype, void* y, const void* b, std::int64_t n, std::int64_t channels,
                       std::int64_t plane, cudaStream_t stream) {
-  switch (dtype) {
-    case DType::f32: return add_bias_as<float>(y, b, n, channels, plane, stream);
-    case DType::bf16: return add_bias_as<__nv_bfloat16>(y, b, n, channels, plane, stream);
-    case DType::f16: return add_bias_as<__half>(y, b, n, channels, plane, stream);
-    default: break;
-  }
-  RUCHE_FAIL() << "add_channel_bias: unsupported dtype " << dtype_name(dtype);
+  const bool known = visit_float_dtype(dtype, [&](auto zero) {
+    add_bias_as<decltype(zero)>(y, b, n, channels, plane, stream);
+  });
+  RUCHE_REQUIRE(known) << "add_channel_bias: unsupported dtype " << dtype_name(dtype);
 }
 
 void channel_bias_gradient(DType dtype, const void* dy, void* db, std::int64_t n,
                            std::int64_t channels, std::int64_t plane, cudaStream_t stream) {
-  switch (dtype) {
-    case DType::f32: return bias_gradient_as<float>(dy, db, n, channels, plane, stream);
-    case DType::bf16: return bias_gradient_as<__nv_bfloat16>(dy, db, n, channels, plane, stream);
-    case DType::f16: return bias_gradient_as<__half>(dy, db, n, channels, plane, stream);
-    default: break;
-  }
-  RUCHE_FAIL() << "channel_bias_gradient: unsupported dtype " << dtype_name(dtype);
+  const bool known = visit_float_dtype(dtype, [&](auto zero) {
+    bias_gradient_as<decltype(zero)>(dy, db, n, channels, plane, stream);
+  });
+  RUCHE_REQUIRE(known) << "channel_bias_gradient: unsupported dtype " << dtype_name(dtype);
 }
 
 }  // namespace ruche::ops::gpu
