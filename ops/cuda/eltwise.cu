@@ -1,9 +1,13 @@
 // Element-wise ops on CUDA: activations, heaviside, add/axpy/scale, dropout. One grid-stride
-// kernel per op; every output may alias its input (in-place use).
+// kernel per op and element type T (float, __nv_bfloat16, __half; all tensors of a call share
+// one): values are loaded as float, computed in float and rounded once on store (to nearest even),
+// so f32 computes what it always did. Every output may alias its input (in-place use).
+#include <cmath>
 #include <cstdint>
 
 #include "engine/rng/philox.h"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche::ops::gpu {
@@ -27,101 +31,127 @@ void for_each(std::int64_t n, F f, cudaStream_t stream) {
 }
 
 // ---- activations ----
+template <typename T>
 struct ReluForward {
-  const float* x;
-  float* y;
-  __device__ void operator()(std::int64_t i) const { y[i] = x[i] > 0.0f ? x[i] : 0.0f; }
-};
-struct LeakyReluForward {
-  const float* x;
-  float* y;
-  float alpha;
+  const T* x;
+  T* y;
+  // NaN passes through (as torch.relu and the CPU op), so the NaN guard still sees it.
   __device__ void operator()(std::int64_t i) const {
-    const float v = x[i];
-    y[i] = v > 0.0f ? v : alpha * v;
+    const float v = to_float(x[i]);
+    y[i] = from_float<T>(v < 0.0f ? 0.0f : v);
   }
 };
-struct SigmoidForward {
-  const float* x;
-  float* y;
-  __device__ void operator()(std::int64_t i) const { y[i] = 1.0f / (1.0f + expf(-x[i])); }
+template <typename T>
+struct LeakyReluForward {
+  const T* x;
+  T* y;
+  float alpha;
+  __device__ void operator()(std::int64_t i) const {
+    const float v = to_float(x[i]);
+    y[i] = from_float<T>(v < 0.0f ? alpha * v : v);
+  }
 };
+template <typename T>
+struct SigmoidForward {
+  const T* x;
+  T* y;
+  __device__ void operator()(std::int64_t i) const {
+    y[i] = from_float<T>(1.0f / (1.0f + expf(-to_float(x[i]))));
+  }
+};
+template <typename T>
 struct TanhForward {
-  const float* x;
-  float* y;
-  __device__ void operator()(std::int64_t i) const { y[i] = tanhf(x[i]); }
+  const T* x;
+  T* y;
+  __device__ void operator()(std::int64_t i) const { y[i] = from_float<T>(tanhf(to_float(x[i]))); }
 };
 
 // Backward from the output y (so the forward may have run in place).
+template <typename T>
 struct ReluBackward {
-  const float* y;
-  const float* dy;
-  float* dx;
-  __device__ void operator()(std::int64_t i) const { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+  const T* y;
+  const T* dy;
+  T* dx;
+  __device__ void operator()(std::int64_t i) const {
+    dx[i] = from_float<T>(to_float(y[i]) > 0.0f ? to_float(dy[i]) : 0.0f);
+  }
 };
+template <typename T>
 struct LeakyReluBackward {
-  const float* y;
-  const float* dy;
-  float* dx;
+  const T* y;
+  const T* dy;
+  T* dx;
   float alpha;
   __device__ void operator()(std::int64_t i) const {
-    dx[i] = y[i] > 0.0f ? dy[i] : alpha * dy[i];
+    const float g = to_float(dy[i]);
+    dx[i] = from_float<T>(to_float(y[i]) > 0.0f ? g : alpha * g);
   }
 };
+template <typename T>
 struct SigmoidBackward {
-  const float* y;
-  const float* dy;
-  float* dx;
+  const T* y;
+  const T* dy;
+  T* dx;
   __device__ void operator()(std::int64_t i) const {
-    const float s = y[i];
-    dx[i] = dy[i] * s * (1.0f - s);
+    const float s = to_float(y[i]);
+    dx[i] = from_float<T>(to_float(dy[i]) * s * (1.0f - s));
   }
 };
+template <typename T>
 struct TanhBackward {
-  const float* y;
-  const float* dy;
-  float* dx;
+  const T* y;
+  const T* dy;
+  T* dx;
   __device__ void operator()(std::int64_t i) const {
-    const float t = y[i];
-    dx[i] = dy[i] * (1.0f - t * t);
+    const float t = to_float(y[i]);
+    dx[i] = from_float<T>(to_float(dy[i]) * (1.0f - t * t));
   }
 };
 
+template <typename T>
 struct Heaviside {
-  const float* x;
-  float* y;
+  const T* x;
+  T* y;
   float at_zero;
   __device__ void operator()(std::int64_t i) const {
-    const float v = x[i];
-    y[i] = v > 0.0f ? 1.0f : (v == 0.0f ? at_zero : 0.0f);
+    const float v = to_float(x[i]);
+    y[i] = from_float<T>(v > 0.0f ? 1.0f : (v == 0.0f ? at_zero : 0.0f));
   }
 };
 
 // ---- arithmetic ----
+template <typename T>
 struct Add {
-  const float* a;
-  const float* b;
-  float* y;
-  __device__ void operator()(std::int64_t i) const { y[i] = a[i] + b[i]; }
+  const T* a;
+  const T* b;
+  T* y;
+  __device__ void operator()(std::int64_t i) const {
+    y[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
+  }
 };
+template <typename T>
 struct Axpy {
-  const float* x;
-  float* y;
+  const T* x;
+  T* y;
   float alpha;
-  __device__ void operator()(std::int64_t i) const { y[i] += alpha * x[i]; }
+  __device__ void operator()(std::int64_t i) const {
+    y[i] = from_float<T>(to_float(y[i]) + alpha * to_float(x[i]));
+  }
 };
+template <typename T>
 struct Scale {
-  float* x;
+  T* x;
   float alpha;
-  __device__ void operator()(std::int64_t i) const { x[i] *= alpha; }
+  __device__ void operator()(std::int64_t i) const { x[i] = from_float<T>(to_float(x[i]) * alpha); }
 };
 
 // ---- dropout ----
 // Thread t draws Philox block t once and uses its four words for elements 4t .. 4t+3: the very
-// numbers rng_uniform(stream, i) gives the CPU for each i, so the masks are bit-identical.
-__global__ void dropout_forward_kernel(std::int64_t n, const float* x, float* y,
-                                       std::uint8_t* mask, float p, float keep_scale,
-                                       RngStream stream) {
+// numbers rng_uniform(stream, i) gives the CPU for each i, so the masks are bit-identical (and
+// the mask does not depend on T).
+template <typename T>
+__global__ void dropout_forward_kernel(std::int64_t n, const T* x, T* y, std::uint8_t* mask,
+                                       float p, float keep_scale, RngStream stream) {
   const std::int64_t blocks = (n + 3) / 4;
   const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t b = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -132,112 +162,166 @@ __global__ void dropout_forward_kernel(std::int64_t n, const float* x, float* y,
       if (i >= n) break;
       const bool keep = bits_to_uniform(r.v[j]) >= p;
       mask[i] = keep ? 1 : 0;
-      y[i] = keep ? x[i] * keep_scale : 0.0f;
+      y[i] = from_float<T>(keep ? to_float(x[i]) * keep_scale : 0.0f);
     }
   }
 }
 
+template <typename T>
 struct DropoutBackward {
-  const float* dy;
+  const T* dy;
   const std::uint8_t* mask;
-  float* dx;
+  T* dx;
   float keep_scale;
   __device__ void operator()(std::int64_t i) const {
-    dx[i] = mask[i] ? dy[i] * keep_scale : 0.0f;
+    dx[i] = from_float<T>(mask[i] ? to_float(dy[i]) * keep_scale : 0.0f);
   }
 };
 
-// 1 / (1 - p): the scale of kept values; 0 when p == 1 (nothing is kept).
+// The dtype every tensor of one call shares: the first argument's, which must be f32, bf16 or
+// f16. The others are checked against it with check_arg, so a mix is an error naming the op.
+DType call_dtype(const Tensor& first, const char* op, const char* name) {
+  RUCHE_REQUIRE(first.defined()) << op << ": " << name << " is undefined";
+  const DType dtype = first.dtype();
+  RUCHE_REQUIRE(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16)
+      << op << ": " << name << " must be f32, bf16 or f16, got " << first.str();
+  return dtype;
+}
+
+template <typename T>
+const T* cdata(const Tensor& t) {
+  return static_cast<const T*>(t.raw_data());
+}
+template <typename T>
+T* mdata(Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
+void check_alpha(const char* op, Activation kind, float alpha) {
+  // Backward recovers sign(x) from sign(y); a negative slope would flip it.
+  RUCHE_REQUIRE(kind != Activation::leaky_relu || (alpha >= 0.0f && std::isfinite(alpha)))
+      << op << ": leaky_relu needs a negative slope >= 0, got " << alpha;
+  RUCHE_REQUIRE(kind == Activation::relu || kind == Activation::leaky_relu ||
+                kind == Activation::sigmoid || kind == Activation::tanh)
+      << op << ": unknown activation " << static_cast<int>(kind);
+}
+
+// 1 / (1 - p): the scale of kept values (the CPU op's range and formula).
 float keep_scale_of(float p, const char* op) {
-  RUCHE_REQUIRE(p >= 0.0f && p <= 1.0f) << op << ": drop probability p = " << p
-                                        << " outside [0, 1]";
-  return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  RUCHE_REQUIRE(p >= 0.0f && p < 1.0f) << op << ": drop probability must be in [0, 1), got " << p;
+  return 1.0f / (1.0f - p);
 }
 
 }  // namespace
 
 void activation_forward(Activation kind, float alpha, const Tensor& x, Tensor& y) {
   constexpr const char* op = "activation_forward";
-  check_arg(x, op, "x");
-  check_arg(y, op, "y");
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
+  check_arg(y, op, "y", dtype);
   check_shape_as(y, x, op, "y", "x");
+  check_alpha(op, kind, alpha);
   use_device_of(x);
   const std::int64_t n = x.numel();
-  const float* px = x.data<float>();
-  float* py = y.data<float>();
   const cudaStream_t s = current_stream();
-  switch (kind) {
-    case Activation::relu: for_each(n, ReluForward{px, py}, s); return;
-    case Activation::leaky_relu: for_each(n, LeakyReluForward{px, py, alpha}, s); return;
-    case Activation::sigmoid: for_each(n, SigmoidForward{px, py}, s); return;
-    case Activation::tanh: for_each(n, TanhForward{px, py}, s); return;
-  }
-  RUCHE_FAIL() << op << ": unknown activation " << static_cast<int>(kind);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    const T* px = cdata<T>(x);
+    T* py = mdata<T>(y);
+    switch (kind) {
+      case Activation::relu: return for_each(n, ReluForward<T>{px, py}, s);
+      case Activation::leaky_relu: return for_each(n, LeakyReluForward<T>{px, py, alpha}, s);
+      case Activation::sigmoid: return for_each(n, SigmoidForward<T>{px, py}, s);
+      case Activation::tanh: return for_each(n, TanhForward<T>{px, py}, s);
+    }
+  });
 }
 
 void activation_backward(Activation kind, float alpha, const Tensor& y, const Tensor& dy,
                          Tensor& dx) {
   constexpr const char* op = "activation_backward";
-  check_arg(y, op, "y");
-  check_arg(dy, op, "dy");
-  check_arg(dx, op, "dx");
+  const DType dtype = call_dtype(y, op, "y");
+  check_arg(y, op, "y", dtype);
+  check_arg(dy, op, "dy", dtype);
+  check_arg(dx, op, "dx", dtype);
   check_shape_as(dy, y, op, "dy", "y");
   check_shape_as(dx, y, op, "dx", "y");
+  check_alpha(op, kind, alpha);
   use_device_of(y);
   const std::int64_t n = y.numel();
-  const float* py = y.data<float>();
-  const float* pdy = dy.data<float>();
-  float* pdx = dx.data<float>();
   const cudaStream_t s = current_stream();
-  switch (kind) {
-    case Activation::relu: for_each(n, ReluBackward{py, pdy, pdx}, s); return;
-    case Activation::leaky_relu: for_each(n, LeakyReluBackward{py, pdy, pdx, alpha}, s); return;
-    case Activation::sigmoid: for_each(n, SigmoidBackward{py, pdy, pdx}, s); return;
-    case Activation::tanh: for_each(n, TanhBackward{py, pdy, pdx}, s); return;
-  }
-  RUCHE_FAIL() << op << ": unknown activation " << static_cast<int>(kind);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    const T* py = cdata<T>(y);
+    const T* pdy = cdata<T>(dy);
+    T* pdx = mdata<T>(dx);
+    switch (kind) {
+      case Activation::relu: return for_each(n, ReluBackward<T>{py, pdy, pdx}, s);
+      case Activation::leaky_relu:
+        return for_each(n, LeakyReluBackward<T>{py, pdy, pdx, alpha}, s);
+      case Activation::sigmoid: return for_each(n, SigmoidBackward<T>{py, pdy, pdx}, s);
+      case Activation::tanh: return for_each(n, TanhBackward<T>{py, pdy, pdx}, s);
+    }
+  });
 }
 
 void heaviside_forward(const Tensor& x, Tensor& y, float value_at_zero) {
   constexpr const char* op = "heaviside_forward";
-  check_arg(x, op, "x");
-  check_arg(y, op, "y");
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
+  check_arg(y, op, "y", dtype);
   check_shape_as(y, x, op, "y", "x");
   use_device_of(x);
-  for_each(x.numel(), Heaviside{x.data<float>(), y.data<float>(), value_at_zero},
-           current_stream());
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(x.numel(), Heaviside<T>{cdata<T>(x), mdata<T>(y), value_at_zero}, current_stream());
+  });
 }
 
 void add(const Tensor& a, const Tensor& b, Tensor& y) {
   constexpr const char* op = "add";
-  check_arg(a, op, "a");
-  check_arg(b, op, "b");
-  check_arg(y, op, "y");
+  const DType dtype = call_dtype(a, op, "a");
+  check_arg(a, op, "a", dtype);
+  check_arg(b, op, "b", dtype);
+  check_arg(y, op, "y", dtype);
   check_shape_as(b, a, op, "b", "a");
   check_shape_as(y, a, op, "y", "a");
   use_device_of(a);
-  for_each(a.numel(), Add{a.data<float>(), b.data<float>(), y.data<float>()}, current_stream());
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(a.numel(), Add<T>{cdata<T>(a), cdata<T>(b), mdata<T>(y)}, current_stream());
+  });
 }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
   constexpr const char* op = "axpy";
-  check_arg(x, op, "x");
-  check_arg(y, op, "y");
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
+  check_arg(y, op, "y", dtype);
   check_shape_as(y, x, op, "y", "x");
   use_device_of(x);
-  for_each(x.numel(), Axpy{x.data<float>(), y.data<float>(), alpha}, current_stream());
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(x.numel(), Axpy<T>{cdata<T>(x), mdata<T>(y), alpha}, current_stream());
+  });
 }
 
 void scale(float alpha, Tensor& x) {
-  check_arg(x, "scale", "x");
+  constexpr const char* op = "scale";
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
   use_device_of(x);
-  for_each(x.numel(), Scale{x.data<float>(), alpha}, current_stream());
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(x.numel(), Scale<T>{mdata<T>(x), alpha}, current_stream());
+  });
 }
 
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream) {
   constexpr const char* op = "dropout_forward";
-  check_arg(x, op, "x");
-  check_arg(y, op, "y");
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
+  check_arg(y, op, "y", dtype);
   check_arg(mask, op, "mask", DType::u8);
   check_shape_as(y, x, op, "y", "x");
   check_shape_as(mask, x, op, "mask", "x");
@@ -249,24 +333,30 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const Rn
   if (n == 0) return;
   use_device_of(x);
   const std::int64_t blocks = (n + 3) / 4;
-  dropout_forward_kernel<<<blocks_for(blocks), kThreads, 0, current_stream()>>>(
-      n, x.data<float>(), y.data<float>(), mask.data<std::uint8_t>(), p, keep_scale, stream);
-  CUDA_CHECK_LAUNCH(dropout_forward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    dropout_forward_kernel<T><<<blocks_for(blocks), kThreads, 0, current_stream()>>>(
+        n, cdata<T>(x), mdata<T>(y), mask.data<std::uint8_t>(), p, keep_scale, stream);
+    CUDA_CHECK_LAUNCH(dropout_forward_kernel);
+  });
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p) {
   constexpr const char* op = "dropout_backward";
-  check_arg(dy, op, "dy");
+  const DType dtype = call_dtype(dy, op, "dy");
+  check_arg(dy, op, "dy", dtype);
   check_arg(mask, op, "mask", DType::u8);
-  check_arg(dx, op, "dx");
+  check_arg(dx, op, "dx", dtype);
   check_shape_as(mask, dy, op, "mask", "dy");
   check_shape_as(dx, dy, op, "dx", "dy");
   const float keep_scale = keep_scale_of(p, op);
   use_device_of(dy);
-  for_each(dy.numel(),
-           DropoutBackward{dy.data<float>(), mask.data<std::uint8_t>(), dx.data<float>(),
-                           keep_scale},
-           current_stream());
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(dy.numel(),
+             DropoutBackward<T>{cdata<T>(dy), mask.data<std::uint8_t>(), mdata<T>(dx), keep_scale},
+             current_stream());
+  });
 }
 
 }  // namespace ruche::ops::gpu
