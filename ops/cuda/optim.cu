@@ -49,7 +49,8 @@ struct DeviceArray {
 
 // What optimizer_update keeps per device: the chunk table for the last ranges it saw (uploaded
 // again only when they change), the per-step constants (uploaded every call from a page-locked
-// staging buffer, asynchronously), and the LARS per-chunk sums.
+// staging buffer, asynchronously), and the LARS per-chunk sums. One caller per device at a time
+// (a rank's training loop), as for every op on the one stream.
 struct UpdateTable {
   std::vector<UpdateRange> ranges;  // the ranges the chunk table was built for
   bool built = false;
