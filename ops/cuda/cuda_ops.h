@@ -6,7 +6,8 @@
 
 namespace ruche::ops::gpu {
 
-// eltwise.cu
+// eltwise.cu: f32, bf16 or f16 tensors, one dtype per call (dropout's mask u8); float compute,
+// one rounding on store.
 void activation_forward(Activation kind, float alpha, const Tensor& x, Tensor& y);
 void activation_backward(Activation kind, float alpha, const Tensor& y, const Tensor& dy,
                          Tensor& dx);
@@ -17,7 +18,7 @@ void scale(float alpha, Tensor& x);
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream);
 void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p);
 
-// softmax.cu
+// softmax.cu: f32, bf16 or f16, one dtype per call; float compute.
 void softmax_forward(const Tensor& x, Tensor& y);
 void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 
