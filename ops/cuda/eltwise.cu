@@ -229,10 +229,14 @@ void activation_forward(Activation kind, float alpha, const Tensor& x, Tensor& y
     const T* px = cdata<T>(x);
     T* py = mdata<T>(y);
     switch (kind) {
-      case Activation::relu: return for_each(n, ReluForward<T>{px, py}, s);
-      case Activation::leaky_relu: return for_each(n, LeakyReluForward<T>{px, py, alpha}, s);
-      case Activation::sigmoid: return for_each(n, SigmoidForward<T>{px, py}, s);
-      case Activation::tanh: return for_each(n, TanhForward<T>{px, py}, s);
+      case Activation::relu:
+        return for_each(n, ReluForward<T>{px, py}, s);
+      case Activation::leaky_relu:
+        return for_each(n, LeakyReluForward<T>{px, py, alpha}, s);
+      case Activation::sigmoid:
+        return for_each(n, SigmoidForward<T>{px, py}, s);
+      case Activation::tanh:
+        return for_each(n, TanhForward<T>{px, py}, s);
     }
   });
 }
@@ -256,11 +260,14 @@ void activation_backward(Activation kind, float alpha, const Tensor& y, const Te
     const T* pdy = cdata<T>(dy);
     T* pdx = mdata<T>(dx);
     switch (kind) {
-      case Activation::relu: return for_each(n, ReluBackward<T>{py, pdy, pdx}, s);
+      case Activation::relu:
+        return for_each(n, ReluBackward<T>{py, pdy, pdx}, s);
       case Activation::leaky_relu:
         return for_each(n, LeakyReluBackward<T>{py, pdy, pdx, alpha}, s);
-      case Activation::sigmoid: return for_each(n, SigmoidBackward<T>{py, pdy, pdx}, s);
-      case Activation::tanh: return for_each(n, TanhBackward<T>{py, pdy, pdx}, s);
+      case Activation::sigmoid:
+        return for_each(n, SigmoidBackward<T>{py, pdy, pdx}, s);
+      case Activation::tanh:
+        return for_each(n, TanhBackward<T>{py, pdy, pdx}, s);
     }
   });
 }

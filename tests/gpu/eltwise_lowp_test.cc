@@ -238,8 +238,7 @@ TEST(CudaOpsLowPrecision, DropoutMasksAreTheSameWhateverTheDtype) {
       Tensor mask_f32 = empty_gpu({n}, DType::u8);
       ops::dropout_forward(on_gpu(x), y_f32, mask_f32, p, stream);
       for (const auto& lp : kLowPrecisions) {
-        SCOPED_TRACE(std::string(lp.name) + " n " + std::to_string(n) + " p " +
-                     std::to_string(p));
+        SCOPED_TRACE(std::string(lp.name) + " n " + std::to_string(n) + " p " + std::to_string(p));
         const Tensor xr = cast_to(x, lp.dtype);
         Tensor y = empty_gpu({n}, lp.dtype);
         Tensor mask = empty_gpu({n}, DType::u8);
