@@ -1,14 +1,17 @@
-// Max, average and global average pooling over NCHW planes on CUDA, f32, with the semantics of
+// Max, average and global average pooling over NCHW planes on CUDA, with the semantics of
 // ops/cpu/pooling.cc (window clipping, ceil_mode, count_include_pad, argmax indices h * W + w).
 // Forward: one thread per output element. Backward gathers: one thread per input element sums,
 // in the CPU's order, the outputs whose window holds it, so no atomics are needed and the
 // result is bit-identical to the CPU's scatter. Global average: one block per plane.
+// Data of one call are all f32, bf16 or f16 (T): loaded as float, summed in float (double for
+// the global average, as on the CPU), rounded once on store; T = float is the f32 code as it was.
 #include <cstdint>
 #include <limits>
 #include <sstream>
 #include <string>
 
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche::ops::gpu {
@@ -74,20 +77,38 @@ __device__ inline Span covering(std::int64_t i, int k, int s, int pad, std::int6
   return {first, last};
 }
 
-__global__ void max_pool_forward_kernel(const float* x, float* y, std::int32_t* indices,
-                                        PoolGeometry g) {
+// A double result stored as T with one rounding (to nearest even): float_types.cuh stores from
+// float only, and double -> float -> bf16 could round twice.
+template <typename T>
+__device__ T from_double(double v);
+template <>
+__device__ inline float from_double<float>(double v) {
+  return static_cast<float>(v);
+}
+template <>
+__device__ inline __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
+  return __double2bfloat16(v);
+}
+template <>
+__device__ inline __half from_double<__half>(double v) {
+  return __double2half(v);
+}
+
+// Compares the loaded floats, so bf16 / f16 pick the argmax f32 picks on the same values.
+template <typename T>
+__global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* indices, PoolGeometry g) {
   const std::int64_t total = g.planes * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
        o += stride) {
     const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
-    const float* xp = x + plane * g.H * g.W;
+    const T* xp = x + plane * g.H * g.W;
     const Window w = window_at(oh, ow, g);
     std::int64_t best = w.h0 * g.W + w.w0;
     float best_value = -std::numeric_limits<float>::infinity();
     for (std::int64_t h = w.h0; h < w.h1; ++h) {
       for (std::int64_t c = w.w0; c < w.w1; ++c) {
-        const float v = xp[h * g.W + c];
+        const float v = to_float(xp[h * g.W + c]);
         // The first maximum wins; a NaN propagates (the CPU's and PyTorch's rule).
         if (v > best_value || isnan(v)) {
           best_value = v;
@@ -95,14 +116,15 @@ __global__ void max_pool_forward_kernel(const float* x, float* y, std::int32_t* 
         }
       }
     }
-    y[o] = best_value;
+    y[o] = from_float<T>(best_value);  // exact: best_value is a loaded T
     indices[o] = static_cast<std::int32_t>(best);
   }
 }
 
 // dx[i] = the sum of dy over the outputs that chose i, taken in increasing output order (the
 // CPU's scatter order). An index that points outside the plane matches no input and is dropped.
-__global__ void max_pool_backward_kernel(const float* dy, const std::int32_t* indices, float* dx,
+template <typename T>
+__global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* indices, T* dx,
                                          PoolGeometry g) {
   const std::int64_t total = g.planes * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
@@ -117,32 +139,34 @@ __global__ void max_pool_backward_kernel(const float* dy, const std::int32_t* in
     for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
       for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
         const std::int64_t o = base + oh * g.OW + ow;
-        if (indices[o] == position) sum += dy[o];
+        if (indices[o] == position) sum += to_float(dy[o]);
       }
     }
-    dx[i] = sum;
+    dx[i] = from_float<T>(sum);
   }
 }
 
-__global__ void avg_pool_forward_kernel(const float* x, float* y, PoolGeometry g) {
+template <typename T>
+__global__ void avg_pool_forward_kernel(const T* x, T* y, PoolGeometry g) {
   const std::int64_t total = g.planes * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
        o += stride) {
     const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
-    const float* xp = x + plane * g.H * g.W;
+    const T* xp = x + plane * g.H * g.W;
     const Window w = window_at(oh, ow, g);
     float sum = 0.0f;
     for (std::int64_t h = w.h0; h < w.h1; ++h) {
-      for (std::int64_t c = w.w0; c < w.w1; ++c) sum += xp[h * g.W + c];
+      for (std::int64_t c = w.w0; c < w.w1; ++c) sum += to_float(xp[h * g.W + c]);
     }
-    y[o] = sum / avg_divisor(oh, ow, g);
+    y[o] = from_float<T>(sum / avg_divisor(oh, ow, g));
   }
 }
 
 // dx[i] = the sum of dy[o] / divisor(o) over the windows o that hold i, in increasing o (the
 // CPU's order). A clipped window holds i exactly when the unclipped one does, i being inside.
-__global__ void avg_pool_backward_kernel(const float* dy, float* dx, PoolGeometry g) {
+template <typename T>
+__global__ void avg_pool_backward_kernel(const T* dy, T* dx, PoolGeometry g) {
   const std::int64_t total = g.planes * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
@@ -154,31 +178,33 @@ __global__ void avg_pool_backward_kernel(const float* dy, float* dx, PoolGeometr
     float sum = 0.0f;
     for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
       for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
-        sum += dy[base + oh * g.OW + ow] / avg_divisor(oh, ow, g);
+        sum += to_float(dy[base + oh * g.OW + ow]) / avg_divisor(oh, ow, g);
       }
     }
-    dx[i] = sum;
+    dx[i] = from_float<T>(sum);
   }
 }
 
 // Block b averages plane b: a double sum (large planes would drift in float, as on the CPU),
 // each thread's strided part then the block's fixed tree.
-__global__ void global_avg_pool_forward_kernel(const float* x, float* y, std::int64_t plane_size) {
+template <typename T>
+__global__ void global_avg_pool_forward_kernel(const T* x, T* y, std::int64_t plane_size) {
   __shared__ double shared[32];
-  const float* xp = x + static_cast<std::int64_t>(blockIdx.x) * plane_size;
+  const T* xp = x + static_cast<std::int64_t>(blockIdx.x) * plane_size;
   double sum = 0;
-  for (std::int64_t i = threadIdx.x; i < plane_size; i += blockDim.x) sum += xp[i];
+  for (std::int64_t i = threadIdx.x; i < plane_size; i += blockDim.x) sum += to_float(xp[i]);
   sum = block_reduce(sum, shared, SumOp{});
-  if (threadIdx.x == 0) y[blockIdx.x] = static_cast<float>(sum / static_cast<double>(plane_size));
+  if (threadIdx.x == 0) y[blockIdx.x] = from_double<T>(sum / static_cast<double>(plane_size));
 }
 
-__global__ void global_avg_pool_backward_kernel(const float* dy, float* dx, std::int64_t planes,
+template <typename T>
+__global__ void global_avg_pool_backward_kernel(const T* dy, T* dx, std::int64_t planes,
                                                 std::int64_t plane_size) {
   const std::int64_t total = planes * plane_size;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    dx[i] = dy[i / plane_size] / static_cast<float>(plane_size);
+    dx[i] = from_float<T>(to_float(dy[i / plane_size]) / static_cast<float>(plane_size));
   }
 }
 
@@ -189,44 +215,77 @@ std::string describe(const Pool2dParams& p) {
   return s.str();
 }
 
-// As the CPU's check_pool: x (the input side, [N, C, H, W]) and y (the output side) are dense
-// f32 on a CUDA device and fit p.
-void check_pool(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
-                const Tensor& y, const Pool2dParams& p) {
-  check_arg(x, op, x_arg);
-  check_arg(y, op, y_arg);
+// The one floating dtype of a call's data, taken from `ref` (f32, bf16 or f16); `t` must share it
+// and pass check_arg. Indices are checked apart (i32).
+DType data_dtype(const char* op, const char* ref_arg, const Tensor& ref) {
+  RUCHE_REQUIRE(ref.defined()) << op << ": " << ref_arg << " is undefined";
+  const DType dtype = ref.dtype();
+  RUCHE_REQUIRE(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16)
+      << op << ": " << ref_arg << " must be f32, bf16 or f16, got " << ref.str();
+  check_arg(ref, op, ref_arg, dtype);
+  return dtype;
+}
+
+void check_same_dtype(const char* op, const char* arg, const Tensor& t, const char* ref_arg,
+                      DType dtype) {
+  RUCHE_REQUIRE(!t.defined() || t.dtype() == dtype)
+      << op << ": " << arg << " is " << dtype_name(t.dtype()) << " but " << ref_arg << " is "
+      << dtype_name(dtype) << " (one of f32, bf16 or f16 for all data of a call), got " << t.str();
+  check_arg(t, op, arg, dtype);
+}
+
+// As the CPU's check_pool: x (the input side, [N, C, H, W]) and y (the output side) are dense,
+// of one floating dtype (returned), on a CUDA device and fit p.
+DType check_pool(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
+                 const Tensor& y, const Pool2dParams& p) {
+  const DType dtype = data_dtype(op, x_arg, x);
+  check_same_dtype(op, y_arg, y, x_arg, dtype);
   RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
   const Shape expected = pool2d_output_shape(x.shape(), p);
   RUCHE_REQUIRE(y.shape() == expected)
       << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
       << x.shape().str() << " with " << describe(p) << " gives " << expected.str();
+  return dtype;
 }
 
-void check_global(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
-                  const Tensor& y) {
-  check_arg(x, op, x_arg);
-  check_arg(y, op, y_arg);
+DType check_global(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
+                   const Tensor& y) {
+  const DType dtype = data_dtype(op, x_arg, x);
+  check_same_dtype(op, y_arg, y, x_arg, dtype);
   RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
   const Shape expected{x.size(0), x.size(1), 1, 1};
   RUCHE_REQUIRE(y.shape() == expected)
       << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
       << x.shape().str() << " gives " << expected.str();
+  return dtype;
+}
+
+template <typename T>
+const T* cdata(const Tensor& t) {
+  return static_cast<const T*>(t.raw_data());
+}
+template <typename T>
+T* mdata(Tensor& t) {
+  return static_cast<T*>(t.raw_data());
 }
 
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d_forward";
-  check_pool(op, "input", x, "output", y, p);
+  const DType dtype = check_pool(op, "input", x, "output", y, p);
   check_arg(indices, op, "indices", DType::i32);
   check_shape_as(indices, y, op, "indices", "output");
   RUCHE_REQUIRE(x.size(2) * x.size(3) <= std::numeric_limits<std::int32_t>::max())
       << op << ": input plane " << x.size(2) << "x" << x.size(3) << " is too large for i32 indices";
   if (y.numel() == 0) return;
   use_device_of(x);
-  max_pool_forward_kernel<<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
-      x.data<float>(), y.data<float>(), indices.data<std::int32_t>(), geometry(x, y, p));
-  CUDA_CHECK_LAUNCH(max_pool_forward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    max_pool_forward_kernel<T><<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
+        cdata<T>(x), mdata<T>(y), indices.data<std::int32_t>(), geometry(x, y, p));
+    CUDA_CHECK_LAUNCH(max_pool_forward_kernel);
+  });
 }
 
 // Unlike the CPU, an index outside the plane is not reported (that would need a device-to-host
@@ -234,54 +293,70 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2
 void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
                          const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d_backward";
-  check_pool(op, "dx", dx, "dy", dy, p);
+  const DType dtype = check_pool(op, "dx", dx, "dy", dy, p);
   check_arg(indices, op, "indices", DType::i32);
   check_shape_as(indices, dy, op, "indices", "dy");
   if (dx.numel() == 0) return;
   use_device_of(dx);
-  max_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
-      dy.data<float>(), indices.data<std::int32_t>(), dx.data<float>(), geometry(dx, dy, p));
-  CUDA_CHECK_LAUNCH(max_pool_backward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    max_pool_backward_kernel<T><<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+        cdata<T>(dy), indices.data<std::int32_t>(), mdata<T>(dx), geometry(dx, dy, p));
+    CUDA_CHECK_LAUNCH(max_pool_backward_kernel);
+  });
 }
 
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
-  check_pool("avg_pool2d_forward", "input", x, "output", y, p);
+  const DType dtype = check_pool("avg_pool2d_forward", "input", x, "output", y, p);
   if (y.numel() == 0) return;
   use_device_of(x);
-  avg_pool_forward_kernel<<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
-      x.data<float>(), y.data<float>(), geometry(x, y, p));
-  CUDA_CHECK_LAUNCH(avg_pool_forward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    avg_pool_forward_kernel<T><<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
+        cdata<T>(x), mdata<T>(y), geometry(x, y, p));
+    CUDA_CHECK_LAUNCH(avg_pool_forward_kernel);
+  });
 }
 
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
-  check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
+  const DType dtype = check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
   if (dx.numel() == 0) return;
   use_device_of(dx);
-  avg_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
-      dy.data<float>(), dx.data<float>(), geometry(dx, dy, p));
-  CUDA_CHECK_LAUNCH(avg_pool_backward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    avg_pool_backward_kernel<T><<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+        cdata<T>(dy), mdata<T>(dx), geometry(dx, dy, p));
+    CUDA_CHECK_LAUNCH(avg_pool_backward_kernel);
+  });
 }
 
 void global_avg_pool_forward(const Tensor& x, Tensor& y) {
-  check_global("global_avg_pool_forward", "input", x, "output", y);
+  const DType dtype = check_global("global_avg_pool_forward", "input", x, "output", y);
   const std::int64_t planes = x.size(0) * x.size(1), plane_size = x.size(2) * x.size(3);
   if (planes == 0) return;
   RUCHE_REQUIRE(planes <= std::numeric_limits<std::int32_t>::max())
       << "global_avg_pool_forward: " << planes << " planes exceed one grid";
   use_device_of(x);
-  global_avg_pool_forward_kernel<<<static_cast<unsigned>(planes), kThreads, 0, current_stream()>>>(
-      x.data<float>(), y.data<float>(), plane_size);
-  CUDA_CHECK_LAUNCH(global_avg_pool_forward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    global_avg_pool_forward_kernel<T>
+        <<<static_cast<unsigned>(planes), kThreads, 0, current_stream()>>>(cdata<T>(x), mdata<T>(y),
+                                                                           plane_size);
+    CUDA_CHECK_LAUNCH(global_avg_pool_forward_kernel);
+  });
 }
 
 void global_avg_pool_backward(const Tensor& dy, Tensor& dx) {
-  check_global("global_avg_pool_backward", "dx", dx, "dy", dy);
+  const DType dtype = check_global("global_avg_pool_backward", "dx", dx, "dy", dy);
   const std::int64_t planes = dx.size(0) * dx.size(1), plane_size = dx.size(2) * dx.size(3);
   if (dx.numel() == 0) return;
   use_device_of(dx);
-  global_avg_pool_backward_kernel<<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
-      dy.data<float>(), dx.data<float>(), planes, plane_size);
-  CUDA_CHECK_LAUNCH(global_avg_pool_backward_kernel);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    global_avg_pool_backward_kernel<T><<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+        cdata<T>(dy), mdata<T>(dx), planes, plane_size);
+    CUDA_CHECK_LAUNCH(global_avg_pool_backward_kernel);
+  });
 }
 
 }  // namespace ruche::ops::gpu
