@@ -45,6 +45,10 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
   m.set_best_epoch(p.best_epoch);
   m.set_epochs_without_gain(p.epochs_without_gain);
   m.set_elapsed_seconds(p.elapsed_seconds);
+  if (p.loss_scale > 0) {
+    m.set_loss_scale(p.loss_scale);
+    m.set_loss_scale_growth_tracker(p.loss_scale_growth_tracker);
+  }
   m.set_world_size(meta.world_size);
   m.set_threads(meta.threads);
   m.set_net(meta.net);
@@ -118,6 +122,8 @@ CheckpointMeta meta_of(const proto::CheckpointManifest& m) {
   p.best_epoch = m.best_epoch();
   p.epochs_without_gain = m.epochs_without_gain();
   p.elapsed_seconds = m.elapsed_seconds();
+  p.loss_scale = m.loss_scale();
+  p.loss_scale_growth_tracker = m.loss_scale_growth_tracker();
   meta.world_size = m.world_size();
   meta.threads = m.threads();
   meta.net = m.net();

@@ -130,8 +130,12 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
           RUCHE_REQUIRE(!current.count(name))
               << "top '" << name << "' is already produced by an earlier layer";
           const bool label = lp.type() == "Input" && t == 1;
-          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)],
-                                    label ? DType::i32 : DType::f32, options.device);
+          // Under autocast every activation is in the compute dtype but the labels and losses.
+          const DType dtype = label                   ? DType::i32
+                              : is_loss(lp.type())    ? DType::f32
+                                                      : options.compute_dtype;
+          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)], dtype,
+                                    options.device);
         }
         current[name] = static_cast<int>(net->blobs_.size());
         tops[static_cast<std::size_t>(li)].push_back(static_cast<int>(net->blobs_.size()));
@@ -169,6 +173,18 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   RUCHE_REQUIRE(param.layer(0).type() == "Input")
       << where_of(options.source, 0, param.layer(0)) << ": the first layer must be Input";
   net->input_ = net->blobs_[static_cast<std::size_t>(tops[0][0])].data;
+  if (options.compute_dtype != DType::f32) {
+    RUCHE_REQUIRE(options.device.is_cuda())
+        << options.source.file << ": " << dtype_name(options.compute_dtype)
+        << " autocast runs on a CUDA device; the CPU computes in f32";
+    for (int li = 0; li < param.layer_size(); ++li) {
+      RUCHE_REQUIRE(param.layer(li).type() != "EuclideanLoss")
+          << where_of(options.source, li, param.layer(li))
+          << ": EuclideanLoss compares with f32 targets; train it with --precision fp32 or tf32";
+    }
+    net->input_blob_ = net->input_;  // the loader fills an f32 batch, cast to it in forward
+    net->input_ = Tensor::zeros(net->input_blob_.shape(), DType::f32, options.device);
+  }
   if (tops[0].size() > 1) net->labels_ = net->blobs_[static_cast<std::size_t>(tops[0][1])].data;
 
   net->place_params(decls);
@@ -185,10 +201,10 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     Blob& blob = net->blobs_[b];
     if (!needs_grad[b] || blob.name == net->loss_blob_name(bottoms, tops)) continue;
     blob.diff = blob.in_place_of >= 0 ? net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff
-                                      : Tensor::zeros(blob.data.shape(), DType::f32,
+                                      : Tensor::zeros(blob.data.shape(), blob.data.dtype(),
                                                       options.device);
     if (!blob.diff.defined()) {
-      blob.diff = Tensor::zeros(blob.data.shape(), DType::f32, options.device);
+      blob.diff = Tensor::zeros(blob.data.shape(), blob.data.dtype(), options.device);
     }
   }
 
@@ -206,7 +222,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         if (blob.consumers.back() == static_cast<int>(li)) {
           diff = blob.diff;
         } else {
-          diff = Tensor::zeros(blob.diff.shape(), DType::f32, options.device);
+          diff = Tensor::zeros(blob.diff.shape(), blob.diff.dtype(), options.device);
           blob.extra_diffs.push_back(diff);
         }
       }
@@ -316,6 +332,23 @@ void Net::bind_params() {
     }
     if (end > begin) layer_grad_range_[li] = {begin, end};
   }
+  master_params_.resize(layers_.size());
+  master_grads_.resize(layers_.size());
+  autocast_layer_.assign(layers_.size(), false);
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    LayerIO& io = io_[li];
+    master_params_[li] = io.params;
+    master_grads_[li] = io.param_grads;
+    if (options_.compute_dtype == DType::f32 || !layers_[li]->params_in_compute_dtype()) continue;
+    autocast_layer_[li] = true;
+    for (std::size_t d = 0; d < io.params.size(); ++d) {
+      io.params[d] = Tensor::empty(io.params[d].shape(), options_.compute_dtype, options_.device);
+      if (io.param_grads[d].defined()) {
+        io.param_grads[d] =
+            Tensor::zeros(io.param_grads[d].shape(), options_.compute_dtype, options_.device);
+      }
+    }
+  }
 }
 
 Tensor Net::state_tensor(const std::string& name) const {
@@ -332,7 +365,7 @@ std::vector<std::pair<std::string, Tensor>> Net::state_dict() const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     for (std::size_t d = 0; d < decls_[li].size(); ++d) {
-      out.emplace_back(layers_[li]->name() + "." + decls_[li][d].suffix, io_[li].params[d]);
+      out.emplace_back(layers_[li]->name() + "." + decls_[li][d].suffix, master_params_[li][d]);
     }
   }
   return out;
@@ -348,15 +381,25 @@ Tensor Net::blob(const std::string& name) const {
 
 void Net::forward(const StepContext& ctx) {
   using Clock = std::chrono::steady_clock;
+  if (input_blob_.defined()) ops::cast(input_, input_blob_);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     if (!layer_timer_) {
-      layers_[li]->forward(io_[li], ctx);
+      forward_layer(li, ctx);
       continue;
     }
     const auto start = Clock::now();
-    layers_[li]->forward(io_[li], ctx);
+    forward_layer(li, ctx);
     layer_timer_(li, false, start, Clock::now());
   }
+}
+
+void Net::forward_layer(std::size_t li, const StepContext& ctx) {
+  if (autocast_layer_[li]) {  // this step's weights, in the compute dtype
+    for (std::size_t d = 0; d < io_[li].params.size(); ++d) {
+      ops::cast(master_params_[li][d], io_[li].params[d]);
+    }
+  }
+  layers_[li]->forward(io_[li], ctx);
 }
 
 void Net::backward(const StepContext& ctx, bool accumulate) {
@@ -381,7 +424,19 @@ void Net::backward_layer(std::size_t li, const StepContext& ctx, bool accumulate
     for (const Tensor& extra : blob.extra_diffs) ops::axpy(1.0f, extra, blob.diff);
   }
   const auto [begin, end] = layer_grad_range_[li];
-  if (accumulate && end > begin) {
+  if (autocast_layer_[li]) {
+    // The layer wrote low-precision gradients; the f32 ones go where an f32 layer writes them.
+    layers_[li]->backward(io_[li], ctx);
+    for (std::size_t d = 0; d < io_[li].param_grads.size(); ++d) {
+      if (!io_[li].param_grads[d].defined()) continue;
+      Tensor target = accumulate ? scratch_param_grads_[li][d] : master_grads_[li][d];
+      ops::cast(io_[li].param_grads[d], target);
+    }
+    if (accumulate && end > begin) {
+      Tensor range = grads_.narrow(0, begin, end - begin);
+      ops::axpy(1.0f, grad_scratch_.narrow(0, begin, end - begin), range);
+    }
+  } else if (accumulate && end > begin) {
     std::swap(io_[li].param_grads, scratch_param_grads_[li]);
     layers_[li]->backward(io_[li], ctx);
     std::swap(io_[li].param_grads, scratch_param_grads_[li]);
@@ -414,7 +469,7 @@ std::vector<LayerTiming> Net::time_layers(int iterations, const StepContext& ctx
   for (int it = 0; it < iterations; ++it) {
     for (std::size_t li = 0; li < layers_.size(); ++li) {
       const auto start = Clock::now();
-      layers_[li]->forward(io_[li], ctx);
+      forward_layer(li, ctx);
       settle();
       timings[li].forward_ms += ms_since(start);
     }
@@ -439,7 +494,7 @@ void Net::make_grad_scratch() {
                       .narrow(0, 0, num_trainable_);
   scratch_param_grads_.resize(layers_.size());
   for (std::size_t li = 0; li < layers_.size(); ++li) {
-    for (const Tensor& g : io_[li].param_grads) {
+    for (const Tensor& g : master_grads_[li]) {
       if (!g.defined()) {
         scratch_param_grads_[li].emplace_back();
         continue;
@@ -460,7 +515,7 @@ void Net::init_params(std::uint64_t seed) {
   // Forward order of declaration, so a parameter's stream does not depend on the flat layout.
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     for (std::size_t d = 0; d < decls_[li].size(); ++d) {
-      Tensor t = io_[li].params[d];
+      Tensor t = master_params_[li][d];
       fill_param(t, decls_[li][d], RngStream{seed, RngPurpose::init, 0, 0, index++});
     }
   }
@@ -517,14 +572,22 @@ std::string Net::summary() const {
 
 std::string Net::first_nonfinite() const {
   auto finite = [](const Tensor& t) {
-    if (!t.defined() || t.dtype() != DType::f32) return true;
-    for (float v : t.to_vector<float>()) {
+    if (!t.defined() || t.dtype() == DType::i32 || t.dtype() == DType::i64 ||
+        t.dtype() == DType::u8) {
+      return true;
+    }
+    Tensor f32 = t;
+    if (t.dtype() != DType::f32) {  // an autocast activation
+      f32 = Tensor::empty(t.shape(), DType::f32, t.device());
+      ops::cast(t.contiguous(), f32);
+    }
+    for (float v : f32.to_vector<float>()) {
       if (!std::isfinite(v)) return false;
     }
     return true;
   };
   for (std::size_t li = 0; li < layers_.size(); ++li) {
-    for (const auto& p : io_[li].params) {
+    for (const auto& p : master_params_[li]) {
       if (!finite(p)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
                              ") parameters";
     }
@@ -534,7 +597,7 @@ std::string Net::first_nonfinite() const {
     }
   }
   for (std::size_t li = layers_.size(); li-- > 0;) {
-    for (const auto& g : io_[li].param_grads) {
+    for (const auto& g : master_grads_[li]) {
       if (!finite(g)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
                              ") gradient";
     }

@@ -30,6 +30,10 @@ struct NetOptions {
   Shape sample_shape;    // one input sample, e.g. [1, 28, 28]; the Input layer's dims win
   int num_classes = 0;   // for classifiers whose num_output is 0
   Device device = Device::cpu();
+  // f32; or bf16 / f16 for autocast on a GPU: activations and their gradients in that type, the
+  // flat parameter and gradient buffers (the masters) in f32, low-precision copies of the
+  // convolution and inner-product parameters cast from them at every forward.
+  DType compute_dtype = DType::f32;
   // No weight decay on batch-norm parameters and biases (the solver's no_decay_bn_bias).
   bool no_decay_bn_bias = false;
   NetSource source;
@@ -80,7 +84,7 @@ class Net {
   // each layer's parameters then buffers. num_batches_tracked is an f32 view here.
   std::vector<std::pair<std::string, Tensor>> state_dict() const;
 
-  Tensor& input() { return input_; }    // [B, sample...] the data blob
+  Tensor& input() { return input_; }    // [B, sample...] f32: the data blob (or what is cast to it)
   Tensor& labels() { return labels_; }  // [B] i32 (or [B, k] f32 for regression losses)
   Tensor& output() { return output_; }  // the blob the loss reads: logits
   Tensor& loss() { return loss_; }      // [1]
@@ -134,6 +138,7 @@ class Net {
   void make_grad_scratch();
   bool layer_has_trainable(int layer) const;
   void backward_layer(std::size_t li, const StepContext& ctx, bool accumulate);
+  void forward_layer(std::size_t li, const StepContext& ctx);
   std::string loss_blob_name(const std::vector<std::vector<int>>& bottoms,
                              const std::vector<std::vector<int>>& tops) const;
 
@@ -150,6 +155,11 @@ class Net {
   Tensor params_, grads_, buffers_;
   Tensor grad_scratch_;  // micro-batches 2..K write here, then add to grads_
   std::vector<std::vector<Tensor>> scratch_param_grads_;
+  // Each layer's parameters and gradients as views of the flat f32 buffers. io_[li].params and
+  // param_grads are these, except for autocast layers, whose io holds low-precision copies.
+  std::vector<std::vector<Tensor>> master_params_, master_grads_;
+  std::vector<bool> autocast_layer_;
+  Tensor input_blob_;  // under autocast: the data blob the layers read, cast from input_
   std::int64_t num_trainable_ = 0, buffer_count_ = 0;
   std::vector<ParamEntry> param_table_, buffer_table_;
   Tensor input_, labels_, output_, loss_;

@@ -60,6 +60,8 @@ class ConvolutionLayer final : public Layer {
                                    fan_out);
   }
 
+  bool params_in_compute_dtype() const override { return true; }
+
   double forward_flops() const override {
     return static_cast<double>(y_.numel()) * static_cast<double>(in_ / conv_.groups * kh_ * kw_);
   }

@@ -26,12 +26,12 @@ class EuclideanLossLayer final : public Layer {
   }
 
   // For a loss gradient of 1 (the Net seeds the loss with 1). d/dtarget = -d/dpred.
-  void backward(LayerIO& io, const StepContext&) override {
+  void backward(LayerIO& io, const StepContext& ctx) override {
     if (layers::entry(io.bottom_diff, 0).defined()) {
-      ops::mse_backward(io.bottom[0], io.bottom[1], io.bottom_diff[0], 1.0f);
+      ops::mse_backward(io.bottom[0], io.bottom[1], io.bottom_diff[0], ctx.loss_scale);
     }
     if (layers::entry(io.bottom_diff, 1).defined()) {
-      ops::mse_backward(io.bottom[1], io.bottom[0], io.bottom_diff[1], 1.0f);
+      ops::mse_backward(io.bottom[1], io.bottom[0], io.bottom_diff[1], ctx.loss_scale);
     }
   }
 };

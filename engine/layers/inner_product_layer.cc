@@ -30,6 +30,8 @@ class InnerProductLayer final : public Layer {
     return layers::weight_and_bias(q, Shape{out_, in_}, out_, in_, out_);
   }
 
+  bool params_in_compute_dtype() const override { return true; }
+
   double forward_flops() const override {
     return static_cast<double>(batch_) * static_cast<double>(in_) * static_cast<double>(out_);
   }

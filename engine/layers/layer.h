@@ -25,6 +25,9 @@ struct StepContext {
   std::uint32_t step = 0;  // global micro-batch counter: dropout masks differ per step
   // --sync-bn: batch norm reduces its batch statistics over these ranks; null: this rank's only.
   Communicator* sync_bn = nullptr;
+  // The loss's gradient is this instead of 1 (fp16's dynamic loss scaling); the trainer divides
+  // the parameter gradients by it before the optimizer step.
+  float loss_scale = 1.0f;
 };
 
 // How a parameter is treated by the optimizer and the state_dict.
@@ -74,6 +77,10 @@ class Layer {
   virtual void allocate(Device device) { (void)device; }
   // Whether top may be bottom (ReLU, Dropout: Caffe's in-place layers).
   virtual bool in_place_ok() const { return false; }
+  // Under autocast (bf16/fp16), whether the layer computes with low-precision copies of its
+  // parameters (convolution, inner product: tensor-core GEMMs) rather than the fp32 masters
+  // (batch norm keeps fp32 parameters and statistics). The Net makes and casts the copies.
+  virtual bool params_in_compute_dtype() const { return false; }
   // How many tops (bottoms) the layer takes; -1: any number.
   virtual int num_bottoms() const { return 1; }
   virtual int num_tops() const { return 1; }

@@ -50,10 +50,10 @@ void SoftmaxWithLossLayer::forward(LayerIO& io, const StepContext&) {
   ops::softmax_cross_entropy_forward(logits_2d(io.bottom[0]), io.bottom[1], probs_, io.top[0], ce_);
 }
 
-void SoftmaxWithLossLayer::backward(LayerIO& io, const StepContext&) {
+void SoftmaxWithLossLayer::backward(LayerIO& io, const StepContext& ctx) {
   if (!layers::entry(io.bottom_diff, 0).defined()) return;
   Tensor dlogits = logits_2d(io.bottom_diff[0]);
-  ops::softmax_cross_entropy_backward(probs_, io.bottom[1], dlogits, 1.0f, ce_);
+  ops::softmax_cross_entropy_backward(probs_, io.bottom[1], dlogits, ctx.loss_scale, ce_);
 }
 
 std::unique_ptr<Layer> make_softmax_with_loss_layer(const proto::LayerParameter& p) {

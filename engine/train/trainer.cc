@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "engine/data/loader.h"
 #include "engine/log/metrics_log.h"
@@ -16,6 +17,7 @@
 #include "engine/models/models.h"
 #include "engine/optim/grad_norm.h"
 #include "engine/optim/lr_schedule.h"
+#include "engine/optim/loss_scaler.h"
 #include "engine/optim/optimizer.h"
 #include "engine/proto/text_format.h"
 #include "engine/train/eval_run.h"
@@ -172,9 +174,6 @@ int train(const TrainRun& run, Communicator* comm) {
     RUCHE_REQUIRE(ranks == 1)
         << "--device cuda with " << ranks << " ranks: gradients between GPUs travel by NCCL, "
         << "which this ruche does not have yet; train on one GPU, or on --device cpu ranks";
-    RUCHE_REQUIRE(precision == ops::Precision::fp32 || precision == ops::Precision::tf32)
-        << "--precision " << ops::precision_name(precision)
-        << ": mixed precision is not implemented yet; use fp32 or tf32";
   } else {
     RUCHE_REQUIRE(precision == ops::Precision::fp32)
         << "--precision " << ops::precision_name(precision)
@@ -230,6 +229,9 @@ int train(const TrainRun& run, Communicator* comm) {
   net_opts.sample_shape = train_set.sample_shape();
   net_opts.num_classes = classes;
   net_opts.device = run.device;
+  net_opts.compute_dtype = precision == ops::Precision::bf16   ? DType::bf16
+                           : precision == ops::Precision::fp16 ? DType::f16
+                                                               : DType::f32;
   net_opts.no_decay_bn_bias = solver.no_decay_bn_bias();
   net_opts.source = source;
   std::unique_ptr<Net> net = Net::build(net_param, net_opts);
@@ -328,6 +330,13 @@ int train(const TrainRun& run, Communicator* comm) {
     timeline->set_origin(Clock::now());
     dp.set_timeline(timeline.get());
   }
+  // fp16: dynamic loss scaling; a step whose scaled gradients overflow is skipped and counted,
+  // not a divergence (bf16 has fp32's range and needs none).
+  std::optional<LossScaler> scaler;
+  if (precision == ops::Precision::fp16) {
+    scaler.emplace();
+    if (at.loss_scale > 0) scaler->restore(at.loss_scale, at.loss_scale_growth_tracker, 0);
+  }
   StopRequest stop_request = StopRequest::none;
   std::int64_t step = at.step, skipped = at.skipped_steps;
   auto micro = static_cast<std::uint32_t>(at.micro_batches);
@@ -365,6 +374,10 @@ int train(const TrainRun& run, Communicator* comm) {
     p.best_epoch = best.best_epoch;
     p.epochs_without_gain = best.epochs_without_gain;
     p.elapsed_seconds = seconds_since(started);
+    if (scaler) {
+      p.loss_scale = scaler->scale();
+      p.loss_scale_growth_tracker = scaler->growth_tracker();
+    }
     return p;
   };
   TrainingPosition now = at;  // after the last step (and validation) done
@@ -380,6 +393,7 @@ int train(const TrainRun& run, Communicator* comm) {
       fault.maybe_fail(Fault::Point::step_start, step, rank);
       const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
       StepVotes votes;  // this rank's; summed over ranks below
+      ctx.loss_scale = scaler ? scaler->scale() : 1.0f;
       for (int k = 0; k < solver.iter_size(); ++k) {
         const std::int64_t n = train_loader.next(net->input(), net->labels());
         RUCHE_CHECK(n == solver.batch_size()) << "the training loader returned a short batch";
@@ -407,12 +421,20 @@ int train(const TrainRun& run, Communicator* comm) {
         timeline->add("wait for gradients", "comm_wait", Timeline::compute, wait_start,
                       Clock::now());
       }
-      if (solver.iter_size() > 1) ops::scale(1.0f / static_cast<float>(solver.iter_size()),
-                                             net->grads());
+      // The mean over micro-batches, and the loss scale taken back out.
+      float unscale = solver.iter_size() > 1 ? 1.0f / static_cast<float>(solver.iter_size()) : 1;
+      if (scaler) unscale *= scaler->inv_scale();
+      if (unscale != 1.0f) ops::scale(unscale, net->grads());
       const GradStats stats = grad_stats(net->grads(), net->num_trainable());
       if (votes[StepVotes::stop] > 0) stop_request = StopRequest::checkpoint_and_stop;
       if (votes[StepVotes::interrupt] > 0 && stop_request == StopRequest::none) {
         stop_request = StopRequest::interrupt;
+      }
+      if (scaler && votes[StepVotes::nonfinite_loss] == 0 && !scaler->update(stats.finite)) {
+        ++skipped;  // fp16 overflow: the scale is backed off and the step not taken
+        ++step;
+        if (stop_request != StopRequest::none) break;
+        continue;
       }
       if (votes[StepVotes::nonfinite_loss] > 0 || !stats.finite) {
         if (solver.on_nan() == "skip") {
@@ -456,6 +478,7 @@ int train(const TrainRun& run, Communicator* comm) {
         record.add("epoch", epoch + 1).add("step", step).add("loss", p.loss)
             .add("acc", p.accuracy).add("lr", p.lr).add("img_per_s", p.images_per_second)
             .add("time_s", seconds_since(started)).add("saving", checkpoints.saving() ? 1 : 0);
+        if (scaler) record.add("loss_scale", static_cast<double>(scaler->scale()));
         if (run.device.is_cuda()) {  // peak device memory held by tensors so far
           const auto peak = cuda::allocator_stats(run.device.index).peak_allocated_bytes;
           record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
@@ -516,8 +539,11 @@ int train(const TrainRun& run, Communicator* comm) {
     if (!stop && step < total_steps) checkpoints.save_async(now);  // every epoch
   }
   checkpoints.save_now(now);  // the end of the run (or of its early stop)
-  if (skipped) std::printf("skipped %lld steps with non-finite values\n",
-                           static_cast<long long>(skipped));
+  if (skipped) {
+    std::printf("skipped %lld steps with non-finite values%s\n", static_cast<long long>(skipped),
+                scaler ? " (fp16 gradients that overflowed the dynamic loss scale)" : "");
+  }
+  if (scaler) std::printf("fp16 loss scale now %g\n", static_cast<double>(scaler->scale()));
   if (timeline) {
     net->set_layer_timer(nullptr);
     dp.set_timeline(nullptr);

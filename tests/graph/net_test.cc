@@ -156,5 +156,17 @@ TEST(Net, ErrorsNameFileLineAndLayer) {
   EXPECT_NE(error_of([&] { build(input); }).find("no loss layer"), std::string::npos);
 }
 
+TEST(Net, AutocastIsRefusedOnTheCpu) {
+  NetSource source;
+  const auto param = parse_net(kNet, "tiny.prototxt", &source);
+  NetOptions options;
+  options.sample_shape = {2, 6, 6};
+  options.num_classes = 5;
+  options.source = source;
+  options.compute_dtype = DType::bf16;
+  EXPECT_EQ(error_of([&] { Net::build(param, options); }),
+            "tiny.prototxt: bf16 autocast runs on a CUDA device; the CPU computes in f32");
+}
+
 }  // namespace
 }  // namespace ruche

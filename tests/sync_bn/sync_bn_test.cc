@@ -53,6 +53,10 @@ constexpr int kPerRank = 8;  // samples per rank
 constexpr int kClasses = 5;
 constexpr int kSteps = 2;  // the running statistics move twice
 constexpr double kTolerance = 1e-5;
+// One parameter's gradient alone: a tensor of a few entries (bn0.bias: 4), each a sum over
+// hundreds of products, whose rounding depends on the CPU's vector width in oneDNN (1.3e-5 seen
+// on an Intel Xeon with AVX-512, under 1e-5 on an AMD EPYC).
+constexpr double kParamTolerance = 5e-5;
 
 // The same weights on every rank and for every batch size; gamma and beta drawn away from 1, 0.
 std::unique_ptr<Net> make_net(int batch) {
@@ -124,7 +128,7 @@ Errors step_errors(Communicator& comm, Net& part, Net& whole, const Batch& batch
     if (p.frozen || !sync_bn) continue;
     const double err = norm_relative_error(grads.narrow(0, p.offset, p.count),
                                            whole.grads().narrow(0, p.offset, p.count));
-    EXPECT_LE(err, kTolerance) << "step " << step << ": gradient of " << p.name;
+    EXPECT_LE(err, kParamTolerance) << "step " << step << ": gradient of " << p.name;
     e.worst_param = std::max(e.worst_param, err);
   }
   return e;
