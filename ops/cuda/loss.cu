@@ -245,6 +245,7 @@ void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss) {
   check_arg(loss, op, "loss");
   check_shape_as(target, pred, op, "target", "pred");
   RUCHE_REQUIRE(loss.numel() == 1) << op << ": loss must have one element, got " << loss.str();
+  RUCHE_REQUIRE(pred.numel() > 0) << op << ": pred is empty";  // as the CPU op
   use_device_of(pred);
   const std::int64_t n = pred.numel();
   const unsigned blocks = std::min<unsigned>(blocks_for(n), kPartials);
@@ -253,7 +254,6 @@ void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss) {
   squared_error_partials<<<blocks, kThreads, 0, s>>>(n, pred.data<float>(), target.data<float>(),
                                                       partials.as<double>());
   CUDA_CHECK_LAUNCH(squared_error_partials);
-  // n == 0 gives 0 / 0 = NaN, as torch's mean of nothing.
   mean_of_partials<<<1, kThreads, 0, s>>>(blocks, partials.as<double>(), n, loss.data<float>());
   CUDA_CHECK_LAUNCH(mean_of_partials);
 }

@@ -210,6 +210,10 @@ void* cuda_side_copy_create(int device) {
   CUDA_CHECK(cudaSetDevice(device));
   CUDA_CHECK(cudaEventCreateWithFlags(&state->released, cudaEventDisableTiming));
   CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  // The destination may be a block the caching allocator took back while compute work enqueued
+  // before still uses it (ordered on the compute stream only): the first copy waits for it too.
+  CUDA_CHECK(cudaEventRecord(state->released, ops::gpu::current_stream()));
+  state->ever_released = true;
   return state.release();
 }
 

@@ -264,6 +264,9 @@ TEST(CudaOps, BadArgumentsAreClearErrors) {
   expect_error([&] { ops::softmax_forward(x3, x3); }, {"softmax_forward", "[N, C]"});
   Tensor loss = Tensor::zeros({2}, DType::f32, gpu);
   expect_error([&] { ops::mse_forward(x, x, loss); }, {"mse_forward", "one element"});
+  Tensor empty = Tensor::zeros({0, 5}, DType::f32, gpu);
+  Tensor one = Tensor::zeros({1}, DType::f32, gpu);
+  expect_error([&] { ops::mse_forward(empty, empty, one); }, {"mse_forward", "empty"});
   Tensor strided = x.transpose(0, 1);
   expect_error([&] { ops::scale(2.0f, strided); }, {"scale", "contiguous"});
 }

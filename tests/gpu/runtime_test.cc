@@ -2,9 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
+#include "engine/tensor/side_copy.h"
 #include "ops/cuda/runtime.h"
+#include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/support/gradcheck.h"
 
@@ -151,6 +154,31 @@ TEST(CudaAllocator, EmptyCacheReturnsBlocksToTheDriver) {
   // Still usable afterwards.
   Tensor b = on_gpu(random_tensor({100}, 5));
   EXPECT_EQ(b.to_vector<float>(), random_tensor({100}, 5).to_vector<float>());
+}
+
+// A SideCopy destination may be a block freed while compute work on it is still queued; its first
+// copy (on the non-blocking copy stream) must not land before that work has run.
+TEST(CudaSideCopy, FirstCopyWaitsForQueuedWorkOnItsBlock) {
+  RUCHE_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  const std::int64_t n = std::int64_t{1} << 26;  // 256 MiB: the queued scales take milliseconds
+  void* block = nullptr;
+  {
+    Tensor a = Tensor::zeros({n}, DType::f32, gpu);
+    for (int i = 0; i < 40; ++i) ops::scale(2.0f, a);  // queued, not waited for
+    block = a.raw_data();
+  }
+  Tensor dst = Tensor::empty({n}, DType::f32, gpu);
+  ASSERT_EQ(dst.raw_data(), block) << "the test needs the freed block back";
+  Tensor host = Tensor::empty({n});
+  for (float& v : std::span<float>(host.data<float>(), static_cast<std::size_t>(n))) v = 3.0f;
+  SideCopy side(gpu);
+  side.copy(host, dst);
+  cuda::synchronize(0);
+  const std::vector<float> got = dst.to_vector<float>();
+  std::int64_t wrong = 0;
+  for (float v : got) wrong += v != 3.0f;
+  EXPECT_EQ(wrong, 0);
 }
 
 TEST(CudaAllocator, UnknownDeviceIsAClearError) {
