@@ -221,12 +221,12 @@ std::vector<Candidate> usable(cudnnHandle_t h, ConvPlan& plan,
   for (int i = 0; i < n; ++i) {
     const auto& r = perf[i];
     if (r.status != CUDNN_STATUS_SUCCESS) continue;
+    // ALLOW_CONVERSION lets cuDNN convert the data to f16 (range 6e-8 .. 65504): never what
+    // --precision asks for (TF32 keeps fp32's exponent; bf16 data would lose range).
+    if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     // Strict fp32: the descriptor stays on FMA math; an entry that reports tensor-core math is
     // skipped rather than trusted.
-    if (plan.strict && (r.mathType == CUDNN_TENSOR_OP_MATH ||
-                        r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) {
-      continue;
-    }
+    if (plan.strict && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
     const cudnnMathType_t math = plan.strict ? CUDNN_FMA_MATH : r.mathType;
     // The workspace as the call will see it (the ranking's memory field is an estimate).
     CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math));

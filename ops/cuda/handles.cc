@@ -71,6 +71,10 @@ void* workspace(std::size_t bytes) {
     // The old block goes back to the caching allocator; work queued on it runs before any later
     // user of that block, on the same stream.
     if (h.workspace) allocator.deallocate(h.workspace, h.workspace_bytes);
+    // Forget the old block before allocating: if the allocation throws (out of memory, after the
+    // allocator released its cache, the old block included), a later call must not hand it out.
+    h.workspace = nullptr;
+    h.workspace_bytes = 0;
     h.workspace = allocator.allocate(bytes);
     h.workspace_bytes = bytes;
   }

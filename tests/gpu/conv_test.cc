@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,6 +15,11 @@
 #include "tests/gpu/gpu_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
+
+// ops/cuda/handles.h is internal (it includes cuDNN's headers); the one function a test here needs.
+namespace ruche::ops::gpu {
+void* workspace(std::size_t bytes);
+}  // namespace ruche::ops::gpu
 
 namespace ruche {
 namespace {
@@ -254,6 +260,53 @@ TEST(CudaConv, F16DataMatchesCpu) {
   expect_half_cases_match_cpu(DType::f16, ops::Precision::fp16, 3e-3);
 }
 
+// db is a double sum rounded once to the data type. Sums just above a 16-bit tie catch a second
+// rounding through float (float lands on the tie, which then rounds to even, i.e. down):
+// bf16: 1 + 2^-8 + 2^-30 must give 1 + 2^-7; f16: 1 + 2^-11 + 2^-24 must give 1 + 2^-10.
+TEST(CudaConv, HalfBiasGradientIsRoundedOnce) {
+  RUCHE_REQUIRE_CUDA();
+  const ops::Conv2dParams p = params(1, 1, 0, 0);
+  for (const DType dtype : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const bool bf16 = dtype == DType::bf16;
+    const std::vector<float> dy_values = {1.0f, bf16 ? 0x1.0p-8f : 0x1.0p-11f,
+                                          bf16 ? 0x1.0p-30f : 0x1.0p-24f};
+    const Tensor dy = to_half_on_gpu(Tensor::from_vector(dy_values, {1, 1, 1, 3}), dtype);
+    EXPECT_EQ(half_to_f32(dy).to_vector<float>(), dy_values);  // exact in the data type
+    const Tensor x = to_half_on_gpu(Tensor::zeros({1, 1, 1, 3}), dtype);
+    Tensor dw = Tensor::empty({1, 1, 1, 1}, dtype, Device::cuda(0));
+    Tensor db = Tensor::empty({1}, dtype, Device::cuda(0));
+    ops::conv2d_backward_weights(x, dy, dw, db, p);
+    EXPECT_EQ(half_to_f32(db).to_vector<float>(),
+              std::vector<float>{bf16 ? 1.0f + 0x1.0p-7f : 1.0f + 0x1.0p-10f});
+  }
+}
+
+// TF32 keeps fp32's exponent: values far outside f16's range (above 65504, below 6e-8) come out
+// as on the CPU, so no algorithm may convert the data to f16 (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION),
+// chosen by the heuristic or by timing.
+TEST(CudaConv, Tf32KeepsTheFp32Range) {
+  RUCHE_REQUIRE_CUDA();
+  for (const bool benchmark : {false, true}) {
+    SCOPED_TRACE(benchmark ? "benchmark" : "heuristic");
+    ops::GpuMath math;
+    math.precision = ops::Precision::tf32;
+    math.cudnn_benchmark = benchmark;
+    MathGuard guard(math);
+    const ConvCase c{"fp32 range", {2, 16, 12, 12}, {16, 16, 3, 3}, params(1, 1, 1, 1), true};
+    const Tensor x = random_tensor(c.x, 500, 1e5f, 2e5f);
+    const Tensor w = random_tensor(c.w, 501);
+    const Tensor b = random_tensor({c.w[0]}, 502);
+    const Tensor dy = random_tensor(ops::conv2d_output_shape(c.x, c.w, c.p), 503, -2e-9f, 2e-9f);
+    const ConvResults cpu = run_conv(c, x, w, b, dy);
+    const ConvResults gpu = run_conv(c, on_gpu(x), on_gpu(w), on_gpu(b), on_gpu(dy));
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.y), cpu.y, 5e-3);
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.dx), cpu.dx, 5e-3);
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.dw), cpu.dw, 5e-3);
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.db), cpu.db, kTol);
+  }
+}
+
 // ---- the algorithm cache ----
 TEST(CudaConv, AlgorithmIsChosenOncePerShape) {
   RUCHE_REQUIRE_CUDA();
@@ -312,6 +365,20 @@ TEST(CudaConv, WorkspaceLimitIsHonoured) {
   EXPECT_TENSORS_CLOSE(on_cpu(gpu.y), cpu.y, kConvTol);
   EXPECT_TENSORS_CLOSE(on_cpu(gpu.dx), cpu.dx, kConvTol);
   EXPECT_TENSORS_CLOSE(on_cpu(gpu.dw), cpu.dw, kConvTol);
+}
+
+// A workspace request the device cannot meet throws; the allocator gave its cache back to the
+// driver on the way, the old workspace block included, so the next request must allocate afresh
+// rather than hand out that freed block.
+TEST(CudaConv, WorkspaceSurvivesAFailedGrowth) {
+  RUCHE_REQUIRE_CUDA();
+  ASSERT_NE(ops::gpu::workspace(1 << 20), nullptr);
+  EXPECT_THROW(ops::gpu::workspace(std::size_t{1} << 50), Error);  // 1 PiB
+  const std::uint64_t requests = cuda::allocator_stats(0).requests;
+  ASSERT_NE(ops::gpu::workspace(1 << 20), nullptr);
+  EXPECT_EQ(cuda::allocator_stats(0).requests, requests + 1);
+  // The convolutions that borrow it still work.
+  expect_f32_cases_match_cpu(ops::GpuMath{}, kConvTol);
 }
 
 TEST(CudaConv, BenchmarkModeMatchesCpu) {
