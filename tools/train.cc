@@ -59,6 +59,10 @@ const SolverFlag kSolverFlags[] = {
     {"--monitor", "monitor", "val_acc or val_loss"},
     {"--on-nan", "on_nan", "stop (exit 3) or skip the step"},
     {"--lr-scaling", "lr_scaling", "none, or linear: lr x global batch / 256 (with warmup)"},
+    {"--eval-every", "eval_every_epochs", "validate every N epochs (and after the last)"},
+    {"--target-accuracy", "target_accuracy",
+     "stop at this validation top-1 and report the time to reach it (0: off)"},
+    {"--label-smoothing", "label_smoothing", "cross-entropy label smoothing (0: the net's)"},
 };
 
 // Whether a launcher (mpirun, srun) started this process as a rank of a job: then ruche joins

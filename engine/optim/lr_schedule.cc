@@ -13,7 +13,8 @@ namespace {
 constexpr const char* kPolicies[] = {"fixed", "step", "multistep", "exp", "poly", "cosine"};
 
 // The policy's lr at `step`, in double.
-double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_t total_steps) {
+double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_t steps_per_epoch,
+                 std::int64_t total_steps) {
   const std::string& policy = s.lr_policy();
   const double base = s.base_lr();
   const double gamma = s.gamma();
@@ -23,8 +24,24 @@ double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_
         << "solver: lr_policy 'step' needs stepsize > 0, got " << s.stepsize();
     return base * std::pow(gamma, static_cast<double>(step / s.stepsize()));
   }
+  if (policy == "multistep" && s.stepvalue_epochs_size() > 0) {
+    RUCHE_REQUIRE(s.stepvalue_size() == 0)
+        << "solver: set stepvalue (steps) or stepvalue_epochs, not both";
+    RUCHE_REQUIRE(steps_per_epoch > 0)
+        << "solver: stepvalue_epochs needs the number of steps per epoch";
+    int passed = 0;
+    for (int i = 0; i < s.stepvalue_epochs_size(); ++i) {
+      const float e = s.stepvalue_epochs(i);
+      RUCHE_REQUIRE(e > 0 && (i == 0 || e > s.stepvalue_epochs(i - 1)))
+          << "solver: stepvalue_epochs must be positive and increasing, got " << e
+          << " at position " << i + 1;
+      if (std::llround(static_cast<double>(e) * steps_per_epoch) <= step) ++passed;
+    }
+    return base * std::pow(gamma, passed);
+  }
   if (policy == "multistep") {
-    RUCHE_REQUIRE(s.stepvalue_size() > 0) << "solver: lr_policy 'multistep' needs stepvalue";
+    RUCHE_REQUIRE(s.stepvalue_size() > 0)
+        << "solver: lr_policy 'multistep' needs stepvalue or stepvalue_epochs";
     int passed = 0;
     for (int i = 0; i < s.stepvalue_size(); ++i) {
       RUCHE_REQUIRE(s.stepvalue(i) > 0 && (i == 0 || s.stepvalue(i) > s.stepvalue(i - 1)))
@@ -71,7 +88,7 @@ float lr_at(const proto::SolverParameter& s, std::int64_t step, std::int64_t ste
             std::int64_t total_steps) {
   RUCHE_REQUIRE(step >= 0) << "lr_at: negative step " << step;
   RUCHE_REQUIRE(s.base_lr() >= 0) << "solver: base_lr must be >= 0, got " << s.base_lr();
-  double lr = policy_lr(s, step, total_steps);
+  double lr = policy_lr(s, step, steps_per_epoch, total_steps);
   const std::int64_t warmup = warmup_steps(s, steps_per_epoch);
   if (step < warmup) lr *= static_cast<double>(step + 1) / warmup;
   return static_cast<float>(lr);

@@ -216,6 +216,9 @@ int train(const TrainRun& run, Communicator* comm) {
                                          eval_opts);
   };
   std::unique_ptr<BatchLoader> val_loader = splits.val ? eval_loader(splits.val) : nullptr;
+  RUCHE_REQUIRE(solver.target_accuracy() == 0 || val_loader)
+      << "--target-accuracy needs a validation split (--val-fraction > 0, or the data's own): "
+      << "a decision never reads the test split, which only confirms";
 
   // ---- net ----
   proto::NetParameter net_param = run.net;
@@ -223,6 +226,15 @@ int train(const TrainRun& run, Communicator* comm) {
   if (!run.model.empty()) {
     net_param = builtin_model(run.model, ModelOptions{train_set.sample_shape(), 0});
     source.file = "--model " + run.model;
+  }
+  RUCHE_REQUIRE(solver.label_smoothing() >= 0 && solver.label_smoothing() < 1)
+      << "label_smoothing must be in [0, 1), got " << solver.label_smoothing();
+  if (solver.label_smoothing() > 0) {  // where the net leaves it unset
+    for (auto& layer : *net_param.mutable_layer()) {
+      if (layer.type() == "SoftmaxWithLoss" && !layer.loss_param().has_label_smoothing()) {
+        layer.mutable_loss_param()->set_label_smoothing(solver.label_smoothing());
+      }
+    }
   }
   NetOptions net_opts;
   net_opts.batch_size = solver.batch_size();
@@ -507,7 +519,10 @@ int train(const TrainRun& run, Communicator* comm) {
       return kExitDiverged;
     }
     const double train_acc = whole_epoch.accuracy();
-    if (val_loader) {
+    RUCHE_REQUIRE(solver.eval_every_epochs() >= 1)
+        << "eval_every_epochs must be >= 1, got " << solver.eval_every_epochs();
+    const bool last_epoch = epoch + 1 == epochs || step >= total_steps;
+    if (val_loader && ((epoch + 1) % solver.eval_every_epochs() == 0 || last_epoch)) {
       EvalAccumulator acc(classes, false, splits.val->size());
       double nll_sum = evaluate(*net, *val_loader, acc) * static_cast<double>(acc.samples());
       dp.reduce_evaluation(acc, nll_sum);
@@ -515,18 +530,33 @@ int train(const TrainRun& run, Communicator* comm) {
       const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
                                                  static_cast<double>(acc.samples())
                                            : 0;
-      std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  (%s)\n",
-                  epoch + 1, epochs, whole_epoch.mean_loss(), 100 * train_acc,
-                  val_loss, 100 * val_acc, human_duration(seconds_since(started)).c_str());
-      metrics.write(MetricsRecord("val").add("epoch", epoch + 1).add("step", step)
-                        .add("loss", val_loss).add("acc", val_acc)
-                        .add("time_s", seconds_since(started)));
+      const bool has_top5 = classes > 5 && acc.samples() > 0;
+      const double val_top5 = has_top5 ? static_cast<double>(acc.top5_correct()) /
+                                             static_cast<double>(acc.samples())
+                                       : 0;
+      std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%", epoch + 1,
+                  epochs, whole_epoch.mean_loss(), 100 * train_acc, val_loss, 100 * val_acc);
+      if (has_top5) std::printf(" top-5 %.2f%%", 100 * val_top5);
+      std::printf("  (%s)\n", human_duration(seconds_since(started)).c_str());
+      MetricsRecord record("val");
+      record.add("epoch", epoch + 1).add("step", step).add("loss", val_loss).add("acc", val_acc);
+      if (has_top5) record.add("top5", val_top5);
+      metrics.write(record.add("time_s", seconds_since(started)));
       if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1) && lead) {
         save_weights(*net, (out / "best.npz").string());
       }
       if (solver.patience() > 0 && best.epochs_without_gain >= solver.patience()) {
         std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
                     solver.monitor().c_str(), solver.patience(), best.best, best.best_epoch);
+        stop = true;
+      }
+      if (solver.target_accuracy() > 0 && val_acc >= solver.target_accuracy()) {
+        std::printf("time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
+                    "in %s (%.0f s)\n",
+                    100 * val_acc, 100.0 * solver.target_accuracy(), epoch + 1,
+                    human_duration(seconds_since(started)).c_str(), seconds_since(started));
+        metrics.write(MetricsRecord("target").add("epoch", epoch + 1).add("step", step)
+                          .add("acc", val_acc).add("time_to_accuracy_s", seconds_since(started)));
         stop = true;
       }
       const double chance = 1.0 / classes;

@@ -104,5 +104,20 @@ TEST(LrSchedule, ClearErrors) {
   EXPECT_NO_THROW(check_lr_schedule(solver_from("lr_policy: 'exp' gamma: 0.99"), 0, 0));
 }
 
+TEST(LrSchedule, MultistepInEpochs) {
+  // Goyal et al.'s 30/60/80 scaled down: boundaries at epochs 1 and 2 of 10 steps each.
+  const auto s = solver_from("lr_policy: 'multistep' base_lr: 1 gamma: 0.1 "
+                             "stepvalue_epochs: 1 stepvalue_epochs: 2");
+  EXPECT_FLOAT_EQ(lr_at(s, 9, 10, 100), 1.0f);
+  EXPECT_FLOAT_EQ(lr_at(s, 10, 10, 100), 0.1f);
+  EXPECT_FLOAT_EQ(lr_at(s, 19, 10, 100), 0.1f);
+  EXPECT_FLOAT_EQ(lr_at(s, 20, 10, 100), 0.01f);
+  EXPECT_NE(testing::error_of([] {
+              lr_at(solver_from("lr_policy: 'multistep' stepvalue: 5 stepvalue_epochs: 1"), 0,
+                    10, 100);
+            }).find("not both"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ruche

@@ -8,6 +8,7 @@
 
 #include "engine/rng/fill.h"
 #include "engine/tensor/npz.h"
+#include "tests/support/errors.h"
 
 namespace ruche {
 namespace {
@@ -132,6 +133,42 @@ TEST(Trainer, EarlyStoppingHonoursPatience) {
   const std::string out = ::testing::internal::GetCapturedStdout();
   EXPECT_NE(out.find("early stopping"), std::string::npos) << out;
   EXPECT_EQ(out.find("epoch 4/10"), std::string::npos) << "ran past the patience";
+}
+
+TEST(Trainer, TargetAccuracyStopsAndReportsTheTimeTaken) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_target";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_target_accuracy(0.6f);  // the easy problem passes it within two epochs
+  run.solver.set_eval_every_epochs(2);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(train(run), kExitOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("time to accuracy: validation top-1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("epoch 1/6  train loss"), std::string::npos) << "validated off cadence";
+  EXPECT_EQ(out.find("epoch 3/6"), std::string::npos) << "ran past the target";
+  EXPECT_NE(read(dir / "run" / "metrics.jsonl").find("\"time_to_accuracy_s\""),
+            std::string::npos);
+}
+
+TEST(Trainer, TargetAccuracyNeedsAValidationSplit) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_target_noval";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_target_accuracy(0.6f);
+  run.solver.set_val_fraction(0);
+  EXPECT_NE(testing::error_of([&] { train(run); }).find("never reads the test split"),
+            std::string::npos);
+}
+
+TEST(Trainer, LabelSmoothingReachesTheLossLayer) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_smoothing";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_label_smoothing(0.1f);
+  run.solver.set_max_epochs(1);
+  EXPECT_EQ(train(run), kExitOk);
+  EXPECT_NE(read(dir / "run" / "net.prototxt").find("label_smoothing: 0.1"), std::string::npos);
 }
 
 }  // namespace
