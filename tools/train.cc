@@ -126,6 +126,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int synthetic_classes = 0;
     bool init_partial = false;
     int threads = 0;
+    int data_workers = 0, prefetch = 0;
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
     std::string grad_compression = "none";
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
@@ -152,6 +153,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o.out, "run directory")->capture_default_str();
   cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
+  cmd->add_option("--data-workers", o.data_workers,
+                  "data loader threads (0: all cores for JPEG folders, 1 for in-memory data)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prefetch", o.prefetch, "batches the loader makes ahead (0: data workers + 1)")
+      ->check(CLI::NonNegativeNumber);
   o.device.add_to(cmd);
   cmd->add_option("--init-weights", o.init_weights, "start from these weights (.npz)");
   cmd->add_flag("--init-partial", o.init_partial,
@@ -234,6 +240,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     if (o.synthetic_classes > 0) run.data.synthetic.num_classes = o.synthetic_classes;
     run.out_dir = o.out;
     run.threads = o.threads;
+    run.data_workers = o.data_workers;
+    run.prefetch = o.prefetch;
     run.init_weights = o.init_weights;
     run.init_partial = o.init_partial;
     run.gpu_math = o.device.gpu_math();

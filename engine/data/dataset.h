@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/rng/philox.h"
 #include "engine/tensor/shape.h"
 
 namespace ruche {
@@ -31,15 +32,29 @@ class Dataset {
   // [0, 1] for uint8 sources, the stored values for float sources. Thread-safe.
   virtual void read(std::int64_t index, float* out) const = 0;
 
+  // True for sources whose samples come out of read() already transformed and normalised
+  // (ImageFolder: crop, resize and normalise happen on the decoded JPEG); the loader's Transform
+  // (padding crop, flip, normalisation for small images) leaves their samples alone.
+  virtual bool transforms_itself() const { return false; }
+  // Sample `index` with its training augmentation drawn from `stream` (seed, augment, epoch,
+  // index), for sources that transform themselves; the others read() it as it is.
+  virtual void read_augmented(std::int64_t index, const RngStream& stream,
+                              float* out) const {
+    (void)stream;
+    read(index, out);
+  }
+
   std::int64_t sample_numel() const { return sample_shape().numel(); }
 };
 
 using DatasetPtr = std::shared_ptr<const Dataset>;
 
-// What a source provides: its training set and, where it has one, its test set (else null).
+// What a source provides: its training set and, where it has them, its own validation set
+// (ImageFolder's val/) and test set (else null).
 struct DataSources {
   DatasetPtr train;
   DatasetPtr test;
+  DatasetPtr val = nullptr;  // initialised, so {train, test} still reads as before
 };
 
 // "0", "1", ..., "n-1".

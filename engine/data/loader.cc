@@ -90,8 +90,17 @@ void BatchLoader::fill(Slot& slot, std::int64_t batch, std::vector<float>& scrat
   for (std::int64_t j = 0; j < count; ++j) {
     const std::int64_t index = indices_[static_cast<std::size_t>(first + j)];
     float* sample = x + j * numel;
-    dataset_->read(index, sample);
-    transform_.apply(sample, scratch.data(), epoch_, static_cast<std::uint64_t>(index));
+    if (!dataset_->transforms_itself()) {
+      dataset_->read(index, sample);
+      transform_.apply(sample, scratch.data(), epoch_, static_cast<std::uint64_t>(index));
+    } else if (options_.transform.augment.enabled) {
+      // Keyed by the sample's own index, as Transform does: any thread, rank or resume agrees.
+      const RngStream stream{options_.transform.seed, RngPurpose::augment, epoch_,
+                             static_cast<std::uint32_t>(index), 0};
+      dataset_->read_augmented(index, stream, sample);
+    } else {
+      dataset_->read(index, sample);  // the validation transform
+    }
     y[j] = dataset_->label(index);
   }
   slot.count = count;

@@ -5,6 +5,7 @@
 
 #include "engine/data/cifar.h"
 #include "engine/data/idx.h"
+#include "engine/data/image_folder.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -15,8 +16,9 @@ const char* supported_data_formats() {
   return "ruche reads a directory of IDX files (MNIST, Fashion-MNIST: "
          "train-images-idx3-ubyte[.gz], "
          "...), a directory of CIFAR-10/100 binary batches (data_batch_1.bin .. test_batch.bin, "
-         "or train.bin, test.bin), an .npz file (x float32 [N, ...], y int [N]) or `synthetic`; "
-         "ImageFolder and .tar shards are not supported yet";
+         "or train.bin, test.bin), an .npz file (x float32 [N, ...], y int [N]), an ImageFolder "
+         "(ROOT/train/<class>/*.JPEG, ROOT/val/<class>/*.JPEG) or `synthetic`; "
+         ".tar shards are not supported yet";
 }
 
 DataSources open_dataset(const DataSpec& spec) {
@@ -43,6 +45,7 @@ DataSources open_dataset(const DataSpec& spec) {
   if (fs::is_directory(status)) {
     if (is_idx_dir(path)) return load_idx_dir(path);
     if (cifar_kind(path) != CifarKind::none) return load_cifar_dir(path);
+    if (is_image_folder(path)) return load_image_folder(path);
   } else if (fs::path(path).extension() == ".npz") {
     return load_npz_dataset(path, spec.layout);
   }

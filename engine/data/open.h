@@ -3,6 +3,7 @@
 //   synthetic       random samples of the model's input shape (SyntheticOptions)
 //   DIR             IDX files (MNIST, Fashion-MNIST) or CIFAR-10/100 binary batches
 //   FILE.npz        arrays x, y (or x_train, y_train, x_test, y_test); --data-layout nchw|nhwc
+//   ROOT            ImageFolder: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG
 // Anything else is an error naming the formats ruche reads.
 #pragma once
 

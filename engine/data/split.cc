@@ -43,6 +43,11 @@ DataSplits make_splits(const DataSources& sources, double val_fraction, std::uin
   RUCHE_CHECK(sources.train != nullptr) << "make_splits without a training set";
   DataSplits s;
   s.test = sources.test;
+  if (sources.val) {  // the source's own validation split: nothing is carved out of train
+    s.train = sources.train;
+    s.val = sources.val;
+    return s;
+  }
   if (val_fraction == 0) {
     s.train = sources.train;
     return s;

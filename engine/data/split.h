@@ -24,6 +24,10 @@ class Subset : public Dataset {
   const std::string& kind() const override { return base_->kind(); }
   std::int32_t label(std::int64_t i) const override { return base_->label(at(i)); }
   void read(std::int64_t i, float* out) const override { base_->read(at(i), out); }
+  bool transforms_itself() const override { return base_->transforms_itself(); }
+  void read_augmented(std::int64_t i, const RngStream& stream, float* out) const override {
+    base_->read_augmented(at(i), stream, out);
+  }
 
   const std::vector<std::int64_t>& indices() const { return indices_; }
 
@@ -47,6 +51,7 @@ struct DataSplits {
   DatasetPtr test;  // null when the source has none
 };
 
+// A source with its own validation split (ImageFolder's val/) keeps it and ignores val_fraction.
 DataSplits make_splits(const DataSources& sources, double val_fraction, std::uint64_t seed);
 
 }  // namespace ruche

@@ -65,7 +65,7 @@ Normalization default_normalization(const Dataset& train) {
   if (kind == "mnist") return {{0.1307f}, {0.3081f}};
   if (kind == "cifar10") return {{0.4914f, 0.4822f, 0.4465f}, {0.2470f, 0.2435f, 0.2616f}};
   if (kind == "cifar100") return {{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}};
-  if (kind == "synthetic") return {};
+  if (kind == "synthetic" || train.transforms_itself()) return {};  // normalised already
   return compute_normalization(train);
 }
 

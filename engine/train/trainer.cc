@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "engine/data/loader.h"
 #include "engine/log/metrics_log.h"
@@ -197,6 +198,12 @@ int train(const TrainRun& run, Communicator* comm) {
   train_opts.drop_last = true;
   train_opts.transform = transform;
   train_opts.device = run.device;
+  // Decoding JPEGs needs every core; copying an in-memory sample needs one thread.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  train_opts.threads = run.data_workers > 0           ? run.data_workers
+                       : train_set.transforms_itself() ? cores
+                                                       : 1;
+  train_opts.depth = run.prefetch;
   SamplerOptions sampler;
   sampler.shuffle = solver.shuffle();
   sampler.seed = solver.random_seed();

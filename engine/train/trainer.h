@@ -28,6 +28,8 @@ struct TrainRun {
   DataSpec data;
   std::string out_dir = "run";
   int threads = 0;  // 0: OMP_NUM_THREADS or all cores
+  int data_workers = 0;  // loader threads; 0: all cores for decoded sources (JPEG), else 1
+  int prefetch = 0;      // batches buffered; 0: data_workers + 1
   std::string init_weights;
   bool init_partial = false;
   Device device = Device::cpu();

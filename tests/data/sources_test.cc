@@ -127,14 +127,19 @@ TEST(Open, MissingDefaultDatasetSaysHowToGetIt) {
 
 TEST(Open, UnknownFormatNamesTheFormatsRucheReads) {
   TempDir dir;
-  std::filesystem::create_directories(dir / "train/cat");
+  std::filesystem::create_directories(dir / "other/cat");
   const std::string e = error_of([&] { open_dataset({dir.str()}); });
   EXPECT_NE(e.find("not a dataset ruche reads"), std::string::npos) << e;
   EXPECT_NE(e.find("IDX"), std::string::npos) << e;
   EXPECT_NE(e.find("CIFAR-10/100"), std::string::npos) << e;
   EXPECT_NE(e.find(".npz"), std::string::npos) << e;
   EXPECT_NE(e.find("synthetic"), std::string::npos) << e;
-  EXPECT_NE(e.find("ImageFolder and .tar shards are not supported yet"), std::string::npos) << e;
+  EXPECT_NE(e.find("ImageFolder"), std::string::npos) << e;
+  EXPECT_NE(e.find(".tar shards are not supported yet"), std::string::npos) << e;
+  // train/<class> makes it an ImageFolder, whose empty class folder is the error.
+  std::filesystem::create_directories(dir / "train/cat");
+  EXPECT_NE(error_of([&] { open_dataset({dir.str()}); }).find("train/cat: no JPEG files"),
+            std::string::npos);
   testing::write_bytes(dir / "shard-000.tar", "x", false);
   EXPECT_NE(error_of([&] { open_dataset({dir / "shard-000.tar"}); }).find("not supported yet"),
             std::string::npos);
