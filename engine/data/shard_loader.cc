@@ -1,0 +1,404 @@
+#include "engine/data/shard_loader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <sstream>
+
+#include "engine/data/sampler.h"
+#include "engine/data/tar.h"
+#include "engine/error.h"
+#include "engine/tensor/allocator.h"
+#include "engine/tensor/storage.h"
+
+namespace ruche {
+namespace {
+
+// Layer numbers of the loader's streams (RngPurpose::sampler), apart from
+// DistributedSampler's 0.
+constexpr std::uint32_t kShardOrderLayer = 2;
+constexpr std::uint32_t kBufferLayer = 3;  // + leg * 2^12; the rank is the stream's index
+
+// Uniform integer in [0, n) from a 32-bit draw (bias below n / 2^32).
+std::size_t draw_below(const RngStream& s, std::uint64_t position, std::size_t n) {
+  return static_cast<std::size_t>((static_cast<std::uint64_t>(rng_bits(s, position)) * n) >> 32);
+}
+
+// WebDataset's shuffle buffer on a sequence of sample numbers.
+std::vector<std::int64_t> buffered(const std::vector<std::int64_t>& in, std::int64_t size,
+                                   const RngStream& s) {
+  if (size <= 1) return in;
+  std::vector<std::int64_t> out, buffer;
+  out.reserve(in.size());
+  buffer.reserve(static_cast<std::size_t>(std::min<std::int64_t>(size, in.size())));
+  std::uint64_t draws = 0;
+  for (std::int64_t v : in) {
+    if (static_cast<std::int64_t>(buffer.size()) < size) {
+      buffer.push_back(v);
+      continue;
+    }
+    const std::size_t j = draw_below(s, draws++, buffer.size());
+    out.push_back(buffer[j]);
+    buffer[j] = v;
+  }
+  while (!buffer.empty()) {
+    const std::size_t j = draw_below(s, draws++, buffer.size());
+    out.push_back(buffer[j]);
+    buffer[j] = buffer.back();
+    buffer.pop_back();
+  }
+  return out;
+}
+
+std::int64_t steps_for(std::int64_t n, std::int64_t batch) { return (n + batch - 1) / batch; }
+
+}  // namespace
+
+// ---- position ----
+
+std::string ShardPosition::encode() const {
+  std::ostringstream s;
+  s << "shards 1 epoch " << epoch << " samples " << samples << " legs " << legs.size();
+  for (const Leg& l : legs) s << ' ' << l.world << ' ' << l.buffer << ' ' << l.taken;
+  return s.str();
+}
+
+ShardPosition ShardPosition::decode(const std::string& text) {
+  std::istringstream s(text);
+  std::string w[5];
+  int version = 0;
+  std::size_t legs = 0;
+  ShardPosition p;
+  s >> w[0] >> version >> w[1] >> p.epoch >> w[2] >> p.samples >> w[3] >> legs;
+  RUCHE_REQUIRE(s && w[0] == "shards" && version == 1 && w[1] == "epoch" && w[2] == "samples" &&
+                w[3] == "legs" && legs < 1000000)
+      << "shard loader position '" << text << "': unreadable";
+  p.legs.resize(legs);
+  for (Leg& l : p.legs) s >> l.world >> l.buffer >> l.taken;
+  RUCHE_REQUIRE(s && !(s >> w[4])) << "shard loader position '" << text << "': unreadable";
+  return p;
+}
+
+// ---- loader ----
+
+ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int rank, int world,
+                         ShardLoaderOptions options)
+    : classes_(index.classes), split_(split), rank_(rank), world_(world), options_(options) {
+  RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
+  RUCHE_REQUIRE(options_.batch_size > 0)
+      << "--batch-size " << options_.batch_size << ": expected > 0";
+  RUCHE_REQUIRE(options_.threads > 0)
+      << "data loader threads " << options_.threads << ": expected > 0";
+  for (const ShardInfo& s : index.split(split)) {
+    shards_.push_back(
+        {(std::filesystem::path(index.dir) / s.file).string(), s.end, s.offsets, total_});
+    total_ += s.samples();
+  }
+  RUCHE_REQUIRE(total_ > 0) << index.dir << ": no " << split << " samples in the shard index";
+  RUCHE_REQUIRE(total_ >= world) << index.dir << ": " << total_ << " " << split
+                                 << " samples cannot be split over " << world << " ranks";
+  fds_.assign(shards_.size(), -1);
+  const int depth = options_.depth > 0 ? options_.depth : std::max(2, options_.threads + 1);
+  slots_.resize(static_cast<std::size_t>(depth));
+  const Shape shape = batch_shape();
+  for (Slot& s : slots_) {
+    if (options_.device.is_cuda()) {
+      const auto bytes = static_cast<std::size_t>(shape.numel()) * sizeof(float);
+      s.x = Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, shape,
+                            DType::f32);
+      s.device_x = Tensor::empty(shape, DType::f32, options_.device);
+      s.side = std::make_unique<SideCopy>(options_.device);
+    } else {
+      s.x = Tensor::empty(shape);
+    }
+    s.y = Tensor::zeros({options_.batch_size}, DType::i32);
+  }
+}
+
+ShardLoader::~ShardLoader() {
+  stop();
+  for (int fd : fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+Shape ShardLoader::batch_shape() const {
+  const int c = options_.transform.crop;
+  return Shape{options_.batch_size, 3, c, c};
+}
+
+std::int64_t ShardLoader::steps_per_epoch() const {
+  const std::int64_t longest = (total_ + world_ - 1) / world_;
+  if (options_.pad) return steps_for(longest, options_.batch_size);
+  const std::int64_t mine = (rank_ + 1) * total_ / world_ - rank_ * total_ / world_;
+  return steps_for(mine, options_.batch_size);
+}
+
+std::vector<std::int64_t> ShardLoader::epoch_sequence(std::uint32_t epoch) const {
+  std::vector<std::int64_t> order(shards_.size());
+  std::iota(order.begin(), order.end(), 0);
+  if (options_.train) {
+    shuffle_in_place(order,
+                     RngStream{options_.seed, RngPurpose::sampler, epoch, 0, kShardOrderLayer});
+  }
+  std::vector<std::int64_t> sequence;
+  sequence.reserve(static_cast<std::size_t>(total_));
+  for (std::int64_t s : order) {
+    const Shard& shard = shards_[static_cast<std::size_t>(s)];
+    for (std::size_t i = 0; i < shard.offsets.size(); ++i) {
+      sequence.push_back(shard.base + static_cast<std::int64_t>(i));
+    }
+  }
+  return sequence;
+}
+
+std::vector<std::int64_t> ShardLoader::leg_sequence(const std::vector<std::int64_t>& pool,
+                                                    std::uint32_t epoch, std::size_t leg,
+                                                    const ShardPosition::Leg& l, int rank) const {
+  const auto n = static_cast<std::int64_t>(pool.size());
+  const std::int64_t begin = rank * n / l.world, end = (rank + 1) * n / l.world;
+  std::vector<std::int64_t> part(pool.begin() + begin, pool.begin() + end);
+  if (!options_.train) return part;
+  const RngStream stream{options_.seed, RngPurpose::sampler, epoch,
+                         static_cast<std::uint32_t>(rank),
+                         kBufferLayer + (static_cast<std::uint32_t>(leg) << 12)};
+  return buffered(part, l.buffer, stream);
+}
+
+std::vector<std::int64_t> ShardLoader::pool_after(
+    std::uint32_t epoch, const std::vector<ShardPosition::Leg>& legs) const {
+  std::vector<std::int64_t> pool = epoch_sequence(epoch);
+  for (std::size_t j = 0; j + 1 < legs.size(); ++j) {
+    const ShardPosition::Leg& l = legs[j];
+    RUCHE_REQUIRE(l.world > 0 && l.taken >= 0 && l.buffer >= 0)
+        << "shard loader position: leg " << j << " has world " << l.world << ", taken " << l.taken;
+    std::vector<char> consumed(static_cast<std::size_t>(total_), 0);
+    for (int r = 0; r < l.world; ++r) {
+      const std::vector<std::int64_t> seq = leg_sequence(pool, epoch, j, l, r);
+      const auto taken = std::min<std::size_t>(static_cast<std::size_t>(l.taken), seq.size());
+      for (std::size_t k = 0; k < taken; ++k) consumed[static_cast<std::size_t>(seq[k])] = 1;
+    }
+    std::erase_if(pool, [&](std::int64_t s) { return consumed[static_cast<std::size_t>(s)]; });
+  }
+  return pool;
+}
+
+std::vector<std::int64_t> ShardLoader::remaining(const ShardPosition& at) const {
+  std::vector<ShardPosition::Leg> legs = at.legs;
+  legs.push_back({world_, 0, 0});  // an empty leg after them: pool_after replays them all
+  return pool_after(at.epoch, legs);
+}
+
+void ShardLoader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void ShardLoader::start_epoch(std::uint32_t epoch) {
+  ShardPosition at;
+  at.epoch = epoch;
+  at.samples = total_;
+  start_epoch(at);
+}
+
+void ShardLoader::start_epoch(const ShardPosition& at) {
+  stop();
+  RUCHE_REQUIRE(at.samples == total_) << "resume: the position was saved over " << at.samples << " "
+                                      << split_ << " samples, the shards hold " << total_;
+  const std::int64_t buffer = options_.train ? options_.shuffle_buffer : 0;
+  const ShardPosition::Leg here{world_, buffer, 0};
+  start_ = at;
+  // Continue the last leg when it ran at this world size and buffer; else start
+  // a new one.
+  const bool same =
+      !at.legs.empty() && at.legs.back().world == world_ && at.legs.back().buffer == buffer;
+  if (!same) start_.legs.push_back(here);
+  const std::vector<std::int64_t> pool = pool_after(at.epoch, start_.legs);
+  const std::size_t leg = start_.legs.size() - 1;
+  const std::int64_t taken = start_.legs.back().taken;
+  // Every rank's sequence length, for the step count the longest one needs.
+  const auto n = static_cast<std::int64_t>(pool.size());
+  const std::int64_t longest = (n + world_ - 1) / world_;
+  const std::vector<std::int64_t> mine = leg_sequence(pool, at.epoch, leg, here, rank_);
+  const auto length = static_cast<std::int64_t>(mine.size());
+  const std::int64_t b = options_.batch_size;
+  steps_ = options_.pad ? steps_for(std::max<std::int64_t>(0, longest - taken), b)
+                        : steps_for(std::max<std::int64_t>(0, length - taken), b);
+  // Repeats come from the rank's own sequence, or from the whole pool for a
+  // rank with none (a resume near the end of an epoch on more ranks than
+  // samples are left).
+  const std::vector<std::int64_t>& repeats = mine.empty() ? pool : mine;
+  sequence_.clear();
+  const std::int64_t count = options_.pad ? steps_ * b : std::max<std::int64_t>(0, length - taken);
+  for (std::int64_t k = 0; k < count; ++k) {
+    const std::int64_t p = taken + k;
+    sequence_.push_back(p < length ? mine[static_cast<std::size_t>(p)]
+                                   : -1 - repeats[static_cast<std::size_t>(p) % repeats.size()]);
+  }
+  next_batch_ = 0;
+  stopping_ = false;
+  error_ = nullptr;
+  started_ = true;
+  for (Slot& s : slots_) s.batch = -1;
+  for (int t = 0; t < options_.threads; ++t) {
+    threads_.emplace_back([this, t] { produce(t); });
+  }
+}
+
+ShardPosition ShardLoader::position() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ShardPosition p = start_;
+  const std::int64_t done = std::min<std::int64_t>(next_batch_ * options_.batch_size,
+                                                   static_cast<std::int64_t>(sequence_.size()));
+  if (!p.legs.empty()) p.legs.back().taken += done;
+  return p;
+}
+
+int ShardLoader::shard_fd(std::size_t shard) const {
+  std::lock_guard<std::mutex> lock(fd_mutex_);
+  if (fds_[shard] < 0) {
+    const std::string& path = shards_[shard].path;
+    fds_[shard] = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    RUCHE_REQUIRE(fds_[shard] >= 0) << path << ": cannot open (" << std::strerror(errno) << ")";
+  }
+  return fds_[shard];
+}
+
+void ShardLoader::read_sample(std::int64_t sample, float* out, std::int32_t* label) const {
+  // The shard holding `sample`: the last one whose base is at most it.
+  const auto it = std::upper_bound(shards_.begin(), shards_.end(), sample,
+                                   [](std::int64_t v, const Shard& s) { return v < s.base; });
+  const std::size_t s = static_cast<std::size_t>(it - shards_.begin()) - 1;
+  const Shard& shard = shards_[s];
+  const auto i = static_cast<std::size_t>(sample - shard.base);
+  const std::uint64_t begin = shard.offsets[i];
+  const std::uint64_t end = i + 1 < shard.offsets.size() ? shard.offsets[i + 1] : shard.end;
+  std::vector<std::uint8_t> bytes(end - begin);
+  const int fd = shard_fd(s);
+  for (std::size_t got = 0; got < bytes.size();) {
+    const ssize_t n =
+        ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(begin + got));
+    if (n < 0 && errno == EINTR) continue;
+    RUCHE_REQUIRE(n > 0) << shard.path << ": truncated at byte " << begin + got
+                         << " (the index has a sample at byte " << begin << " to " << end << ")";
+    got += static_cast<std::size_t>(n);
+  }
+  TarMember member, jpeg;
+  bool have_jpeg = false, have_cls = false;
+  std::uint64_t at = 0, consumed = 0;
+  std::int64_t cls = -1;
+  while (at < bytes.size() && parse_tar_member(bytes.data() + at, bytes.size() - at, shard.path,
+                                               begin + at, &member, &consumed)) {
+    const std::string ext =
+        member.name.substr(std::min(member.name.size(), member.name.find('.') + 1));
+    if (ext == "jpg" || ext == "jpeg") {
+      jpeg = std::move(member);
+      have_jpeg = true;
+    } else if (ext == "cls") {
+      const std::string text(member.data.begin(), member.data.end());
+      const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), cls);
+      RUCHE_REQUIRE(ec == std::errc() && cls >= 0 &&
+                    cls < static_cast<std::int64_t>(classes_.size()))
+          << shard.path << ": " << member.name << " at byte " << member.offset << " holds '" << text
+          << "', not a class index below " << classes_.size();
+      have_cls = true;
+    }
+    at += consumed;
+  }
+  RUCHE_REQUIRE(have_jpeg && have_cls)
+      << shard.path << ": the sample at byte " << begin << " lacks a "
+      << (have_jpeg ? ".cls" : ".jpg") << " member (is the index from these shards?)";
+  const RngStream stream{options_.seed, RngPurpose::augment, start_.epoch,
+                         static_cast<std::uint32_t>(sample), 0};
+  jpeg_to_sample(jpeg.data.data(), jpeg.data.size(), shard.path + ":" + jpeg.name, options_.train,
+                 options_.transform, stream, out);
+  *label = static_cast<std::int32_t>(cls);
+}
+
+void ShardLoader::fill(Slot& slot, std::int64_t batch) const {
+  const std::int64_t b = options_.batch_size;
+  const std::int64_t first = batch * b;
+  const std::int64_t count = std::min(b, static_cast<std::int64_t>(sequence_.size()) - first);
+  const std::int64_t numel = batch_shape().numel() / b;
+  float* x = slot.x.data<float>();
+  std::int32_t* y = slot.y.data<std::int32_t>();
+  slot.samples.resize(static_cast<std::size_t>(count));
+  for (std::int64_t j = 0; j < count; ++j) {
+    const std::int64_t v = sequence_[static_cast<std::size_t>(first + j)];
+    const std::int64_t sample = v >= 0 ? v : -1 - v;
+    read_sample(sample, x + j * numel, y + j);
+    slot.samples[static_cast<std::size_t>(j)] = v >= 0 ? v : -1;
+  }
+  slot.count = count;
+  if (slot.side) slot.side->copy(slot.x,
+                                 slot.device_x);  // beside the step the GPU is computing
+}
+
+void ShardLoader::produce(std::int64_t batch) {
+  const auto depth = static_cast<std::int64_t>(slots_.size());
+  try {
+    for (; batch < steps_; batch += options_.threads) {
+      Slot& slot = slots_[static_cast<std::size_t>(batch % depth)];
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stopping_ || batch < next_batch_ + depth; });
+        if (stopping_) return;
+      }
+      fill(slot, batch);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        slot.batch = batch;
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    cv_.notify_all();
+  }
+}
+
+std::int64_t ShardLoader::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples) {
+  RUCHE_CHECK(started_) << "ShardLoader::next before start_epoch";
+  x.check_shape(batch_shape(), "batch x");
+  y.check_shape(Shape{options_.batch_size}, "batch y");
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+  const std::int64_t batch = next_batch_;
+  if (batch >= steps_) return 0;
+  Slot& slot = slots_[static_cast<std::size_t>(batch % static_cast<std::int64_t>(slots_.size()))];
+  cv_.wait(lock, [&] { return error_ || slot.batch == batch; });
+  if (error_) std::rethrow_exception(error_);
+  lock.unlock();
+  const std::int64_t count = slot.count;
+  const Tensor& source = slot.side && x.device() == slot.device_x.device() ? slot.device_x : slot.x;
+  if (count == options_.batch_size) {
+    x.copy_from(source);
+    y.copy_from(slot.y);
+  } else {
+    x.narrow(0, 0, count).copy_from(source.narrow(0, 0, count));
+    y.narrow(0, 0, count).copy_from(slot.y.narrow(0, 0, count));
+  }
+  if (samples) *samples = slot.samples;
+  if (slot.side) slot.side->release();
+  lock.lock();
+  next_batch_ = batch + 1;
+  lock.unlock();
+  cv_.notify_all();
+  return count;
+}
+
+}  // namespace ruche
