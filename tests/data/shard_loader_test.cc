@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -55,6 +57,8 @@ class ShardLoaderTest : public ::testing::Test {
       for (TarMember m; reader.next(&m);) {
         if (m.name.ends_with(".cls")) {
           classes_.push_back(std::stoi(std::string(m.data.begin(), m.data.end())));
+        } else {
+          keys_.push_back(m.name.substr(0, m.name.find('.')));
         }
       }
     }
@@ -117,6 +121,7 @@ class ShardLoaderTest : public ::testing::Test {
   testing::TinyFolder folder_;
   ShardIndex index_;
   std::vector<int> classes_;
+  std::vector<std::string> keys_;  // per global sample number
 };
 
 TEST_F(ShardLoaderTest, EverySampleOncePerEpochOnAnyWorldSize) {
@@ -242,14 +247,36 @@ TEST_F(ShardLoaderTest, EachEpochHasItsOwnOrder) {
 }
 
 TEST_F(ShardLoaderTest, EvaluationReadsInOrderWithoutRepeats) {
+  // Each source file by its shard key (the path under train/, no extension, '/' as '_').
+  std::map<std::string, std::string> file_of_key;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "src/train")) {
+    if (!e.is_regular_file()) continue;
+    std::string key = fs::relative(e.path(), dir_ / "src/train").replace_extension().string();
+    std::replace(key.begin(), key.end(), '/', '_');
+    file_of_key[key] = e.path().string();
+  }
   auto ranks = loaders(3, false);
   std::vector<std::int64_t> seen;
+  std::vector<float> expected(3 * kCrop * kCrop);
   for (auto& l : ranks) {
     l->start_epoch(0);
     const std::vector<Batch> batches = take(*l);
-    EXPECT_EQ(batches.back().count,
-              1);  // 7 samples a rank: a short last batch, no repeats
+    EXPECT_EQ(batches.back().count, 1);  // 7 samples a rank: a short last batch, no repeats
     collect(batches, &seen);
+    // The pixels are the validation transform of the very file the sample came from.
+    for (const Batch& b : batches) {
+      for (std::int64_t j = 0; j < b.count; ++j) {
+        const std::string& path = file_of_key.at(keys_.at(b.samples[j]));
+        std::ifstream in(path, std::ios::binary);
+        const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                              std::istreambuf_iterator<char>());
+        jpeg_to_sample(bytes.data(), bytes.size(), path, false, options(false).transform, {},
+                       expected.data());
+        EXPECT_TRUE(
+            std::equal(expected.begin(), expected.end(), b.x.begin() + j * 3 * kCrop * kCrop))
+            << path;
+      }
+    }
   }
   EXPECT_EQ(seen, all());  // contiguous parts, in the index's order
 }
