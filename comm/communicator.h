@@ -1,7 +1,8 @@
 // Communicator: the collectives a data-parallel job needs, on typed views, each returning an
 // asynchronous Work handle. The backend follows from the view's device: MPI for host memory
-// (comm/mpi), NCCL for device memory (later). Every rank must issue the same collectives in the
-// same order; a mismatch is a hang, which the watchdog ends and check_collectives names.
+// (comm/mpi), NCCL for device memory (comm/nccl); comm/routed_communicator joins the two. Every
+// rank must issue the same collectives in the same order; a mismatch is a hang, which the
+// watchdog ends and check_collectives names.
 #pragma once
 
 #include <chrono>
@@ -40,6 +41,10 @@ struct CommOptions {
   // that skipped one or a different bucket plan is reported instead of hanging. Costs one small
   // all-gather per collective: for debugging.
   bool check_collectives = false;
+  // --hierarchical-allreduce: an all-reduce is a reduce within each node, an all-reduce across
+  // the node leaders (local rank 0), and a broadcast within each node, so only one rank per node
+  // sends over the inter-node links (comm/README.md says when it pays).
+  bool hierarchical_allreduce = false;
 };
 
 // When a collective ran on its backend (its turn on the comm thread, or on the stream): what a
@@ -110,6 +115,15 @@ class Communicator {
   }
   Work barrier(std::string_view label = {}) { return do_barrier(label); }
 
+  // Collectives issued between begin_group() and end_group() may be launched as one (NCCL group
+  // calls: several ready buckets in one launch). Their Work handles are valid once end_group()
+  // returns. Backends without groups run them one by one.
+  void begin_group() { do_begin_group(); }
+  void end_group() { do_end_group(); }
+
+  // Whether device (CUDA) buffers may be given (NCCL); otherwise host buffers only (MPI).
+  virtual bool takes_device_buffers() const { return false; }
+
  protected:
   // Non-virtual wrappers above, so a default label never depends on the static type.
   virtual Work do_all_reduce(BufferView buffer, ReduceOp op, std::string_view label) = 0;
@@ -118,6 +132,8 @@ class Communicator {
   virtual Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                                  std::string_view label) = 0;
   virtual Work do_barrier(std::string_view label) = 0;
+  virtual void do_begin_group() {}
+  virtual void do_end_group() {}
 };
 
 }  // namespace ruche

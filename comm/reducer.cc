@@ -93,7 +93,13 @@ void Reducer::mark_ready(std::int64_t begin, std::int64_t end) {
     RUCHE_CHECK(pending_[b] >= 0) << "gradients of bucket " << b << " marked twice";
   }
   // Strictly in order: a complete bucket waits until every bucket before it is launched.
-  while (launched_ < buckets_.size() && pending_[launched_] == 0) launch(launched_++);
+  std::size_t ready = launched_;
+  while (ready < buckets_.size() && pending_[ready] == 0) ++ready;
+  // Buckets ready together go as one group (NCCL: one launch for all of them).
+  const bool group = ready - launched_ > 1;
+  if (group) comm_.begin_group();
+  while (launched_ < ready) launch(launched_++);
+  if (group) comm_.end_group();
 }
 
 void Reducer::finish() {

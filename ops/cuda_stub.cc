@@ -40,6 +40,7 @@ std::size_t allocator_size_class(std::size_t bytes) { return bytes; }
 AllocatorStats allocator_stats(int) { RUCHE_FAIL() << kNoCuda; }
 void empty_cache(int) {}
 void synchronize(int) { RUCHE_FAIL() << kNoCuda; }
+void* compute_stream() { return nullptr; }
 }  // namespace cuda
 
 }  // namespace ruche

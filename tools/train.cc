@@ -9,7 +9,11 @@
 #include <vector>
 
 #include "comm/mpi/mpi_communicator.h"
+#include "comm/routed_communicator.h"
 #include "comm/world.h"
+#if RUCHE_WITH_CUDA
+#include "comm/nccl/nccl_communicator.h"
+#endif
 #include "engine/models/models.h"
 #include "engine/proto/text_format.h"
 #include "engine/train/trainer.h"
@@ -85,6 +89,15 @@ int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& co
   try {
     run.device = device.resolve(world.local_rank(), world.local_size());
     MpiCommunicator comm(world, comm_options);
+#if RUCHE_WITH_CUDA
+    if (run.device.is_cuda() && world.size() > 1) {
+      // Device buffers (gradients, parameters, batch-norm statistics) go by NCCL; the step's
+      // votes, evaluation sums and barriers stay on MPI.
+      NcclCommunicator nccl(world, comm, run.device.index, comm_options);
+      RoutedCommunicator routed(comm, nccl);
+      return train(run, &routed);
+    }
+#endif
     return train(run, &comm);
   } catch (const Error& e) {
     std::fprintf(stderr, "ruche: rank %d: error: %s\n", world.rank(), e.what());
@@ -130,6 +143,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
     std::string grad_compression = "none";
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
+    bool hierarchical_allreduce = false;
     CheckpointOptions checkpoint;
     bool no_checkpoint = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
@@ -189,6 +203,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--check-collectives", o.check_collectives,
                 "ranks compare every collective before running it (debugging a hang)");
+  cmd->add_flag("--hierarchical-allreduce", o.hierarchical_allreduce,
+                "all-reduce as reduce in the node, all-reduce across nodes, broadcast in the node "
+                "(slow inter-node links, many ranks per node)");
   cmd->add_flag("--verbose-ranks", o.verbose_ranks, "every rank prints, not only rank 0");
   cmd->add_flag("--timeline", o.timeline,
                 "RUN/timeline.json: a Chrome trace of every rank (layers, all-reduces, optimizer)");
@@ -257,6 +274,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     CommOptions comm_options;
     comm_options.timeout_seconds = o.comm_timeout;
     comm_options.check_collectives = o.check_collectives;
+    comm_options.hierarchical_allreduce = o.hierarchical_allreduce;
     if (launched_as_rank()) {
       exit_code = train_as_rank(run, o.device, comm_options, o.verbose_ranks);
     } else {

@@ -13,6 +13,7 @@
 
 #include "engine/tensor/half.h"
 #include "comm/mpi/collective_info.h"
+#include "comm/mpi/hierarchical.h"
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"
 #include "comm/mpi/poll.h"
@@ -23,6 +24,7 @@ namespace ruche {
 struct MpiCommunicator::Comm {
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Op f16_sum = MPI_OP_NULL, bf16_sum = MPI_OP_NULL;  // MPI has no 16-bit float type
+  NodeComms nodes;  // with hierarchical_allreduce only
 };
 
 namespace {
@@ -186,6 +188,7 @@ struct MpiCommunicator::Task {
   std::function<void(MPI_Comm, MPI_Request*)> start;  // posts the nonblocking collective
   std::function<void(MPI_Comm)> blocking;             // instead of start: after a barrier
   std::function<void()> finish;                       // after completion, may be empty
+  std::function<void(const Comm&, Watchdog*)> staged;  // instead of both: several polled stages
   std::shared_ptr<Completion> done;                   // set by submit
 };
 
@@ -203,6 +206,9 @@ MpiCommunicator::MpiCommunicator(const World& world, const CommOptions& options)
   MPI_CHECK(MPI_Comm_dup(world.handles().world, &comm_->comm));
   MPI_CHECK(MPI_Op_create(&f16_sum, /*commute=*/1, &comm_->f16_sum));
   MPI_CHECK(MPI_Op_create(&bf16_sum, /*commute=*/1, &comm_->bf16_sum));
+  if (options.hierarchical_allreduce) {
+    comm_->nodes = NodeComms::make(world.handles().world, world.handles().local);
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -215,6 +221,7 @@ MpiCommunicator::~MpiCommunicator() {
   thread_.join();
   MPI_Op_free(&comm_->f16_sum);
   MPI_Op_free(&comm_->bf16_sum);
+  comm_->nodes.free();
   MPI_Comm_free(&comm_->comm);
 }
 
@@ -272,7 +279,9 @@ void MpiCommunicator::run() {
     try {
       if (options_.check_collectives) check_same_on_all_ranks(task);
       MPI_Request request = MPI_REQUEST_NULL;
-      if (task.blocking) {
+      if (task.staged) {
+        task.staged(*comm_, watchdog_.get());
+      } else if (task.blocking) {
         MPI_CHECK(MPI_Ibarrier(comm_->comm, &request));  // every rank is here: no long spin
         wait_for(&request, watchdog_.get());
         task.blocking(comm_->comm);
@@ -295,7 +304,12 @@ Work MpiCommunicator::do_all_reduce(BufferView buffer, ReduceOp op, std::string_
   const Reduction r = reduction_for(buffer, op, comm_->f16_sum, comm_->bf16_sum, "all_reduce");
   auto task = std::make_unique<Task>();
   task->info = info_of(CollectiveKind::all_reduce, buffer, static_cast<std::int32_t>(op), label);
-  if (buffer.nbytes() >= kBlockingAllReduceBytes) {
+  if (options_.hierarchical_allreduce) {
+    task->staged = [buffer, r](const Comm& comm, Watchdog* watchdog) {
+      hierarchical_all_reduce(buffer.data, static_cast<int>(buffer.count), r.type, r.op,
+                              comm.nodes, watchdog);
+    };
+  } else if (buffer.nbytes() >= kBlockingAllReduceBytes) {
     task->blocking = [buffer, r](MPI_Comm comm) {
       MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buffer.data, static_cast<int>(buffer.count), r.type,
                               r.op, comm));

@@ -180,6 +180,7 @@ StepVotes DataParallel::finish_step(const StepVotes& mine) {
   if (timeline_) {
     for (std::size_t b = 0; b < reducer_->labels().size(); ++b) {
       const CollectiveTimes& t = reducer_->bucket_times()[b];
+      if (t.finished == CollectiveTimes{}.finished) continue;  // NCCL: still on the stream
       timeline_->add(&reducer_->labels()[b], "allreduce", Timeline::comm, t.started, t.finished);
     }
   }

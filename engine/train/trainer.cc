@@ -172,9 +172,9 @@ int train(const TrainRun& run, Communicator* comm) {
   ops::set_gpu_math(run.gpu_math);
   const ops::Precision precision = run.gpu_math.precision;
   if (run.device.is_cuda()) {
-    RUCHE_REQUIRE(ranks == 1)
+    RUCHE_REQUIRE(ranks == 1 || comm->takes_device_buffers())
         << "--device cuda with " << ranks << " ranks: gradients between GPUs travel by NCCL, "
-        << "which this ruche does not have yet; train on one GPU, or on --device cpu ranks";
+        << "and this communicator takes host buffers only (comm/nccl, tools/train.cc)";
   } else {
     RUCHE_REQUIRE(precision == ops::Precision::fp32)
         << "--precision " << ops::precision_name(precision)

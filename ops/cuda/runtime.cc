@@ -328,5 +328,7 @@ void synchronize(int device) {
   CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void* compute_stream() { return static_cast<void*>(ops::gpu::current_stream()); }
+
 }  // namespace cuda
 }  // namespace ruche

@@ -52,4 +52,8 @@ void empty_cache(int device);
 // Waits until the device has run everything enqueued so far (timing, `ruche time`); cpu: nothing.
 void synchronize(int device);
 
+// The stream ops run on (ops/cuda/kernel_util.h current_stream()) as an opaque cudaStream_t:
+// comm/nccl orders its collectives after the kernels queued there. Null without CUDA.
+void* compute_stream();
+
 }  // namespace ruche::cuda

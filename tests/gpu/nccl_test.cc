@@ -1,0 +1,111 @@
+// The NCCL communicator with a world of one (label gpu; skips without a device): every
+// collective is the identity or the average of one, so its result must equal the plain one, to
+// the bit. Multi-GPU runs need GPUs per rank and are not a unit test.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "comm/mpi/mpi_communicator.h"
+#include "comm/nccl/nccl_communicator.h"
+#include "comm/routed_communicator.h"
+#include "comm/world.h"
+#include "tests/gpu/gpu_support.h"
+
+namespace ruche {
+namespace {
+
+using testing::on_cpu;
+using testing::on_gpu;
+
+// One World per process (MPI initializes once): a singleton world without mpirun.
+const World& the_world() {
+  static World world;
+  return world;
+}
+
+Tensor arbitrary(std::int64_t n, float seed) {
+  Tensor t = Tensor::zeros(Shape{n}, DType::f32, Device::cpu());
+  for (std::int64_t i = 0; i < n; ++i) t.data<float>()[i] = std::sin(0.37f * i + seed) * 3.0f;
+  return t;
+}
+
+void expect_same_bits(const Tensor& got, const Tensor& expected) {
+  const Tensor a = on_cpu(got), b = on_cpu(expected);
+  ASSERT_EQ(a.numel(), b.numel());
+  ASSERT_EQ(std::memcmp(a.data<float>(), b.data<float>(), a.numel() * sizeof(float)), 0);
+}
+
+class NcclWorldOfOne : public ::testing::TestWithParam<bool> {};  // param: host_wait
+
+TEST_P(NcclWorldOfOne, EveryCollectiveIsThePlainResult) {
+  RUCHE_REQUIRE_CUDA();
+  const World& world = the_world();
+  ASSERT_EQ(world.size(), 1) << "run this test without mpirun";
+  MpiCommunicator host(world);
+  NcclOptions nccl_options;
+  nccl_options.host_wait = GetParam();
+  NcclCommunicator nccl(world, host, 0, CommOptions{}, nccl_options);
+  EXPECT_EQ(nccl.size(), 1);
+  EXPECT_TRUE(nccl.takes_device_buffers());
+
+  const Tensor plain = arbitrary(100003, 1.0f);
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+    Tensor x = on_gpu(plain);
+    nccl.all_reduce(BufferView::of(x), op, "identity").wait();
+    expect_same_bits(x, plain);  // the copy to the host runs after the wait on the stream
+  }
+  Tensor b = on_gpu(plain);
+  nccl.broadcast(BufferView::of(b), 0, "from rank 0").wait();
+  expect_same_bits(b, plain);
+
+  Tensor send = on_gpu(plain);
+  Tensor recv = on_gpu(Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu()));
+  nccl.all_gather(BufferView::of(send), BufferView::of(recv), "gather").wait();
+  expect_same_bits(recv, plain);
+  Tensor scattered = on_gpu(Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu()));
+  nccl.reduce_scatter(BufferView::of(send), BufferView::of(scattered), ReduceOp::avg, "scatter")
+      .wait();
+  expect_same_bits(scattered, plain);
+
+  // Two buckets launched as one group.
+  Tensor whole = on_gpu(plain);
+  nccl.begin_group();
+  Work first = nccl.all_reduce(BufferView::of(whole.narrow(0, 0, 50000)), ReduceOp::avg, "b1");
+  Work second =
+      nccl.all_reduce(BufferView::of(whole.narrow(0, 50000, plain.numel() - 50000)), ReduceOp::avg,
+                      "b2");
+  nccl.end_group();
+  first.wait();
+  second.wait();
+  expect_same_bits(whole, plain);
+
+  // Host buffers are refused here, and routed to MPI by the RoutedCommunicator.
+  Tensor on_host = plain.to(Device::cpu());
+  EXPECT_THROW(nccl.all_reduce(BufferView::of(on_host), ReduceOp::sum), Error);
+  RoutedCommunicator routed(host, nccl);
+  routed.all_reduce(BufferView::of(on_host), ReduceOp::avg, "host").wait();
+  expect_same_bits(on_host, plain);
+}
+
+INSTANTIATE_TEST_SUITE_P(WaitOnStreamOrHost, NcclWorldOfOne, ::testing::Values(false, true));
+
+TEST(NcclHierarchical, WorldOfOneIsThePlainResult) {
+  RUCHE_REQUIRE_CUDA();
+  const World& world = the_world();
+  ASSERT_EQ(world.size(), 1) << "run this test without mpirun";
+  MpiCommunicator host(world);
+  CommOptions options;
+  options.hierarchical_allreduce = true;
+  NcclCommunicator nccl(world, host, 0, options);
+  const Tensor plain = arbitrary(4099, 2.0f);
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+    Tensor x = on_gpu(plain);
+    nccl.all_reduce(BufferView::of(x), op, "hierarchical identity").wait();
+    expect_same_bits(x, plain);  // avg: times 1/1 (NCCL's pre-multiplied sum)
+  }
+}
+
+}  // namespace
+}  // namespace ruche
