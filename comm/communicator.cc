@@ -48,4 +48,18 @@ CollectiveTimes Work::wait() {
   return impl->times();
 }
 
+Work Communicator::do_reduce_scatter_v(BufferView, BufferView recv, std::vector<std::int64_t>,
+                                       ReduceOp, std::string_view label) {
+  RUCHE_FAIL() << "reduce_scatter_v (" << label << "): per-rank counts are not implemented by this "
+               << "communicator (" << recv.str() << ")";
+  return {};
+}
+
+Work Communicator::do_all_gather_v(BufferView buffer, std::vector<std::int64_t>,
+                                   std::string_view label) {
+  RUCHE_FAIL() << "all_gather_v (" << label << "): per-rank counts are not implemented by this "
+               << "communicator (" << buffer.str() << ")";
+  return {};
+}
+
 }  // namespace ruche

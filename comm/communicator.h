@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "engine/tensor/device.h"
 #include "engine/tensor/dtype.h"
@@ -115,6 +117,21 @@ class Communicator {
   }
   Work barrier(std::string_view label = {}) { return do_barrier(label); }
 
+  // Per-rank counts (ZeRO-1's ranges cut at tensor boundaries are unequal; zeros allowed),
+  // counts.size() == size(). Backends without them throw (the default below).
+  // send holds the chunks of counts[0], counts[1], ... elements in rank order; rank r receives the
+  // reduction of everyone's chunk r into recv (counts[r] elements; recv must not overlap send).
+  Work reduce_scatter_v(BufferView send, BufferView recv, std::vector<std::int64_t> counts,
+                        ReduceOp op, std::string_view label = {}) {
+    return do_reduce_scatter_v(send, recv, std::move(counts), op, label);
+  }
+  // In place: buffer holds the chunks of counts[0], counts[1], ... elements in rank order; each
+  // rank's own chunk goes to every rank, so all end with the same buffer.
+  Work all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                    std::string_view label = {}) {
+    return do_all_gather_v(buffer, std::move(counts), label);
+  }
+
   // Collectives issued between begin_group() and end_group() may be launched as one (NCCL group
   // calls: several ready buckets in one launch). Their Work handles are valid once end_group()
   // returns. Backends without groups run them one by one.
@@ -132,6 +149,11 @@ class Communicator {
   virtual Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                                  std::string_view label) = 0;
   virtual Work do_barrier(std::string_view label) = 0;
+  virtual Work do_reduce_scatter_v(BufferView send, BufferView recv,
+                                   std::vector<std::int64_t> counts, ReduceOp op,
+                                   std::string_view label);
+  virtual Work do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                               std::string_view label);
   virtual void do_begin_group() {}
   virtual void do_end_group() {}
 };

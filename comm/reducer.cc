@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "comm/zero_plan.h"
 #include "engine/tensor/half.h"
 
 namespace ruche {
@@ -68,9 +69,33 @@ Reducer::Reducer(Communicator& comm, Tensor grads, const std::vector<GradRange>&
   times_.resize(buckets_.size());
 }
 
+void Reducer::scatter_to(std::vector<GradRange> ranks, Tensor shard) {
+  RUCHE_REQUIRE(wire_ == DType::f32)
+      << "gradient compression does not combine with ZeRO-1's reduce-scatter yet";
+  RUCHE_CHECK(static_cast<int>(ranks.size()) == comm_.size())
+      << ranks.size() << " ZeRO ranges for " << comm_.size() << " ranks";
+  const GradRange& mine = ranks[static_cast<std::size_t>(comm_.rank())];
+  RUCHE_CHECK(shard.numel() == mine.end - mine.begin && shard.dtype() == grads_.dtype())
+      << "the gradient shard " << shard.str() << " does not hold the range [" << mine.begin << ", "
+      << mine.end << ")";
+  ranks_ = std::move(ranks);
+  shard_ = std::move(shard);
+}
+
 void Reducer::launch(std::size_t b) {
   const GradRange& r = buckets_[b];
   const std::int64_t n = r.end - r.begin;
+  if (!ranks_.empty()) {
+    // The bucket's pieces in rank order; this rank's lands at its place in the shard.
+    std::vector<std::int64_t> counts = counts_within(ranks_, r);
+    const GradRange& mine = ranks_[static_cast<std::size_t>(comm_.rank())];
+    const std::int64_t into = std::clamp(r.begin, mine.begin, mine.end) - mine.begin;
+    const std::int64_t count = counts[static_cast<std::size_t>(comm_.rank())];
+    work_[b] = comm_.reduce_scatter_v(BufferView::of(grads_.narrow(0, r.begin, n)),
+                                      BufferView::of(shard_.narrow(0, into, count)),
+                                      std::move(counts), ReduceOp::avg, labels_[b]);
+    return;
+  }
   if (wire_ == DType::f32) {
     work_[b] =
         comm_.all_reduce(BufferView::of(grads_.narrow(0, r.begin, n)), ReduceOp::avg, labels_[b]);

@@ -47,6 +47,11 @@ class Reducer {
           const ReducerOptions& options = {});
 
   const std::vector<GradRange>& buckets() const { return buckets_; }
+  // ZeRO-1: from now on each bucket is reduce-scattered instead of all-reduced over `ranks`
+  // (plan_zero_ranges, one per rank): this rank receives the average of its range's part of every
+  // bucket into `shard` (f32, its range's elements), and grads outside its range stay unreduced.
+  // Not with compression.
+  void scatter_to(std::vector<GradRange> ranks, Tensor shard);
   // Gradients in [begin, end) are final for this step (Net::set_grad_ready_hook). Launches every
   // bucket that is now complete and whose predecessors have all been launched.
   void mark_ready(std::int64_t begin, std::int64_t end);
@@ -71,6 +76,8 @@ class Reducer {
   std::vector<Work> work_;               // one per launched bucket
   std::vector<CollectiveTimes> times_;   // when each bucket's all-reduce ran, last step
   std::size_t launched_ = 0;
+  std::vector<GradRange> ranks_;  // ZeRO-1's ranges, when scattering
+  Tensor shard_;                  // this rank's range of the averaged gradients
 };
 
 }  // namespace ruche

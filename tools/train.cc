@@ -142,6 +142,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int data_workers = 0, prefetch = 0;
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
     std::string grad_compression = "none";
+    int zero = 0;
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
     bool hierarchical_allreduce = false;
     CheckpointOptions checkpoint;
@@ -197,6 +198,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
                 "batch norm uses the statistics of the global batch (all ranks)");
   cmd->add_option("--grad-compression", o.grad_compression,
                   "all-reduce gradients as none (fp32), fp16 or bf16")
+      ->capture_default_str();
+  cmd->add_option("--zero", o.zero,
+                  "ZeRO stage: 0 every rank keeps the whole optimizer state, 1 each keeps its "
+                  "range of it (reduce-scatter gradients, all-gather parameters)")
+      ->check(CLI::Range(0, 1))
       ->capture_default_str();
   cmd->add_option("--comm-timeout", o.comm_timeout,
                   "seconds a collective may take before the watchdog aborts the job (0: never)")
@@ -268,6 +274,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
                                run.parallel.reducer.bucket_bytes);
     run.parallel.reducer.compression = grad_compression_from_name(o.grad_compression);
     run.parallel.sync_bn = o.sync_bn;
+    run.parallel.zero = o.zero;
     run.timeline = o.timeline;
     run.checkpoint = o.checkpoint;
     run.checkpoint.enabled = !o.no_checkpoint;

@@ -21,6 +21,10 @@ const char* kind_name(CollectiveKind kind) {
       return "reduce_scatter";
     case CollectiveKind::barrier:
       return "barrier";
+    case CollectiveKind::reduce_scatter_v:
+      return "reduce_scatter_v";
+    case CollectiveKind::all_gather_v:
+      return "all_gather_v";
   }
   return "collective?";
 }
@@ -66,6 +70,13 @@ std::string CollectiveInfo::op_str() const {
     case CollectiveKind::reduce_scatter:
       s.append(" ").append(op_name(arg)).append(" ").append(buffer_str(dtype, count));
       s.append(" per rank");
+      break;
+    case CollectiveKind::reduce_scatter_v:
+      s.append(" ").append(op_name(arg)).append(" ").append(buffer_str(dtype, count));
+      s.append(" in all");
+      break;
+    case CollectiveKind::all_gather_v:
+      s.append(" ").append(buffer_str(dtype, count)).append(" in all");
       break;
     case CollectiveKind::barrier:
       break;

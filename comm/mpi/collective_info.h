@@ -15,7 +15,9 @@ enum class CollectiveKind : std::uint8_t {
   broadcast,
   all_gather,
   reduce_scatter,
-  barrier
+  barrier,
+  reduce_scatter_v,  // per-rank counts: count is the whole buffer
+  all_gather_v
 };
 
 struct CollectiveInfo {
@@ -23,6 +25,7 @@ struct CollectiveInfo {
   CollectiveKind kind = CollectiveKind::barrier;
   DType dtype = DType::f32;
   std::int64_t count = 0;  // elements: the buffer; per rank for all_gather and reduce_scatter
+                           // (the whole buffer for their _v forms)
   std::int32_t arg = 0;    // reductions: the ReduceOp; broadcast: the root
   std::string label;       // what it is for: the same on every rank, so compared too
 

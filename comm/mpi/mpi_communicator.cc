@@ -379,4 +379,65 @@ Work MpiCommunicator::do_barrier(std::string_view label) {
   return submit(std::move(task));
 }
 
+namespace {
+
+// MPI's int counts and displacements of `counts` chunks laid end to end; their sum must be
+// `total` (the buffer's count).
+void mpi_counts(const std::vector<std::int64_t>& counts, int size, std::int64_t total,
+                const char* op, std::vector<int>& ints, std::vector<int>& displs) {
+  RUCHE_REQUIRE(static_cast<int>(counts.size()) == size)
+      << op << ": " << counts.size() << " counts for a world of " << size;
+  std::int64_t at = 0;
+  for (const std::int64_t c : counts) {
+    RUCHE_REQUIRE(c >= 0 && at + c <= INT_MAX) << op << ": bad count " << c << " at element " << at;
+    ints.push_back(static_cast<int>(c));
+    displs.push_back(static_cast<int>(at));
+    at += c;
+  }
+  RUCHE_REQUIRE(at == total) << op << ": counts sum to " << at << " elements, the buffer holds "
+                             << total;
+}
+
+}  // namespace
+
+Work MpiCommunicator::do_reduce_scatter_v(BufferView send, BufferView recv,
+                                          std::vector<std::int64_t> counts, ReduceOp op,
+                                          std::string_view label) {
+  require_host(send, "reduce_scatter_v");
+  require_host(recv, "reduce_scatter_v");
+  const Reduction r =
+      reduction_for(send, op, comm_->f16_sum, comm_->bf16_sum, "reduce_scatter_v");
+  auto ints = std::make_shared<std::vector<int>>();  // alive until the request completes
+  std::vector<int> displs;
+  mpi_counts(counts, size_, send.count, "reduce_scatter_v", *ints, displs);
+  RUCHE_REQUIRE(recv.dtype == send.dtype && recv.count == counts[static_cast<std::size_t>(rank_)])
+      << "reduce_scatter_v: rank " << rank_ << " receives " << dtype_name(send.dtype) << "["
+      << counts[static_cast<std::size_t>(rank_)] << "], got " << recv.str();
+  auto task = std::make_unique<Task>();
+  task->info =
+      info_of(CollectiveKind::reduce_scatter_v, send, static_cast<std::int32_t>(op), label);
+  task->start = [send, recv, r, ints](MPI_Comm comm, MPI_Request* request) {
+    MPI_CHECK(
+        MPI_Ireduce_scatter(send.data, recv.data, ints->data(), r.type, r.op, comm, request));
+  };
+  task->finish = divide_by(size_, recv, op);
+  return submit(std::move(task));
+}
+
+Work MpiCommunicator::do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                                      std::string_view label) {
+  require_host(buffer, "all_gather_v");
+  MPI_Datatype type = copy_type(buffer, "all_gather_v");
+  auto ints = std::make_shared<std::vector<int>>();
+  auto displs = std::make_shared<std::vector<int>>();
+  mpi_counts(counts, size_, buffer.count, "all_gather_v", *ints, *displs);
+  auto task = std::make_unique<Task>();
+  task->info = info_of(CollectiveKind::all_gather_v, buffer, 0, label);
+  task->start = [buffer, type, ints, displs](MPI_Comm comm, MPI_Request* request) {
+    MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer.data, ints->data(),
+                              displs->data(), type, comm, request));
+  };
+  return submit(std::move(task));
+}
+
 }  // namespace ruche

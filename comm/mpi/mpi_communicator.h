@@ -44,6 +44,11 @@ class MpiCommunicator final : public Communicator {
   Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                          std::string_view label) override;
   Work do_barrier(std::string_view label) override;
+  // MPI_Ireduce_scatter with recvcounts; MPI_Iallgatherv in place.
+  Work do_reduce_scatter_v(BufferView send, BufferView recv, std::vector<std::int64_t> counts,
+                           ReduceOp op, std::string_view label) override;
+  Work do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                       std::string_view label) override;
 
  private:
   struct Task;  // one queued collective (mpi_communicator.cc)

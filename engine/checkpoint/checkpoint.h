@@ -31,7 +31,15 @@ namespace ruche {
 // A contiguous f32 tensor (any device) placed in the logical state, end to end with the others.
 struct StateRegion {
   std::string name;  // "params", "momentum_buffer", "buffers"
-  Tensor tensor;
+  Tensor tensor;     // the elements this rank holds
+  // ZeRO-1's optimizer slots: the rank holds elements [held_begin, held_begin + tensor.numel())
+  // of a region of `numel` elements (its range). -1: the tensor is the whole region.
+  std::int64_t numel = -1;
+  std::int64_t held_begin = 0;
+  bool whole() const { return numel < 0; }
+  std::int64_t bytes() const {  // of the logical state, held or not
+    return (whole() ? tensor.numel() : numel) * static_cast<std::int64_t>(sizeof(float));
+  }
 };
 
 // One named tensor of the logical state, as the manifest lists it.
@@ -50,7 +58,9 @@ struct StateLayout {
 };
 
 // The state of a training run: params() (every ParamEntry, frozen ones included), then each
-// optimizer slot over the trainable entries ("<slot>.<entry name>"), then buffers().
+// optimizer slot over the trainable entries ("<slot>.<entry name>"), then buffers(). A ZeRO-1
+// optimizer's slots are regions held in part (StateRegion::held_begin); the logical state, and so
+// the checkpoint, is the same with or without ZeRO and on any world size.
 StateLayout training_state_layout(Net& net, Optimizer& optimizer);
 
 // Where training is, beside the tensors: what an exact resume needs.
@@ -93,7 +103,9 @@ std::string checkpoint_dir_name(std::int64_t step);
 std::string shard_file_name(int rank, int world);
 
 // Copies the bytes `range` of the state out of the layout's regions to host memory (at a step
-// boundary: training may change the tensors once it returns). `out` is resized.
+// boundary: training may change the tensors once it returns). `out` is resized. Bytes of regions
+// held in part (ZeRO-1 slots) that this rank does not hold are left as they are: the trainer
+// fetches them from their ranks (DataParallel::gather_state).
 void snapshot(const StateLayout& layout, ByteRange range, std::vector<std::uint8_t>& out);
 
 // A shard as written: its file name in the checkpoint directory, its range and its crc32c.
@@ -161,7 +173,8 @@ struct LoadedCheckpoint {
 // file and what is wrong ("shard-00001-of-00002.bin: truncated: 1000 of 4096 bytes").
 LoadedCheckpoint load_checkpoint(const std::string& dir);
 
-// Copies a loaded state into the layout's tensors. The tensors' names, shapes and order must be
+// Copies a loaded state into the layout's tensors (of a region held in part, the part held: that
+// is resharding ZeRO-1's optimizer state). The tensors' names, shapes and order must be
 // the same, else a ruche::Error: the checkpoint is of another net (or optimizer), naming the first
 // tensor that differs.
 void restore(const LoadedCheckpoint& checkpoint, const StateLayout& layout);

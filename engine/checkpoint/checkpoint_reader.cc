@@ -132,9 +132,12 @@ void restore(const LoadedCheckpoint& checkpoint, const StateLayout& layout) {
 
   std::int64_t at = 0;
   for (const auto& region : layout.regions) {
-    const std::size_t bytes = region.tensor.nbytes();
+    const std::size_t bytes = region.tensor.nbytes();  // held: all, or a ZeRO-1 range
+    const std::int64_t region_at = at;
+    at += region.bytes();
     if (bytes == 0) continue;
-    const std::uint8_t* src = checkpoint.state.data() + at;
+    const std::uint8_t* src = checkpoint.state.data() + region_at +
+                              region.held_begin * static_cast<std::int64_t>(sizeof(float));
     if (region.tensor.device().is_cpu()) {
       std::memcpy(region.tensor.raw_data(), src, bytes);
     } else {
@@ -143,7 +146,6 @@ void restore(const LoadedCheckpoint& checkpoint, const StateLayout& layout) {
       Tensor dst = region.tensor;
       dst.copy_from(host);
     }
-    at += static_cast<std::int64_t>(bytes);
   }
 }
 

@@ -60,7 +60,7 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
     auto* region = m.add_regions();
     region->set_name(r.name);
     region->set_offset(offset);
-    region->set_bytes(static_cast<std::int64_t>(r.tensor.nbytes()));
+    region->set_bytes(r.bytes());
     offset += region->bytes();
   }
   for (const auto& t : layout.tensors) {

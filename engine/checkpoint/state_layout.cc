@@ -37,7 +37,7 @@ void add_tensor(StateLayout& layout, std::string name, const Shape& shape, std::
 
 std::int64_t StateLayout::total_bytes() const {
   std::int64_t total = 0;
-  for (const auto& r : regions) total += static_cast<std::int64_t>(r.tensor.nbytes());
+  for (const auto& r : regions) total += r.bytes();
   return total;
 }
 
@@ -58,12 +58,21 @@ StateLayout training_state_layout(Net& net, Optimizer& optimizer) {
   add_region(layout, offset, "params", net.params());
   for (const auto& e : params) add_tensor(layout, e.name, e.shape, params_at + e.offset * kF32);
 
+  RUCHE_CHECK(optimizer.whole() == net.num_trainable())
+      << "the optimizer covers " << optimizer.whole() << " values, the net "
+      << net.num_trainable() << " trainable";
   for (auto& [slot, tensor] : optimizer.slots()) {
-    RUCHE_CHECK(tensor->numel() == net.num_trainable())
-        << "optimizer slot " << slot << " holds " << tensor->numel() << " values, the net "
-        << net.num_trainable() << " trainable";
+    RUCHE_CHECK(tensor->numel() == optimizer.num_trainable())
+        << "optimizer slot " << slot << " holds " << tensor->numel() << " values, the optimizer "
+        << optimizer.num_trainable();
     const std::int64_t slot_at = offset;
     add_region(layout, offset, slot, *tensor);
+    if (optimizer.num_trainable() != optimizer.whole()) {  // ZeRO-1: this rank's range of it
+      StateRegion& region = layout.regions.back();
+      region.numel = optimizer.whole();
+      region.held_begin = optimizer.offset();
+      offset = slot_at + region.bytes();
+    }
     for (const auto& e : params) {
       if (e.frozen) continue;
       std::string name = slot;
@@ -129,13 +138,16 @@ void snapshot(const StateLayout& layout, ByteRange range, std::vector<std::uint8
   out.resize(static_cast<std::size_t>(range.size()));
   std::int64_t region_begin = 0;
   for (const auto& region : layout.regions) {
-    const std::int64_t region_end =
-        region_begin + static_cast<std::int64_t>(region.tensor.nbytes());
-    const std::int64_t begin = std::max(range.begin, region_begin);
-    const std::int64_t end = std::min(range.end, region_end);
+    const std::int64_t region_end = region_begin + region.bytes();
+    // The bytes this rank holds: all of the region, or its ZeRO-1 range of it.
+    const std::int64_t held_begin =
+        region_begin + region.held_begin * static_cast<std::int64_t>(sizeof(float));
+    const std::int64_t held_end = held_begin + static_cast<std::int64_t>(region.tensor.nbytes());
+    const std::int64_t begin = std::max(range.begin, held_begin);
+    const std::int64_t end = std::min(range.end, held_end);
     if (begin < end) {
       std::uint8_t* dst = out.data() + (begin - range.begin);
-      const std::int64_t local = begin - region_begin;  // bytes into the region
+      const std::int64_t local = begin - held_begin;  // bytes into the tensor
       if (region.tensor.device().is_cpu()) {
         std::memcpy(dst, static_cast<const std::uint8_t*>(region.tensor.raw_data()) + local,
                     static_cast<std::size_t>(end - begin));

@@ -167,6 +167,29 @@ std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
       num_trainable, device);
 }
 
+std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
+                                          const std::vector<ParamEntry>& table,
+                                          std::int64_t num_trainable, Device device,
+                                          std::int64_t begin, std::int64_t end) {
+  RUCHE_CHECK(0 <= begin && begin <= end && end <= num_trainable)
+      << "optimizer range [" << begin << ", " << end << ") of " << num_trainable << " elements";
+  const OptimizerKind kind = kind_of(solver.type());
+  const OptimizerHyper hyper = hyper_of(kind, solver);
+  std::vector<ParamRange> mine;
+  for (ParamRange r : build_param_ranges(table, num_trainable, solver.no_decay_bn_bias())) {
+    if (r.end <= begin || r.begin >= end) continue;
+    RUCHE_CHECK(r.begin >= begin && r.end <= end)
+        << "tensor [" << r.begin << ", " << r.end << ") crosses the optimizer range [" << begin
+        << ", " << end << ")";
+    r.begin -= begin;
+    r.end -= begin;
+    mine.push_back(r);
+  }
+  auto optimizer = std::make_unique<Optimizer>(kind, hyper, std::move(mine), end - begin, device);
+  optimizer->set_shard(begin, num_trainable);
+  return optimizer;
+}
+
 std::vector<std::string> optimizer_types() {
   std::vector<std::string> out;
   for (const KindName& k : kKinds) out.emplace_back(k.name);

@@ -64,6 +64,15 @@ class Optimizer {
   const std::vector<ParamRange>& ranges() const { return ranges_; }
   std::int64_t num_trainable() const { return num_trainable_; }
   Device device() const { return device_; }
+  // ZeRO-1: this optimizer updates elements [offset(), offset() + num_trainable()) of the net's
+  // `whole()` trainable ones; its ranges, slots, params and grads are addressed from offset().
+  // Plainly offset() is 0 and whole() is num_trainable().
+  std::int64_t offset() const { return offset_; }
+  std::int64_t whole() const { return whole_ < 0 ? num_trainable_ : whole_; }
+  void set_shard(std::int64_t offset, std::int64_t whole) {
+    offset_ = offset;
+    whole_ = whole;
+  }
 
  private:
   OptimizerKind kind_;
@@ -73,6 +82,7 @@ class Optimizer {
   std::vector<ops::RangeStep> range_steps_;      // filled each step: no allocation
   std::int64_t num_trainable_ = 0;
   std::int64_t step_count_ = 0;
+  std::int64_t offset_ = 0, whole_ = -1;
   Device device_;
   std::vector<std::pair<std::string, Tensor>> slots_;
 };
@@ -84,6 +94,14 @@ std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
                                           const std::vector<ParamEntry>& table,
                                           std::int64_t num_trainable,
                                           Device device = Device::cpu());
+
+// ZeRO-1: the optimizer over elements [begin, end) of the trainable buffer only (a rank's range,
+// cut at tensor boundaries: a tensor crossing an end is an InternalError). Its slots hold
+// end - begin elements; step() takes the params and grads of that range.
+std::unique_ptr<Optimizer> make_optimizer(const proto::SolverParameter& solver,
+                                          const std::vector<ParamEntry>& table,
+                                          std::int64_t num_trainable, Device device,
+                                          std::int64_t begin, std::int64_t end);
 
 // The names make_optimizer accepts.
 std::vector<std::string> optimizer_types();

@@ -127,6 +127,7 @@ void Checkpointer::start_save(const TrainingPosition& position) {
   const ByteRange range = shard_range(layout_.total_bytes(), dp_.rank(), dp_.size());
   std::vector<std::uint8_t> bytes = writer_.take_buffer();  // the last save's, when there was one
   snapshot(layout_, range, bytes);  // the state as of this step boundary
+  dp_.gather_state(layout_, range, bytes);  // ZeRO-1: the optimizer state other ranks hold
   pending_meta_ = meta_;
   pending_meta_.position = position;
   pending_step_ = position.step;

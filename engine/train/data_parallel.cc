@@ -1,7 +1,9 @@
 #include "engine/train/data_parallel.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 
 namespace ruche {
 namespace {
@@ -85,12 +87,28 @@ std::vector<std::int32_t> gather_ints(Communicator& comm, const std::vector<std:
 
 DataParallel::DataParallel(Communicator* comm, Net& net, const DataParallelOptions& options)
     : comm_(comm && comm->size() > 1 ? comm : nullptr), net_(net), options_(options) {
+  RUCHE_REQUIRE(options.zero == 0 || options.zero == 1)
+      << "--zero: expected 0 or 1 (ZeRO stage 1 shards the optimizer state), got " << options.zero;
+  update_range_ = {0, net.num_trainable()};
+  update_grads_ = net.grads();
+  update_params_ = net.params();
   if (!comm_) return;
   std::vector<GradRange> tensors;
   for (const ParamEntry& e : net.param_table()) {
     if (!e.frozen) tensors.push_back({e.offset, e.offset + e.count});
   }
   reducer_ = std::make_unique<Reducer>(*comm_, net.grads(), tensors, options.reducer);
+  if (options.zero == 1 && !tensors.empty()) {
+    zero_ranges_ = plan_zero_ranges(tensors, comm_->size());
+    update_range_ = zero_ranges_[static_cast<std::size_t>(comm_->rank())];
+    const std::int64_t n = update_range_.end - update_range_.begin;
+    // The averaged gradients of this rank's range land here (a reduce-scatter cannot write in
+    // place at an offset); the params are a view.
+    update_grads_ = Tensor::zeros(Shape{n}, net.grads().dtype(), net.grads().device());
+    update_params_ = net.params().view(Shape{net.params().numel()}).narrow(0, update_range_.begin,
+                                                                           n);
+    reducer_->scatter_to(zero_ranges_, update_grads_);
+  }
   net.set_grad_ready_hook([this](std::int64_t begin, std::int64_t end) {
     if (reduce_) reducer_->mark_ready(begin, end);
   });
@@ -118,6 +136,13 @@ void DataParallel::start(const std::string& identity) {
         << "): every rank must get the same --net or --model, solver, flags and data";
   }
   broadcast_state();
+  if (!zero_ranges_.empty() && lead()) {
+    std::printf("ZeRO-1: optimizer state sharded over %d ranks; rank 0 keeps elements [%lld, %lld) "
+                "of %lld\n",
+                size(), static_cast<long long>(update_range_.begin),
+                static_cast<long long>(update_range_.end),
+                static_cast<long long>(net_.num_trainable()));
+  }
 }
 
 void DataParallel::broadcast_state() {
@@ -189,6 +214,75 @@ StepVotes DataParallel::finish_step(const StepVotes& mine) {
   StepVotes all;
   std::copy(votes_.data<float>(), votes_.data<float>() + StepVotes::count, all.v.begin());
   return all;
+}
+
+GradStats DataParallel::grad_stats() {
+  if (zero_ranges_.empty()) return ruche::grad_stats(net_.grads(), net_.num_trainable());
+  const GradStats mine = ruche::grad_stats(update_grads_, update_grads_.numel());
+  // Doubles travel as their bits and are summed in rank order: the same sum on every rank.
+  std::int64_t sent[2] = {0, mine.finite ? 1 : 0};
+  std::memcpy(&sent[0], &mine.sum_squares, sizeof(double));
+  std::vector<std::int64_t> all(2 * static_cast<std::size_t>(size()));
+  comm_->all_gather(host_view(sent, DType::i64, 2), host_view(all.data(), DType::i64, all.size()),
+                    "ZeRO-1 partial gradient norms")
+      .wait();
+  GradStats stats;
+  for (std::size_t r = 0; r < all.size(); r += 2) {
+    double part = 0;
+    std::memcpy(&part, &all[r], sizeof(double));
+    stats.sum_squares += part;
+    stats.finite = stats.finite && all[r + 1] != 0;
+  }
+  stats.norm = std::sqrt(stats.sum_squares);
+  return stats;
+}
+
+void DataParallel::share_parameters() {
+  if (zero_ranges_.empty()) return;
+  std::vector<std::int64_t> counts;
+  for (const GradRange& r : zero_ranges_) counts.push_back(r.end - r.begin);
+  comm_->all_gather_v(BufferView::of(net_.params().view(Shape{net_.params().numel()})
+                                         .narrow(0, 0, net_.num_trainable())),
+                      std::move(counts), "ZeRO-1 updated parameters")
+      .wait();
+}
+
+void DataParallel::gather_state(const StateLayout& layout, ByteRange range,
+                                std::vector<std::uint8_t>& bytes) {
+  if (zero_ranges_.empty()) return;
+  const std::int64_t total = layout.total_bytes();
+  constexpr std::int64_t kF32 = sizeof(float);
+  std::vector<std::uint8_t> staging;
+  std::int64_t region_at = 0;
+  for (const StateRegion& region : layout.regions) {
+    const std::int64_t at = region_at;
+    region_at += region.bytes();
+    if (region.whole()) continue;
+    for (int q = 0; q < size(); ++q) {
+      // Rank q's range of this slot, and the span of it the other ranks' shards need.
+      const GradRange& held = zero_ranges_[static_cast<std::size_t>(q)];
+      const ByteRange piece{at + held.begin * kF32, at + held.end * kF32};
+      ByteRange need{piece.end, piece.begin};
+      for (int r = 0; r < size(); ++r) {
+        const ByteRange shard = shard_range(total, r, size());
+        if (r == q || shard.end <= piece.begin || shard.begin >= piece.end) continue;
+        need.begin = std::min(need.begin, std::max(shard.begin, piece.begin));
+        need.end = std::max(need.end, std::min(shard.end, piece.end));
+      }
+      if (need.begin >= need.end) continue;
+      if (q == rank()) snapshot(layout, need, staging);
+      staging.resize(static_cast<std::size_t>(need.size()));
+      comm_->broadcast(host_view(staging.data(), DType::u8, staging.size()), q,
+                       "ZeRO-1 optimizer state for a checkpoint shard")
+          .wait();
+      const std::int64_t begin = std::max(need.begin, range.begin);
+      const std::int64_t end = std::min(need.end, range.end);
+      if (q != rank() && begin < end) {
+        std::memcpy(bytes.data() + (begin - range.begin), staging.data() + (begin - need.begin),
+                    static_cast<std::size_t>(end - begin));
+      }
+    }
+  }
 }
 
 void DataParallel::reduce_evaluation(EvalAccumulator& acc, double& nll_sum) {

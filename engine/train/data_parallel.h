@@ -4,6 +4,14 @@
 // step (or --sync-bn reduces the batch statistics); one control word per step makes every rank
 // take the same decision; evaluation tallies are summed. Without a communicator (one process)
 // every call is a cheap no-op, so the trainer has one code path.
+//
+// ZeRO stage 1 (--zero 1): each rank keeps optimizer state for its range of the flat trainable
+// buffer only (plan_zero_ranges). The buckets are reduce-scattered as backward fills them (the
+// same overlap as the all-reduce), the rank clips and updates its range (update_params(),
+// update_grads(), grad_stats() all-gathers the partial sums of squares), and share_parameters()
+// all-gathers the updated parameters. Same traffic as an all-reduce (a ring all-reduce is a
+// reduce-scatter and an all-gather); what it gives up is overlap for the all-gather, which runs
+// after the optimizer, before the next forward.
 #pragma once
 
 #include <array>
@@ -12,15 +20,19 @@
 
 #include "comm/communicator.h"
 #include "comm/reducer.h"
+#include "comm/zero_plan.h"
+#include "engine/checkpoint/checkpoint.h"
 #include "engine/graph/net.h"
 #include "engine/log/timeline.h"
 #include "engine/metrics/eval_accumulator.h"
+#include "engine/optim/grad_norm.h"
 
 namespace ruche {
 
 struct DataParallelOptions {
   ReducerOptions reducer;  // --bucket-mb, --grad-compression
   bool sync_bn = false;    // --sync-bn
+  int zero = 0;            // --zero: 0 replicates the optimizer state, 1 shards it (ZeRO-1)
 };
 
 // One rank's votes for a step, summed over ranks by DataParallel::finish_step.
@@ -70,6 +82,23 @@ class DataParallel {
   // returns the votes summed over ranks. grads() then hold the average over ranks.
   StepVotes finish_step(const StepVotes& mine);
 
+  // The elements of the trainable buffer this rank's optimizer updates: [0, num_trainable), or its
+  // ZeRO-1 range (give them to make_optimizer).
+  GradRange update_range() const { return update_range_; }
+  // After finish_step: the averaged gradients of update_range() (net.grads(), or this rank's
+  // shard of them) and the parameters they update (views of net.params()).
+  Tensor& update_grads() { return update_grads_; }
+  Tensor& update_params() { return update_params_; }
+  // The global norm and finiteness of the averaged gradients (before clipping), the same on every
+  // rank: under ZeRO-1 each rank's partial sum of squares, gathered and summed in rank order.
+  GradStats grad_stats();
+  // After the optimizer step: ZeRO-1 all-gathers every rank's updated range; else nothing.
+  void share_parameters();
+  // Checkpoints under ZeRO-1: the bytes of `range` (this rank's shard of the logical state) that
+  // other ranks hold (their ranges of the optimizer slots) are broadcast by their holders into
+  // `bytes` (snapshot() filled the rest). Every rank calls it at the same step.
+  void gather_state(const StateLayout& layout, ByteRange range, std::vector<std::uint8_t>& bytes);
+
   // Every rank must hold bit-identical parameters and buffers (the promise of data parallelism):
   // compares a digest of them across ranks, an InternalError naming the first rank that differs.
   // One pass over the state: the trainer calls it once per epoch.
@@ -98,6 +127,9 @@ class DataParallel {
   bool reduce_ = true;
   Work buffers_work_;
   Tensor votes_;  // f32 [StepVotes::count], allocated once
+  std::vector<GradRange> zero_ranges_;  // ZeRO-1: every rank's range; empty without
+  GradRange update_range_;
+  Tensor update_grads_, update_params_;
   Timeline* timeline_ = nullptr;
 };
 

@@ -298,7 +298,8 @@ int train(const TrainRun& run, Communicator* comm) {
   const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
   check_lr_schedule(solver, steps_per_epoch, total_steps);
   auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable(),
-                                  net->params().device());
+                                  net->params().device(), dp.update_range().begin,
+                                  dp.update_range().end);  // --zero 1: this rank's range
 
   // ---- checkpoints: where to resume from, and how to save ----
   StateLayout layout = training_state_layout(*net, *optimizer);
@@ -443,8 +444,8 @@ int train(const TrainRun& run, Communicator* comm) {
       // The mean over micro-batches, and the loss scale taken back out.
       float unscale = solver.iter_size() > 1 ? 1.0f / static_cast<float>(solver.iter_size()) : 1;
       if (scaler) unscale *= scaler->inv_scale();
-      if (unscale != 1.0f) ops::scale(unscale, net->grads());
-      const GradStats stats = grad_stats(net->grads(), net->num_trainable());
+      if (unscale != 1.0f) ops::scale(unscale, dp.update_grads());
+      const GradStats stats = dp.grad_stats();
       if (votes[StepVotes::stop] > 0) stop_request = StopRequest::checkpoint_and_stop;
       if (votes[StepVotes::interrupt] > 0 && stop_request == StopRequest::none) {
         stop_request = StopRequest::interrupt;
@@ -470,9 +471,10 @@ int train(const TrainRun& run, Communicator* comm) {
       }
       interval.add(votes);
       whole_epoch.add(votes);
-      clip_grad_norm(net->grads(), net->num_trainable(), stats, solver.clip_grad_norm());
+      clip_grad_norm(dp.update_grads(), dp.update_grads().numel(), stats, solver.clip_grad_norm());
       const auto optimizer_start = Clock::now();
-      optimizer->step(net->params(), net->grads(), lr);
+      optimizer->step(dp.update_params(), dp.update_grads(), lr);
+      dp.share_parameters();  // --zero 1: every rank's updated range to every rank
       if (timeline) {
         timeline->add("optimizer", "optimizer", Timeline::compute, optimizer_start, Clock::now());
       }
