@@ -76,6 +76,9 @@ struct TrainingPosition {
   std::int32_t best_epoch = 0;
   std::int32_t epochs_without_gain = 0;
   double elapsed_seconds = 0;         // training time before this checkpoint
+  // A streamed source's position within the epoch (ShardPosition's text); "" for indexable ones,
+  // whose position is samples_in_epoch.
+  std::string data_position;
   float loss_scale = 0;               // fp16's dynamic loss scale; 0: none
   std::int32_t loss_scale_growth_tracker = 0;
 };

@@ -45,6 +45,7 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
   m.set_best_epoch(p.best_epoch);
   m.set_epochs_without_gain(p.epochs_without_gain);
   m.set_elapsed_seconds(p.elapsed_seconds);
+  if (!p.data_position.empty()) m.set_data_position(p.data_position);
   if (p.loss_scale > 0) {
     m.set_loss_scale(p.loss_scale);
     m.set_loss_scale_growth_tracker(p.loss_scale_growth_tracker);
@@ -122,6 +123,7 @@ CheckpointMeta meta_of(const proto::CheckpointManifest& m) {
   p.best_epoch = m.best_epoch();
   p.epochs_without_gain = m.epochs_without_gain();
   p.elapsed_seconds = m.elapsed_seconds();
+  p.data_position = m.data_position();
   p.loss_scale = m.loss_scale();
   p.loss_scale_growth_tracker = m.loss_scale_growth_tracker();
   meta.world_size = m.world_size();

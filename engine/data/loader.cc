@@ -65,6 +65,7 @@ void BatchLoader::start_epoch(std::uint32_t epoch, std::int64_t step) {
       << "resume at step " << step << " of an epoch of " << steps_ << " steps";
   sampler_.rank_indices(epoch, &indices_);
   epoch_ = epoch;
+  first_step_ = step;
   next_batch_ = step;
   stopping_ = false;
   error_ = nullptr;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/data/batch_source.h"
 #include "engine/data/dataset.h"
 #include "engine/data/sampler.h"
 #include "engine/data/transform.h"
@@ -44,22 +45,23 @@ struct LoaderPosition {
   std::int64_t step = 0;  // batches of this epoch already returned by next()
 };
 
-class BatchLoader {
+class BatchLoader final : public BatchSource {
  public:
   BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderOptions options);
-  ~BatchLoader();  // stops and joins the threads
+  ~BatchLoader() override;  // stops and joins the threads
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
 
   // Starts producing epoch `epoch` from batch `step` on (stopping any epoch in flight).
-  void start_epoch(std::uint32_t epoch, std::int64_t step = 0);
+  void start_epoch(std::uint32_t epoch, std::int64_t step = 0) override;
 
   // Copies the next batch into x (f32 [batch_size, sample...]) and y (i32 [batch_size]) and
   // returns how many rows are real: batch_size, fewer for a kept last batch (the rows after
   // them are left as they were), 0 at the end of the epoch. Rethrows a producer's error.
-  std::int64_t next(Tensor& x, Tensor& y);
+  std::int64_t next(Tensor& x, Tensor& y) override;
 
-  std::int64_t steps_per_epoch() const { return steps_; }
+  std::int64_t steps_per_epoch() const override { return steps_; }
+  std::int64_t steps_this_epoch() const override { return steps_ - first_step_; }
   LoaderPosition position() const;
   Shape batch_shape() const;  // [batch_size, sample...]
   const Dataset& dataset() const { return *dataset_; }
@@ -82,6 +84,7 @@ class BatchLoader {
   LoaderOptions options_;
   Transform transform_;
   std::int64_t steps_ = 0;
+  std::int64_t first_step_ = 0;  // where start_epoch put the epoch
 
   std::vector<std::int64_t> indices_;  // this rank's samples this epoch
   std::uint32_t epoch_ = 0;

@@ -205,7 +205,8 @@ void ShardLoader::stop() {
   threads_.clear();
 }
 
-void ShardLoader::start_epoch(std::uint32_t epoch) {
+void ShardLoader::start_epoch(std::uint32_t epoch, std::int64_t step) {
+  RUCHE_REQUIRE(step == 0) << "shards resume from their saved position, not from step " << step;
   ShardPosition at;
   at.epoch = epoch;
   at.samples = total_;

@@ -54,6 +54,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/data/batch_source.h"
 #include "engine/data/image_pipeline.h"
 #include "engine/data/shard_index.h"
 #include "engine/tensor/side_copy.h"
@@ -95,31 +96,35 @@ struct ShardLoaderOptions {
   Device device = Device::cpu();
 };
 
-class ShardLoader {
+class ShardLoader final : public BatchSource {
  public:
   ShardLoader(const ShardIndex& index, const std::string& split, int rank, int world,
               ShardLoaderOptions options);
-  ~ShardLoader();  // stops and joins the threads
+  ~ShardLoader() override;  // stops and joins the threads
   ShardLoader(const ShardLoader&) = delete;
   ShardLoader& operator=(const ShardLoader&) = delete;
 
   // Starts epoch `epoch` from its beginning, or from a saved position (its
   // epoch).
-  void start_epoch(std::uint32_t epoch);
+  void start_epoch(std::uint32_t epoch, std::int64_t step = 0) override;
   void start_epoch(const ShardPosition& at);
+  // BatchSource: the position as ShardPosition::encode() text, and a start from it.
+  std::string stream_position() const override { return position().encode(); }
+  void start_from(const std::string& text) override { start_epoch(ShardPosition::decode(text)); }
 
   // Copies the next batch into x (f32 [batch, 3, crop, crop]) and y (i32
   // [batch]) and returns how many rows are real: batch_size, fewer for an
   // unpadded last batch, 0 at the end of the epoch. When `samples` is given it
   // receives each returned row's global sample number (shard order of the
   // index, then offset), or -1 for a repeat that pads the rank's last batch.
-  std::int64_t next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples = nullptr);
+  std::int64_t next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples);
+  std::int64_t next(Tensor& x, Tensor& y) override { return next(x, y, nullptr); }
 
   // Steps of a whole epoch at this world size (every rank the same when
   // padding).
-  std::int64_t steps_per_epoch() const;
+  std::int64_t steps_per_epoch() const override;
   // Steps this rank runs from where start_epoch put it to the end of the epoch.
-  std::int64_t steps_this_epoch() const { return steps_; }
+  std::int64_t steps_this_epoch() const override { return steps_; }
   ShardPosition position() const;
   Shape batch_shape() const;
   std::int64_t split_size() const { return total_; }

@@ -16,7 +16,7 @@ const Tensor& net_probabilities(const Net& net) {
   RUCHE_FAIL() << "the net has no SoftmaxWithLoss layer, so it gives no class probabilities";
 }
 
-double evaluate(Net& net, BatchLoader& loader, EvalAccumulator& acc, std::uint32_t epoch) {
+double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch) {
   StepContext ctx;
   ctx.phase = Phase::test;
   const Tensor& probs = net_probabilities(net);

@@ -13,6 +13,6 @@ const Tensor& net_probabilities(const Net& net);
 
 // Runs the loader's whole epoch `epoch` through the net (test phase), adding each batch's real
 // rows to acc; returns the mean negative log-likelihood of the true class.
-double evaluate(Net& net, BatchLoader& loader, EvalAccumulator& acc, std::uint32_t epoch = 0);
+double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch = 0);
 
 }  // namespace ruche

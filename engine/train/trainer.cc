@@ -25,6 +25,7 @@
 #include "engine/train/checkpointing.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
+#include "engine/train/train_data.h"
 #include "engine/train/weights.h"
 #include "ops/cuda/runtime.h"
 #include "ops/ops.h"
@@ -186,43 +187,19 @@ int train(const TrainRun& run, Communicator* comm) {
   const Fault fault = Fault::from_env();
 
   // ---- data ----
-  const DataSplits splits = open_splits(run.data, solver.val_fraction(), solver.random_seed());
-  const Dataset& train_set = *splits.train;
-  const int classes = train_set.num_classes();
-  TransformOptions transform;
-  transform.norm = default_normalization(train_set);
-  transform.seed = solver.random_seed();
-  transform.augment.enabled = solver.augment();
-  LoaderOptions train_opts;
-  train_opts.batch_size = solver.batch_size();
-  train_opts.drop_last = true;
-  train_opts.transform = transform;
-  train_opts.device = run.device;
-  // Decoding JPEGs needs every core; copying an in-memory sample needs one thread.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  train_opts.threads = run.data_workers > 0           ? run.data_workers
-                       : train_set.transforms_itself() ? cores
-                                                       : 1;
-  train_opts.depth = run.prefetch;
-  SamplerOptions sampler;
-  sampler.shuffle = solver.shuffle();
-  sampler.seed = solver.random_seed();
-  BatchLoader train_loader(splits.train,
-                           DistributedSampler(train_set.size(), rank, ranks, sampler), train_opts);
+  TrainDataOptions data_opts;
+  data_opts.rank = rank;
+  data_opts.ranks = ranks;
+  data_opts.device = run.device;
+  data_opts.workers = run.data_workers;
+  data_opts.prefetch = run.prefetch;
+  TrainData data = open_train_data(run.data, solver, data_opts);
+  BatchSource& train_loader = *data.train;
+  const int classes = data.classes;
   RUCHE_REQUIRE(train_loader.steps_per_epoch() > 0)
-      << "the training split has " << train_set.size() << " samples, fewer than one batch of "
+      << "the training split has " << data.train_size << " samples, fewer than one batch of "
       << solver.batch_size();
-  LoaderOptions eval_opts = train_opts;
-  eval_opts.drop_last = false;
-  eval_opts.transform.augment.enabled = false;
-  SamplerOptions in_order;  // each rank evaluates its share, every sample once
-  in_order.shuffle = false;
-  in_order.pad = false;
-  auto eval_loader = [&](const DatasetPtr& d) {
-    return std::make_unique<BatchLoader>(d, DistributedSampler(d->size(), rank, ranks, in_order),
-                                         eval_opts);
-  };
-  std::unique_ptr<BatchLoader> val_loader = splits.val ? eval_loader(splits.val) : nullptr;
+  BatchSource* val_loader = data.val.get();
   RUCHE_REQUIRE(solver.target_accuracy() == 0 || val_loader)
       << "--target-accuracy needs a validation split (--val-fraction > 0, or the data's own): "
       << "a decision never reads the test split, which only confirms";
@@ -231,7 +208,7 @@ int train(const TrainRun& run, Communicator* comm) {
   proto::NetParameter net_param = run.net;
   NetSource source = run.source;
   if (!run.model.empty()) {
-    net_param = builtin_model(run.model, ModelOptions{train_set.sample_shape(), 0});
+    net_param = builtin_model(run.model, ModelOptions{data.sample_shape, 0});
     source.file = "--model " + run.model;
   }
   RUCHE_REQUIRE(solver.label_smoothing() >= 0 && solver.label_smoothing() < 1)
@@ -245,7 +222,7 @@ int train(const TrainRun& run, Communicator* comm) {
   }
   NetOptions net_opts;
   net_opts.batch_size = solver.batch_size();
-  net_opts.sample_shape = train_set.sample_shape();
+  net_opts.sample_shape = data.sample_shape;
   net_opts.num_classes = classes;
   net_opts.device = run.device;
   net_opts.compute_dtype = precision == ops::Precision::bf16   ? DType::bf16
@@ -267,8 +244,8 @@ int train(const TrainRun& run, Communicator* comm) {
 
   // ---- the other ranks: the same net and solver, rank 0's weights ----
   DataParallel dp(comm, *net, run.parallel);
-  dp.start(to_prototxt(net_param) + to_prototxt(solver) + train_set.kind() +
-           std::to_string(train_set.size()));
+  dp.start(to_prototxt(net_param) + to_prototxt(solver) + data.kind +
+           std::to_string(data.train_size));
 
   // ---- the run directory: what was used (the solver as given: --lr-scaling applies anew) ----
   MetricsLog metrics;
@@ -276,16 +253,16 @@ int train(const TrainRun& run, Communicator* comm) {
     write_file(out / "net.prototxt", to_prototxt(net_param));
     write_file(out / "solver.prototxt", to_prototxt(run.solver));
     std::string labels;
-    for (const auto& name : train_set.class_names()) labels += name + "\n";
+    for (const auto& name : data.class_names) labels += name + "\n";
     write_file(out / "labels.txt", labels);
     metrics.open((out / "metrics.jsonl").string());
   }
 
   std::printf("%s", net->summary().c_str());
   std::printf("data: %s, %lld train / %lld val / %lld test samples, %d classes\n",
-              train_set.kind().c_str(), static_cast<long long>(train_set.size()),
-              static_cast<long long>(splits.val ? splits.val->size() : 0),
-              static_cast<long long>(splits.test ? splits.test->size() : 0), classes);
+              data.kind.c_str(), static_cast<long long>(data.train_size),
+              static_cast<long long>(data.val_size), static_cast<long long>(data.test_size),
+              classes);
 
   // ---- solver ----
   const std::int64_t steps_per_epoch = train_loader.steps_per_epoch() / solver.iter_size();
@@ -384,9 +361,11 @@ int train(const TrainRun& run, Communicator* comm) {
     p.step = step;
     p.epoch = epoch;
     p.samples_in_epoch = steps_done * samples_per_step;
+    p.data_position = train_loader.stream_position();  // shards: which samples were read
     if (steps_done == steps_per_epoch) {  // the epoch is over: the next one from its start
       p.epoch = epoch + 1;
       p.samples_in_epoch = 0;
+      p.data_position.clear();
     }
     p.micro_batches = micro;
     p.skipped_steps = skipped;
@@ -403,8 +382,17 @@ int train(const TrainRun& run, Communicator* comm) {
   TrainingPosition now = at;  // after the last step (and validation) done
   bool stop = false;
   for (int epoch = static_cast<int>(at.epoch); epoch < epochs && !stop; ++epoch) {
-    const std::int64_t first_step = epoch == static_cast<int>(at.epoch) ? first_step_in_epoch : 0;
-    train_loader.start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver.iter_size());
+    const bool resumed_epoch = epoch == static_cast<int>(at.epoch);
+    std::int64_t first_step = resumed_epoch ? first_step_in_epoch : 0;
+    if (resumed_epoch && !at.data_position.empty()) {
+      // Shards resume from the samples they read; what is left of the epoch (at this world size)
+      // is the rest of its steps.
+      train_loader.start_from(at.data_position);
+      first_step = std::max<std::int64_t>(
+          0, steps_per_epoch - train_loader.steps_this_epoch() / solver.iter_size());
+    } else {
+      train_loader.start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver.iter_size());
+    }
     ctx.epoch = static_cast<std::uint32_t>(epoch);
     Tally interval, whole_epoch;
     auto interval_start = Clock::now();
@@ -532,7 +520,7 @@ int train(const TrainRun& run, Communicator* comm) {
         << "eval_every_epochs must be >= 1, got " << solver.eval_every_epochs();
     const bool last_epoch = epoch + 1 == epochs || step >= total_steps;
     if (val_loader && ((epoch + 1) % solver.eval_every_epochs() == 0 || last_epoch)) {
-      EvalAccumulator acc(classes, false, splits.val->size());
+      EvalAccumulator acc(classes, false, data.val_size);
       double nll_sum = evaluate(*net, *val_loader, acc) * static_cast<double>(acc.samples());
       dp.reduce_evaluation(acc, nll_sum);
       const double val_loss = acc.samples() ? nll_sum / static_cast<double>(acc.samples()) : 0;
@@ -606,16 +594,16 @@ int train(const TrainRun& run, Communicator* comm) {
   }
 
   // ---- the test split, once, for confirmation ----
-  if (splits.test) {
+  if (data.splits.test) {
     if (solver.patience() > 0 && best.best_epoch > 0) {
       // Rank 0 wrote best.npz (other nodes may not see it): it loads, the others receive.
       if (lead) load_weights(*net, (out / "best.npz").string(), false);
       dp.broadcast_state();
       std::printf("test on the best validation weights (epoch %d)\n", best.best_epoch);
     }
-    SplitEvaluation test = evaluate_split(*net, splits.test, "test", transform.norm, &dp);
+    SplitEvaluation test = evaluate_split(*net, data.splits.test, "test", data.norm, &dp);
     EvalReport& report = test.report;
-    report.class_names = train_set.class_names();
+    report.class_names = data.class_names;
     report.extra.emplace_back("step", static_cast<double>(step));
     if (lead) write_eval_report((out / "eval-test.json").string(), report);
     metrics.write(MetricsRecord("test").add("step", step).add("loss", test.loss)

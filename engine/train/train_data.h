@@ -1,0 +1,44 @@
+// The data side of a training run: the batches each rank trains and validates on, from an
+// indexable dataset (BatchLoader over open_splits) or from `ruche convert` shards (ShardLoader
+// over DIR/index.tsv), and what the net and the run directory need to know about them.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/data/batch_source.h"
+#include "engine/data/open.h"
+#include "engine/data/transform.h"
+#include "engine/proto/ruche.pb.h"
+
+namespace ruche {
+
+struct TrainDataOptions {
+  int rank = 0, ranks = 1;
+  Device device = Device::cpu();
+  int workers = 0;   // --data-workers; 0: all cores for JPEG sources, 1 for in-memory ones
+  int prefetch = 0;  // --prefetch: batches buffered; 0: workers + 1
+};
+
+struct TrainData {
+  std::string kind;  // "fashion-mnist", "imagefolder", "shards", ...
+  Shape sample_shape;
+  int classes = 0;
+  std::vector<std::string> class_names;
+  std::int64_t train_size = 0, val_size = 0, test_size = 0;
+  std::unique_ptr<BatchSource> train;  // full batches, the same number of steps on every rank
+  std::unique_ptr<BatchSource> val;    // every sample once over the ranks; null: no validation
+  DataSplits splits;                   // indexable sources only (the final test evaluation)
+  Normalization norm;                  // indexable sources: what evaluate_split applies
+};
+
+// Opens --data for this rank as `solver` says (batch size, seed, shuffle, augment, val_fraction).
+TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& solver,
+                          const TrainDataOptions& options);
+
+// Whether DIR holds `ruche convert` shards (DIR/index.tsv).
+bool is_shard_dir(const std::string& dir);
+
+}  // namespace ruche
