@@ -145,6 +145,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int zero = 0;
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
     bool hierarchical_allreduce = false;
+    bool no_tensorboard = false;
+    int tb_histograms = 0;
     CheckpointOptions checkpoint;
     bool no_checkpoint = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
@@ -215,6 +217,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--verbose-ranks", o.verbose_ranks, "every rank prints, not only rank 0");
   cmd->add_flag("--timeline", o.timeline,
                 "RUN/timeline.json: a Chrome trace of every rank (layers, all-reduces, optimizer)");
+  cmd->add_flag("--no-tensorboard", o.no_tensorboard,
+                "write no TensorBoard event file (RUN/events.out.tfevents.*)");
+  cmd->add_option("--tb-histograms", o.tb_histograms,
+                  "TensorBoard histograms of every weight and gradient each N steps (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   for (const SolverFlag& f : kSolverFlags) {
     const std::string help = std::string(f.help) + "  [solver: " + f.field + "]";
     if (*f.set_to) {
@@ -276,6 +284,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.parallel.sync_bn = o.sync_bn;
     run.parallel.zero = o.zero;
     run.timeline = o.timeline;
+    run.tensorboard = !o.no_tensorboard;
+    run.tb_histograms = o.tb_histograms;
     run.checkpoint = o.checkpoint;
     run.checkpoint.enabled = !o.no_checkpoint;
     CommOptions comm_options;

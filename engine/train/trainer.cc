@@ -12,6 +12,7 @@
 #include "engine/data/loader.h"
 #include "engine/log/metrics_log.h"
 #include "engine/log/progress.h"
+#include "engine/log/tensorboard.h"
 #include "engine/log/timeline.h"
 #include "engine/metrics/classification.h"
 #include "engine/metrics/eval_report.h"
@@ -25,6 +26,7 @@
 #include "engine/train/checkpointing.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
+#include "engine/train/tensorboard_log.h"
 #include "engine/train/train_data.h"
 #include "engine/train/weights.h"
 #include "ops/cuda/runtime.h"
@@ -257,6 +259,8 @@ int train(const TrainRun& run, Communicator* comm) {
     write_file(out / "labels.txt", labels);
     metrics.open((out / "metrics.jsonl").string());
   }
+  TensorBoardWriter tb;  // RUN/events.out.tfevents.*: rank 0, unless --no-tensorboard
+  if (lead && run.tensorboard) tb.open(out.string());
 
   std::printf("%s", net->summary().c_str());
   std::printf("data: %s, %lld train / %lld val / %lld test samples, %d classes\n",
@@ -468,6 +472,10 @@ int train(const TrainRun& run, Communicator* comm) {
       }
       ++step;
 
+      if (tb.is_open() && run.tb_histograms > 0 && step % run.tb_histograms == 0) {
+        log_param_histograms(tb, *net, dp.update_grads(), dp.update_range(), step);
+        tb.flush();
+      }
       if (step % solver.display() == 0 || step == total_steps) {
         const double elapsed = seconds_since(interval_start);
         Progress p;
@@ -493,6 +501,15 @@ int train(const TrainRun& run, Communicator* comm) {
           record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
         }
         metrics.write(record);
+        if (tb.is_open()) {
+          tb.add_scalar("train/loss", p.loss, step);
+          tb.add_scalar("train/acc", p.accuracy, step);
+          tb.add_scalar("train/lr", p.lr, step);
+          tb.add_scalar("train/img_per_s", p.images_per_second, step);
+          if (scaler) tb.add_scalar("train/loss_scale", scaler->scale(), step);
+          log_param_norms(tb, *net, dp.update_grads(), dp.update_range(), step);
+          tb.flush();
+        }
         interval = Tally();
         interval_start = Clock::now();
       }
@@ -539,6 +556,13 @@ int train(const TrainRun& run, Communicator* comm) {
       record.add("epoch", epoch + 1).add("step", step).add("loss", val_loss).add("acc", val_acc);
       if (has_top5) record.add("top5", val_top5);
       metrics.write(record.add("time_s", seconds_since(started)));
+      if (tb.is_open()) {
+        tb.add_scalar("val/loss", val_loss, step);
+        tb.add_scalar("val/acc", val_acc, step);
+        if (has_top5) tb.add_scalar("val/top5", val_top5, step);
+        log_confusion_image(tb, "val", acc.confusion(), step);
+        tb.flush();
+      }
       if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1) && lead) {
         save_weights(*net, (out / "best.npz").string());
       }
@@ -608,6 +632,9 @@ int train(const TrainRun& run, Communicator* comm) {
     if (lead) write_eval_report((out / "eval-test.json").string(), report);
     metrics.write(MetricsRecord("test").add("step", step).add("loss", test.loss)
                       .add("acc", report.result.accuracy));
+    tb.add_scalar("test/loss", test.loss, step);
+    tb.add_scalar("test/acc", report.result.accuracy, step);
+    tb.flush();
     std::printf("\n%s", render_eval_report(report).c_str());
   }
   return kExitOk;

@@ -36,6 +36,8 @@ struct TrainRun {
   ops::GpuMath gpu_math;         // --precision, --cudnn-benchmark (a cuda device only)
   DataParallelOptions parallel;  // --bucket-mb, --grad-compression, --sync-bn
   bool timeline = false;         // --timeline: RUN/timeline.json
+  bool tensorboard = true;       // RUN/events.out.tfevents.* (--no-tensorboard: off)
+  int tb_histograms = 0;         // --tb-histograms N: weight and gradient histograms every N steps
   CheckpointOptions checkpoint;  // --resume, --no-checkpoint, --checkpoint-every-*, --keep-*
 };
 
