@@ -67,6 +67,10 @@ const SolverFlag kSolverFlags[] = {
     {"--target-accuracy", "target_accuracy",
      "stop at this validation top-1 and report the time to reach it (0: off)"},
     {"--label-smoothing", "label_smoothing", "cross-entropy label smoothing (0: the net's)"},
+    {"--balance", "balance", "none, over or under: class-balanced epochs (training split)"},
+    {"--class-weights", "class_weights",
+     "auto (n / (classes x count), on the training split) or w0,w1,...: loss weight per class"},
+    {"--smote", "smote_k", "SMOTE with K nearest neighbours balances vector (npz) classes"},
 };
 
 // Whether a launcher (mpirun, srun) started this process as a rank of a job: then ruche joins

@@ -20,26 +20,40 @@ void shuffle_in_place(std::vector<std::int64_t>& v, const RngStream& s) {
 
 DistributedSampler::DistributedSampler(std::int64_t dataset_size, int rank, int world,
                                        SamplerOptions options)
-    : size_(dataset_size), rank_(rank), world_(world), options_(options) {
+    : size_(dataset_size), epoch_size_(dataset_size), rank_(rank), world_(world),
+      options_(std::move(options)) {
   RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
   RUCHE_REQUIRE(dataset_size > 0) << "the sampler has an empty dataset";
-  if (options.drop_last) {
-    num_samples_ = size_ / world;
-  } else if (options.pad) {
-    num_samples_ = (size_ + world - 1) / world;
+  if (options_.balance != BalanceMode::none) {
+    RUCHE_CHECK(options_.labels && static_cast<std::int64_t>(options_.labels->size()) == size_)
+        << "a balanced sampler needs the label of each of its " << size_ << " samples";
+    // The multiset's size is the same every epoch: only which samples repeat changes.
+    epoch_size_ = static_cast<std::int64_t>(
+        balanced_indices(*options_.labels, options_.classes, options_.balance, RngStream{})
+            .size());
+  }
+  if (options_.drop_last) {
+    num_samples_ = epoch_size_ / world;
+  } else if (options_.pad) {
+    num_samples_ = (epoch_size_ + world - 1) / world;
   } else {
-    num_samples_ = (size_ - rank + world - 1) / world;  // may be 0 on a tiny split
+    num_samples_ = (epoch_size_ - rank + world - 1) / world;  // may be 0 on a tiny split
     return;
   }
-  RUCHE_REQUIRE(num_samples_ > 0) << dataset_size << " samples cannot be split over " << world
+  RUCHE_REQUIRE(num_samples_ > 0) << epoch_size_ << " samples cannot be split over " << world
                                   << " ranks with drop_last";
 }
 
 std::vector<std::int64_t> DistributedSampler::epoch_order(std::uint32_t epoch) const {
-  std::vector<std::int64_t> order(static_cast<std::size_t>(size_));
-  std::iota(order.begin(), order.end(), 0);
-  if (options_.shuffle)
-    shuffle_in_place(order, RngStream{options_.seed, RngPurpose::sampler, epoch, 0, 0});
+  const RngStream stream{options_.seed, RngPurpose::sampler, epoch, 0, 0};
+  std::vector<std::int64_t> order;
+  if (options_.balance != BalanceMode::none) {
+    order = balanced_indices(*options_.labels, options_.classes, options_.balance, stream);
+  } else {
+    order.resize(static_cast<std::size_t>(size_));
+    std::iota(order.begin(), order.end(), 0);
+  }
+  if (options_.shuffle) shuffle_in_place(order, stream);
   return order;
 }
 
@@ -48,7 +62,8 @@ void DistributedSampler::rank_indices(std::uint32_t epoch, std::vector<std::int6
   out->resize(static_cast<std::size_t>(num_samples_));
   for (std::int64_t k = 0; k < num_samples_; ++k) {
     const std::int64_t position = rank_ + k * world_;  // < total; wraps only when padding
-    (*out)[static_cast<std::size_t>(k)] = order[static_cast<std::size_t>(position % size_)];
+    (*out)[static_cast<std::size_t>(k)] =
+        order[static_cast<std::size_t>(position % epoch_size_)];
   }
 }
 

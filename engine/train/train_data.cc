@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <thread>
 
+#include "engine/data/balance.h"
 #include "engine/data/loader.h"
 #include "engine/data/shard_index.h"
 #include "engine/data/shard_loader.h"
+#include "engine/data/smote.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -21,10 +23,16 @@ int loader_threads(const TrainDataOptions& o, bool decodes) {
 TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver,
                       const TrainDataOptions& o) {
   const ShardIndex index = read_shard_index(spec.data);
+  RUCHE_REQUIRE(solver.balance() == "none" && solver.smote_k() == 0 &&
+                solver.class_weights() != "auto")
+      << spec.data << ": --balance, --smote and --class-weights auto count the training classes "
+      << "of an indexable dataset, and shards stream; give --class-weights w0,w1,...";
   TrainData d;
   d.kind = "shards";
   d.classes = static_cast<int>(index.classes.size());
   d.class_names = index.classes;
+  if (!solver.class_weights().empty())
+    d.class_weights = parse_class_weights(solver.class_weights(), d.classes, {});
   ShardLoaderOptions train;
   train.batch_size = solver.batch_size();
   train.seed = solver.random_seed();
@@ -59,6 +67,15 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   if (is_shard_dir(spec.data)) return open_shards(spec, solver, o);
   TrainData d;
   d.splits = open_splits(spec, solver.val_fraction(), solver.random_seed());
+  // Class imbalance: weights counted on the training split as it is, then SMOTE grows it.
+  const BalanceMode balance = parse_balance_mode(solver.balance());
+  if (!solver.class_weights().empty()) {
+    d.class_weights = parse_class_weights(solver.class_weights(), d.splits.train->num_classes(),
+                                          dataset_labels(*d.splits.train));
+  }
+  if (solver.smote_k() > 0) {
+    d.splits.train = smote_balance(*d.splits.train, solver.smote_k(), solver.random_seed());
+  }
   const Dataset& train_set = *d.splits.train;
   d.kind = train_set.kind();
   d.sample_shape = train_set.sample_shape();
@@ -83,6 +100,11 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   SamplerOptions sampler;
   sampler.shuffle = solver.shuffle();
   sampler.seed = solver.random_seed();
+  if (balance != BalanceMode::none) {
+    sampler.balance = balance;
+    sampler.labels = std::make_shared<const std::vector<std::int32_t>>(dataset_labels(train_set));
+    sampler.classes = train_set.num_classes();
+  }
   d.train = std::make_unique<BatchLoader>(
       d.splits.train, DistributedSampler(train_set.size(), o.rank, o.ranks, sampler), train_opts);
   if (d.splits.val) {

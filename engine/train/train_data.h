@@ -32,6 +32,7 @@ struct TrainData {
   std::unique_ptr<BatchSource> val;    // every sample once over the ranks; null: no validation
   DataSplits splits;                   // indexable sources only (the final test evaluation)
   Normalization norm;                  // indexable sources: what evaluate_split applies
+  std::vector<float> class_weights;    // --class-weights resolved (training split); empty: none
 };
 
 // Opens --data for this rank as `solver` says (batch size, seed, shuffle, augment, val_fraction).

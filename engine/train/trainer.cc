@@ -24,6 +24,7 @@
 #include "engine/proto/text_format.h"
 #include "engine/train/eval_run.h"
 #include "engine/train/checkpointing.h"
+#include "engine/train/discipline.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
 #include "engine/train/tensorboard_log.h"
@@ -202,9 +203,7 @@ int train(const TrainRun& run, Communicator* comm) {
       << "the training split has " << data.train_size << " samples, fewer than one batch of "
       << solver.batch_size();
   BatchSource* val_loader = data.val.get();
-  RUCHE_REQUIRE(solver.target_accuracy() == 0 || val_loader)
-      << "--target-accuracy needs a validation split (--val-fraction > 0, or the data's own): "
-      << "a decision never reads the test split, which only confirms";
+  check_decisions_avoid_test(solver, val_loader != nullptr);
 
   // ---- net ----
   proto::NetParameter net_param = run.net;
@@ -219,6 +218,16 @@ int train(const TrainRun& run, Communicator* comm) {
     for (auto& layer : *net_param.mutable_layer()) {
       if (layer.type() == "SoftmaxWithLoss" && !layer.loss_param().has_label_smoothing()) {
         layer.mutable_loss_param()->set_label_smoothing(solver.label_smoothing());
+      }
+    }
+  }
+  if (!data.class_weights.empty()) {  // --class-weights, where the net leaves them unset
+    std::printf("class weights (%s):", solver.class_weights().c_str());
+    for (float w : data.class_weights) std::printf(" %.4g", static_cast<double>(w));
+    std::printf("\n");
+    for (auto& layer : *net_param.mutable_layer()) {
+      if (layer.type() == "SoftmaxWithLoss" && layer.loss_param().class_weight_size() == 0) {
+        for (float w : data.class_weights) layer.mutable_loss_param()->add_class_weight(w);
       }
     }
   }
