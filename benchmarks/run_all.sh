@@ -22,6 +22,9 @@ env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/scaling.py" "$buil
 # checkpoint cost: step time while an asynchronous save is in flight against without (same run),
 # and checkpoint write/load MB/s against a plain write+fsync / read of the same bytes.
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/checkpoint_cost.py" "$build"
+# input pipeline: decoded and augmented ImageNet-like images/s, ruche's shard loader (ruche
+# data-bench) vs PyTorch's DataLoader + torchvision on the same JPEGs, 1 and 2 workers.
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/input_pipeline.py" "$build"
 # projection: scaling to 8..1024 GPUs predicted from a step model and the results above, checked
 # against our 2-rank scaling and Horovod's published 512-GPU figures (no runs; a few seconds).
 "$python" "$here/projection.py"
