@@ -1,7 +1,8 @@
 // BatchLoader: batches of (transformed) samples in the sampler's order, made ahead of time by
-// background threads into a ring of preallocated batch buffers, so the next batch is ready
-// before the step that consumes the current one ends. next() copies a finished batch into the
-// caller's tensors (any device). Nothing is allocated per batch; per epoch, only the index list.
+// background threads into a ring of preallocated batch buffers (BatchRing), so the next batch is
+// ready before the step that consumes the current one ends. next() copies a finished batch into
+// the caller's tensors (any device). Nothing is allocated per batch; per epoch, only the index
+// list.
 //
 //   BatchLoader loader(splits.train, DistributedSampler(n, rank, world, {.seed = seed}), options);
 //   for (epoch ...) {
@@ -10,19 +11,15 @@
 //   }
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
+#include "engine/data/batch_ring.h"
 #include "engine/data/batch_source.h"
 #include "engine/data/dataset.h"
 #include "engine/data/sampler.h"
 #include "engine/data/transform.h"
-#include "engine/tensor/side_copy.h"
 #include "engine/tensor/tensor.h"
 
 namespace ruche {
@@ -67,17 +64,8 @@ class BatchLoader final : public BatchSource {
   const Dataset& dataset() const { return *dataset_; }
 
  private:
-  struct Slot {
-    Tensor x, y;                     // host (pinned when device is CUDA)
-    Tensor device_x;                 // the device copy of x (CUDA only)
-    std::unique_ptr<SideCopy> side;  // copies x to device_x (CUDA only)
-    std::int64_t batch = -1;  // which batch of the epoch it holds; -1: none
-    std::int64_t count = 0;
-  };
-  void stop();
-  // Fills batches first, first + threads, ... of the epoch.
-  void produce(std::int64_t first);
-  void fill(Slot& slot, std::int64_t batch, std::vector<float>& scratch) const;
+  // Writes batch `batch` of the epoch into rows (BatchRing's fill); `thread` picks the scratch.
+  std::int64_t fill(std::int64_t batch, int thread, BatchRing::Rows& rows);
 
   DatasetPtr dataset_;
   DistributedSampler sampler_;
@@ -88,14 +76,8 @@ class BatchLoader final : public BatchSource {
 
   std::vector<std::int64_t> indices_;  // this rank's samples this epoch
   std::uint32_t epoch_ = 0;
-  bool started_ = false;
-  std::vector<Slot> slots_;
-  std::vector<std::thread> threads_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::int64_t next_batch_ = 0;  // the batch next() returns next
-  bool stopping_ = false;
-  std::exception_ptr error_;
+  std::vector<std::vector<float>> scratch_;  // per producer thread, for the transform
+  std::unique_ptr<BatchRing> ring_;          // last: its threads read the members above
 };
 
 }  // namespace ruche

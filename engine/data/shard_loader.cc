@@ -14,8 +14,6 @@
 #include "engine/data/sampler.h"
 #include "engine/data/tar.h"
 #include "engine/error.h"
-#include "engine/tensor/allocator.h"
-#include "engine/tensor/storage.h"
 
 namespace ruche {
 namespace {
@@ -104,25 +102,13 @@ ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int 
   RUCHE_REQUIRE(total_ >= world) << index.dir << ": " << total_ << " " << split
                                  << " samples cannot be split over " << world << " ranks";
   fds_.assign(shards_.size(), -1);
-  const int depth = options_.depth > 0 ? options_.depth : std::max(2, options_.threads + 1);
-  slots_.resize(static_cast<std::size_t>(depth));
-  const Shape shape = batch_shape();
-  for (Slot& s : slots_) {
-    if (options_.device.is_cuda()) {
-      const auto bytes = static_cast<std::size_t>(shape.numel()) * sizeof(float);
-      s.x = Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, shape,
-                            DType::f32);
-      s.device_x = Tensor::empty(shape, DType::f32, options_.device);
-      s.side = std::make_unique<SideCopy>(options_.device);
-    } else {
-      s.x = Tensor::empty(shape);
-    }
-    s.y = Tensor::zeros({options_.batch_size}, DType::i32);
-  }
+  ring_ = std::make_unique<BatchRing>(
+      batch_shape(), DType::f32, options_.threads, options_.depth, options_.device,
+      [this](std::int64_t batch, int, BatchRing::Rows& rows) { return fill(batch, rows); });
 }
 
 ShardLoader::~ShardLoader() {
-  stop();
+  ring_->stop();  // before the files its threads read are closed
   for (int fd : fds_) {
     if (fd >= 0) ::close(fd);
   }
@@ -195,16 +181,6 @@ std::vector<std::int64_t> ShardLoader::remaining(const ShardPosition& at) const 
   return pool_after(at.epoch, legs);
 }
 
-void ShardLoader::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
-  threads_.clear();
-}
-
 void ShardLoader::start_epoch(std::uint32_t epoch, std::int64_t step) {
   RUCHE_REQUIRE(step == 0) << "shards resume from their saved position, not from step " << step;
   ShardPosition at;
@@ -214,7 +190,7 @@ void ShardLoader::start_epoch(std::uint32_t epoch, std::int64_t step) {
 }
 
 void ShardLoader::start_epoch(const ShardPosition& at) {
-  stop();
+  ring_->stop();
   RUCHE_REQUIRE(at.samples == total_) << "resume: the position was saved over " << at.samples << " "
                                       << split_ << " samples, the shards hold " << total_;
   const std::int64_t buffer = options_.train ? options_.shuffle_buffer : 0;
@@ -247,20 +223,12 @@ void ShardLoader::start_epoch(const ShardPosition& at) {
     sequence_.push_back(p < length ? mine[static_cast<std::size_t>(p)]
                                    : -1 - repeats[static_cast<std::size_t>(p) % repeats.size()]);
   }
-  next_batch_ = 0;
-  stopping_ = false;
-  error_ = nullptr;
-  started_ = true;
-  for (Slot& s : slots_) s.batch = -1;
-  for (int t = 0; t < options_.threads; ++t) {
-    threads_.emplace_back([this, t] { produce(t); });
-  }
+  ring_->start(0, steps_);
 }
 
 ShardPosition ShardLoader::position() const {
-  std::lock_guard<std::mutex> lock(mutex_);
   ShardPosition p = start_;
-  const std::int64_t done = std::min<std::int64_t>(next_batch_ * options_.batch_size,
+  const std::int64_t done = std::min<std::int64_t>(ring_->next_batch() * options_.batch_size,
                                                    static_cast<std::int64_t>(sequence_.size()));
   if (!p.legs.empty()) p.legs.back().taken += done;
   return p;
@@ -327,78 +295,20 @@ void ShardLoader::read_sample(std::int64_t sample, float* out, std::int32_t* lab
   *label = static_cast<std::int32_t>(cls);
 }
 
-void ShardLoader::fill(Slot& slot, std::int64_t batch) const {
+std::int64_t ShardLoader::fill(std::int64_t batch, BatchRing::Rows& rows) const {
   const std::int64_t b = options_.batch_size;
   const std::int64_t first = batch * b;
   const std::int64_t count = std::min(b, static_cast<std::int64_t>(sequence_.size()) - first);
   const std::int64_t numel = batch_shape().numel() / b;
-  float* x = slot.x.data<float>();
-  std::int32_t* y = slot.y.data<std::int32_t>();
-  slot.samples.resize(static_cast<std::size_t>(count));
+  float* x = rows.x.data<float>();
+  std::int32_t* y = rows.y.data<std::int32_t>();
+  rows.samples.resize(static_cast<std::size_t>(count));
   for (std::int64_t j = 0; j < count; ++j) {
     const std::int64_t v = sequence_[static_cast<std::size_t>(first + j)];
     const std::int64_t sample = v >= 0 ? v : -1 - v;
     read_sample(sample, x + j * numel, y + j);
-    slot.samples[static_cast<std::size_t>(j)] = v >= 0 ? v : -1;
+    rows.samples[static_cast<std::size_t>(j)] = v >= 0 ? v : -1;
   }
-  slot.count = count;
-  if (slot.side) slot.side->copy(slot.x,
-                                 slot.device_x);  // beside the step the GPU is computing
-}
-
-void ShardLoader::produce(std::int64_t batch) {
-  const auto depth = static_cast<std::int64_t>(slots_.size());
-  try {
-    for (; batch < steps_; batch += options_.threads) {
-      Slot& slot = slots_[static_cast<std::size_t>(batch % depth)];
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return stopping_ || batch < next_batch_ + depth; });
-        if (stopping_) return;
-      }
-      fill(slot, batch);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        slot.batch = batch;
-      }
-      cv_.notify_all();
-    }
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
-    }
-    cv_.notify_all();
-  }
-}
-
-std::int64_t ShardLoader::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples) {
-  RUCHE_CHECK(started_) << "ShardLoader::next before start_epoch";
-  x.check_shape(batch_shape(), "batch x");
-  y.check_shape(Shape{options_.batch_size}, "batch y");
-  std::unique_lock<std::mutex> lock(mutex_);
-  if (error_) std::rethrow_exception(error_);
-  const std::int64_t batch = next_batch_;
-  if (batch >= steps_) return 0;
-  Slot& slot = slots_[static_cast<std::size_t>(batch % static_cast<std::int64_t>(slots_.size()))];
-  cv_.wait(lock, [&] { return error_ || slot.batch == batch; });
-  if (error_) std::rethrow_exception(error_);
-  lock.unlock();
-  const std::int64_t count = slot.count;
-  const Tensor& source = slot.side && x.device() == slot.device_x.device() ? slot.device_x : slot.x;
-  if (count == options_.batch_size) {
-    x.copy_from(source);
-    y.copy_from(slot.y);
-  } else {
-    x.narrow(0, 0, count).copy_from(source.narrow(0, 0, count));
-    y.narrow(0, 0, count).copy_from(slot.y.narrow(0, 0, count));
-  }
-  if (samples) *samples = slot.samples;
-  if (slot.side) slot.side->release();
-  lock.lock();
-  next_batch_ = batch + 1;
-  lock.unlock();
-  cv_.notify_all();
   return count;
 }
 

@@ -1,7 +1,7 @@
 // ShardLoader: batches from one split of `ruche convert` shards
 // (shard_index.h), with BatchLoader's interface (start_epoch, next(x, y),
-// position, steps_per_epoch) and machinery (threads that each fill whole
-// batches, a ring of preallocated batch buffers, pinned with a device copy
+// position, steps_per_epoch) and machinery (BatchRing: threads that each fill
+// whole batches, a ring of preallocated batch buffers, pinned with a device copy
 // beside compute when the device is CUDA). Each sample is read with one pread
 // at its indexed offset, decoded and transformed by jpeg_to_sample.
 //
@@ -45,19 +45,16 @@
 // whichever rank, thread or resume produces it.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "engine/data/batch_ring.h"
 #include "engine/data/batch_source.h"
 #include "engine/data/image_pipeline.h"
 #include "engine/data/shard_index.h"
-#include "engine/tensor/side_copy.h"
 #include "engine/tensor/tensor.h"
 
 namespace ruche {
@@ -117,8 +114,10 @@ class ShardLoader final : public BatchSource {
   // unpadded last batch, 0 at the end of the epoch. When `samples` is given it
   // receives each returned row's global sample number (shard order of the
   // index, then offset), or -1 for a repeat that pads the rank's last batch.
-  std::int64_t next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples);
-  std::int64_t next(Tensor& x, Tensor& y) override { return next(x, y, nullptr); }
+  std::int64_t next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples) {
+    return ring_->next(x, y, samples);
+  }
+  std::int64_t next(Tensor& x, Tensor& y) override { return ring_->next(x, y); }
 
   // Steps of a whole epoch at this world size (every rank the same when
   // padding).
@@ -137,14 +136,6 @@ class ShardLoader final : public BatchSource {
   std::vector<std::int64_t> remaining(const ShardPosition& at) const;
 
  private:
-  struct Slot {
-    Tensor x, y;                     // host (pinned when device is CUDA)
-    Tensor device_x;                 // the device copy of x (CUDA only)
-    std::unique_ptr<SideCopy> side;  // copies x to device_x (CUDA only)
-    std::vector<std::int64_t> samples;
-    std::int64_t batch = -1;  // which batch it holds; -1: none
-    std::int64_t count = 0;
-  };
   struct Shard {
     std::string path;
     std::uint64_t end = 0;
@@ -161,9 +152,8 @@ class ShardLoader final : public BatchSource {
   // one.
   std::vector<std::int64_t> pool_after(std::uint32_t epoch,
                                        const std::vector<ShardPosition::Leg>& legs) const;
-  void stop();
-  void produce(std::int64_t first);
-  void fill(Slot& slot, std::int64_t batch) const;
+  // Writes batch `batch` of the leg into rows (BatchRing's fill).
+  std::int64_t fill(std::int64_t batch, BatchRing::Rows& rows) const;
   void read_sample(std::int64_t sample, float* out, std::int32_t* label) const;
   int shard_fd(std::size_t shard) const;
 
@@ -178,18 +168,11 @@ class ShardLoader final : public BatchSource {
   ShardPosition start_;                 // where start_epoch put it (the current leg last)
   std::vector<std::int64_t> sequence_;  // this rank's rest of the leg; repeats as -1 - sample
   std::int64_t steps_ = 0;
-  bool started_ = false;
 
   mutable std::mutex fd_mutex_;
   mutable std::vector<int> fds_;  // per shard, opened on first read; -1: not yet
 
-  std::vector<Slot> slots_;
-  std::vector<std::thread> threads_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::int64_t next_batch_ = 0;
-  bool stopping_ = false;
-  std::exception_ptr error_;
+  std::unique_ptr<BatchRing> ring_;  // last: its threads read the members above
 };
 
 }  // namespace ruche
