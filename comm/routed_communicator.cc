@@ -1,5 +1,7 @@
 #include "comm/routed_communicator.h"
 
+#include <utility>
+
 #include "engine/error.h"
 
 namespace ruche {
@@ -36,6 +38,18 @@ Work RoutedCommunicator::do_all_gather(BufferView send, BufferView recv, std::st
 Work RoutedCommunicator::do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                                            std::string_view label) {
   return route(send, recv, "reduce_scatter").reduce_scatter(send, recv, op, label);
+}
+
+Work RoutedCommunicator::do_reduce_scatter_v(BufferView send, BufferView recv,
+                                             std::vector<std::int64_t> counts, ReduceOp op,
+                                             std::string_view label) {
+  return route(send, recv, "reduce_scatter_v")
+      .reduce_scatter_v(send, recv, std::move(counts), op, label);
+}
+
+Work RoutedCommunicator::do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                                         std::string_view label) {
+  return route(buffer).all_gather_v(buffer, std::move(counts), label);
 }
 
 Work RoutedCommunicator::do_barrier(std::string_view label) { return host_.barrier(label); }

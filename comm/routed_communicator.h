@@ -23,6 +23,10 @@ class RoutedCommunicator final : public Communicator {
   Work do_all_gather(BufferView send, BufferView recv, std::string_view label) override;
   Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                          std::string_view label) override;
+  Work do_reduce_scatter_v(BufferView send, BufferView recv, std::vector<std::int64_t> counts,
+                           ReduceOp op, std::string_view label) override;
+  Work do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                       std::string_view label) override;
   Work do_barrier(std::string_view label) override;
   void do_begin_group() override;
   void do_end_group() override;

@@ -84,17 +84,20 @@ bool launched_as_rank() {
 
 // Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
 // fails ends the whole job after saying why, so the others never wait for it.
+// comm "nccl" puts device buffers on NCCL even in a world of one (--comm).
 int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& comm_options,
-                  bool verbose_ranks) {
+                  const std::string& comm_backend, bool verbose_ranks) {
   World world;
   if (world.rank() != 0 && !verbose_ranks) {
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
   try {
     run.device = device.resolve(world.local_rank(), world.local_size());
+    const bool nccl_alone = comm_backend == "nccl";
+    run.parallel.communicate_alone = nccl_alone;
     MpiCommunicator comm(world, comm_options);
 #if RUCHE_WITH_CUDA
-    if (run.device.is_cuda() && world.size() > 1) {
+    if (run.device.is_cuda() && (world.size() > 1 || nccl_alone)) {
       // Device buffers (gradients, parameters, batch-norm statistics) go by NCCL; the step's
       // votes, evaluation sums and barriers stay on MPI.
       NcclCommunicator nccl(world, comm, run.device.index, comm_options);
@@ -147,6 +150,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
     std::string grad_compression = "none";
     int zero = 0;
+    std::string comm = "auto";
     bool sync_bn = false, verbose_ranks = false, check_collectives = false, timeline = false;
     bool hierarchical_allreduce = false;
     bool no_tensorboard = false;
@@ -209,6 +213,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
                   "ZeRO stage: 0 every rank keeps the whole optimizer state, 1 each keeps its "
                   "range of it (reduce-scatter gradients, all-gather parameters)")
       ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  cmd->add_option("--comm", o.comm,
+                  "auto: MPI, and NCCL for --device cuda on several ranks; nccl: NCCL even for "
+                  "one rank (with or without mpirun: checks the NCCL path on one GPU)")
+      ->check(CLI::IsMember({"auto", "nccl"}))
       ->capture_default_str();
   cmd->add_option("--comm-timeout", o.comm_timeout,
                   "seconds a collective may take before the watchdog aborts the job (0: never)")
@@ -296,8 +305,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
     comm_options.timeout_seconds = o.comm_timeout;
     comm_options.check_collectives = o.check_collectives;
     comm_options.hierarchical_allreduce = o.hierarchical_allreduce;
-    if (launched_as_rank()) {
-      exit_code = train_as_rank(run, o.device, comm_options, o.verbose_ranks);
+    RUCHE_REQUIRE(o.comm != "nccl" || o.device.device.rfind("cuda", 0) == 0)
+        << "--comm nccl: NCCL moves device buffers; give --device cuda";
+    if (launched_as_rank() || o.comm == "nccl") {  // alone: a singleton World
+      exit_code = train_as_rank(run, o.device, comm_options, o.comm, o.verbose_ranks);
     } else {
       run.device = o.device.resolve();
       exit_code = train(run);

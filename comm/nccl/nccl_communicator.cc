@@ -17,6 +17,7 @@
 #include "comm/mpi/collective_info.h"
 #include "comm/nccl/nccl_check.h"
 #include "comm/nccl/unique_id.h"
+#include "comm/segments.h"
 #include "comm/watchdog.h"
 #include "engine/tensor/half.h"
 #include "ops/cuda/cuda_check.h"
@@ -414,6 +415,56 @@ Work NcclCommunicator::do_reduce_scatter(BufferView send, BufferView recv, Reduc
   return s.launch(info, [&] {
     NCCL_CHECK(ncclReduceScatter(send.data, recv.data, static_cast<std::size_t>(recv.count), type,
                                  nop, s.comm, s.stream));
+  });
+}
+
+// One reduce per rank's chunk, rooted at that rank, in one NCCL group (nccl_communicator.h says
+// why not padded chunks). Empty chunks are skipped, the same ones on every rank.
+Work NcclCommunicator::do_reduce_scatter_v(BufferView send, BufferView recv,
+                                           std::vector<std::int64_t> counts, ReduceOp op,
+                                           std::string_view label) {
+  State& s = *state_;
+  s.require_device(send, "reduce_scatter_v");
+  s.require_device(recv, "reduce_scatter_v");
+  const ncclDataType_t type = nccl_type(send, "reduce_scatter_v");
+  const ncclRedOp_t nop = nccl_op(send, op, "reduce_scatter_v");
+  const std::vector<Segment> segments = segments_of(counts, size_, send.count, "reduce_scatter_v");
+  RUCHE_REQUIRE(recv.dtype == send.dtype && recv.count == counts[static_cast<std::size_t>(rank_)])
+      << "reduce_scatter_v: rank " << rank_ << " receives " << dtype_name(send.dtype) << "["
+      << counts[static_cast<std::size_t>(rank_)] << "], got " << recv.str();
+  const std::size_t element = dtype_size(send.dtype);
+  const auto info =
+      info_of(CollectiveKind::reduce_scatter_v, send, static_cast<std::int32_t>(op), label);
+  return s.launch(info, [&] {
+    NCCL_CHECK(ncclGroupStart());
+    for (const Segment& g : segments) {
+      char* chunk = static_cast<char*>(send.data) + g.offset * element;
+      // recvbuff is written at the root only; elsewhere any valid pointer (this rank's recv may
+      // be empty and null).
+      void* into = g.rank == rank_ ? recv.data : chunk;
+      NCCL_CHECK(ncclReduce(chunk, into, static_cast<std::size_t>(g.count), type, nop, g.rank,
+                            s.comm, s.stream));
+    }
+    NCCL_CHECK(ncclGroupEnd());
+  });
+}
+
+// In place: each rank's chunk broadcast from it, all in one NCCL group.
+Work NcclCommunicator::do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                                       std::string_view label) {
+  State& s = *state_;
+  s.require_device(buffer, "all_gather_v");
+  const ncclDataType_t type = nccl_type(buffer, "all_gather_v");
+  const std::vector<Segment> segments = segments_of(counts, size_, buffer.count, "all_gather_v");
+  const std::size_t element = dtype_size(buffer.dtype);
+  return s.launch(info_of(CollectiveKind::all_gather_v, buffer, 0, label), [&] {
+    NCCL_CHECK(ncclGroupStart());
+    for (const Segment& g : segments) {
+      char* chunk = static_cast<char*>(buffer.data) + g.offset * element;
+      NCCL_CHECK(ncclBroadcast(chunk, chunk, static_cast<std::size_t>(g.count), type, g.rank,
+                               s.comm, s.stream));
+    }
+    NCCL_CHECK(ncclGroupEnd());
   });
 }
 

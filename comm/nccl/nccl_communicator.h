@@ -17,6 +17,13 @@
 // failed kernel prints one line naming the rank and the collective, aborts the NCCL
 // communicators (ncclCommAbort) and ends the job (exit kExitCollectiveFailed).
 //
+// Per-rank counts (reduce_scatter_v, all_gather_v: ZeRO-1's ranges are unequal): NCCL's
+// ReduceScatter and AllGather need equal chunks, so each runs as one group of a ncclReduce rooted
+// at each rank with a non-empty chunk (or a ncclBroadcast from it), launched together. Padding
+// to equal chunks would copy every bucket into and out of a scratch buffer, and the padded size is
+// the largest range times the world size: a rank with one large tensor would make every rank move
+// several times the bucket. The group moves each element once, as PyTorch's uneven collectives do.
+//
 // Dtypes: f32, f16, bf16 sum and average (ncclAvg), i32/i64 sum; u8 too for broadcast and
 // all_gather. Host views are an error (comm/routed_communicator sends them to MPI). No CUDA or
 // NCCL header here: the CLI includes it. Built only with CUDA (RUCHE_WITH_CUDA).
@@ -52,6 +59,10 @@ class NcclCommunicator final : public Communicator {
   Work do_all_gather(BufferView send, BufferView recv, std::string_view label) override;
   Work do_reduce_scatter(BufferView send, BufferView recv, ReduceOp op,
                          std::string_view label) override;
+  Work do_reduce_scatter_v(BufferView send, BufferView recv, std::vector<std::int64_t> counts,
+                           ReduceOp op, std::string_view label) override;
+  Work do_all_gather_v(BufferView buffer, std::vector<std::int64_t> counts,
+                       std::string_view label) override;
   Work do_barrier(std::string_view label) override;  // on the host communicator
   void do_begin_group() override;
   void do_end_group() override;

@@ -86,7 +86,9 @@ std::vector<std::int32_t> gather_ints(Communicator& comm, const std::vector<std:
 }
 
 DataParallel::DataParallel(Communicator* comm, Net& net, const DataParallelOptions& options)
-    : comm_(comm && comm->size() > 1 ? comm : nullptr), net_(net), options_(options) {
+    : comm_(comm && (comm->size() > 1 || options.communicate_alone) ? comm : nullptr),
+      net_(net),
+      options_(options) {
   RUCHE_REQUIRE(options.zero == 0 || options.zero == 1)
       << "--zero: expected 0 or 1 (ZeRO stage 1 shards the optimizer state), got " << options.zero;
   update_range_ = {0, net.num_trainable()};

@@ -33,6 +33,9 @@ struct DataParallelOptions {
   ReducerOptions reducer;  // --bucket-mb, --grad-compression
   bool sync_bn = false;    // --sync-bn
   int zero = 0;            // --zero: 0 replicates the optimizer state, 1 shards it (ZeRO-1)
+  // --comm nccl: the collectives run even in a world of one (each is then the identity), so one
+  // GPU exercises the NCCL path; otherwise a world of one communicates nothing.
+  bool communicate_alone = false;
 };
 
 // One rank's votes for a step, summed over ranks by DataParallel::finish_step.

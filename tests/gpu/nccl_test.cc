@@ -91,6 +91,60 @@ TEST_P(NcclWorldOfOne, EveryCollectiveIsThePlainResult) {
 
 INSTANTIATE_TEST_SUITE_P(WaitOnStreamOrHost, NcclWorldOfOne, ::testing::Values(false, true));
 
+// ZeRO-1's collectives with per-rank counts (one rooted NCCL call per chunk, in a group): in a
+// world of one, the reduce-scatter copies send to recv and the all-gather leaves the buffer as it
+// is; both inside a Reducer-style outer group too (NCCL groups nest), and through the router.
+TEST(NcclWorldOfOneV, PerRankCountsAreThePlainResult) {
+  RUCHE_REQUIRE_CUDA();
+  const World& world = the_world();
+  ASSERT_EQ(world.size(), 1) << "run this test without mpirun";
+  MpiCommunicator host(world);
+  NcclOptions nccl_options;
+  nccl_options.host_wait = true;
+  NcclCommunicator nccl(world, host, 0, CommOptions{}, nccl_options);
+  RoutedCommunicator routed(host, nccl);
+  const Tensor plain = arbitrary(70001, 3.0f);
+  for (Communicator* comm : {static_cast<Communicator*>(&nccl),
+                             static_cast<Communicator*>(&routed)}) {
+    for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
+      Tensor send = on_gpu(plain);
+      Tensor recv = on_gpu(Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu()));
+      comm->reduce_scatter_v(BufferView::of(send), BufferView::of(recv), {plain.numel()}, op,
+                             "shard").wait();
+      expect_same_bits(recv, plain);
+    }
+    Tensor gathered = on_gpu(plain);
+    comm->all_gather_v(BufferView::of(gathered), {plain.numel()}, "parameters").wait();
+    expect_same_bits(gathered, plain);
+
+    // Two buckets' reduce-scatters in one outer group, each its own inner group.
+    Tensor grads = on_gpu(plain);
+    Tensor shard = on_gpu(Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu()));
+    comm->begin_group();
+    Work first = comm->reduce_scatter_v(BufferView::of(grads.narrow(0, 0, 30000)),
+                                        BufferView::of(shard.narrow(0, 0, 30000)), {30000},
+                                        ReduceOp::avg, "bucket 1");
+    Work second = comm->reduce_scatter_v(
+        BufferView::of(grads.narrow(0, 30000, plain.numel() - 30000)),
+        BufferView::of(shard.narrow(0, 30000, plain.numel() - 30000)),
+        {plain.numel() - 30000}, ReduceOp::avg, "bucket 2");
+    comm->end_group();
+    first.wait();
+    second.wait();
+    expect_same_bits(shard, plain);
+  }
+  // Counts that do not tile the buffer are refused before anything is launched.
+  Tensor x = on_gpu(plain);
+  EXPECT_THROW(nccl.all_gather_v(BufferView::of(x), {plain.numel() - 1}), Error);
+  EXPECT_THROW(nccl.all_gather_v(BufferView::of(x), {1, plain.numel() - 1}), Error);
+  // Host buffers go to MPI through the router.
+  Tensor host_send = plain.to(Device::cpu());
+  Tensor host_recv = Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu());
+  routed.reduce_scatter_v(BufferView::of(host_send), BufferView::of(host_recv), {plain.numel()},
+                          ReduceOp::avg, "host shard").wait();
+  expect_same_bits(host_recv, plain);
+}
+
 TEST(NcclHierarchical, WorldOfOneIsThePlainResult) {
   RUCHE_REQUIRE_CUDA();
   const World& world = the_world();
