@@ -1,5 +1,6 @@
-// ruche export: a run's (or a checkpoint's) weights as an npz with PyTorch state_dict names, or a
-// net (a run's, a checkpoint's, or a built-in model's) as prototxt.
+// ruche export: a run's (or a checkpoint's) weights as an npz with PyTorch state_dict names, the
+// net with its weights as an ONNX model, or a net (a run's, a checkpoint's, or a built-in model's)
+// as prototxt.
 #include "engine/train/export.h"
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 
 #include "engine/models/models.h"
 #include "engine/proto/text_format.h"
+#include "engine/train/onnx_export.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
 
@@ -33,16 +35,19 @@ void add_export_command(CLI::App& app, int& exit_code) {
   };
   static Options o;
   CLI::App* cmd = app.add_subcommand(
-      "export", "Write a run's or checkpoint's weights (npz) or a net (prototxt)");
+      "export",
+      "Write a run's or checkpoint's weights (npz), its model (onnx) or a net (prototxt)");
   cmd->add_option("--from", o.from,
                   "a run directory, a weights file W.npz, or a checkpoint (RUN/ckpt/step-N, "
                   "RUN/ckpt/latest, RUN/ckpt)");
   cmd->add_option("--model", o.model, "a built-in model (prototxt only)");
-  cmd->add_option("--format", o.format, "npz or prototxt")
+  cmd->add_option("--format", o.format, "npz, onnx or prototxt")
       ->required()
-      ->check(CLI::IsMember({"npz", "prototxt"}));
+      ->check(CLI::IsMember({"npz", "onnx", "prototxt"}));
   cmd->add_option("-o,--output", o.output, "output file (prototxt: stdout when absent)");
-  cmd->add_option("--input", o.input, "built-in model: the input sample C,H,W");
+  cmd->add_option("--input", o.input,
+                  "built-in model, or onnx from a net whose Input layer gives no dims: the input "
+                  "sample C,H,W");
   cmd->add_option("--classes", o.classes, "built-in model: classifier width (0: left open)");
   cmd->callback([&exit_code] {
     RUCHE_REQUIRE(o.from.empty() != o.model.empty())
@@ -52,6 +57,14 @@ void add_export_command(CLI::App& app, int& exit_code) {
       RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
       const int n = export_weights(o.from, o.output);
       std::printf("wrote %d tensors to %s\n", n, o.output.c_str());
+    } else if (o.format == "onnx") {
+      RUCHE_REQUIRE(!o.from.empty()) << "--format onnx exports a trained net: give --from RUN|CKPT";
+      RUCHE_REQUIRE(!o.output.empty()) << "--format onnx needs -o FILE.onnx";
+      const OnnxSummary s = export_onnx(o.from, o.output, parse_shape_flag("--input", o.input));
+      std::string input = "N";
+      for (const std::int64_t d : s.input) input += ", " + std::to_string(d);
+      std::printf("wrote ONNX opset %d (input [%s], %d nodes, %d initializers) to %s\n", kOnnxOpset,
+                  input.c_str(), s.nodes, s.initializers, o.output.c_str());
     } else if (!o.from.empty()) {
       write_text(o.output, export_net(o.from));
     } else {

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""`ruche export --format onnx`: trained nets (fashion_cnn, resnet18 at 32 px, the MLP) and a
+hand-made net of every other layer setting are exported, pass onnx.checker (full_check), and give
+ruche's logits (tests/tools/onnx_probe: the net in test phase) on the same inputs, norm-relative
+1e-4, through onnxruntime when it imports and always through the small numpy interpreter below.
+A layer ONNX cannot express is a one-line error naming it (exit 2).
+
+usage: onnx_export.py RUCHE_BINARY ONNX_PROBE WORKDIR
+"""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+try:
+    import onnxruntime
+except ImportError:  # optional (make deps installs it in .venv): the numpy interpreter remains
+    onnxruntime = None
+
+TOL = 1e-4
+
+
+def rel(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+# ---- a numpy interpreter of the ops ruche exports (NCHW, float64 for a clean reference) ----
+
+def attrs_of(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def windows(x, kh, kw, sh, sw, pads, dil=(1, 1), fill=0.0):
+    """[N, C, OH, OW, kh, kw] views of x padded by pads (top, left, bottom, right)."""
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])), constant_values=fill)
+    n, c, h, w = x.shape
+    oh = (h - dil[0] * (kh - 1) - 1) // sh + 1
+    ow = (w - dil[1] * (kw - 1) - 1) // sw + 1
+    out = np.empty((n, c, oh, ow, kh, kw), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[..., i, j] = x[:, :, i * dil[0]:i * dil[0] + sh * (oh - 1) + 1:sh,
+                               j * dil[1]:j * dil[1] + sw * (ow - 1) + 1:sw]
+    return out
+
+
+def conv(x, w, b, a):
+    g = a.get("group", 1)
+    kh, kw = w.shape[2:]
+    cols = windows(x, kh, kw, *a["strides"], a["pads"], a["dilations"])  # im2col
+    n, c, oh, ow = cols.shape[:4]
+    cg, og = c // g, w.shape[0] // g
+    y = np.concatenate([
+        np.einsum("nchwij,ocij->nohw", cols[:, k * cg:(k + 1) * cg], w[k * og:(k + 1) * og])
+        for k in range(g)], axis=1)
+    return y if b is None else y + b[None, :, None, None]
+
+
+def pool(x, a, kind):
+    assert a.get("ceil_mode", 0) == 0, "the interpreter pools with ceil_mode 0 only"
+    kh, kw = a["kernel_shape"]
+    pads = a.get("pads", [0, 0, 0, 0])
+    if kind == "max":
+        return windows(x, kh, kw, *a["strides"], pads, fill=-np.inf).max(axis=(4, 5))
+    total = windows(x, kh, kw, *a["strides"], pads).sum(axis=(4, 5))
+    if a.get("count_include_pad", 0):
+        return total / (kh * kw)
+    return total / windows(np.ones_like(x), kh, kw, *a["strides"], pads).sum(axis=(4, 5))
+
+
+def softmax(x, axis=1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def run_numpy(model, x):
+    values = {t.name: numpy_helper.to_array(t).astype(np.float64)
+              if t.data_type == onnx.TensorProto.FLOAT else numpy_helper.to_array(t)
+              for t in model.graph.initializer}
+    values["input"] = x.astype(np.float64)
+    for node in model.graph.node:
+        a = attrs_of(node)
+        v = [values[i] if i else None for i in node.input]
+        op = node.op_type
+        if op == "Conv":
+            y = conv(v[0], v[1], v[2] if len(v) > 2 else None, a)
+        elif op == "BatchNormalization":
+            xx, scale, shift, mean, var = (t if t.ndim == 4 else t[None, :, None, None] for t in v)
+            y = (xx - mean) / np.sqrt(var + a.get("epsilon", 1e-5)) * scale + shift
+        elif op == "Relu":
+            y = np.maximum(v[0], 0)
+        elif op == "LeakyRelu":
+            y = np.where(v[0] > 0, v[0], a["alpha"] * v[0])
+        elif op == "Sigmoid":
+            y = 1 / (1 + np.exp(-v[0]))
+        elif op == "Tanh":
+            y = np.tanh(v[0])
+        elif op == "MaxPool":
+            y = pool(v[0], a, "max")
+        elif op == "AveragePool":
+            y = pool(v[0], a, "ave")
+        elif op == "GlobalAveragePool":
+            y = v[0].mean(axis=(2, 3), keepdims=True)
+        elif op == "GlobalMaxPool":
+            y = v[0].max(axis=(2, 3), keepdims=True)
+        elif op == "Flatten":
+            y = v[0].reshape(int(np.prod(v[0].shape[:a["axis"]])), -1)
+        elif op == "Reshape":
+            shape = [v[0].shape[i] if d == 0 else d for i, d in enumerate(v[1])]
+            y = v[0].reshape(shape)
+        elif op == "Gemm":
+            assert a.get("transB") == 1 and not a.get("transA")
+            y = v[0] @ v[1].T + (v[2] if len(v) > 2 else 0)
+        elif op in ("Add", "Sum"):
+            y = sum(v)
+        elif op == "Softmax":
+            y = softmax(v[0], a.get("axis", -1))
+        elif op == "Identity":
+            y = v[0]
+        else:
+            raise AssertionError(f"the numpy interpreter has no {op}")
+        values[node.output[0]] = y
+    return {o.name: values[o.name] for o in model.graph.output}
+
+
+# ---- the checks ----
+
+def ruche_logits(probe, run, x, work):
+    np.savez(work / "probe_x.npz", x=x)
+    subprocess.run([probe, str(run / "net.prototxt"), str(run / "model.npz"),
+                    str(work / "probe_x.npz"), str(work / "probe_out.npz")], check=True)
+    return np.load(work / "probe_out.npz")["logits"]
+
+
+def check_model(path, x, expected, label):
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == 17, model.opset_import
+    inp = model.graph.input[0]
+    assert inp.name == "input", inp.name
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N", dims[0]
+    assert [d.dim_value for d in dims[1:]] == list(x.shape[1:]), (dims, x.shape)
+    outputs = [o.name for o in model.graph.output]
+    assert outputs == ["logits", "probs"], outputs
+
+    results = {"numpy": run_numpy(model, x)}
+    if onnxruntime is not None:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        results["onnxruntime"] = dict(zip(outputs, session.run(outputs, {"input": x})))
+    for engine, out in results.items():
+        e_logits = rel(out["logits"], expected)
+        e_probs = rel(out["probs"], softmax(expected.astype(np.float64)))
+        print(f"{label}: {engine} logits {e_logits:.2e}, probs {e_probs:.2e}")
+        assert out["logits"].shape == expected.shape, (out["logits"].shape, expected.shape)
+        assert e_logits < TOL and e_probs < TOL, f"{label}: {engine} differs from ruche"
+    return model
+
+
+def train(ruche, work, name, model, data, extra=()):
+    run = work / name
+    shutil.rmtree(run, ignore_errors=True)
+    subprocess.run([ruche, "train", "--model", model, "--data", str(data), "--max-steps", "3",
+                    "--batch-size", "8", "--val-fraction", "0", "--out", str(run), *extra],
+                   check=True, stdout=subprocess.DEVNULL)
+    return run
+
+
+def export(ruche, source, out, *extra):
+    return subprocess.run([ruche, "export", "--from", str(source), "--format", "onnx", "-o",
+                           str(out), *extra], capture_output=True, text=True)
+
+
+# A net of the settings the built-in models leave out: grouped dilated conv with bias, batch norm
+# without affine, leaky ReLU, sigmoid, tanh, average pooling with padding (count_include_pad off),
+# a three-way sum, global max pooling, dropout, Flatten from axis 2, no Input dims (--input).
+ZOO = """
+name: "zoo"
+layer { name: "data" type: "Input" top: "data" top: "label" }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 2 dilation: 2 group: 3 } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "bn1"
+        batch_norm_param { affine: false eps: 0.001 } }
+layer { name: "leaky" type: "ReLU" bottom: "bn1" top: "bn1" relu_param { negative_slope: 0.1 } }
+layer { name: "sig" type: "Sigmoid" bottom: "bn1" top: "sig" }
+layer { name: "tanh" type: "TanH" bottom: "bn1" top: "tanh" }
+layer { name: "sum" type: "Eltwise" bottom: "bn1" bottom: "sig" bottom: "tanh" top: "sum" }
+layer { name: "conv2" type: "Convolution" bottom: "sum" top: "conv2"
+        convolution_param { num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1
+                            pad_h: 1 pad_w: 0 bias_term: false } }
+layer { name: "avg" type: "Pooling" bottom: "conv2" top: "avg"
+        pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 count_include_pad: false } }
+layer { name: "gmax" type: "Pooling" bottom: "avg" top: "gmax"
+        pooling_param { pool: MAX global_pooling: true } }
+layer { name: "drop" type: "Dropout" bottom: "gmax" top: "gmax" }
+layer { name: "flat" type: "Flatten" bottom: "gmax" top: "flat" flatten_param { axis: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "flat" top: "fc"
+        inner_product_param { num_output: 5 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def zoo_weights(rng):
+    w = {"conv1.weight": rng.normal(0, 0.5, (6, 1, 3, 3)), "conv1.bias": rng.normal(0, 0.5, 6),
+         "bn1.running_mean": rng.normal(0, 0.3, 6), "bn1.running_var": rng.uniform(0.5, 2, 6),
+         "conv2.weight": rng.normal(0, 0.5, (4, 6, 3, 1)),
+         "fc.weight": rng.normal(0, 0.5, (5, 4)), "fc.bias": rng.normal(0, 0.5, 5)}
+    w = {k: v.astype(np.float32) for k, v in w.items()}
+    w["bn1.num_batches_tracked"] = np.array(7, np.int64)
+    return w
+
+
+def main() -> int:
+    ruche, probe, work = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+    work.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    if onnxruntime is None:
+        print("onnxruntime not importable: checking with the numpy interpreter only")
+
+    gray = work / "gray.npz"
+    np.savez(gray, x=rng.random((48, 1, 28, 28), dtype=np.float32),
+             y=rng.integers(0, 10, 48).astype(np.int32))
+    color = work / "color.npz"
+    np.savez(color, x=rng.random((24, 3, 32, 32), dtype=np.float32),
+             y=rng.integers(0, 10, 24).astype(np.int32))
+    x_gray = rng.normal(0, 1, (5, 1, 28, 28)).astype(np.float32)  # 5: not the training batch
+    x_color = rng.normal(0, 1, (3, 3, 32, 32)).astype(np.float32)
+
+    # Trained nets, from the run directory; fashion_cnn also from its checkpoint.
+    for name, data, x in [("fashion_cnn", gray, x_gray), ("mlp", gray, x_gray),
+                          ("resnet18", color, x_color)]:
+        run = train(ruche, work, name, name, data)
+        r = export(ruche, run, work / f"{name}.onnx")
+        assert r.returncode == 0, r.stderr
+        print(r.stdout.strip())
+        check_model(work / f"{name}.onnx", x, ruche_logits(probe, run, x, work), name)
+        if name == "fashion_cnn":
+            r = export(ruche, run / "ckpt" / "latest", work / "ckpt.onnx")
+            assert r.returncode == 0, r.stderr
+            check_model(work / "ckpt.onnx", x, ruche_logits(probe, run, x, work), "checkpoint")
+
+    # The zoo net, without Input dims: the sample shape comes from --input.
+    zoo = work / "zoo"
+    zoo.mkdir(exist_ok=True)
+    (zoo / "net.prototxt").write_text(ZOO)
+    np.savez(zoo / "model.npz", **zoo_weights(rng))
+    x = rng.normal(0, 1, (4, 3, 12, 12)).astype(np.float32)
+    r = export(ruche, zoo, work / "zoo.onnx")
+    assert r.returncode == 2 and "--input" in r.stderr, (r.returncode, r.stderr)
+    r = export(ruche, zoo, work / "zoo.onnx", "--input", "3,12,12")
+    assert r.returncode == 0, r.stderr
+    model = check_model(work / "zoo.onnx", x, ruche_logits(probe, zoo, x, work), "zoo")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"LeakyRelu", "Sigmoid", "Tanh", "Sum", "AveragePool", "GlobalMaxPool",
+            "Reshape"} <= ops, ops
+    assert "Dropout" not in ops, ops
+
+    # What ONNX cannot express is named: Flatten counted from the back.
+    (zoo / "net.prototxt").write_text(ZOO.replace("axis: 2", "axis: -1"))
+    r = export(ruche, zoo, work / "bad.onnx", "--input", "3,12,12")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "layer 'flat' (Flatten)" in r.stderr and "ONNX" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (work / "bad.onnx").exists(), r.stderr
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
