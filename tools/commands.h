@@ -14,6 +14,8 @@ void add_export_command(CLI::App& app, int& exit_code);
 void add_time_command(CLI::App& app, int& exit_code);
 void add_inspect_command(CLI::App& app, int& exit_code);
 void add_convert_command(CLI::App& app, int& exit_code);
+void add_plot_command(CLI::App& app, int& exit_code);
+void add_lr_find_command(CLI::App& app, int& exit_code);
 void add_data_bench_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

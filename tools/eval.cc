@@ -1,5 +1,6 @@
 // ruche eval: trained weights on the val or test split, as the run that wrote them split its
 // data; prints and writes the evaluation report (engine/train/eval_run.h does the work).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -52,11 +53,19 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     const EvalRunResult r = evaluate_run(request);
     const EvalReport& report = r.eval.report;
     std::vector<RocPoint> curve;
+    // Two classes: the run directory keeps the ROC curve beside the report (ruche plot draws it).
+    // (A split holding one class has no curve: none is written.)
+    const auto positive = report.result.num_classes == 2 ? r.eval.acc.is_class(1)
+                                                         : std::vector<std::uint8_t>{};
+    const auto positives = std::count(positive.begin(), positive.end(), std::uint8_t{1});
+    const bool run_roc = !r.files.run_dir.empty() && positives > 0 &&
+                         positives < static_cast<std::int64_t>(positive.size());
+    if (run_roc) curve = roc_curve(r.eval.acc.class_scores(1), positive);
     if (!o.roc.empty()) {
       RUCHE_REQUIRE(report.result.num_classes == 2)
           << "--roc needs a two-class model; this one has " << report.result.num_classes
           << " classes";
-      curve = roc_curve(r.eval.acc.class_scores(1), r.eval.acc.is_class(1));
+      if (!run_roc) curve = roc_curve(r.eval.acc.class_scores(1), r.eval.acc.is_class(1));
     }
     std::printf("weights %s, net %s\n%s", r.files.weights.c_str(), r.files.net_file.c_str(),
                 render_eval_report(report).c_str());
@@ -65,6 +74,10 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       const auto path = std::filesystem::path(r.files.run_dir) / ("eval-" + o.split + ".json");
       write_eval_report(path.string(), report);
       std::printf("report written to %s\n", path.string().c_str());
+      if (run_roc) {
+        const auto roc = std::filesystem::path(r.files.run_dir) / ("roc-" + o.split + ".csv");
+        write_roc_csv(roc.string(), curve);
+      }
     }
     if (!o.roc.empty()) {
       write_roc_csv(o.roc, curve);

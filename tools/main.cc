@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   ruche::tools::add_convert_command(app, exit_code);
   ruche::tools::add_data_bench_command(app, exit_code);
   ruche::tools::add_time_command(app, exit_code);
+  ruche::tools::add_plot_command(app, exit_code);
+  ruche::tools::add_lr_find_command(app, exit_code);
   ruche::tools::add_xor_command(app, exit_code);
   try {
     app.parse(argc, argv);
