@@ -4,6 +4,7 @@
 #include "engine/data/image_pipeline.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "engine/data/image_transform.h"
 #include "engine/data/jpeg.h"
@@ -11,9 +12,18 @@
 
 namespace ruche {
 
-void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
-                    bool train, const ImageTransformOptions& options, const RngStream& stream,
-                    float* out) {
+namespace {
+
+// The transformed image and the crop x crop window of it a sample is made of.
+struct SampleWindow {
+  Image8 image;
+  int left = 0, top = 0;
+  bool flip = false;
+};
+
+SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std::string& what,
+                           bool train, const ImageTransformOptions& options,
+                           const RngStream& stream) {
   RUCHE_CHECK(options.crop > 0 && options.resize >= options.crop)
       << "crop " << options.crop << ", resize " << options.resize;
   const int crop = options.crop;
@@ -35,16 +45,30 @@ void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::strin
     // The box in the decoded image's pixels (the same box when decoded at full size).
     const double fx = static_cast<double>(image.width) / full.width;
     const double fy = static_cast<double>(image.height) / full.height;
-    const Image8 sample = resize_bilinear(image, box.left * fx, box.top * fy, box.width * fx,
-                                          box.height * fy, crop, crop);
+    Image8 sample = resize_bilinear(image, box.left * fx, box.top * fy, box.width * fx,
+                                    box.height * fy, crop, crop);
     const bool flip = options.flip && rng_uniform(stream, kFlipPosition) < 0.5f;
-    normalize_to_chw(sample, 0, 0, crop, flip, options.mean, options.std, out);
-    return;
+    return {std::move(sample), 0, 0, flip};
   }
-  const Image8 resized =
-      resize_bilinear(image, 0, 0, image.width, image.height, resized_w, resized_h);
+  Image8 resized = resize_bilinear(image, 0, 0, image.width, image.height, resized_w, resized_h);
   const CropBox center = center_crop_box(resized_w, resized_h, crop);
-  normalize_to_chw(resized, center.left, center.top, crop, false, options.mean, options.std, out);
+  return {std::move(resized), center.left, center.top, false};
+}
+
+}  // namespace
+
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
+                    bool train, const ImageTransformOptions& options, const RngStream& stream,
+                    float* out) {
+  const SampleWindow w = decode_window(data, size, what, train, options, stream);
+  normalize_to_chw(w.image, w.left, w.top, options.crop, w.flip, options.mean, options.std, out);
+}
+
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
+                    bool train, const ImageTransformOptions& options, const RngStream& stream,
+                    std::uint8_t* out) {
+  const SampleWindow w = decode_window(data, size, what, train, options, stream);
+  window_to_chw(w.image, w.left, w.top, options.crop, w.flip, out);
 }
 
 }  // namespace ruche

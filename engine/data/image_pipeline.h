@@ -29,5 +29,9 @@ struct ImageTransformOptions {
 void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
                     bool train, const ImageTransformOptions& options, const RngStream& stream,
                     float* out);
+// The same sample as 8-bit CHW pixels before normalising (for a normalise done on the device).
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
+                    bool train, const ImageTransformOptions& options, const RngStream& stream,
+                    std::uint8_t* out);
 
 }  // namespace ruche

@@ -164,25 +164,44 @@ Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double
   return dst;
 }
 
-void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
-                      const float mean[3], const float std[3], float* out) {
+namespace {
+
+// The side x side window of src at (left, top) to CHW, each pixel through convert(channel, value).
+template <typename Out, typename Convert>
+void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Out* out,
+                   Convert convert) {
   RUCHE_CHECK(src.channels == 3 && left >= 0 && top >= 0 && left + side <= src.width &&
               top + side <= src.height)
       << "window " << side << " at (" << left << ", " << top << ") of a " << src.width << "x"
       << src.height << "x" << src.channels << " image";
   const std::size_t plane = static_cast<std::size_t>(side) * side;
   for (int c = 0; c < 3; ++c) {
-    const float scale = 1.0f / (255.0f * std[c]);
-    const float shift = mean[c] / std[c];
-    float* dst = out + c * plane;
+    Out* dst = out + c * plane;
     for (int y = 0; y < side; ++y) {
       const std::uint8_t* row = src.row(top + y) + static_cast<std::size_t>(left) * 3 + c;
       for (int x = 0; x < side; ++x) {
         const int sx = flip ? side - 1 - x : x;
-        dst[static_cast<std::size_t>(y) * side + x] = row[sx * 3] * scale - shift;
+        dst[static_cast<std::size_t>(y) * side + x] = convert(c, row[sx * 3]);
       }
     }
   }
+}
+
+}  // namespace
+
+void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
+                      const float mean[3], const float std[3], float* out) {
+  float scale[3], shift[3];
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = 1.0f / (255.0f * std[c]);
+    shift[c] = mean[c] / std[c];
+  }
+  window_to_chw(src, left, top, side, flip, out,
+                [&](int c, std::uint8_t v) { return v * scale[c] - shift[c]; });
+}
+
+void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out) {
+  window_to_chw(src, left, top, side, flip, out, [](int, std::uint8_t v) { return v; });
 }
 
 int smallest_dct_scale(int size, int needed) {

@@ -41,6 +41,8 @@ Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double
 // left-right when flip: (pixel / 255 - mean) / std, ToTensor then Normalize.
 void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
                       const float mean[3], const float std[3], float* out);
+// The same window as 8-bit CHW pixels, not normalised: for a normalise done on the device.
+void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out);
 
 // The smallest DCT scale s (in eighths) at which a region of `size` full-size pixels still
 // has at least `needed` pixels; 8 when none smaller does.

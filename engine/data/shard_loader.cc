@@ -93,6 +93,8 @@ ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int 
       << "--batch-size " << options_.batch_size << ": expected > 0";
   RUCHE_REQUIRE(options_.threads > 0)
       << "data loader threads " << options_.threads << ": expected > 0";
+  RUCHE_REQUIRE(options_.x_dtype == DType::f32 || options_.x_dtype == DType::u8)
+      << "shard loader output " << dtype_name(options_.x_dtype) << ": expected f32 or u8";
   for (const ShardInfo& s : index.split(split)) {
     shards_.push_back(
         {(std::filesystem::path(index.dir) / s.file).string(), s.end, s.offsets, total_});
@@ -103,7 +105,7 @@ ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int 
                                  << " samples cannot be split over " << world << " ranks";
   fds_.assign(shards_.size(), -1);
   ring_ = std::make_unique<BatchRing>(
-      batch_shape(), DType::f32, options_.threads, options_.depth, options_.device,
+      batch_shape(), options_.x_dtype, options_.threads, options_.depth, options_.device,
       [this](std::int64_t batch, int, BatchRing::Rows& rows) { return fill(batch, rows); });
 }
 
@@ -244,7 +246,8 @@ int ShardLoader::shard_fd(std::size_t shard) const {
   return fds_[shard];
 }
 
-void ShardLoader::read_sample(std::int64_t sample, float* out, std::int32_t* label) const {
+void ShardLoader::read_sample(std::int64_t sample, Tensor& x, std::int64_t row,
+                              std::int32_t* label) const {
   // The shard holding `sample`: the last one whose base is at most it.
   const auto it = std::upper_bound(shards_.begin(), shards_.end(), sample,
                                    [](std::int64_t v, const Shard& s) { return v < s.base; });
@@ -290,8 +293,15 @@ void ShardLoader::read_sample(std::int64_t sample, float* out, std::int32_t* lab
       << (have_jpeg ? ".cls" : ".jpg") << " member (is the index from these shards?)";
   const RngStream stream{options_.seed, RngPurpose::augment, start_.epoch,
                          static_cast<std::uint32_t>(sample), 0};
-  jpeg_to_sample(jpeg.data.data(), jpeg.data.size(), shard.path + ":" + jpeg.name, options_.train,
-                 options_.transform, stream, out);
+  const std::string what = shard.path + ":" + jpeg.name;
+  const std::int64_t at_row = row * (x.numel() / x.shape()[0]);
+  if (x.dtype() == DType::u8) {
+    jpeg_to_sample(jpeg.data.data(), jpeg.data.size(), what, options_.train, options_.transform,
+                   stream, x.data<std::uint8_t>() + at_row);
+  } else {
+    jpeg_to_sample(jpeg.data.data(), jpeg.data.size(), what, options_.train, options_.transform,
+                   stream, x.data<float>() + at_row);
+  }
   *label = static_cast<std::int32_t>(cls);
 }
 
@@ -299,14 +309,12 @@ std::int64_t ShardLoader::fill(std::int64_t batch, BatchRing::Rows& rows) const 
   const std::int64_t b = options_.batch_size;
   const std::int64_t first = batch * b;
   const std::int64_t count = std::min(b, static_cast<std::int64_t>(sequence_.size()) - first);
-  const std::int64_t numel = batch_shape().numel() / b;
-  float* x = rows.x.data<float>();
   std::int32_t* y = rows.y.data<std::int32_t>();
   rows.samples.resize(static_cast<std::size_t>(count));
   for (std::int64_t j = 0; j < count; ++j) {
     const std::int64_t v = sequence_[static_cast<std::size_t>(first + j)];
     const std::int64_t sample = v >= 0 ? v : -1 - v;
-    read_sample(sample, x + j * numel, y + j);
+    read_sample(sample, rows.x, j, y + j);
     rows.samples[static_cast<std::size_t>(j)] = v >= 0 ? v : -1;
   }
   return count;

@@ -88,6 +88,9 @@ struct ShardLoaderOptions {
   std::uint64_t seed = 1;
   std::int64_t shuffle_buffer = 4096;  // samples; 0 or 1: none (train only)
   ImageTransformOptions transform;
+  // x's type: f32, normalised samples; u8, the pixels 0..255 before normalising (for a normalise
+  // done on the device, a quarter of the bytes to copy).
+  DType x_dtype = DType::f32;
   int threads = 1;  // producer threads; each decodes whole batches
   int depth = 0;    // batches buffered; 0: threads + 1, at least 2
   Device device = Device::cpu();
@@ -109,7 +112,7 @@ class ShardLoader final : public BatchSource {
   std::string stream_position() const override { return position().encode(); }
   void start_from(const std::string& text) override { start_epoch(ShardPosition::decode(text)); }
 
-  // Copies the next batch into x (f32 [batch, 3, crop, crop]) and y (i32
+  // Copies the next batch into x ([batch, 3, crop, crop] of x_dtype) and y (i32
   // [batch]) and returns how many rows are real: batch_size, fewer for an
   // unpadded last batch, 0 at the end of the epoch. When `samples` is given it
   // receives each returned row's global sample number (shard order of the
@@ -154,7 +157,8 @@ class ShardLoader final : public BatchSource {
                                        const std::vector<ShardPosition::Leg>& legs) const;
   // Writes batch `batch` of the leg into rows (BatchRing's fill).
   std::int64_t fill(std::int64_t batch, BatchRing::Rows& rows) const;
-  void read_sample(std::int64_t sample, float* out, std::int32_t* label) const;
+  // Decodes `sample` into row `row` of x (f32 or u8) and its label.
+  void read_sample(std::int64_t sample, Tensor& x, std::int64_t row, std::int32_t* label) const;
   int shard_fd(std::size_t shard) const;
 
   std::vector<Shard> shards_;

@@ -281,6 +281,49 @@ TEST_F(ShardLoaderTest, EvaluationReadsInOrderWithoutRepeats) {
   EXPECT_EQ(seen, all());  // contiguous parts, in the index's order
 }
 
+TEST_F(ShardLoaderTest, PixelOutputIsTheSampleBeforeNormalising) {
+  // Training (random crops and flips) and evaluation: u8 rows normalised as normalize_to_chw does
+  // are the f32 rows, bit for bit, with the same samples and labels.
+  for (const bool train : {true, false}) {
+    ShardLoaderOptions o = options(train);
+    ShardLoader floats(index_, "train", 0, 1, o);
+    o.x_dtype = DType::u8;
+    ShardLoader pixels(index_, "train", 0, 1, o);
+    floats.start_epoch(1);
+    pixels.start_epoch(1);
+    const std::vector<Batch> expected = take(floats);
+    Tensor x = Tensor::empty(pixels.batch_shape(), DType::u8);
+    Tensor y = Tensor::zeros({pixels.batch_shape()[0]}, DType::i32);
+    const float* mean = o.transform.mean;
+    const float* std = o.transform.std;
+    const std::int64_t plane = kCrop * kCrop;
+    std::size_t at = 0;
+    bool some_pixel_inside = false;  // neither 0 nor 255: not a clamped or empty image
+    for (;; ++at) {
+      Batch b;
+      b.count = pixels.next(x, y, &b.samples);
+      if (b.count == 0) break;
+      b.labels.assign(y.data<std::int32_t>(), y.data<std::int32_t>() + b.count);
+      const std::uint8_t* p = x.data<std::uint8_t>();
+      for (std::int64_t i = 0; i < b.count * 3 * plane; ++i) {
+        const int c = static_cast<int>(i / plane % 3);
+        b.x.push_back(p[i] * (1.0f / (255.0f * std[c])) - mean[c] / std[c]);
+        some_pixel_inside |= p[i] > 0 && p[i] < 255;
+      }
+      ASSERT_LT(at, expected.size());
+      EXPECT_EQ(b, expected[at]) << "batch " << at << (train ? " (train)" : " (eval)");
+    }
+    EXPECT_EQ(at, expected.size());
+    EXPECT_TRUE(some_pixel_inside);
+  }
+  ShardLoaderOptions bad = options();
+  bad.x_dtype = DType::i64;
+  EXPECT_NE(testing::error_of([&] {
+              ShardLoader(index_, "train", 0, 1, bad);
+            }).find("shard loader output i64: expected f32 or u8"),
+            std::string::npos);
+}
+
 TEST_F(ShardLoaderTest, Errors) {
   auto l = loaders(1);
   ShardPosition other;
