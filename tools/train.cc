@@ -67,6 +67,8 @@ const SolverFlag kSolverFlags[] = {
     {"--target-accuracy", "target_accuracy",
      "stop at this validation top-1 and report the time to reach it (0: off)"},
     {"--label-smoothing", "label_smoothing", "cross-entropy label smoothing (0: the net's)"},
+    {"--ema", "ema_decay",
+     "average the weights: ema = d*ema + (1-d)*w after each step; validated, RUN/ema.npz"},
     {"--balance", "balance", "none, over or under: class-balanced epochs (training split)"},
     {"--class-weights", "class_weights",
      "auto (n / (classes x count), on the training split) or w0,w1,...: loss weight per class"},

@@ -24,6 +24,7 @@
 #include "engine/proto/text_format.h"
 #include "engine/train/eval_run.h"
 #include "engine/train/checkpointing.h"
+#include "engine/train/ema.h"
 #include "engine/train/discipline.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
@@ -292,7 +293,11 @@ int train(const TrainRun& run, Communicator* comm) {
                                   dp.update_range().end);  // --zero 1: this rank's range
 
   // ---- checkpoints: where to resume from, and how to save ----
+  // --ema: the average starts as the weights every rank now holds, and is checkpointed with them.
+  std::optional<WeightAverage> ema;
+  if (solver.ema_decay() != 0) ema.emplace(*net, solver.ema_decay());
   StateLayout layout = training_state_layout(*net, *optimizer);
+  if (ema) ema->add_to(layout);
   CheckpointMeta meta;
   meta.world_size = ranks;
   meta.threads = ops::num_threads();
@@ -476,6 +481,7 @@ int train(const TrainRun& run, Communicator* comm) {
       const auto optimizer_start = Clock::now();
       optimizer->step(dp.update_params(), dp.update_grads(), lr);
       dp.share_parameters();  // --zero 1: every rank's updated range to every rank
+      if (ema) ema->update();
       if (timeline) {
         timeline->add("optimizer", "optimizer", Timeline::compute, optimizer_start, Clock::now());
       }
@@ -564,6 +570,20 @@ int train(const TrainRun& run, Communicator* comm) {
       MetricsRecord record("val");
       record.add("epoch", epoch + 1).add("step", step).add("loss", val_loss).add("acc", val_acc);
       if (has_top5) record.add("top5", val_top5);
+      if (ema) {  // the averaged weights on the same split, then the raw ones back
+        ema->swap();
+        EvalAccumulator ema_acc(classes, false, data.val_size);
+        double ema_nll =
+            evaluate(*net, *val_loader, ema_acc) * static_cast<double>(ema_acc.samples());
+        dp.reduce_evaluation(ema_acc, ema_nll);
+        ema->swap();
+        const double n = static_cast<double>(std::max<std::int64_t>(ema_acc.samples(), 1));
+        record.add("ema_loss", ema_nll / n)
+            .add("ema_acc", static_cast<double>(ema_acc.top1_correct()) / n);
+        std::printf("epoch %d/%d  ema (decay %g) val loss %.4f acc %.2f%%\n", epoch + 1, epochs,
+                    static_cast<double>(ema->decay()), ema_nll / n,
+                    100.0 * static_cast<double>(ema_acc.top1_correct()) / n);
+      }
       metrics.write(record.add("time_s", seconds_since(started)));
       if (tb.is_open()) {
         tb.add_scalar("val/loss", val_loss, step);
@@ -615,6 +635,11 @@ int train(const TrainRun& run, Communicator* comm) {
     }
   }
   if (lead) save_weights(*net, (out / "model.npz").string());
+  if (ema) {
+    ema->swap();
+    if (lead) save_weights(*net, (out / "ema.npz").string());
+    ema->swap();
+  }
   std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
               human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());
   if (stop_request != StopRequest::none) {

@@ -74,6 +74,10 @@ def plot_curves(records, out):
             if xs:
                 ax.plot(xs, ys, style, label=split, markersize=3)
                 drawn = True
+        if key in ("loss", "acc"):  # --ema: the averaged weights on the same split
+            xs, ys = series(records, "val", "ema_" + key, per_epoch)
+            if xs:
+                ax.plot(xs, ys, "^--", label="val (ema)", markersize=3)
         xs, ys = series(records, "test", key, per_epoch)
         if xs:
             ax.plot(xs[-1:], ys[-1:], "k*", markersize=10, label=f"test {ys[-1]:.4g}")
