@@ -55,10 +55,14 @@ std::string find_plotting_python() {
         << "python3-matplotlib, then RUCHE_PYTHON=/usr/bin/python3)";
     return env;
   }
-  RUCHE_REQUIRE(imports_matplotlib("python3"))
-      << "plots need Python with matplotlib: python3 on PATH cannot import it (or is missing); "
-      << "install python3-matplotlib or set RUCHE_PYTHON to a python that has it";
-  return "python3";
+  // python3 on PATH first; then Debian's own, where python3-matplotlib installs (a pyenv or conda
+  // python3 ahead on PATH often lacks it).
+  for (const char* python : {"python3", "/usr/bin/python3"}) {
+    if (imports_matplotlib(python)) return python;
+  }
+  RUCHE_FAIL() << "plots need Python with matplotlib: neither python3 on PATH nor /usr/bin/python3 "
+               << "can import it; install python3-matplotlib or set RUCHE_PYTHON to a python "
+               << "that has it";
 }
 
 std::string shipped_script(const std::string& name) {
