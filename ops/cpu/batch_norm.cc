@@ -14,6 +14,7 @@
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::cpu {
 namespace {
@@ -22,28 +23,13 @@ using dnnl::memory;
 using dnnl::normalization_flags;
 using Key = CacheKey<8>;
 
-// x must be [N, C] or [N, C, H, W]; returns C.
-std::int64_t check_data(const char* op, const char* name, const Tensor& x) {
-  check_dense(op, name, x);
-  RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
-      << op << ": " << name << " must be [N, C] or [N, C, H, W], got " << x.shape().str();
-  return x.size(1);
-}
-
-// t (when required or given) is a per-channel vector [C].
-void check_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
-                    bool required) {
-  if (!required && !t.defined()) return;
-  check_dense(op, name, t);
-  RUCHE_REQUIRE(t.shape() == Shape{c}) << op << ": " << name << " must be [" << c
-                                       << "] (one value per channel), got " << t.shape().str();
-}
-
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& x) {
-  check_dense(op, name, t);
-  RUCHE_REQUIRE(t.shape() == x.shape())
-      << op << ": " << name << " has shape " << t.shape().str() << " but x has " << x.shape().str();
-}
+// The CPU's per-tensor check: every argument dense f32 (ops/op_checks.h does the shapes).
+void check_f32(const char* op, const char* name, const Tensor& t) { check_dense(op, name, t); }
+constexpr BatchNormChecks kChecks{
+    check_f32, [](const char* op, const char* name, const Tensor& t, const Tensor&) {
+      check_dense(op, name, t);
+    },
+    check_f32};
 
 normalization_flags flags_for(bool scale, bool shift, bool global_stats = false) {
   auto f = normalization_flags::none;
@@ -103,14 +89,8 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
                                  Tensor& y, Tensor& running_mean, Tensor& running_var,
                                  Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
   const char* op = "batch_norm_forward_training";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "y", y, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "beta", beta, c, false);
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
+  const std::int64_t c = check_batch_norm_forward_training(
+      op, x, gamma, beta, running_mean, running_var, y, save_mean, save_var, kChecks);
   const std::int64_t n = x.numel() / c;  // values per channel
   RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got x "
                        << x.shape().str();
@@ -148,12 +128,7 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
                                   const Tensor& running_mean, const Tensor& running_var, Tensor& y,
                                   const BatchNormParams& p) {
   const char* op = "batch_norm_forward_inference";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "y", y, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "beta", beta, c, false);
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
+  check_batch_norm_forward_inference(op, x, gamma, beta, running_mean, running_var, y, kChecks);
 
   const auto flags = flags_for(gamma.defined(), beta.defined(), true);
   thread_local PrimitiveCache<8, BatchNorm> cache;
@@ -176,16 +151,7 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p) {
   const char* op = "batch_norm_backward";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_like(op, "dx", dx, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_channels(op, "dgamma", dgamma, c, false);
-  check_channels(op, "dbeta", dbeta, c, false);
-  RUCHE_REQUIRE(gamma.defined() == dgamma.defined())
-      << op << ": dgamma must be given exactly when gamma is";
+  check_batch_norm_backward(op, dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta, kChecks);
 
   // use_shift only asks oneDNN for dbeta; beta itself does not enter the gradients.
   const auto flags = flags_for(gamma.defined(), dbeta.defined());
@@ -233,12 +199,6 @@ Planes planes_of(const Tensor& x) {
 }
 
 // A reduction buffer [2C + 1]: two per-channel rows and the count.
-void check_sums(const char* op, const char* name, const Tensor& t, std::int64_t c) {
-  check_dense(op, name, t);
-  RUCHE_REQUIRE(t.shape() == Shape{2 * c + 1})
-      << op << ": " << name << " must be [" << 2 * c + 1
-      << "] (two values per channel and a count), got " << t.shape().str();
-}
 
 // Whether a loop over the channels of x is worth a team of threads.
 bool parallel_for(const Tensor& x) { return x.numel() >= kParallelMin; }
@@ -247,8 +207,8 @@ bool parallel_for(const Tensor& x) { return x.numel() >= kParallelMin; }
 
 void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
   const char* op = "batch_norm_local_stats";
-  const std::int64_t c = check_data(op, "x", x);
-  check_sums(op, "stats", stats, c);
+  const std::int64_t c = check_batch_norm_data(op, "x", x, kChecks);
+  check_batch_norm_sums(op, "stats", stats, c, kChecks);
   const Planes g = planes_of(x);
   const float* px = x.data<float>();
   float* ps = stats.data<float>();
@@ -272,15 +232,8 @@ void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
 void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
                                  Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
   const char* op = "batch_norm_stats_to_moments";
-  check_dense(op, "stats", stats);
-  RUCHE_REQUIRE(stats.ndim() == 1 && stats.numel() % 2 == 1)
-      << op << ": stats must be [2C + 1] (two values per channel and a count), got "
-      << stats.shape().str();
-  const std::int64_t c = stats.numel() / 2;
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
+  const std::int64_t c = check_batch_norm_stats_to_moments(op, stats, running_mean, running_var,
+                                                           save_mean, save_var, kChecks);
   const float* ps = stats.data<float>();
   const double n = ps[2 * c];
   RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got " << n;
@@ -304,13 +257,8 @@ void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor&
                                 const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
                                 const BatchNormParams& p) {
   const char* op = "batch_norm_backward_reduce";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_sums(op, "sums", sums, c);
-  check_channels(op, "dgamma", dgamma, c, false);
-  check_channels(op, "dbeta", dbeta, c, false);
+  const std::int64_t c = check_batch_norm_backward_reduce(op, dy, x, save_mean, save_var, sums,
+                                                         dgamma, dbeta, kChecks);
   const Planes g = planes_of(x);
   const float* px = x.data<float>();
   const float* pdy = dy.data<float>();
@@ -345,13 +293,8 @@ void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& 
                                const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
                                Tensor& dx, const BatchNormParams& p) {
   const char* op = "batch_norm_backward_apply";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_like(op, "dx", dx, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_sums(op, "sums", sums, c);
+  const std::int64_t c = check_batch_norm_backward_apply(op, dy, x, gamma, save_mean, save_var,
+                                                        sums, dx, kChecks);
   const float* ps = sums.data<float>();
   const double n = ps[2 * c];
   RUCHE_REQUIRE(n > 0) << op << ": the count in sums must be positive, got " << n;

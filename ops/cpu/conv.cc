@@ -8,6 +8,7 @@
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops {
 
@@ -95,28 +96,11 @@ dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bi
   return {desc, cached_attr(), dnnl_engine()};
 }
 
-void check_conv_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
-                     const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
-                     const char* b_name, const Conv2dParams& p) {
-  check_dense(op, x_name, x);
-  check_dense(op, w_name, w);
-  check_dense(op, y_name, y);
-  Shape expected;
-  try {
-    expected = conv2d_output_shape(x.shape(), w.shape(), p);
-  } catch (const Error& e) {
-    RUCHE_FAIL() << op << ": " << e.what();
-  }
-  RUCHE_REQUIRE(y.shape() == expected)
-      << op << ": " << y_name << " has shape " << y.shape().str() << " but " << x_name << " "
-      << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
-      << expected.str();
-  if (b.defined()) {
-    check_dense(op, b_name, b);
-    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
-        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
-  }
-}
+// The CPU's per-tensor check; ops/op_checks.h does the shapes.
+constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
+                                  const Tensor&) {
+  check_dense(op, name, t);
+};
 
 struct Forward {
   Primitive conv;
@@ -139,7 +123,7 @@ struct BackwardWeights {
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                     const Conv2dParams& p) {
-  check_conv_args("conv2d_forward", x, "x", w, "w", y, "y", b, "b", p);
+  check_conv2d_args("conv2d_forward", x, "x", w, "w", y, "y", b, "b", p, kCheck);
   const bool bias = b.defined();
   thread_local PrimitiveCache<16, Forward> cache;
   const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, bias), [&] {
@@ -166,7 +150,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {
-  check_conv_args("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", p);
+  check_conv2d_args("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", p, kCheck);
   thread_local PrimitiveCache<16, BackwardData> cache;
   const BackwardData& e = cached(cache, make_key(dx.shape(), w.shape(), p, false), [&] {
     const ConvDescs d = conv_descs(dx.shape(), w.shape(), p);
@@ -190,7 +174,7 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
 
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                              const Conv2dParams& p) {
-  check_conv_args("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p);
+  check_conv2d_args("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p, kCheck);
   const bool bias = db.defined();
   thread_local PrimitiveCache<16, BackwardWeights> cache;
   const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, bias), [&] {

@@ -6,6 +6,7 @@
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::cpu {
 namespace {
@@ -13,27 +14,11 @@ namespace {
 using dnnl::memory;
 using Key = CacheKey<4>;
 
-// Checks x [N, in], w [out, in], y [N, out] (names as the op calls them) and an optional b [out].
-void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
-                       const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
-                       const char* b_name) {
-  check_dense(op, x_name, x);
-  check_dense(op, w_name, w);
-  check_dense(op, y_name, y);
-  RUCHE_REQUIRE(x.ndim() == 2) << op << ": " << x_name << " must be [N, in], got " << x.str();
-  RUCHE_REQUIRE(w.ndim() == 2) << op << ": " << w_name << " must be [out, in], got " << w.str();
-  RUCHE_REQUIRE(x.size(1) == w.size(1))
-      << op << ": " << x_name << " " << x.shape().str() << " has " << x.size(1) << " features but "
-      << w_name << " " << w.shape().str() << " expects " << w.size(1);
-  const Shape expected{x.size(0), w.size(0)};
-  RUCHE_REQUIRE(y.shape() == expected)
-      << op << ": " << y_name << " must be " << expected.str() << ", got " << y.shape().str();
-  if (b.defined()) {
-    check_dense(op, b_name, b);
-    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
-        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
-  }
-}
+// The CPU's per-tensor check; ops/op_checks.h does the shapes.
+constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
+                                  const Tensor&) {
+  check_dense(op, name, t);
+};
 
 // c = a b for a [m, k], b [k, n]; each operand's memory is row-major in the given tag.
 struct Matmul {
@@ -72,7 +57,7 @@ void run(const Matmul& e, const Tensor& a, const Tensor& b, const Tensor& bias, 
 }  // namespace
 
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y) {
-  check_linear_args("linear_forward", x, "x", w, "w", y, "y", b, "b");
+  ops::check_linear_args("linear_forward", x, "x", w, "w", y, "y", b, "b", kCheck);
   const std::int64_t n = x.size(0), in = x.size(1), out = w.size(0);
   thread_local PrimitiveCache<4, Matmul> cache;
   const Matmul& e = cached(cache, Key{n, in, out, b.defined() ? 1 : 0}, [&] {
@@ -82,7 +67,7 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
 }
 
 void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) {
-  check_linear_args("linear_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "");
+  ops::check_linear_args("linear_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", kCheck);
   const std::int64_t n = dx.size(0), in = dx.size(1), out = w.size(0);
   thread_local PrimitiveCache<4, Matmul> cache;
   const Matmul& e = cached(cache, Key{n, in, out, 0}, [&] {
@@ -92,7 +77,7 @@ void linear_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) {
 }
 
 void linear_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db) {
-  check_linear_args("linear_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db");
+  ops::check_linear_args("linear_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", kCheck);
   const std::int64_t n = x.size(0), in = x.size(1), out = dw.size(0);
   thread_local PrimitiveCache<4, Matmul> cache;
   const Matmul& e = cached(cache, Key{n, in, out, 0}, [&] {

@@ -30,6 +30,7 @@
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/handles.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -38,39 +39,19 @@ namespace {
 
 bool is_bn_data_type(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
 
-// x must be [N, C] or [N, C, H, W] of f32, bf16 or f16 on a CUDA device; returns C.
-std::int64_t check_data(const char* op, const char* name, const Tensor& x) {
-  RUCHE_REQUIRE(x.defined()) << op << ": " << name << " is undefined";
-  RUCHE_REQUIRE(is_bn_data_type(x.dtype()))
-      << op << ": " << name << " must be f32, bf16 or f16, got " << x.str();
-  check_arg(x, op, name, x.dtype());
-  RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
-      << op << ": " << name << " must be [N, C] or [N, C, H, W], got " << x.shape().str();
-  return x.size(1);
-}
-
-// t has x's shape and dtype (y, dy, dx).
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& x) {
-  check_arg(t, op, name, x.dtype());
-  check_shape_as(t, x, op, name, "x");
-}
-
-// t (when required or given) is a per-channel f32 vector [C].
-void check_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
-                    bool required) {
-  if (!required && !t.defined()) return;
-  check_arg(t, op, name);
-  RUCHE_REQUIRE(t.shape() == Shape{c}) << op << ": " << name << " must be [" << c
-                                       << "] (one value per channel), got " << t.shape().str();
-}
-
-// A reduction buffer [2C + 1]: two per-channel rows and the count.
-void check_sums(const char* op, const char* name, const Tensor& t, std::int64_t c) {
-  check_arg(t, op, name);
-  RUCHE_REQUIRE(t.shape() == Shape{2 * c + 1})
-      << op << ": " << name << " must be [" << 2 * c + 1
-      << "] (two values per channel and a count), got " << t.shape().str();
-}
+// The device's per-tensor checks (ops/op_checks.h does the shapes): x f32, bf16 or f16 on a CUDA
+// device; y, dy, dx of x's dtype; statistics f32.
+constexpr BatchNormChecks kChecks{
+    [](const char* op, const char* name, const Tensor& x) {
+      RUCHE_REQUIRE(x.defined()) << op << ": " << name << " is undefined";
+      RUCHE_REQUIRE(is_bn_data_type(x.dtype()))
+          << op << ": " << name << " must be f32, bf16 or f16, got " << x.str();
+      check_arg(x, op, name, x.dtype());
+    },
+    [](const char* op, const char* name, const Tensor& t, const Tensor& x) {
+      check_arg(t, op, name, x.dtype());
+    },
+    [](const char* op, const char* name, const Tensor& t) { check_arg(t, op, name); }};
 
 // Every defined tensor of one call on the device of `ref` (named ref_name).
 using Named = std::pair<const char*, const Tensor*>;
@@ -202,14 +183,8 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
                                  Tensor& y, Tensor& running_mean, Tensor& running_var,
                                  Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_forward_training";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "y", y, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "beta", beta, c, false);
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
+  const std::int64_t c = check_batch_norm_forward_training(
+      op, x, gamma, beta, running_mean, running_var, y, save_mean, save_var, kChecks);
   check_devices(op, "x", x,
                 {{"y", &y},
                  {"gamma", &gamma},
@@ -239,12 +214,8 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
                                   const Tensor& running_mean, const Tensor& running_var, Tensor& y,
                                   const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_forward_inference";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "y", y, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "beta", beta, c, false);
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
+  const std::int64_t c = check_batch_norm_forward_inference(op, x, gamma, beta, running_mean,
+                                                            running_var, y, kChecks);
   check_devices(op, "x", x,
                 {{"y", &y},
                  {"gamma", &gamma},
@@ -266,16 +237,8 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_backward";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_like(op, "dx", dx, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_channels(op, "dgamma", dgamma, c, false);
-  check_channels(op, "dbeta", dbeta, c, false);
-  RUCHE_REQUIRE(gamma.defined() == dgamma.defined())
-      << op << ": dgamma must be given exactly when gamma is";
+  const std::int64_t c = check_batch_norm_backward(op, dy, x, gamma, save_mean, save_var, dx,
+                                                  dgamma, dbeta, kChecks);
   check_devices(op, "x", x,
                 {{"dy", &dy},
                  {"dx", &dx},
@@ -307,8 +270,8 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
 
 void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
   constexpr const char* op = "batch_norm_local_stats";
-  const std::int64_t c = check_data(op, "x", x);
-  check_sums(op, "stats", stats, c);
+  const std::int64_t c = check_batch_norm_data(op, "x", x, kChecks);
+  check_batch_norm_sums(op, "stats", stats, c, kChecks);
   check_devices(op, "x", x, {{"stats", &stats}});
   use_device_of(x);
   bn::local_stats(x.dtype(), x.raw_data(), planes_of(x), stats.data<float>(), current_stream());
@@ -317,15 +280,8 @@ void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
 void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
                                  Tensor& save_mean, Tensor& save_var, const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_stats_to_moments";
-  check_arg(stats, op, "stats");
-  RUCHE_REQUIRE(stats.ndim() == 1 && stats.numel() % 2 == 1)
-      << op << ": stats must be [2C + 1] (two values per channel and a count), got "
-      << stats.shape().str();
-  const std::int64_t c = stats.numel() / 2;
-  check_channels(op, "running_mean", running_mean, c, true);
-  check_channels(op, "running_var", running_var, c, true);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
+  const std::int64_t c = check_batch_norm_stats_to_moments(op, stats, running_mean, running_var,
+                                                           save_mean, save_var, kChecks);
   check_devices(op, "stats", stats,
                 {{"running_mean", &running_mean},
                  {"running_var", &running_var},
@@ -341,13 +297,7 @@ void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor&
                                 const Tensor& save_var, Tensor& sums, Tensor& dgamma, Tensor& dbeta,
                                 const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_backward_reduce";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_sums(op, "sums", sums, c);
-  check_channels(op, "dgamma", dgamma, c, false);
-  check_channels(op, "dbeta", dbeta, c, false);
+  check_batch_norm_backward_reduce(op, dy, x, save_mean, save_var, sums, dgamma, dbeta, kChecks);
   check_devices(op, "x", x,
                 {{"dy", &dy},
                  {"save_mean", &save_mean},
@@ -365,13 +315,7 @@ void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& 
                                const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
                                Tensor& dx, const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_backward_apply";
-  const std::int64_t c = check_data(op, "x", x);
-  check_like(op, "dy", dy, x);
-  check_like(op, "dx", dx, x);
-  check_channels(op, "gamma", gamma, c, false);
-  check_channels(op, "save_mean", save_mean, c, true);
-  check_channels(op, "save_var", save_var, c, true);
-  check_sums(op, "sums", sums, c);
+  check_batch_norm_backward_apply(op, dy, x, gamma, save_mean, save_var, sums, dx, kChecks);
   check_devices(op, "x", x,
                 {{"dy", &dy},
                  {"dx", &dx},

@@ -24,6 +24,7 @@
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/handles.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -312,32 +313,19 @@ const ConvPlan& plan_for(const Tensor& x, const Shape& w, const Shape& y, const 
 
 bool is_float_type(DType t) { return t == DType::f32 || t == DType::bf16 || t == DType::f16; }
 
-// As ops/cpu/conv.cc's checks: x (the input side), w and y (the output side) fit p; b, when
-// given, is [O]. Every tensor has x's dtype (f32, bf16 or f16) and lives on a CUDA device.
+// The device's per-tensor check: on a CUDA device, contiguous, of x's dtype.
+constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
+                                  const Tensor& x) { check_arg(t, op, name, x.dtype()); };
+
+// ops/op_checks.h's checks (x, w, y fit p; b, when given, is [O]) with every tensor of x's dtype
+// (f32, bf16 or f16) on a CUDA device, and sizes cuDNN's descriptors can count.
 void check_conv_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
                      const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
                      const char* b_name, const Conv2dParams& p) {
   RUCHE_REQUIRE(x.defined()) << op << ": " << x_name << " is undefined";
   RUCHE_REQUIRE(is_float_type(x.dtype()))
       << op << ": " << x_name << " must be f32, bf16 or f16, got " << x.str();
-  check_arg(x, op, x_name, x.dtype());
-  check_arg(w, op, w_name, x.dtype());
-  check_arg(y, op, y_name, x.dtype());
-  Shape expected;
-  try {
-    expected = conv2d_output_shape(x.shape(), w.shape(), p);
-  } catch (const Error& e) {
-    RUCHE_FAIL() << op << ": " << e.what();
-  }
-  RUCHE_REQUIRE(y.shape() == expected)
-      << op << ": " << y_name << " has shape " << y.shape().str() << " but " << x_name << " "
-      << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
-      << expected.str();
-  if (b.defined()) {
-    check_arg(b, op, b_name, x.dtype());
-    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
-        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
-  }
+  check_conv2d_args(op, x, x_name, w, w_name, y, y_name, b, b_name, p, kCheck);
   // cuDNN's 4-d descriptors count in int.
   for (const Tensor* t : {&x, &w, &y}) {
     RUCHE_REQUIRE(t->numel() <= INT_MAX)

@@ -15,6 +15,7 @@
 #include "ops/cuda/handles.h"
 #include "ops/cuda/kernel_util.h"
 #include "ops/cuda/linear_bias.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -53,27 +54,18 @@ void check_output_dtype(const Tensor& t, DType dtype, const char* op, const char
       << input_names << "), got " << t.str();
 }
 
+// The device's per-tensor check; ops/op_checks.h does the shapes with the CPU op's messages.
+constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
+                                  const Tensor&) {
+  check_float_arg(t, op, name);
+};
+
 // Checks x [N, in], w [out, in], y [N, out] (names as the op calls them) and an optional b [out],
-// with the CPU op's messages, and that the matrices fit cuBLAS's int dimensions.
+// and that the matrices fit cuBLAS's int dimensions.
 void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
                        const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
                        const char* b_name) {
-  check_float_arg(x, op, x_name);
-  check_float_arg(w, op, w_name);
-  check_float_arg(y, op, y_name);
-  RUCHE_REQUIRE(x.ndim() == 2) << op << ": " << x_name << " must be [N, in], got " << x.str();
-  RUCHE_REQUIRE(w.ndim() == 2) << op << ": " << w_name << " must be [out, in], got " << w.str();
-  RUCHE_REQUIRE(x.size(1) == w.size(1))
-      << op << ": " << x_name << " " << x.shape().str() << " has " << x.size(1) << " features but "
-      << w_name << " " << w.shape().str() << " expects " << w.size(1);
-  const Shape expected{x.size(0), w.size(0)};
-  RUCHE_REQUIRE(y.shape() == expected)
-      << op << ": " << y_name << " must be " << expected.str() << ", got " << y.shape().str();
-  if (b.defined()) {
-    check_float_arg(b, op, b_name);
-    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
-        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
-  }
+  ops::check_linear_args(op, x, x_name, w, w_name, y, y_name, b, b_name, kCheck);
   constexpr std::int64_t kMaxDim = std::numeric_limits<int>::max();
   RUCHE_REQUIRE(x.size(0) <= kMaxDim && x.size(1) <= kMaxDim && w.size(0) <= kMaxDim)
       << op << ": dimensions of " << x_name << " " << x.shape().str() << " and " << w_name << " "

@@ -1,0 +1,170 @@
+// Argument checks both backends share (ops/op_checks.h): shapes and relations, one set of messages.
+#include "ops/op_checks.h"
+
+namespace ruche::ops {
+
+void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                       const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                       const char* b_name, TensorCheck check) {
+  check(op, x_name, x, x);
+  check(op, w_name, w, x);
+  check(op, y_name, y, x);
+  RUCHE_REQUIRE(x.ndim() == 2) << op << ": " << x_name << " must be [N, in], got " << x.str();
+  RUCHE_REQUIRE(w.ndim() == 2) << op << ": " << w_name << " must be [out, in], got " << w.str();
+  RUCHE_REQUIRE(x.size(1) == w.size(1))
+      << op << ": " << x_name << " " << x.shape().str() << " has " << x.size(1) << " features but "
+      << w_name << " " << w.shape().str() << " expects " << w.size(1);
+  const Shape expected{x.size(0), w.size(0)};
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_name << " must be " << expected.str() << ", got " << y.shape().str();
+  if (b.defined()) {
+    check(op, b_name, b, x);
+    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
+        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
+  }
+}
+
+void check_conv2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                       const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                       const char* b_name, const Conv2dParams& p, TensorCheck check) {
+  check(op, x_name, x, x);
+  check(op, w_name, w, x);
+  check(op, y_name, y, x);
+  Shape expected;
+  try {
+    expected = conv2d_output_shape(x.shape(), w.shape(), p);
+  } catch (const Error& e) {
+    RUCHE_FAIL() << op << ": " << e.what();
+  }
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_name << " has shape " << y.shape().str() << " but " << x_name << " "
+      << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
+      << expected.str();
+  if (b.defined()) {
+    check(op, b_name, b, x);
+    RUCHE_REQUIRE(b.shape() == Shape{w.size(0)})
+        << op << ": " << b_name << " must be [" << w.size(0) << "], got " << b.shape().str();
+  }
+}
+
+std::int64_t check_batch_norm_data(const char* op, const char* name, const Tensor& x,
+                                   const BatchNormChecks& check) {
+  check.data(op, name, x);
+  RUCHE_REQUIRE(x.ndim() == 2 || x.ndim() == 4)
+      << op << ": " << name << " must be [N, C] or [N, C, H, W], got " << x.shape().str();
+  return x.size(1);
+}
+
+void check_batch_norm_like(const char* op, const char* name, const Tensor& t, const Tensor& x,
+                           const BatchNormChecks& check) {
+  check.like(op, name, t, x);
+  RUCHE_REQUIRE(t.shape() == x.shape())
+      << op << ": " << name << " has shape " << t.shape().str() << " but x has " << x.shape().str();
+}
+
+void check_batch_norm_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
+                               bool required, const BatchNormChecks& check) {
+  if (!required && !t.defined()) return;
+  check.stat(op, name, t);
+  RUCHE_REQUIRE(t.shape() == Shape{c}) << op << ": " << name << " must be [" << c
+                                       << "] (one value per channel), got " << t.shape().str();
+}
+
+void check_batch_norm_sums(const char* op, const char* name, const Tensor& t, std::int64_t c,
+                           const BatchNormChecks& check) {
+  check.stat(op, name, t);
+  RUCHE_REQUIRE(t.shape() == Shape{2 * c + 1})
+      << op << ": " << name << " must be [" << 2 * c + 1
+      << "] (two values per channel and a count), got " << t.shape().str();
+}
+
+std::int64_t check_batch_norm_forward_training(const char* op, const Tensor& x, const Tensor& gamma,
+                                               const Tensor& beta, const Tensor& running_mean,
+                                               const Tensor& running_var, const Tensor& y,
+                                               const Tensor& save_mean, const Tensor& save_var,
+                                               const BatchNormChecks& check) {
+  const std::int64_t c =
+      check_batch_norm_forward_inference(op, x, gamma, beta, running_mean, running_var, y, check);
+  check_batch_norm_channels(op, "save_mean", save_mean, c, true, check);
+  check_batch_norm_channels(op, "save_var", save_var, c, true, check);
+  return c;
+}
+
+std::int64_t check_batch_norm_forward_inference(const char* op, const Tensor& x,
+                                                const Tensor& gamma, const Tensor& beta,
+                                                const Tensor& running_mean,
+                                                const Tensor& running_var, const Tensor& y,
+                                                const BatchNormChecks& check) {
+  const std::int64_t c = check_batch_norm_data(op, "x", x, check);
+  check_batch_norm_like(op, "y", y, x, check);
+  check_batch_norm_channels(op, "gamma", gamma, c, false, check);
+  check_batch_norm_channels(op, "beta", beta, c, false, check);
+  check_batch_norm_channels(op, "running_mean", running_mean, c, true, check);
+  check_batch_norm_channels(op, "running_var", running_var, c, true, check);
+  return c;
+}
+
+std::int64_t check_batch_norm_backward(const char* op, const Tensor& dy, const Tensor& x,
+                                       const Tensor& gamma, const Tensor& save_mean,
+                                       const Tensor& save_var, const Tensor& dx,
+                                       const Tensor& dgamma, const Tensor& dbeta,
+                                       const BatchNormChecks& check) {
+  const std::int64_t c = check_batch_norm_data(op, "x", x, check);
+  check_batch_norm_like(op, "dy", dy, x, check);
+  check_batch_norm_like(op, "dx", dx, x, check);
+  check_batch_norm_channels(op, "gamma", gamma, c, false, check);
+  check_batch_norm_channels(op, "save_mean", save_mean, c, true, check);
+  check_batch_norm_channels(op, "save_var", save_var, c, true, check);
+  check_batch_norm_channels(op, "dgamma", dgamma, c, false, check);
+  check_batch_norm_channels(op, "dbeta", dbeta, c, false, check);
+  RUCHE_REQUIRE(gamma.defined() == dgamma.defined())
+      << op << ": dgamma must be given exactly when gamma is";
+  return c;
+}
+
+std::int64_t check_batch_norm_stats_to_moments(const char* op, const Tensor& stats,
+                                               const Tensor& running_mean,
+                                               const Tensor& running_var, const Tensor& save_mean,
+                                               const Tensor& save_var,
+                                               const BatchNormChecks& check) {
+  check.stat(op, "stats", stats);
+  RUCHE_REQUIRE(stats.ndim() == 1 && stats.numel() % 2 == 1)
+      << op << ": stats must be [2C + 1] (two values per channel and a count), got "
+      << stats.shape().str();
+  const std::int64_t c = stats.numel() / 2;
+  check_batch_norm_channels(op, "running_mean", running_mean, c, true, check);
+  check_batch_norm_channels(op, "running_var", running_var, c, true, check);
+  check_batch_norm_channels(op, "save_mean", save_mean, c, true, check);
+  check_batch_norm_channels(op, "save_var", save_var, c, true, check);
+  return c;
+}
+
+std::int64_t check_batch_norm_backward_reduce(const char* op, const Tensor& dy, const Tensor& x,
+                                              const Tensor& save_mean, const Tensor& save_var,
+                                              const Tensor& sums, const Tensor& dgamma,
+                                              const Tensor& dbeta, const BatchNormChecks& check) {
+  const std::int64_t c = check_batch_norm_data(op, "x", x, check);
+  check_batch_norm_like(op, "dy", dy, x, check);
+  check_batch_norm_channels(op, "save_mean", save_mean, c, true, check);
+  check_batch_norm_channels(op, "save_var", save_var, c, true, check);
+  check_batch_norm_sums(op, "sums", sums, c, check);
+  check_batch_norm_channels(op, "dgamma", dgamma, c, false, check);
+  check_batch_norm_channels(op, "dbeta", dbeta, c, false, check);
+  return c;
+}
+
+std::int64_t check_batch_norm_backward_apply(const char* op, const Tensor& dy, const Tensor& x,
+                                             const Tensor& gamma, const Tensor& save_mean,
+                                             const Tensor& save_var, const Tensor& sums,
+                                             const Tensor& dx, const BatchNormChecks& check) {
+  const std::int64_t c = check_batch_norm_data(op, "x", x, check);
+  check_batch_norm_like(op, "dy", dy, x, check);
+  check_batch_norm_like(op, "dx", dx, x, check);
+  check_batch_norm_channels(op, "gamma", gamma, c, false, check);
+  check_batch_norm_channels(op, "save_mean", save_mean, c, true, check);
+  check_batch_norm_channels(op, "save_var", save_var, c, true, check);
+  check_batch_norm_sums(op, "sums", sums, c, check);
+  return c;
+}
+
+}  // namespace ruche::ops

@@ -1,0 +1,81 @@
+// Argument checks both backends share: the shapes of an op's arguments and how they relate, with
+// one set of messages (ops/cpu is the specification; tests match these texts). What a backend
+// accepts of one tensor (defined, its device, its dtypes, contiguous) it passes in as a hook and
+// checks in the same order as before; device-only limits (cuBLAS / cuDNN int ranges, devices
+// alike) each backend checks after.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/tensor/tensor.h"
+#include "ops/ops.h"
+
+namespace ruche::ops {
+
+// The backend's check of argument `name` of `op`; `lead` is the op's first tensor argument (x, or
+// dx), whose dtype a backend may require of the rest.
+using TensorCheck = void (*)(const char* op, const char* name, const Tensor& t,
+                             const Tensor& lead);
+
+// x [N, in], w [out, in], y [N, out] (names as the op calls them) and an optional b [out].
+void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                       const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                       const char* b_name, TensorCheck check);
+
+// x (the input side), w and y (the output side) fit p; b, when given, is [O].
+void check_conv2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                       const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                       const char* b_name, const Conv2dParams& p, TensorCheck check);
+
+// Batch norm's hooks: `data` checks x itself (it sets the dtype), `like` a tensor shaped as x (y,
+// dy, dx), `stat` an f32 per-channel vector or reduction buffer.
+struct BatchNormChecks {
+  void (*data)(const char* op, const char* name, const Tensor& x);
+  TensorCheck like;
+  void (*stat)(const char* op, const char* name, const Tensor& t);
+};
+
+// x must be [N, C] or [N, C, H, W]; returns C.
+std::int64_t check_batch_norm_data(const char* op, const char* name, const Tensor& x,
+                                   const BatchNormChecks& check);
+// t has x's shape (y, dy, dx).
+void check_batch_norm_like(const char* op, const char* name, const Tensor& t, const Tensor& x,
+                           const BatchNormChecks& check);
+// t (when required or given) is a per-channel vector [C].
+void check_batch_norm_channels(const char* op, const char* name, const Tensor& t, std::int64_t c,
+                               bool required, const BatchNormChecks& check);
+// A reduction buffer [2C + 1]: two per-channel rows and the count.
+void check_batch_norm_sums(const char* op, const char* name, const Tensor& t, std::int64_t c,
+                           const BatchNormChecks& check);
+
+// The checks of each batch norm op; the ones given C return it.
+std::int64_t check_batch_norm_forward_training(const char* op, const Tensor& x, const Tensor& gamma,
+                                               const Tensor& beta, const Tensor& running_mean,
+                                               const Tensor& running_var, const Tensor& y,
+                                               const Tensor& save_mean, const Tensor& save_var,
+                                               const BatchNormChecks& check);
+std::int64_t check_batch_norm_forward_inference(const char* op, const Tensor& x,
+                                                const Tensor& gamma, const Tensor& beta,
+                                                const Tensor& running_mean,
+                                                const Tensor& running_var, const Tensor& y,
+                                                const BatchNormChecks& check);
+std::int64_t check_batch_norm_backward(const char* op, const Tensor& dy, const Tensor& x,
+                                       const Tensor& gamma, const Tensor& save_mean,
+                                       const Tensor& save_var, const Tensor& dx,
+                                       const Tensor& dgamma, const Tensor& dbeta,
+                                       const BatchNormChecks& check);
+std::int64_t check_batch_norm_stats_to_moments(const char* op, const Tensor& stats,
+                                               const Tensor& running_mean,
+                                               const Tensor& running_var, const Tensor& save_mean,
+                                               const Tensor& save_var,
+                                               const BatchNormChecks& check);
+std::int64_t check_batch_norm_backward_reduce(const char* op, const Tensor& dy, const Tensor& x,
+                                              const Tensor& save_mean, const Tensor& save_var,
+                                              const Tensor& sums, const Tensor& dgamma,
+                                              const Tensor& dbeta, const BatchNormChecks& check);
+std::int64_t check_batch_norm_backward_apply(const char* op, const Tensor& dy, const Tensor& x,
+                                             const Tensor& gamma, const Tensor& save_mean,
+                                             const Tensor& save_var, const Tensor& sums,
+                                             const Tensor& dx, const BatchNormChecks& check);
+
+}  // namespace ruche::ops
