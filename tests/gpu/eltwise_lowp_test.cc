@@ -20,6 +20,7 @@
 
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
@@ -27,9 +28,16 @@
 namespace ruche {
 namespace {
 
+using testing::cast_to;
+using testing::empty_gpu;
+using testing::expect_same_elements;
 using testing::on_cpu;
 using testing::on_gpu;
 using testing::random_tensor;
+using testing::rounded_input;
+using testing::rounded_once;
+using testing::RoundedInput;
+using testing::values_of;
 
 struct LowPrecision {
   DType dtype;
@@ -42,52 +50,10 @@ const LowPrecision kLowPrecisions[] = {
     {DType::f16, 0x1p-11 + 3e-5, "f16"},
 };
 
-// A cpu tensor (f32, bf16 or f16) in `dtype`, by the CPU's cast (round to nearest even).
-Tensor cast_to(const Tensor& t, DType dtype) {
-  if (t.dtype() == dtype) return t;
-  Tensor out = Tensor::empty(t.shape(), dtype);
-  ops::cast(t, out);
-  return out;
-}
-
-// One input of a case: a random f32 tensor rounded to dtype, on the GPU in dtype and on the CPU as
-// the same values in f32.
-struct Input {
-  Tensor gpu;
-  Tensor cpu;
-};
-Input input(const Shape& shape, std::uint32_t seed, DType dtype, float low = -1.0f,
-            float high = 1.0f) {
-  const Tensor rounded = cast_to(random_tensor(shape, seed, low, high), dtype);
-  return {on_gpu(rounded), cast_to(rounded, DType::f32)};
-}
-
-// A GPU tensor of any float dtype as f32 values on the CPU (widening is exact).
-Tensor values_of(const Tensor& gpu) { return cast_to(on_cpu(gpu), DType::f32); }
-
-// The CPU's f32 result rounded once to dtype, as f32 values.
-Tensor rounded_once(const Tensor& f32, DType dtype) {
-  return cast_to(cast_to(f32, dtype), DType::f32);
-}
-
-// Every element equal (+0 and -0 alike); reports the count of mismatches and the first.
-template <typename T>
-void expect_same_elements(const Tensor& actual, const Tensor& expected) {
-  ASSERT_TRUE(actual.shape() == expected.shape())
-      << actual.shape().str() << " against " << expected.shape().str();
-  const auto a = actual.to_vector<T>();
-  const auto e = expected.to_vector<T>();
-  std::size_t mismatches = 0, first = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i] != e[i] && mismatches++ == 0) first = i;
-  }
-  if (mismatches == 0) return;
-  ADD_FAILURE() << mismatches << " of " << a.size() << " elements differ, the first at " << first
-                << ": " << +a[first] << " against " << +e[first];
-}
-
-Tensor empty_gpu(const Shape& shape, DType dtype) {
-  return Tensor::empty(shape, dtype, Device::cuda(0));
+// One input of a case: a random f32 tensor in [low, high) rounded to dtype (see rounded_input).
+RoundedInput input(const Shape& shape, std::uint32_t seed, DType dtype, float low = -1.0f,
+                   float high = 1.0f) {
+  return rounded_input(random_tensor(shape, seed, low, high), dtype);
 }
 
 struct ActivationCase {
@@ -110,8 +76,8 @@ TEST(CudaOpsLowPrecision, ActivationForwardAndBackwardMatchCpu) {
   for (const auto& lp : kLowPrecisions) {
     for (const auto& c : kActivations) {
       SCOPED_TRACE(std::string(lp.name) + " " + c.name);
-      const Input x = input(shape, 1, lp.dtype, -3.0f, 3.0f);
-      const Input dy = input(shape, 2, lp.dtype);
+      const RoundedInput x = input(shape, 1, lp.dtype, -3.0f, 3.0f);
+      const RoundedInput dy = input(shape, 2, lp.dtype);
       Tensor y_gpu = empty_gpu(shape, lp.dtype);
       ops::activation_forward(c.kind, c.alpha, x.gpu, y_gpu);
       Tensor y_cpu = Tensor::empty(shape);
@@ -138,8 +104,8 @@ TEST(CudaOpsLowPrecision, ActivationRunsInPlace) {
   for (const auto& lp : kLowPrecisions) {
     for (const auto& c : kActivations) {
       SCOPED_TRACE(std::string(lp.name) + " " + c.name);
-      const Input x = input(shape, 3, lp.dtype, -2.0f, 2.0f);
-      const Input dy = input(shape, 4, lp.dtype);
+      const RoundedInput x = input(shape, 3, lp.dtype, -2.0f, 2.0f);
+      const RoundedInput dy = input(shape, 4, lp.dtype);
       Tensor y = empty_gpu(shape, lp.dtype);
       ops::activation_forward(c.kind, c.alpha, x.gpu, y);
       Tensor t = x.gpu.clone();
@@ -196,8 +162,8 @@ TEST(CudaOpsLowPrecision, ArithmeticMatchesCpu) {
   const Shape shape{3, 4, 17, 19};
   for (const auto& lp : kLowPrecisions) {
     SCOPED_TRACE(lp.name);
-    const Input a = input(shape, 6, lp.dtype);
-    const Input b = input(shape, 7, lp.dtype);
+    const RoundedInput a = input(shape, 6, lp.dtype);
+    const RoundedInput b = input(shape, 7, lp.dtype);
 
     Tensor y_cpu = Tensor::empty(shape);
     ops::add(a.cpu, b.cpu, y_cpu);
@@ -252,7 +218,7 @@ TEST(CudaOpsLowPrecision, DropoutMasksAreTheSameWhateverTheDtype) {
         EXPECT_TENSORS_CLOSE(values_of(y), yr_cpu, lp.tol);
         expect_same_elements<float>(values_of(y), rounded_once(yr_cpu, lp.dtype));
 
-        const Input dy = input({n}, 9, lp.dtype);
+        const RoundedInput dy = input({n}, 9, lp.dtype);
         Tensor dx_cpu = Tensor::empty({n});
         ops::dropout_backward(dy.cpu, mask_cpu, dx_cpu, p);
         Tensor dx = empty_gpu({n}, lp.dtype);
@@ -272,8 +238,8 @@ TEST(CudaOpsLowPrecision, SoftmaxMatchesCpu) {
     for (const Shape& shape :
          {Shape{1, 1}, Shape{4, 10}, Shape{3, 256}, Shape{5, 1000}, Shape{300, 7}}) {
       SCOPED_TRACE(std::string(lp.name) + " " + shape.str());
-      const Input x = input(shape, 10, lp.dtype, -5.0f, 5.0f);
-      const Input dy = input(shape, 11, lp.dtype);
+      const RoundedInput x = input(shape, 10, lp.dtype, -5.0f, 5.0f);
+      const RoundedInput dy = input(shape, 11, lp.dtype);
       Tensor y_gpu = empty_gpu(shape, lp.dtype);
       ops::softmax_forward(x.gpu, y_gpu);
       Tensor y_cpu = Tensor::empty(shape);

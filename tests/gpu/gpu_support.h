@@ -23,6 +23,9 @@ inline const std::string& why_no_cuda() {
 
 inline Tensor on_gpu(const Tensor& t) { return t.to(Device::cuda(0)); }
 inline Tensor on_cpu(const Tensor& t) { return t.to(Device::cpu()); }
+inline Tensor empty_gpu(const Shape& shape, DType dtype = DType::f32) {
+  return Tensor::empty(shape, dtype, Device::cuda(0));
+}
 
 }  // namespace ruche::testing
 

@@ -1,6 +1,7 @@
 // bf16 / f16 tensors on the host for the gpu tests: a cpu f32 tensor rounded to 16 bits (to
-// nearest, ties to even) and a 16-bit tensor widened back (exactly). Plain arithmetic, kept apart
-// from the library's own conversions so the tests do not lean on what they may be checking.
+// nearest, ties to even) and a 16-bit tensor widened back (exactly). narrowed / widened are plain
+// arithmetic, kept apart from the library's own conversions so the tests of those conversions do
+// not lean on what they check; the low-precision op tests below use the CPU's ops::cast instead.
 #pragma once
 
 #include <cmath>
@@ -8,6 +9,8 @@
 #include <cstring>
 
 #include "engine/tensor/tensor.h"
+#include "ops/ops.h"
+#include "tests/gpu/gpu_support.h"
 
 namespace ruche::testing {
 
@@ -75,6 +78,33 @@ inline Tensor widened(const Tensor& h) {
     dst[i] = h.dtype() == DType::bf16 ? bf16_value(src[i]) : f16_value(src[i]);
   }
   return f;
+}
+
+// A cpu tensor (f32, bf16 or f16) in `dtype`, by the CPU's cast (round to nearest even).
+inline Tensor cast_to(const Tensor& t, DType dtype) {
+  if (t.dtype() == dtype) return t;
+  Tensor out = Tensor::empty(t.shape(), dtype);
+  ops::cast(t, out);
+  return out;
+}
+
+// One input of a low-precision case: an f32 tensor rounded to dtype, on the GPU in dtype and on
+// the CPU as the same values in f32.
+struct RoundedInput {
+  Tensor gpu;
+  Tensor cpu;
+};
+inline RoundedInput rounded_input(const Tensor& f32, DType dtype) {
+  const Tensor rounded = cast_to(f32, dtype);
+  return {on_gpu(rounded), cast_to(rounded, DType::f32)};
+}
+
+// A GPU tensor of any float dtype as f32 values on the CPU (widening is exact).
+inline Tensor values_of(const Tensor& gpu) { return cast_to(on_cpu(gpu), DType::f32); }
+
+// The CPU's f32 result rounded once to dtype, as f32 values.
+inline Tensor rounded_once(const Tensor& f32, DType dtype) {
+  return cast_to(cast_to(f32, dtype), DType::f32);
 }
 
 }  // namespace ruche::testing

@@ -12,11 +12,13 @@
 #include "tests/gpu/gpu_support.h"
 #include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 
 namespace ruche {
 namespace {
 
+using testing::expect_error;
 using testing::narrowed;
 using testing::on_cpu;
 using testing::on_gpu;
@@ -201,20 +203,6 @@ TEST(CudaLinear, ResultsAreDeterministic) {
   EXPECT_EQ(a.y.to_vector<float>(), b.y.to_vector<float>());
   EXPECT_EQ(a.dw.to_vector<float>(), b.dw.to_vector<float>());
   EXPECT_EQ(a.db.to_vector<float>(), b.db.to_vector<float>());
-}
-
-// Expects `f` to throw ruche::Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no ruche::Error thrown";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
-    }
-  }
 }
 
 TEST(CudaLinear, BadArgumentsAreClearErrors) {

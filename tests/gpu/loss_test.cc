@@ -12,11 +12,13 @@
 #include "tests/gpu/gpu_support.h"
 #include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 
 namespace ruche {
 namespace {
 
+using testing::expect_error;
 using testing::on_cpu;
 using testing::on_gpu;
 using testing::random_tensor;
@@ -140,20 +142,6 @@ TEST(CudaCrossEntropy, IsDeterministic) {
   ops::softmax_cross_entropy_forward(logits, labels, probs, a, p);
   ops::softmax_cross_entropy_forward(logits, labels, probs, b, p);
   EXPECT_EQ(a.item(), b.item());
-}
-
-// Expects `f` to throw ruche::Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no ruche::Error thrown";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
-    }
-  }
 }
 
 TEST(CudaCrossEntropy, OutOfRangeLabels) {

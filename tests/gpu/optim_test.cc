@@ -207,6 +207,20 @@ void expect_same_16(const std::vector<std::uint16_t>& gpu, const std::vector<std
   EXPECT_EQ(mismatches, 0) << dtype_name(type);
 }
 
+// The same for f32 results on the cpu: same bits where the CPU gives a number, NaN where it gives
+// NaN.
+void expect_same_f32(const Tensor& gpu, const Tensor& cpu) {
+  const auto a = gpu.to_vector<float>(), b = cpu.to_vector<float>();
+  ASSERT_EQ(a.size(), b.size());
+  std::int64_t mismatches = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    mismatches += std::isnan(b[i]) ? !std::isnan(a[i])
+                                   : std::bit_cast<std::uint32_t>(a[i]) !=
+                                         std::bit_cast<std::uint32_t>(b[i]);
+  }
+  EXPECT_EQ(mismatches, 0);
+}
+
 TEST(CudaOptim, CastMatchesCpuBitForBit) {
   RUCHE_REQUIRE_CUDA();
   std::vector<float> values = random_tensor({100003}, 8, -70000.0f, 70000.0f).to_vector<float>();
@@ -230,14 +244,7 @@ TEST(CudaOptim, CastMatchesCpuBitForBit) {
     Tensor back_cpu = Tensor::empty(x.shape()), back_gpu = on_gpu(back_cpu);
     ops::cast(y_cpu, back_cpu);
     ops::cast(y_gpu, back_gpu);
-    const auto a = on_cpu(back_gpu).to_vector<float>(), b = back_cpu.to_vector<float>();
-    std::int64_t mismatches = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      mismatches += std::isnan(b[i]) ? !std::isnan(a[i])
-                                     : std::bit_cast<std::uint32_t>(a[i]) !=
-                                           std::bit_cast<std::uint32_t>(b[i]);
-    }
-    EXPECT_EQ(mismatches, 0);
+    expect_same_f32(on_cpu(back_gpu), back_cpu);
     const DType other = to == DType::f16 ? DType::bf16 : DType::f16;
     Tensor across_cpu = Tensor::empty(x.shape(), other);
     Tensor across_gpu = Tensor::empty(x.shape(), other, Device::cuda(0));
@@ -259,14 +266,7 @@ TEST(CudaOptim, CastEveryPatternRoundTrips) {
     ops::cast(h, f_cpu);
     Tensor f_gpu = Tensor::empty(h.shape(), DType::f32, Device::cuda(0));
     ops::cast(on_gpu(h), f_gpu);
-    const auto a = on_cpu(f_gpu).to_vector<float>(), b = f_cpu.to_vector<float>();
-    std::int64_t mismatches = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      mismatches += std::isnan(b[i]) ? !std::isnan(a[i])
-                                     : std::bit_cast<std::uint32_t>(a[i]) !=
-                                           std::bit_cast<std::uint32_t>(b[i]);
-    }
-    EXPECT_EQ(mismatches, 0);
+    expect_same_f32(on_cpu(f_gpu), f_cpu);
     Tensor back = Tensor::empty(h.shape(), type, Device::cuda(0));
     ops::cast(f_gpu, back);
     expect_same_16(bits_of(back), all, type);

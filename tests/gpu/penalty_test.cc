@@ -9,11 +9,13 @@
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 
 namespace ruche {
 namespace {
 
+using testing::expect_error;
 using testing::on_cpu;
 using testing::on_gpu;
 using testing::random_tensor;
@@ -93,20 +95,6 @@ TEST(CudaPenalty, IsDeterministic) {
     c.forward(w, 0.1f, a);
     c.forward(w, 0.1f, b);
     EXPECT_EQ(a.item(), b.item()) << c.name;
-  }
-}
-
-// Expects `f` to throw ruche::Error whose message contains every one of `parts`.
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no ruche::Error thrown";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    for (const auto& part : parts) {
-      EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
-    }
   }
 }
 

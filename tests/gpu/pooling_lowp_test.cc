@@ -20,16 +20,27 @@
 
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/pool_cases.h"
 
 namespace ruche {
 namespace {
 
+using testing::cast_to;
+using testing::empty_gpu;
+using testing::expect_same_elements;
 using testing::on_cpu;
 using testing::on_gpu;
+using testing::pool_params;
+using testing::PoolCase;
 using testing::random_tensor;
+using testing::rounded_input;
+using testing::rounded_once;
+using testing::RoundedInput;
+using testing::values_of;
 
 struct LowPrecision {
   DType dtype;
@@ -42,58 +53,12 @@ const LowPrecision kLowPrecisions[] = {
     {DType::f16, 0x1p-11, "f16"},
 };
 
-// A cpu tensor (f32, bf16 or f16) in `dtype`, by the CPU's cast (round to nearest even).
-Tensor cast_to(const Tensor& t, DType dtype) {
-  if (t.dtype() == dtype) return t;
-  Tensor out = Tensor::empty(t.shape(), dtype);
-  ops::cast(t, out);
-  return out;
-}
-
-// One input: a random f32 tensor rounded to dtype, on the GPU in dtype and on the CPU as the same
-// values in f32.
-struct Input {
-  Tensor gpu;
-  Tensor cpu;
-};
-Input input(const Tensor& f32, DType dtype) {
-  const Tensor rounded = cast_to(f32, dtype);
-  return {on_gpu(rounded), cast_to(rounded, DType::f32)};
-}
-
-// A GPU tensor of any float dtype as f32 values on the CPU (widening is exact).
-Tensor values_of(const Tensor& gpu) { return cast_to(on_cpu(gpu), DType::f32); }
-
-// The CPU's f32 result rounded once to dtype, as f32 values.
-Tensor rounded_once(const Tensor& f32, DType dtype) {
-  return cast_to(cast_to(f32, dtype), DType::f32);
-}
-
-Tensor empty_gpu(const Shape& shape, DType dtype) {
-  return Tensor::empty(shape, dtype, Device::cuda(0));
-}
-
 // A GPU tensor of dtype holding `value` everywhere (Tensor::fill is f32 only): the backward
 // passes must overwrite it.
 Tensor stale_gpu(const Shape& shape, DType dtype, float value = 7.0f) {
   Tensor t = Tensor::empty(shape);
   t.fill(value);
   return on_gpu(cast_to(t, dtype));
-}
-
-// Every element equal (+0 and -0 alike); reports the count of mismatches and the first.
-void expect_same_values(const Tensor& actual, const Tensor& expected) {
-  ASSERT_TRUE(actual.shape() == expected.shape())
-      << actual.shape().str() << " against " << expected.shape().str();
-  const auto a = actual.to_vector<float>();
-  const auto e = expected.to_vector<float>();
-  std::size_t mismatches = 0, first = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i] != e[i] && mismatches++ == 0) first = i;
-  }
-  if (mismatches == 0) return;
-  ADD_FAILURE() << mismatches << " of " << a.size() << " elements differ, the first at " << first
-                << ": " << a[first] << " against " << e[first];
 }
 
 // An average against the CPU's f32 one: within one rounding element by element and in norm (see
@@ -120,38 +85,18 @@ void expect_one_rounding_from(const Tensor& actual, const Tensor& expected, doub
                 << first_bound << ")";
 }
 
-ops::Pool2dParams pool(int kh, int kw, int sh, int sw, int ph, int pw, bool ceil_mode = false,
-                       bool count_include_pad = true) {
-  ops::Pool2dParams p;
-  p.kernel_h = kh;
-  p.kernel_w = kw;
-  p.stride_h = sh;
-  p.stride_w = sw;
-  p.pad_h = ph;
-  p.pad_w = pw;
-  p.ceil_mode = ceil_mode;
-  p.count_include_pad = count_include_pad;
-  return p;
-}
-
-struct PoolCase {
-  const char* name;
-  Shape x;
-  ops::Pool2dParams p;
-};
-
 // Overlapping windows (so a backward gather sums several outputs), padding, ceil_mode, both
 // divisor rules.
 const std::vector<PoolCase>& pool_cases() {
   static const std::vector<PoolCase> cases = {
-      {"2x2 stride 2", {2, 3, 8, 8}, pool(2, 2, 2, 2, 0, 0)},
-      {"3x3 stride 2 pad 1 (ResNet stem)", {2, 8, 28, 28}, pool(3, 3, 2, 2, 1, 1)},
-      {"3x3 stride 2 pad 1 ceil_mode", {2, 2, 10, 9}, pool(3, 3, 2, 2, 1, 1, true)},
-      {"3x3 stride 1 pad 1 exclude pad", {1, 5, 7, 6}, pool(3, 3, 1, 1, 1, 1, false, false)},
+      {"2x2 stride 2", {2, 3, 8, 8}, pool_params(2, 2, 2, 2, 0, 0)},
+      {"3x3 stride 2 pad 1 (ResNet stem)", {2, 8, 28, 28}, pool_params(3, 3, 2, 2, 1, 1)},
+      {"3x3 stride 2 pad 1 ceil_mode", {2, 2, 10, 9}, pool_params(3, 3, 2, 2, 1, 1, true)},
+      {"3x3 stride 1 pad 1 exclude pad", {1, 5, 7, 6}, pool_params(3, 3, 1, 1, 1, 1, false, false)},
       {"3x2 stride 2x1 pad 1x0 ceil exclude pad",
        {3, 2, 9, 8},
-       pool(3, 2, 2, 1, 1, 0, true, false)},
-      {"2x2 stride 1 overlapping", {2, 3, 6, 7}, pool(2, 2, 1, 1, 0, 0)},
+       pool_params(3, 2, 2, 1, 1, 0, true, false)},
+      {"2x2 stride 1 overlapping", {2, 3, 6, 7}, pool_params(2, 2, 1, 1, 0, 0)},
   };
   return cases;
 }
@@ -163,28 +108,28 @@ TEST(CudaPoolingLowPrecision, MaxPoolIsExactWithTheCpuIndices) {
     for (const PoolCase& c : pool_cases()) {
       SCOPED_TRACE(std::string(lp.name) + " " + c.name);
       const Shape y_shape = ops::pool2d_output_shape(c.x, c.p);
-      const Input x = input(random_tensor(c.x, seed++), lp.dtype);
-      const Input dy = input(random_tensor(y_shape, seed++), lp.dtype);
+      const RoundedInput x = rounded_input(random_tensor(c.x, seed++), lp.dtype);
+      const RoundedInput dy = rounded_input(random_tensor(y_shape, seed++), lp.dtype);
       Tensor y = Tensor::empty(y_shape), idx = Tensor::empty(y_shape, DType::i32);
       ops::max_pool2d_forward(x.cpu, y, idx, c.p);
       Tensor y_gpu = empty_gpu(y_shape, lp.dtype), idx_gpu = empty_gpu(y_shape, DType::i32);
       ops::max_pool2d_forward(x.gpu, y_gpu, idx_gpu, c.p);
       ASSERT_EQ(y_gpu.dtype(), lp.dtype);
-      expect_same_values(values_of(y_gpu), y);
+      expect_same_elements(values_of(y_gpu), y);
       EXPECT_EQ(idx_gpu.to_vector<std::int32_t>(), idx.to_vector<std::int32_t>());
 
       Tensor dx = Tensor::empty(c.x);
       ops::max_pool2d_backward(dy.cpu, idx, dx, c.p);
       Tensor dx_gpu = stale_gpu(c.x, lp.dtype);
       ops::max_pool2d_backward(dy.gpu, idx_gpu, dx_gpu, c.p);
-      expect_same_values(values_of(dx_gpu), rounded_once(dx, lp.dtype));
+      expect_same_elements(values_of(dx_gpu), rounded_once(dx, lp.dtype));
     }
   }
 }
 
 TEST(CudaPoolingLowPrecision, MaxPoolPropagatesNanAndPicksTheFirstMaximum) {
   RUCHE_REQUIRE_CUDA();
-  const ops::Pool2dParams p = pool(2, 2, 2, 2, 0, 0);
+  const ops::Pool2dParams p = pool_params(2, 2, 2, 2, 0, 0);
   // Window 0 holds a NaN after its maximum, window 1 a tie (the first wins), window 2 two NaNs;
   // all exact in 16 bits.
   const std::vector<float> v = {1.0f, 5.0f, 3.0f, 3.0f, 0.0f, 0.0f,  //
@@ -209,8 +154,8 @@ TEST(CudaPoolingLowPrecision, AvgPoolWithinOneRoundingOfCpu) {
     for (const PoolCase& c : pool_cases()) {
       SCOPED_TRACE(std::string(lp.name) + " " + c.name);
       const Shape y_shape = ops::pool2d_output_shape(c.x, c.p);
-      const Input x = input(random_tensor(c.x, seed++), lp.dtype);
-      const Input dy = input(random_tensor(y_shape, seed++), lp.dtype);
+      const RoundedInput x = rounded_input(random_tensor(c.x, seed++), lp.dtype);
+      const RoundedInput dy = rounded_input(random_tensor(y_shape, seed++), lp.dtype);
       Tensor y = Tensor::empty(y_shape);
       ops::avg_pool2d_forward(x.cpu, y, c.p);
       Tensor y_gpu = empty_gpu(y_shape, lp.dtype);
@@ -239,7 +184,7 @@ TEST(CudaPoolingLowPrecision, GlobalAvgPoolWithinOneRoundingOfCpu) {
       // Positive inputs keep the averages away from 0, where one rounding is far below u of the
       // inputs' scale and the test would see little; a second, signed draw covers cancellation.
       for (const float low : {0.5f, -1.0f}) {
-        const Input x = input(random_tensor(s, seed++, low, 1.0f), lp.dtype);
+        const RoundedInput x = rounded_input(random_tensor(s, seed++, low, 1.0f), lp.dtype);
         Tensor y = Tensor::empty(y_shape);
         ops::global_avg_pool_forward(x.cpu, y);
         Tensor y_gpu = empty_gpu(y_shape, lp.dtype);
@@ -248,12 +193,12 @@ TEST(CudaPoolingLowPrecision, GlobalAvgPoolWithinOneRoundingOfCpu) {
         expect_one_rounding_from(values_of(y_gpu), y, lp.u);
       }
 
-      const Input dy = input(random_tensor(y_shape, seed++), lp.dtype);
+      const RoundedInput dy = rounded_input(random_tensor(y_shape, seed++), lp.dtype);
       Tensor dx = Tensor::empty(s);
       ops::global_avg_pool_backward(dy.cpu, dx);
       Tensor dx_gpu = stale_gpu(s, lp.dtype);
       ops::global_avg_pool_backward(dy.gpu, dx_gpu);
-      expect_same_values(values_of(dx_gpu), rounded_once(dx, lp.dtype));
+      expect_same_elements(values_of(dx_gpu), rounded_once(dx, lp.dtype));
     }
   }
 }
@@ -266,7 +211,7 @@ void expect_error_naming(const std::string& message, const std::string& op) {
 TEST(CudaPoolingLowPrecision, MixedOrNonFloatingDtypesThrow) {
   RUCHE_REQUIRE_CUDA();
   using testing::error_of;
-  const ops::Pool2dParams p = pool(2, 2, 2, 2, 0, 0);
+  const ops::Pool2dParams p = pool_params(2, 2, 2, 2, 0, 0);
   const Shape xs{2, 3, 8, 8}, ys{2, 3, 4, 4}, gs{2, 3, 1, 1};
   const auto zeros = [](const Shape& s, DType t) { return Tensor::zeros(s, t, Device::cuda(0)); };
   const Tensor x = zeros(xs, DType::bf16), x_f16 = zeros(xs, DType::f16);

@@ -12,12 +12,16 @@
 #include "tests/gpu/gpu_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/pool_cases.h"
 
 namespace ruche {
 namespace {
 
+using testing::empty_gpu;
 using testing::on_cpu;
 using testing::on_gpu;
+using testing::pool_params;
+using testing::PoolCase;
 using testing::random_tensor;
 
 // Forward windows are reduced in the CPU's order and the backward passes gather in the CPU's
@@ -25,44 +29,20 @@ using testing::random_tensor;
 // only room for a compiler's choice of instructions.
 constexpr double kTol = 1e-6;
 
-struct PoolCase {
-  const char* name;
-  Shape x;
-  ops::Pool2dParams p;
-};
-
-ops::Pool2dParams pool(int kh, int kw, int sh, int sw, int ph, int pw, bool ceil_mode = false,
-                       bool count_include_pad = true) {
-  ops::Pool2dParams p;
-  p.kernel_h = kh;
-  p.kernel_w = kw;
-  p.stride_h = sh;
-  p.stride_w = sw;
-  p.pad_h = ph;
-  p.pad_w = pw;
-  p.ceil_mode = ceil_mode;
-  p.count_include_pad = count_include_pad;
-  return p;
-}
-
 const std::vector<PoolCase>& pool_cases() {
   static const std::vector<PoolCase> cases = {
-      {"2x2 stride 2", {2, 3, 8, 8}, pool(2, 2, 2, 2, 0, 0)},
-      {"3x3 stride 2 pad 1 (ResNet stem)", {2, 4, 17, 17}, pool(3, 3, 2, 2, 1, 1)},
-      {"3x3 stride 2 ceil_mode odd", {1, 3, 13, 11}, pool(3, 3, 2, 2, 0, 0, true)},
-      {"3x3 stride 2 pad 1 ceil_mode", {2, 2, 10, 9}, pool(3, 3, 2, 2, 1, 1, true)},
-      {"3x3 stride 1 pad 1 exclude pad", {1, 5, 7, 6}, pool(3, 3, 1, 1, 1, 1, false, false)},
+      {"2x2 stride 2", {2, 3, 8, 8}, pool_params(2, 2, 2, 2, 0, 0)},
+      {"3x3 stride 2 pad 1 (ResNet stem)", {2, 4, 17, 17}, pool_params(3, 3, 2, 2, 1, 1)},
+      {"3x3 stride 2 ceil_mode odd", {1, 3, 13, 11}, pool_params(3, 3, 2, 2, 0, 0, true)},
+      {"3x3 stride 2 pad 1 ceil_mode", {2, 2, 10, 9}, pool_params(3, 3, 2, 2, 1, 1, true)},
+      {"3x3 stride 1 pad 1 exclude pad", {1, 5, 7, 6}, pool_params(3, 3, 1, 1, 1, 1, false, false)},
       {"3x2 stride 2x1 pad 1x0 ceil exclude pad",
        {3, 2, 9, 8},
-       pool(3, 2, 2, 1, 1, 0, true, false)},
-      {"2x2 stride 1 overlapping", {2, 3, 6, 7}, pool(2, 2, 1, 1, 0, 0)},
-      {"4x4 stride 3 pad 2 ceil", {1, 2, 11, 12}, pool(4, 4, 3, 3, 2, 2, true)},
+       pool_params(3, 2, 2, 1, 1, 0, true, false)},
+      {"2x2 stride 1 overlapping", {2, 3, 6, 7}, pool_params(2, 2, 1, 1, 0, 0)},
+      {"4x4 stride 3 pad 2 ceil", {1, 2, 11, 12}, pool_params(4, 4, 3, 3, 2, 2, true)},
   };
   return cases;
-}
-
-Tensor empty_gpu(const Shape& s, DType t = DType::f32) {
-  return Tensor::empty(s, t, Device::cuda(0));
 }
 
 TEST(CudaPooling, MaxPoolMatchesCpuWithSameIndices) {
@@ -91,7 +71,7 @@ TEST(CudaPooling, MaxPoolMatchesCpuWithSameIndices) {
 
 TEST(CudaPooling, MaxPoolPropagatesNanAndPicksTheFirstMaximum) {
   RUCHE_REQUIRE_CUDA();
-  const ops::Pool2dParams p = pool(2, 2, 2, 2, 0, 0);
+  const ops::Pool2dParams p = pool_params(2, 2, 2, 2, 0, 0);
   // Window 0 holds a NaN after its maximum, window 1 a tie (the first wins), window 2 two NaNs.
   std::vector<float> v = {1.0f, 5.0f, 3.0f, 3.0f, 0.0f, 0.0f,  //
                           2.0f, NAN,  1.0f, 2.0f, NAN,  NAN};
@@ -158,7 +138,7 @@ TEST(CudaPooling, GlobalAvgPoolMatchesCpu) {
 
 TEST(CudaPooling, WrongShapesDtypesAndDevicesThrow) {
   RUCHE_REQUIRE_CUDA();
-  const ops::Pool2dParams p = pool(2, 2, 2, 2, 0, 0);
+  const ops::Pool2dParams p = pool_params(2, 2, 2, 2, 0, 0);
   const Tensor x = Tensor::zeros({2, 3, 8, 8}, DType::f32, Device::cuda(0));
   Tensor y = empty_gpu({2, 3, 4, 4});
   Tensor idx = empty_gpu({2, 3, 4, 4}, DType::i32);
@@ -182,7 +162,7 @@ TEST(CudaPooling, WrongShapesDtypesAndDevicesThrow) {
       Error);  // pooling is f32
   EXPECT_THROW(ops::avg_pool2d_forward(Tensor::zeros({3, 8, 8}, DType::f32, Device::cuda(0)), y, p),
                Error);  // not [N, C, H, W]
-  ops::Pool2dParams too_much_pad = pool(2, 2, 2, 2, 2, 2);
+  ops::Pool2dParams too_much_pad = pool_params(2, 2, 2, 2, 2, 2);
   EXPECT_THROW(ops::avg_pool2d_forward(x, y, too_much_pad), Error);
   EXPECT_THROW(ops::max_pool2d_forward(on_cpu(x), y, idx, p), Error);  // mixed devices
 

@@ -39,6 +39,23 @@ inline ::testing::AssertionResult tensors_close(const char* a_expr, const char* 
                                        << b_expr << " is " << err << " > " << tolerance;
 }
 
+// Every element of two cpu tensors of T equal (+0 and -0 alike); reports the count of mismatches
+// and the first.
+template <typename T = float>
+void expect_same_elements(const Tensor& actual, const Tensor& expected) {
+  ASSERT_TRUE(actual.shape() == expected.shape())
+      << actual.shape().str() << " against " << expected.shape().str();
+  const auto a = actual.to_vector<T>();
+  const auto e = expected.to_vector<T>();
+  std::size_t mismatches = 0, first = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != e[i] && mismatches++ == 0) first = i;
+  }
+  if (mismatches == 0) return;
+  ADD_FAILURE() << mismatches << " of " << a.size() << " elements differ, the first at " << first
+                << ": " << +a[first] << " against " << +e[first];
+}
+
 }  // namespace ruche::testing
 
 // EXPECT_TENSORS_CLOSE(actual, expected, tol): norm-relative error <= tol.

@@ -1,7 +1,10 @@
 // Reading the message of a user error in tests.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -16,6 +19,20 @@ std::string error_of(F&& f) {
     return e.what();
   }
   return "";
+}
+
+// Expects f to throw a ruche::Error whose message contains every one of `parts`.
+template <typename F>
+void expect_error(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "no ruche::Error thrown";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const auto& part : parts) {
+      EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
+    }
+  }
 }
 
 }  // namespace ruche::testing
