@@ -19,23 +19,6 @@ __global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t total, st
   }
 }
 
-// A double sum stored as T with one rounding (to nearest even): double -> float -> bf16 / f16
-// would round twice, and a sum just above a 16-bit tie would land on the tie and round to even.
-template <typename T>
-__device__ T from_double(double v);
-template <>
-__device__ inline float from_double<float>(double v) {
-  return static_cast<float>(v);
-}
-template <>
-__device__ inline __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
-  return __double2bfloat16(v);
-}
-template <>
-__device__ inline __half from_double<__half>(double v) {
-  return __double2half(v);
-}
-
 // Block c sums channel c: thread t takes positions t, t + blockDim.x, ... of the channel's
 // n * plane values (consecutive threads read consecutive addresses within a plane), then the
 // block's fixed tree adds the threads' partial sums.

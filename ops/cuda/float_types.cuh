@@ -22,6 +22,20 @@ __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __fl
 template <>
 __device__ inline __half from_float<__half>(float v) { return __float2half(v); }
 
+// A double result (a sum kept in double) stored as T with one rounding to nearest even:
+// double -> float -> bf16 / f16 would round twice, and a value just above a 16-bit tie would land
+// on the tie and round to even.
+template <typename T>
+__device__ T from_double(double v);
+template <>
+__device__ inline float from_double<float>(double v) { return static_cast<float>(v); }
+template <>
+__device__ inline __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
+  return __double2bfloat16(v);
+}
+template <>
+__device__ inline __half from_double<__half>(double v) { return __double2half(v); }
+
 // Calls f(T{}) with T the element type of a floating dtype (f32, bf16, f16) and returns true;
 // returns false for any other dtype.
 template <typename F>

@@ -77,23 +77,6 @@ __device__ inline Span covering(std::int64_t i, int k, int s, int pad, std::int6
   return {first, last};
 }
 
-// A double result stored as T with one rounding (to nearest even): float_types.cuh stores from
-// float only, and double -> float -> bf16 could round twice.
-template <typename T>
-__device__ T from_double(double v);
-template <>
-__device__ inline float from_double<float>(double v) {
-  return static_cast<float>(v);
-}
-template <>
-__device__ inline __nv_bfloat16 from_double<__nv_bfloat16>(double v) {
-  return __double2bfloat16(v);
-}
-template <>
-__device__ inline __half from_double<__half>(double v) {
-  return __double2half(v);
-}
-
 // Compares the loaded floats, so bf16 / f16 pick the argmax f32 picks on the same values.
 template <typename T>
 __global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* indices, PoolGeometry g) {
