@@ -178,24 +178,6 @@ struct DropoutBackward {
   }
 };
 
-// The dtype every tensor of one call shares: the first argument's, which must be f32, bf16 or
-// f16. The others are checked against it with check_arg, so a mix is an error naming the op.
-DType call_dtype(const Tensor& first, const char* op, const char* name) {
-  RUCHE_REQUIRE(first.defined()) << op << ": " << name << " is undefined";
-  const DType dtype = first.dtype();
-  RUCHE_REQUIRE(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16)
-      << op << ": " << name << " must be f32, bf16 or f16, got " << first.str();
-  return dtype;
-}
-
-template <typename T>
-const T* cdata(const Tensor& t) {
-  return static_cast<const T*>(t.raw_data());
-}
-template <typename T>
-T* mdata(Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
 
 void check_alpha(const char* op, Activation kind, float alpha) {
   // Backward recovers sign(x) from sign(y); a negative slope would flip it.

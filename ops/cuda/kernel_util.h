@@ -50,6 +50,26 @@ inline void check_shape_as(const Tensor& t, const Tensor& ref, std::string_view 
 // Makes the tensor's device current for the launches that follow.
 inline void use_device_of(const Tensor& t) { CUDA_CHECK(cudaSetDevice(t.device().index)); }
 
+// The dtype every tensor of one call shares: the first argument's, which must be f32, bf16 or
+// f16. The others are checked against it with check_arg, so a mix is an error naming the op.
+inline DType call_dtype(const Tensor& first, const char* op, const char* name) {
+  RUCHE_REQUIRE(first.defined()) << op << ": " << name << " is undefined";
+  const DType dtype = first.dtype();
+  RUCHE_REQUIRE(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16)
+      << op << ": " << name << " must be f32, bf16 or f16, got " << first.str();
+  return dtype;
+}
+
+// A tensor's elements as T (the dtype was checked by the caller).
+template <typename T>
+const T* cdata(const Tensor& t) {
+  return static_cast<const T*>(t.raw_data());
+}
+template <typename T>
+T* mdata(Tensor& t) {
+  return static_cast<T*>(t.raw_data());
+}
+
 #if defined(__CUDACC__)
 // The sum of `v` over the block, valid in thread 0 (blockDim.x a multiple of 32, at most 1024).
 // `shared` holds 32 values of T. Deterministic: a fixed tree for a fixed block size.

@@ -243,15 +243,6 @@ DType check_global(const char* op, const char* x_arg, const Tensor& x, const cha
   return dtype;
 }
 
-template <typename T>
-const T* cdata(const Tensor& t) {
-  return static_cast<const T*>(t.raw_data());
-}
-template <typename T>
-T* mdata(Tensor& t) {
-  return static_cast<T*>(t.raw_data());
-}
-
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p) {

@@ -69,16 +69,6 @@ void check_rows(const Tensor& t, const char* op, const char* name) {
       << op << ": " << t.size(0) << " rows exceed one CUDA grid";
 }
 
-// The dtype every tensor of one call shares: the first argument's, which must be f32, bf16 or
-// f16. The others are checked against it with check_arg, so a mix is an error naming the op.
-DType call_dtype(const Tensor& first, const char* op, const char* name) {
-  RUCHE_REQUIRE(first.defined()) << op << ": " << name << " is undefined";
-  const DType dtype = first.dtype();
-  RUCHE_REQUIRE(dtype == DType::f32 || dtype == DType::bf16 || dtype == DType::f16)
-      << op << ": " << name << " must be f32, bf16 or f16, got " << first.str();
-  return dtype;
-}
-
 }  // namespace
 
 void softmax_forward(const Tensor& x, Tensor& y) {
