@@ -178,7 +178,6 @@ struct DropoutBackward {
   }
 };
 
-
 void check_alpha(const char* op, Activation kind, float alpha) {
   // Backward recovers sign(x) from sign(y); a negative slope would flip it.
   RUCHE_REQUIRE(kind != Activation::leaky_relu || (alpha >= 0.0f && std::isfinite(alpha)))
