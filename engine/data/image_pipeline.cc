@@ -1,9 +1,10 @@
 // jpeg_to_sample: choose the crop from the header, decode at the smallest DCT scale that keeps
-// the crop at least `crop` pixels (or the short side at least `resize`), resample, flip,
-// normalise.
+// the crop at least `crop` pixels (or the short side at least `resize`), decoding only the crop's
+// rows and columns in training, resample, flip, normalise.
 #include "engine/data/image_pipeline.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "engine/data/image_transform.h"
@@ -30,7 +31,7 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
   JpegInfo full;
   CropBox box;                // training: the crop in full-size pixels
   int resized_w = 0, resized_h = 0;  // validation: the size after Resize(resize)
-  const Image8 image = decode_jpeg_rgb(data, size, what, [&](const JpegInfo& info) {
+  const auto choose_scale = [&](const JpegInfo& info) {
     full = info;
     if (train) {
       box = random_resized_crop_box(info.width, info.height, options, stream);
@@ -40,16 +41,28 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
     return options.dct_scaling
                ? smallest_dct_scale(std::min(info.width, info.height), options.resize)
                : 8;
-  });
+  };
+  // Training reads only the box's pixels (all its filter touches): decode just those.
+  double x0 = 0, y0 = 0, w = 0, h = 0;  // the box in the decoded image's pixels
+  const auto choose_window = [&](int scaled_width, int scaled_height) {
+    const double fx = static_cast<double>(scaled_width) / full.width;
+    const double fy = static_cast<double>(scaled_height) / full.height;
+    x0 = box.left * fx, y0 = box.top * fy, w = box.width * fx, h = box.height * fy;
+    const int left = std::max(0, static_cast<int>(std::floor(x0)));
+    const int top = std::max(0, static_cast<int>(std::floor(y0)));
+    const int right = std::min(scaled_width, static_cast<int>(std::ceil(x0 + w)));
+    const int bottom = std::min(scaled_height, static_cast<int>(std::ceil(y0 + h)));
+    return PixelWindow{left, top, right - left, bottom - top};
+  };
   if (train) {
-    // The box in the decoded image's pixels (the same box when decoded at full size).
-    const double fx = static_cast<double>(image.width) / full.width;
-    const double fy = static_cast<double>(image.height) / full.height;
-    Image8 sample = resize_bilinear(image, box.left * fx, box.top * fy, box.width * fx,
-                                    box.height * fy, crop, crop);
+    const DecodedWindow part =
+        decode_jpeg_rgb_window(data, size, what, choose_scale, choose_window);
+    Image8 sample =
+        resize_bilinear(part.image, x0, y0, w, h, crop, crop, part.left, part.top);
     const bool flip = options.flip && rng_uniform(stream, kFlipPosition) < 0.5f;
     return {std::move(sample), 0, 0, flip};
   }
+  const Image8 image = decode_jpeg_rgb(data, size, what, choose_scale);
   Image8 resized = resize_bilinear(image, 0, 0, image.width, image.height, resized_w, resized_h);
   const CropBox center = center_crop_box(resized_w, resized_h, crop);
   return {std::move(resized), center.left, center.top, false};

@@ -114,12 +114,19 @@ CropBox center_crop_box(int width, int height, int crop) {
 }
 
 Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double h, int out_width,
-                       int out_height) {
+                       int out_height, int src_left, int src_top) {
   RUCHE_CHECK(out_width > 0 && out_height > 0 && w > 0 && h > 0)
       << "resize of a " << w << "x" << h << " window to " << out_width << "x" << out_height;
+  RUCHE_CHECK(std::floor(x0) >= src_left && std::floor(y0) >= src_top)
+      << "resize window at (" << x0 << ", " << y0 << ") outside a part at (" << src_left << ", "
+      << src_top << ")";
   const int ch = src.channels;
-  const Coefficients cx = coefficients(src.width, x0, x0 + w, out_width);
-  const Coefficients cy = coefficients(src.height, y0, y0 + h, out_height);
+  // Coefficients in the whole image's coordinates (the same weights as resizing the whole),
+  // then moved to the part's.
+  Coefficients cx = coefficients(src_left + src.width, x0, x0 + w, out_width);
+  Coefficients cy = coefficients(src_top + src.height, y0, y0 + h, out_height);
+  for (int& f : cx.first) f -= src_left;
+  for (int& f : cy.first) f -= src_top;
   // Horizontal pass over the rows the vertical pass reads, as PIL does.
   const int row_first = cy.first.front();
   const int row_last = cy.first.back() + cy.count.back();

@@ -34,8 +34,10 @@ CropBox center_crop_box(int width, int height, int crop);
 // coordinates allowed; the filter never reads outside the pixels the window touches, so an
 // integer window is crop-then-resize) to out_width x out_height: a triangle filter whose support
 // grows with the shrink factor, horizontal pass then vertical, each rounded to 8 bits as PIL.
+// src may be a part of a larger image whose pixel (src_left, src_top) is src's (0, 0): the window
+// is then in the larger image's coordinates and must lie within the part.
 Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double h, int out_width,
-                       int out_height);
+                       int out_height, int src_left = 0, int src_top = 0);
 
 // The side x side window of RGB src at (left, top) to normalised CHW floats, mirrored
 // left-right when flip: (pixel / 255 - mean) / std, ToTensor then Normalize.

@@ -1,5 +1,7 @@
 #include "engine/data/jpeg.h"
 
+#include <algorithm>
+
 // jpeglib.h needs FILE and size_t declared before it.
 #include <csetjmp>
 #include <cstdio>
@@ -101,10 +103,12 @@ JpegInfo jpeg_info(const std::uint8_t* data, std::size_t size, const std::string
           d.cinfo.num_components};
 }
 
-Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::string& what,
-                       const ScaleChooser& choose_scale) {
+DecodedWindow decode_jpeg_rgb_window(const std::uint8_t* data, std::size_t size,
+                                     const std::string& what, const ScaleChooser& choose_scale,
+                                     const WindowChooser& choose_window) {
   Decompressor d;
-  Image8 image;
+  DecodedWindow result;
+  Image8& image = result.image;
   std::vector<std::uint8_t> cmyk;  // one CMYK row, converted by us
   if (setjmp(d.err.jump)) fail(what, d.err.message);
   jpeg_create_decompress(&d.cinfo);
@@ -124,20 +128,54 @@ Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::st
     d.cinfo.scale_denom = 8;
   }
   jpeg_start_decompress(&d.cinfo);
+  result.full_width = static_cast<int>(d.cinfo.output_width);
+  result.full_height = static_cast<int>(d.cinfo.output_height);
+  int last_row = result.full_height;  // one past the last row read
+  if (choose_window) {
+    const PixelWindow w = choose_window(result.full_width, result.full_height);
+    RUCHE_CHECK(w.left >= 0 && w.top >= 0 && w.width > 0 && w.height > 0 &&
+                w.left + w.width <= result.full_width && w.top + w.height <= result.full_height)
+        << "decode window " << w.width << "x" << w.height << " at (" << w.left << ", " << w.top
+        << ") of a " << result.full_width << "x" << result.full_height << " image";
+    // A cropped decode's edge columns lack their neighbours' chroma (fancy upsampling): a
+    // margin keeps them outside the window. Skipped rows are exact.
+    constexpr int kMargin = 2;
+    const int margin_left = std::max(0, w.left - kMargin);
+    const int margin_right = std::min(result.full_width, w.left + w.width + kMargin);
+    if (margin_right - margin_left < result.full_width) {
+      JDIMENSION left = static_cast<JDIMENSION>(margin_left);
+      JDIMENSION width = static_cast<JDIMENSION>(margin_right - margin_left);
+      jpeg_crop_scanline(&d.cinfo, &left, &width);  // moves left down to an iMCU column
+      result.left = static_cast<int>(left);
+    }
+    if (w.top > 0) jpeg_skip_scanlines(&d.cinfo, static_cast<JDIMENSION>(w.top));
+    result.top = w.top;
+    last_row = w.top + w.height;
+  }
   image.width = static_cast<int>(d.cinfo.output_width);
-  image.height = static_cast<int>(d.cinfo.output_height);
+  image.height = last_row - result.top;
   image.channels = 3;
   image.pixels.resize(static_cast<std::size_t>(image.width) * image.height * 3);
   if (four) cmyk.resize(static_cast<std::size_t>(image.width) * 4);
   const bool inverted = d.cinfo.saw_Adobe_marker;
-  while (d.cinfo.output_scanline < d.cinfo.output_height) {
-    const int y = static_cast<int>(d.cinfo.output_scanline);
+  while (static_cast<int>(d.cinfo.output_scanline) < last_row) {
+    const int y = static_cast<int>(d.cinfo.output_scanline) - result.top;
     JSAMPROW row = four ? cmyk.data() : image.row(y);
     jpeg_read_scanlines(&d.cinfo, &row, 1);
     if (four) cmyk_row_to_rgb(cmyk.data(), image.width, inverted, image.row(y));
   }
-  jpeg_finish_decompress(&d.cinfo);
-  return image;
+  // The rows below the window are never decoded.
+  if (last_row < result.full_height) {
+    jpeg_abort_decompress(&d.cinfo);
+  } else {
+    jpeg_finish_decompress(&d.cinfo);
+  }
+  return result;
+}
+
+Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::string& what,
+                       const ScaleChooser& choose_scale) {
+  return decode_jpeg_rgb_window(data, size, what, choose_scale, {}).image;
 }
 
 Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::string& what,

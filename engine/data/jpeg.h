@@ -36,6 +36,30 @@ int jpeg_scaled_size(int size, int scale_eighths);
 // Picks the DCT scale in eighths (1..8) from the full-size header, before decoding starts.
 using ScaleChooser = std::function<int(const JpegInfo&)>;
 
+// A window of an image in pixels: columns [left, left + width), rows [top, top + height).
+struct PixelWindow {
+  int left = 0, top = 0, width = 0, height = 0;
+};
+
+// Picks the window the caller will read from the image's size at the chosen scale.
+using WindowChooser = std::function<PixelWindow(int scaled_width, int scaled_height)>;
+
+// Part of a decoded image: `image` covers at least the window asked for and sits at (left, top)
+// of the whole, which is full_width x full_height at the chosen scale.
+struct DecodedWindow {
+  Image8 image;
+  int left = 0, top = 0;
+  int full_width = 0, full_height = 0;
+};
+
+// Decodes only the window choose_window picks (the whole image when empty): libjpeg-turbo's
+// jpeg_crop_scanline (widened to whole iMCU columns) and jpeg_skip_scanlines skip the inverse
+// DCT, upsampling and colour conversion of the rest, and decoding stops after its last row.
+// The pixels are those of a whole decode at the same scale.
+DecodedWindow decode_jpeg_rgb_window(const std::uint8_t* data, std::size_t size,
+                                     const std::string& what, const ScaleChooser& choose_scale,
+                                     const WindowChooser& choose_window);
+
 // Decodes to RGB at the scale choose_scale picks (full size when empty). Throws ruche::Error
 // naming `what` for unreadable or truncated data.
 Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::string& what,

@@ -1,5 +1,6 @@
-// JPEG decode (RGB, gray, CMYK / YCCK, DCT scaling, corrupt data), the ImageNet transforms'
-// geometry (RandomResizedCrop's box against its analytic distribution) and ImageFolder.
+// JPEG decode (RGB, gray, CMYK / YCCK, DCT scaling, window decodes, corrupt data), the ImageNet
+// transforms' geometry (RandomResizedCrop's box against its analytic distribution) and
+// ImageFolder.
 // The resampling against PIL / torchvision is tests/data/image_reference.py.
 #include <gtest/gtest.h>
 
@@ -111,6 +112,40 @@ TEST(Jpeg, HeaderAndDctScaling) {
   EXPECT_EQ(smallest_dct_scale(2000, 224), 1);
   EXPECT_EQ(smallest_dct_scale(230, 224), 8);
   EXPECT_EQ(smallest_dct_scale(100, 224), 8);
+}
+
+// A window decode (crop_scanline + skip_scanlines) has a whole decode's pixels inside the window,
+// at full size and scaled, with chroma subsampled (fancy upsampling at the cut) or not.
+TEST(Jpeg, WindowDecodeHasTheWholeDecodesPixels) {
+  Image8 gray = gradient(203, 150);
+  gray.channels = 1;
+  gray.pixels.resize(203 * 150);
+  for (const Image8& source : {gradient(203, 150), gray}) {
+    const std::vector<std::uint8_t> bytes = encode_jpeg(source, 90);
+    for (int scale : {8, 5, 3}) {
+      const Image8 whole = decode(bytes, scale);
+      for (const PixelWindow want : {PixelWindow{whole.width / 5, whole.height / 7, whole.width / 2, whole.height / 2},
+                                     PixelWindow{0, 0, 20, 7},
+                                     PixelWindow{whole.width - 33, whole.height - 9, 33, 9},
+                                     PixelWindow{17, 1, 1, 1}}) {
+        const DecodedWindow part = decode_jpeg_rgb_window(
+            bytes.data(), bytes.size(), "test.jpg", [&](const JpegInfo&) { return scale; },
+            [&](int, int) { return want; });
+        ASSERT_EQ(part.full_width, whole.width);
+        ASSERT_EQ(part.full_height, whole.height);
+        ASSERT_EQ(part.top, want.top);
+        ASSERT_EQ(part.image.height, want.height);
+        ASSERT_LE(part.left, want.left);
+        ASSERT_GE(part.left + part.image.width, want.left + want.width);
+        for (int y = 0; y < want.height; ++y)
+          for (int x = 0; x < want.width * 3; ++x)
+            ASSERT_EQ(part.image.row(y)[(want.left - part.left) * 3 + x],
+                      whole.row(want.top + y)[want.left * 3 + x])
+                << "scale " << scale << " window at (" << want.left << ", " << want.top
+                << ") pixel " << x / 3 << ", " << y;
+      }
+    }
+  }
 }
 
 TEST(Jpeg, CorruptDataIsAnErrorNamingIt) {
