@@ -46,8 +46,8 @@ void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
 // The same window as 8-bit CHW pixels, not normalised: for a normalise done on the device.
 void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out);
 
-// The smallest DCT scale s (in eighths) at which a region of `size` full-size pixels still
-// has at least `needed` pixels; 8 when none smaller does.
+// The smallest DCT scale s of 1, 2 and 4 eighths (the ones that decode faster than full size)
+// at which a region of `size` full-size pixels still has at least `needed` pixels; else 8.
 int smallest_dct_scale(int size, int needed);
 
 }  // namespace ruche

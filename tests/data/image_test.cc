@@ -107,8 +107,12 @@ TEST(Jpeg, HeaderAndDctScaling) {
     const auto full = channel_means(decode(bytes)), scaled = channel_means(im);
     for (int c = 0; c < 3; ++c) EXPECT_NEAR(scaled[static_cast<std::size_t>(c)], full[static_cast<std::size_t>(c)], 2.0);
   }
-  // The smallest scale that keeps a region of 375 pixels at 224 or more: 5/8 (234), not 4/8.
-  EXPECT_EQ(smallest_dct_scale(375, 224), 5);
+  // The smallest of 1/8, 2/8 and 4/8 that keeps a region at 224 pixels or more, else full size
+  // (5/8 would keep 375 pixels at 234, but decodes slower than 8/8).
+  EXPECT_EQ(smallest_dct_scale(375, 224), 8);
+  EXPECT_EQ(smallest_dct_scale(448, 224), 4);
+  EXPECT_EQ(smallest_dct_scale(447, 224), 8);
+  EXPECT_EQ(smallest_dct_scale(900, 224), 2);
   EXPECT_EQ(smallest_dct_scale(2000, 224), 1);
   EXPECT_EQ(smallest_dct_scale(230, 224), 8);
   EXPECT_EQ(smallest_dct_scale(100, 224), 8);
