@@ -335,10 +335,11 @@ def main() -> None:
         "DataLoader worker, main process included) in the timed window; less moved by other "
         "load than img/s, which with 2 workers on this shared 2-core machine competes with "
         "whatever else runs.",
-        "ruche's DCT scaling (libjpeg-turbo decoding at 1/8..7/8 size when the crop box is "
-        "large enough for the result to keep 224 px) is part of its design; the no-dct column "
-        "decodes at full size as PIL does. On 500x375 images a box's short side is at most 375 "
-        "px, so the scale is never below 5/8 (1/2 needs 448 px).",
+        "ruche's DCT scaling (libjpeg-turbo decoding at 1/8, 1/4 or 1/2 size when the crop box "
+        "is large enough for the result to keep 224 px; the other eighths decode slower than "
+        "full size) is part of its design, and it decodes only the crop's rows and columns; the "
+        "no-dct column decodes at full size as PIL does. On 500x375 images a box's short side is "
+        "at most 375 px, so DCT scaling never applies (1/2 needs 448 px).",
         "PyTorch's side is stock Pillow (not Pillow-SIMD) with torchvision's tensor transforms, "
         "one torch thread per process, as Debian installs them.",
         "A training loop overlaps the loader with compute: these are the rates the loader "
