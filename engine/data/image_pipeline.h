@@ -19,9 +19,13 @@ struct ImageTransformOptions {
   bool flip = true;
   float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   bool dct_scaling = true;  // decode at a reduced DCT scale where the crop allows (off in tests)
+  // Layout of a sample: CHW (false, what ruche's nets take) or HWC (true: NHWC batches for
+  // consumers that want channels last, as tensor-core convolutions do).
+  bool channels_last = false;
 };
 
-// One sample from JPEG bytes to normalised CHW floats (3 x crop x crop): the training transform
+// One sample from JPEG bytes to normalised CHW floats (3 x crop x crop; HWC with
+// options.channels_last): the training transform
 // (random-resized-crop drawn from `stream` as torchvision's get_params, bilinear resize,
 // horizontal flip with p 0.5 from `stream`, normalise) or the validation one (resize the short
 // side to `resize`, center crop `crop`, normalise), decoding at the smallest DCT scale the crop
@@ -29,7 +33,7 @@ struct ImageTransformOptions {
 void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
                     bool train, const ImageTransformOptions& options, const RngStream& stream,
                     float* out);
-// The same sample as 8-bit CHW pixels before normalising (for a normalise done on the device).
+// The same sample as 8-bit pixels before normalising (for a normalise done on the device).
 void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
                     bool train, const ImageTransformOptions& options, const RngStream& stream,
                     std::uint8_t* out);

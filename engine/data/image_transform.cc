@@ -192,12 +192,23 @@ namespace {
 // The side x side window of src at (left, top) to CHW, each pixel through convert(channel, value).
 template <typename Out, typename Convert>
 void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Out* out,
-                   Convert convert) {
+                   bool channels_last, Convert convert) {
   RUCHE_CHECK(src.channels == 3 && left >= 0 && top >= 0 && left + side <= src.width &&
               top + side <= src.height)
       << "window " << side << " at (" << left << ", " << top << ") of a " << src.width << "x"
       << src.height << "x" << src.channels << " image";
   const std::size_t plane = static_cast<std::size_t>(side) * side;
+  if (channels_last) {  // HWC: the pixels stay interleaved
+    for (int y = 0; y < side; ++y) {
+      const std::uint8_t* row = src.row(top + y) + static_cast<std::size_t>(left) * 3;
+      Out* o = out + static_cast<std::size_t>(y) * side * 3;
+      for (int x = 0; x < side; ++x) {
+        const std::uint8_t* p = row + 3 * (flip ? side - 1 - x : x);
+        for (int c = 0; c < 3; ++c) o[3 * x + c] = convert(c, p[c]);
+      }
+    }
+    return;
+  }
   // One pass over the pixels, each row read once and written to the three planes.
   for (int y = 0; y < side; ++y) {
     const std::uint8_t* row = src.row(top + y) + static_cast<std::size_t>(left) * 3;
@@ -216,18 +227,20 @@ void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Ou
 }  // namespace
 
 void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
-                      const float mean[3], const float std[3], float* out) {
+                      const float mean[3], const float std[3], float* out, bool channels_last) {
   float scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
     scale[c] = 1.0f / (255.0f * std[c]);
     shift[c] = mean[c] / std[c];
   }
-  window_to_chw(src, left, top, side, flip, out,
+  window_to_chw(src, left, top, side, flip, out, channels_last,
                 [&](int c, std::uint8_t v) { return v * scale[c] - shift[c]; });
 }
 
-void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out) {
-  window_to_chw(src, left, top, side, flip, out, [](int, std::uint8_t v) { return v; });
+void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out,
+                   bool channels_last) {
+  window_to_chw(src, left, top, side, flip, out, channels_last,
+                [](int, std::uint8_t v) { return v; });
 }
 
 int smallest_dct_scale(int size, int needed) {

@@ -118,6 +118,7 @@ ShardLoader::~ShardLoader() {
 
 Shape ShardLoader::batch_shape() const {
   const int c = options_.transform.crop;
+  if (options_.transform.channels_last) return Shape{options_.batch_size, c, c, 3};
   return Shape{options_.batch_size, 3, c, c};
 }
 

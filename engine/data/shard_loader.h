@@ -91,6 +91,7 @@ struct ShardLoaderOptions {
   // x's type: f32, normalised samples; u8, the pixels 0..255 before normalising (for a normalise
   // done on the device, a quarter of the bytes to copy).
   DType x_dtype = DType::f32;
+  // transform.channels_last: NHWC batches [batch, crop, crop, 3] instead of NCHW.
   int threads = 1;  // producer threads; each decodes whole batches
   int depth = 0;    // batches buffered; 0: threads + 1, at least 2
   Device device = Device::cpu();
@@ -112,8 +113,8 @@ class ShardLoader final : public BatchSource {
   std::string stream_position() const override { return position().encode(); }
   void start_from(const std::string& text) override { start_epoch(ShardPosition::decode(text)); }
 
-  // Copies the next batch into x ([batch, 3, crop, crop] of x_dtype) and y (i32
-  // [batch]) and returns how many rows are real: batch_size, fewer for an
+  // Copies the next batch into x ([batch, 3, crop, crop] of x_dtype; [batch, crop, crop, 3] with
+  // transform.channels_last) and y (i32 [batch]) and returns how many rows are real: batch_size, fewer for an
   // unpadded last batch, 0 at the end of the epoch. When `samples` is given it
   // receives each returned row's global sample number (shard order of the
   // index, then offset), or -1 for a repeat that pads the rank's last batch.

@@ -324,6 +324,53 @@ TEST_F(ShardLoaderTest, PixelOutputIsTheSampleBeforeNormalising) {
             std::string::npos);
 }
 
+TEST_F(ShardLoaderTest, ChannelsLastIsTheSameSampleTransposed) {
+  // NHWC batches (f32 and u8, training and evaluation) hold exactly the NCHW batches' values,
+  // element [j, y, x, c] = [j, c, y, x], with the same samples and labels.
+  for (const DType dtype : {DType::f32, DType::u8}) {
+    for (const bool train : {true, false}) {
+      ShardLoaderOptions o = options(train);
+      o.x_dtype = dtype;
+      ShardLoader planar(index_, "train", 0, 1, o);
+      o.transform.channels_last = true;
+      ShardLoader interleaved(index_, "train", 0, 1, o);
+      EXPECT_EQ(interleaved.batch_shape(), (Shape{o.batch_size, kCrop, kCrop, 3}));
+      planar.start_epoch(2);
+      interleaved.start_epoch(2);
+      Tensor xp = Tensor::empty(planar.batch_shape(), dtype);
+      Tensor xi = Tensor::empty(interleaved.batch_shape(), dtype);
+      Tensor yp = Tensor::zeros({o.batch_size}, DType::i32);
+      Tensor yi = Tensor::zeros({o.batch_size}, DType::i32);
+      const std::size_t bytes = dtype_size(dtype);
+      const std::int64_t plane = kCrop * kCrop;
+      int batches = 0;
+      for (;; ++batches) {
+        std::vector<std::int64_t> sp, si;
+        const std::int64_t n = planar.next(xp, yp, &sp);
+        ASSERT_EQ(interleaved.next(xi, yi, &si), n);
+        if (n == 0) break;
+        EXPECT_EQ(sp, si);
+        const auto* p = static_cast<const std::uint8_t*>(xp.raw_data());
+        const auto* q = static_cast<const std::uint8_t*>(xi.raw_data());
+        bool same = std::equal(yp.data<std::int32_t>(), yp.data<std::int32_t>() + n,
+                               yi.data<std::int32_t>());
+        for (std::int64_t j = 0; j < n && same; ++j) {
+          for (std::int64_t c = 0; c < 3; ++c) {
+            for (std::int64_t at = 0; at < plane && same; ++at) {
+              const std::size_t from = static_cast<std::size_t>((j * 3 + c) * plane + at) * bytes;
+              const std::size_t to = static_cast<std::size_t>((j * plane + at) * 3 + c) * bytes;
+              same = std::memcmp(p + from, q + to, bytes) == 0;
+            }
+          }
+        }
+        EXPECT_TRUE(same) << "batch " << batches << " " << dtype_name(dtype)
+                          << (train ? " (train)" : " (eval)");
+      }
+      EXPECT_GT(batches, 0);
+    }
+  }
+}
+
 TEST_F(ShardLoaderTest, Errors) {
   auto l = loaders(1);
   ShardPosition other;
