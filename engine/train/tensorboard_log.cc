@@ -4,17 +4,24 @@
 
 #include "engine/error.h"
 #include "engine/log/confusion_image.h"
+#include "ops/ops.h"
 
 namespace ruche {
 namespace {
 
-double l2_norm(const float* x, std::int64_t n) {
-  double sum = 0;
-  for (std::int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  return std::sqrt(sum);
+// ||flat[offset, offset + count)|| through the op the NaN guard uses: on the tensor's own device,
+// so a GPU run copies only the sum back.
+double l2_norm(const Tensor& flat, std::int64_t offset, std::int64_t count) {
+  ops::SumSquaresFinite s;
+  ops::sum_squares_finite(flat.narrow(0, offset, count), count, s);
+  return std::sqrt(s.sum_squares);
 }
 
-// Host copies of the parameters and the gradients, and a visit of every trainable parameter
+bool holds(GradRange range, const ParamEntry& p) {
+  return p.offset >= range.begin && p.offset + p.count <= range.end;
+}
+
+// Host copies of the parameters and the gradients (histograms need every value), and a visit of every trainable parameter
 // with its weights and (where this rank holds them) its gradients; null when it does not.
 template <typename Visit>
 void for_each_trainable(Net& net, const Tensor& grads, GradRange range, Visit visit) {
@@ -24,9 +31,8 @@ void for_each_trainable(Net& net, const Tensor& grads, GradRange range, Visit vi
       << "tensorboard: parameters and gradients must be f32";
   for (const ParamEntry& p : net.param_table()) {
     if (p.frozen) continue;
-    const bool held = p.offset >= range.begin && p.offset + p.count <= range.end;
     visit(p, params.data<float>() + p.offset,
-          held ? host_grads.data<float>() + (p.offset - range.begin) : nullptr);
+          holds(range, p) ? host_grads.data<float>() + (p.offset - range.begin) : nullptr);
   }
 }
 
@@ -34,10 +40,13 @@ void for_each_trainable(Net& net, const Tensor& grads, GradRange range, Visit vi
 
 void log_param_norms(TensorBoardWriter& tb, Net& net, const Tensor& grads, GradRange range,
                      std::int64_t step) {
-  for_each_trainable(net, grads, range, [&](const ParamEntry& p, const float* w, const float* g) {
-    tb.add_scalar("weight_norm/" + p.name, l2_norm(w, p.count), step);
-    if (g) tb.add_scalar("grad_norm/" + p.name, l2_norm(g, p.count), step);
-  });
+  for (const ParamEntry& p : net.param_table()) {
+    if (p.frozen) continue;
+    tb.add_scalar("weight_norm/" + p.name, l2_norm(net.params(), p.offset, p.count), step);
+    if (holds(range, p)) {
+      tb.add_scalar("grad_norm/" + p.name, l2_norm(grads, p.offset - range.begin, p.count), step);
+    }
+  }
 }
 
 void log_param_histograms(TensorBoardWriter& tb, Net& net, const Tensor& grads, GradRange range,
