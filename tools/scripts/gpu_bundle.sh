@@ -10,8 +10,9 @@
 #   bundle/lib/fallback/  this Debian's libstdc++/libgcc_s, used only where they load (glibc >= 2.36)
 #   bundle/src/       what tests read from the source tree (reference scripts, examples)
 #   bundle/tests.json ctest's test list (commands, labels, environment, fixtures)
-#   bundle/env.sh     source it: sets LD_LIBRARY_PATH (bundle, then cuDNN/cuBLAS/NCCL from the
-#                     system or from Python's nvidia packages) and the RUCHE_* variables
+#   bundle/env.sh     source it (tools/scripts/bundle_env.sh): sets LD_LIBRARY_PATH (bundle, then
+#                     cuDNN 9/cuBLAS 13/NCCL 2 from the system, what it lacks from Python's nvidia
+#                     packages, then /usr/local/cuda) and the RUCHE_* variables
 #   bundle/MANIFEST   what is inside, where from
 # glibc's own libraries and the CUDA libraries (cudart is static; cuDNN, cuBLAS, NCCL come from
 # the GPU machine) are left out.
@@ -153,74 +154,8 @@ strip --strip-debug "$b"/bin/* "$b"/lib/*.so* 2>/dev/null || true
 # Where the tests' paths pointed on this machine, for benchmarks/gpu_check.py to map them.
 printf '{"build_dir": "%s", "source_dir": "%s"}\n' "$build" "$root" >"$b/paths.json"
 
-# ---- env.sh ----
-cat >"$b/env.sh" <<'EOF'
-# Source me (bash): . bundle/env.sh   Sets LD_LIBRARY_PATH so the bundle's binaries run here:
-# the bundle's libraries first, then cuDNN/cuBLAS/NCCL from the system (ldconfig), or else from
-# Python's nvidia pip packages (PyTorch's), or else /usr/local/cuda. Also RUCHE_SOURCE_DIR,
-# RUCHE_BINARY and Open MPI's install directories. Prints what it chose with RUCHE_ENV_VERBOSE=1.
-RUCHE_BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export RUCHE_BUNDLE
-
-ruche_cuda_dirs=""
-# RUCHE_IGNORE_SYSTEM_CUDA=1 skips the system's copies (to test the pip-package path).
-if [ "${RUCHE_IGNORE_SYSTEM_CUDA:-0}" = 1 ] || ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libcudnn\.so\.9 ' \
-   || ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.13 '; then
-  for ruche_py in "${RUCHE_PYTHON:-}" python3 /usr/bin/python3; do
-    [ -n "$ruche_py" ] && command -v "$ruche_py" >/dev/null 2>&1 || continue
-    ruche_cuda_dirs=$(env -u LD_LIBRARY_PATH "$ruche_py" - <<'PY' 2>/dev/null
-import glob, os
-try:
-    import nvidia
-except ImportError:
-    raise SystemExit(0)
-dirs = []
-for base in list(nvidia.__path__):
-    for lib in sorted(glob.glob(os.path.join(base, "*", "lib"))):
-        if glob.glob(os.path.join(lib, "*.so*")):
-            dirs.append(lib)
-print(":".join(dirs))
-PY
-)
-    [ -n "$ruche_cuda_dirs" ] && break
-  done
-  if [ -z "$ruche_cuda_dirs" ]; then
-    for d in "${CUDA_HOME:-}/lib64" /usr/local/cuda/lib64 /usr/local/cuda/lib; do
-      [ -e "$d/libcudnn.so.9" ] && { ruche_cuda_dirs=$d; break; }
-    done
-  fi
-fi
-
-# This Debian's libstdc++ needs glibc >= 2.36; where it cannot load, the machine's own is used.
-ruche_base="$RUCHE_BUNDLE/lib${ruche_cuda_dirs:+:$ruche_cuda_dirs}"
-if LD_LIBRARY_PATH="$RUCHE_BUNDLE/lib/fallback:$ruche_base" "$RUCHE_BUNDLE/bin/ruche" --version \
-     >/dev/null 2>&1; then
-  LD_LIBRARY_PATH="$RUCHE_BUNDLE/lib/fallback:$ruche_base${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-else
-  LD_LIBRARY_PATH="$ruche_base${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-export LD_LIBRARY_PATH
-export PATH="$RUCHE_BUNDLE/bin:$PATH"
-export RUCHE_SOURCE_DIR="$RUCHE_BUNDLE/src"
-export RUCHE_BINARY="$RUCHE_BUNDLE/bin/ruche"
-if [ -d "$RUCHE_BUNDLE/lib/openmpi3" ]; then
-  export OPAL_PREFIX="$RUCHE_BUNDLE" OPAL_EXEC_PREFIX="$RUCHE_BUNDLE"
-  export OPAL_BINDIR="$RUCHE_BUNDLE/bin" OPAL_LIBDIR="$RUCHE_BUNDLE/lib"
-  export OPAL_PKGLIBDIR="$RUCHE_BUNDLE/lib/openmpi3" OPAL_PKGDATADIR="$RUCHE_BUNDLE/share/openmpi"
-  export OPAL_DATADIR="$RUCHE_BUNDLE/share" OPAL_DATAROOTDIR="$RUCHE_BUNDLE/share"
-  export OPAL_SYSCONFDIR="$RUCHE_BUNDLE/etc/openmpi"
-  export OMPI_MCA_mca_base_component_path="$RUCHE_BUNDLE/lib/openmpi3"
-  [ -d "$RUCHE_BUNDLE/lib/pmix" ] && export PMIX_MCA_mca_base_component_path="$RUCHE_BUNDLE/lib/pmix"
-  [ -d "$RUCHE_BUNDLE/share/pmix" ] && export PMIX_INSTALL_PREFIX="$RUCHE_BUNDLE"
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
-if [ "${RUCHE_ENV_VERBOSE:-0}" = 1 ]; then
-  echo "ruche bundle: $RUCHE_BUNDLE"
-  echo "CUDA libraries from: ${ruche_cuda_dirs:-the system (ldconfig) or nowhere}"
-  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-fi
-unset ruche_cuda_dirs ruche_py ruche_base
-EOF
+# ---- env.sh: the library lookup lives in tools/scripts/bundle_env.sh (tested on its own) ----
+install -m 644 "$root/tools/scripts/bundle_env.sh" "$b/env.sh"
 
 # ---- manifest ----
 {
