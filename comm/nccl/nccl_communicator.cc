@@ -493,4 +493,15 @@ void NcclCommunicator::do_end_group() {
   s.grouped.clear();
 }
 
+std::string nccl_version() {
+  // NCCL >= 2.9 encodes major * 10000 + minor * 100 + patch, as NCCL_VERSION_CODE does.
+  auto triple = [](int code) {
+    return std::to_string(code / 10000) + "." + std::to_string(code % 10000 / 100) + "." +
+           std::to_string(code % 100);
+  };
+  int loaded = 0;
+  const std::string runtime = ncclGetVersion(&loaded) == ncclSuccess ? triple(loaded) : "unknown";
+  return "NCCL " + runtime + " (built " + triple(NCCL_VERSION_CODE) + ")";
+}
+
 }  // namespace ruche

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "comm/communicator.h"
 #include "comm/world.h"
@@ -73,5 +74,9 @@ class NcclCommunicator final : public Communicator {
   Communicator& host_;
   const int rank_, size_;
 };
+
+// "NCCL X.Y.Z (built X.Y.Z)": the loaded libnccl's version (ncclGetVersion, no device needed)
+// beside nccl.h's; `ruche devices` prints it after cuda::library_versions().
+std::string nccl_version();
 
 }  // namespace ruche

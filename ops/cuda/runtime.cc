@@ -252,6 +252,8 @@ void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, copy_kind(dst_device, src_device)));
 }
 
+void cuda_use_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
+
 void cuda_zero_bytes(void* ptr, Device device, std::size_t bytes) {
   CUDA_CHECK(cudaSetDevice(device.index));
   CUDA_CHECK(cudaMemset(ptr, 0, bytes));
@@ -296,7 +298,7 @@ std::string library_versions() {
     return v ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : std::string("none");
   };
   // Both libraries answer without a handle or a device: these are the loaded libraries' versions,
-  // not the headers ruche was compiled against.
+  // printed beside the headers' (a different library than the one built against shows here).
   int dnn[3] = {0, 0, 0};
   const bool dnn_ok = cudnnGetProperty(MAJOR_VERSION, &dnn[0]) == CUDNN_STATUS_SUCCESS &&
                       cudnnGetProperty(MINOR_VERSION, &dnn[1]) == CUDNN_STATUS_SUCCESS &&
@@ -305,12 +307,17 @@ std::string library_versions() {
   const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas[0]) == CUBLAS_STATUS_SUCCESS &&
                        cublasGetProperty(MINOR_VERSION, &blas[1]) == CUBLAS_STATUS_SUCCESS &&
                        cublasGetProperty(PATCH_LEVEL, &blas[2]) == CUBLAS_STATUS_SUCCESS;
-  auto triple = [](bool ok, const int* v) {
-    return ok ? std::to_string(v[0]) + "." + std::to_string(v[1]) + "." + std::to_string(v[2])
-              : std::string("unknown");
+  auto triple = [](int major, int minor, int patch) {
+    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
   };
-  return "CUDA runtime " + cuda_version(runtime) + ", driver " + cuda_version(driver) +
-         ", cuDNN " + triple(dnn_ok, dnn) + ", cuBLAS " + triple(blas_ok, blas);
+  auto loaded = [&triple](bool ok, const int* v) {
+    return ok ? triple(v[0], v[1], v[2]) : std::string("unknown");
+  };
+  return "CUDA runtime " + cuda_version(runtime) + " (built " + cuda_version(CUDART_VERSION) +
+         "), driver " + cuda_version(driver) + ", cuDNN " + loaded(dnn_ok, dnn) + " (built " +
+         triple(CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL) + "), cuBLAS " +
+         loaded(blas_ok, blas) + " (built " +
+         triple(CUBLAS_VER_MAJOR, CUBLAS_VER_MINOR, CUBLAS_VER_PATCH) + ")";
 }
 
 std::size_t allocator_size_class(std::size_t bytes) {

@@ -22,7 +22,8 @@ bool compiled_with_cuda();
 // The CUDA devices this process can use; empty when there are none, with the reason in why_none
 // (no driver, no device, built without CUDA).
 std::vector<DeviceInfo> list_devices(std::string* why_none = nullptr);
-// "CUDA runtime X.Y, driver X.Y, cuDNN X.Y.Z, cuBLAS X.Y.Z"; what could be asked on this machine.
+// "CUDA runtime X.Y (built X.Y), driver X.Y, cuDNN X.Y.Z (built X.Y.Z), cuBLAS X.Y.Z (built
+// X.Y.Z)": the loaded libraries' versions (no device needed) beside the headers' built against.
 std::string library_versions();
 
 // ---- the caching device allocator (cuda_allocator(index) in engine/tensor/allocator.h) ----
