@@ -1,677 +1,604 @@
 #!/usr/bin/env python3
-"""The test runner and report writer behind benchmarks/gpu_check.sh (see its header for usage).
+"""The GPU check's runner; benchmarks/gpu_check.sh is its front door (usage there).
 
-python3 gpu_check.py STAGE SCRATCH OUTDIR [DATA]
-  SCRATCH holds the unpacked bundle (SCRATCH/bundle), results of earlier stages
-  (SCRATCH/results/*.json), their logs (SCRATCH/logs/) and the PyTorch references.
-  DATA (stage fashion): Fashion-MNIST, a directory or a .tar.xz of one (see find_fashion).
-Runs the pieces of STAGE: tests from bundle/tests.json the way ctest would (environment, timeout,
-working directory), each gtest executable with --gtest_output=json so the report can name every
-case, and ruche or the benchmark themselves; a stage stops at a broken gate (`ruche devices`
-fails, or sees no card that nvidia-smi lists) and says why. Then writes OUTDIR/summary.md, OUTDIR/results.json
-and OUTDIR/logs.tar.gz covering every stage run so far on this machine. Python's standard
-library only; never imports torch itself (the reference generator, the facts probe and the
-benchmark run in their own interpreter).
+Runs PLAN's steps in order, each under its own time budget: a step's processes run in their own
+process group, killed as a group when the budget runs out, and the next step starts anyway. After
+every step, and every gtest case, OUT/results.json and OUT/summary.md are rewritten whole (a temp
+file renamed over the old one), so a check killed at any moment, even by SIGKILL, leaves both
+complete, listing what finished. Python's standard library only: torch is imported by the steps'
+own scripts, in their own processes.
+
+RUCHE_GPU_CHECK_PLAN=plan.json replaces PLAN (tests/tools/gpu_check_stub.py drives the runner
+with stub steps that pass, fail, hang, crash or skip).
 """
+import argparse
 import json
-import math
 import os
 import pathlib
+import queue
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 
-STAGE_BUDGET_S = 8.5 * 60  # a stage must fit in 9 minutes, with margin for the report
-STAGES = {
-    "smoke": ["devices", "train_step"],  # the card is seen; one GPU training step runs
-    "ops": ["gpu_test"],                 # the gpu-labelled test binary, every case named
-    "train": ["equivalence"],            # GPU and CPU training from one npz end equal
-    "fashion": ["fashion"],              # fashion_cnn to >= 92% test accuracy on one GPU
-    "bench": ["bench"],                  # benchmarks/gpu_throughput.py
-    "unit": ["unit"],                    # PyTorch references, then every CPU unit test
-}
-STAGES["all"] = STAGES["smoke"] + STAGES["ops"] + STAGES["unit"]
-GROUPS = ("smoke", "ops", "train", "fashion", "bench", "unit")  # report order
-# When a gate fails the rest of the stage is not run. Only the device listing: after a failed
-# training step, `all` still runs gpu_test, which says which op broke.
-GATES = {"devices"}
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository, as carried to this machine
+COMMAND1_LIMIT_S = 300  # command 1: everything, within 5 minutes
+RERUN_LIMIT_S = 180  # command 2 (--rerun-failed): within 3 minutes
+SKIP_EXIT = 77  # a script's "cannot run here" (ctest's SKIP_RETURN_CODE habit)
+SETTLED = ("pass", "skip")  # what --rerun-failed does not run again
 FASHION_TARGET = 0.92
 FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-SKIP_EXIT = 77  # a script's "cannot run here" (automake's and ctest's SKIP_RETURN_CODE habit)
-ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository on this machine
+
+# Each step: name, budget_s, what; then how it runs: "gtest" (a gtest command, streamed per
+# case), "command" (exit 0 pass, 77 skip, else fail; "key" a regex whose matches make the key
+# figure), or neither (the method step_<name>). {python} {root} {work} {bundle} {ruche} {mpirun}
+# are filled in; "gpu": skipped when step bundle saw no CUDA device.
+PLAN = [
+    {"name": "bundle", "budget_s": 20,
+     "what": "unpack dist/ruche-gpu-bundle.tar.xz; nvidia-smi; `ruche devices` sees the card"},
+    {"name": "ops", "budget_s": 45, "case_s": 15, "gtest": ["{bundle}/bin/gpu_test"],
+     "filter": "-*Nccl*", "what": "gpu_test's CUDA op cases but NCCL's, 15 s a case"},
+    {"name": "ops_nccl", "budget_s": 15, "case_s": 10, "gtest": ["{bundle}/bin/gpu_test"],
+     "filter": "*Nccl*", "what": "gpu_test's NCCL cases (a world of one)"},
+    {"name": "equivalence", "budget_s": 30,
+     "command": ["{python}", "{root}/tests/gpu/train_equivalence.py", "{ruche}", "{work}"],
+     "key": r"^(?:agree|FAIL: disagree): (\w+) worst norm-relative error (\S+)",
+     "what": "GPU vs CPU training, same weights: fp32 (1e-3), bf16 and fp16 (3e-2)"},
+    {"name": "nccl_world", "budget_s": 30,
+     "command": ["{python}", "{root}/tests/gpu/nccl_world_of_one.py", "{ruche}", "{mpirun}",
+                 "{work}"],
+     "key": r"^(?:agree|FAIL: disagree): (\S+) against the plain run: (.*)$",
+     "what": "--comm nccl (mpirun -np 1 with the bundle's mpirun, and alone) = the plain run"},
+    {"name": "fashion", "budget_s": 70, "gpu": True,
+     "what": "fashion_cnn on Fashion-MNIST toward >= 92% test accuracy, epochs that fit"},
+    {"name": "throughput", "budget_s": 70, "gpu": True,
+     "what": "ResNet-50 224 px batch 256 bf16 and tf32: ruche vs PyTorch eager (AMP, "
+             "channels_last); torch.compile if time is left"},
+    {"name": "time", "budget_s": 15, "gpu": True, "out_file": "ruche_time.txt",
+     "command": ["{ruche}", "time", "--model", "resnet50", "--input", "3,224,224",
+                 "--batch-size", "128", "--iterations", "10", "--device", "cuda",
+                 "--precision", "bf16"],
+     "key": r"^(average forward-backward: +\S+ ms|throughput: \S+ images/s)",
+     "what": "`ruche time --device cuda`: ResNet-50 bf16 batch 128, per layer"},
+]
 
 
-def log_path(scratch, name):
-    path = scratch / "logs" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+class Failed(Exception):
+    """A step cannot go on; its message becomes the step's note."""
 
 
-def bundle_env(bundle):
-    """The environment bundle/env.sh produces, for the test processes only."""
-    out = subprocess.run(
-        ["bash", "-c", f'. "{bundle}/env.sh" && env -0'],
-        check=True, capture_output=True, env=os.environ.copy())
-    env = {}
-    for item in out.stdout.split(b"\0"):
-        if b"=" in item:
-            key, value = item.split(b"=", 1)
-            env[key.decode()] = value.decode(errors="replace")
-    return env
-
-
-def run_logged(cmd, log, env, cwd, timeout):
-    """Runs cmd with stdout+stderr into log; returns (exit code or 'timeout', seconds)."""
-    start = time.monotonic()
-    with open(log, "wb") as f:
-        f.write(("$ " + " ".join(map(str, cmd)) + "\n").encode())
+def write_atomic(path, text, mode="w"):
+    """Writes path whole or not at all: a kill leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, mode) as f:
+        f.write(text)
         f.flush()
-        try:
-            proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                  timeout=max(timeout, 1))
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = "timeout"
-            f.write(f"\n[gpu_check] killed after {timeout:.0f} s\n".encode())
-        except OSError as e:
-            code = 127
-            f.write(f"\n[gpu_check] could not start: {e}\n".encode())
-    return code, round(time.monotonic() - start, 2)
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
-def gtest_cases(json_path):
-    """Per-case results from a --gtest_output=json file: {name: (passed|failed|skipped, s)}."""
+def kill_group(proc):
+    """Kills proc and everything it started (its own session): mpirun's ranks, a script's ruche."""
     try:
-        data = json.loads(pathlib.Path(json_path).read_text())
-    except (OSError, ValueError):
-        return None
-    cases = {}
-    for suite in data.get("testsuites", []):
-        for case in suite.get("testsuite", []):
-            name = f"{suite.get('name')}.{case.get('name')}"
-            try:
-                seconds = float(str(case.get("time", "0")).rstrip("s"))
-            except ValueError:
-                seconds = 0.0
-            if case.get("failures"):
-                cases[name] = ("failed", seconds)
-            elif case.get("result") == "SKIPPED" or case.get("status") == "NOTRUN":
-                cases[name] = ("skipped", seconds)
-            else:
-                cases[name] = ("passed", seconds)
-    return cases
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
-def read_metrics(path):
-    """The records of a ruche run's metrics.jsonl (a line cut by a kill is dropped)."""
-    records = []
-    try:
-        lines = pathlib.Path(path).read_text().splitlines()
-    except OSError:
-        return records
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pass
-    return records
-
-
-def split_of(record):
-    return record.get("split") or record.get("kind")
-
-
-def last_error_line(log):
-    """The line of a log that says why a run failed: the last naming an error, else the last."""
-    lines = [l.strip() for l in pathlib.Path(log).read_text(errors="replace").splitlines()
-             if l.strip() and not l.startswith("$ ")]
+def last_line(text, pattern=r"error|exception|abort|fatal|disagree|killed"):
+    """The line that says why: the last one matching pattern (if any), else the last one."""
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("$ ")]
     for line in reversed(lines):
-        if re.search(r"error|exception|abort|fatal|not expected|killed after", line, re.I):
-            return line[:300]
-    return lines[-1][:300] if lines else "(no output)"
+        if pattern and re.search(pattern, line, re.I):
+            return line[:200]
+    return lines[-1][:200] if lines else "(no output)"
 
 
-def skip_reasons(log):
-    """The distinct GTEST_SKIP messages in a log (the line after '... Skipped')."""
-    reasons = []
-    lines = pathlib.Path(log).read_text(errors="replace").splitlines()
-    for i, line in enumerate(lines):
-        if line.endswith(": Skipped") and i + 1 < len(lines):
-            reason = lines[i + 1].strip()
-            if reason and reason not in reasons:
-                reasons.append(reason)
-    return reasons[:5]
+def gtest_list(text):
+    """Full case names from --gtest_list_tests ("Suite." then "  Case  # GetParam() = ...")."""
+    names, suite = [], ""
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("$ "):
+            continue
+        if not line.startswith(" "):
+            suite = line.split("#")[0].strip()
+        elif suite.endswith("."):
+            names.append(suite + line.split("#")[0].strip())
+    return names
 
 
-class Runner:
-    def __init__(self, scratch, outdir, deadline, facts, data_arg):
-        self.scratch = scratch
-        self.outdir = outdir
-        self.bundle = scratch / "bundle"
-        self.deadline = deadline
-        self.facts = facts
-        self.data_arg = data_arg
-        self.tests = json.loads((self.bundle / "tests.json").read_text())["tests"]
-        self.paths = json.loads((self.bundle / "paths.json").read_text())
-        self.env = bundle_env(self.bundle)
-        self.reference_dir = scratch / "reference"
-        self.has_gpu = bool(facts.get("cuda_devices"))
-        self.ruche = self.ruche_wrapper()
-        self.exit_code = 0  # 2 when a piece could not run for want of its inputs
+class Check:
+    def __init__(self, out, plan, command):
+        self.out = out
+        self.plan = plan
+        self.scratch = pathlib.Path(os.environ.get("RUCHE_GPU_SCRATCH", "/tmp/ruche-gpu"))
+        self.logs = self.scratch / "logs"
+        self.python = sys.executable  # the check's python: the machine's, with its torch
+        self.command = command
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S")
+        self.places = {"python": self.python, "root": str(ROOT)}
+        self.bundle_env = None  # env.sh's environment, once step bundle has loaded it
+        self.facts = {}
+        self.records = [{"name": s["name"], "budget_s": s["budget_s"], "result": "not-run",
+                         "seconds": None, "key": "", "note": ""} for s in plan]
 
-    def ruche_wrapper(self):
-        """SCRATCH/bin/ruche: the bundle's ruche with the bundle's environment baked in, for
-        Python scripts that run ruche but must import numpy or torch in their own environment
-        (the bundle's LD_LIBRARY_PATH is for ruche only)."""
-        wrapper = self.scratch / "bin" / "ruche"
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["#!/bin/sh", "# written by benchmarks/gpu_check.py: the GPU bundle's ruche with "
-                 "the environment of bundle/env.sh"]
-        for key in sorted(self.env):
-            if (os.environ.get(key) != self.env[key] and key not in ("_", "PWD", "OLDPWD", "SHLVL")
-                    and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key)):
-                lines.append(f"export {key}={shlex.quote(self.env[key])}")
-        lines.append(f'exec {shlex.quote(str(self.bundle / "bin" / "ruche"))} "$@"')
-        wrapper.write_text("\n".join(lines) + "\n")
-        wrapper.chmod(0o755)
-        return str(wrapper)
+    # ---- results on disk
 
-    def labels(self, test):
-        for prop in test.get("properties", []):
-            if prop.get("name") == "LABELS":
-                return list(prop.get("value") or [])
-        return []
+    def record(self, name):
+        return next(r for r in self.records if r["name"] == name)
 
-    def prop(self, test, name, default=None):
-        for p in test.get("properties", []):
-            if p.get("name") == name:
-                return p.get("value")
-        return default
+    def verdict(self):
+        running = [r["name"] for r in self.records if r["result"] == "running"]
+        bad = [r["name"] for r in self.records if r["result"] not in SETTLED]
+        if running:
+            return f"RUNNING {running[0]} (or killed there)"
+        return "PASS" if not bad else "FAIL: " + ", ".join(bad)
 
-    def map_path(self, value):
-        """A build- or source-tree path of the build machine, as it is in the bundle."""
-        build, source = self.paths["build_dir"], self.paths["source_dir"]
-        if value.startswith(build + "/"):
-            base = os.path.basename(value)
-            if (self.bundle / "bin" / base).exists():
-                return str(self.bundle / "bin" / base)
-            if value.startswith(build + "/reference"):
-                return str(self.reference_dir) + value[len(build + "/reference"):]
-            return str(self.scratch / "work") + value[len(build):]
-        if value == build + "/reference":
-            return str(self.reference_dir)
-        if value.startswith(source + "/") or value == source:
-            return str(self.bundle / "src") + value[len(source):]
-        return value
+    def save(self):
+        """results.json and summary.md, each replaced whole."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        data = {"verdict": self.verdict(), "command": self.command, "started": self.started,
+                "facts": self.facts, "steps": self.records}
+        write_atomic(self.out / "results.json", json.dumps(data, indent=1) + "\n")
+        write_atomic(self.out / "summary.md", self.summary())
 
-    def test_env(self, test):
-        env = dict(self.env)
-        for item in self.prop(test, "ENVIRONMENT", []) or []:
-            key, _, value = item.partition("=")
-            env[key] = ";".join(self.map_path(v) for v in value.split(";"))
-        env["RUCHE_REFERENCE_DIR"] = str(self.reference_dir)
-        env["RUCHE_SOURCE_DIR"] = str(self.bundle / "src")
-        env["RUCHE_BINARY"] = str(self.bundle / "bin" / "ruche")
-        return env
+    def summary(self):
+        """One screen: verdict, card, one line per step; then failed cases and the throughput table."""
+        f = self.facts
+        lines = [f"# ruche GPU check: {self.verdict()}", "",
+                 f"`{self.command}`, started {self.started}. Card: {f.get('card', '?')}; "
+                 f"{f.get('versions', 'ruche versions ?')}."
+                 + (f" Earlier run's card: {f['earlier_card']}." if "earlier_card" in f else ""),
+                 "",
+                 "| step | result | seconds | budget | key figure |", "|---|---|---|---|---|"]
+        for r in self.records:
+            key = (r["key"] + (" — " if r["key"] and r["note"] else "") + r["note"])
+            key = key.replace("|", "/")[:150]
+            mark = " (earlier run)" if r.get("earlier") else ""
+            sec = "" if r["seconds"] is None else f"{r['seconds']:.0f}"
+            lines.append(f"| {r['name']} | {r['result']}{mark} | {sec} | {r['budget_s']} | {key} |")
+        for r in self.records:
+            bad = [(c, v) for c, v in (r.get("cases") or {}).items()
+                   if v["result"] not in SETTLED]
+            if bad:
+                lines += ["", f"{r['name']}, cases not passed:"]
+                lines += [f"- {v['result']} {c}: {v.get('note', '')}"[:160] for c, v in bad[:8]]
+                lines += [f"- ... {len(bad) - 8} more (results.json)"] if len(bad) > 8 else []
+            if r.get("table"):
+                lines += ["", f"{r['name']} ({', '.join(r.get('files', []))}):", ""] + r["table"]
+        lines += ["", "Logs: logs.tar.gz (one per step). Rerun what failed, after a fix: copy "
+                      "results.json into the tree, `bash benchmarks/gpu_check.sh OUT "
+                      "--rerun-failed results.json`."]
+        return "\n".join(lines) + "\n"
 
-    def remaining(self):
-        return self.deadline - time.monotonic()
+    def pack_logs(self):
+        if not self.logs.is_dir():
+            return
+        tmp = self.out / "logs.tar.gz.tmp"
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(self.logs, arcname="logs")
+        os.replace(tmp, self.out / "logs.tar.gz")
 
-    def python(self):
-        """This machine's python (the one with torch and numpy), not the build machine's."""
-        return os.environ.get("RUCHE_PYTHON") or shutil.which("python3") or "python3"
+    # ---- running things
+
+    def run(self, cmd, log, deadline, env=None, cwd=None):
+        """Runs cmd in its own process group, output appended to log, killed at deadline.
+        Returns (exit code or "timeout", the output)."""
+        cmd = [str(c) for c in cmd]
+        with open(log, "a") as f:
+            f.write("$ " + shlex.join(cmd) + "\n")
+            start = f.tell()
+            f.flush()
+            try:
+                proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                        cwd=cwd, start_new_session=True)
+            except OSError as e:
+                f.write(f"[gpu_check] could not start: {e}\n")
+                return 127, str(e)
+            try:
+                code = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+            finally:
+                kill_group(proc)  # also what it left running in the background
+        if code == "timeout":
+            with open(log, "a") as f:
+                f.write("\n[gpu_check] killed: the step's time budget ran out\n")
+        with open(log) as f:
+            f.seek(start)
+            return code, f.read()
+
+    def fill(self, args, work):
+        places = dict(self.places, work=str(work))
+        try:
+            return [a.format(**places) for a in args]
+        except KeyError as e:
+            raise Failed(f"needs {{{e.args[0]}}}: the bundle did not load (step bundle)")
 
     def work_dir(self, name):
-        """An empty SCRATCH/work/NAME."""
         path = self.scratch / "work" / name
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         return path
 
-    def no_gpu(self, name, group):
-        return {"name": name, "result": "skipped", "note": "no CUDA device", "group": group}
+    def env(self):
+        """For the steps' scripts: this machine's environment (their numpy and torch), with this
+        python as RUCHE_PYTHON; the ruche wrapper brings the bundle's library path itself."""
+        return dict(os.environ, RUCHE_PYTHON=self.python)
 
-    # ---- unit: PyTorch references, then the CPU unit tests
+    # ---- the steps
 
-    def generate_references(self):
-        """PyTorch's reference numbers, once per machine (later stages reuse them)."""
-        done = self.reference_dir / ".complete"
-        log = log_path(self.scratch, "unit/torch_reference_fixtures.log")
-        if done.exists():
-            return {"name": "torch_reference_fixtures", "result": "passed", "seconds": 0,
-                    "note": "reused from an earlier stage", "log": "unit/torch_reference_fixtures.log"}
-        python = self.python()
-        script = self.bundle / "src" / "tests" / "ops" / "reference" / "generate.py"
-        shutil.rmtree(self.reference_dir, ignore_errors=True)
-        code, seconds = run_logged([python, str(script), str(self.reference_dir)], log,
-                                   os.environ.copy(), str(self.scratch),
-                                   min(300, self.remaining()))
-        if code == 0:
-            done.write_text("ok\n")
-        return {"name": "torch_reference_fixtures", "result": "passed" if code == 0 else "failed",
-                "exit": code, "seconds": seconds, "log": "unit/torch_reference_fixtures.log"}
+    def run_steps(self, names):
+        for step in self.plan:
+            if step["name"] in names:
+                self.run_step(step)
 
-    def run_test(self, test, group):
-        name = test["name"]
-        rel_log = f"{group}/{name}.log"
-        log = log_path(self.scratch, rel_log)
-        record = {"name": name, "labels": self.labels(test), "log": rel_log}
-        cmd = [self.map_path(c) for c in test.get("command", [])]
-        if cmd and re.fullmatch(r"python3?(\.\d+)?", os.path.basename(cmd[0])):
-            cmd[0] = self.python()  # the build machine's python path means nothing here
-        if not cmd:
-            record.update(result="not_run", note="no command (not built?)")
-            return record
-        if self.remaining() < 5:
-            record.update(result="not_run", note="stage time budget spent")
-            return record
-        is_gtest = cmd[0].startswith(str(self.bundle / "bin"))
-        gtest_json = self.scratch / "logs" / group / f"{name}.gtest.json"
-        gtest_json.unlink(missing_ok=True)
-        if is_gtest:
-            cmd.append(f"--gtest_output=json:{gtest_json}")
-        cwd = self.prop(test, "WORKING_DIRECTORY")
-        cwd = self.map_path(cwd) if cwd else str(self.scratch / "work" / name)
-        pathlib.Path(cwd).mkdir(parents=True, exist_ok=True)
-        timeout = min(float(self.prop(test, "TIMEOUT", 1500) or 1500), self.remaining())
-        code, seconds = run_logged(cmd, log, self.test_env(test), cwd, timeout)
-        record.update(exit=code, seconds=seconds)
-        record["result"] = "passed" if code == 0 else "failed"
-        cases = gtest_cases(gtest_json) if is_gtest else None
-        if cases is not None:
-            counts = {k: sum(1 for v, _ in cases.values() if v == k)
-                      for k in ("passed", "failed", "skipped")}
-            record["cases"] = counts
-            record["failed_cases"] = sorted(k for k, (v, _) in cases.items() if v == "failed")
-            record["case_results"] = {k: [v, t] for k, (v, t) in sorted(cases.items())}
-            if counts["skipped"]:
-                record["skip_reasons"] = skip_reasons(log)
-            if code == 0 and counts["skipped"] and not counts["passed"]:
-                record["result"] = "skipped"
-        elif is_gtest and code not in (0,):
-            record["note"] = "no gtest JSON (crashed or killed?): " + last_error_line(log)
-        return record
+    def run_step(self, step):
+        rec = self.record(step["name"])
+        rec.update(result="running", seconds=None, key="", note="")
+        rec.pop("earlier", None)
+        self.save()
+        start = time.monotonic()
+        deadline = start + step["budget_s"]
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{step['name']}.log"
+        log.unlink(missing_ok=True)
+        try:
+            if step.get("gpu") and self.facts.get("cuda") is False:
+                rec.update(result="skip", note="no CUDA device")
+            elif "gtest" in step:
+                self.gtest_step(step, rec, deadline, log)
+            elif "command" in step:
+                self.command_step(step, rec, deadline, log)
+            else:
+                getattr(self, "step_" + step["name"])(rec, deadline, log)
+        except Failed as e:
+            rec.update(result="fail", note=str(e))
+        except Exception as e:  # a bug of the check's own: this step fails, the next ones run
+            rec.update(result="fail", note=f"gpu_check: {type(e).__name__}: {e}")
+        rec["seconds"] = round(time.monotonic() - start, 1)
+        self.save()
+        self.pack_logs()
+        print(f"gpu_check: {rec['name']}: {rec['result']} in {rec['seconds']:.0f} s "
+              f"(budget {step['budget_s']}) {rec['key']} {rec['note']}".rstrip(), flush=True)
 
-    def select(self, label):
-        out = []
-        for test in self.tests:
-            labels = self.labels(test)
-            if test["name"] == "torch_reference_fixtures":
-                continue
-            if label == "gpu" and "gpu" in labels:
-                out.append(test)
-            elif label == "unit" and "unit" in labels and not {"gpu", "slow", "mpi", "fault"} & set(labels):
-                out.append(test)
-        return out
+    def command_step(self, step, rec, deadline, log):
+        work = self.work_dir(step["name"])
+        code, text = self.run(self.fill(step["command"], work), log, deadline, self.env(), work)
+        rec["exit"] = code
+        rec["result"] = ("timeout" if code == "timeout" else
+                         {0: "pass", SKIP_EXIT: "skip"}.get(code, "fail"))
+        if step.get("key"):
+            rec["key"] = ", ".join(" ".join(g for g in m.groups() if g)
+                                   for m in re.finditer(step["key"], text, re.M))
+        else:
+            rec["key"] = last_line(text, None)
+        if rec["result"] in ("fail", "skip"):
+            rec["note"] = last_line(text, r"error|exception|abort|fatal|disagree|skipped")
+        if step.get("out_file"):
+            write_atomic(self.out / step["out_file"], text)
 
-    # ---- smoke: the card is seen, one training step runs on it
+    # -- gtest, streamed per case
 
-    def devices(self):
-        log = log_path(self.scratch, "smoke/ruche_devices.log")
-        code, seconds = run_logged([str(self.bundle / "bin" / "ruche"), "devices"], log, self.env,
-                                   str(self.scratch), 60)
-        text = log.read_text(errors="replace")
-        record = {"name": "ruche devices", "result": "passed" if code == 0 else "failed",
-                  "exit": code, "seconds": seconds, "log": "smoke/ruche_devices.log",
-                  "output": [l for l in text.splitlines()[1:] if l.strip()][:8]}
+    def gtest_step(self, step, rec, deadline, log):
+        """One process runs the cases; a case that hangs past case_s is killed, one that fails or
+        kills the process ends it, and a fresh process goes on from the next case (so a sticky
+        CUDA error costs only the case that caused it)."""
+        cmd = self.fill(step["gtest"], self.scratch)
+        env = dict(self.bundle_env or os.environ, RUCHE_PYTHON=self.python)
+        work = self.work_dir(step["name"])
+        code, text = self.run(cmd + ["--gtest_list_tests", f"--gtest_filter={step['filter']}"],
+                              log, deadline, env, work)
+        names = gtest_list(text)
+        if code != 0 or not names:
+            raise Failed(f"could not list the cases (exit {code}): {last_line(text)}")
+        rec["cases"] = cases = {}
+        stop = None
+        while not stop:
+            todo = [n for n in names if n not in cases]
+            if not todo:
+                break
+            if time.monotonic() >= deadline:
+                stop = "the step's budget ran out"
+            else:
+                stop = self.gtest_process(cmd, todo, cases, env, work, log, deadline,
+                                          step["case_s"])
+        for n in names:
+            cases.setdefault(n, {"result": "not-run", "note": stop})
+        counts = {}
+        for c in cases.values():
+            counts[c["result"]] = counts.get(c["result"], 0) + 1
+        rec["key"] = ", ".join(f"{counts[k]} {k}" for k in
+                               ("pass", "fail", "timeout", "skip", "not-run") if k in counts)
+        rec["key"] += f" of {len(names)} cases"
+        if time.monotonic() >= deadline and counts.get("not-run"):
+            rec["result"] = "timeout"
+        elif counts.get("fail") or counts.get("timeout") or counts.get("not-run"):
+            rec["result"] = "fail"
+        else:
+            rec["result"] = "pass" if counts.get("pass") else "skip"
+
+    def gtest_process(self, cmd, todo, cases, env, cwd, log, deadline, case_s):
+        """One gtest process over todo; records each case as its line comes. Returns None to go
+        on from the next case, or why the rest cannot run."""
+        before = len(cases)
+        with open(log, "a") as f:
+            args = cmd + ["--gtest_filter=" + ":".join(todo)]
+            f.write(f"$ {shlex.join(args[:1])} --gtest_filter=({len(todo)} cases)\n")
+            f.flush()
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env=env, cwd=cwd, start_new_session=True, text=True,
+                                    errors="replace", bufsize=1)
+            lines = queue.Queue()
+            threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
+            current, notes, limit = None, [], time.monotonic() + case_s
+            try:
+                while True:
+                    try:
+                        line = lines.get(timeout=max(min(limit, deadline) - time.monotonic(), 0))
+                    except queue.Empty:
+                        why = ("the step's budget ran out" if deadline <= limit
+                               else f"killed after {case_s} s")
+                        f.write(f"\n[gpu_check] {current or 'between cases'}: {why}\n")
+                        if not current:
+                            return f"the process hung between cases: {why}"
+                        cases[current] = {"result": "timeout", "note": why}
+                        return None if deadline > limit else why
+                    if line is None:
+                        code = proc.wait()
+                        if current:
+                            cases[current] = {"result": "fail", "note": "the process died "
+                                              f"(exit {code}) in this case: " + " ".join(notes)}
+                            f.write(f"\n[gpu_check] {current}: the process died (exit {code})\n")
+                        if len(cases) == before:
+                            return f"the process (exit {code}) ran no case"
+                        return None
+                    f.write(line)
+                    f.flush()
+                    run = re.match(r"\[ RUN      \] (\S+)", line)
+                    end = re.match(r"\[ +(OK|FAILED|SKIPPED) +\] (\S+) \((\d+) ms\)", line)
+                    if run:
+                        current, notes, limit = run.group(1), [], time.monotonic() + case_s
+                    elif end and end.group(2) == current:
+                        result = {"OK": "pass", "FAILED": "fail", "SKIPPED": "skip"}[end.group(1)]
+                        cases[current] = {"result": result, "seconds": int(end.group(3)) / 1e3}
+                        if result != "pass" and notes:
+                            cases[current]["note"] = " ".join(notes)[:200]
+                        current, limit = None, time.monotonic() + case_s
+                        self.save()  # results stream out case by case
+                        if result == "fail":
+                            return None  # a fresh process for the rest
+                    elif current and line.strip() and len(notes) < 3:
+                        notes.append(line.strip())
+            finally:
+                kill_group(proc)
+
+    # -- bundle: unpacked, loaded, the card seen
+
+    def step_bundle(self, rec, deadline, log):
+        archive = pathlib.Path(os.environ.get("RUCHE_GPU_BUNDLE",
+                                              ROOT / "dist" / "ruche-gpu-bundle.tar.xz"))
+        if not archive.is_file():
+            raise Failed(f"no {archive}: run `make gpu-bundle` on the build machine, carry dist/")
+        bundle = self.scratch / "bundle"
+        shutil.rmtree(bundle, ignore_errors=True)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        code, text = self.run(["tar", "-xJf", archive, "-C", self.scratch], log, deadline)
+        if code != 0:
+            raise Failed(f"could not unpack {archive.name}: {last_line(text)}")
+        out = subprocess.run(["bash", "-c", f". {shlex.quote(str(bundle))}/env.sh && env -0"],
+                             capture_output=True, text=True, env=self.env(),
+                             timeout=max(deadline - time.monotonic(), 1))
+        if out.returncode != 0:
+            raise Failed(f"bundle/env.sh failed: {last_line(out.stderr)}")
+        env = dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+        self.bundle_env = env
+        self.places.update(bundle=str(bundle), ruche=self.wrapper("ruche", env),
+                           mpirun=self.wrapper("mpirun", env))
+        code, smi = self.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], log, deadline)
+        code, text = self.run([self.places["ruche"], "devices"], log, deadline, self.env())
         listed = [l for l in text.splitlines() if l.startswith("cuda:")]
-        smi = [g for g in self.facts.get("gpu") or [] if g.strip()]
-        if code == 0 and not listed:
-            if smi:
-                record.update(result="failed",
-                              note=f"nvidia-smi lists {smi[0]} but ruche sees no CUDA device")
-            else:
-                record.update(result="skipped", note="no CUDA device")
-        return record
+        versions = [l for l in text.splitlines() if "cuDNN" in l or "CUDA runtime" in l]
+        self.facts.update(card=smi.strip().splitlines()[0] if smi.strip() else "no nvidia-smi",
+                          versions=versions[0] if versions else "", cuda=bool(listed))
+        rec["key"] = listed[0] if listed else last_line(text)
+        rec["result"] = "pass" if code == 0 and listed else "fail"
 
-    def train_step(self):
-        """One training step of fashion_cnn on synthetic data on the GPU: the trainer, the ops
-        it needs and the metrics line, end to end, in seconds."""
-        name, rel_log = "ruche train, 1 GPU step", "smoke/ruche_train_1_step.log"
-        if not self.has_gpu:
-            return self.no_gpu(name, "smoke")
-        out = self.work_dir("smoke_train")
-        cmd = [self.ruche, "train", "--model", "fashion_cnn", "--data", "synthetic",
-               "--synthetic-shape", "1,28,28", "--synthetic-classes", "10", "--device", "cuda",
-               "--batch-size", "32", "--max-steps", "1", "--log-every", "1",
-               "--val-fraction", "0", "--no-checkpoint", "--out", str(out)]
-        log = log_path(self.scratch, rel_log)
-        code, seconds = run_logged(cmd, log, os.environ.copy(), str(out),
-                                   min(120, self.remaining()))
-        record = {"name": name, "exit": code, "seconds": seconds, "log": rel_log,
-                  "command": shlex.join(cmd)}
-        train = [r for r in read_metrics(out / "metrics.jsonl") if split_of(r) == "train"]
-        if code != 0:
-            record.update(result="failed", note=last_error_line(log))
-        elif not train or not math.isfinite(float(train[-1].get("loss", "nan"))):
-            record.update(result="failed",
-                          note=f"no train line with a finite loss in metrics.jsonl: {train}")
-        else:
-            record["result"] = "passed"
-            last = train[-1]
-            record["loss"] = last.get("loss")
-            if "gpu_peak_mib" in last:
-                record["gpu_peak_mib"] = last["gpu_peak_mib"]
-            else:
-                record["note"] = "metrics.jsonl has no gpu_peak_mib"
-        return record
-
-    # ---- ops: the GPU op tests
-
-    def gpu_test(self):
-        """gpu_test alone (what the ops' GPU tests are linked into); every gpu-labelled test if
-        the bundle has no gpu_test."""
-        tests = [t for t in self.select("gpu")
-                 if os.path.basename((t.get("command") or [""])[0]) == "gpu_test"]
-        if not tests:
-            tests = self.select("gpu")
-        if not tests:
-            return [{"name": "gpu_test", "result": "missing", "group": "ops",
-                     "note": "no gpu-labelled test in bundle/tests.json (built without CUDA?)"}]
-        return [dict(self.run_test(t, "ops"), group="ops") for t in tests]
-
-    # ---- train: GPU and CPU training from the same weights end with the same weights
-
-    def equivalence(self):
-        """tests/gpu/train_equivalence.py RUCHE WORKDIR (ctest's gpu_train_equivalence): `ruche
-        train --device cuda --precision fp32 --init-weights W.npz` against `--device cpu`, same
-        weights at the end; exit 0 equal, 77 skipped, anything else failed. Run here with this
-        machine's python (numpy) and the ruche wrapper, so numpy loads outside the bundle's
-        library path; the repository's copy first (it travels with every call), else the
-        bundle's."""
-        name = "train_equivalence"
-        scripts = [p for p in (ROOT / "tests" / "gpu" / "train_equivalence.py",
-                               self.bundle / "src" / "tests" / "gpu" / "train_equivalence.py")
-                   if p.is_file()]
-        if not scripts:
-            return [{"name": name, "result": "missing", "group": "train",
-                     "note": "tests/gpu/train_equivalence.py is in neither the repository nor "
-                             "the bundle"}]
-        if not self.has_gpu:
-            return [self.no_gpu(name, "train")]
-        rel_log = f"train/{name}.log"
-        log = log_path(self.scratch, rel_log)
-        cwd = self.work_dir(name)
-        env = dict(os.environ, RUCHE_BINARY=self.ruche, RUCHE_SOURCE_DIR=str(self.bundle / "src"))
-        cmd = [self.python(), str(scripts[0]), self.ruche, str(cwd)]
-        code, seconds = run_logged(cmd, log, env, str(cwd), self.remaining() - 10)
-        result = {0: "passed", SKIP_EXIT: "skipped"}.get(code, "failed")
-        record = {"name": name, "result": result, "exit": code, "seconds": seconds,
-                  "log": rel_log, "group": "train", "command": shlex.join(cmd)}
-        if result != "passed":
-            record["note"] = last_error_line(log)
-        return [record]
-
-    # ---- fashion: fashion_cnn to 92% on one GPU
-
-    def find_fashion(self):
-        """Fashion-MNIST's four idx files (raw or .gz): the DATA argument (a directory or an
-        archive), RUCHE_FASHION_DIR, what an earlier call unpacked into SCRATCH/fashion-mnist,
-        dist/fashion-mnist.tar.xz (make gpu-data), or Debian's /usr/share/datasets/fashion-mnist.
-        Returns (directory or None, what was looked at)."""
-        def complete(d):
-            return d.is_dir() and all((d / f).is_file() or (d / (f + ".gz")).is_file()
-                                      for f in FASHION_FILES)
-        unpacked = self.scratch / "fashion-mnist"
-        given = self.data_arg or os.environ.get("RUCHE_FASHION_DIR")
-        if given:  # named explicitly: that or nothing
-            path = pathlib.Path(given).resolve()
-            if path.is_file():
-                return self.unpack_fashion(path, unpacked), [str(path)]
-            return (path if complete(path) else None), [str(path)]
-        looked = []
-        looked.append(str(unpacked))
-        if complete(unpacked):
-            return unpacked, looked
-        archive = ROOT / "dist" / "fashion-mnist.tar.xz"
-        looked.append(str(archive))
-        if archive.is_file():
-            return self.unpack_fashion(archive, unpacked), looked
-        debian = pathlib.Path("/usr/share/datasets/fashion-mnist")
-        looked.append(str(debian))
-        return (debian if complete(debian) else None), looked
-
-    def unpack_fashion(self, archive, into):
-        """Unpacks an archive holding fashion-mnist/ (make gpu-data's) into SCRATCH; the
-        directory that has the four files, or None."""
-        shutil.rmtree(into, ignore_errors=True)
-        tmp = self.scratch / "fashion-unpack"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data") if hasattr(tarfile, "data_filter") \
-                else tar.extractall(tmp)
-        for d in [tmp] + sorted(p for p in tmp.rglob("*") if p.is_dir()):
-            if all((d / f).is_file() or (d / (f + ".gz")).is_file() for f in FASHION_FILES):
-                d.rename(into)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return into
-        return None
-
-    def fashion(self):
-        name, rel_log = "fashion_cnn to 92% on one GPU", "fashion/fashion_cnn.log"
-        data, looked = self.find_fashion()
-        if data is None:
-            self.exit_code = 2
-            return [{"name": name, "result": "missing", "group": "fashion",
-                     "note": "no Fashion-MNIST (looked at " + ", ".join(looked) + "): run `make "
-                             "gpu-data` here and carry dist/fashion-mnist.tar.xz, or give DATA"}]
-        if not self.has_gpu:
-            return [self.no_gpu(name, "fashion")]
-        epochs = os.environ.get("RUCHE_FASHION_EPOCHS", "15")
-        out = self.work_dir("fashion")
-        cmd = [self.ruche, "train", "--model", "fashion_cnn", "--data", str(data),
-               "--device", "cuda", "--batch-size", "128", "--epochs", epochs,
-               "--no-checkpoint", "--out", str(out)]
-        cmd += shlex.split(os.environ.get("RUCHE_FASHION_FLAGS", ""))
-        log = log_path(self.scratch, rel_log)
-        code, seconds = run_logged(cmd, log, os.environ.copy(), str(out), self.remaining() - 10)
-        metrics = read_metrics(out / "metrics.jsonl")
-        test = [r for r in metrics if split_of(r) == "test"]
-        val = [r for r in metrics if split_of(r) == "val"]
-        train = [r for r in metrics if split_of(r) == "train" and "img_per_s" in r]
-        record = {"name": name, "exit": code, "seconds": seconds, "log": rel_log,
-                  "group": "fashion", "command": shlex.join(cmd), "data": str(data),
-                  "val_acc": [round(r["acc"], 4) for r in val if "acc" in r]}
-        if train:
-            rates = sorted(r["img_per_s"] for r in train)
-            record["img_per_s_median"] = rates[len(rates) // 2]
-            peaks = [r["gpu_peak_mib"] for r in train if "gpu_peak_mib" in r]
-            if peaks:
-                record["gpu_peak_mib"] = max(peaks)
-        if test and "acc" in test[-1]:
-            record["test_acc"] = test[-1]["acc"]
-        if code != 0:
-            record.update(result="failed", note=last_error_line(log))
-        elif "test_acc" not in record:
-            record.update(result="failed", note="no test accuracy in metrics.jsonl")
-        elif record["test_acc"] < FASHION_TARGET:
-            record.update(result="failed", note=f"test accuracy {100 * record['test_acc']:.2f}% "
-                                                f"< {100 * FASHION_TARGET:.0f}%")
-        else:
-            record.update(result="passed", note=f"test accuracy {100 * record['test_acc']:.2f}% "
-                                                f"in {seconds:.0f} s")
-        return [record]
-
-    # ---- bench: benchmarks/gpu_throughput.py
-
-    def bench(self):
-        """The throughput benchmark, within what is left of the stage; its results go to
-        benchmarks/results/ here and are copied into OUTDIR (so they come back)."""
-        name, rel_log = "gpu_throughput.py", "bench/gpu_throughput.log"
-        log = log_path(self.scratch, rel_log)
-        budget = self.remaining() - 30
-        cmd = [self.python(), str(ROOT / "benchmarks" / "gpu_throughput.py"), self.ruche,
-               "--budget-s", f"{budget:.0f}", "--results-dir", str(ROOT / "benchmarks" / "results")]
-        cmd += shlex.split(os.environ.get("RUCHE_BENCH_ARGS", ""))
-        if budget < 60:
-            return [{"name": name, "result": "not_run", "group": "bench",
-                     "note": f"only {budget:.0f} s left of the stage"}]
-        code, seconds = run_logged(cmd, log, os.environ.copy(), str(ROOT), self.remaining() - 5)
-        text = log.read_text(errors="replace")
-        record = {"name": name, "exit": code, "seconds": seconds, "log": rel_log, "group": "bench",
-                  "command": shlex.join(cmd)}
-        wrote = re.search(r"gpu_throughput: wrote (\S+)\.json and", text)
-        if code != 0:
-            record.update(result="failed", note=last_error_line(log))
-        elif "no CUDA device" in text and not wrote:
-            record.update(result="skipped", note="no CUDA device")
-        else:
-            record["result"] = "passed"
-        if wrote:
-            files = []
-            self.outdir.mkdir(parents=True, exist_ok=True)
-            for ext in (".json", ".md"):
-                src = pathlib.Path(wrote.group(1) + ext)
-                if src.is_file():
-                    shutil.copy2(src, self.outdir / src.name)
-                    files.append(src.name)
-            record["files"] = files
-            md = pathlib.Path(wrote.group(1) + ".md")
-            if md.is_file():
-                table = [l for l in md.read_text().splitlines() if l.startswith("|")]
-                failures = [l for l in md.read_text().splitlines() if l.startswith("- ")]
-                record["table"] = table + ([""] + failures if failures else [])
-        return [record]
-
-
-def run_stage(stage, scratch, outdir, facts, data_arg):
-    deadline = time.monotonic() + STAGE_BUDGET_S - float(os.environ.get("RUCHE_GPU_CHECK_SPENT", "0"))
-    runner = Runner(scratch, outdir, deadline, facts, data_arg)
-    results = []
-    stopped = None  # the gate that failed
-    for part in STAGES[stage]:
-        group = next(g for g in GROUPS if part in STAGES[g])
-        if stopped:
-            results.append({"name": part, "group": group, "result": "not_run",
-                            "note": f"stopped: {stopped['name']} failed "
-                                    f"(logs/{stopped.get('log', '')})"})
-        elif part == "devices":
-            results.append(dict(runner.devices(), group=group))
-        elif part == "train_step":
-            results.append(dict(runner.train_step(), group=group))
-        elif part == "unit":
-            results.append(dict(runner.generate_references(), group=group))
-            for test in runner.select("unit"):
-                results.append(dict(runner.run_test(test, "unit"), group=group))
-        else:
-            results.extend(getattr(runner, part)())
-        if part in GATES and results[-1].get("result") == "failed":
-            stopped = results[-1]
-        # Each group's results are saved as they finish, so a later stage or a killed run keeps them.
-        save_group_results(scratch, results)
-    return results, runner.exit_code
-
-
-def save_group_results(scratch, results):
-    groups = {}
-    for r in results:
-        groups.setdefault(r["group"], []).append(r)
-    for group, items in groups.items():
-        path = scratch / "results" / f"{group}.json"
+    def wrapper(self, name, env):
+        """SCRATCH/bin/NAME: the bundle's NAME with env.sh's environment baked in, for scripts
+        that must load numpy and torch outside the bundle's library path."""
+        path = self.scratch / "bin" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(items, indent=1))
+        lines = ["#!/bin/sh", "# written by benchmarks/gpu_check.py"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+                  if os.environ.get(k) != v and re.fullmatch(r"[A-Za-z_]\w*", k)
+                  and k not in ("_", "PWD", "OLDPWD", "SHLVL")]
+        lines.append(f'exec {shlex.quote(str(self.scratch / "bundle" / "bin" / name))} "$@"')
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o755)
+        return str(path)
+
+    # -- fashion: fashion_cnn toward 92%, as many epochs as the budget allows
+
+    def fashion_data(self, log, deadline):
+        """The four idx files: RUCHE_FASHION_DIR, else dist/fashion-mnist.tar.xz (carried with
+        the bundle; unpacked here), else Debian's /usr/share/datasets/fashion-mnist."""
+        def complete(d):
+            return all((d / f).is_file() or (d / (f + ".gz")).is_file() for f in FASHION_FILES)
+        given = os.environ.get("RUCHE_FASHION_DIR")
+        if given:
+            return pathlib.Path(given)
+        archive = ROOT / "dist" / "fashion-mnist.tar.xz"
+        if archive.is_file():
+            self.run(["tar", "-xJf", archive, "-C", self.scratch], log, deadline)
+            if complete(self.scratch / "fashion-mnist"):
+                return self.scratch / "fashion-mnist"
+        debian = pathlib.Path("/usr/share/datasets/fashion-mnist")
+        if complete(debian):
+            return debian
+        raise Failed(f"no Fashion-MNIST: {archive} is missing (make gpu-bundle makes it)")
+
+    def step_fashion(self, rec, deadline, log):
+        data = self.fashion_data(log, deadline)
+        ruche = self.fill(["{ruche}"], self.scratch)[0]
+        train = [ruche, "train", "--model", "fashion_cnn", "--data", data, "--device", "cuda",
+                 "--no-checkpoint"]
+        epochs = os.environ.get("RUCHE_FASHION_EPOCHS")
+        if not epochs:  # the speed of 120 steps says how many epochs fit
+            probe = self.work_dir("fashion-probe")
+            self.run(train + ["--max-steps", "120", "--log-every", "40", "--out", probe], log,
+                     deadline, self.env(), probe)
+            rates = [r["img_per_s"] for r in read_jsonl(probe / "metrics.jsonl")
+                     if r.get("split") == "train" and "img_per_s" in r][1:]
+            if not rates:
+                raise Failed("the 120-step probe logged no speed: " + last_line(log.read_text()))
+            epoch_s = 1.4 * 60000 / min(rates)  # 1.4: validation, evaluation, start
+            epochs = str(max(1, min(10, int((deadline - time.monotonic() - 8) / epoch_s))))
+        out = self.work_dir("fashion")
+        code, text = self.run(train + ["--epochs", epochs, "--out", out], log, deadline,
+                              self.env(), out)
+        try:
+            acc = json.loads((out / "eval-test.json").read_text())["accuracy"]
+        except (OSError, ValueError, KeyError):
+            acc = None
+        val = [r["acc"] for r in read_jsonl(out / "metrics.jsonl")
+               if r.get("split") == "val" and "acc" in r]
+        rec["key"] = (f"test {100 * acc:.2f}% after {epochs} epochs" if acc is not None else
+                      f"{len(val)} of {epochs} epochs" + (f", val {100 * val[-1]:.2f}%" if val else ""))
+        if code == "timeout":
+            rec["result"] = "timeout"
+        elif acc is None:
+            rec.update(result="fail", note=last_line(text))
+        else:
+            rec["result"] = "pass" if acc >= FASHION_TARGET else "fail"
+
+    # -- throughput: benchmarks/gpu_throughput.py, ResNet-50, within the budget
+
+    def step_throughput(self, rec, deadline, log):
+        results = self.scratch / "results"
+        budget = int(deadline - time.monotonic() - 5)  # it writes its results before the kill
+        cmd = [self.python, ROOT / "benchmarks" / "gpu_throughput.py",
+               self.fill(["{ruche}"], self.scratch)[0], "--models", "resnet50", "--batches",
+               "256", "--precisions", "bf16", "tf32", "--sides", "ruche", "torch",
+               "torch_compile", "--windows", "3", "--budget-s", str(budget), "--results-dir",
+               results]
+        code, text = self.run(cmd, log, deadline, self.env(), ROOT)
+        wrote = re.search(r"gpu_throughput: wrote (\S+)\.json and", text)
+        if not wrote:
+            rec.update(result="timeout" if code == "timeout" else "fail", note=last_line(text))
+            return
+        base = pathlib.Path(wrote.group(1))
+        rec["files"] = []
+        for ext in (".json", ".md"):
+            shutil.copy2(f"{base}{ext}", self.out / (base.name + ext))
+            rec["files"].append(base.name + ext)
+        rec["table"] = [l for l in pathlib.Path(f"{base}.md").read_text().splitlines()
+                        if l.startswith("|")]
+        keys, ok = [], True
+        for row in json.loads(pathlib.Path(f"{base}.json").read_text())["results"]:
+            ruche_side, vs = row["best"].get("ruche") or {}, row.get("ratio_vs_torch")
+            ok = ok and "img_per_s" in ruche_side
+            rate = (f"{ruche_side['img_per_s']['median']:.0f} img/s" if "img_per_s" in ruche_side
+                    else "failed")
+            keys.append(f"{row['precision']} {rate}" + (f" = {vs:.2f}x vs eager" if vs else ""))
+        rec["key"] = ", ".join(keys)
+        rec["result"] = "pass" if ok and code == 0 else "fail"
 
 
-def verdict(results, facts):
-    failed = [r for r in results if r.get("result") == "failed"]
-    not_run = [r for r in results if r.get("result") in ("not_run", "missing")]
-    if failed:
-        return "FAIL", failed, not_run
-    if not facts.get("cuda_devices"):
-        return "NO CUDA DEVICE (gpu tests skipped; nothing ran on a GPU)", failed, not_run
-    if not_run:
-        return "INCOMPLETE", failed, not_run
-    return "PASS", failed, not_run
+def read_lines(stream, lines):
+    """A reader thread's loop: stream's lines into the queue, then None."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
 
 
-def write_report(scratch, outdir, stage, facts):
-    results = []
-    for group in GROUPS:
-        path = scratch / "results" / f"{group}.json"
-        if path.exists():
-            results.extend(json.loads(path.read_text()))
-    word, failed, not_run = verdict(results, facts)
-    outdir.mkdir(parents=True, exist_ok=True)
-    report = {"verdict": word, "stage": stage, "facts": facts, "tests": results}
-    (outdir / "results.json").write_text(json.dumps(report, indent=1))
+def read_jsonl(path):
+    """A metrics.jsonl's records (a line cut by a kill is dropped)."""
+    records = []
+    try:
+        for line in pathlib.Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    except OSError:
+        pass
+    return records
 
-    lines = [f"# ruche GPU check: {word}", "",
-             f"Stage run: `{stage}`; the report covers every stage run on this machine so far "
-             f"({', '.join(g for g in GROUPS if any(r['group'] == g for r in results)) or 'none'})"
-             ".",
-             "", "## Machine", ""]
-    for key in ("gpu", "driver", "cuda_driver_api", "torch", "torch_cuda", "cudnn_torch",
-                "nccl_torch", "nvidia_packages", "cuda_libraries_used", "ruche_versions", "os",
-                "glibc", "cpus", "bundle"):
-        if facts.get(key) not in (None, "", []):
-            value = facts[key]
-            if isinstance(value, list):
-                value = ", ".join(map(str, value))
-            lines.append(f"- {key}: {value}")
-    lines += ["", "## Tests", "",
-              "| group | test | result | cases (pass/fail/skip) | seconds | note |",
-              "|---|---|---|---|---|---|"]
-    for r in results:
-        c = r.get("cases")
-        cases = f"{c['passed']}/{c['failed']}/{c['skipped']}" if c else ""
-        note = str(r.get("note", "")).replace("|", "/")[:160]
-        lines.append(f"| {r['group']} | {r['name']} | {r.get('result')} | {cases} | "
-                     f"{r.get('seconds', '')} | {note} |")
-    for r in results:
-        if r.get("failed_cases"):
-            lines += ["", f"Failed in {r['name']}: " + ", ".join(r["failed_cases"][:30])]
-        if r.get("result") == "failed" and not r.get("failed_cases"):
-            lines += ["", f"{r['name']} failed (exit {r.get('exit')}); see logs/{r.get('log')}"]
-        if r.get("skip_reasons"):
-            lines += ["", f"Skips in {r['name']}: " + "; ".join(r["skip_reasons"])]
-        if r.get("name") == "ruche devices":
-            lines += ["", "`ruche devices`:", "```", *r.get("output", []), "```"]
-        if r.get("val_acc"):
-            lines += ["", f"{r['name']}: validation accuracy by epoch "
-                          + ", ".join(f"{100 * a:.2f}" for a in r["val_acc"])
-                          + (f"; median {r['img_per_s_median']:.0f} img/s"
-                             if "img_per_s_median" in r else "")
-                          + (f"; peak {r['gpu_peak_mib']:.0f} MiB" if "gpu_peak_mib" in r else "")
-                          + f"; `{r.get('command', '')}`"]
-        if r.get("table"):
-            lines += ["", f"{r['name']} ({', '.join(r.get('files', []))}, beside this file):", "",
-                      *r["table"]]
-    if not_run:
-        lines += ["", "Not run or missing: " + ", ".join(f"{r['name']} ({r.get('note', '')})"
-                                                        for r in not_run)]
-    for r in results:
-        if r.get("case_results"):
-            lines += ["", f"## Every case of {r['name']} ({r['group']})", ""]
-            order = {"failed": 0, "skipped": 1, "passed": 2}
-            for case, (result, seconds) in sorted(r["case_results"].items(),
-                                                  key=lambda kv: (order.get(kv[1][0], 3), kv[0])):
-                lines.append(f"- {result} {case} ({seconds:.3f} s)")
-    lines += ["", "Logs: logs.tar.gz (one file per test, gtest JSON beside each)."]
-    (outdir / "summary.md").write_text("\n".join(lines) + "\n")
 
-    with tarfile.open(outdir / "logs.tar.gz", "w:gz") as tar:
-        tar.add(scratch / "logs", arcname="logs")
-    return word, failed
+def print_plan(plan):
+    print("benchmarks/gpu_check.sh OUT runs, in order, each step killed at its budget:")
+    for s in plan:
+        print(f"  {s['name']:12s} {s['budget_s']:4d} s  {s['what']}")
+    total = sum(s["budget_s"] for s in plan)
+    print(f"  {'total':12s} {total:4d} s  (command 1; limit {COMMAND1_LIMIT_S} s)")
+    print(f"benchmarks/gpu_check.sh OUT --rerun-failed results.json: step bundle, then the steps "
+          f"not passed or skipped, in order, while their budgets fit in {RERUN_LIMIT_S} s")
+
+
+def rerun_names(check, earlier_path):
+    """The steps to run again: bundle (a fresh machine has nothing unpacked), then those not
+    passed or skipped, while they fit in RERUN_LIMIT_S; the settled ones keep their results."""
+    data = json.loads(pathlib.Path(earlier_path).read_text())
+    earlier = {r["name"]: r for r in data["steps"]}
+    check.facts = {"earlier_card": data.get("facts", {}).get("card", "?")}
+    names, spent = [], 0
+    for step in check.plan:
+        old = earlier.get(step["name"])
+        if old and old["result"] in SETTLED and step["name"] != "bundle":
+            check.record(step["name"]).update(old, earlier=True)
+        elif spent + step["budget_s"] <= RERUN_LIMIT_S:
+            names.append(step["name"])
+            spent += step["budget_s"]
+        else:
+            check.record(step["name"])["note"] = (f"over the rerun's {RERUN_LIMIT_S} s: "
+                                                  "rerun again")
+    return names
 
 
 def main():
-    stage, scratch, outdir = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
-    data_arg = sys.argv[4] if len(sys.argv) > 4 else None
-    facts = json.loads((scratch / "facts.json").read_text())
-    if stage not in STAGES:
-        print(f"gpu_check: unknown stage '{stage}' ({', '.join(STAGES)})", file=sys.stderr)
-        return 2
-    results, exit_code = run_stage(stage, scratch, outdir, facts, data_arg)
-    word, _ = write_report(scratch, outdir, stage, facts)
-    print(f"gpu_check: {word}; report in {outdir}")
-    # The verdict covers every stage so far; the exit status, this stage.
-    return 1 if any(r.get("result") == "failed" for r in results) else exit_code
+    parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.sh",
+                                     description="ruche's GPU check (header of gpu_check.sh)")
+    parser.add_argument("out", nargs="?", help="where summary.md, results.json, logs go")
+    parser.add_argument("--plan", action="store_true", help="print the steps and budgets")
+    parser.add_argument("--rerun-failed", metavar="FILE",
+                        help="an earlier run's results.json: run what did not pass")
+    parser.add_argument("--only", help="comma-separated steps (after bundle)")
+    args = parser.parse_args()
+    plan = PLAN
+    if os.environ.get("RUCHE_GPU_CHECK_PLAN"):
+        plan = json.loads(pathlib.Path(os.environ["RUCHE_GPU_CHECK_PLAN"]).read_text())
+    if args.plan:
+        print_plan(plan)
+        return 0
+    if not args.out:
+        parser.error("OUT is required (or --plan)")
+    command = shlex.join(["benchmarks/gpu_check.sh"] + sys.argv[1:])
+    check = Check(pathlib.Path(args.out).resolve(), plan, command)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the running group is killed on the way out
+    if args.rerun_failed:
+        names = rerun_names(check, args.rerun_failed)
+    elif args.only:
+        names = ["bundle"] + args.only.split(",")
+        unknown = set(names) - {s["name"] for s in plan} - {"bundle"}
+        if unknown:
+            parser.error(f"unknown steps {sorted(unknown)}; --plan lists them")
+    else:
+        names = [s["name"] for s in plan]
+    if args.only:  # the report covers the named steps alone
+        check.records = [r for r in check.records if r["name"] in names]
+    check.save()
+    check.run_steps(names)
+    print(check.summary())
+    return 0 if check.verdict() == "PASS" else 1
 
 
 if __name__ == "__main__":
