@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
 """GPU training throughput (images/s) and peak device memory: `ruche train --device cuda`
 against PyTorch on the same card, in the same run, on the same model, batch, precision and
-synthetic input, SGD with Nesterov momentum (../shared/BENCHMARKING.md, GPU).
+synthetic input, SGD with Nesterov momentum (docs/ARCHITECTURE.md, Benchmarks).
 
   resnet50     3x224x224, 1000 classes, batch 128 and 256
   resnet18     3x224x224, 1000 classes, batch 256
   fashion_cnn  1x28x28,   10 classes,   batch 256
 
-Each configuration runs in fp32 and bf16:
-  ruche          --precision fp32|bf16 --cudnn-benchmark (fp32 is strict: no TF32)
+Each configuration runs in fp32 and bf16 (and tf32 when --precisions names it):
+  ruche          --precision fp32|tf32|bf16 --cudnn-benchmark (fp32 is strict: no TF32)
   torch          eager, channels_last, cudnn.benchmark on; fp32 with TF32 off in cuBLAS and
-                 cuDNN, bf16 as torch.autocast(bfloat16) with TF32 on for what stays fp32
-                 (what ruche's bf16 does, ops/ops.h)
+                 cuDNN, tf32 with it on, bf16 as torch.autocast(bfloat16) with TF32 on for what
+                 stays fp32 (what ruche's bf16 does, ops/ops.h)
   torch_compile  the same through torch.compile, each run capped (--compile-cap-s); run after
                  every eager measurement, as far as the time budget goes
 Both sides copy the batch from host memory every step (ruche's loader does; PyTorch from
@@ -58,7 +58,7 @@ MODELS = {
     "resnet18": {"shape": (3, 224, 224), "classes": 1000, "batches": [256], "window": 20},
     "fashion_cnn": {"shape": (1, 28, 28), "classes": 10, "batches": [256], "window": 30},
 }
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 SIDES = ("ruche", "torch", "torch_compile")
 # Shared by both sides: SGD, Nesterov momentum 0.9, weight decay 5e-4 (none on BN and biases).
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
@@ -125,8 +125,9 @@ def torch_worker(cfg):
     import torch
     spec = MODELS[cfg["model"]]
     bf16 = cfg["precision"] == "bf16"
-    torch.backends.cuda.matmul.allow_tf32 = bf16
-    torch.backends.cudnn.allow_tf32 = bf16
+    tf32 = cfg["precision"] != "fp32"  # bf16's fp32 remainder uses TF32, as ruche's does
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(1)
     dev = torch.device("cuda")
@@ -327,7 +328,7 @@ def main():
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="+", type=int,
                         help="batch sizes for every chosen model (default: each model's own)")
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
     parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
     parser.add_argument("--windows", type=int, default=5, help="timed windows per run")
     parser.add_argument("--rounds", type=int, default=1,
@@ -421,7 +422,7 @@ def main():
         "what": "training images/s and peak device memory, ruche train --device cuda vs "
                 "PyTorch (eager and torch.compile, channels_last) on the same card, synthetic "
                 "input copied from host memory every step, SGD Nesterov momentum 0.9, weight "
-                "decay 5e-4 (none on BN/bias); fp32 strict (no TF32) and bf16 (autocast, TF32 "
+                "decay 5e-4 (none on BN/bias); fp32 strict (no TF32), tf32, bf16 (autocast, TF32 "
                 "for what stays fp32); cuDNN benchmark mode on both sides",
         "card": card,
         "machine": common.machine(),
