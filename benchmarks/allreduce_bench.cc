@@ -1,5 +1,5 @@
 // allreduce_bench: bus bandwidth of ruche's MpiCommunicator::all_reduce against raw MPI_Allreduce,
-// in the same run, f32 sum in place, 1 KiB to 256 MiB (../shared/BENCHMARKING.md, Distributed).
+// in the same run, f32 sum in place, 1 KiB to 256 MiB (docs/ARCHITECTURE.md, Benchmarks).
 //
 //   mpirun -np 2 build/allreduce_bench --out benchmarks/results     (benchmarks/run_all.sh)
 //

@@ -1,5 +1,5 @@
 // checkpoint_bench: save and load throughput of ruche's checkpoints against the disk's own, in the
-// same run (../shared/BENCHMARKING.md; DESIGN.md, Checkpoints). benchmarks/checkpoint_cost.py runs
+// same run (docs/ARCHITECTURE.md, Benchmarks; Checkpoints). benchmarks/checkpoint_cost.py runs
 // it and writes the result; alone it prints one JSON object on stdout.
 //
 //   build/checkpoint_bench --model resnet18 --shape 3,32,32 --dir /tmp/x --reps 5

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Cost of checkpointing (issue "Sharded checkpoints, exact resume, and surviving failures",
-Benchmark; ../shared/BENCHMARKING.md; ../shared/DESIGN.md, Checkpoints). Two parts:
+Benchmark; docs/ARCHITECTURE.md, Benchmarks; Checkpoints). Two parts:
 
 1. Step time while an asynchronous save runs against without, same run. `ruche train --log-every 1
    --checkpoint-every-steps K` writes one train record per step to RUN/metrics.jsonl with

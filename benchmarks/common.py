@@ -1,4 +1,4 @@
-"""What every ruche benchmark shares (../shared/BENCHMARKING.md): the machine, PyTorch at its
+"""What every ruche benchmark shares (docs/ARCHITECTURE.md, Benchmarks): the machine, PyTorch at its
 best, alternating rounds, medians and ratios, and results written to benchmarks/results/."""
 import datetime
 import json

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Overlap of gradient all-reduce with backward (../shared/BENCHMARKING.md, Distributed):
+"""Overlap of gradient all-reduce with backward (docs/ARCHITECTURE.md, Benchmarks):
 the share of all-reduce time hidden behind backward compute, from `ruche train --timeline`,
 2 ranks x 1 thread. Goal: >= 80%.
 

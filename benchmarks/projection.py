@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Scaling projected from a model of one data-parallel training step (issue 7, "Scaling, measured
-and projected"; ../shared/BENCHMARKING.md). No runs: it reads our measurements in
+and projected"; docs/ARCHITECTURE.md, Benchmarks). No runs: it reads our measurements in
 benchmarks/results/ and published figures, and writes projection-DATE.{json,md,png}.
 
 One step on each of p GPUs (weak scaling: the same batch per GPU at every p):
@@ -50,7 +50,7 @@ MIB = 1 << 20
 # ---------------------------------------------------------------- models as layer lists
 # A layer: (name, [tensor elements in the layer's own order], forward FLOPs per image).
 # ruche's flat buffer holds layers last-first, each layer's tensors in their own order
-# (DESIGN.md, The flat buffer; the bucket check below pins it to our overlap results).
+# (docs/ARCHITECTURE.md, The flat buffer; the bucket check below pins it to our overlap results).
 
 def conv(name, cin, cout, k, out_hw, bias=False, kw=None, groups=1):
     kh, kw = k, (kw or k)

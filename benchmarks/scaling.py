@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Weak scaling of data-parallel training on one machine (../shared/BENCHMARKING.md,
-Distributed): images/s of 2 ranks x 1 thread against 1 rank x 1 thread, the same per-rank batch,
+"""Weak scaling of data-parallel training on one machine (docs/ARCHITECTURE.md,
+Benchmarks): images/s of 2 ranks x 1 thread against 1 rank x 1 thread, the same per-rank batch,
 threads and input, in the same run. Goal: efficiency >= 90%.
 
   efficiency = img/s(2 ranks) / (2 x img/s(1 rank))

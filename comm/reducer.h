@@ -1,7 +1,7 @@
 // Reducer: averages the flat gradient buffer across ranks in buckets while backward still runs
-// (DESIGN.md, One step; PyTorch DDP's reducer). Buckets are ranges of the buffer cut at tensor
-// boundaries, planned once from the tensor layout alone, so every rank has the same plan; they
-// are launched strictly in order, each as soon as all its gradients are final.
+// (docs/ARCHITECTURE.md, One step; PyTorch DDP's reducer). Buckets are ranges of the buffer cut at
+// tensor boundaries, planned once from the tensor layout alone, so every rank has the same plan;
+// they are launched strictly in order, each as soon as all its gradients are final.
 //
 // Compression (f16 or bf16, PyTorch DDP's fp16_compress_hook): a bucket is divided by the world
 // size and rounded to 16 bits into a scratch buffer allocated once, summed in 16 bits (half the

@@ -1,8 +1,9 @@
 // RoutedCommunicator: one Communicator over two backends, chosen by each view's device: device
 // (CUDA) buffers go to `device` (NCCL), host buffers to `host` (MPI). So the reducer, sync-bn and
-// the trainer issue collectives on whatever buffers they hold and never name a backend (DESIGN.md,
-// the comm API is typed). Barriers and anything without a buffer go to the host backend. Both
-// backends must span the same ranks in the same order; they must outlive this.
+// the trainer issue collectives on whatever buffers they hold and never name a backend
+// (docs/ARCHITECTURE.md, How ranks talk: the comm API is typed). Barriers and anything without a
+// buffer go to the host backend. Both backends must span the same ranks in the same order; they
+// must outlive this.
 #pragma once
 
 #include "comm/communicator.h"

@@ -1,6 +1,6 @@
 // Watchdog: a collective that does not finish in T seconds aborts the job, naming rank and
-// collective (DESIGN.md, Errors), so a rank that died, hangs in compute or skipped a collective
-// ends the job (and the launcher restarts it) instead of leaving its peers waiting forever.
+// collective (docs/ARCHITECTURE.md, Errors), so a rank that died, hangs in compute or skipped a
+// collective ends the job (and the launcher restarts it) instead of leaving its peers waiting.
 //
 // A comm thread brackets each collective with start/stop and calls check() while it polls. A
 // thread waiting on the result calls check_stuck(): it fires later, at 1.5 T, and only matters
@@ -17,8 +17,8 @@
 namespace ruche {
 
 // The exit status of a job ended by a collective: watchdog timeout, or collectives that differ
-// across ranks (check_collectives). Not 0, 2, 3, 75 or 130 (DESIGN.md, exit codes), so the
-// launcher restarts from the last checkpoint. 70 is sysexits' EX_SOFTWARE.
+// across ranks (check_collectives). Not 0, 2, 3, 75 or 130 (docs/ARCHITECTURE.md, Signals and exit
+// codes), so the launcher restarts from the last checkpoint. 70 is sysexits' EX_SOFTWARE.
 inline constexpr int kExitCollectiveFailed = 70;
 
 class Watchdog {

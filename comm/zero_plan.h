@@ -1,4 +1,4 @@
-// ZeRO stage 1's ranges (DESIGN.md, The flat buffer): each rank keeps optimizer
+// ZeRO stage 1's ranges (docs/ARCHITECTURE.md, The flat buffer): each rank keeps optimizer
 // state for one range of the flat trainable buffer, the ranges cut at tensor
 // boundaries (so per-tensor norms, LARS's, stay on one rank) and balanced by
 // element count. A pure function of the tensor layout and the world size: every

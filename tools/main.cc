@@ -1,4 +1,4 @@
-// ruche: the command line. Exit codes as DESIGN.md: 0 done, 2 user error.
+// ruche: the command line. Exit codes as docs/ARCHITECTURE.md says: 0 done, 2 user error.
 #include <cstdio>
 #include <exception>
 

@@ -1,7 +1,7 @@
-// Sharded checkpoints (DESIGN.md, Checkpoints). The logical state of a run is one byte sequence:
-// the parameters, then each optimizer slot, then the buffers (f32, as the flat buffers lay them
-// out). Rank r of n writes bytes [r L / n, (r + 1) L / n) of it to its own shard, so saving
-// speeds up with ranks:
+// Sharded checkpoints (docs/ARCHITECTURE.md, Checkpoints). The logical state of a run is one byte
+// sequence: the parameters, then each optimizer slot, then the buffers (f32, as the flat buffers
+// lay them out). Rank r of n writes bytes [r L / n, (r + 1) L / n) of it to its own shard, so
+// saving speeds up with ranks:
 //
 //   RUN/ckpt/step-00012000/manifest.pb              tensors, shards (file, range, crc32c), meta
 //   RUN/ckpt/step-00012000/shard-00000-of-00004.bin
@@ -195,10 +195,10 @@ std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc = 0);
 std::uint64_t state_hash(const std::vector<StateTensor>& tensors);
 inline std::uint64_t state_hash(const StateLayout& layout) { return state_hash(layout.tensors); }
 
-// What keeps a resume from being bit-identical to a run that never stopped (DESIGN.md, Randomness
-// and determinism): another world size or CPU thread count than the checkpoint's. "" when nothing
-// does; else one line naming both, for the trainer to print (the resume is still exact in
-// position: same samples, same steps).
+// What keeps a resume from being bit-identical to a run that never stopped (docs/ARCHITECTURE.md,
+// Randomness and determinism): another world size or CPU thread count than the checkpoint's. ""
+// when nothing does; else one line naming both, for the trainer to print (the resume is still exact
+// in position: same samples, same steps).
 std::string resume_differences(const CheckpointMeta& meta, int world_size, int threads);
 
 // The parameters and buffers of a loaded checkpoint (no optimizer state) as CPU f32 tensors under

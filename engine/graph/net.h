@@ -1,5 +1,5 @@
 // Net: the layers of a NetParameter in order, their blobs, and the flat parameter and gradient
-// buffers (DESIGN.md "The flat buffer"). Everything is allocated when the net is built.
+// buffers (docs/ARCHITECTURE.md "The flat buffer"). Everything is allocated when the net is built.
 #pragma once
 
 #include <chrono>

@@ -1,7 +1,7 @@
 // Timeline: what each rank did when, as a Chrome trace (chrome://tracing, Perfetto): forward and
 // backward of every layer, each gradient bucket's all-reduce on the comm thread, the wait for the
-// gradients, the optimizer (DESIGN.md, Observability). Overlap is visible as all-reduce bars
-// beside backward bars; the "wait for gradients" bar is the communication that was not hidden.
+// gradients, the optimizer (docs/ARCHITECTURE.md, Observability). Overlap is visible as all-reduce
+// bars beside backward bars; the "wait for gradients" bar is the communication that was not hidden.
 //
 // Every rank records into its own Timeline; at the end rank 0 gathers them into RUN/timeline.json
 // with pid = rank. Times count from an origin every rank takes right after a barrier, so ranks

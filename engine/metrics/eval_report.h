@@ -1,6 +1,6 @@
-// The eval-<split>.json report (DESIGN.md, The run directory): accuracy, top-5, the per-class
-// table, macro and weighted averages, ROC AUC, the confusion matrix, and the threshold section of
-// a two-class evaluation.
+// The eval-<split>.json report (docs/ARCHITECTURE.md, The run directory): accuracy, top-5, the
+// per-class table, macro and weighted averages, ROC AUC, the confusion matrix, and the threshold
+// section of a two-class evaluation.
 #pragma once
 
 #include <optional>
@@ -13,8 +13,8 @@
 
 namespace ruche {
 
-// A threshold chosen on one split and evaluated on another (DESIGN.md, Data: never chosen on
-// the test split).
+// A threshold chosen on one split and evaluated on another (docs/ARCHITECTURE.md, Data: never
+// chosen on the test split).
 struct ThresholdReport {
   ThresholdChoice choice;
   std::string chosen_on;     // the split it was chosen on, e.g. "val"

@@ -1,6 +1,6 @@
-// The optimizer over the flat buffers (DESIGN.md "The flat buffer", "Numerical conventions"):
-// torch.optim's SGD, Adam, AdamW and RMSprop, and LARS, as one fused loop (ops::optimizer_update)
-// over the trainable ranges of params() and grads(), on their device.
+// The optimizer over the flat buffers (docs/ARCHITECTURE.md "The flat buffer", "Numerical
+// conventions"): torch.optim's SGD, Adam, AdamW and RMSprop, and LARS, as one fused loop
+// (ops::optimizer_update) over the trainable ranges of params() and grads(), on their device.
 //
 // Per range: lr = lr * lr_mult; weight decay and L1 decay are scaled by decay_mult (0 for biases
 // and batch-norm parameters when no_decay_bn_bias). Every optimizer first adds l1 * sign(p) to the

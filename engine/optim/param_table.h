@@ -1,5 +1,6 @@
 // The optimizer's view of the net: one range of the flat parameter buffer per trainable tensor,
-// with its multipliers, built once from Net's ParamEntry list (DESIGN.md "The flat buffer").
+// with its multipliers, built once from Net's ParamEntry list (docs/ARCHITECTURE.md "The flat
+// buffer").
 #pragma once
 
 #include <cstdint>

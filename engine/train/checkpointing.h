@@ -1,8 +1,8 @@
-// Checkpointing in the training loop (DESIGN.md, Checkpoints; One step): when to save, saving
-// asynchronously (each rank copies its share of the state at a step boundary and a writer thread
-// writes it while training goes on), committing once every rank's shard is durable, and finding
-// the checkpoint to resume from. Every rank calls every method at the same step: the decisions
-// come from the step's votes (DataParallel), so no rank ever waits on a collective alone.
+// Checkpointing in the training loop (docs/ARCHITECTURE.md, Checkpoints; One step): when to save,
+// saving asynchronously (each rank copies its share of the state at a step boundary and a writer
+// thread writes it while training goes on), committing once every rank's shard is durable, and
+// finding the checkpoint to resume from. Every rank calls every method at the same step: the
+// decisions come from the step's votes (DataParallel), so no rank ever waits on a collective alone.
 #pragma once
 
 #include <chrono>

@@ -1,6 +1,6 @@
-// DataParallel: what one rank's training does with the others (DESIGN.md, One step). Every rank
-// starts from rank 0's parameters on a net checked to be the same everywhere; gradients are
-// averaged in buckets while backward runs; rank 0's batch-norm statistics are broadcast each
+// DataParallel: what one rank's training does with the others (docs/ARCHITECTURE.md, One step).
+// Every rank starts from rank 0's parameters on a net checked to be the same everywhere; gradients
+// are averaged in buckets while backward runs; rank 0's batch-norm statistics are broadcast each
 // step (or --sync-bn reduces the batch statistics); one control word per step makes every rank
 // take the same decision; evaluation tallies are summed. Without a communicator (one process)
 // every call is a cheap no-op, so the trainer has one code path.

@@ -1,4 +1,4 @@
-// The test split confirms, once, at the end (DESIGN.md, Data): no decision reads it. A
+// The test split confirms, once, at the end (docs/ARCHITECTURE.md, Data): no decision reads it. A
 // configuration whose decision (early stopping, best weights, target accuracy, a threshold)
 // would have only the test split to read, or that names it, is refused with one line saying so.
 #pragma once

@@ -1,7 +1,7 @@
 // Evaluating trained weights: what `ruche eval` and the end of `ruche train` share. Finding the
-// net and solver a run used beside its weights (DESIGN.md, The run directory), building the net
-// for a dataset, evaluating one split into an EvalReport, printing it, and choosing a two-class
-// decision threshold on the validation split (never on test: DESIGN.md, Data).
+// net and solver a run used beside its weights (docs/ARCHITECTURE.md, The run directory), building
+// the net for a dataset, evaluating one split into an EvalReport, printing it, and choosing a
+// two-class decision threshold on the validation split (never on test: docs/ARCHITECTURE.md, Data).
 #pragma once
 
 #include <memory>

@@ -1,4 +1,4 @@
-// Deterministic fault injection for the tests of failure handling (DESIGN.md, Tests):
+// Deterministic fault injection for the tests of failure handling (docs/ARCHITECTURE.md, Tests):
 // RUCHE_FAULT=<kind>:<step>[@<rank>] makes a rank (every rank without @) fail when it reaches
 // that step: throw_at_step throws an InternalError (a bug's way to fail), crash_at_step kills
 // the process (SIGKILL), hang_at_step sleeps forever (for the watchdog);

@@ -1,8 +1,8 @@
-// The signals a training run stops on (DESIGN.md, Signals and exit codes). mpirun forwards only
-// SIGUSR1 and SIGUSR2 to the ranks, so those carry the two requests; SIGTERM (what Slurm and
-// ruche-run send) means the same as SIGUSR1 and Ctrl-C on a lone process the same as SIGUSR2.
-// A handler only sets a flag; the trainer reads it once per step and all ranks vote on it, so
-// every rank stops after the same step. A second Ctrl-C kills at once.
+// The signals a training run stops on (docs/ARCHITECTURE.md, Signals and exit codes). mpirun
+// forwards only SIGUSR1 and SIGUSR2 to the ranks, so those carry the two requests; SIGTERM (what
+// Slurm and ruche-run send) means the same as SIGUSR1 and Ctrl-C on a lone process the same as
+// SIGUSR2. A handler only sets a flag; the trainer reads it once per step and all ranks vote on it,
+// so every rank stops after the same step. A second Ctrl-C kills at once.
 #pragma once
 
 namespace ruche {

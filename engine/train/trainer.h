@@ -1,5 +1,5 @@
 // The training run of one process: data, net, solver, the loop, validation, early stopping, the
-// NaN guard, the run directory and the final test report (DESIGN.md, One step; The run
+// NaN guard, the run directory and the final test report (docs/ARCHITECTURE.md, One step; The run
 // directory).
 #pragma once
 
@@ -16,7 +16,7 @@
 
 namespace ruche {
 
-// Exit codes of DESIGN.md that a training run can end with.
+// Exit codes a training run can end with (docs/ARCHITECTURE.md, Signals and exit codes).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitDiverged = 3;
 

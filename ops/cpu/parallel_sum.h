@@ -1,5 +1,5 @@
 // Sums over an index range in double on the OpenMP team, combined in thread order, so a given
-// thread count always gives the same bits (DESIGN.md "Randomness and determinism").
+// thread count always gives the same bits (docs/ARCHITECTURE.md "Randomness and determinism").
 #pragma once
 
 #include <omp.h>

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Sharded checkpoints, exact resume and surviving failures, end to end under mpirun and
-launcher/ruche-run (DESIGN.md: Checkpoints; Signals and exit codes; faults from RUCHE_FAULT).
+launcher/ruche-run (docs/ARCHITECTURE.md: Checkpoints; Signals and exit codes; faults from
+RUCHE_FAULT).
 
 usage: checkpoint.py RUCHE_BINARY MPIEXEC WORKDIR [CASE ...]
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Data-parallel training end to end: `mpirun -np N ruche train` on small nets and a small npz
-dataset (DESIGN.md, Tests: distributed equalities, faults injected with RUCHE_FAULT).
+dataset (docs/ARCHITECTURE.md, Tests: distributed equalities, faults injected with RUCHE_FAULT).
 
 usage: data_parallel.py RUCHE_BINARY MPIEXEC WORKDIR [CASE ...]
 

@@ -1,4 +1,4 @@
-// Comparing tensors the way DESIGN.md's Tests section asks: norm-relative error, never
+// Comparing tensors the way docs/ARCHITECTURE.md's Tests section asks: norm-relative error, never
 // element-wise relative error on values near zero.
 #pragma once
 

@@ -1,5 +1,6 @@
-// A training step performs no heap allocation in ruche's code (DESIGN.md: the static memory plan).
-// Global operator new is replaced in this executable to count allocations while a flag is set.
+// A training step performs no heap allocation in ruche's code (docs/ARCHITECTURE.md, The flat
+// buffer: the static memory plan). Global operator new is replaced in this executable to count
+// allocations while a flag is set.
 #include <gtest/gtest.h>
 
 #include <atomic>
