@@ -73,14 +73,12 @@ class Failed(Exception):
     """A step cannot go on; its message becomes the step's note."""
 
 
-def write_atomic(path, text, mode="w"):
+def write_atomic(path, text):
     """Writes path whole or not at all: a kill leaves the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode) as f:
+    with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # a SIGKILL keeps the page cache: rename suffices, no fsync
 
 
 def kill_group(proc):
@@ -278,10 +276,13 @@ class Check:
         if step.get("key"):
             rec["key"] = ", ".join(" ".join(g for g in m.groups() if g)
                                    for m in re.finditer(step["key"], text, re.M))
-        else:
+        elif rec["result"] == "pass":
             rec["key"] = last_line(text, None)
-        if rec["result"] in ("fail", "skip"):
-            rec["note"] = last_line(text, r"error|exception|abort|fatal|disagree|skipped")
+        if rec["result"] == "timeout":
+            rec["note"] = f"killed at its {step['budget_s']} s budget"
+        elif rec["result"] != "pass":
+            rec["note"] = f"exit {code}: " + last_line(text, r"error|exception|abort|fatal|"
+                                                             r"disagree|skipped")
         if step.get("out_file"):
             write_atomic(self.out / step["out_file"], text)
 
