@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# make gpu-data: packs Fashion-MNIST for the GPU check's fashion stage (benchmarks/gpu_check.sh),
-# which travels to the GPU machine in a call of its own (the bundle takes most of one call's
-# 64 MiB).
+# make gpu-data (and make gpu-bundle, when it is missing): packs Fashion-MNIST for the GPU check's
+# fashion step (benchmarks/gpu_check.sh); it travels to the GPU machine with the bundle.
 #
 #   tools/scripts/gpu_data_bundle.sh [DIR]   (DIR: default /usr/share/datasets/fashion-mnist,
 #                                            Debian's dataset-fashion-mnist; make deps installs it)
@@ -34,4 +33,3 @@ mkdir -p "$root/dist"
 tar -C "$stage" --owner=0 --group=0 -cf - fashion-mnist | xz -9 -T"$(nproc)" >"$archive.tmp"
 mv "$archive.tmp" "$archive"
 echo "gpu-data: $archive: $(awk -v s="$(stat -c %s "$archive")" 'BEGIN {printf "%.1f", s / 1048576}') MiB"
-echo "gpu-data: carry it to the GPU machine and run: bash benchmarks/gpu_check.sh OUTDIR fashion"
