@@ -117,6 +117,10 @@ def main() -> int:
            and f"{sum(s['budget_s'] for s in plan)} s" in total,
            "--plan lists each step's budget and the total")
 
+    real = check(["--plan"], {k: v for k, v in env.items() if k != "RUCHE_GPU_CHECK_PLAN"}).stdout
+    total = int(next(l for l in real.splitlines() if l.split()[:1] == ["total"]).split()[1])
+    expect(total <= 300, f"the real plan's budgets fit command 1's 5 minutes ({total} s)")
+
     # Command 1: every step, in order.
     out1 = work / "out1"
     start = time.monotonic()
