@@ -218,7 +218,8 @@ class Check:
         try:
             return [a.format(**places) for a in args]
         except KeyError as e:
-            raise Failed(f"needs {{{e.args[0]}}}: the bundle did not load (step bundle)")
+            raise Failed(f"needs {{{e.args[0]}}}: the bundle lacks it or did not load (step "
+                         "bundle)")
 
     def work_dir(self, name):
         path = self.scratch / "work" / name
@@ -401,8 +402,9 @@ class Check:
             raise Failed(f"bundle/env.sh failed: {last_line(out.stderr)}")
         env = dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
         self.bundle_env = env
-        self.places.update(bundle=str(bundle), ruche=self.wrapper("ruche", env),
-                           mpirun=self.wrapper("mpirun", env))
+        self.places.update(bundle=str(bundle), ruche=self.wrapper("ruche", env))
+        if (bundle / "bin" / "mpirun").exists():
+            self.places["mpirun"] = self.wrapper("mpirun", env)
         code, smi = self.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
                               "--format=csv,noheader"], log, deadline)
         card = smi.strip().splitlines()[0] if code == 0 and smi.strip() else "nvidia-smi failed"
@@ -548,14 +550,18 @@ def print_plan(plan):
 
 def rerun_names(check, earlier_path):
     """The steps to run again: bundle (a fresh machine has nothing unpacked), then those not
-    passed or skipped, while they fit in RERUN_LIMIT_S; the settled ones keep their results."""
+    passed or skipped, while they fit in RERUN_LIMIT_S; the settled ones keep their results.
+    Skips count as settled only when the earlier run saw its card (else they were "no CUDA
+    device")."""
     data = json.loads(pathlib.Path(earlier_path).read_text())
     earlier = {r["name"]: r for r in data["steps"]}
+    saw_card = earlier.get("bundle", {"result": "pass"})["result"] == "pass"
+    settled = SETTLED if saw_card else ("pass",)
     check.facts = {"earlier_card": data.get("facts", {}).get("card", "?")}
     names, spent = [], 0
     for step in check.plan:
         old = earlier.get(step["name"])
-        if old and old["result"] in SETTLED and step["name"] != "bundle":
+        if old and old["result"] in settled and step["name"] != "bundle":
             check.record(step["name"]).update(old, earlier=True)
         elif spent + step["budget_s"] <= RERUN_LIMIT_S:
             names.append(step["name"])
