@@ -148,7 +148,7 @@ class Check:
         write_atomic(self.out / "summary.md", self.summary())
 
     def summary(self):
-        """One screen: verdict, card, one line per step; then failed cases and the throughput table."""
+        """One screen: verdict, card, a line per step; then failed cases, the throughput table."""
         f = self.facts
         lines = [f"# ruche GPU check: {self.verdict()}", "",
                  f"`{self.command}`, started {self.started}. Card: {f.get('card', '?')}; "
@@ -364,8 +364,11 @@ class Check:
                         return None
                     f.write(line)
                     f.flush()
-                    run = re.match(r"\[ RUN      \] (\S+)", line)
-                    end = re.match(r"\[ +(OK|FAILED|SKIPPED) +\] (\S+) \((\d+) ms\)", line)
+                    # (searched, not matched: a test's output may leave a line unfinished;
+                    # a parameterised case fails as "NAME, where GetParam() = ... (N ms)")
+                    run = re.search(r"\[ RUN      \] (\S+)", line)
+                    end = re.search(r"\[ +(OK|FAILED|SKIPPED) +\] ([^\s,]+)(?:,.*)? \((\d+) ms\)",
+                                    line)
                     if run:
                         current, notes, limit = run.group(1), [], time.monotonic() + case_s
                     elif end and end.group(2) == current:
@@ -475,7 +478,8 @@ class Check:
         val = [r["acc"] for r in read_jsonl(out / "metrics.jsonl")
                if r.get("split") == "val" and "acc" in r]
         rec["key"] = (f"test {100 * acc:.2f}% after {epochs} epochs" if acc is not None else
-                      f"{len(val)} of {epochs} epochs" + (f", val {100 * val[-1]:.2f}%" if val else ""))
+                      f"{len(val)} of {epochs} epochs"
+                      + (f", val {100 * val[-1]:.2f}%" if val else ""))
         if code == "timeout":
             rec["result"] = "timeout"
         elif acc is None:
@@ -591,7 +595,7 @@ def main():
         parser.error("OUT is required (or --plan)")
     command = shlex.join(["benchmarks/gpu_check.sh"] + sys.argv[1:])
     check = Check(pathlib.Path(args.out).resolve(), plan, command)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the running group is killed on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run()'s finally kills the group
     if args.rerun_failed:
         names = rerun_names(check, args.rerun_failed)
     elif args.only:

@@ -31,5 +31,6 @@
 set -euo pipefail
 
 py=${RUCHE_PYTHON:-$(command -v python3 || true)}
-[ -n "$py" ] && [ -x "$(command -v "$py")" ] || { echo "gpu_check: error: python3 not found" >&2; exit 2; }
+[ -n "$py" ] && [ -x "$(command -v "$py")" ] \
+  || { echo "gpu_check: error: python3 not found" >&2; exit 2; }
 exec "$py" "$(dirname "$0")/gpu_check.py" "$@"

@@ -46,7 +46,7 @@ for c in chosen:
     print(f"[ RUN      ] {c}", flush=True)
     if c.endswith("Fail"):
         print("fake_test.cc:12: Failure\nExpected equality of these values", flush=True)
-        print(f"[  FAILED  ] {c} (3 ms)", flush=True)
+        print(f"[  FAILED  ] {c}, where GetParam() = 1 (3 ms)", flush=True)
     elif c.endswith("Hang"):
         time.sleep(60)
     elif c.endswith("Crash"):
@@ -57,7 +57,8 @@ for c in chosen:
     else:
         if c.startswith("Many."):
             time.sleep(0.01)
-        print(f"[       OK ] {c} (1 ms)", flush=True)
+        print(f"no newline[       OK ] {c} (1 ms)" if c.endswith("Pass2") else
+              f"[       OK ] {c} (1 ms)", flush=True)
 '''
 
 

@@ -12,10 +12,12 @@ cd "$root"
 mib() { awk -v s="$1" 'BEGIN {printf "%.1f", s / 1048576}'; }
 
 for f in dist/ruche-gpu-bundle.tar.xz dist/fashion-mnist.tar.xz; do
-  [ -f "$f" ] || { echo "gpu-bundle: error: $f is missing (make gpu-bundle makes both)" >&2; exit 1; }
+  [ -f "$f" ] || { echo "gpu-bundle: error: $f is missing (make gpu-bundle makes both)" >&2
+                   exit 1; }
 done
 dist=$(du -sb dist | cut -f1)
-tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+tree=$(git ls-files -z -co --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 \
+       | cut -f1)
 total=$((dist + tree))
 if [ "$total" -gt $((limit_mib * 1048576)) ]; then
   echo "gpu-bundle: error: the carry is $(mib "$total") MiB (dist/ $(mib "$dist"), working tree" \
