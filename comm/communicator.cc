@@ -1,5 +1,7 @@
 #include "comm/communicator.h"
 
+#include <utility>
+
 #include "engine/error.h"
 
 namespace ruche {
@@ -13,6 +15,23 @@ BufferView BufferView::of(const Tensor& tensor) {
 
 std::string BufferView::str() const {
   return std::string(dtype_name(dtype)) + "[" + std::to_string(count) + "] " + device.str();
+}
+
+CommGroup::CommGroup(Communicator& comm, bool active) : comm_(active ? &comm : nullptr) {
+  if (comm_) comm_->begin_group();
+}
+
+CommGroup::~CommGroup() {
+  if (!comm_) return;
+  try {
+    comm_->end_group();
+  } catch (...) {  // already unwinding from the error that matters
+  }
+}
+
+void CommGroup::end() {
+  Communicator* comm = std::exchange(comm_, nullptr);
+  if (comm) comm->end_group();
 }
 
 Work& Work::operator=(Work&& other) noexcept {

@@ -158,4 +158,19 @@ class Communicator {
   virtual void do_end_group() {}
 };
 
+// begin_group() now and end_group() when the scope ends, also when an exception unwinds through
+// it: a group left open defers every later collective of this rank (NCCL) until the watchdog ends
+// the job. `active` false: no group (one collective needs none).
+class CommGroup {
+ public:
+  explicit CommGroup(Communicator& comm, bool active = true);
+  ~CommGroup();  // on unwind an error from ending the group is dropped: the first one propagates
+  CommGroup(const CommGroup&) = delete;
+  CommGroup& operator=(const CommGroup&) = delete;
+  void end();  // ends the group now; its errors propagate
+
+ private:
+  Communicator* comm_;  // null once ended, or when not active
+};
+
 }  // namespace ruche

@@ -121,10 +121,9 @@ void Reducer::mark_ready(std::int64_t begin, std::int64_t end) {
   std::size_t ready = launched_;
   while (ready < buckets_.size() && pending_[ready] == 0) ++ready;
   // Buckets ready together go as one group (NCCL: one launch for all of them).
-  const bool group = ready - launched_ > 1;
-  if (group) comm_.begin_group();
+  CommGroup group(comm_, ready - launched_ > 1);
   while (launched_ < ready) launch(launched_++);
-  if (group) comm_.end_group();
+  group.end();
 }
 
 void Reducer::finish() {

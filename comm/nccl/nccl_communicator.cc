@@ -108,6 +108,7 @@ class NcclWork final : public WorkImpl {
 
   bool test() override {
     if (flight_->finished) return true;
+    if (!flight_->done) return false;  // inside an open group: launched at end_group()
     const cudaError_t status = cudaEventQuery(flight_->done->get());
     if (status == cudaErrorNotReady) return false;
     CUDA_CHECK(status);
@@ -116,6 +117,8 @@ class NcclWork final : public WorkImpl {
   // The compute stream waits: the kernels queued after this see the result, the host goes on.
   // host_wait: polls the event (sleeping), so a hang still meets the watchdog.
   void wait() override {
+    RUCHE_CHECK(flight_->done != nullptr)
+        << "NCCL: wait() on " << flight_->what << " inside an open group: end_group() first";
     if (!host_wait_) {
       CUDA_CHECK(cudaStreamWaitEvent(compute_, flight_->done->get(), 0));
       return;

@@ -3,8 +3,10 @@
 // the bit. Multi-GPU runs need GPUs per rank and are not a unit test.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "comm/mpi/mpi_communicator.h"
@@ -69,20 +71,42 @@ TEST_P(NcclWorldOfOne, EveryCollectiveIsThePlainResult) {
       .wait();
   expect_same_bits(scattered, plain);
 
-  // Two buckets launched as one group.
+  // Two buckets launched as one group: inside it their Work is not launched yet (test() says
+  // not done, wait() is a named bug), after end_group() it is.
   Tensor whole = on_gpu(plain);
   nccl.begin_group();
   Work first = nccl.all_reduce(BufferView::of(whole.narrow(0, 0, 50000)), ReduceOp::avg, "b1");
   Work second =
       nccl.all_reduce(BufferView::of(whole.narrow(0, 50000, plain.numel() - 50000)), ReduceOp::avg,
                       "b2");
+  EXPECT_FALSE(first.test());
+  EXPECT_THROW(second.wait(), InternalError);
   nccl.end_group();
   first.wait();
   second.wait();
   expect_same_bits(whole, plain);
 
-  // Host buffers are refused here, and routed to MPI by the RoutedCommunicator.
+  // An error inside a group (a host buffer) unwinds through CommGroup, which ends the group:
+  // the next collective launches at once instead of waiting in a group never closed.
   Tensor on_host = plain.to(Device::cpu());
+  try {
+    CommGroup group(nccl);
+    nccl.all_reduce(BufferView::of(on_host), ReduceOp::sum, "refused");
+    group.end();
+    ADD_FAILURE() << "a host buffer was taken by NCCL";
+  } catch (const Error&) {
+  }
+  Tensor after = on_gpu(plain);
+  Work alone = nccl.all_reduce(BufferView::of(after), ReduceOp::avg, "after the group");
+  bool done = false;
+  for (int i = 0; i < 5000 && !done; ++i) {  // up to 5 s; a deferred one never completes
+    done = alone.test();
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(done) << "the collective after a failed group was deferred";
+  expect_same_bits(after, plain);
+
+  // Host buffers are refused here, and routed to MPI by the RoutedCommunicator.
   EXPECT_THROW(nccl.all_reduce(BufferView::of(on_host), ReduceOp::sum), Error);
   RoutedCommunicator routed(host, nccl);
   routed.all_reduce(BufferView::of(on_host), ReduceOp::avg, "host").wait();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,9 +27,12 @@ class RecordingCommunicator final : public Communicator {
   int size() const override { return 1; }
   std::vector<void*> launched;
   std::vector<std::string> labels;
+  int open_groups = 0, groups = 0;
+  std::size_t fail_at = SIZE_MAX;  // the all_reduce with this index throws
 
  protected:
   Work do_all_reduce(BufferView buffer, ReduceOp, std::string_view label) override {
+    if (launched.size() == fail_at) throw Error("injected launch failure");
     launched.push_back(buffer.data);
     labels.emplace_back(label);
     return Work(std::make_shared<Done>());
@@ -43,6 +47,11 @@ class RecordingCommunicator final : public Communicator {
     return Work(std::make_shared<Done>());
   }
   Work do_barrier(std::string_view) override { return Work(std::make_shared<Done>()); }
+  void do_begin_group() override {
+    ++open_groups;
+    ++groups;
+  }
+  void do_end_group() override { --open_groups; }
 };
 
 // Tensors of 100, 300, 50, 600 and 200 floats, tiling [0, 1250).
@@ -101,6 +110,36 @@ TEST(Reducer, LaunchesStrictlyInOrderAsSoonAsEachBucketIsComplete) {
   reducer.mark_ready(0, 1250);
   EXPECT_EQ(comm.launched.size(), 10u);
   reducer.finish();
+}
+
+// Buckets ready together go as one group, and a launch that throws inside it still ends the
+// group: an open NCCL group would defer every later collective of the rank until the watchdog.
+TEST(Reducer, EndsTheGroupOfReadyBucketsAlsoWhenALaunchThrows) {
+  RecordingCommunicator comm;
+  Tensor grads = Tensor::zeros({1250});
+  ReducerOptions o;
+  o.first_bucket_bytes = o.bucket_bytes = 4;  // one tensor per bucket
+  Reducer reducer(comm, grads, layout(), o);
+  reducer.mark_ready(0, 100);  // one bucket: no group
+  EXPECT_EQ(comm.groups, 0);
+  comm.fail_at = 2;  // bucket 1 launches, bucket 2 throws
+  EXPECT_THROW(reducer.mark_ready(100, 1050), Error);
+  EXPECT_EQ(comm.groups, 1);
+  EXPECT_EQ(comm.open_groups, 0) << "the group was left open";
+  EXPECT_EQ(comm.launched.size(), 2u);
+}
+
+TEST(CommGroup, EndsOnceWhetherEndedByHandOrByScope) {
+  RecordingCommunicator comm;
+  {
+    CommGroup group(comm);
+    EXPECT_EQ(comm.open_groups, 1);
+    group.end();
+    EXPECT_EQ(comm.open_groups, 0);
+  }
+  EXPECT_EQ(comm.open_groups, 0) << "ended twice";
+  { CommGroup none(comm, false); }
+  EXPECT_EQ(comm.groups, 1);
 }
 
 // Every rank ends with the average; with 1 or 2 ranks bit for bit whatever the bucket sizes.
