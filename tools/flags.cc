@@ -45,15 +45,11 @@ Device DeviceFlags::resolve(int local_rank, int local_size) const {
   std::string why;
   const auto gpus = cuda::list_devices(&why);
   RUCHE_REQUIRE(!gpus.empty()) << "--device " << device << ": no CUDA device (" << why << ")";
+  const int visible = static_cast<int>(gpus.size());
   const bool explicit_index = device.find(':') != std::string::npos;
-  if (!explicit_index) {
-    RUCHE_REQUIRE(local_size <= static_cast<int>(gpus.size()))
-        << "--device cuda: " << local_size << " ranks on this node but " << gpus.size()
-        << " GPU(s); start at most one rank per GPU";
-    d.index = local_rank;
-  }
-  RUCHE_REQUIRE(d.index < static_cast<int>(gpus.size()))
-      << "--device " << d.str() << ": this node has " << gpus.size() << " GPU(s)";
+  if (!explicit_index) d.index = local_gpu(visible, local_rank, local_size);
+  RUCHE_REQUIRE(d.index < visible)
+      << "--device " << d.str() << ": this process sees " << visible << " GPU(s)";
   return d;
 }
 

@@ -28,7 +28,7 @@ struct DeviceFlags {
 
   void add_to(CLI::App* cmd);
   // The device for a process that is local rank `local_rank` of `local_size` on its node: "cuda"
-  // means GPU local_rank. Throws a one-line ruche::Error when that GPU does not exist.
+  // means local_gpu(...). Throws a one-line ruche::Error when that GPU does not exist.
   Device resolve(int local_rank = 0, int local_size = 1) const;
   // The GPU math of --precision and --cudnn-benchmark (checked even for cpu runs: a typo is an
   // error everywhere).

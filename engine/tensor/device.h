@@ -20,4 +20,9 @@ struct Device {
   static Device parse(const std::string& text);
 };
 
+// The GPU of local rank `local_rank` of `local_size` when `visible_gpus` are visible: the one there
+// is (a launcher that gives each rank its own GPU through CUDA_VISIBLE_DEVICES), else GPU
+// local_rank; more local ranks than visible GPUs is a ruche::Error naming the counts.
+int local_gpu(int visible_gpus, int local_rank, int local_size);
+
 }  // namespace ruche

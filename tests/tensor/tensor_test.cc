@@ -103,6 +103,23 @@ TEST(Device, Parse) {
   EXPECT_THROW(Device::parse("cuda:x"), Error);
 }
 
+// One visible GPU is this rank's own (the launcher set CUDA_VISIBLE_DEVICES per rank); several are
+// shared by the node's ranks, one each, and too few of them is a user error naming the counts.
+TEST(Device, LocalGpuChoice) {
+  EXPECT_EQ(local_gpu(1, 0, 1), 0);
+  EXPECT_EQ(local_gpu(1, 3, 4), 0);  // four ranks, each shown its own GPU
+  EXPECT_EQ(local_gpu(4, 2, 4), 2);
+  EXPECT_EQ(local_gpu(8, 1, 2), 1);
+  try {
+    local_gpu(2, 2, 3);
+    ADD_FAILURE() << "3 ranks on 2 GPUs were allowed";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("3 ranks"), std::string::npos) << what;
+    EXPECT_NE(what.find("2 visible GPUs"), std::string::npos) << what;
+  }
+}
+
 TEST(Npy, RoundTrip) {
   const auto path = std::filesystem::temp_directory_path() / "ruche_npy_roundtrip.npy";
   Tensor t = Tensor::from_vector({1.5f, -2, 3, 4, 5, 6}, {3, 2});
