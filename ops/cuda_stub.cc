@@ -18,6 +18,8 @@ void cuda_copy_bytes(void*, Device, const void*, Device, std::size_t) { RUCHE_FA
 
 void cuda_zero_bytes(void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
 
+void cuda_use_device(int index) { RUCHE_FAIL() << "cuda:" << index << " requested but " << kNoCuda; }
+
 Allocator& cuda_pinned_allocator() { return cpu_allocator(); }
 
 void* cuda_side_copy_create(int) { RUCHE_FAIL() << kNoCuda; }

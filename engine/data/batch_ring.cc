@@ -10,7 +10,7 @@ namespace ruche {
 
 BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device,
                      Fill fill)
-    : x_shape_(x_shape), threads_count_(threads), fill_(std::move(fill)) {
+    : x_shape_(x_shape), device_(device), threads_count_(threads), fill_(std::move(fill)) {
   RUCHE_REQUIRE(threads > 0) << "data loader threads " << threads << ": expected > 0";
   RUCHE_CHECK(x_shape.ndim() > 0 && x_shape[0] > 0) << "batch shape " << x_shape.str();
   const std::int64_t rows = x_shape[0];
@@ -63,6 +63,7 @@ std::int64_t BatchRing::next_batch() const {
 void BatchRing::produce(std::int64_t batch, int thread) {
   const auto depth = static_cast<std::int64_t>(slots_.size());
   try {
+    use_device(device_);
     for (; batch < end_; batch += threads_count_) {
       Slot& slot = slots_[static_cast<std::size_t>(batch % depth)];
       {

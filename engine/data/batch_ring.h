@@ -74,6 +74,7 @@ class BatchRing {
   void produce(std::int64_t first, int thread);
 
   Shape x_shape_;
+  Device device_;  // each producer thread makes it current (pinned copies go to it)
   int threads_count_;
   Fill fill_;
   std::vector<Slot> slots_;

@@ -36,6 +36,10 @@ Allocator& allocator_for(Device device) {
 
 Allocator& pinned_allocator() { return cuda_pinned_allocator(); }
 
+void use_device(Device device) {
+  if (device.is_cuda()) cuda_use_device(device.index);
+}
+
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                 std::size_t bytes) {
   if (bytes == 0) return;

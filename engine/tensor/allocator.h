@@ -26,6 +26,11 @@ Allocator& allocator_for(Device device);
 // cpu tensors.
 Allocator& pinned_allocator();
 
+// Makes `device` the calling thread's current CUDA device; nothing for cpu. Every thread that
+// allocates, copies or launches on a GPU calls it first: CUDA's current device is per thread and
+// starts as GPU 0, where a first call would make a context (~0.5 GB) in a run meant for cuda:N.
+void use_device(Device device);
+
 // Copies `bytes` between any two devices; synchronous with respect to the host.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
 // Sets `bytes` bytes at ptr to zero on `device`.
@@ -40,6 +45,7 @@ namespace ruche {
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                      std::size_t bytes);
 void cuda_zero_bytes(void* ptr, Device device, std::size_t bytes);
+void cuda_use_device(int device);
 Allocator& cuda_pinned_allocator();  // cpu_allocator() where there is no device
 
 // SideCopy's hooks: an opaque per-destination state of CUDA events on the device's copy stream.

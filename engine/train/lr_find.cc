@@ -9,6 +9,7 @@
 #include "engine/models/models.h"
 #include "engine/optim/grad_norm.h"
 #include "engine/optim/optimizer.h"
+#include "engine/tensor/allocator.h"
 #include "engine/train/train_data.h"
 #include "engine/train/weights.h"
 #include "ops/ops.h"
@@ -24,6 +25,7 @@ LrFindResult lr_find(const TrainRun& run, const LrFindOptions& options, bool ver
       << "lr-find: the smoothing must be in [0, 1), got " << options.smoothing;
   const proto::SolverParameter& solver = run.solver;
   ops::set_num_threads(run.threads);
+  use_device(run.device);
   ops::set_gpu_math(run.gpu_math);
 
   // The training split only: validation draws nothing here, the test split is never opened.

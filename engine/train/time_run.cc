@@ -4,6 +4,7 @@
 
 #include "engine/error.h"
 #include "engine/rng/fill.h"
+#include "engine/tensor/allocator.h"
 #include "ops/ops.h"
 
 namespace ruche {
@@ -21,6 +22,7 @@ TimeResult time_net(const TimeRequest& request) {
   RUCHE_REQUIRE(request.num_classes > 0)
       << "--classes " << request.num_classes << ": expected a positive number";
   ops::set_num_threads(request.threads);
+  use_device(request.device);
   ops::set_gpu_math(request.gpu_math);
   NetOptions options;
   options.device = request.device;
