@@ -10,6 +10,9 @@
 //     (momentum as torch, the variance unbiased by n / (n - 1)).
 //   - the synchronized batch norm's four pieces are our own deterministic kernels
 //     (batch_norm.cu).
+//   - bf16 data runs on those kernels for the plain ops too (statistics, normalize, backward
+//     reduce and apply): cuDNN's legacy batch-norm API is not documented to take bf16, and
+//     PyTorch never sends it bf16.
 // gamma and beta may be undefined (no affine transform): cuDNN then gets ones and zeros, and
 // gradients nobody asked for land in scratch. Scratch lives in a per-device, per-channel-count
 // cache, so a training step allocates nothing after its first.
@@ -147,6 +150,7 @@ struct ChannelScratch {
   float* dbeta = nullptr;
   float* cudnn_running_mean = nullptr;  // cuDNN's running statistics, written and never read
   float* cudnn_running_var = nullptr;
+  float* sums = nullptr;  // [2C + 1]: our kernels' per-channel sums and count (bf16)
 };
 constexpr std::size_t kScratchVectors = 7;
 
@@ -157,11 +161,12 @@ ChannelScratch& scratch_for(Device device, std::int64_t c) {
   ChannelScratch& s = all[{device.index, c}];
   if (!s.ones) {
     const std::int64_t n = std::max<std::int64_t>(c, 1);
-    auto* block = static_cast<float*>(allocator_for(device).allocate(
-        kScratchVectors * static_cast<std::size_t>(n) * sizeof(float)));
+    const std::int64_t floats = static_cast<std::int64_t>(kScratchVectors) * n + 2 * n + 1;
+    auto* block = static_cast<float*>(
+        allocator_for(device).allocate(static_cast<std::size_t>(floats) * sizeof(float)));
     s = {block,         block + n,     block + 2 * n, block + 3 * n,
-         block + 4 * n, block + 5 * n, block + 6 * n};
-    bn::fill(kScratchVectors * c, 0.0f, block, current_stream());
+         block + 4 * n, block + 5 * n, block + 6 * n, block + 7 * n};
+    bn::fill(floats, 0.0f, block, current_stream());
     bn::fill(c, 1.0f, s.ones, current_stream());
   }
   return s;
@@ -172,6 +177,9 @@ const void* ptr_or(const Tensor& t, const float* fallback) {
 }
 void* ptr_or(Tensor& t, float* fallback) { return t.defined() ? t.raw_data() : fallback; }
 float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+// Whether x goes to our kernels instead of cuDNN (see the file comment).
+bool on_own_kernels(const Tensor& x) { return x.dtype() == DType::bf16; }
 
 // cuDNN's blend factors: result = 1 * computed + 0 * previous (f32 for all our data types).
 const float kOne = 1.0f;
@@ -198,8 +206,18 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
                        << x.shape().str();
 
   use_device_of(x);
-  const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
+  if (on_own_kernels(x)) {
+    const cudaStream_t stream = current_stream();
+    bn::local_stats(x.dtype(), x.raw_data(), planes_of(x), s.sums, stream);
+    bn::stats_to_moments(c, s.sums, running_mean.data<float>(), running_var.data<float>(),
+                         save_mean.data<float>(), save_var.data<float>(), p.momentum, stream);
+    bn::normalize(x.dtype(), x.raw_data(), planes_of(x), save_mean.data<float>(),
+                  save_var.data<float>(), p.eps, f32_or_null(gamma), f32_or_null(beta),
+                  y.raw_data(), stream);
+    return;
+  }
+  const Descriptors& d = descriptors_for(x, op);
   CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
       cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, d.data(), x.raw_data(), d.data(),
       y.raw_data(), d.channels(), ptr_or(gamma, s.ones), ptr_or(beta, s.zeros),
@@ -225,6 +243,12 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
   if (x.numel() == 0) return;
 
   use_device_of(x);
+  if (on_own_kernels(x)) {
+    bn::normalize(x.dtype(), x.raw_data(), planes_of(x), running_mean.data<float>(),
+                  running_var.data<float>(), p.eps, f32_or_null(gamma), f32_or_null(beta),
+                  y.raw_data(), current_stream());
+    return;
+  }
   const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
   CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
@@ -256,8 +280,17 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
     if (dbeta.defined()) CUDA_CHECK(cudaMemsetAsync(dbeta.raw_data(), 0, dbeta.nbytes(), stream));
     return;
   }
-  const Descriptors& d = descriptors_for(x, op);
   ChannelScratch& s = scratch_for(x.device(), c);
+  if (on_own_kernels(x)) {
+    bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), planes_of(x),
+                        save_mean.data<float>(), save_var.data<float>(), p.eps, s.sums,
+                        f32_or_null(dgamma), f32_or_null(dbeta), stream);
+    bn::backward_apply(x.dtype(), dy.raw_data(), x.raw_data(), f32_or_null(gamma),
+                       save_mean.data<float>(), save_var.data<float>(), s.sums, dx.raw_data(),
+                       planes_of(x), p.eps, stream);
+    return;
+  }
+  const Descriptors& d = descriptors_for(x, op);
   bn::inverse_std(c, save_var.data<float>(), p.eps, s.invstd, stream);
   CUDNN_CHECK(cudnnBatchNormalizationBackward(
       cudnn_handle(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, d.data(), x.raw_data(),

@@ -199,6 +199,32 @@ __global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamm
   }
 }
 
+// Grid: x = channel, y = chunks of that channel's values.
+template <typename T>
+__global__ void normalize_kernel(const T* x, const float* mean, const float* var, float eps,
+                                 const float* gamma, const float* beta, T* y, std::int64_t n,
+                                 std::int64_t c, std::int64_t plane) {
+  const std::int64_t ch = blockIdx.x;
+  const std::int64_t count = n * plane;
+  const double invstd = 1.0 / sqrt(static_cast<double>(var[ch]) + eps);
+  const float k = static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd);
+  const float shift = beta ? beta[ch] : 0.0f;
+  const float m = mean[ch];
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
+  for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
+       j += stride) {
+    const std::int64_t at = offset_of(j, ch, c, plane);
+    y[at] = from_float<T>(k * (to_float(x[at]) - m) + shift);
+  }
+}
+
+// One block row per channel, enough columns to cover its values (capped by the grid's height).
+dim3 per_channel_grid(const Planes& g) {
+  return dim3(static_cast<unsigned>(g.c),
+              static_cast<unsigned>(
+                  std::clamp<std::int64_t>((g.count() + kThreads - 1) / kThreads, 1, kMaxGridY)));
+}
+
 unsigned channel_blocks(std::int64_t c) {
   return static_cast<unsigned>(std::max<std::int64_t>(c, 1));
 }
@@ -257,17 +283,25 @@ void backward_reduce(DType dtype, const void* dy, const void* x, const Planes& g
   });
 }
 
+void normalize(DType dtype, const void* x, const Planes& g, const float* mean, const float* var,
+               float eps, const float* gamma, const float* beta, void* y, cudaStream_t stream) {
+  if (g.c == 0 || g.count() == 0) return;
+  dispatch(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    normalize_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), mean, var, eps, gamma, beta, static_cast<T*>(y), g.n, g.c,
+        g.plane);
+    CUDA_CHECK_LAUNCH(normalize_kernel);
+  });
+}
+
 void backward_apply(DType dtype, const void* dy, const void* x, const float* gamma,
                     const float* save_mean, const float* save_var, const float* sums, void* dx,
                     const Planes& g, float eps, cudaStream_t stream) {
-  const std::int64_t count = g.count();
-  if (g.c == 0 || count == 0) return;
-  const dim3 grid(static_cast<unsigned>(g.c),
-                  static_cast<unsigned>(
-                      std::clamp<std::int64_t>((count + kThreads - 1) / kThreads, 1, kMaxGridY)));
+  if (g.c == 0 || g.count() == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    backward_apply_kernel<T><<<grid, kThreads, 0, stream>>>(
+    backward_apply_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), gamma, save_mean, save_var, sums,
         static_cast<T*>(dx), g.n, g.c, g.plane, eps);
     CUDA_CHECK_LAUNCH(backward_apply_kernel);

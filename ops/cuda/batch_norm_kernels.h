@@ -45,6 +45,11 @@ void backward_reduce(DType dtype, const void* dy, const void* x, const Planes& g
                      const float* save_mean, const float* save_var, float eps, float* sums,
                      float* dgamma, float* dbeta, cudaStream_t stream);
 
+// y = gamma * (x - mean) / sqrt(var + eps) + beta; gamma, beta nullable (1, 0). The forward of
+// the data types cuDNN's legacy batch norm does not take (bf16).
+void normalize(DType dtype, const void* x, const Planes& g, const float* mean, const float* var,
+               float eps, const float* gamma, const float* beta, void* y, cudaStream_t stream);
+
 // dx = gamma * invstd * (dy - sum(dy) / n - x_hat * sum(dy * x_hat) / n); gamma nullable (1).
 void backward_apply(DType dtype, const void* dy, const void* x, const float* gamma,
                     const float* save_mean, const float* save_var, const float* sums, void* dx,
