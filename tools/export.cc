@@ -3,8 +3,10 @@
 // as prototxt.
 #include "engine/train/export.h"
 
+#include <charconv>
 #include <cstdio>
 #include <fstream>
+#include <system_error>
 
 #include "engine/models/models.h"
 #include "engine/proto/text_format.h"
@@ -26,11 +28,21 @@ void write_text(const std::string& path, const std::string& text) {
   RUCHE_REQUIRE(out.good()) << path << ": write failed (-o)";
 }
 
+// --threshold T as the float ruche eval reports (its JSON writes the shortest text that reads back
+// as that float, so parsing it as a float gives the very threshold eval counted with).
+float parse_threshold(const std::string& text) {
+  float t = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), t);
+  RUCHE_REQUIRE(ec == std::errc() && end == text.data() + text.size() && t > 0 && t < 1)
+      << "--threshold " << text << ": expected a number in (0, 1)";
+  return t;
+}
+
 }  // namespace
 
 void add_export_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string from, model, format, output, input;
+    std::string from, model, format, output, input, threshold;
     int classes = 0;
   };
   static Options o;
@@ -49,9 +61,14 @@ void add_export_command(CLI::App& app, int& exit_code) {
                   "built-in model, or onnx from a net whose Input layer gives no dims: the input "
                   "sample C,H,W");
   cmd->add_option("--classes", o.classes, "built-in model: classifier width (0: left open)");
+  cmd->add_option("--threshold", o.threshold,
+                  "onnx, a two-class model: add the output \"decision\" (1 where probs[:, 1] >= "
+                  "T), T in (0, 1), e.g. the threshold ruche eval --target-recall chose on val");
   cmd->callback([&exit_code] {
     RUCHE_REQUIRE(o.from.empty() != o.model.empty())
         << "give --from RUN|W.npz|CKPT or --model NAME";
+    RUCHE_REQUIRE(o.threshold.empty() || o.format == "onnx")
+        << "--threshold adds the decision to an ONNX model: give --format onnx";
     if (o.format == "npz") {
       RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
@@ -60,11 +77,21 @@ void add_export_command(CLI::App& app, int& exit_code) {
     } else if (o.format == "onnx") {
       RUCHE_REQUIRE(!o.from.empty()) << "--format onnx exports a trained net: give --from RUN|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format onnx needs -o FILE.onnx";
-      const OnnxSummary s = export_onnx(o.from, o.output, parse_shape_flag("--input", o.input));
+      OnnxOptions options;
+      options.sample_shape = parse_shape_flag("--input", o.input);
+      if (!o.threshold.empty()) options.threshold = parse_threshold(o.threshold);
+      const OnnxSummary s = export_onnx(o.from, o.output, options);
       std::string input = "N";
       for (const std::int64_t d : s.input) input += ", " + std::to_string(d);
-      std::printf("wrote ONNX opset %d (input [%s], %d nodes, %d initializers) to %s\n", kOnnxOpset,
-                  input.c_str(), s.nodes, s.initializers, o.output.c_str());
+      std::printf("wrote ONNX opset %d (input [%s], %d nodes, %d initializers%s) to %s\n",
+                  kOnnxOpset, input.c_str(), s.nodes, s.initializers,
+                  s.decision ? ", output decision" : "", o.output.c_str());
+      if (s.preprocess) {
+        std::printf("input: %s; the graph scales and normalises them\n", s.input_text.c_str());
+      } else {
+        std::printf("input: the model expects normalised input (as ruche's loader gives the net): "
+                    "the run predates preprocessing records\n");
+      }
     } else if (!o.from.empty()) {
       write_text(o.output, export_net(o.from));
     } else {

@@ -2,16 +2,22 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <utility>
 #include <vector>
 
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/checkpoint/file_io.h"
+#include "engine/checkpoint/manifest.h"
+#include "engine/data/preprocess.h"
 #include "engine/error.h"
 #include "engine/graph/net.h"
 #include "engine/layers/layer_util.h"
+#include "engine/metrics/json_writer.h"
+#include "engine/tensor/npy.h"
 #include "engine/tensor/npz.h"
 #include "engine/train/export.h"
 
@@ -26,10 +32,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 
 void set_float_type(onnx::ValueInfoProto& info, const std::string& name,
-                    const std::vector<std::string>& dims) {
+                    const std::vector<std::string>& dims,
+                    int elem_type = onnx::TensorProto::FLOAT) {
   info.set_name(name);
   auto* tensor = info.mutable_type()->mutable_tensor_type();
-  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  tensor->set_elem_type(elem_type);
   auto* shape = tensor->mutable_shape();
   for (const std::string& d : dims) {
     auto* dim = shape->add_dim();
@@ -108,6 +115,17 @@ class GraphBuilder {
     return n;
   }
 
+  // A node outside any layer (the preprocessing in front of the net, the decision behind it).
+  onnx::NodeProto& free_node(const std::string& op, const std::vector<std::string>& inputs,
+                             const std::string& output) {
+    onnx::NodeProto& n = *graph_.add_node();
+    n.set_op_type(op);
+    n.set_name(output);
+    for (const auto& in : inputs) n.add_input(in);
+    n.add_output(output);
+    return n;
+  }
+
   // The initializer for "<layer>.<suffix>", added on first use; a ruche::Error when absent.
   std::string weight(const std::string& suffix) {
     const std::string name = layer_->name() + "." + suffix;
@@ -128,6 +146,26 @@ class GraphBuilder {
     Tensor t = Tensor::empty(Shape{static_cast<std::int64_t>(values.size())}, DType::f32);
     std::memcpy(t.data<float>(), values.data(), values.size() * sizeof(float));
     add_initializer(name, t);
+    return name;
+  }
+  // A float initializer of the given shape (its numel values).
+  std::string constant(const std::string& name, const Shape& shape, const std::vector<float>& values) {
+    RUCHE_CHECK(shape.numel() == static_cast<std::int64_t>(values.size())) << name;
+    Tensor t = Tensor::empty(shape, DType::f32);
+    std::memcpy(t.data<float>(), values.data(), values.size() * sizeof(float));
+    add_initializer(name, t);
+    return name;
+  }
+  // A 0-d float initializer.
+  std::string scalar(const std::string& name, float value) {
+    return constant(name, Shape{}, std::vector<float>{value});
+  }
+  // A 0-d int64 initializer (a Gather index that drops its axis).
+  std::string scalar_i64(const std::string& name, std::int64_t value) {
+    onnx::TensorProto& t = *graph_.add_initializer();
+    t.set_name(name);
+    t.set_data_type(onnx::TensorProto::INT64);
+    t.add_int64_data(value);
     return name;
   }
   std::string constant_i64(const std::string& name, const std::vector<std::int64_t>& values) {
@@ -279,10 +317,125 @@ std::vector<std::string> head_dims(const proto::NetParameter& param,
   return dims;
 }
 
+
+// ---- the record in front of the net ----
+
+int channels_of(const Shape& sample) { return sample.ndim() == 3 ? static_cast<int>(sample[0]) : 1; }
+
+// The shape per-channel statistics broadcast with: [1, C, 1, 1] for images [C, H, W], else one
+// channel: [1, 1, ...] (a vector sample [D]: [1, 1]).
+Shape stats_shape(const Shape& sample) {
+  Shape s{1};
+  for (int i = 0; i < sample.ndim(); ++i) {
+    s.push_back(sample.ndim() == 3 && i == 0 ? sample[0] : 1);
+  }
+  return s;
+}
+
+// What the graph input takes, in words (the input's doc_string, and what `ruche export` prints).
+std::string input_text(const proto::Preprocess* record, const Shape& sample) {
+  if (record == nullptr) {
+    return "values normalised as ruche's loader normalises them (the run predates preprocessing "
+           "records)";
+  }
+  if (record->input() == "values") return "float32 values as the npz stores them";
+  std::string s = "float32 pixel values 0-255";
+  if (sample.ndim() == 3) s += channels_of(sample) == 3 ? " (RGB)" : channels_of(sample) == 1 ? " (gray)" : "";
+  return s;
+}
+
+// The record's steps as nodes from "input" (the loaders' order, engine/data/transform.h
+// Normalization): times scale, RGB -> BGR, minus the mean image, per channel minus mean over std.
+// Returns the value the net reads. Anything in the record that does not fit the net is a one-line
+// ruche::Error naming the record.
+std::string add_preprocess(GraphBuilder& g, const OnnxPreprocess& p, const Shape& sample) {
+  const proto::Preprocess& r = p.record;
+  const Shape recorded(r.sample_shape().begin(), r.sample_shape().end());
+  RUCHE_REQUIRE(recorded == sample)
+      << p.where << ": the record is for samples of shape " << recorded.str()
+      << " but the net reads " << sample.str();
+  const std::string input = r.has_input() ? r.input() : "pixels";
+  RUCHE_REQUIRE(input == "pixels" || input == "values")
+      << p.where << ": input '" << input << "', expected pixels or values";
+  RUCHE_REQUIRE(r.scale() > 0 && std::isfinite(r.scale()))
+      << p.where << ": scale " << r.scale() << ", expected > 0";
+  const int channels = channels_of(sample);
+  RUCHE_REQUIRE(r.mean_size() == 0 || r.mean_size() == channels)
+      << p.where << ": " << r.mean_size() << " means for " << channels << " channels";
+  RUCHE_REQUIRE(r.std_size() == 0 || r.std_size() == channels)
+      << p.where << ": " << r.std_size() << " standard deviations for " << channels << " channels";
+  for (const float s : r.std()) {
+    RUCHE_REQUIRE(s > 0 && std::isfinite(s)) << p.where << ": std " << s << ", expected > 0";
+  }
+  const std::string& order = r.channel_order();
+  RUCHE_REQUIRE(order.empty() || order == "gray" || order == "RGB" || order == "BGR")
+      << p.where << ": channel_order '" << order << "', expected gray, RGB or BGR";
+  RUCHE_REQUIRE(order != "BGR" || (sample.ndim() == 3 && channels == 3))
+      << p.where << ": channel_order BGR for samples of shape " << sample.str();
+
+  std::string x = "input";
+  if (r.scale() != 1.0f) {
+    // 1/255 (pixels) is a division by 255, as read() computes it (engine/data/in_memory.cc), so
+    // the graph's first step is bit-identical to ruche's; any other scale is a product.
+    const double inverse = 1.0 / static_cast<double>(r.scale());
+    const double whole = std::round(inverse);
+    const bool divide = whole >= 2 && std::fabs(inverse - whole) < 1e-3;
+    const std::string k = g.scalar("preprocess.scale", divide ? static_cast<float>(whole) : r.scale());
+    x = g.free_node(divide ? "Div" : "Mul", {x, k}, "preprocess/scale").output(0);
+  }
+  if (order == "BGR") {  // channel c of the net's input is channel 2 - c of the RGB image
+    const std::string idx = g.constant_i64("preprocess.channel_order", {2, 1, 0});
+    onnx::NodeProto& n = g.free_node("Gather", {x, idx}, "preprocess/bgr");
+    add_attr(n, "axis", std::int64_t{1});
+    x = n.output(0);
+  }
+  if (r.has_mean_image()) {
+    const std::string path = (std::filesystem::path(p.dir) / r.mean_image()).string();
+    RUCHE_REQUIRE(std::filesystem::is_regular_file(path))
+        << p.where << ": its mean image " << path << " does not exist";
+    const Tensor mean = load_npy(path);
+    RUCHE_REQUIRE(mean.shape() == sample)
+        << path << ": a mean image of shape " << mean.shape().str() << " for samples of shape "
+        << sample.str();
+    RUCHE_REQUIRE(mean.dtype() == DType::f32) << path << ": expected float32 values";
+    Shape batched{1};
+    for (const std::int64_t d : sample) batched.push_back(d);
+    const std::string m = g.constant("preprocess.mean_image", batched, mean.to_vector());
+    x = g.free_node("Sub", {x, m}, "preprocess/mean_image").output(0);
+  }
+  if (r.mean_size() > 0) {
+    const std::string m = g.constant("preprocess.mean", stats_shape(sample),
+                                     std::vector<float>(r.mean().begin(), r.mean().end()));
+    x = g.free_node("Sub", {x, m}, "preprocess/mean").output(0);
+  }
+  if (r.std_size() > 0) {
+    const std::string s = g.constant("preprocess.std", stats_shape(sample),
+                                     std::vector<float>(r.std().begin(), r.std().end()));
+    x = g.free_node("Div", {x, s}, "preprocess/std").output(0);
+  }
+  return x;
+}
+
+void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
+  auto* prop = model.add_metadata_props();
+  prop->set_key(key);
+  prop->set_value(value);
+}
+
 }  // namespace
 
 std::string onnx_model(const proto::NetParameter& net, const std::map<std::string, Tensor>& weights,
-                       const Shape& sample_shape, OnnxSummary* summary) {
+                       const OnnxOptions& options, OnnxSummary* summary) {
+  const OnnxPreprocess* pre = options.preprocess ? &*options.preprocess : nullptr;
+  // Without Input dims the sample shape is --input's, else the record's.
+  Shape sample_shape = options.sample_shape;
+  if (sample_shape.ndim() == 0 && pre != nullptr) {
+    sample_shape = Shape(pre->record.sample_shape().begin(), pre->record.sample_shape().end());
+  }
+  if (options.threshold) {
+    const float t = *options.threshold;
+    RUCHE_REQUIRE(t > 0 && t < 1) << "--threshold " << t << ": expected a value in (0, 1)";
+  }
   onnx::ModelProto model;
   model.set_ir_version(kIrVersion);
   model.set_producer_name("ruche");
@@ -294,7 +447,11 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
   graph.set_name(net.name().empty() ? "ruche" : net.name());
 
   GraphBuilder g(graph, weights);
-  for (const char* name : {"input", "logits", "probs", "output"}) g.reserve(name);
+  for (const char* name : {"input", "logits", "probs", "output", "decision", "preprocess/scale",
+                           "preprocess/bgr", "preprocess/mean_image", "preprocess/mean",
+                           "preprocess/std", "decision/p1", "decision/ge"}) {
+    g.reserve(name);
+  }
   std::string head;  // the loss layer's output name: "logits" (classifier) or "output" (regression)
   Shape sample;
   for (const proto::LayerParameter& layer : net.layer()) {
@@ -306,10 +463,14 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       sample = dims.empty() ? sample_shape : Shape(dims.begin(), dims.end());
       RUCHE_REQUIRE(sample.ndim() > 0)
           << g.where() << ": gives no input dims; pass the sample shape (--input C,H,W)";
-      g.alias(layer.top(0), "input");  // the labels (top 1) feed only the loss, not exported
       std::vector<std::string> dims_text{"N"};
       for (const std::int64_t d : sample) dims_text.push_back(std::to_string(d));
-      set_float_type(*graph.add_input(), "input", dims_text);
+      onnx::ValueInfoProto& in = *graph.add_input();
+      set_float_type(in, "input", dims_text);
+      in.set_doc_string(input_text(pre == nullptr ? nullptr : &pre->record, sample));
+      // The net reads the record's last step (or the input itself); the labels (top 1) feed only
+      // the loss, not exported.
+      g.alias(layer.top(0), pre == nullptr ? std::string("input") : add_preprocess(g, *pre, sample));
     } else if (type == "SoftmaxWithLoss" || type == "EuclideanLoss") {
       RUCHE_REQUIRE(head.empty()) << g.where() << ": a second loss layer (one output head only)";
       head = type == "EuclideanLoss" ? "output" : "logits";
@@ -354,6 +515,38 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
   const std::vector<std::string> out_dims = head_dims(net, weights, sample);
   set_float_type(*graph.add_output(), head, out_dims);
   if (head == "logits") set_float_type(*graph.add_output(), "probs", out_dims);
+  if (options.threshold) {
+    RUCHE_REQUIRE(head == "logits" && out_dims.size() == 2 && out_dims[1] == "2")
+        << "--threshold needs a two-class classifier; this net's "
+        << (head == "logits" ? "probs have " + out_dims.back() + " classes" : "head is a regression");
+    // decision = probs[:, 1] >= threshold: the comparison ruche's threshold report counts with
+    // (count_at_threshold, engine/metrics/roc.cc: "positive iff score >= threshold"), in float32.
+    const std::string one = g.scalar_i64("decision.class", 1);
+    onnx::NodeProto& p1 = g.free_node("Gather", {"probs", one}, "decision/p1");
+    add_attr(p1, "axis", std::int64_t{1});
+    const std::string t = g.scalar("decision.threshold", *options.threshold);
+    g.free_node("GreaterOrEqual", {"decision/p1", t}, "decision/ge");
+    onnx::NodeProto& cast = g.free_node("Cast", {"decision/ge"}, "decision");
+    add_attr(cast, "to", static_cast<std::int64_t>(onnx::TensorProto::INT64));
+    set_float_type(*graph.add_output(), "decision", {"N"}, onnx::TensorProto::INT64);
+  }
+
+  if (pre != nullptr) {
+    add_metadata(model, "ruche.preprocess", preprocess_json(pre->record));
+    if (pre->record.class_names_size() > 0) {
+      JsonWriter j;
+      j.begin_array();
+      for (const std::string& name : pre->record.class_names()) j.value(name);
+      j.end_array();
+      add_metadata(model, "ruche.class_names", j.str());
+    }
+  }
+  add_metadata(model, "ruche.input", input_text(pre == nullptr ? nullptr : &pre->record, sample));
+  if (options.threshold) {
+    JsonWriter j;
+    j.value(*options.threshold);  // the shortest text that reads back as this float
+    add_metadata(model, "ruche.threshold", j.str());
+  }
 
   for (const auto& [name, tensor] : weights) {
     RUCHE_REQUIRE(g.used().count(name) || ends_with(name, ".num_batches_tracked"))
@@ -363,14 +556,46 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
     summary->nodes = graph.node_size();
     summary->initializers = graph.initializer_size();
     summary->input = sample;
+    summary->preprocess = pre != nullptr;
+    summary->input_text = input_text(pre == nullptr ? nullptr : &pre->record, sample);
+    summary->decision = options.threshold.has_value();
   }
   std::string bytes;
   RUCHE_CHECK(model.SerializeToString(&bytes)) << "serializing the ONNX model";
   return bytes;
 }
 
-OnnxSummary export_onnx(const std::string& from, const std::string& to, const Shape& sample_shape) {
+std::optional<OnnxPreprocess> find_onnx_preprocess(const std::string& from) {
+  namespace fs = std::filesystem;
+  OnnxPreprocess p;
+  if (const std::string checkpoint = checkpoint_of(from); !checkpoint.empty()) {
+    const proto::CheckpointManifest manifest = checkpoint_manifest::read_manifest(checkpoint);
+    if (manifest.preprocess().empty()) return std::nullopt;  // a run from before records
+    p.where = checkpoint + "/manifest.pb (preprocess)";
+    p.record = parse_preprocess(manifest.preprocess(), p.where);
+    // RUN/ckpt/step-N: the mean image is in the run directory.
+    fs::path dir = fs::path(checkpoint).lexically_normal();
+    if (!dir.has_filename()) dir = dir.parent_path();
+    dir = dir.parent_path().parent_path();
+    p.dir = dir.empty() ? "." : dir.string();
+    return p;
+  }
+  if (fs::is_directory(from)) {
+    p.dir = from;
+  } else {
+    const fs::path dir = fs::path(weights_of(from)).parent_path();
+    p.dir = dir.empty() ? "." : dir.string();
+  }
+  std::optional<proto::Preprocess> record = read_preprocess_in(p.dir);
+  if (!record) return std::nullopt;
+  p.record = std::move(*record);
+  p.where = (fs::path(p.dir) / kPreprocessFile).string();
+  return p;
+}
+
+OnnxSummary export_onnx(const std::string& from, const std::string& to, OnnxOptions options) {
   const proto::NetParameter net = parse_net(export_net(from), from + " (net)", nullptr);
+  if (!options.preprocess) options.preprocess = find_onnx_preprocess(from);
   std::map<std::string, Tensor> weights;
   if (const std::string checkpoint = checkpoint_of(from); !checkpoint.empty()) {
     for (auto& [name, tensor] : checkpoint_weights(load_checkpoint(checkpoint))) {
@@ -380,7 +605,7 @@ OnnxSummary export_onnx(const std::string& from, const std::string& to, const Sh
     weights = load_npz(weights_of(from));
   }
   OnnxSummary summary;
-  const std::string bytes = onnx_model(net, weights, sample_shape, &summary);
+  const std::string bytes = onnx_model(net, weights, options, &summary);
   checkpoint_io::write_file_durably(to, bytes);
   return summary;
 }

@@ -1,17 +1,55 @@
 // onnx_probe NET.prototxt WEIGHTS.npz X.npz OUT.npz: ruche's own inference on the samples x of
 // X.npz ([N, sample...] float32), the net in test phase with the weights loaded strictly, written
 // as OUT.npz {"logits": [N, K]} for tests/tools/onnx_export.py to hold the ONNX model's outputs to.
+//
+// onnx_probe --eval WEIGHTS DATA SPLIT OUT.npz: what `ruche eval --weights WEIGHTS --data DATA
+// --split SPLIT` computes (engine/train/eval_run.h evaluate_run: the split as the run made it,
+// normalised by its record), written as OUT.npz {"probs": [N, K], "labels": [N]} in the split's
+// order, for tests/tools/onnx_preprocess.py to hold the ONNX model on raw inputs to.
 #include <cstdio>
 #include <cstring>
 
 #include "engine/error.h"
 #include "engine/graph/net.h"
 #include "engine/tensor/npz.h"
+#include "engine/train/eval_run.h"
 #include "engine/train/weights.h"
 
+namespace {
+
+int probe_eval(char** argv) {
+  using namespace ruche;
+  EvalRequest request;
+  request.weights = argv[2];
+  request.data = DataSpec(argv[3]);
+  request.split = argv[4];
+  request.threads = 2;
+  const EvalRunResult r = evaluate_run(request);
+  const EvalAccumulator& acc = r.eval.acc;
+  const std::int64_t n = acc.samples(), k = acc.num_classes();
+  Tensor probs = Tensor::empty(Shape{n, k}, DType::f32);
+  std::memcpy(probs.data<float>(), acc.scores().data(), acc.scores().size() * sizeof(float));
+  Tensor labels = Tensor::empty(Shape{n}, DType::i32);
+  std::memcpy(labels.data<std::int32_t>(), acc.labels().data(), acc.labels().size() * sizeof(std::int32_t));
+  save_npz(argv[5], {{"probs", probs}, {"labels", labels}});
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc == 6 && std::strcmp(argv[1], "--eval") == 0) {
+    try {
+      return probe_eval(argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "onnx_probe: %s\n", e.what());
+      return 1;
+    }
+  }
   if (argc != 5) {
-    std::fprintf(stderr, "usage: onnx_probe NET.prototxt WEIGHTS.npz X.npz OUT.npz\n");
+    std::fprintf(stderr,
+                 "usage: onnx_probe NET.prototxt WEIGHTS.npz X.npz OUT.npz\n"
+                 "       onnx_probe --eval WEIGHTS DATA SPLIT OUT.npz\n");
     return 2;
   }
   using namespace ruche;
