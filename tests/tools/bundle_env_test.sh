@@ -113,7 +113,7 @@ expect ignore_system path "LDP=$b/lib:$pip_dirs"
 
 # 4. /usr/local/cuda as the last resort: the system lacks NCCL, pip has nothing, cuda has cuDNN.
 run_env RUCHE_LDCONFIG_OUTPUT="$t/ld_no_nccl" RUCHE_NVIDIA_PIP_ROOT="$t/empty/nvidia" \
-  RUCHE_CUDA_FALLBACK_DIRS="$t/cuda/lib64:$t/nowhere"
+  RUCHE_CUDA_FALLBACK_DIRS="$t/cuda/lib64:$t/nowhere:$t/cuda/lib64"  # twice: CUDA_HOME=/usr/local/cuda
 expect cuda_fallback path "LDP=$b/lib:$t/sys_no_nccl/lib:$t/cuda/lib64"
 expect cuda_fallback nccl "$(from 'NCCL 2' libnccl.so.2 "not found")"
 expect_err cuda_fallback "libnccl.so.2 (NCCL 2)"

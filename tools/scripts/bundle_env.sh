@@ -69,7 +69,10 @@ if [ "$ruche_system_all" = 0 ]; then
   for ruche_dir in "${ruche_roots[@]}"; do
     for ruche_lib in "${ruche_libs[@]}"; do
       if [ -e "$ruche_dir/$ruche_lib" ]; then
-        ruche_fallback_dirs="${ruche_fallback_dirs:+$ruche_fallback_dirs:}$ruche_dir"
+        case ":$ruche_fallback_dirs:" in
+          *":$ruche_dir:"*) ;;  # $CUDA_HOME is often /usr/local/cuda
+          *) ruche_fallback_dirs="${ruche_fallback_dirs:+$ruche_fallback_dirs:}$ruche_dir" ;;
+        esac
         break
       fi
     done
