@@ -46,12 +46,12 @@ ldconfig_text "$t/ld_all" "$t/sys/lib" "${all[@]}"
 ldconfig_text "$t/ld_no_nccl" "$t/sys_no_nccl/lib" libcudnn.so.9 libcublas.so.13
 ldconfig_text "$t/ld_none" /nowhere
 
-# Sources env.sh verbosely in a clean shell with the given VAR=VALUE settings; sets out (stdout and
-# the final LD_LIBRARY_PATH as "LDP=...") and err (stderr).
+# Sources env.sh verbosely in a clean shell (under set -euo pipefail, as a script might) with the
+# given VAR=VALUE settings; sets out (stdout and the final LD_LIBRARY_PATH as "LDP=...") and err.
 run_env() {
   out=$(env -u LD_LIBRARY_PATH -u CUDA_HOME -u RUCHE_IGNORE_SYSTEM_CUDA -u RUCHE_NVIDIA_PIP_ROOT \
           -u RUCHE_CUDA_FALLBACK_DIRS -u RUCHE_LDCONFIG_OUTPUT RUCHE_ENV_VERBOSE=1 "$@" \
-          bash -c '. "$0/env.sh"; echo "LDP=$LD_LIBRARY_PATH"' "$b" 2>"$t/stderr")
+          bash -c 'set -euo pipefail; . "$0/env.sh"; echo "LDP=$LD_LIBRARY_PATH"' "$b" 2>"$t/stderr")
   err=$(cat "$t/stderr")
 }
 expect() {  # expect CASE WHAT LINE: out has LINE

@@ -26,7 +26,7 @@ if [ "${RUCHE_IGNORE_SYSTEM_CUDA:-0}" = 1 ]; then
 elif [ -n "${RUCHE_LDCONFIG_OUTPUT:-}" ]; then
   ruche_ldconfig=$(cat "$RUCHE_LDCONFIG_OUTPUT")
 else
-  ruche_ldconfig=$( (/sbin/ldconfig -p || ldconfig -p) 2>/dev/null)
+  ruche_ldconfig=$( (/sbin/ldconfig -p || ldconfig -p) 2>/dev/null || true)
 fi
 ruche_system_dirs=""
 ruche_system_all=1
@@ -52,7 +52,7 @@ if [ "$ruche_system_all" = 0 ]; then
       [ -n "$ruche_py" ] && command -v "$ruche_py" >/dev/null 2>&1 || continue
       # The package's directories only (nvidia is a namespace package: one per site dir).
       ruche_pip_roots=$(env -u LD_LIBRARY_PATH "$ruche_py" -c \
-        'import nvidia; print(":".join(nvidia.__path__))' 2>/dev/null)
+        'import nvidia; print(":".join(nvidia.__path__))' 2>/dev/null || true)
       [ -n "$ruche_pip_roots" ] && break
     done
   fi
@@ -129,7 +129,7 @@ fi
 # ldd's "not found" lines for bin/ruche (prefixed "ruche env.sh: ldd: "); fails when there are any.
 ruche_env_check() {
   local lines
-  lines=$(ldd "$RUCHE_BUNDLE/bin/ruche" 2>&1 | grep "not found")
+  lines=$(ldd "$RUCHE_BUNDLE/bin/ruche" 2>&1 | grep "not found" || true)
   [ -z "$lines" ] && return 0
   sed 's/^[[:space:]]*/ruche env.sh: ldd: /' <<<"$lines" >&2
   return 1
@@ -142,7 +142,7 @@ if [ "${RUCHE_ENV_VERBOSE:-0}" = 1 ]; then
       "${ruche_lib_from[$ruche_lib]:-not found}"
   done
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  ruche_env_check
+  ruche_env_check || true  # said on stderr; a caller's set -e does not end here
 fi
 unset ruche_libs ruche_lib_name ruche_lib_from ruche_ldconfig ruche_system_dirs ruche_system_all \
   ruche_lib ruche_path ruche_cuda_dirs ruche_pip_roots ruche_py ruche_pip_dirs ruche_roots \
