@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <vector>
 
@@ -142,7 +143,7 @@ void set_field(proto::SolverParameter& solver, const std::string& field,
 
 void add_train_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string model, net, solver, data, layout = "nchw", out = "run";
+    std::string model, net, solver, data, layout = "nchw", out = "run", normalize = "auto";
     DeviceFlags device;
     std::string init_weights, synthetic_shape;
     int synthetic_classes = 0;
@@ -173,6 +174,10 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
   cmd->add_option("--data-layout", o.layout, "npz layout: nchw or nhwc")
       ->check(CLI::IsMember({"nchw", "nhwc"}));
+  cmd->add_option("--normalize", o.normalize,
+                  "input normalisation: auto (a preprocess.json beside --net, else the data "
+                  "set's statistics), none, or M1,M2,M3/S1,S2,S3 per channel")
+      ->capture_default_str();
   cmd->add_option("--synthetic-shape", o.synthetic_shape,
                   "sample shape C,H,W of --data synthetic (default 3,32,32)");
   cmd->add_option("--synthetic-classes", o.synthetic_classes,
@@ -265,6 +270,12 @@ void add_train_command(CLI::App& app, int& exit_code) {
       const auto it = o.values.find(f.flag);
       if (it != o.values.end()) set_field(run.solver, f.field, it->second, f.flag);
     }
+    const NormalizeChoice normalize = parse_normalize_flag(o.normalize);
+    if (!o.net.empty() && normalize.mode == NormalizeChoice::Mode::automatic) {
+      // An imported net (or an earlier run's net.prototxt) brings its record: it wins over auto.
+      run.preprocess = PreprocessSource::in_dir(std::filesystem::path(o.net).parent_path());
+    }
+    run.preprocess.normalize = normalize;
     run.data = DataSpec(o.data);
     run.data.layout = o.layout == "nhwc" ? DataLayout::nhwc : DataLayout::nchw;
     if (!o.synthetic_shape.empty()) {

@@ -90,6 +90,7 @@ struct CheckpointMeta {
   std::string net;               // prototxt of the net
   std::string solver;            // prototxt of the solver as given
   std::uint64_t net_hash = 0;    // of the tensors' names and shapes: a resume checks it
+  std::string preprocess;        // the run's input record (RUN/preprocess.json); "": older runs
 };
 
 struct ByteRange {

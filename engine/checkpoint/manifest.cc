@@ -54,6 +54,7 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
   m.set_threads(meta.threads);
   m.set_net(meta.net);
   m.set_solver(meta.solver);
+  if (!meta.preprocess.empty()) m.set_preprocess(meta.preprocess);
   m.set_net_hash(state_hash(layout));
   m.set_total_bytes(layout.total_bytes());
   std::int64_t offset = 0;
@@ -131,6 +132,7 @@ CheckpointMeta meta_of(const proto::CheckpointManifest& m) {
   meta.net = m.net();
   meta.solver = m.solver();
   meta.net_hash = m.net_hash();
+  meta.preprocess = m.preprocess();
   return meta;
 }
 

@@ -75,14 +75,15 @@ void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::strin
                     float* out) {
   const SampleWindow w = decode_window(data, size, what, train, options, stream);
   normalize_to_chw(w.image, w.left, w.top, options.crop, w.flip, options.mean, options.std, out,
-                   options.channels_last);
+                   options.channels_last, options.rescale, options.bgr);
 }
 
 void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
                     bool train, const ImageTransformOptions& options, const RngStream& stream,
                     std::uint8_t* out) {
   const SampleWindow w = decode_window(data, size, what, train, options, stream);
-  window_to_chw(w.image, w.left, w.top, options.crop, w.flip, out, options.channels_last);
+  window_to_chw(w.image, w.left, w.top, options.crop, w.flip, out, options.channels_last,
+                options.bgr);
 }
 
 }  // namespace ruche

@@ -17,7 +17,11 @@ struct ImageTransformOptions {
   float scale_min = 0.08f, scale_max = 1.0f;  // random-resized-crop area fraction
   float ratio_min = 3.0f / 4.0f, ratio_max = 4.0f / 3.0f;
   bool flip = true;
+  // The run's record (engine/data/preprocess.h): pixel / 255 * rescale, channels B, G, R when bgr,
+  // then (v - mean) / std per channel of that order. ImageNet's statistics by default.
   float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  float rescale = 1.0f;
+  bool bgr = false;
   bool dct_scaling = true;  // decode at a reduced DCT scale where the crop allows (off in tests)
   // Layout of a sample: CHW (false, what ruche's nets take) or HWC (true: NHWC batches for
   // consumers that want channels last, as tensor-core convolutions do).

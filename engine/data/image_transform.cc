@@ -189,10 +189,12 @@ Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double
 
 namespace {
 
-// The side x side window of src at (left, top) to CHW, each pixel through convert(channel, value).
+// The side x side window of src at (left, top) to CHW, each pixel through convert(channel, value),
+// channel counted in the output's order (B, G, R when bgr).
 template <typename Out, typename Convert>
 void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Out* out,
-                   bool channels_last, Convert convert) {
+                   bool channels_last, bool bgr, Convert convert) {
+  const int c0 = bgr ? 2 : 0, c2 = bgr ? 0 : 2;  // the source channel of output channels 0 and 2
   RUCHE_CHECK(src.channels == 3 && left >= 0 && top >= 0 && left + side <= src.width &&
               top + side <= src.height)
       << "window " << side << " at (" << left << ", " << top << ") of a " << src.width << "x"
@@ -204,7 +206,9 @@ void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Ou
       Out* o = out + static_cast<std::size_t>(y) * side * 3;
       for (int x = 0; x < side; ++x) {
         const std::uint8_t* p = row + 3 * (flip ? side - 1 - x : x);
-        for (int c = 0; c < 3; ++c) o[3 * x + c] = convert(c, p[c]);
+        o[3 * x] = convert(0, p[c0]);
+        o[3 * x + 1] = convert(1, p[1]);
+        o[3 * x + 2] = convert(2, p[c2]);
       }
     }
     return;
@@ -217,9 +221,9 @@ void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Ou
     Out* b = g + plane;
     for (int x = 0; x < side; ++x) {
       const std::uint8_t* p = row + 3 * (flip ? side - 1 - x : x);
-      r[x] = convert(0, p[0]);
+      r[x] = convert(0, p[c0]);
       g[x] = convert(1, p[1]);
-      b[x] = convert(2, p[2]);
+      b[x] = convert(2, p[c2]);
     }
   }
 }
@@ -227,19 +231,20 @@ void window_to_chw(const Image8& src, int left, int top, int side, bool flip, Ou
 }  // namespace
 
 void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
-                      const float mean[3], const float std[3], float* out, bool channels_last) {
+                      const float mean[3], const float std[3], float* out, bool channels_last,
+                      float rescale, bool bgr) {
   float scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
-    scale[c] = 1.0f / (255.0f * std[c]);
+    scale[c] = rescale / (255.0f * std[c]);
     shift[c] = mean[c] / std[c];
   }
-  window_to_chw(src, left, top, side, flip, out, channels_last,
+  window_to_chw(src, left, top, side, flip, out, channels_last, bgr,
                 [&](int c, std::uint8_t v) { return v * scale[c] - shift[c]; });
 }
 
 void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out,
-                   bool channels_last) {
-  window_to_chw(src, left, top, side, flip, out, channels_last,
+                   bool channels_last, bool bgr) {
+  window_to_chw(src, left, top, side, flip, out, channels_last, bgr,
                 [](int, std::uint8_t v) { return v; });
 }
 

@@ -40,14 +40,14 @@ Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double
                        int out_height, int src_left = 0, int src_top = 0);
 
 // The side x side window of RGB src at (left, top) to normalised CHW floats (HWC when
-// channels_last), mirrored left-right when flip: (pixel / 255 - mean) / std, ToTensor then
-// Normalize.
+// channels_last), mirrored left-right when flip: (pixel * rescale / 255 - mean) / std, ToTensor
+// then Normalize; with bgr the channels come out B, G, R (mean and std in that order).
 void normalize_to_chw(const Image8& src, int left, int top, int side, bool flip,
                       const float mean[3], const float std[3], float* out,
-                      bool channels_last = false);
+                      bool channels_last = false, float rescale = 1.0f, bool bgr = false);
 // The same window as 8-bit pixels, not normalised: for a normalise done on the device.
 void window_to_chw(const Image8& src, int left, int top, int side, bool flip, std::uint8_t* out,
-                   bool channels_last = false);
+                   bool channels_last = false, bool bgr = false);
 
 // The smallest DCT scale s of 1, 2 and 4 eighths (the ones that decode faster than full size)
 // at which a region of `size` full-size pixels still has at least `needed` pixels; else 8.

@@ -45,7 +45,7 @@ DataSources open_dataset(const DataSpec& spec) {
   if (fs::is_directory(status)) {
     if (is_idx_dir(path)) return load_idx_dir(path);
     if (cifar_kind(path) != CifarKind::none) return load_cifar_dir(path);
-    if (is_image_folder(path)) return load_image_folder(path);
+    if (is_image_folder(path)) return load_image_folder(path, spec.image);
   } else if (fs::path(path).extension() == ".npz") {
     return load_npz_dataset(path, spec.layout);
   }

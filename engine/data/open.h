@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/data/image_pipeline.h"
 #include "engine/data/npz_source.h"
 #include "engine/data/split.h"
 #include "engine/data/synthetic.h"
@@ -23,6 +24,7 @@ struct DataSpec {
   std::string data;                           // --data; empty: kDefaultDataDir
   DataLayout layout = DataLayout::nchw;       // --data-layout (npz)
   SyntheticOptions synthetic;                 // for --data synthetic
+  ImageTransformOptions image;                // ImageFolder: crop, resize, normalisation
   std::string default_dir = kDefaultDataDir;  // where an empty --data looks
 };
 

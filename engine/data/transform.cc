@@ -71,13 +71,20 @@ Normalization default_normalization(const Dataset& train) {
 
 Transform::Transform(const Shape& sample_shape, TransformOptions options)
     : shape_(sample_shape), o_(std::move(options)) {
-  const int channels = channel_counts(shape_).channels;
-  RUCHE_REQUIRE(o_.norm.mean.size() == o_.norm.std.size() &&
-                (o_.norm.mean.empty() || static_cast<int>(o_.norm.mean.size()) == channels))
-      << "normalisation with " << o_.norm.mean.size() << " means and " << o_.norm.std.size()
+  const auto channels = static_cast<std::size_t>(channel_counts(shape_).channels);
+  const Normalization& n = o_.norm;
+  RUCHE_REQUIRE((n.mean.empty() || n.mean.size() == channels) &&
+                (n.std.empty() || n.std.size() == channels))
+      << "normalisation with " << n.mean.size() << " means and " << n.std.size()
       << " standard deviations for samples of shape " << shape_.str() << " (" << channels
       << " channels)";
-  for (float s : o_.norm.std) RUCHE_REQUIRE(s > 0) << "normalisation std " << s << ", expected > 0";
+  for (float s : n.std) RUCHE_REQUIRE(s > 0) << "normalisation std " << s << ", expected > 0";
+  RUCHE_REQUIRE(n.mean_image.empty() ||
+                static_cast<std::int64_t>(n.mean_image.size()) == shape_.numel())
+      << "a mean image of " << n.mean_image.size() << " values for samples of shape "
+      << shape_.str();
+  RUCHE_REQUIRE(!n.reverse_channels || (shape_.ndim() == 3 && channels == 3))
+      << "channel order BGR for samples of shape " << shape_.str() << ": expected 3 channels";
   if (shape_.ndim() == 3 && o_.augment.enabled) {
     padding_ = o_.augment.crop_padding >= 0 ? o_.augment.crop_padding : (shape_[1] >= 32 ? 4 : 2);
   }
@@ -88,6 +95,25 @@ Transform::Transform(const Shape& sample_shape, TransformOptions options)
 bool Transform::augments() const {
   return shape_.ndim() == 3 && o_.augment.enabled &&
          (padding_ > 0 || o_.augment.hflip || o_.augment.erase_p > 0);
+}
+
+void Transform::normalize(float* x) const {
+  const Normalization& n = o_.norm;
+  const ChannelCounts cc = channel_counts(shape_);
+  const std::int64_t numel = shape_.numel();
+  if (n.rescale != 1) {
+    for (std::int64_t i = 0; i < numel; ++i) x[i] *= n.rescale;
+  }
+  if (n.reverse_channels) std::swap_ranges(x, x + cc.per_channel, x + 2 * cc.per_channel);
+  for (std::size_t i = 0; i < n.mean_image.size(); ++i) x[i] -= n.mean_image[i];
+  if (n.mean.empty() && n.std.empty()) return;
+  for (int c = 0; c < cc.channels; ++c) {
+    const auto ch = static_cast<std::size_t>(c);
+    const float mean = n.mean.empty() ? 0.0f : n.mean[ch];
+    const float std = n.std.empty() ? 1.0f : n.std[ch];
+    float* p = x + c * cc.per_channel;
+    for (std::int64_t i = 0; i < cc.per_channel; ++i) p[i] = (p[i] - mean) / std;
+  }
 }
 
 void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index) const {
@@ -114,14 +140,7 @@ void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64
       }
     }
   }
-  if (!o_.norm.mean.empty()) {
-    for (int c = 0; c < cc.channels; ++c) {
-      const float mean = o_.norm.mean[static_cast<std::size_t>(c)];
-      const float std = o_.norm.std[static_cast<std::size_t>(c)];
-      float* p = x + c * cc.per_channel;
-      for (std::int64_t i = 0; i < cc.per_channel; ++i) p[i] = (p[i] - mean) / std;
-    }
-  }
+  normalize(x);
   if (augments() && o_.augment.erase_p > 0 && rng_uniform(s, kErase) < o_.augment.erase_p) {
     const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
     const float log_lo = std::log(0.3f), log_hi = std::log(3.3f);

@@ -5,16 +5,29 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/data/dataset.h"
 
 namespace ruche {
 
-// Per-channel mean and standard deviation; empty: no normalisation.
+// What the loader does to read()'s values after augmentation (the run's record,
+// engine/data/preprocess.h), in this order: times rescale, channels reversed (RGB -> BGR), minus
+// mean_image, then per channel minus mean and over std. An empty vector skips its step.
 struct Normalization {
-  std::vector<float> mean;
-  std::vector<float> std;
+  Normalization() = default;
+  Normalization(std::vector<float> per_channel_mean, std::vector<float> per_channel_std)
+      : mean(std::move(per_channel_mean)), std(std::move(per_channel_std)) {}
+
+  std::vector<float> mean;        // per channel
+  std::vector<float> std;         // per channel
+  float rescale = 1;              // the record's scale over the source's own (1/255 for pixels)
+  bool reverse_channels = false;  // the net reads BGR
+  std::vector<float> mean_image;  // the sample's numel values (Caffe's mean_file)
+  bool empty() const {
+    return mean.empty() && std.empty() && rescale == 1 && !reverse_channels && mean_image.empty();
+  }
 };
 
 // Known values for Fashion-MNIST (0.2860 / 0.3530), MNIST, CIFAR-10 and CIFAR-100; none for
@@ -46,6 +59,8 @@ class Transform {
   void apply(float* sample, float* scratch, std::uint32_t epoch, std::uint64_t index) const;
   std::size_t scratch_floats() const { return static_cast<std::size_t>(shape_.numel()); }
   bool augments() const;
+  // The normalisation alone (what evaluation and export apply to a sample).
+  void normalize(float* sample) const;
 
  private:
   Shape shape_;

@@ -55,9 +55,29 @@ std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
   return std::nullopt;
 }
 
+namespace {
+// A JSON record on one line, for an error message.
+std::string one_line(const std::string& json) {
+  std::string s;
+  for (char c : json) {
+    if (c == '\n') continue;
+    if (c == ' ' && !s.empty() && s.back() == ' ') continue;
+    s += c;
+  }
+  return s;
+}
+}  // namespace
+
 TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
   TrainingPosition at;
   if (std::optional<LoadedCheckpoint> resumed = find_resume()) {
+    // The same inputs, or the weights would meet data they were not trained on (older
+    // checkpoints carry no record).
+    RUCHE_REQUIRE(resumed->meta.preprocess.empty() || meta_.preprocess.empty() ||
+                  resumed->meta.preprocess == meta_.preprocess)
+        << resumed->dir << ": trained with other input preprocessing than this run's; resume "
+        << "with the run's own --normalize (the checkpoint's record:"
+        << one_line(resumed->meta.preprocess) << ")";
     restore(*resumed, layout_);
     at = resumed->meta.position;
     optimizer.set_step_count(at.step);

@@ -68,6 +68,12 @@ std::string render_threshold(const ThresholdReport& t, const std::vector<std::st
 
 }  // namespace
 
+std::string RunFiles::record_dir() const {
+  if (!run_dir.empty()) return run_dir;
+  const fs::path dir = fs::path(weights).parent_path();
+  return dir.empty() ? "." : dir.string();
+}
+
 RunFiles locate_run_files(const std::string& weights, const std::string& net_override) {
   RUCHE_REQUIRE(!weights.empty()) << "no weights given (--weights W.npz)";
   RunFiles f;
@@ -188,8 +194,13 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   const proto::NetParameter net_param = load_net(files.net_file, &source);
   ops::set_num_threads(request.threads);
 
-  // The splits exactly as the run made them: same seed, same val_fraction, same normalisation.
-  const DataSplits splits = open_splits(request.data, solver.val_fraction(), solver.random_seed());
+  // The splits exactly as the run made them (same seed, same val_fraction), normalised as its
+  // record says; a run from before records gets what --normalize auto gave it.
+  const PreprocessSource recorded = PreprocessSource::in_dir(files.record_dir());
+  NormalizedSplits opened = open_normalized_splits(request.data, solver.val_fraction(),
+                                                   solver.random_seed(), recorded);
+  const DataSplits& splits = opened.splits;
+  const Normalization& norm = opened.norm;
   const DatasetPtr& data = request.split == "val" ? splits.val : splits.test;
   if (!data && request.split == "val") {
     RUCHE_FAIL() << "--split val: the run held out no validation data (val_fraction "
@@ -209,7 +220,6 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   options.source = source;
   std::unique_ptr<Net> net = Net::build(net_param, options);
   load_strictly(*net, files);
-  const Normalization norm = default_normalization(*splits.train);
   if (request.goal) {
     RUCHE_REQUIRE(splits.train->num_classes() == 2)
         << "--target-" << threshold_goal_name(*request.goal)

@@ -16,6 +16,7 @@
 #include "engine/metrics/eval_report.h"
 #include "engine/proto/ruche.pb.h"
 #include "engine/train/data_parallel.h"
+#include "engine/train/train_data.h"
 
 namespace ruche {
 
@@ -25,6 +26,8 @@ struct RunFiles {
   std::string run_dir;      // the directory holding weights and net.prototxt; "" when not a run
   std::string net_file;     // --net when given, else RUN/net.prototxt
   std::string solver_file;  // RUN/solver.prototxt; "" when there is none (defaults apply)
+  // Where the run's preprocess.json is looked for: the run directory, else the weights' folder.
+  std::string record_dir() const;
 };
 
 // Locates the files for `weights`. A missing weights file, or no net (no --net and no

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "engine/data/balance.h"
+#include "engine/data/image_folder.h"
 #include "engine/data/loader.h"
 #include "engine/data/shard_index.h"
 #include "engine/data/shard_loader.h"
@@ -18,6 +19,22 @@ namespace {
 int loader_threads(const TrainDataOptions& o, bool decodes) {
   if (o.workers > 0) return o.workers;
   return decodes ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) : 1;
+}
+
+// The normalisation of `source`: its record's, or what --normalize chooses (train: null for JPEG
+// sources, whose statistics are ImageNet's unless said otherwise).
+Normalization normalization_for(const PreprocessSource& source, const InputFacts& facts,
+                                const Dataset* train) {
+  if (source.record) {
+    return normalization_of(*source.record, source.record_dir, facts, source.record_path());
+  }
+  return choose_normalization(source.normalize, facts, train);
+}
+
+// The record of the run: the one given, else the one made of facts and norm.
+proto::Preprocess record_for(const PreprocessSource& source, const InputFacts& facts,
+                             const Normalization& norm) {
+  return source.record ? *source.record : make_preprocess(facts, norm);
 }
 
 TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver,
@@ -41,6 +58,10 @@ TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver
   train.depth = o.prefetch;
   train.device = o.device;
   d.sample_shape = Shape{3, train.transform.crop, train.transform.crop};
+  const InputFacts facts{"shards", true, d.sample_shape, d.class_names};
+  const Normalization norm = normalization_for(o.preprocess, facts, nullptr);
+  apply_to_decoder(norm, train.transform, spec.data);
+  d.preprocess = record_for(o.preprocess, facts, norm);
   auto loader = std::make_unique<ShardLoader>(index, "train", o.rank, o.ranks, train);
   d.train_size = loader->split_size();
   d.train = std::move(loader);
@@ -62,11 +83,35 @@ bool is_shard_dir(const std::string& dir) {
                                                           kShardIndexFile);
 }
 
+NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fraction,
+                                        std::uint64_t seed, const PreprocessSource& source) {
+  NormalizedSplits n;
+  if (is_image_folder(spec.data)) {  // normalised as decoded: the decoder takes it
+    DataSpec decoded = spec;
+    const Shape crop{3, spec.image.crop, spec.image.crop};
+    const Normalization norm =
+        normalization_for(source, InputFacts{"imagefolder", true, crop, {}}, nullptr);
+    apply_to_decoder(norm, decoded.image, spec.data);
+    n.splits = open_splits(decoded, val_fraction, seed);
+    n.record = record_for(source, input_facts(*n.splits.train), norm);
+    return n;
+  }
+  n.splits = open_splits(spec, val_fraction, seed);
+  const InputFacts facts = input_facts(*n.splits.train);
+  n.norm = normalization_for(source, facts, n.splits.train.get());
+  n.record = record_for(source, facts, n.norm);
+  return n;
+}
+
 TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& solver,
                           const TrainDataOptions& o) {
   if (is_shard_dir(spec.data)) return open_shards(spec, solver, o);
   TrainData d;
-  d.splits = open_splits(spec, solver.val_fraction(), solver.random_seed());
+  NormalizedSplits opened =
+      open_normalized_splits(spec, solver.val_fraction(), solver.random_seed(), o.preprocess);
+  d.splits = std::move(opened.splits);
+  d.norm = std::move(opened.norm);
+  d.preprocess = std::move(opened.record);
   // Class imbalance: weights counted on the training split as it is, then SMOTE grows it.
   const BalanceMode balance = parse_balance_mode(solver.balance());
   if (!solver.class_weights().empty()) {
@@ -86,10 +131,9 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   d.test_size = d.splits.test ? d.splits.test->size() : 0;
 
   TransformOptions transform;
-  transform.norm = default_normalization(train_set);
+  transform.norm = d.norm;
   transform.seed = solver.random_seed();
   transform.augment.enabled = solver.augment();
-  d.norm = transform.norm;
   LoaderOptions train_opts;
   train_opts.batch_size = solver.batch_size();
   train_opts.drop_last = true;

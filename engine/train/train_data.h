@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/data/batch_source.h"
 #include "engine/data/open.h"
+#include "engine/data/preprocess.h"
 #include "engine/data/transform.h"
 #include "engine/proto/ruche.pb.h"
 
@@ -20,6 +22,7 @@ struct TrainDataOptions {
   Device device = Device::cpu();
   int workers = 0;   // --data-workers; 0: all cores for JPEG sources, 1 for in-memory ones
   int prefetch = 0;  // --prefetch: batches buffered; 0: workers + 1
+  PreprocessSource preprocess;  // the record to follow, else --normalize
 };
 
 struct TrainData {
@@ -32,8 +35,19 @@ struct TrainData {
   std::unique_ptr<BatchSource> val;    // every sample once over the ranks; null: no validation
   DataSplits splits;                   // indexable sources only (the final test evaluation)
   Normalization norm;                  // indexable sources: what evaluate_split applies
+  proto::Preprocess preprocess;        // the run's record (RUN/preprocess.json)
   std::vector<float> class_weights;    // --class-weights resolved (training split); empty: none
 };
+
+// The splits of --data with their normalisation as `source` says. JPEG sources normalise as they
+// decode (the record goes into their decoder); the others leave it to the loader: `norm`.
+struct NormalizedSplits {
+  DataSplits splits;
+  Normalization norm;           // for the loader's Transform (empty for JPEG sources)
+  proto::Preprocess record;     // the run's record
+};
+NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fraction,
+                                        std::uint64_t seed, const PreprocessSource& source);
 
 // Opens --data for this rank as `solver` says (batch size, seed, shuffle, augment, val_fraction).
 TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& solver,

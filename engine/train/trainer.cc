@@ -22,6 +22,7 @@
 #include "engine/optim/loss_scaler.h"
 #include "engine/optim/optimizer.h"
 #include "engine/proto/text_format.h"
+#include "engine/tensor/allocator.h"
 #include "engine/train/eval_run.h"
 #include "engine/train/checkpointing.h"
 #include "engine/train/ema.h"
@@ -172,6 +173,7 @@ int train(const TrainRun& run, Communicator* comm) {
       << "solver: unknown lr_policy '" << solver.lr_policy() << "' (valid: " << join(policies)
       << ")";
   ops::set_num_threads(run.threads);
+  use_device(run.device);  // before the loader's pinned slots: no stray context on GPU 0
   const int rank = comm ? comm->rank() : 0;
   const int ranks = comm ? comm->size() : 1;
   ops::set_gpu_math(run.gpu_math);
@@ -197,6 +199,7 @@ int train(const TrainRun& run, Communicator* comm) {
   data_opts.device = run.device;
   data_opts.workers = run.data_workers;
   data_opts.prefetch = run.prefetch;
+  data_opts.preprocess = run.preprocess;
   TrainData data = open_train_data(run.data, solver, data_opts);
   BatchSource& train_loader = *data.train;
   const int classes = data.classes;
@@ -267,6 +270,7 @@ int train(const TrainRun& run, Communicator* comm) {
     std::string labels;
     for (const auto& name : data.class_names) labels += name + "\n";
     write_file(out / "labels.txt", labels);
+    write_preprocess(out.string(), data.preprocess, run.preprocess.record_dir);
     metrics.open((out / "metrics.jsonl").string());
   }
   TensorBoardWriter tb;  // RUN/events.out.tfevents.*: rank 0, unless --no-tensorboard
@@ -277,6 +281,8 @@ int train(const TrainRun& run, Communicator* comm) {
               data.kind.c_str(), static_cast<long long>(data.train_size),
               static_cast<long long>(data.val_size), static_cast<long long>(data.test_size),
               classes);
+  std::printf("preprocess: %s (%s)\n", describe_preprocess(data.preprocess).c_str(),
+              run.preprocess.record ? run.preprocess.record_path().c_str() : "--normalize");
 
   // ---- solver ----
   const std::int64_t steps_per_epoch = train_loader.steps_per_epoch() / solver.iter_size();
@@ -304,6 +310,7 @@ int train(const TrainRun& run, Communicator* comm) {
   meta.net = to_prototxt(net_param);
   meta.solver = to_prototxt(run.solver);
   meta.net_hash = state_hash(layout);
+  meta.preprocess = preprocess_json(data.preprocess);
   Checkpointer checkpoints(run.checkpoint, run.out_dir, dp, layout, meta, fault);
   // Where training starts: the beginning, or the checkpoint --resume names.
   const TrainingPosition at = checkpoints.resume(*optimizer);

@@ -3,10 +3,12 @@
 // directory).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "comm/communicator.h"
 #include "engine/data/open.h"
+#include "engine/data/preprocess.h"
 #include "engine/graph/net.h"
 #include "engine/proto/ruche.pb.h"
 #include "engine/train/checkpointing.h"
@@ -26,6 +28,7 @@ struct TrainRun {
   NetSource source;
   proto::SolverParameter solver;
   DataSpec data;
+  PreprocessSource preprocess;  // --normalize, or the record beside --net
   std::string out_dir = "run";
   int threads = 0;  // 0: OMP_NUM_THREADS or all cores
   int data_workers = 0;  // loader threads; 0: all cores for decoded sources (JPEG), else 1

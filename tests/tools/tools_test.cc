@@ -204,6 +204,128 @@ assert rows[0] == "fpr,tpr,threshold" and len(rows) > 3, rows[:3]
   EXPECT_EQ(roc3.rc, 2) << roc3.output;
 }
 
+// ---- the input record (RUN/preprocess.json) ----
+
+// The record of an npz run holds numpy's per-channel statistics of the training split (here all
+// of x_train: --val-fraction 0), the stored values unscaled, the sample shape and class names.
+TEST_F(ToolsTest, RecordHoldsTheTrainingSplitsStatistics) {
+  const fs::path out = dir_ / "run_stats";
+  const Outcome r = ruche("train --model mlp --data " + (dir_ / "two.npz").string() +
+                          " --max-steps 1 --batch-size 16 --threads 1 --val-fraction 0 "
+                          "--no-checkpoint --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("preprocess: values, mean "), std::string::npos) << r.output;
+  EXPECT_EQ(python(R"(
+import json, sys, numpy as np
+r = json.load(open(sys.argv[1]))
+x = np.load(sys.argv[2])["x_train"].astype(np.float64)
+assert r["source"] == "npz" and r["input"] == "values" and r["scale"] == 1, r
+assert r["sample_shape"] == ["1", "8", "8"] or r["sample_shape"] == [1, 8, 8], r
+assert r["class_names"] == ["0", "1"], r
+assert abs(r["mean"][0] - x.mean()) < 1e-6 * max(1, abs(x.mean())), (r["mean"], x.mean())
+assert abs(r["std"][0] - x.std()) < 1e-6 * x.std(), (r["std"], x.std())
+)",
+                   (out / "preprocess.json").string() + " " + (dir_ / "two.npz").string()),
+            0);
+}
+
+// Fashion-MNIST's record is the fixed one (pixels / 255, 0.2860 / 0.3530); --normalize none and
+// given statistics are recorded as chosen; a bad value is one line, exit 2.
+TEST_F(ToolsTest, NormalizeFlagIsRecorded) {
+  const std::string base = " --max-steps 1 --batch-size 16 --threads 1 --no-checkpoint";
+  Outcome r = ruche("train --model mlp" + base + " --out " + (dir_ / "run_fashion").string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("preprocess: pixels / 255, mean 0.286 std 0.353, gray 1x28x28 "
+                          "(--normalize)"),
+            std::string::npos)
+      << r.output;
+  r = ruche("train --model mlp --data " + data() + base + " --normalize none --out " +
+            (dir_ / "run_none").string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  std::string json = read_file(dir_ / "run_none" / "preprocess.json");
+  EXPECT_EQ(json.find("\"mean\""), std::string::npos) << json;
+  r = ruche("train --model mlp --data " + data() + base + " --normalize 0.5/0.25 --out " +
+            (dir_ / "run_given").string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(python(R"(
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["mean"] == [0.5] and r["std"] == [0.25], r
+)",
+                   (dir_ / "run_given" / "preprocess.json").string()),
+            0);
+  r = ruche("train --model mlp --data " + data() + base + " --normalize 0.5,0.5/1,1");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_TRUE(one_line(r.output)) << r.output;
+  EXPECT_NE(r.output.find("2 means for samples of shape [1, 8, 8]"), std::string::npos)
+      << r.output;
+}
+
+// eval normalises as the record says, not as it would compute: an edited record changes what it
+// reports, a deleted one (a run from before records) falls back to what the run used.
+TEST_F(ToolsTest, EvalFollowsTheRecord) {
+  const fs::path copy = dir_ / "run_edited";
+  fs::remove_all(copy);
+  fs::copy(run(), copy, fs::copy_options::recursive);
+  const std::string eval = " --data " + data() + " --split val --threads 1";
+  Outcome r = ruche("eval --weights " + (copy / "model.npz").string() + eval);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  const double loss = json_number(read_file(copy / "eval-val.json"), "loss");
+  ASSERT_EQ(python(R"(
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["mean"] = [r["mean"][0] + 1.0]
+json.dump(r, open(sys.argv[1], "w"))
+)",
+                   (copy / "preprocess.json").string()),
+            0);
+  r = ruche("eval --weights " + (copy / "model.npz").string() + eval);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(json_number(read_file(copy / "eval-val.json"), "loss"), loss);
+  fs::remove(copy / "preprocess.json");
+  r = ruche("eval --weights " + (copy / "model.npz").string() + eval);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_EQ(json_number(read_file(copy / "eval-val.json"), "loss"), loss);
+}
+
+// A record beside --net (as an import writes it, or an earlier run's directory) is followed and
+// becomes the run's; one that does not fit the data is one line, exit 2; a resume with another
+// normalisation than the checkpoint's is refused.
+TEST_F(ToolsTest, RecordBesideTheNetIsFollowed) {
+  const fs::path imported = dir_ / "imported";
+  fs::create_directories(imported);
+  fs::copy_file(run() / "net.prototxt", imported / "net.prototxt",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(imported / "preprocess.json")
+      << R"({"source": "npz", "input": "values", "scale": 2, "mean": [0.25], "std": [4],
+            "sample_shape": [1, 8, 8], "class_names": ["a", "b", "c"]})";
+  const fs::path out = dir_ / "run_imported";
+  const std::string args = "train --net " + (imported / "net.prototxt").string() + " --data " +
+                           data() + " --batch-size 16 --threads 1 --out " + out.string();
+  Outcome r = ruche(args + " --max-steps 2");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find("preprocess: values x 2, mean 0.25 std 4, 1x8x8"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find((imported / "preprocess.json").string()), std::string::npos)
+      << r.output;
+  const std::string json = read_file(out / "preprocess.json");
+  EXPECT_NEAR(json_number(json, "scale"), 2, 0) << json;
+  // Resuming that run with another normalisation would feed its weights other inputs.
+  r = ruche(args + " --resume auto --max-steps 3 --normalize none");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("other input preprocessing"), std::string::npos) << r.output;
+
+  std::ofstream(imported / "preprocess.json")
+      << R"({"input": "values", "sample_shape": [3, 8, 8]})";
+  r = ruche(args + " --max-steps 2");
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_TRUE(one_line(r.output)) << r.output;
+  EXPECT_NE(r.output.find("the record is for samples of shape [3, 8, 8] but the data (npz) has "
+                          "[1, 8, 8]"),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(ToolsTest, ExportNpzLoadsInNumpyWithPyTorchNames) {
   const fs::path out = dir_ / "exported.npz";
   const Outcome r = ruche("export --from " + run().string() + " --format npz -o " + out.string());
