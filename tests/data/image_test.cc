@@ -167,6 +167,28 @@ TEST(Jpeg, CorruptDataIsAnErrorNamingIt) {
 // log ratio l) is uniform over the region of [scale) x [log ratio) where it fits: on a 500 x 375
 // image, s * r * 187500 <= 500^2 and s / r * 187500 <= 375^2. The histograms of 20000 boxes
 // against that region's marginals (integrated on a fine grid).
+// The run's record in the decoder: with bgr the planes come out B, G, R (mean and std in that
+// order), and rescale multiplies the pixel before the mean: (p * rescale / 255 - mean) / std.
+TEST(ImageTransform, NormalizeToChwHonoursChannelOrderAndRescale) {
+  const Image8 im = gradient(6, 5);
+  const int side = 4;
+  const std::size_t plane = side * side;
+  const float mean[3] = {0.1f, 0.2f, 0.3f}, std[3] = {0.5f, 0.25f, 2.0f};
+  std::vector<float> rgb(3 * plane), bgr(3 * plane);
+  normalize_to_chw(im, 1, 1, side, false, mean, std, rgb.data());
+  normalize_to_chw(im, 1, 1, side, false, mean, std, bgr.data(), false, 255.0f, true);
+  for (int y = 0; y < side; ++y) {
+    for (int x = 0; x < side; ++x) {
+      const std::uint8_t* p = im.row(1 + y) + 3 * (1 + x);
+      const std::size_t at = static_cast<std::size_t>(y * side + x);
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_NEAR(rgb[c * plane + at], (p[c] / 255.0f - mean[c]) / std[c], 1e-5);
+        EXPECT_NEAR(bgr[c * plane + at], (p[2 - c] - mean[c]) / std[c], 1e-3);
+      }
+    }
+  }
+}
+
 TEST(ImageTransform, RandomResizedCropMatchesTorchvisionsDistribution) {
   const int width = 500, height = 375, bins = 10, draws = 20000;
   const ImageTransformOptions o;
