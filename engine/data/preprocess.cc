@@ -259,10 +259,12 @@ std::string describe_preprocess(const proto::Preprocess& record) {
   if (record.mean_size() == 0 && record.std_size() == 0 && !record.has_mean_image()) {
     s += ", not normalised";
   }
-  std::string shape;
-  for (std::int32_t d : record.sample_shape()) shape += (shape.empty() ? "" : "x") + std::to_string(d);
-  const std::string& order = record.channel_order();
-  s += ", " + order + (order.empty() ? "" : " ") + shape;
+  s += ", ";
+  if (record.has_channel_order()) s.append(record.channel_order()).append(" ");
+  for (int i = 0; i < record.sample_shape_size(); ++i) {
+    if (i > 0) s += 'x';
+    s += std::to_string(record.sample_shape(i));
+  }
   return s;
 }
 
