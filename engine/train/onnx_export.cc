@@ -149,7 +149,8 @@ class GraphBuilder {
     return name;
   }
   // A float initializer of the given shape (its numel values).
-  std::string constant(const std::string& name, const Shape& shape, const std::vector<float>& values) {
+  std::string constant(const std::string& name, const Shape& shape,
+                       const std::vector<float>& values) {
     RUCHE_CHECK(shape.numel() == static_cast<std::int64_t>(values.size())) << name;
     Tensor t = Tensor::empty(shape, DType::f32);
     std::memcpy(t.data<float>(), values.data(), values.size() * sizeof(float));
@@ -320,7 +321,9 @@ std::vector<std::string> head_dims(const proto::NetParameter& param,
 
 // ---- the record in front of the net ----
 
-int channels_of(const Shape& sample) { return sample.ndim() == 3 ? static_cast<int>(sample[0]) : 1; }
+int channels_of(const Shape& sample) {
+  return sample.ndim() == 3 ? static_cast<int>(sample[0]) : 1;
+}
 
 // The shape per-channel statistics broadcast with: [1, C, 1, 1] for images [C, H, W], else one
 // channel: [1, 1, ...] (a vector sample [D]: [1, 1]).
@@ -340,7 +343,8 @@ std::string input_text(const proto::Preprocess* record, const Shape& sample) {
   }
   if (record->input() == "values") return "float32 values as the npz stores them";
   std::string s = "float32 pixel values 0-255";
-  if (sample.ndim() == 3) s += channels_of(sample) == 3 ? " (RGB)" : channels_of(sample) == 1 ? " (gray)" : "";
+  if (sample.ndim() == 3 && channels_of(sample) == 3) s += " (RGB)";
+  if (sample.ndim() == 3 && channels_of(sample) == 1) s += " (gray)";
   return s;
 }
 
@@ -380,7 +384,8 @@ std::string add_preprocess(GraphBuilder& g, const OnnxPreprocess& p, const Shape
     const double inverse = 1.0 / static_cast<double>(r.scale());
     const double whole = std::round(inverse);
     const bool divide = whole >= 2 && std::fabs(inverse - whole) < 1e-3;
-    const std::string k = g.scalar("preprocess.scale", divide ? static_cast<float>(whole) : r.scale());
+    const std::string k =
+        g.scalar("preprocess.scale", divide ? static_cast<float>(whole) : r.scale());
     x = g.free_node(divide ? "Div" : "Mul", {x, k}, "preprocess/scale").output(0);
   }
   if (order == "BGR") {  // channel c of the net's input is channel 2 - c of the RGB image
@@ -470,7 +475,8 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       in.set_doc_string(input_text(pre == nullptr ? nullptr : &pre->record, sample));
       // The net reads the record's last step (or the input itself); the labels (top 1) feed only
       // the loss, not exported.
-      g.alias(layer.top(0), pre == nullptr ? std::string("input") : add_preprocess(g, *pre, sample));
+      g.alias(layer.top(0),
+              pre == nullptr ? std::string("input") : add_preprocess(g, *pre, sample));
     } else if (type == "SoftmaxWithLoss" || type == "EuclideanLoss") {
       RUCHE_REQUIRE(head.empty()) << g.where() << ": a second loss layer (one output head only)";
       head = type == "EuclideanLoss" ? "output" : "logits";
@@ -518,7 +524,8 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
   if (options.threshold) {
     RUCHE_REQUIRE(head == "logits" && out_dims.size() == 2 && out_dims[1] == "2")
         << "--threshold needs a two-class classifier; this net's "
-        << (head == "logits" ? "probs have " + out_dims.back() + " classes" : "head is a regression");
+        << (head == "logits" ? "probs have " + out_dims.back() + " classes"
+                             : std::string("head is a regression"));
     // decision = probs[:, 1] >= threshold: the comparison ruche's threshold report counts with
     // (count_at_threshold, engine/metrics/roc.cc: "positive iff score >= threshold"), in float32.
     const std::string one = g.scalar_i64("decision.class", 1);

@@ -30,7 +30,8 @@ int probe_eval(char** argv) {
   Tensor probs = Tensor::empty(Shape{n, k}, DType::f32);
   std::memcpy(probs.data<float>(), acc.scores().data(), acc.scores().size() * sizeof(float));
   Tensor labels = Tensor::empty(Shape{n}, DType::i32);
-  std::memcpy(labels.data<std::int32_t>(), acc.labels().data(), acc.labels().size() * sizeof(std::int32_t));
+  std::memcpy(labels.data<std::int32_t>(), acc.labels().data(),
+              acc.labels().size() * sizeof(std::int32_t));
   save_npz(argv[5], {{"probs", probs}, {"labels", labels}});
   return 0;
 }
