@@ -404,6 +404,12 @@ class Check:
         if out.returncode != 0:
             raise Failed(f"bundle/env.sh failed: {last_line(out.stderr)}")
         env = dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+        # Open MPI's plugins wherever the bundle has them (gpu_bundle.sh has put them one level
+        # deep, lib/openmpi3/lib/openmpi3): without them its mpirun knows none of its options.
+        plugins = sorted(bundle.glob("lib/**/mca_schizo_ompi.so"))
+        if plugins:
+            env.update(OMPI_MCA_mca_base_component_path=str(plugins[0].parent),
+                       OPAL_PKGLIBDIR=str(plugins[0].parent))
         self.bundle_env = env
         self.places.update(bundle=str(bundle), ruche=self.wrapper("ruche", env))
         if (bundle / "bin" / "mpirun").exists():
@@ -413,9 +419,10 @@ class Check:
         card = smi.strip().splitlines()[0] if code == 0 and smi.strip() else "nvidia-smi failed"
         code, text = self.run([self.places["ruche"], "devices"], log, deadline, self.env())
         listed = [l for l in text.splitlines() if l.startswith("cuda:")]
-        versions = [l for l in text.splitlines() if "CUDA runtime" in l]
+        versions = [l for l in text.splitlines() if l.startswith("CUDA runtime")]
+        nodev = [l for l in text.splitlines() if l.startswith("no CUDA device")]
         self.facts.update(card=card, versions=versions[0] if versions else "", cuda=bool(listed))
-        rec["key"] = listed[0] if listed else last_line(text)
+        rec["key"] = (listed or nodev or [last_line(text)])[0]
         rec["result"] = "pass" if code == 0 and listed else "fail"
 
     def wrapper(self, name, env):
