@@ -404,8 +404,16 @@ class Check:
         if out.returncode != 0:
             raise Failed(f"bundle/env.sh failed: {last_line(out.stderr)}")
         env = dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
-        # Open MPI's plugins wherever the bundle has them (gpu_bundle.sh has put them one level
-        # deep, lib/openmpi3/lib/openmpi3): without them its mpirun knows none of its options.
+        # Where cuDNN, cuBLAS and NCCL came from (system, pip, /usr/local/cuda), and any library
+        # the loader cannot find (bundle_env.sh's ruche_env_check): named here, not as a crash.
+        verbose = f"RUCHE_ENV_VERBOSE=1 . {shlex.quote(str(bundle))}/env.sh"
+        code, where = self.run(["bash", "-c", verbose], log, deadline, self.env())
+        self.facts["cuda_libraries"] = [l.strip() for l in where.splitlines() if "<-" in l]
+        missing = [l for l in where.splitlines() if "not found" in l and "<-" not in l]
+        if missing:
+            raise Failed(missing[0].strip())
+        # Open MPI's plugins wherever the bundle has them (older bundles put them one level deeper,
+        # lib/openmpi3/lib/openmpi3): without them its mpirun knows none of its options.
         plugins = sorted(bundle.glob("lib/**/mca_schizo_ompi.so"))
         if plugins:
             env.update(OMPI_MCA_mca_base_component_path=str(plugins[0].parent),

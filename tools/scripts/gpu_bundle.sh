@@ -110,9 +110,12 @@ for exe in "$b"/bin/*; do copy_deps "$exe"; done
 # plugins, help texts and default parameters. env.sh points OPAL_*/PMIX_* at them.
 if [ -n "${copied[libmpi.so.40]:-}" ]; then
   ompi_lib=$(dirname "$(readlink -f "${copied[libmpi.so.40]}")")
-  plugins="$ompi_lib/openmpi3"
-  [ -d "$plugins" ] || plugins=$(ls -d "$ompi_lib"/openmpi* 2>/dev/null | head -1)
-  [ -d "$plugins" ] || die "Open MPI plugin directory not found beside $ompi_lib"
+  # Debian keeps them in $ompi_lib/openmpi/lib/openmpi3; other builds beside libmpi.
+  plugins=""
+  for dir in "$ompi_lib/openmpi3" "$ompi_lib/openmpi/lib/openmpi3"; do
+    [ -f "$dir/mca_btl_tcp.so" ] && { plugins=$dir; break; }
+  done
+  [ -n "$plugins" ] || die "Open MPI's plugins (mca_*.so) not found beside $ompi_lib"
   cp -a "$plugins" "$b/lib/openmpi3"
   for plugin in "$b"/lib/openmpi3/*.so; do copy_deps "$plugin"; done
   pmix_plugins=$(ls -d /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix 2>/dev/null || true)
@@ -151,8 +154,6 @@ strip --strip-debug "$b"/bin/* "$b"/lib/*.so* 2>/dev/null || true
     ! -path '*/__pycache__/*' ! -path 'benchmarks/results/*' 2>/dev/null \
   | tar -cf - -T - ) | tar -xf - -C "$b/src"
 
-# Where the tests' paths pointed on this machine, for benchmarks/gpu_check.py to map them.
-printf '{"build_dir": "%s", "source_dir": "%s"}\n' "$build" "$root" >"$b/paths.json"
 
 # ---- env.sh: the library lookup lives in tools/scripts/bundle_env.sh (tested on its own) ----
 install -m 644 "$root/tools/scripts/bundle_env.sh" "$b/env.sh"
