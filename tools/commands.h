@@ -17,5 +17,6 @@ void add_convert_command(CLI::App& app, int& exit_code);
 void add_plot_command(CLI::App& app, int& exit_code);
 void add_lr_find_command(CLI::App& app, int& exit_code);
 void add_data_bench_command(CLI::App& app, int& exit_code);
+void add_index_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

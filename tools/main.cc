@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ruche::tools::add_export_command(app, exit_code);
   ruche::tools::add_inspect_command(app, exit_code);
   ruche::tools::add_convert_command(app, exit_code);
+  ruche::tools::add_index_command(app, exit_code);
   ruche::tools::add_data_bench_command(app, exit_code);
   ruche::tools::add_time_command(app, exit_code);
   ruche::tools::add_plot_command(app, exit_code);

@@ -144,6 +144,7 @@ void set_field(proto::SolverParameter& solver, const std::string& field,
 void add_train_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string model, net, solver, data, layout = "nchw", out = "run", normalize = "auto";
+    std::string val_data;
     DeviceFlags device;
     std::string init_weights, synthetic_shape;
     int synthetic_classes = 0;
@@ -172,6 +173,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--net", o.net, "net.prototxt (instead of --model)");
   cmd->add_option("--solver", o.solver, "solver.prototxt (default: ruche's recipe)");
   cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
+  cmd->add_option("--val-data", o.val_data,
+                  "validation .tar shards: a pattern ('val-{000000..000003}.tar') or a directory "
+                  "(default: the val-* shards beside --data's)");
   cmd->add_option("--data-layout", o.layout, "npz layout: nchw or nhwc")
       ->check(CLI::IsMember({"nchw", "nhwc"}));
   cmd->add_option("--normalize", o.normalize,
@@ -277,6 +281,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     }
     run.preprocess.normalize = normalize;
     run.data = DataSpec(o.data);
+    run.data.val_data = o.val_data;
     run.data.layout = o.layout == "nhwc" ? DataLayout::nhwc : DataLayout::nchw;
     if (!o.synthetic_shape.empty()) {
       std::vector<std::int64_t> dims;

@@ -1,4 +1,5 @@
-// jpeg_to_sample: choose the crop from the header, decode at the smallest DCT scale that keeps
+// jpeg_to_sample: PNG bytes are decoded whole and take the same transforms; for JPEG,
+// choose the crop from the header, decode at the smallest DCT scale that keeps
 // the crop at least `crop` pixels (or the short side at least `resize`), decoding only the crop's
 // rows and columns in training, resample, flip, normalise.
 #include "engine/data/image_pipeline.h"
@@ -9,6 +10,7 @@
 
 #include "engine/data/image_transform.h"
 #include "engine/data/jpeg.h"
+#include "engine/data/png.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -28,6 +30,20 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
   RUCHE_CHECK(options.crop > 0 && options.resize >= options.crop)
       << "crop " << options.crop << ", resize " << options.resize;
   const int crop = options.crop;
+  if (is_png(data, size)) {  // decoded whole, then the same transforms as a full-size JPEG
+    const Image8 image = decode_png_rgb(data, size, what);
+    if (train) {
+      const CropBox b = random_resized_crop_box(image.width, image.height, options, stream);
+      Image8 sample = resize_bilinear(image, b.left, b.top, b.width, b.height, crop, crop);
+      const bool flip = options.flip && rng_uniform(stream, kFlipPosition) < 0.5f;
+      return {std::move(sample), 0, 0, flip};
+    }
+    int rw = 0, rh = 0;
+    resize_short_side(image.width, image.height, options.resize, &rw, &rh);
+    Image8 resized = resize_bilinear(image, 0, 0, image.width, image.height, rw, rh);
+    const CropBox center = center_crop_box(rw, rh, crop);
+    return {std::move(resized), center.left, center.top, false};
+  }
   JpegInfo full;
   CropBox box;                // training: the crop in full-size pixels
   int resized_w = 0, resized_h = 0;  // validation: the size after Resize(resize)

@@ -33,7 +33,8 @@ struct ImageTransformOptions {
 // (random-resized-crop drawn from `stream` as torchvision's get_params, bilinear resize,
 // horizontal flip with p 0.5 from `stream`, normalise) or the validation one (resize the short
 // side to `resize`, center crop `crop`, normalise), decoding at the smallest DCT scale the crop
-// allows. Throws ruche::Error naming `what` when the bytes are not a readable JPEG.
+// allows. PNG bytes (told by their signature) are decoded whole (engine/data/png.h), then take the
+// same transforms. Throws ruche::Error naming `what` when the bytes are not a readable JPEG or PNG.
 void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
                     bool train, const ImageTransformOptions& options, const RngStream& stream,
                     float* out);

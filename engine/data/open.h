@@ -4,6 +4,7 @@
 //   DIR             IDX files (MNIST, Fashion-MNIST) or CIFAR-10/100 binary batches
 //   FILE.npz        arrays x, y (or x_train, y_train, x_test, y_test); --data-layout nchw|nhwc
 //   ROOT            ImageFolder: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG
+//   shards          .tar shards are ruche train's (engine/data/index_shards.h); here an error
 // Anything else is an error naming the formats ruche reads.
 #pragma once
 
@@ -22,6 +23,7 @@ inline constexpr const char* kDefaultDataDir = "/usr/share/datasets/fashion-mnis
 struct DataSpec {
   DataSpec(std::string data_value = "") : data(std::move(data_value)) {}  // NOLINT: implicit
   std::string data;                           // --data; empty: kDefaultDataDir
+  std::string val_data;                       // --val-data: validation shards (train only)
   DataLayout layout = DataLayout::nchw;       // --data-layout (npz)
   SyntheticOptions synthetic;                 // for --data synthetic
   ImageTransformOptions image;                // ImageFolder: crop, resize, normalisation

@@ -45,7 +45,7 @@ ShardIndex read_shard_index(const std::string& dir) {
   const std::string index_path = (fs::path(dir) / kShardIndexFile).string();
   const std::string labels_path = (fs::path(dir) / kShardLabelsFile).string();
   RUCHE_REQUIRE(fs::exists(index_path))
-      << index_path << ": missing (shards are read with the index `ruche convert` writes)";
+      << index_path << ": missing (`ruche index " << dir << "` writes it; `ruche convert` too)";
   std::istringstream labels(checkpoint_io::read_file(labels_path));
   for (std::string line; std::getline(labels, line);) {
     if (!line.empty()) index.classes.push_back(line);

@@ -13,6 +13,7 @@
 
 #include "engine/data/sampler.h"
 #include "engine/data/tar.h"
+#include "engine/data/webdataset.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -103,6 +104,9 @@ ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int 
   RUCHE_REQUIRE(total_ > 0) << index.dir << ": no " << split << " samples in the shard index";
   RUCHE_REQUIRE(total_ >= world) << index.dir << ": " << total_ << " " << split
                                  << " samples cannot be split over " << world << " ranks";
+  for (std::size_t i = 0; i < classes_.size(); ++i) {
+    class_of_name_.emplace(classes_[i], static_cast<int>(i));
+  }
   fds_.assign(shards_.size(), -1);
   ring_ = std::make_unique<BatchRing>(
       batch_shape(), options_.x_dtype, options_.threads, options_.depth, options_.device,
@@ -267,31 +271,50 @@ void ShardLoader::read_sample(std::int64_t sample, Tensor& x, std::int64_t row,
                          << " (the index has a sample at byte " << begin << " to " << end << ")";
     got += static_cast<std::size_t>(n);
   }
-  TarMember member, jpeg;
-  bool have_jpeg = false, have_cls = false;
+  // The members of the sample's key from `begin` on (webdataset's grouping): the first image,
+  // the label of the best rank (.cls, .json, .txt); a later key ends the sample (an incomplete
+  // sample the index skipped may follow it in the range).
+  TarMember member, image;
+  bool have_image = false;
+  int label_rank_taken = 3;
   std::uint64_t at = 0, consumed = 0;
   std::int64_t cls = -1;
+  std::string key, k, ext;
   while (at < bytes.size() && parse_tar_member(bytes.data() + at, bytes.size() - at, shard.path,
                                                begin + at, &member, &consumed)) {
-    const std::string ext =
-        member.name.substr(std::min(member.name.size(), member.name.find('.') + 1));
-    if (ext == "jpg" || ext == "jpeg") {
-      jpeg = std::move(member);
-      have_jpeg = true;
-    } else if (ext == "cls") {
-      const std::string text(member.data.begin(), member.data.end());
-      const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), cls);
-      RUCHE_REQUIRE(ec == std::errc() && cls >= 0 &&
-                    cls < static_cast<std::int64_t>(classes_.size()))
-          << shard.path << ": " << member.name << " at byte " << member.offset << " holds '" << text
-          << "', not a class index below " << classes_.size();
-      have_cls = true;
-    }
     at += consumed;
+    if (!member.regular() || !webdataset_key(member.name, &k, &ext)) continue;
+    if (key.empty()) key = k;
+    if (k != key) break;
+    if (is_image_extension(ext) && !have_image) {
+      image = std::move(member);
+      have_image = true;
+      continue;
+    }
+    const int rank = label_rank(ext);
+    if (rank < 0 || rank >= label_rank_taken) continue;
+    const std::string what = shard.path + ": " + member.name + " at byte " +
+                             std::to_string(member.offset);
+    const SampleLabel l = parse_label(ext, member.data.data(), member.data.size(), what);
+    if (!l.found) continue;
+    if (l.index >= 0) {
+      RUCHE_REQUIRE(l.index < static_cast<std::int64_t>(classes_.size()))
+          << what << ": label " << l.index << " is not below the " << classes_.size()
+          << " classes";
+      cls = l.index;
+    } else {
+      const auto found = class_of_name_.find(l.name);
+      RUCHE_REQUIRE(found != class_of_name_.end())
+          << what << ": label '" << l.name << "' is not a class name of labels.txt";
+      cls = found->second;
+    }
+    label_rank_taken = rank;
   }
-  RUCHE_REQUIRE(have_jpeg && have_cls)
-      << shard.path << ": the sample at byte " << begin << " lacks a "
-      << (have_jpeg ? ".cls" : ".jpg") << " member (is the index from these shards?)";
+  RUCHE_REQUIRE(have_image && label_rank_taken < 3)
+      << shard.path << ": the sample at byte " << begin << " lacks "
+      << (have_image ? "a label (.cls, .json, .txt)" : "an image (.jpg, .jpeg, .png)")
+      << " (is the index from these shards?)";
+  const TarMember& jpeg = image;
   const RngStream stream{options_.seed, RngPurpose::augment, start_.epoch,
                          static_cast<std::uint32_t>(sample), 0};
   const std::string what = shard.path + ":" + jpeg.name;

@@ -1,5 +1,6 @@
-// ShardLoader: batches from one split of `ruche convert` shards
-// (shard_index.h), with BatchLoader's interface (start_epoch, next(x, y),
+// ShardLoader: batches from one split of indexed WebDataset shards (shard_index.h: written by
+// `ruche convert`, or by `ruche index` for shards made elsewhere; samples and labels as
+// webdataset.h says), with BatchLoader's interface (start_epoch, next(x, y),
 // position, steps_per_epoch) and machinery (BatchRing: threads that each fill
 // whole batches, a ring of preallocated batch buffers, pinned with a device copy
 // beside compute when the device is CUDA). Each sample is read with one pread
@@ -49,6 +50,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/data/batch_ring.h"
@@ -164,6 +166,7 @@ class ShardLoader final : public BatchSource {
 
   std::vector<Shard> shards_;
   std::vector<std::string> classes_;
+  std::unordered_map<std::string, int> class_of_name_;  // for labels given as names
   std::string split_;
   int rank_, world_;
   ShardLoaderOptions options_;

@@ -6,6 +6,7 @@
 
 #include "engine/data/balance.h"
 #include "engine/data/image_folder.h"
+#include "engine/data/index_shards.h"
 #include "engine/data/loader.h"
 #include "engine/data/shard_index.h"
 #include "engine/data/shard_loader.h"
@@ -39,7 +40,10 @@ proto::Preprocess record_for(const PreprocessSource& source, const InputFacts& f
 
 TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver,
                       const TrainDataOptions& o) {
-  const ShardIndex index = read_shard_index(spec.data);
+  ShardSetOptions set_options;
+  set_options.rank = o.rank;
+  set_options.workers = o.workers;
+  const ShardIndex index = open_shard_set(spec.data, spec.val_data, set_options);
   RUCHE_REQUIRE(solver.balance() == "none" && solver.smote_k() == 0 &&
                 solver.class_weights() != "auto")
       << spec.data << ": --balance, --smote and --class-weights auto count the training classes "
@@ -78,10 +82,7 @@ TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver
 
 }  // namespace
 
-bool is_shard_dir(const std::string& dir) {
-  return !dir.empty() && std::filesystem::is_regular_file(std::filesystem::path(dir) /
-                                                          kShardIndexFile);
-}
+bool is_shard_dir(const std::string& dir) { return names_shards(dir); }
 
 NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fraction,
                                         std::uint64_t seed, const PreprocessSource& source) {
@@ -106,6 +107,9 @@ NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fractio
 TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& solver,
                           const TrainDataOptions& o) {
   if (is_shard_dir(spec.data)) return open_shards(spec, solver, o);
+  RUCHE_REQUIRE(spec.val_data.empty())
+      << "--val-data " << spec.val_data << ": validation shards go with .tar shards as --data, and "
+      << spec.data << " holds none";
   TrainData d;
   NormalizedSplits opened =
       open_normalized_splits(spec, solver.val_fraction(), solver.random_seed(), o.preprocess);

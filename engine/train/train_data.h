@@ -53,7 +53,8 @@ NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fractio
 TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& solver,
                           const TrainDataOptions& options);
 
-// Whether DIR holds `ruche convert` shards (DIR/index.tsv).
+// Whether --data names .tar shards (index_shards.h's names_shards: a directory of them, with or
+// without index.tsv, one .tar, or a brace pattern or glob).
 bool is_shard_dir(const std::string& dir);
 
 }  // namespace ruche

@@ -9,7 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libonnx-dev
   libdnnl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libjpeg62-turbo-dev libcli11-dev
+  zlib1g-dev libjpeg62-turbo-dev libpng-dev libcli11-dev
   dataset-fashion-mnist
   python3 python3-venv python3-pip
   python3-torch python3-torchvision python3-numpy python3-matplotlib python3-onnx
@@ -33,15 +33,18 @@ else
   echo "deps: all Debian packages present"
 fi
 
-# Python oracles Debian does not ship (onnxruntime, tensorboard): a local venv
+# Python oracles Debian does not ship (onnxruntime, tensorboard, webdataset): a local venv
 # on top of Debian's python so torch/numpy stay the system ones.
 venv=".venv"
 if [ ! -x "$venv/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
-if ! "$venv/bin/python" -c "import onnxruntime, tensorboard" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import onnxruntime, tensorboard, webdataset" 2>/dev/null; then
   # Optional oracles: a test that needs one skips when it is absent, so a
-  # failing index is a warning, not a failed set-up.
+  # failing index is a warning, not a failed set-up. webdataset: its
+  # ShardWriter writes a shard tests/dp/webdataset.py trains from.
   "$venv/bin/python" -m pip install -q --disable-pip-version-check onnxruntime tensorboard \
-    || echo "deps: warning: could not install onnxruntime/tensorboard; tests needing them will skip"
+    webdataset \
+    || echo "deps: warning: could not install onnxruntime/tensorboard/webdataset; tests needing" \
+            "them will skip"
 fi
