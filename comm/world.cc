@@ -1,5 +1,10 @@
 #include "comm/world.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +26,39 @@ WorldOptions WorldOptions::from_env() {
   RUCHE_REQUIRE(ec == std::errc() && ptr == end && options.fake_nodes >= 0)
       << "RUCHE_FAKE_NODES: expected a number of nodes (0 or more), got '" << text << "'";
   return options;
+}
+
+CpuMask this_thread_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CpuMask mask((CPU_SETSIZE + 63) / 64, 0);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {  // unknown: the cores that are online
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < std::min<long>(online, CPU_SETSIZE); ++c) mask[c / 64] |= 1ull << (c % 64);
+    return mask;
+  }
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) mask[c / 64] |= 1ull << (c % 64);
+  }
+  return mask;
+}
+
+CoreShare share_cores(const std::vector<CpuMask>& host_masks, int me) {
+  RUCHE_CHECK(me >= 0 && me < static_cast<int>(host_masks.size())) << "share_cores: rank " << me;
+  const CpuMask& mine = host_masks[static_cast<std::size_t>(me)];
+  CoreShare share;
+  share.cores = 0;
+  for (std::uint64_t word : mine) share.cores += std::popcount(word);
+  share.cores = std::max(share.cores, 1);
+  share.sharing = 0;
+  for (const CpuMask& other : host_masks) {
+    bool overlaps = false;
+    for (std::size_t w = 0; w < std::min(other.size(), mine.size()); ++w) {
+      overlaps = overlaps || (other[w] & mine[w]) != 0;
+    }
+    share.sharing += overlaps ? 1 : 0;
+  }
+  return share;
 }
 
 int fake_node_of(int rank, int size, int nodes) {
@@ -63,6 +101,24 @@ World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()
   if (rank_ == 0) leaders_before = 0;  // Exscan leaves rank 0's result undefined
   node_ = leaders_before;
   MPI_CHECK(MPI_Bcast(&node_, 1, MPI_INT, 0, h.local));
+
+  // Cores are shared by the ranks of the real host, whatever RUCHE_FAKE_NODES pretends.
+  MPI_Comm host = MPI_COMM_NULL;
+  MPI_CHECK(MPI_Comm_split_type(h.world, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host));
+  int host_rank = 0, host_size = 1;
+  MPI_CHECK(MPI_Comm_rank(host, &host_rank));
+  MPI_CHECK(MPI_Comm_size(host, &host_size));
+  const CpuMask mine = this_thread_cpus();
+  std::vector<std::uint64_t> masks(mine.size() * static_cast<std::size_t>(host_size));
+  MPI_CHECK(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_UINT64_T, masks.data(),
+                          static_cast<int>(mine.size()), MPI_UINT64_T, host));
+  MPI_CHECK(MPI_Comm_free(&host));
+  std::vector<CpuMask> host_masks;
+  for (int r = 0; r < host_size; ++r) {
+    host_masks.emplace_back(masks.begin() + static_cast<std::ptrdiff_t>(r * mine.size()),
+                            masks.begin() + static_cast<std::ptrdiff_t>((r + 1) * mine.size()));
+  }
+  core_share_ = share_cores(host_masks, host_rank);
 
   char name[MPI_MAX_PROCESSOR_NAME] = {};
   int length = 0;

@@ -8,6 +8,7 @@
 // after every communicator is gone), so calls never overlap and SERIALIZED is enough.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,20 @@ struct WorldOptions {
 // The pretend node of `rank` when `size` ranks are split into `nodes` blocks of consecutive ranks.
 int fake_node_of(int rank, int size, int nodes);
 
+// A CPU affinity mask (sched_getaffinity) as bits, 64 CPUs a word.
+using CpuMask = std::vector<std::uint64_t>;
+CpuMask this_thread_cpus();
+
+// How a rank shares its host's cores: the cores in its mask, the ranks of this host whose masks
+// overlap it (itself included: all of them when mpirun bound none, one when it gave each rank its
+// own cores), and the threads that leaves it (cores / sharing, at least 1).
+struct CoreShare {
+  int cores = 1;
+  int sharing = 1;
+  int threads() const { return cores / sharing > 0 ? cores / sharing : 1; }
+};
+CoreShare share_cores(const std::vector<CpuMask>& host_masks, int me);
+
 class World {
  public:
   explicit World(const WorldOptions& options = WorldOptions::from_env());
@@ -42,6 +57,9 @@ class World {
   const std::string& host_name() const { return host_names_[rank_]; }
   const std::vector<std::string>& host_names() const { return host_names_; }  // by rank
   int thread_level() const { return thread_level_; }  // what MPI_Init_thread provided
+  // This rank's share of its host's cores (share_cores over the ranks of the real host, also
+  // under RUCHE_FAKE_NODES): what --threads 0 turns into.
+  const CoreShare& core_share() const { return core_share_; }
 
   // Ends every rank of the job now (MPI_Abort) with `exit_code`: what a rank that fails does
   // after printing why, so the others never wait on it in a collective.
@@ -56,6 +74,7 @@ class World {
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, node_ = 0, num_nodes_ = 1;
   int thread_level_ = 0;
   std::vector<std::string> host_names_;
+  CoreShare core_share_;
 };
 
 }  // namespace ruche

@@ -9,6 +9,7 @@
 #include <map>
 #include <vector>
 
+#include "comm/heartbeat.h"
 #include "comm/mpi/mpi_communicator.h"
 #include "comm/routed_communicator.h"
 #include "comm/world.h"
@@ -85,6 +86,30 @@ bool launched_as_rank() {
   return false;
 }
 
+// Threads per rank: --threads, else OMP_NUM_THREADS, else this rank's share of its host's cores
+// (the cores of its affinity mask over the ranks of the host whose masks overlap it), so ranks
+// that mpirun did not bind do not start cores x ranks threads between them. Printed, as torchrun
+// does.
+int choose_threads(int flag, const CoreShare& share) {
+  char why[160];
+  int threads = flag;
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  const int omp_threads = omp ? std::atoi(omp) : 0;
+  if (flag > 0) {
+    std::snprintf(why, sizeof why, "--threads");
+  } else if (omp_threads > 0) {
+    threads = omp_threads;
+    std::snprintf(why, sizeof why, "OMP_NUM_THREADS");
+  } else {
+    threads = share.threads();
+    std::snprintf(why, sizeof why, "%d core%s in this rank's affinity mask, shared by %d rank%s",
+                  share.cores, share.cores == 1 ? "" : "s", share.sharing,
+                  share.sharing == 1 ? "" : "s");
+  }
+  std::printf("threads: %d per rank (%s)\n", threads, why);
+  return threads;
+}
+
 // Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
 // fails ends the whole job after saying why, so the others never wait for it.
 // comm "nccl" puts device buffers on NCCL even in a world of one (--comm).
@@ -95,6 +120,7 @@ int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& co
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
   try {
+    run.threads = choose_threads(run.threads, world.core_share());
     run.device = device.resolve(world.local_rank(), world.local_size());
     const bool nccl_alone = comm_backend == "nccl";
     run.parallel.communicate_alone = nccl_alone;
@@ -111,11 +137,21 @@ int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& co
     return train(run, &comm);
   } catch (const Error& e) {
     std::fprintf(stderr, "ruche: rank %d: error: %s\n", world.rank(), e.what());
-    if (world.size() > 1) world.abort(2);
+    if (world.size() > 1) {
+      write_abort_note(comm_options.run_dir, world.rank(),
+                       "ruche: rank " + std::to_string(world.rank()) + ": error: " + e.what(), 2);
+      world.abort(2);
+    }
     throw;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ruche: rank %d: internal error: %s\n", world.rank(), e.what());
-    if (world.size() > 1) world.abort(1);
+    if (world.size() > 1) {
+      write_abort_note(comm_options.run_dir, world.rank(),
+                       "ruche: rank " + std::to_string(world.rank()) + ": internal error: " +
+                           e.what(),
+                       1);
+      world.abort(1);
+    }
     throw;
   }
 }
@@ -188,7 +224,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
                   "classes of --data synthetic (default 10)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--out", o.out, "run directory")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
+  cmd->add_option("--threads", o.threads,
+                  "CPU threads per rank (0: OMP_NUM_THREADS, else this rank's share of the cores "
+                  "in its affinity mask)");
   cmd->add_option("--data-workers", o.data_workers,
                   "data loader threads (0: all cores for JPEG folders, 1 for in-memory data)")
       ->check(CLI::NonNegativeNumber);
@@ -323,12 +361,16 @@ void add_train_command(CLI::App& app, int& exit_code) {
     comm_options.timeout_seconds = o.comm_timeout;
     comm_options.check_collectives = o.check_collectives;
     comm_options.hierarchical_allreduce = o.hierarchical_allreduce;
+    // Heartbeats and abort notes go to the run directory (absolute: the ranks' working
+    // directories need not agree).
+    comm_options.run_dir = std::filesystem::absolute(o.out).lexically_normal().string();
     RUCHE_REQUIRE(o.comm != "nccl" || o.device.device.rfind("cuda", 0) == 0)
         << "--comm nccl: NCCL moves device buffers; give --device cuda";
     if (launched_as_rank() || o.comm == "nccl") {  // alone: a singleton World
       exit_code = train_as_rank(run, o.device, comm_options, o.comm, o.verbose_ranks);
     } else {
       run.device = o.device.resolve();
+      run.threads = choose_threads(run.threads, share_cores({this_thread_cpus()}, 0));
       exit_code = train(run);
     }
   });

@@ -33,13 +33,13 @@ dry() {  # name expected -- env assignments and ruche-run arguments
 
 # ---- mpirun lines ----------------------------------------------------------------------------
 dry "mpirun, 2 ranks on 2 cores" \
-  "mpirun -np 2$root --map-by slot --bind-to core -x OMP_NUM_THREADS=1 -x PATH ruche train --epochs 1" \
+  "mpirun -np 2$root --map-by slot --bind-to core -x PATH ruche train --epochs 1" \
   "$RUN" -np 2 --dry-run -- ruche train --epochs 1
 dry "mpirun, more ranks than cores" \
-  "mpirun -np 3$root --oversubscribe --map-by slot --bind-to none -x OMP_NUM_THREADS=1 -x PATH ruche train" \
+  "mpirun -np 3$root --oversubscribe --map-by slot --bind-to none -x PATH ruche train" \
   "$RUN" -np 3 --dry-run -- ruche train
-dry "threads per rank: the cores shared out" \
-  "mpirun -np 2$root --map-by slot:PE=4 --bind-to core -x OMP_NUM_THREADS=4 -x PATH ruche train" \
+dry "threads per rank: the cores shared out by binding (each rank counts its own)" \
+  "mpirun -np 2$root --map-by slot:PE=4 --bind-to core -x PATH ruche train" \
   RUCHE_RUN_CORES=8 "$RUN" -np 2 --dry-run -- ruche train
 dry "threads per rank: --threads wins over OMP_NUM_THREADS" \
   "mpirun -np 2$root --map-by slot:PE=3 --bind-to core -x OMP_NUM_THREADS=3 -x PATH ruche train --threads 3" \
@@ -51,25 +51,25 @@ dry "threads per rank: more threads than cores are not bound" \
   "mpirun -np 2$root --map-by slot --bind-to none -x OMP_NUM_THREADS=2 -x PATH ruche train --threads=2" \
   "$RUN" -np 2 --dry-run -- ruche train --threads=2
 dry "-H, --iface and the exported environment" \
-  "mpirun -np 4$root -H a:2,b:2 --map-by slot --bind-to core --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 -x OMP_NUM_THREADS=1 -x NCCL_SOCKET_IFNAME=eth0 -x NCCL_DEBUG -x OMP_WAIT_POLICY -x RUCHE_FAULT -x PATH -x LD_LIBRARY_PATH ruche train" \
+  "mpirun -np 4$root -H a:2,b:2 --map-by slot --bind-to core --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 -x NCCL_SOCKET_IFNAME=eth0 -x NCCL_DEBUG -x OMP_WAIT_POLICY -x RUCHE_FAULT -x PATH -x LD_LIBRARY_PATH ruche train" \
   RUCHE_FAULT=crash_at_step:3 NCCL_DEBUG=INFO OMP_WAIT_POLICY=passive LD_LIBRARY_PATH=/opt/lib \
   NCCL_SOCKET_IFNAME=lo RUCHE_RUN_MPIRUN=mpirun "$RUN" -np 4 -H a:2,b:2 --iface eth0 --dry-run -- ruche train
 dry "NCCL_SOCKET_IFNAME passed by name without --iface" \
-  "mpirun -np 2$root --map-by slot --bind-to core -x OMP_NUM_THREADS=1 -x NCCL_SOCKET_IFNAME -x PATH ruche train" \
+  "mpirun -np 2$root --map-by slot --bind-to core -x NCCL_SOCKET_IFNAME -x PATH ruche train" \
   NCCL_SOCKET_IFNAME=ib0 "$RUN" -np 2 --dry-run -- ruche train
 printf 'n1 slots=2\n# a comment\n\nn2 slots=2\n' >"$tmp/hosts"
 dry "--hostfile, threads from its slots, remote cores not bound" \
-  "mpirun -np 4$root --hostfile $tmp/hosts --map-by slot --bind-to none -x OMP_NUM_THREADS=4 -x PATH ruche train" \
+  "mpirun -np 4$root --hostfile $tmp/hosts --map-by slot --bind-to none -x PATH ruche train" \
   RUCHE_RUN_CORES=8 "$RUN" --hostfile "$tmp/hosts" -np 4 --dry-run -- ruche train
 dry "--opt=value forms" \
-  "mpirun -np 2$root -H a:1,b:1 --map-by slot --bind-to none -x OMP_NUM_THREADS=2 -x PATH ruche train" \
+  "mpirun -np 2$root -H a:1,b:1 --map-by slot --bind-to none -x PATH ruche train" \
   "$RUN" --np=2 --host=a:1,b:1 --dry-run -- ruche train
 
 # The printed line is shell-quoted: the shell reads back the very words.
 # shellcheck disable=SC2016  # '$HOME' is meant literally
 out=$(clean "$RUN" -np 2 --dry-run -- ruche train --out 'my run' "it's" '$HOME' '')
 expect_eq "quoting" \
-  "mpirun -np 2$root --map-by slot --bind-to core -x OMP_NUM_THREADS=1 -x PATH ruche train --out 'my run' 'it'\\''s' '\$HOME' ''" \
+  "mpirun -np 2$root --map-by slot --bind-to core -x PATH ruche train --out 'my run' 'it'\\''s' '\$HOME' ''" \
   "$out"
 eval "set -- $out"
 expect_eq "quoting reads back" "ruche|train|--out|my run|it's|\$HOME|" \
@@ -78,19 +78,19 @@ expect_eq "quoting reads back" "ruche|train|--out|my run|it's|\$HOME|" \
 # ---- srun lines (no Slurm here: only what the line would be) ---------------------------------
 slurm=(SLURM_JOB_ID=42 SLURM_NTASKS=4 SLURM_JOB_NODELIST='n[1-2]')
 dry "srun inside an allocation: -np from SLURM_NTASKS" \
-  "srun --ntasks 4 --kill-on-bad-exit=1 --export=ALL,OMP_NUM_THREADS=1 ruche train" \
+  "srun --ntasks 4 --kill-on-bad-exit=1 --export=ALL ruche train" \
   "${slurm[@]}" "$RUN" --dry-run -- ruche train
 dry "srun with -H, --iface and cpus-per-task" \
   "srun --ntasks 2 --nodes 2 --nodelist n1,n2 --cpus-per-task 4 --kill-on-bad-exit=1 --export=ALL,OMP_NUM_THREADS=4,NCCL_SOCKET_IFNAME=ib0,OMPI_MCA_btl_tcp_if_include=ib0 ruche train" \
   "${slurm[@]}" SLURM_CPUS_PER_TASK=4 "$RUN" -np 2 -H n1:1,n2:1 --iface ib0 --dry-run -- ruche train
 dry "srun with --hostfile" \
-  "srun --ntasks 4 --nodes 2 --nodelist n1,n2 --kill-on-bad-exit=1 --export=ALL,OMP_NUM_THREADS=1 ruche train" \
+  "srun --ntasks 4 --nodes 2 --nodelist n1,n2 --kill-on-bad-exit=1 --export=ALL ruche train" \
   "${slurm[@]}" "$RUN" --hostfile "$tmp/hosts" --dry-run -- ruche train
 dry "mpirun inside an allocation: the allocation's slots, no oversubscription" \
-  "mpirun -np 4$root --map-by slot --bind-to core -x OMP_NUM_THREADS=1 -x PATH ruche train" \
+  "mpirun -np 4$root --map-by slot --bind-to core -x PATH ruche train" \
   "${slurm[@]}" "$RUN" --launcher mpirun --dry-run -- ruche train
 dry "srun asked for outside an allocation" \
-  "srun --ntasks 2 --kill-on-bad-exit=1 --export=ALL,OMP_NUM_THREADS=1 ruche train" \
+  "srun --ntasks 2 --kill-on-bad-exit=1 --export=ALL ruche train" \
   "$RUN" --launcher srun -np 2 --dry-run -- ruche train
 
 # ---- usage errors: one line on stderr, nothing on stdout, exit 2 -----------------------------
@@ -152,7 +152,7 @@ exit "${step[0]:-98}"  # 98: ran more often than the scenario says
 EOF
 chmod +x "$tmp/fake-mpirun"
 
-prefix="-np 2$root --map-by slot --bind-to core -x OMP_NUM_THREADS=1 -x PATH"
+prefix="-np 2$root --map-by slot --bind-to core -x PATH"
 scenario() {  # name codes... -- ruche-run arguments; leaves $rc, $FAKE, $tmp/err
   local name=$1
   shift

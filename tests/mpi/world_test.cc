@@ -75,11 +75,30 @@ TEST(World, LocalRanksPartitionTheWorld) {
   }
 }
 
-// On this machine every rank shares memory: one node, unless RUCHE_FAKE_NODES splits it.
+// On this machine every rank shares memory: one node, unless RUCHE_FAKE_NODES splits it, or the
+// ranks run in RUCHE_TEST_HOSTS=K network-namespace hosts (tests/support/netns_hosts.sh; the test
+// runs them K x size/K): then the nodes are those hosts, told apart by MPI_Comm_split_type.
 TEST(World, NodesRealOrPretend) {
   const World& w = world();
   const int fake = WorldOptions::from_env().fake_nodes;
-  if (fake > 0) {
+  const char* hosts = std::getenv("RUCHE_TEST_HOSTS");
+  if (hosts != nullptr && fake == 0) {
+    const int k = std::atoi(hosts);
+    ASSERT_GT(k, 0) << "RUCHE_TEST_HOSTS=" << hosts;
+    EXPECT_EQ(w.num_nodes(), k);
+    EXPECT_EQ(w.local_size(), w.size() / k);
+    EXPECT_EQ(w.node(), w.rank() / (w.size() / k));  // mpirun fills each host's slots in turn
+    // Ranks of one node share a host name; ranks of different nodes do not.
+    MpiCommunicator comm(w);
+    const std::vector<std::int32_t> node = gather(comm, w.node());
+    const std::vector<std::string>& names = w.host_names();
+    for (std::size_t a = 0; a < node.size(); ++a) {
+      for (std::size_t b = 0; b < node.size(); ++b) {
+        EXPECT_EQ(node[a] == node[b], names[a] == names[b])
+            << "ranks " << a << " and " << b << " on " << names[a] << " and " << names[b];
+      }
+    }
+  } else if (fake > 0) {
     EXPECT_EQ(w.num_nodes(), fake);
     EXPECT_EQ(w.node(), fake_node_of(w.rank(), w.size(), fake));
   } else {
@@ -106,6 +125,36 @@ TEST(World, FakeNodeOfSplitsConsecutiveRanks) {
   EXPECT_EQ(fake_node_of(2, 3, 1), 0);
   EXPECT_NE(error_of([] { fake_node_of(0, 2, 3); }).find("RUCHE_FAKE_NODES=3"), std::string::npos);
   EXPECT_NE(error_of([] { fake_node_of(0, 2, 0); }), "");
+}
+
+// Threads per rank: unbound ranks (every mask the whole host) share its cores; ranks that mpirun
+// bound to cores of their own keep theirs; partial overlaps count as sharing.
+TEST(World, CoreShareFollowsTheAffinityMasks) {
+  const CpuMask all{0xFull};  // cores 0-3
+  CoreShare s = share_cores({all, all}, 0);
+  EXPECT_EQ(s.cores, 4);
+  EXPECT_EQ(s.sharing, 2);
+  EXPECT_EQ(s.threads(), 2);
+  s = share_cores({CpuMask{0x3}, CpuMask{0xC}}, 1);  // bound: two cores each
+  EXPECT_EQ(s.cores, 2);
+  EXPECT_EQ(s.sharing, 1);
+  EXPECT_EQ(s.threads(), 2);
+  s = share_cores({all, all, all, all, all, all}, 3);  // more ranks than cores: at least 1
+  EXPECT_EQ(s.threads(), 1);
+  s = share_cores({CpuMask{0x1}, CpuMask{0x3}, CpuMask{0xC}}, 1);
+  EXPECT_EQ(s.sharing, 2);
+  EXPECT_EQ(s.threads(), 1);
+  EXPECT_EQ(share_cores({CpuMask{0, 0x1}}, 0).cores, 1);  // core 64
+}
+
+// The World's own share: this rank's mask, shared by the ranks of this host that overlap it.
+TEST(World, CoreShareOfThisRank) {
+  const World& w = world();
+  const CoreShare& s = w.core_share();
+  EXPECT_GE(s.cores, 1);
+  EXPECT_GE(s.sharing, 1);
+  EXPECT_LE(s.sharing, w.size());
+  EXPECT_GE(s.threads(), 1);
 }
 
 TEST(World, FakeNodesFromEnvRejectsNonsense) {
