@@ -33,8 +33,8 @@ struct ShardScan {
   ShardInfo info;
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
-  std::int64_t max_index = -1;          // the largest integer label
-  std::set<std::string> names;          // labels given as names
+  std::int64_t max_index = -1;  // the largest integer label
+  std::set<std::string> names;  // labels given as names
   std::int64_t skipped_members = 0;
   std::vector<std::string> incomplete;  // samples lacking an image or a label
   bool reused = false;
@@ -111,8 +111,8 @@ ShardScan scan_shard(const std::string& dir, const std::string& file) {
     if (rank >= 0 && rank < label) {
       const std::vector<std::uint8_t> data = reader.data_of_last(size);
       const SampleLabel l =
-          parse_label(ext, data.data(), data.size(), path + ": " + m.name + " at byte " +
-                                                         std::to_string(m.offset));
+          parse_label(ext, data.data(), data.size(),
+                      path + ": " + m.name + " at byte " + std::to_string(m.offset));
       if (l.found) {
         label = rank;
         if (l.index >= 0) {
@@ -225,8 +225,8 @@ std::vector<std::string> class_list(const std::string& dir, const std::vector<Sh
   }
   if (!given.empty()) {
     RUCHE_REQUIRE(max_index < static_cast<std::int64_t>(given.size()))
-        << dir << ": a label is " << max_index << " but " << given_path << " names "
-        << given.size() << " classes";
+        << dir << ": a label is " << max_index << " but " << given_path << " names " << given.size()
+        << " classes";
     const std::set<std::string> known(given.begin(), given.end());
     for (const std::string& n : names) {
       RUCHE_REQUIRE(known.count(n)) << dir << ": label '" << n << "' is not in " << given_path;
@@ -307,7 +307,8 @@ ShardIndex index_shards(const IndexOptions& o, IndexSummary* summary_out) {
         ShardScan r;
         if (!read_cache(o.dir, files[i], &r)) {
           r = scan_shard(o.dir, files[i]);
-          if (o.write) checkpoint_io::write_file_durably(cache_path(o.dir, files[i]), cache_text(r));
+          if (o.write)
+            checkpoint_io::write_file_durably(cache_path(o.dir, files[i]), cache_text(r));
         }
         std::lock_guard<std::mutex> lock(mutex);
         ++done;
@@ -351,8 +352,7 @@ ShardIndex index_shards(const IndexOptions& o, IndexSummary* summary_out) {
     index.shards.push_back(std::move(s.info));
   }
   if (o.write) write_shard_index(index);
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   say(o.log, o.prefix, summary.text());
   if (summary_out) *summary_out = summary;
   return index;
@@ -472,8 +472,9 @@ ShardIndex index_for(const std::string& dir, const std::vector<std::string>& nee
   } else {
     why = "it has no index.tsv";
   }
-  say(log, "data: ", dir + ": " + why + "; indexing its shards now, once (`ruche index " + dir +
-                          "` does it ahead)");
+  say(log, "data: ",
+      dir + ": " + why + "; indexing its shards now, once (`ruche index " + dir +
+          "` does it ahead)");
   IndexOptions io;
   io.dir = dir;
   io.workers = o.workers;
@@ -498,7 +499,8 @@ Named resolve(const std::string& value, const std::string& flag) {
   if (fs::is_directory(value)) return {value, {}};
   Named n;
   for (const std::string& f : expand_shard_pattern(value)) {
-    RUCHE_REQUIRE(f.ends_with(".tar")) << flag << " " << value << ": " << f << " is not a .tar shard";
+    RUCHE_REQUIRE(f.ends_with(".tar"))
+        << flag << " " << value << ": " << f << " is not a .tar shard";
     const fs::path p(f);
     const std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
     if (n.files.empty()) n.dir = dir;
@@ -533,22 +535,21 @@ ShardIndex open_shard_set(const std::string& data, const std::string& val_data,
   std::string val_dir = train.dir;
   if (!val_data.empty()) {
     const Named val = resolve(val_data, "--val-data");
-    const ShardIndex val_index =
-        fs::equivalent(val.dir, train.dir) && val.files.empty() ? train_index
-                                                                : index_for(val.dir, val.files, o);
+    const ShardIndex val_index = fs::equivalent(val.dir, train.dir) && val.files.empty()
+                                     ? train_index
+                                     : index_for(val.dir, val.files, o);
     if (!val.files.empty()) {
       val_shards = pick(val_index, val.files);
     } else {
       val_shards = val_index.split("val");
       if (val_shards.empty()) val_shards = val_index.shards;
     }
-    RUCHE_REQUIRE(val_index.classes.size() <= set.classes.size() ||
-                  just_numbers(val_index.classes))
+    RUCHE_REQUIRE(val_index.classes.size() <= set.classes.size() || just_numbers(val_index.classes))
         << "--val-data " << val_data << ": its shards have " << val_index.classes.size()
         << " classes, the training shards " << set.classes.size();
-    RUCHE_REQUIRE(just_numbers(val_index.classes) ||
-                  std::equal(val_index.classes.begin(), val_index.classes.end(),
-                             set.classes.begin()))
+    RUCHE_REQUIRE(
+        just_numbers(val_index.classes) ||
+        std::equal(val_index.classes.begin(), val_index.classes.end(), set.classes.begin()))
         << "--val-data " << val_data << ": its class names (" << val.dir
         << "/labels.txt) differ from the training shards' (" << train.dir << "/labels.txt)";
     val_dir = val.dir;

@@ -122,9 +122,8 @@ bool read_tar_header(const std::uint8_t* h, const std::string& what, std::uint64
 
 // The records of a PAX extended header ("LEN key=value\n" each) that ruche
 // uses: path and size.
-void read_pax(const std::vector<std::uint8_t>& data, const std::string& what,
-              std::uint64_t offset, std::optional<std::string>* path,
-              std::optional<std::uint64_t>* size) {
+void read_pax(const std::vector<std::uint8_t>& data, const std::string& what, std::uint64_t offset,
+              std::optional<std::string>* path, std::optional<std::uint64_t>* size) {
   const std::string text(data.begin(), data.end());
   std::size_t at = 0;
   while (at < text.size() && text[at] != '\0') {
@@ -134,13 +133,12 @@ void read_pax(const std::vector<std::uint8_t>& data, const std::string& what,
     RUCHE_REQUIRE(ec == std::errc() && space < text.size() && text[space] == ' ' &&
                   length > space - at + 1 && at + length <= text.size() &&
                   text[at + length - 1] == '\n')
-        << what << ": corrupt PAX extended header at byte " << offset << " (record at "
-        << at << ")";
+        << what << ": corrupt PAX extended header at byte " << offset << " (record at " << at
+        << ")";
     const std::string record = text.substr(space + 1, at + length - 1 - (space + 1));
     const std::size_t eq = record.find('=');
-    RUCHE_REQUIRE(eq != std::string::npos)
-        << what << ": corrupt PAX extended header at byte " << offset << " (record at "
-        << at << " has no '=')";
+    RUCHE_REQUIRE(eq != std::string::npos) << what << ": corrupt PAX extended header at byte "
+                                           << offset << " (record at " << at << " has no '=')";
     const std::string key = record.substr(0, eq), value = record.substr(eq + 1);
     if (key == "path") {
       *path = value;
@@ -245,7 +243,8 @@ bool parse_tar_member(const std::uint8_t* bytes, std::size_t size, const std::st
                       std::uint64_t offset, TarMember* out, std::uint64_t* consumed) {
   const ReadAt read = [&](std::uint64_t at, std::size_t n, std::uint8_t* dst) {
     const std::uint64_t from = at - offset;
-    const std::size_t got = from >= size ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size - from));
+    const std::size_t got =
+        from >= size ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size - from));
     std::memcpy(dst, bytes + from, got);
     return got;
   };

@@ -4,6 +4,8 @@
 // ShardLoader: every sample once per epoch on 1 and 2 ranks, labels as written, pixels equal to
 // ruche's decode of the same JPEG (and PNG pixels as written); a truncated shard named with its
 // byte offset; resumable indexing; brace patterns and --val-data selection.
+#include "engine/data/webdataset.h"
+
 #include <gtest/gtest.h>
 #include <png.h>
 
@@ -22,7 +24,6 @@
 #include "engine/data/index_shards.h"
 #include "engine/data/shard_loader.h"
 #include "engine/data/tar.h"
-#include "engine/data/webdataset.h"
 #include "tests/data/data_files.h"
 #include "tests/data/shard_fixture.h"
 #include "tests/support/errors.h"
@@ -45,21 +46,24 @@ std::vector<std::uint8_t> encode_png(const Image8& im) {
   png_alloc_size_t size = 0;
   EXPECT_TRUE(png_image_write_to_memory(&image, nullptr, &size, 0, im.pixels.data(), 0, nullptr));
   std::vector<std::uint8_t> out(size);
-  EXPECT_TRUE(png_image_write_to_memory(&image, out.data(), &size, 0, im.pixels.data(), 0, nullptr));
+  EXPECT_TRUE(
+      png_image_write_to_memory(&image, out.data(), &size, 0, im.pixels.data(), 0, nullptr));
   out.resize(size);
   return out;
 }
 
 void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
 }
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 // Writes DIR/<file> with Python's tarfile in `format` (USTAR_FORMAT, GNU_FORMAT, PAX_FORMAT) from
 // a plan: one "name<TAB>source" line a member; source "-dir" makes a directory entry.
 void python_tar(const std::string& python, const testing::TempDir& tmp, const std::string& out,
-                const std::string& format, const std::vector<std::pair<std::string, std::string>>& plan) {
+                const std::string& format,
+                const std::vector<std::pair<std::string, std::string>>& plan) {
   const std::string plan_path = tmp / (fs::path(out).filename().string() + ".plan");
   {
     std::ofstream p(plan_path);
@@ -86,7 +90,7 @@ struct Expected {
   int label = 0;
   std::string image;  // its source file
   bool png = false;
-  Image8 pixels;      // PNG: the pixels written
+  Image8 pixels;  // PNG: the pixels written
 };
 
 class WebDatasetTest : public ::testing::Test {
@@ -133,11 +137,23 @@ class WebDatasetTest : public ::testing::Test {
         // Label kinds: .cls, .json number, .json name, .txt number, .txt name.
         std::string label_name, label_src;
         switch (i) {
-          case 1: label_name = ".json", label_src = text("l" + tag, "{\"label\": " + std::to_string(label) + ", \"w\": 3}"); break;
-          case 2: label_name = ".txt", label_src = text("l" + tag, std::to_string(label) + "\n"); break;
-          case 3: label_name = ".json", label_src = text("l" + tag, "{\"label\": \"" + classes_[label] + "\"}"); break;
-          case 4: label_name = ".txt", label_src = text("l" + tag, classes_[label]); break;
-          default: label_name = ".cls", label_src = text("l" + tag, std::to_string(label)); break;
+          case 1:
+            label_name = ".json",
+            label_src = text("l" + tag, "{\"label\": " + std::to_string(label) + ", \"w\": 3}");
+            break;
+          case 2:
+            label_name = ".txt", label_src = text("l" + tag, std::to_string(label) + "\n");
+            break;
+          case 3:
+            label_name = ".json",
+            label_src = text("l" + tag, "{\"label\": \"" + classes_[label] + "\"}");
+            break;
+          case 4:
+            label_name = ".txt", label_src = text("l" + tag, classes_[label]);
+            break;
+          default:
+            label_name = ".cls", label_src = text("l" + tag, std::to_string(label));
+            break;
         }
         if (i == 5) {  // metadata without a label, after the image, before the label
           plan.emplace_back(key + image_ext, e.image);
@@ -150,13 +166,14 @@ class WebDatasetTest : public ::testing::Test {
         expected_.push_back(e);
         if (i == 2) {
           // A sample missing its label, and a member of no sample (with a directory entry).
-          plan.emplace_back(folder + "/nolabel" + tag + ".jpg", e.png ? expected_[expected_.size() - 2].image : e.image);
+          plan.emplace_back(folder + "/nolabel" + tag + ".jpg",
+                            e.png ? expected_[expected_.size() - 2].image : e.image);
           plan.emplace_back("README" + tag + ".md", text("r" + tag, "made by hand"));
           plan.emplace_back(folder + "/sub" + tag, "-dir");
         }
       }
-      python_tar(std::getenv("RUCHE_PYTHON"), dir_, shards_ + "/train-00000" + std::to_string(s) + ".tar",
-                 formats[s], plan);
+      python_tar(std::getenv("RUCHE_PYTHON"), dir_,
+                 shards_ + "/train-00000" + std::to_string(s) + ".tar", formats[s], plan);
     }
   }
 
@@ -241,7 +258,8 @@ TEST_F(WebDatasetTest, IndexedAndReadFromUstarGnuAndPax) {
     std::vector<std::uint8_t> want(3 * kCrop * kCrop);
     if (e.png) {
       for (int c = 0; c < 3; ++c)
-        for (int p = 0; p < kCrop * kCrop; ++p) want[c * kCrop * kCrop + p] = e.pixels.pixels[p * 3 + c];
+        for (int p = 0; p < kCrop * kCrop; ++p)
+          want[c * kCrop * kCrop + p] = e.pixels.pixels[p * 3 + c];
     } else {
       std::ifstream in(e.image, std::ios::binary);
       const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
@@ -306,8 +324,9 @@ TEST_F(WebDatasetTest, PatternsSelectTrainingAndValidationShards) {
   set = open_shard_set(shards_, "", so);
   EXPECT_EQ(set.split("train").size(), 2u);
   EXPECT_EQ(set.split("val").size(), 1u);
-  EXPECT_NE(error_of([&] { open_shard_set(shards_ + "/train-{000000..000009}.tar", "", so); })
-                .find("train-000002.tar: no such shard (from the pattern"),
+  EXPECT_NE(error_of([&] {
+              open_shard_set(shards_ + "/train-{000000..000009}.tar", "", so);
+            }).find("train-000002.tar: no such shard (from the pattern"),
             std::string::npos);
   ShardLoader val(set, "val", 0, 1, options(false));
   EXPECT_EQ(val.split_size(), 6);
@@ -321,19 +340,20 @@ TEST(WebDatasetRules, KeysBracesAndLabels) {
   EXPECT_FALSE(webdataset_key("dir/README", &key, &ext));
   EXPECT_FALSE(webdataset_key("__meta__.json", &key, &ext));
   EXPECT_FALSE(webdataset_key("dir/.hidden", &key, &ext));
-  EXPECT_EQ(expand_braces("t-{000008..000011}.tar"),
-            (std::vector<std::string>{"t-000008.tar", "t-000009.tar", "t-000010.tar",
-                                      "t-000011.tar"}));
+  EXPECT_EQ(
+      expand_braces("t-{000008..000011}.tar"),
+      (std::vector<std::string>{"t-000008.tar", "t-000009.tar", "t-000010.tar", "t-000011.tar"}));
   EXPECT_EQ(expand_braces("{a,b}-{1..2}"), (std::vector<std::string>{"a-1", "a-2", "b-1", "b-2"}));
   EXPECT_EQ(expand_braces("x{y}"), (std::vector<std::string>{"x{y}"}));
   const std::string json = "{\"label\": 7, \"caption\": \"a dog\"}";
-  const SampleLabel l = parse_label("json", reinterpret_cast<const std::uint8_t*>(json.data()),
-                                    json.size(), "m");
+  const SampleLabel l =
+      parse_label("json", reinterpret_cast<const std::uint8_t*>(json.data()), json.size(), "m");
   EXPECT_TRUE(l.found);
   EXPECT_EQ(l.index, 7);
   EXPECT_FALSE(parse_label("json", reinterpret_cast<const std::uint8_t*>("{}"), 2, "m").found);
-  EXPECT_NE(error_of([] { parse_label("cls", reinterpret_cast<const std::uint8_t*>("-3"), 2, "m"); })
-                .find("m: label -3 is negative"),
+  EXPECT_NE(error_of([] {
+              parse_label("cls", reinterpret_cast<const std::uint8_t*>("-3"), 2, "m");
+            }).find("m: label -3 is negative"),
             std::string::npos);
   EXPECT_EQ(shard_split_of("val-000000.tar"), "val");
   EXPECT_EQ(shard_split_of("imagenet-train-000000.tar"), "train");

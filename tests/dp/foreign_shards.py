@@ -25,7 +25,8 @@ CLASSES = ("n01443537", "n01484850", "n01491361")
 
 def image(c, fmt):
     h, w = (int(v) for v in rng.integers(40, 90, 2))
-    pixels = rng.integers(0, 90, (h, w, 3)) + np.array([80 * (c == 0), 80 * (c == 1), 80 * (c == 2)])
+    pixels = rng.integers(0, 90, (h, w, 3)) + np.array([80 * (c == 0), 80 * (c == 1),
+                                                        80 * (c == 2)])
     out = io.BytesIO()
     Image.fromarray(pixels.astype(np.uint8)).save(out, format=fmt)
     return out.getvalue()
