@@ -161,524 +161,698 @@ proto::SolverParameter effective_solver(const proto::SolverParameter& given, int
   return s;
 }
 
-int train(const TrainRun& run, Communicator* comm) {
-  const proto::SolverParameter solver =
-      effective_solver(run.solver, comm ? comm->size() : 1);
-  // Solver names are checked before any data is read: a typo fails in a second, not a minute.
+namespace {
+
+// What a step ended as: taken by the optimizer, skipped (fp16 overflow, --on-nan skip), or the
+// run diverged.
+enum class StepEnd { taken, skipped, diverged };
+// What an epoch's steps ended as: all done, a stop signal, or a divergence.
+enum class EpochEnd { done, stopped, diverged };
+
+// One training run of this rank: set-up, then epochs of steps, each epoch ending with validation
+// and a checkpoint, then the run's end (final weights, the test split once). Every rank runs the
+// same sequence; the decisions come from values that are identical on every rank.
+class Trainer {
+ public:
+  Trainer(const TrainRun& run, Communicator* comm);
+  int run();
+
+ private:
+  // ---- set-up, in this order ----
+  void check_solver_and_device();
+  void open_data();
+  void build_net();
+  void write_run_directory();
+  void plan_steps();
+  void open_checkpoints();
+  void prepare_loop();
+  void start_timeline();
+  // ---- the loop ----
+  EpochEnd train_epoch(int epoch);
+  StepEnd train_step(int epoch, float lr, StepVotes& votes);
+  StepVotes forward_backward();
+  void report_progress(int epoch, float lr);
+  TrainingPosition position(std::uint32_t epoch, std::int64_t steps_done) const;
+  // ---- end of an epoch ----
+  bool weights_finite();
+  bool validate(int epoch);  // returns whether to stop (early stopping, target accuracy)
+  // ---- end of the run ----
+  void finish_run();
+  int stopped_by_signal() const;
+  void test_once();
+
+  const TrainRun& run_;
+  Communicator* comm_;
+  proto::SolverParameter solver_;
+  int rank_ = 0, ranks_ = 1;
+  bool lead_ = true;  // writes the run directory; the others only train
+  std::filesystem::path out_;
+  Fault fault_;
+
+  TrainData data_;
+  BatchSource* train_loader_ = nullptr;
+  BatchSource* val_loader_ = nullptr;
+  proto::NetParameter net_param_;
+  std::unique_ptr<Net> net_;
+  std::unique_ptr<DataParallel> dp_;
+  MetricsLog metrics_;
+  TensorBoardWriter tb_;
+
+  std::int64_t steps_per_epoch_ = 0, total_steps_ = 0;
+  int epochs_ = 0;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::optional<WeightAverage> ema_;
+  std::unique_ptr<Checkpointer> checkpoints_;
+  TrainingPosition at_;  // where training started (a resumed checkpoint's position)
+
+  const Tensor* probs_ = nullptr;
+  BestTracker best_;
+  StepContext ctx_;
+  std::optional<StopSignals> signals_;
+  std::unique_ptr<Timeline> timeline_;
+  std::vector<std::string> forward_names_, backward_names_;  // outlive the events naming them
+  std::optional<LossScaler> scaler_;
+  StopRequest stop_request_ = StopRequest::none;
+  std::int64_t step_ = 0, skipped_ = 0;
+  std::uint32_t micro_ = 0;
+  Clock::time_point started_;
+  std::int64_t samples_per_step_ = 0, first_step_in_epoch_ = 0;
+  std::int64_t steps_done_in_epoch_ = 0;  // of the epoch in progress (a stopping step included)
+  // The steps of the progress interval and of the epoch in progress.
+  Tally interval_, whole_epoch_;
+  Clock::time_point interval_start_;
+};
+
+Trainer::Trainer(const TrainRun& run, Communicator* comm)
+    : run_(run),
+      comm_(comm),
+      solver_(effective_solver(run.solver, comm ? comm->size() : 1)),
+      rank_(comm ? comm->rank() : 0),
+      ranks_(comm ? comm->size() : 1),
+      lead_(rank_ == 0),
+      out_(run.out_dir) {}
+
+int Trainer::run() {
+  check_solver_and_device();
+  if (lead_) std::filesystem::create_directories(out_);
+  fault_ = Fault::from_env();
+  open_data();
+  build_net();
+  write_run_directory();
+  plan_steps();
+  open_checkpoints();
+  prepare_loop();
+
+  TrainingPosition now = at_;  // after the last step (and validation) done
+  bool stop = false;
+  for (int epoch = static_cast<int>(at_.epoch); epoch < epochs_ && !stop; ++epoch) {
+    const EpochEnd end = train_epoch(epoch);
+    if (end == EpochEnd::diverged) return kExitDiverged;
+    if (end == EpochEnd::stopped) {
+      now = position(static_cast<std::uint32_t>(epoch), steps_done_in_epoch_);
+      checkpoints_->save_now(now);  // the end-of-run save then skips it
+      break;
+    }
+    dp_->check_in_sync(step_);
+    if (!weights_finite()) return kExitDiverged;
+    stop = validate(epoch);
+    now = position(static_cast<std::uint32_t>(epoch), steps_done_in_epoch_);
+    if (!stop && step_ < total_steps_) checkpoints_->save_async(now);  // every epoch
+  }
+  checkpoints_->save_now(now);  // the end of the run (or of its early stop)
+  finish_run();
+  if (stop_request_ != StopRequest::none) return stopped_by_signal();
+  test_once();
+  return kExitOk;
+}
+
+// ---- set-up ----
+
+// Solver names are checked before any data is read: a typo fails in a second, not a minute.
+void Trainer::check_solver_and_device() {
   const auto types = optimizer_types();
-  RUCHE_REQUIRE(std::find(types.begin(), types.end(), solver.type()) != types.end())
-      << "solver: unknown optimizer type '" << solver.type() << "' (valid: " << join(types) << ")";
-  const auto policies = lr_policies();
-  RUCHE_REQUIRE(std::find(policies.begin(), policies.end(), solver.lr_policy()) != policies.end())
-      << "solver: unknown lr_policy '" << solver.lr_policy() << "' (valid: " << join(policies)
+  RUCHE_REQUIRE(std::find(types.begin(), types.end(), solver_.type()) != types.end())
+      << "solver: unknown optimizer type '" << solver_.type() << "' (valid: " << join(types)
       << ")";
-  ops::set_num_threads(run.threads);
-  use_device(run.device);  // before the loader's pinned slots: no stray context on GPU 0
-  const int rank = comm ? comm->rank() : 0;
-  const int ranks = comm ? comm->size() : 1;
-  ops::set_gpu_math(run.gpu_math);
-  const ops::Precision precision = run.gpu_math.precision;
-  if (run.device.is_cuda()) {
-    RUCHE_REQUIRE(ranks == 1 || comm->takes_device_buffers())
-        << "--device cuda with " << ranks << " ranks: gradients between GPUs travel by NCCL, "
+  const auto policies = lr_policies();
+  RUCHE_REQUIRE(std::find(policies.begin(), policies.end(), solver_.lr_policy()) !=
+                policies.end())
+      << "solver: unknown lr_policy '" << solver_.lr_policy() << "' (valid: " << join(policies)
+      << ")";
+  ops::set_num_threads(run_.threads);
+  use_device(run_.device);  // before the loader's pinned slots: no stray context on GPU 0
+  ops::set_gpu_math(run_.gpu_math);
+  const ops::Precision precision = run_.gpu_math.precision;
+  if (run_.device.is_cuda()) {
+    RUCHE_REQUIRE(ranks_ == 1 || comm_->takes_device_buffers())
+        << "--device cuda with " << ranks_ << " ranks: gradients between GPUs travel by NCCL, "
         << "and this communicator takes host buffers only (comm/nccl, tools/train.cc)";
   } else {
     RUCHE_REQUIRE(precision == ops::Precision::fp32)
         << "--precision " << ops::precision_name(precision)
         << " applies to --device cuda; the CPU computes in fp32";
   }
-  const bool lead = rank == 0;  // writes the run directory; the others only train
-  const std::filesystem::path out = run.out_dir;
-  if (lead) std::filesystem::create_directories(out);
-  const Fault fault = Fault::from_env();
+}
 
-  // ---- data ----
+void Trainer::open_data() {
   TrainDataOptions data_opts;
-  data_opts.rank = rank;
-  data_opts.ranks = ranks;
-  data_opts.device = run.device;
-  data_opts.workers = run.data_workers;
-  data_opts.prefetch = run.prefetch;
-  data_opts.preprocess = run.preprocess;
-  TrainData data = open_train_data(run.data, solver, data_opts);
-  BatchSource& train_loader = *data.train;
-  const int classes = data.classes;
-  RUCHE_REQUIRE(train_loader.steps_per_epoch() > 0)
-      << "the training split has " << data.train_size << " samples, fewer than one batch of "
-      << solver.batch_size();
-  BatchSource* val_loader = data.val.get();
-  check_decisions_avoid_test(solver, val_loader != nullptr);
+  data_opts.rank = rank_;
+  data_opts.ranks = ranks_;
+  data_opts.device = run_.device;
+  data_opts.workers = run_.data_workers;
+  data_opts.prefetch = run_.prefetch;
+  data_opts.preprocess = run_.preprocess;
+  data_ = open_train_data(run_.data, solver_, data_opts);
+  train_loader_ = data_.train.get();
+  RUCHE_REQUIRE(train_loader_->steps_per_epoch() > 0)
+      << "the training split has " << data_.train_size << " samples, fewer than one batch of "
+      << solver_.batch_size();
+  val_loader_ = data_.val.get();
+  check_decisions_avoid_test(solver_, val_loader_ != nullptr);
+}
 
-  // ---- net ----
-  proto::NetParameter net_param = run.net;
-  NetSource source = run.source;
-  if (!run.model.empty()) {
-    net_param = builtin_model(run.model, ModelOptions{data.sample_shape, 0});
-    source.file = "--model " + run.model;
+// The net (--model or --net) with the solver's label smoothing and class weights where it leaves
+// them unset, initialised (or loaded), and every rank holding rank 0's weights.
+void Trainer::build_net() {
+  net_param_ = run_.net;
+  NetSource source = run_.source;
+  if (!run_.model.empty()) {
+    net_param_ = builtin_model(run_.model, ModelOptions{data_.sample_shape, 0});
+    source.file = "--model " + run_.model;
   }
-  RUCHE_REQUIRE(solver.label_smoothing() >= 0 && solver.label_smoothing() < 1)
-      << "label_smoothing must be in [0, 1), got " << solver.label_smoothing();
-  if (solver.label_smoothing() > 0) {  // where the net leaves it unset
-    for (auto& layer : *net_param.mutable_layer()) {
+  RUCHE_REQUIRE(solver_.label_smoothing() >= 0 && solver_.label_smoothing() < 1)
+      << "label_smoothing must be in [0, 1), got " << solver_.label_smoothing();
+  if (solver_.label_smoothing() > 0) {  // where the net leaves it unset
+    for (auto& layer : *net_param_.mutable_layer()) {
       if (layer.type() == "SoftmaxWithLoss" && !layer.loss_param().has_label_smoothing()) {
-        layer.mutable_loss_param()->set_label_smoothing(solver.label_smoothing());
+        layer.mutable_loss_param()->set_label_smoothing(solver_.label_smoothing());
       }
     }
   }
-  if (!data.class_weights.empty()) {  // --class-weights, where the net leaves them unset
-    std::printf("class weights (%s):", solver.class_weights().c_str());
-    for (float w : data.class_weights) std::printf(" %.4g", static_cast<double>(w));
+  if (!data_.class_weights.empty()) {  // --class-weights, where the net leaves them unset
+    std::printf("class weights (%s):", solver_.class_weights().c_str());
+    for (float w : data_.class_weights) std::printf(" %.4g", static_cast<double>(w));
     std::printf("\n");
-    for (auto& layer : *net_param.mutable_layer()) {
+    for (auto& layer : *net_param_.mutable_layer()) {
       if (layer.type() == "SoftmaxWithLoss" && layer.loss_param().class_weight_size() == 0) {
-        for (float w : data.class_weights) layer.mutable_loss_param()->add_class_weight(w);
+        for (float w : data_.class_weights) layer.mutable_loss_param()->add_class_weight(w);
       }
     }
   }
+  const ops::Precision precision = run_.gpu_math.precision;
   NetOptions net_opts;
-  net_opts.batch_size = solver.batch_size();
-  net_opts.sample_shape = data.sample_shape;
-  net_opts.num_classes = classes;
-  net_opts.device = run.device;
+  net_opts.batch_size = solver_.batch_size();
+  net_opts.sample_shape = data_.sample_shape;
+  net_opts.num_classes = data_.classes;
+  net_opts.device = run_.device;
   net_opts.compute_dtype = precision == ops::Precision::bf16   ? DType::bf16
                            : precision == ops::Precision::fp16 ? DType::f16
                                                                : DType::f32;
-  net_opts.no_decay_bn_bias = solver.no_decay_bn_bias();
+  net_opts.no_decay_bn_bias = solver_.no_decay_bn_bias();
   net_opts.source = source;
-  std::unique_ptr<Net> net = Net::build(net_param, net_opts);
-  net->init_params(solver.random_seed());
-  if (!run.init_weights.empty()) {
-    const LoadReport r = load_weights(*net, run.init_weights, run.init_partial);
-    std::printf("loaded %d tensors from %s", r.loaded, run.init_weights.c_str());
+  net_ = Net::build(net_param_, net_opts);
+  net_->init_params(solver_.random_seed());
+  if (!run_.init_weights.empty()) {
+    const LoadReport r = load_weights(*net_, run_.init_weights, run_.init_partial);
+    std::printf("loaded %d tensors from %s", r.loaded, run_.init_weights.c_str());
     for (const auto& m : r.missing) std::printf("\n  missing (kept initialised): %s", m.c_str());
     for (const auto& u : r.unexpected) std::printf("\n  unexpected (ignored): %s", u.c_str());
-    for (const auto& m : r.mismatched) std::printf("\n  shape mismatch (kept initialised): %s",
-                                                   m.c_str());
+    for (const auto& m : r.mismatched) {
+      std::printf("\n  shape mismatch (kept initialised): %s", m.c_str());
+    }
     std::printf("\n");
   }
+  // The other ranks: the same net and solver, rank 0's weights.
+  dp_ = std::make_unique<DataParallel>(comm_, *net_, run_.parallel);
+  dp_->start(to_prototxt(net_param_) + to_prototxt(solver_) + data_.kind +
+             std::to_string(data_.train_size));
+}
 
-  // ---- the other ranks: the same net and solver, rank 0's weights ----
-  DataParallel dp(comm, *net, run.parallel);
-  dp.start(to_prototxt(net_param) + to_prototxt(solver) + data.kind +
-           std::to_string(data.train_size));
-
-  // ---- the run directory: what was used (the solver as given: --lr-scaling applies anew) ----
-  MetricsLog metrics;
-  if (lead) {
-    write_file(out / "net.prototxt", to_prototxt(net_param));
-    write_file(out / "solver.prototxt", to_prototxt(run.solver));
+// What was used (the solver as given: --lr-scaling applies anew on resume), and the logs.
+void Trainer::write_run_directory() {
+  if (lead_) {
+    write_file(out_ / "net.prototxt", to_prototxt(net_param_));
+    write_file(out_ / "solver.prototxt", to_prototxt(run_.solver));
     std::string labels;
-    for (const auto& name : data.class_names) labels += name + "\n";
-    write_file(out / "labels.txt", labels);
-    write_preprocess(out.string(), data.preprocess, run.preprocess.record_dir);
-    metrics.open((out / "metrics.jsonl").string());
+    for (const auto& name : data_.class_names) labels += name + "\n";
+    write_file(out_ / "labels.txt", labels);
+    write_preprocess(out_.string(), data_.preprocess, run_.preprocess.record_dir);
+    metrics_.open((out_ / "metrics.jsonl").string());
   }
-  TensorBoardWriter tb;  // RUN/events.out.tfevents.*: rank 0, unless --no-tensorboard
-  if (lead && run.tensorboard) tb.open(out.string());
+  if (lead_ && run_.tensorboard) tb_.open(out_.string());  // RUN/events.out.tfevents.*
 
-  std::printf("%s", net->summary().c_str());
+  std::printf("%s", net_->summary().c_str());
   std::printf("data: %s, %lld train / %lld val / %lld test samples, %d classes\n",
-              data.kind.c_str(), static_cast<long long>(data.train_size),
-              static_cast<long long>(data.val_size), static_cast<long long>(data.test_size),
-              classes);
-  std::printf("preprocess: %s (%s)\n", describe_preprocess(data.preprocess).c_str(),
-              run.preprocess.record ? run.preprocess.record_path().c_str() : "--normalize");
+              data_.kind.c_str(), static_cast<long long>(data_.train_size),
+              static_cast<long long>(data_.val_size), static_cast<long long>(data_.test_size),
+              data_.classes);
+  std::printf("preprocess: %s (%s)\n", describe_preprocess(data_.preprocess).c_str(),
+              run_.preprocess.record ? run_.preprocess.record_path().c_str() : "--normalize");
+}
 
-  // ---- solver ----
-  const std::int64_t steps_per_epoch = train_loader.steps_per_epoch() / solver.iter_size();
-  RUCHE_REQUIRE(steps_per_epoch > 0) << "iter_size " << solver.iter_size()
-                                     << " exceeds the batches in an epoch";
-  const std::int64_t total_steps =
-      solver.max_iter() > 0 ? solver.max_iter()
-                            : static_cast<std::int64_t>(std::max(solver.max_epochs(), 1)) *
-                                  steps_per_epoch;
-  const int epochs = static_cast<int>((total_steps + steps_per_epoch - 1) / steps_per_epoch);
-  check_lr_schedule(solver, steps_per_epoch, total_steps);
-  auto optimizer = make_optimizer(solver, net->param_table(), net->num_trainable(),
-                                  net->params().device(), dp.update_range().begin,
-                                  dp.update_range().end);  // --zero 1: this rank's range
+// Steps per epoch, the run's length and the optimizer (under --zero 1, over this rank's range).
+void Trainer::plan_steps() {
+  steps_per_epoch_ = train_loader_->steps_per_epoch() / solver_.iter_size();
+  RUCHE_REQUIRE(steps_per_epoch_ > 0) << "iter_size " << solver_.iter_size()
+                                      << " exceeds the batches in an epoch";
+  total_steps_ = solver_.max_iter() > 0
+                     ? solver_.max_iter()
+                     : static_cast<std::int64_t>(std::max(solver_.max_epochs(), 1)) *
+                           steps_per_epoch_;
+  epochs_ = static_cast<int>((total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_);
+  check_lr_schedule(solver_, steps_per_epoch_, total_steps_);
+  optimizer_ = make_optimizer(solver_, net_->param_table(), net_->num_trainable(),
+                              net_->params().device(), dp_->update_range().begin,
+                              dp_->update_range().end);
+}
 
-  // ---- checkpoints: where to resume from, and how to save ----
-  // --ema: the average starts as the weights every rank now holds, and is checkpointed with them.
-  std::optional<WeightAverage> ema;
-  if (solver.ema_decay() != 0) ema.emplace(*net, solver.ema_decay());
-  StateLayout layout = training_state_layout(*net, *optimizer);
-  if (ema) ema->add_to(layout);
+// Where to resume from, and how to save. --ema: the average starts as the weights every rank now
+// holds, and is checkpointed with them.
+void Trainer::open_checkpoints() {
+  if (solver_.ema_decay() != 0) ema_.emplace(*net_, solver_.ema_decay());
+  StateLayout layout = training_state_layout(*net_, *optimizer_);
+  if (ema_) ema_->add_to(layout);
   CheckpointMeta meta;
-  meta.world_size = ranks;
+  meta.world_size = ranks_;
   meta.threads = ops::num_threads();
-  meta.net = to_prototxt(net_param);
-  meta.solver = to_prototxt(run.solver);
+  meta.net = to_prototxt(net_param_);
+  meta.solver = to_prototxt(run_.solver);
   meta.net_hash = state_hash(layout);
-  meta.preprocess = preprocess_json(data.preprocess);
-  Checkpointer checkpoints(run.checkpoint, run.out_dir, dp, layout, meta, fault);
-  // Where training starts: the beginning, or the checkpoint --resume names.
-  const TrainingPosition at = checkpoints.resume(*optimizer);
+  meta.preprocess = preprocess_json(data_.preprocess);
+  checkpoints_ = std::make_unique<Checkpointer>(run_.checkpoint, run_.out_dir, *dp_,
+                                                std::move(layout), std::move(meta), fault_);
+  at_ = checkpoints_->resume(*optimizer_);  // the beginning, or the checkpoint --resume names
   std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
               "(%d epochs)\n",
-              solver.type().c_str(), solver.base_lr(), solver.lr_policy().c_str(),
-              solver.lr_scaling() == "linear" ? ", scaled linearly" : "", solver.batch_size(),
-              ranks, solver.iter_size(), solver.batch_size() * ranks * solver.iter_size(),
-              static_cast<long long>(total_steps), epochs);
+              solver_.type().c_str(), solver_.base_lr(), solver_.lr_policy().c_str(),
+              solver_.lr_scaling() == "linear" ? ", scaled linearly" : "", solver_.batch_size(),
+              ranks_, solver_.iter_size(), solver_.batch_size() * ranks_ * solver_.iter_size(),
+              static_cast<long long>(total_steps_), epochs_);
+}
 
-  // ---- the loop ----
-  const Tensor& probs = net_probabilities(*net);
-  BestTracker best;
-  best.higher_is_better = solver.monitor() != "val_loss";
-  best.min_delta = solver.min_delta();
-  RUCHE_REQUIRE(solver.monitor() == "val_acc" || solver.monitor() == "val_loss")
-      << "monitor must be val_acc or val_loss, got '" << solver.monitor() << "'";
-  RUCHE_REQUIRE(solver.on_nan() == "stop" || solver.on_nan() == "skip")
-      << "on_nan must be stop or skip, got '" << solver.on_nan() << "'";
-  StepContext ctx;
-  ctx.seed = solver.random_seed();
-  ctx.sync_bn = dp.sync_bn();
-  const StopSignals signals;
-  // --timeline: every layer's forward and backward, the gradient wait and the optimizer.
-  std::unique_ptr<Timeline> timeline;
-  std::vector<std::string> forward_names, backward_names;  // outlive the events naming them
-  if (run.timeline) {
-    timeline = std::make_unique<Timeline>();
-    for (const auto& layer : net->layers()) {
-      forward_names.push_back("forward " + layer->name());
-      backward_names.push_back("backward " + layer->name());
-    }
-    net->set_layer_timer([&](std::size_t li, bool backward, Clock::time_point start,
-                             Clock::time_point end) {
-      timeline->add(backward ? &backward_names[li] : &forward_names[li],
-                    backward ? "backward" : "forward", Timeline::compute, start, end);
-    });
-    dp.barrier();  // every rank's origin at the same moment
-    timeline->set_origin(Clock::now());
-    dp.set_timeline(timeline.get());
-  }
+// The loop's state, restored from `at_`: best-so-far, loss scale, step counters, the clock.
+void Trainer::prepare_loop() {
+  probs_ = &net_probabilities(*net_);
+  best_.higher_is_better = solver_.monitor() != "val_loss";
+  best_.min_delta = solver_.min_delta();
+  RUCHE_REQUIRE(solver_.monitor() == "val_acc" || solver_.monitor() == "val_loss")
+      << "monitor must be val_acc or val_loss, got '" << solver_.monitor() << "'";
+  RUCHE_REQUIRE(solver_.on_nan() == "stop" || solver_.on_nan() == "skip")
+      << "on_nan must be stop or skip, got '" << solver_.on_nan() << "'";
+  ctx_.seed = solver_.random_seed();
+  ctx_.sync_bn = dp_->sync_bn();
+  signals_.emplace();
+  if (run_.timeline) start_timeline();
   // fp16: dynamic loss scaling; a step whose scaled gradients overflow is skipped and counted,
   // not a divergence (bf16 has fp32's range and needs none).
-  std::optional<LossScaler> scaler;
-  if (precision == ops::Precision::fp16) {
-    scaler.emplace();
-    if (at.loss_scale > 0) scaler->restore(at.loss_scale, at.loss_scale_growth_tracker, 0);
+  if (run_.gpu_math.precision == ops::Precision::fp16) {
+    scaler_.emplace();
+    if (at_.loss_scale > 0) scaler_->restore(at_.loss_scale, at_.loss_scale_growth_tracker, 0);
   }
-  StopRequest stop_request = StopRequest::none;
-  std::int64_t step = at.step, skipped = at.skipped_steps;
-  auto micro = static_cast<std::uint32_t>(at.micro_batches);
-  best.best = at.best;
-  best.best_epoch = at.best_epoch;
-  best.epochs_without_gain = at.epochs_without_gain;
-  const auto started =
-      Clock::now() - std::chrono::duration_cast<Clock::duration>(
-                         std::chrono::duration<double>(at.elapsed_seconds));
+  step_ = at_.step;
+  skipped_ = at_.skipped_steps;
+  micro_ = static_cast<std::uint32_t>(at_.micro_batches);
+  best_.best = at_.best;
+  best_.best_epoch = at_.best_epoch;
+  best_.epochs_without_gain = at_.epochs_without_gain;
+  started_ = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                std::chrono::duration<double>(at_.elapsed_seconds));
   // The position in an epoch is in samples of the global batch, whatever the world size was:
   // resumed with another one, it rounds down to a whole step of this one.
-  const std::int64_t samples_per_step =
-      static_cast<std::int64_t>(solver.batch_size()) * ranks * solver.iter_size();
-  std::int64_t first_step_in_epoch = at.samples_in_epoch / samples_per_step;
-  if (at.samples_in_epoch % samples_per_step != 0) {
+  samples_per_step_ =
+      static_cast<std::int64_t>(solver_.batch_size()) * ranks_ * solver_.iter_size();
+  first_step_in_epoch_ = at_.samples_in_epoch / samples_per_step_;
+  if (at_.samples_in_epoch % samples_per_step_ != 0) {
     std::printf("resuming at sample %lld of the epoch (the checkpoint's %lld, rounded down to a "
                 "whole step of %lld samples)\n",
-                static_cast<long long>(first_step_in_epoch * samples_per_step),
-                static_cast<long long>(at.samples_in_epoch),
-                static_cast<long long>(samples_per_step));
+                static_cast<long long>(first_step_in_epoch_ * samples_per_step_),
+                static_cast<long long>(at_.samples_in_epoch),
+                static_cast<long long>(samples_per_step_));
   }
-  // Where training is after `steps_done` steps of `epoch`: what a checkpoint saves.
-  auto position = [&](std::uint32_t epoch, std::int64_t steps_done) {
-    TrainingPosition p;
-    p.step = step;
-    p.epoch = epoch;
-    p.samples_in_epoch = steps_done * samples_per_step;
-    p.data_position = train_loader.stream_position();  // shards: which samples were read
-    if (steps_done == steps_per_epoch) {  // the epoch is over: the next one from its start
-      p.epoch = epoch + 1;
-      p.samples_in_epoch = 0;
-      p.data_position.clear();
-    }
-    p.micro_batches = micro;
-    p.skipped_steps = skipped;
-    p.best = best.best;
-    p.best_epoch = best.best_epoch;
-    p.epochs_without_gain = best.epochs_without_gain;
-    p.elapsed_seconds = seconds_since(started);
-    if (scaler) {
-      p.loss_scale = scaler->scale();
-      p.loss_scale_growth_tracker = scaler->growth_tracker();
-    }
-    return p;
-  };
-  TrainingPosition now = at;  // after the last step (and validation) done
-  bool stop = false;
-  for (int epoch = static_cast<int>(at.epoch); epoch < epochs && !stop; ++epoch) {
-    const bool resumed_epoch = epoch == static_cast<int>(at.epoch);
-    std::int64_t first_step = resumed_epoch ? first_step_in_epoch : 0;
-    if (resumed_epoch && !at.data_position.empty()) {
-      // Shards resume from the samples they read; what is left of the epoch (at this world size)
-      // is the rest of its steps.
-      train_loader.start_from(at.data_position);
-      first_step = std::max<std::int64_t>(
-          0, steps_per_epoch - train_loader.steps_this_epoch() / solver.iter_size());
-    } else {
-      train_loader.start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver.iter_size());
-    }
-    ctx.epoch = static_cast<std::uint32_t>(epoch);
-    Tally interval, whole_epoch;
-    auto interval_start = Clock::now();
-    std::int64_t s = first_step;
-    for (; s < steps_per_epoch && step < total_steps; ++s) {
-      fault.maybe_fail(Fault::Point::step_start, step, rank);
-      const float lr = lr_at(solver, step, steps_per_epoch, total_steps);
-      StepVotes votes;  // this rank's; summed over ranks below
-      ctx.loss_scale = scaler ? scaler->scale() : 1.0f;
-      for (int k = 0; k < solver.iter_size(); ++k) {
-        const std::int64_t n = train_loader.next(net->input(), net->labels());
-        RUCHE_CHECK(n == solver.batch_size()) << "the training loader returned a short batch";
-        ctx.phase = Phase::train;
-        ctx.step = micro++;
-        net->forward(ctx);
-        const bool last = k + 1 == solver.iter_size();
-        if (last) dp.share_buffers();
-        const float loss = net->loss().item();
-        if (!std::isfinite(loss)) votes[StepVotes::nonfinite_loss] = 1;
-        dp.reduce_next_backward(last);
-        net->backward(ctx, k > 0);
-        votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
-        votes[StepVotes::hits] += static_cast<float>(correct_in(probs, net->labels(), n));
-        votes[StepVotes::samples] += static_cast<float>(n);
-      }
-      const StopRequest request = signals.requested();
-      votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
-      votes[StepVotes::interrupt] = request == StopRequest::interrupt;
-      votes[StepVotes::checkpoint_due] = checkpoints.vote_due();
-      votes[StepVotes::shard_written] = checkpoints.vote_written();
-      const auto wait_start = Clock::now();
-      votes = dp.finish_step(votes);  // every rank now holds the same sums and gradients
-      if (timeline) {
-        timeline->add("wait for gradients", "comm_wait", Timeline::compute, wait_start,
-                      Clock::now());
-      }
-      // The mean over micro-batches, and the loss scale taken back out.
-      float unscale = solver.iter_size() > 1 ? 1.0f / static_cast<float>(solver.iter_size()) : 1;
-      if (scaler) unscale *= scaler->inv_scale();
-      if (unscale != 1.0f) ops::scale(unscale, dp.update_grads());
-      const GradStats stats = dp.grad_stats();
-      if (votes[StepVotes::stop] > 0) stop_request = StopRequest::checkpoint_and_stop;
-      if (votes[StepVotes::interrupt] > 0 && stop_request == StopRequest::none) {
-        stop_request = StopRequest::interrupt;
-      }
-      if (scaler && votes[StepVotes::nonfinite_loss] == 0 && !scaler->update(stats.finite)) {
-        ++skipped;  // fp16 overflow: the scale is backed off and the step not taken
-        ++step;
-        if (stop_request != StopRequest::none) break;
-        continue;
-      }
-      if (votes[StepVotes::nonfinite_loss] > 0 || !stats.finite) {
-        if (solver.on_nan() == "skip") {
-          ++skipped;
-          ++step;
-          if (stop_request != StopRequest::none) break;
-          continue;
-        }
-        if (lead) print_nan_diagnosis(*net, step, lr);
-        checkpoints.finish();  // a save from before the divergence is still good
-        metrics.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step)
-                          .add("loss", std::nan("")).add("diverged", 1));
-        return kExitDiverged;
-      }
-      interval.add(votes);
-      whole_epoch.add(votes);
-      clip_grad_norm(dp.update_grads(), dp.update_grads().numel(), stats, solver.clip_grad_norm());
-      const auto optimizer_start = Clock::now();
-      optimizer->step(dp.update_params(), dp.update_grads(), lr);
-      dp.share_parameters();  // --zero 1: every rank's updated range to every rank
-      if (ema) ema->update();
-      if (timeline) {
-        timeline->add("optimizer", "optimizer", Timeline::compute, optimizer_start, Clock::now());
-      }
-      ++step;
+}
 
-      if (tb.is_open() && run.tb_histograms > 0 && step % run.tb_histograms == 0) {
-        log_param_histograms(tb, *net, dp.update_grads(), dp.update_range(), step);
-        tb.flush();
-      }
-      if (step % solver.display() == 0 || step == total_steps) {
-        const double elapsed = seconds_since(interval_start);
-        Progress p;
-        p.epoch = epoch + 1;
-        p.epochs = epochs;
-        p.step = step;
-        p.steps = total_steps;
-        p.loss = interval.mean_loss();
-        p.accuracy = interval.accuracy();
-        p.lr = lr;
-        p.images_per_second = static_cast<double>(interval.seen) / elapsed;
-        p.eta_seconds = seconds_since(started) / static_cast<double>(step) *
-                        static_cast<double>(total_steps - step);
-        std::printf("%s\n", progress_line(p).c_str());
-        std::fflush(stdout);
-        MetricsRecord record("train");
-        record.add("epoch", epoch + 1).add("step", step).add("loss", p.loss)
-            .add("acc", p.accuracy).add("lr", p.lr).add("img_per_s", p.images_per_second)
-            .add("time_s", seconds_since(started)).add("saving", checkpoints.saving() ? 1 : 0);
-        if (scaler) record.add("loss_scale", static_cast<double>(scaler->scale()));
-        if (run.device.is_cuda()) {  // peak device memory held by tensors so far
-          const auto peak = cuda::allocator_stats(run.device.index).peak_allocated_bytes;
-          record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
-        }
-        metrics.write(record);
-        if (tb.is_open()) {
-          tb.add_scalar("train/loss", p.loss, step);
-          tb.add_scalar("train/acc", p.accuracy, step);
-          tb.add_scalar("train/lr", p.lr, step);
-          tb.add_scalar("train/img_per_s", p.images_per_second, step);
-          if (scaler) tb.add_scalar("train/loss_scale", scaler->scale(), step);
-          log_param_norms(tb, *net, dp.update_grads(), dp.update_range(), step);
-          tb.flush();
-        }
-        interval = Tally();
-        interval_start = Clock::now();
-      }
-      if (stop_request != StopRequest::none) break;
-      now = position(static_cast<std::uint32_t>(epoch), s + 1);
-      // The epoch's last step saves after validation instead (with the best-so-far it finds).
-      checkpoints.after_step(now, votes[StepVotes::checkpoint_due],
-                             votes[StepVotes::shard_written], s + 1 == steps_per_epoch);
-    }
-    if (stop_request != StopRequest::none) {
-      now = position(static_cast<std::uint32_t>(epoch), s + 1);  // the end-of-run save skips it
-      checkpoints.save_now(now);
-      break;
-    }
+// --timeline: every layer's forward and backward, the gradient wait and the optimizer.
+void Trainer::start_timeline() {
+  timeline_ = std::make_unique<Timeline>();
+  for (const auto& layer : net_->layers()) {
+    forward_names_.push_back("forward " + layer->name());
+    backward_names_.push_back("backward " + layer->name());
+  }
+  net_->set_layer_timer([this](std::size_t li, bool backward, Clock::time_point start,
+                               Clock::time_point end) {
+    timeline_->add(backward ? &backward_names_[li] : &forward_names_[li],
+                   backward ? "backward" : "forward", Timeline::compute, start, end);
+  });
+  dp_->barrier();  // every rank's origin at the same moment
+  timeline_->set_origin(Clock::now());
+  dp_->set_timeline(timeline_.get());
+}
 
-    // ---- end of epoch: validation, best weights, early stopping, chance level ----
-    dp.check_in_sync(step);
-    if (!grad_stats(net->params(), net->params().numel()).finite) {
-      // Finite updates can still overflow the weights (--on-nan skip cannot undo those).
-      if (lead) print_nan_diagnosis(*net, step, lr_at(solver, step, steps_per_epoch, total_steps));
-      return kExitDiverged;
+// Where training is after `steps_done` steps of `epoch`: what a checkpoint saves.
+TrainingPosition Trainer::position(std::uint32_t epoch, std::int64_t steps_done) const {
+  TrainingPosition p;
+  p.step = step_;
+  p.epoch = epoch;
+  p.samples_in_epoch = steps_done * samples_per_step_;
+  p.data_position = train_loader_->stream_position();  // shards: which samples were read
+  if (steps_done == steps_per_epoch_) {  // the epoch is over: the next one from its start
+    p.epoch = epoch + 1;
+    p.samples_in_epoch = 0;
+    p.data_position.clear();
+  }
+  p.micro_batches = micro_;
+  p.skipped_steps = skipped_;
+  p.best = best_.best;
+  p.best_epoch = best_.best_epoch;
+  p.epochs_without_gain = best_.epochs_without_gain;
+  p.elapsed_seconds = seconds_since(started_);
+  if (scaler_) {
+    p.loss_scale = scaler_->scale();
+    p.loss_scale_growth_tracker = scaler_->growth_tracker();
+  }
+  return p;
+}
+
+// ---- the loop ----
+
+// The steps of `epoch` (from the resumed position in the first one), with progress lines and
+// step-driven checkpoints.
+EpochEnd Trainer::train_epoch(int epoch) {
+  const bool resumed_epoch = epoch == static_cast<int>(at_.epoch);
+  std::int64_t first_step = resumed_epoch ? first_step_in_epoch_ : 0;
+  if (resumed_epoch && !at_.data_position.empty()) {
+    // Shards resume from the samples they read; what is left of the epoch (at this world size)
+    // is the rest of its steps.
+    train_loader_->start_from(at_.data_position);
+    first_step = std::max<std::int64_t>(
+        0, steps_per_epoch_ - train_loader_->steps_this_epoch() / solver_.iter_size());
+  } else {
+    train_loader_->start_epoch(static_cast<std::uint32_t>(epoch),
+                               first_step * solver_.iter_size());
+  }
+  ctx_.epoch = static_cast<std::uint32_t>(epoch);
+  interval_ = Tally();
+  whole_epoch_ = Tally();
+  interval_start_ = Clock::now();
+  std::int64_t s = first_step;
+  for (; s < steps_per_epoch_ && step_ < total_steps_; ++s) {
+    fault_.maybe_fail(Fault::Point::step_start, step_, rank_);
+    const float lr = lr_at(solver_, step_, steps_per_epoch_, total_steps_);
+    StepVotes votes;
+    const StepEnd end = train_step(epoch, lr, votes);
+    if (end == StepEnd::diverged) return EpochEnd::diverged;
+    if (end == StepEnd::taken) {
+      if (tb_.is_open() && run_.tb_histograms > 0 && step_ % run_.tb_histograms == 0) {
+        log_param_histograms(tb_, *net_, dp_->update_grads(), dp_->update_range(), step_);
+        tb_.flush();
+      }
+      if (step_ % solver_.display() == 0 || step_ == total_steps_) report_progress(epoch, lr);
     }
-    const double train_acc = whole_epoch.accuracy();
-    RUCHE_REQUIRE(solver.eval_every_epochs() >= 1)
-        << "eval_every_epochs must be >= 1, got " << solver.eval_every_epochs();
-    const bool last_epoch = epoch + 1 == epochs || step >= total_steps;
-    if (val_loader && ((epoch + 1) % solver.eval_every_epochs() == 0 || last_epoch)) {
-      EvalAccumulator acc(classes, false, data.val_size);
-      double nll_sum = evaluate(*net, *val_loader, acc) * static_cast<double>(acc.samples());
-      dp.reduce_evaluation(acc, nll_sum);
-      const double val_loss = acc.samples() ? nll_sum / static_cast<double>(acc.samples()) : 0;
-      const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
-                                                 static_cast<double>(acc.samples())
-                                           : 0;
-      const bool has_top5 = classes > 5 && acc.samples() > 0;
-      const double val_top5 = has_top5 ? static_cast<double>(acc.top5_correct()) /
+    if (stop_request_ != StopRequest::none) {
+      steps_done_in_epoch_ = s + 1;
+      return EpochEnd::stopped;
+    }
+    if (end == StepEnd::skipped) continue;  // a skipped step starts no checkpoint
+    // The epoch's last step saves after validation instead (with the best-so-far it finds).
+    checkpoints_->after_step(position(static_cast<std::uint32_t>(epoch), s + 1),
+                             votes[StepVotes::checkpoint_due], votes[StepVotes::shard_written],
+                             s + 1 == steps_per_epoch_);
+  }
+  steps_done_in_epoch_ = s;
+  return EpochEnd::done;
+}
+
+// One optimizer step: the micro-batches, the vote, then the decision every rank takes alike
+// (stop, skip, diverge) and the update. `votes` ends summed over ranks.
+StepEnd Trainer::train_step(int epoch, float lr, StepVotes& votes) {
+  votes = forward_backward();
+  const StopRequest request = signals_->requested();
+  votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
+  votes[StepVotes::interrupt] = request == StopRequest::interrupt;
+  votes[StepVotes::checkpoint_due] = checkpoints_->vote_due();
+  votes[StepVotes::shard_written] = checkpoints_->vote_written();
+  const auto wait_start = Clock::now();
+  votes = dp_->finish_step(votes);  // every rank now holds the same sums and gradients
+  if (timeline_) {
+    timeline_->add("wait for gradients", "comm_wait", Timeline::compute, wait_start,
+                   Clock::now());
+  }
+  // The mean over micro-batches, and the loss scale taken back out.
+  float unscale = solver_.iter_size() > 1 ? 1.0f / static_cast<float>(solver_.iter_size()) : 1;
+  if (scaler_) unscale *= scaler_->inv_scale();
+  if (unscale != 1.0f) ops::scale(unscale, dp_->update_grads());
+  const GradStats stats = dp_->grad_stats();
+  if (votes[StepVotes::stop] > 0) stop_request_ = StopRequest::checkpoint_and_stop;
+  if (votes[StepVotes::interrupt] > 0 && stop_request_ == StopRequest::none) {
+    stop_request_ = StopRequest::interrupt;
+  }
+  if (scaler_ && votes[StepVotes::nonfinite_loss] == 0 && !scaler_->update(stats.finite)) {
+    ++skipped_;  // fp16 overflow: the scale is backed off and the step not taken
+    ++step_;
+    return StepEnd::skipped;
+  }
+  if (votes[StepVotes::nonfinite_loss] > 0 || !stats.finite) {
+    if (solver_.on_nan() == "skip") {
+      ++skipped_;
+      ++step_;
+      return StepEnd::skipped;
+    }
+    if (lead_) print_nan_diagnosis(*net_, step_, lr);
+    checkpoints_->finish();  // a save from before the divergence is still good
+    metrics_.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step_)
+                       .add("loss", std::nan("")).add("diverged", 1));
+    return StepEnd::diverged;
+  }
+  interval_.add(votes);
+  whole_epoch_.add(votes);
+  clip_grad_norm(dp_->update_grads(), dp_->update_grads().numel(), stats,
+                 solver_.clip_grad_norm());
+  const auto optimizer_start = Clock::now();
+  optimizer_->step(dp_->update_params(), dp_->update_grads(), lr);
+  dp_->share_parameters();  // --zero 1: every rank's updated range to every rank
+  if (ema_) ema_->update();
+  if (timeline_) {
+    timeline_->add("optimizer", "optimizer", Timeline::compute, optimizer_start, Clock::now());
+  }
+  ++step_;
+  return StepEnd::taken;
+}
+
+// The step's iter_size micro-batches, forward and backward; the last one's gradients are reduced
+// as backward produces them. Returns this rank's loss, hit and sample sums and NaN vote.
+StepVotes Trainer::forward_backward() {
+  StepVotes votes;
+  ctx_.loss_scale = scaler_ ? scaler_->scale() : 1.0f;
+  for (int k = 0; k < solver_.iter_size(); ++k) {
+    const std::int64_t n = train_loader_->next(net_->input(), net_->labels());
+    RUCHE_CHECK(n == solver_.batch_size()) << "the training loader returned a short batch";
+    ctx_.phase = Phase::train;
+    ctx_.step = micro_++;
+    net_->forward(ctx_);
+    const bool last = k + 1 == solver_.iter_size();
+    if (last) dp_->share_buffers();
+    const float loss = net_->loss().item();
+    if (!std::isfinite(loss)) votes[StepVotes::nonfinite_loss] = 1;
+    dp_->reduce_next_backward(last);
+    net_->backward(ctx_, k > 0);
+    votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
+    votes[StepVotes::hits] += static_cast<float>(correct_in(*probs_, net_->labels(), n));
+    votes[StepVotes::samples] += static_cast<float>(n);
+  }
+  return votes;
+}
+
+// Every `display` steps: the progress line, metrics.jsonl and TensorBoard, over the interval.
+void Trainer::report_progress(int epoch, float lr) {
+  const double elapsed = seconds_since(interval_start_);
+  Progress p;
+  p.epoch = epoch + 1;
+  p.epochs = epochs_;
+  p.step = step_;
+  p.steps = total_steps_;
+  p.loss = interval_.mean_loss();
+  p.accuracy = interval_.accuracy();
+  p.lr = lr;
+  p.images_per_second = static_cast<double>(interval_.seen) / elapsed;
+  p.eta_seconds = seconds_since(started_) / static_cast<double>(step_) *
+                  static_cast<double>(total_steps_ - step_);
+  std::printf("%s\n", progress_line(p).c_str());
+  std::fflush(stdout);
+  MetricsRecord record("train");
+  record.add("epoch", epoch + 1).add("step", step_).add("loss", p.loss)
+      .add("acc", p.accuracy).add("lr", p.lr).add("img_per_s", p.images_per_second)
+      .add("time_s", seconds_since(started_)).add("saving", checkpoints_->saving() ? 1 : 0);
+  if (scaler_) record.add("loss_scale", static_cast<double>(scaler_->scale()));
+  if (run_.device.is_cuda()) {  // peak device memory held by tensors so far
+    const auto peak = cuda::allocator_stats(run_.device.index).peak_allocated_bytes;
+    record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
+  }
+  metrics_.write(record);
+  if (tb_.is_open()) {
+    tb_.add_scalar("train/loss", p.loss, step_);
+    tb_.add_scalar("train/acc", p.accuracy, step_);
+    tb_.add_scalar("train/lr", p.lr, step_);
+    tb_.add_scalar("train/img_per_s", p.images_per_second, step_);
+    if (scaler_) tb_.add_scalar("train/loss_scale", scaler_->scale(), step_);
+    log_param_norms(tb_, *net_, dp_->update_grads(), dp_->update_range(), step_);
+    tb_.flush();
+  }
+  interval_ = Tally();
+  interval_start_ = Clock::now();
+}
+
+// ---- end of an epoch ----
+
+// Finite updates can still overflow the weights (--on-nan skip cannot undo those).
+bool Trainer::weights_finite() {
+  if (grad_stats(net_->params(), net_->params().numel()).finite) return true;
+  if (lead_) {
+    print_nan_diagnosis(*net_, step_, lr_at(solver_, step_, steps_per_epoch_, total_steps_));
+  }
+  return false;
+}
+
+// Validation (every eval_every_epochs and at the last epoch): the line, metrics.jsonl,
+// TensorBoard, best.npz, early stopping, the target accuracy and the chance-level warning.
+bool Trainer::validate(int epoch) {
+  const double train_acc = whole_epoch_.accuracy();
+  RUCHE_REQUIRE(solver_.eval_every_epochs() >= 1)
+      << "eval_every_epochs must be >= 1, got " << solver_.eval_every_epochs();
+  const bool last_epoch = epoch + 1 == epochs_ || step_ >= total_steps_;
+  if (!val_loader_ || ((epoch + 1) % solver_.eval_every_epochs() != 0 && !last_epoch)) {
+    return false;
+  }
+  const int classes = data_.classes;
+  EvalAccumulator acc(classes, false, data_.val_size);
+  double nll_sum = evaluate(*net_, *val_loader_, acc) * static_cast<double>(acc.samples());
+  dp_->reduce_evaluation(acc, nll_sum);
+  const double val_loss = acc.samples() ? nll_sum / static_cast<double>(acc.samples()) : 0;
+  const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
                                              static_cast<double>(acc.samples())
                                        : 0;
-      std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%", epoch + 1,
-                  epochs, whole_epoch.mean_loss(), 100 * train_acc, val_loss, 100 * val_acc);
-      if (has_top5) std::printf(" top-5 %.2f%%", 100 * val_top5);
-      std::printf("  (%s)\n", human_duration(seconds_since(started)).c_str());
-      MetricsRecord record("val");
-      record.add("epoch", epoch + 1).add("step", step).add("loss", val_loss).add("acc", val_acc);
-      if (has_top5) record.add("top5", val_top5);
-      if (ema) {  // the averaged weights on the same split, then the raw ones back
-        ema->swap();
-        EvalAccumulator ema_acc(classes, false, data.val_size);
-        double ema_nll =
-            evaluate(*net, *val_loader, ema_acc) * static_cast<double>(ema_acc.samples());
-        dp.reduce_evaluation(ema_acc, ema_nll);
-        ema->swap();
-        const double n = static_cast<double>(std::max<std::int64_t>(ema_acc.samples(), 1));
-        record.add("ema_loss", ema_nll / n)
-            .add("ema_acc", static_cast<double>(ema_acc.top1_correct()) / n);
-        std::printf("epoch %d/%d  ema (decay %g) val loss %.4f acc %.2f%%\n", epoch + 1, epochs,
-                    static_cast<double>(ema->decay()), ema_nll / n,
-                    100.0 * static_cast<double>(ema_acc.top1_correct()) / n);
-      }
-      metrics.write(record.add("time_s", seconds_since(started)));
-      if (tb.is_open()) {
-        tb.add_scalar("val/loss", val_loss, step);
-        tb.add_scalar("val/acc", val_acc, step);
-        if (has_top5) tb.add_scalar("val/top5", val_top5, step);
-        log_confusion_image(tb, "val", acc.confusion(), step);
-        tb.flush();
-      }
-      if (best.update(best.higher_is_better ? val_acc : val_loss, epoch + 1) && lead) {
-        save_weights(*net, (out / "best.npz").string());
-      }
-      if (solver.patience() > 0 && best.epochs_without_gain >= solver.patience()) {
-        std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
-                    solver.monitor().c_str(), solver.patience(), best.best, best.best_epoch);
-        stop = true;
-      }
-      if (solver.target_accuracy() > 0 && val_acc >= solver.target_accuracy()) {
-        std::printf("time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
-                    "in %s (%.0f s)\n",
-                    100 * val_acc, 100.0 * solver.target_accuracy(), epoch + 1,
-                    human_duration(seconds_since(started)).c_str(), seconds_since(started));
-        metrics.write(MetricsRecord("target").add("epoch", epoch + 1).add("step", step)
-                          .add("acc", val_acc).add("time_to_accuracy_s", seconds_since(started)));
-        stop = true;
-      }
-      const double chance = 1.0 / classes;
-      if (lead && epoch + 1 == solver.chance_warning_epochs() && train_acc < 1.5 * chance &&
-          val_acc < 1.5 * chance) {
-        warn_chance_level(classes, train_acc, val_acc);
-      }
-    }
-    now = position(static_cast<std::uint32_t>(epoch), s);
-    if (!stop && step < total_steps) checkpoints.save_async(now);  // every epoch
+  const bool has_top5 = classes > 5 && acc.samples() > 0;
+  const double val_top5 = has_top5 ? static_cast<double>(acc.top5_correct()) /
+                                         static_cast<double>(acc.samples())
+                                   : 0;
+  std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%", epoch + 1,
+              epochs_, whole_epoch_.mean_loss(), 100 * train_acc, val_loss, 100 * val_acc);
+  if (has_top5) std::printf(" top-5 %.2f%%", 100 * val_top5);
+  std::printf("  (%s)\n", human_duration(seconds_since(started_)).c_str());
+  MetricsRecord record("val");
+  record.add("epoch", epoch + 1).add("step", step_).add("loss", val_loss).add("acc", val_acc);
+  if (has_top5) record.add("top5", val_top5);
+  if (ema_) {  // the averaged weights on the same split, then the raw ones back
+    ema_->swap();
+    EvalAccumulator ema_acc(classes, false, data_.val_size);
+    double ema_nll =
+        evaluate(*net_, *val_loader_, ema_acc) * static_cast<double>(ema_acc.samples());
+    dp_->reduce_evaluation(ema_acc, ema_nll);
+    ema_->swap();
+    const double n = static_cast<double>(std::max<std::int64_t>(ema_acc.samples(), 1));
+    record.add("ema_loss", ema_nll / n)
+        .add("ema_acc", static_cast<double>(ema_acc.top1_correct()) / n);
+    std::printf("epoch %d/%d  ema (decay %g) val loss %.4f acc %.2f%%\n", epoch + 1, epochs_,
+                static_cast<double>(ema_->decay()), ema_nll / n,
+                100.0 * static_cast<double>(ema_acc.top1_correct()) / n);
   }
-  checkpoints.save_now(now);  // the end of the run (or of its early stop)
-  if (skipped) {
-    std::printf("skipped %lld steps with non-finite values%s\n", static_cast<long long>(skipped),
-                scaler ? " (fp16 gradients that overflowed the dynamic loss scale)" : "");
+  metrics_.write(record.add("time_s", seconds_since(started_)));
+  if (tb_.is_open()) {
+    tb_.add_scalar("val/loss", val_loss, step_);
+    tb_.add_scalar("val/acc", val_acc, step_);
+    if (has_top5) tb_.add_scalar("val/top5", val_top5, step_);
+    log_confusion_image(tb_, "val", acc.confusion(), step_);
+    tb_.flush();
   }
-  if (scaler) std::printf("fp16 loss scale now %g\n", static_cast<double>(scaler->scale()));
-  if (timeline) {
-    net->set_layer_timer(nullptr);
-    dp.set_timeline(nullptr);
-    std::vector<std::string> events = dp.gather_text(timeline->events_json(rank));
-    if (lead) {
-      write_file(out / "timeline.json", timeline_file(events, timeline->dropped()));
-      std::printf("timeline of %d rank%s in %s (chrome://tracing or ui.perfetto.dev)\n", ranks,
-                  ranks > 1 ? "s" : "", (out / "timeline.json").string().c_str());
-    }
+  if (best_.update(best_.higher_is_better ? val_acc : val_loss, epoch + 1) && lead_) {
+    save_weights(*net_, (out_ / "best.npz").string());
   }
-  if (lead) save_weights(*net, (out / "model.npz").string());
-  if (ema) {
-    ema->swap();
-    if (lead) save_weights(*net, (out / "ema.npz").string());
-    ema->swap();
+  bool stop = false;
+  if (solver_.patience() > 0 && best_.epochs_without_gain >= solver_.patience()) {
+    std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
+                solver_.monitor().c_str(), solver_.patience(), best_.best, best_.best_epoch);
+    stop = true;
   }
-  std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step),
-              human_duration(seconds_since(started)).c_str(), (out / "model.npz").string().c_str());
-  if (stop_request != StopRequest::none) {
-    const bool checkpoint = stop_request == StopRequest::checkpoint_and_stop;
-    std::printf("stopped by a %s signal after step %lld%s\n",
-                checkpoint ? "SIGUSR1/SIGTERM (checkpoint and stop)" : "SIGUSR2/SIGINT (interrupt)",
-                static_cast<long long>(step),
-                checkpoints.enabled() ? "; resume with --resume auto" : " (checkpoints are off)");
-    return checkpoint ? kExitCheckpointed : kExitInterrupted;
+  if (solver_.target_accuracy() > 0 && val_acc >= solver_.target_accuracy()) {
+    std::printf("time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
+                "in %s (%.0f s)\n",
+                100 * val_acc, 100.0 * solver_.target_accuracy(), epoch + 1,
+                human_duration(seconds_since(started_)).c_str(), seconds_since(started_));
+    metrics_.write(MetricsRecord("target").add("epoch", epoch + 1).add("step", step_)
+                       .add("acc", val_acc).add("time_to_accuracy_s", seconds_since(started_)));
+    stop = true;
   }
-
-  // ---- the test split, once, for confirmation ----
-  if (data.splits.test) {
-    if (solver.patience() > 0 && best.best_epoch > 0) {
-      // Rank 0 wrote best.npz (other nodes may not see it): it loads, the others receive.
-      if (lead) load_weights(*net, (out / "best.npz").string(), false);
-      dp.broadcast_state();
-      std::printf("test on the best validation weights (epoch %d)\n", best.best_epoch);
-    }
-    SplitEvaluation test = evaluate_split(*net, data.splits.test, "test", data.norm, &dp);
-    EvalReport& report = test.report;
-    report.class_names = data.class_names;
-    report.extra.emplace_back("step", static_cast<double>(step));
-    if (lead) write_eval_report((out / "eval-test.json").string(), report);
-    metrics.write(MetricsRecord("test").add("step", step).add("loss", test.loss)
-                      .add("acc", report.result.accuracy));
-    tb.add_scalar("test/loss", test.loss, step);
-    tb.add_scalar("test/acc", report.result.accuracy, step);
-    tb.flush();
-    std::printf("\n%s", render_eval_report(report).c_str());
+  const double chance = 1.0 / classes;
+  if (lead_ && epoch + 1 == solver_.chance_warning_epochs() && train_acc < 1.5 * chance &&
+      val_acc < 1.5 * chance) {
+    warn_chance_level(classes, train_acc, val_acc);
   }
-  return kExitOk;
+  return stop;
 }
+
+// ---- end of the run ----
+
+// The skip and loss-scale summary, the timeline, model.npz and ema.npz.
+void Trainer::finish_run() {
+  if (skipped_) {
+    std::printf("skipped %lld steps with non-finite values%s\n",
+                static_cast<long long>(skipped_),
+                scaler_ ? " (fp16 gradients that overflowed the dynamic loss scale)" : "");
+  }
+  if (scaler_) std::printf("fp16 loss scale now %g\n", static_cast<double>(scaler_->scale()));
+  if (timeline_) {
+    net_->set_layer_timer(nullptr);
+    dp_->set_timeline(nullptr);
+    std::vector<std::string> events = dp_->gather_text(timeline_->events_json(rank_));
+    if (lead_) {
+      write_file(out_ / "timeline.json", timeline_file(events, timeline_->dropped()));
+      std::printf("timeline of %d rank%s in %s (chrome://tracing or ui.perfetto.dev)\n", ranks_,
+                  ranks_ > 1 ? "s" : "", (out_ / "timeline.json").string().c_str());
+    }
+  }
+  if (lead_) save_weights(*net_, (out_ / "model.npz").string());
+  if (ema_) {
+    ema_->swap();
+    if (lead_) save_weights(*net_, (out_ / "ema.npz").string());
+    ema_->swap();
+  }
+  std::printf("trained %lld steps in %s; weights in %s\n", static_cast<long long>(step_),
+              human_duration(seconds_since(started_)).c_str(),
+              (out_ / "model.npz").string().c_str());
+}
+
+int Trainer::stopped_by_signal() const {
+  const bool checkpoint = stop_request_ == StopRequest::checkpoint_and_stop;
+  std::printf("stopped by a %s signal after step %lld%s\n",
+              checkpoint ? "SIGUSR1/SIGTERM (checkpoint and stop)" : "SIGUSR2/SIGINT (interrupt)",
+              static_cast<long long>(step_),
+              checkpoints_->enabled() ? "; resume with --resume auto" : " (checkpoints are off)");
+  return checkpoint ? kExitCheckpointed : kExitInterrupted;
+}
+
+// The test split, once, for confirmation (on the best validation weights under early stopping).
+void Trainer::test_once() {
+  if (!data_.splits.test) return;
+  if (solver_.patience() > 0 && best_.best_epoch > 0) {
+    // Rank 0 wrote best.npz (other nodes may not see it): it loads, the others receive.
+    if (lead_) load_weights(*net_, (out_ / "best.npz").string(), false);
+    dp_->broadcast_state();
+    std::printf("test on the best validation weights (epoch %d)\n", best_.best_epoch);
+  }
+  SplitEvaluation test = evaluate_split(*net_, data_.splits.test, "test", data_.norm, dp_.get());
+  EvalReport& report = test.report;
+  report.class_names = data_.class_names;
+  report.extra.emplace_back("step", static_cast<double>(step_));
+  if (lead_) write_eval_report((out_ / "eval-test.json").string(), report);
+  metrics_.write(MetricsRecord("test").add("step", step_).add("loss", test.loss)
+                     .add("acc", report.result.accuracy));
+  tb_.add_scalar("test/loss", test.loss, step_);
+  tb_.add_scalar("test/acc", report.result.accuracy, step_);
+  tb_.flush();
+  std::printf("\n%s", render_eval_report(report).c_str());
+}
+
+}  // namespace
+
+int train(const TrainRun& run, Communicator* comm) { return Trainer(run, comm).run(); }
 
 }  // namespace ruche
