@@ -47,6 +47,11 @@ struct CommOptions {
   // the node leaders (local rank 0), and a broadcast within each node, so only one rank per node
   // sends over the inter-node links (comm/README.md says when it pays).
   bool hierarchical_allreduce = false;
+  // The run directory (ruche train's --out), or empty. When set, each rank keeps
+  // RUN/heartbeat-<rank> (its last completed collective, rewritten at most once a second), the
+  // watchdog names the ranks whose heartbeat is stale, and a rank that aborts the job first
+  // writes RUN/abort-<rank> (comm/heartbeat.h).
+  std::string run_dir;
 };
 
 // When a collective ran on its backend (its turn on the comm thread, or on the stream): what a

@@ -5,14 +5,19 @@
 // A comm thread brackets each collective with start/stop and calls check() while it polls. A
 // thread waiting on the result calls check_stuck(): it fires later, at 1.5 T, and only matters
 // when the comm thread itself is stuck in a call that never returns. MPI-free: the backend passes
-// how to end the job.
+// how to end the job. With a Heartbeat (CommOptions::run_dir), the line also names the ranks whose
+// heartbeat is stale, and RUN/abort-<rank> is written before the job is ended.
 #pragma once
 
 #include <chrono>
 #include <cstdio>
 #include <functional>
 #include <mutex>
+#include <memory>
 #include <string>
+#include <utility>
+
+#include "comm/heartbeat.h"
 
 namespace ruche {
 
@@ -26,9 +31,11 @@ class Watchdog {
   // Given the one line to print; prints it and ends the job. Tests pass one that returns.
   using Expire = std::function<void(const std::string& line)>;
 
-  // timeout_seconds <= 0: never expires.
-  Watchdog(int rank, double timeout_seconds, Expire expire)
-      : rank_(rank), timeout_(timeout_seconds), expire_(std::move(expire)) {}
+  // timeout_seconds <= 0: never expires. `heartbeat` (may be null): the rank's, read on expiry.
+  Watchdog(int rank, double timeout_seconds, Expire expire,
+           std::shared_ptr<Heartbeat> heartbeat = nullptr)
+      : rank_(rank), timeout_(timeout_seconds), expire_(std::move(expire)),
+        heartbeat_(std::move(heartbeat)) {}
 
   bool enabled() const { return timeout_ > 0; }
   double timeout_seconds() const { return timeout_; }
@@ -68,14 +75,21 @@ class Watchdog {
       std::snprintf(seconds, sizeof seconds, "%g s", factor * timeout_);
       line = "ruche: rank ";
       line.append(std::to_string(rank_)).append(": watchdog: ").append(what_).append(" ");
-      line.append(what_happened).append(seconds).append("; aborting the job");
+      line.append(what_happened).append(seconds);
     }
+    if (heartbeat_) {
+      const std::string stale = heartbeat_->stale_phrase(timeout_);
+      if (!stale.empty()) line.append("; ").append(stale);
+    }
+    line.append("; aborting the job");
+    if (heartbeat_) heartbeat_->write_abort(line, kExitCollectiveFailed);
     expire_(line);
   }
 
   const int rank_;
   const double timeout_;
   const Expire expire_;
+  const std::shared_ptr<Heartbeat> heartbeat_;
   std::mutex mutex_;
   std::string what_;
   Clock::time_point started_;

@@ -198,11 +198,14 @@ MpiCommunicator::MpiCommunicator(const World& world, const CommOptions& options)
       options_(options),
       rank_(world.rank()),
       size_(world.size()),
-      watchdog_(std::make_shared<Watchdog>(world.rank(), options.timeout_seconds,
-                                           [&world](const std::string& line) {
-                                             std::fprintf(stderr, "%s\n", line.c_str());
-                                             world.abort(kExitCollectiveFailed);
-                                           })) {
+      heartbeat_(Heartbeat::of(options.run_dir, world.rank(), world.size())),
+      watchdog_(std::make_shared<Watchdog>(
+          world.rank(), options.timeout_seconds,
+          [&world](const std::string& line) {
+            std::fprintf(stderr, "%s\n", line.c_str());
+            world.abort(kExitCollectiveFailed);
+          },
+          heartbeat_)) {
   MPI_CHECK(MPI_Comm_dup(world.handles().world, &comm_->comm));
   MPI_CHECK(MPI_Op_create(&f16_sum, /*commute=*/1, &comm_->f16_sum));
   MPI_CHECK(MPI_Op_create(&bf16_sum, /*commute=*/1, &comm_->bf16_sum));
@@ -252,6 +255,7 @@ void MpiCommunicator::check_same_on_all_ranks(const Task& task) {
   const std::string line = mismatch_line(by_rank);
   if (line.empty()) return;
   watchdog_->stop();
+  if (heartbeat_) heartbeat_->write_abort(line, kExitCollectiveFailed);
   if (rank_ == 0) {
     std::fprintf(stderr, "%s\n", line.c_str());
   } else {
@@ -275,7 +279,9 @@ void MpiCommunicator::run() {
     std::exception_ptr error;
     CollectiveTimes times;
     times.started = std::chrono::steady_clock::now();
-    watchdog_->start(task.info.str());
+    std::string what;
+    if (watchdog_->enabled() || heartbeat_) what = task.info.str();
+    watchdog_->start(what);
     try {
       if (options_.check_collectives) check_same_on_all_ranks(task);
       MPI_Request request = MPI_REQUEST_NULL;
@@ -295,6 +301,7 @@ void MpiCommunicator::run() {
     }
     watchdog_->stop();
     times.finished = std::chrono::steady_clock::now();
+    if (heartbeat_ && !error) heartbeat_->completed(what);
     task.done->complete(error, times);
   }
 }

@@ -10,7 +10,8 @@
 // Hangs (CommOptions): the comm thread runs each collective under a Watchdog that aborts the job
 // (exit kExitCollectiveFailed) when it has not completed in timeout_seconds; with
 // check_collectives, ranks all-gather each collective's description first and abort, naming
-// both sides, when they differ.
+// both sides, when they differ. With CommOptions::run_dir, each completed collective is the rank's
+// heartbeat (comm/heartbeat.h).
 #pragma once
 
 #include <condition_variable>
@@ -22,6 +23,7 @@
 #include <thread>
 
 #include "comm/communicator.h"
+#include "comm/heartbeat.h"
 #include "comm/watchdog.h"
 #include "comm/world.h"
 
@@ -61,6 +63,7 @@ class MpiCommunicator final : public Communicator {
   const World& world_;
   const CommOptions options_;
   int rank_ = 0, size_ = 1;
+  std::shared_ptr<Heartbeat> heartbeat_;  // with options.run_dir: shared with NCCL's, if any
   std::shared_ptr<Watchdog> watchdog_;  // shared with the Work handles that wait on it
   std::mutex mutex_;
   std::uint64_t submitted_ = 0;  // collectives so far: the next one's sequence number - 1

@@ -158,6 +158,7 @@ struct NcclCommunicator::State {
   int group_depth = 0;
   std::vector<std::shared_ptr<InFlight>> grouped;  // launched together at the group's end
 
+  std::shared_ptr<Heartbeat> heartbeat;  // with options.run_dir: the MPI communicator's too
   std::shared_ptr<Watchdog> watchdog;
   std::mutex mutex;
   std::condition_variable wake;
@@ -170,6 +171,7 @@ struct NcclCommunicator::State {
 
   // Prints `line`, aborts the NCCL communicators so no kernel waits on a dead peer, ends the job.
   [[noreturn]] void fail(const std::string& line) {
+    if (heartbeat) heartbeat->write_abort(line, kExitCollectiveFailed);  // the watchdog did already
     std::fprintf(stderr, "%s\n", line.c_str());
     for (ncclComm_t c : {leaders, node, comm}) {
       if (c != nullptr) ncclCommAbort(c);
@@ -206,6 +208,7 @@ struct NcclCommunicator::State {
         front->times.finished = Clock::now();
         front->finished = true;
         watchdog->stop();
+        if (heartbeat) heartbeat->completed(front->what);
         lock.lock();
         in_flight.pop_front();
         if (!in_flight.empty()) {
@@ -294,8 +297,10 @@ NcclCommunicator::NcclCommunicator(const World& world, Communicator& host, int d
   State& s = *state_;
   s.device = device;
   s.compute = static_cast<cudaStream_t>(cuda::compute_stream());
-  s.watchdog = std::make_shared<Watchdog>(rank_, options.timeout_seconds,
-                                          [&s](const std::string& line) { s.fail(line); });
+  s.heartbeat = Heartbeat::of(options.run_dir, rank_, size_);
+  s.watchdog = std::make_shared<Watchdog>(
+      rank_, options.timeout_seconds, [&s](const std::string& line) { s.fail(line); },
+      s.heartbeat);
   CUDA_CHECK(cudaSetDevice(device));
 
   NcclIdBytes id{};

@@ -444,6 +444,7 @@ bool names_shards(const std::string& data) {
   std::error_code ec;
   if (fs::is_directory(data, ec)) {
     if (fs::is_regular_file(fs::path(data) / kShardIndexFile, ec)) return true;
+    if (fs::is_directory(fs::path(data) / "train", ec)) return false;  // an ImageFolder
     for (const fs::directory_entry& e : fs::directory_iterator(data, ec)) {
       const std::string name = e.path().filename().string();
       if (name[0] != '.' && name.ends_with(".tar")) return true;

@@ -55,8 +55,8 @@ std::vector<std::string> expand_braces(const std::string& pattern);
 // last path component), sorted within each glob; every file must exist.
 std::vector<std::string> expand_shard_pattern(const std::string& pattern);
 
-// Whether a --data value names .tar shards: a directory holding index.tsv or *.tar files, a .tar
-// file, or a pattern of them.
+// Whether a --data value names .tar shards: a directory holding index.tsv, or *.tar files and no
+// train/ folder (an ImageFolder), a .tar file, or a pattern of them.
 bool names_shards(const std::string& data);
 
 struct ShardSetOptions {

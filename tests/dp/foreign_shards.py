@@ -102,8 +102,9 @@ shutil.rmtree(bare, ignore_errors=True)
 bare.mkdir()
 for f in shards.glob("*.tar"):
     shutil.copy(f, bare / f.name)
-p = train(1, "wds_bare_run", flags(COMMON, data=str(bare), val_data=str(bare), epochs=1))
+p = train(2, "wds_bare_run", flags(COMMON, data=str(bare), val_data=str(bare), epochs=1))
 check(p.returncode == 0 and "it has no index.tsv; indexing its shards now" in p.stdout
       and "data: index: " in p.stdout and (bare / "index.tsv").exists(),
-      "train --data DIR without index.tsv indexes it first and says how long it took")
+      "train --data DIR without index.tsv indexes it first (2 ranks) and says how long it took")
+check(p.stdout.count("indexing its shards now") == 1, "only rank 0 says so")
 finish()
