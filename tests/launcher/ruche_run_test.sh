@@ -121,10 +121,30 @@ usage_error "--max-restarts must be a number" -np 2 --max-restarts -1 -- ruche t
 usage_error "-H entry 'a:b'" -np 2 -H a:b -- ruche train
 usage_error "not both" -np 2 -H a --hostfile "$tmp/hosts" -- ruche train
 usage_error "'$tmp/missing-mpirun' not found" RUCHE_RUN_MPIRUN="$tmp/missing-mpirun" -np 2 -- ruche train
+usage_error "--abort-grace must be seconds" -np 2 --abort-grace soon -- ruche train
+usage_error "--probe-interval must be seconds > 0, not '0'" -np 2 --probe-interval 0 -- ruche train
+usage_error "--probe-tries must be a number > 0" -np 2 --probe-tries x -- ruche train
+usage_error "--probe-timeout must be seconds > 0" -np 2 --probe-timeout -3 -- ruche train
+# Hosts: more ranks than slots (every host says its count; -H host alone is 1), before anything.
+usage_error "-np 5 is more ranks than the 4 slots of the hosts ($tmp/hosts)" -np 5 --hostfile "$tmp/hosts" --dry-run -- ruche train
+usage_error "-np 3 is more ranks than the 2 slots of the hosts (a,b)" -np 3 -H a,b -- ruche train
+# A launch agent that is not there (the hosts would be probed through it next).
+usage_error "the launch agent '$tmp/no-agent' (--agent) is not installed" -np 2 -H a:1,b:1 --agent "$tmp/no-agent" -- ruche train
+# A host that does not answer the agent's probe: nothing is started (mpirun here: `true`, which
+# would exit 0).
+printf '#!/usr/bin/env bash\n[[ $1 == b ]] && { echo "ssh: connect to host b port 22: No route to host" >&2; exit 255; }\nexit 0\n' >"$tmp/agent"
+chmod +x "$tmp/agent"
+usage_error "host b does not answer through the launch agent ($tmp/agent HOST true): ssh: connect to host b port 22: No route to host" RUCHE_RUN_MPIRUN=true -np 2 -H a:1,b:1 --agent "$tmp/agent" -- ruche train
+
+# --agent goes to mpirun as plm_rsh_agent (a dry run probes nothing).
+out=$(clean "$RUN" -np 2 -H a:1,b:1 --agent "/opt/my agent" --dry-run -- ruche train 2>&1)
+checks=$((checks + 1))
+[[ $out == *" --mca plm_rsh_agent '/opt/my agent' "* ]] || fail "--agent not in the line: $out"
 
 help=$("$RUN" --help)
 expect_eq "--help exit code" 0 "$?"
-for opt in -np -H --hostfile --iface --launcher --max-restarts --dry-run --help; do
+for opt in -np -H --hostfile --iface --launcher --max-restarts --agent --abort-grace \
+  --probe-interval --probe-tries --probe-timeout --dry-run --help; do
   checks=$((checks + 1))
   grep -q -- " $opt" <<<"$help" || fail "--help does not explain $opt"
 done

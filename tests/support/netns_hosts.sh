@@ -27,7 +27,7 @@
 #   hosts ID                         print the host names, one a line
 #   agent HOST CMD...                the launch agent, in ssh's place (Open MPI's plm_rsh_agent:
 #                                    "netns_hosts.sh agent"): connects to HOST over the network
-#                                    first (a TCP connect from the caller's namespace, 2 s), so
+#                                    first (TCP connects from the caller's namespace, 3 s), so
 #                                    a host whose link is down does not answer (exit 255, as
 #                                    ssh), then runs CMD with a shell inside HOST, as sshd would
 #
@@ -164,9 +164,12 @@ agent() {
   local addr
   addr=$(ip -n "$host" -4 -o addr show dev eth0 2>/dev/null | awk '{print $4}' | cut -d/ -f1)
   # Port 9 (discard) has no listener: "connection refused" is an answer; a timeout or no route
-  # is not.
-  local err
-  err=$(LC_ALL=C timeout 2 bash -c "exec 3<>/dev/tcp/${addr:-0.0.0.0}/9" 2>&1)
+  # is not. Three tries of a second each (a link just brought up may lose the first ARP or SYN).
+  local err try
+  for try in 1 2 3; do
+    err=$(LC_ALL=C timeout 1 bash -c "exec 3<>/dev/tcp/${addr:-0.0.0.0}/9" 2>&1)
+    [[ $err == *"Connection refused"* ]] && break
+  done
   if [[ $err != *"Connection refused"* ]]; then
     echo "netns_hosts agent: connect to host $host (${addr:-no address}): no answer" >&2
     exit 255
