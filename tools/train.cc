@@ -88,9 +88,10 @@ bool launched_as_rank() {
 
 // Threads per rank: --threads, else OMP_NUM_THREADS, else this rank's share of its host's cores
 // (the cores of its affinity mask over the ranks of the host whose masks overlap it), so ranks
-// that mpirun did not bind do not start cores x ranks threads between them. Printed, as torchrun
-// does.
-int choose_threads(int flag, const CoreShare& share) {
+// that mpirun did not bind do not start cores x ranks threads between them. The trainer prints
+// the choice with the run's other facts, as torchrun does.
+void choose_threads(TrainRun& run, const CoreShare& share) {
+  const int flag = run.threads;
   char why[160];
   int threads = flag;
   const char* omp = std::getenv("OMP_NUM_THREADS");
@@ -106,8 +107,8 @@ int choose_threads(int flag, const CoreShare& share) {
                   share.cores, share.cores == 1 ? "" : "s", share.sharing,
                   share.sharing == 1 ? "" : "s");
   }
-  std::printf("threads: %d per rank (%s)\n", threads, why);
-  return threads;
+  run.threads = threads;
+  run.threads_source = why;
 }
 
 // Trains as one rank of the job: only rank 0 prints (unless --verbose-ranks), and a rank that
@@ -120,7 +121,7 @@ int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& co
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
   try {
-    run.threads = choose_threads(run.threads, world.core_share());
+    choose_threads(run, world.core_share());
     run.device = device.resolve(world.local_rank(), world.local_size());
     const bool nccl_alone = comm_backend == "nccl";
     run.parallel.communicate_alone = nccl_alone;
@@ -370,7 +371,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
       exit_code = train_as_rank(run, o.device, comm_options, o.comm, o.verbose_ranks);
     } else {
       run.device = o.device.resolve();
-      run.threads = choose_threads(run.threads, share_cores({this_thread_cpus()}, 0));
+      choose_threads(run, share_cores({this_thread_cpus()}, 0));
       exit_code = train(run);
     }
   });

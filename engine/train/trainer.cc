@@ -408,6 +408,9 @@ void Trainer::write_run_directory() {
               data_.classes);
   std::printf("preprocess: %s (%s)\n", describe_preprocess(data_.preprocess).c_str(),
               run_.preprocess.record ? run_.preprocess.record_path().c_str() : "--normalize");
+  if (!run_.threads_source.empty()) {
+    std::printf("threads: %d per rank (%s)\n", run_.threads, run_.threads_source.c_str());
+  }
 }
 
 // Steps per epoch, the run's length and the optimizer (under --zero 1, over this rank's range).

@@ -31,6 +31,7 @@ struct TrainRun {
   PreprocessSource preprocess;  // --normalize, or the record beside --net
   std::string out_dir = "run";
   int threads = 0;  // 0: OMP_NUM_THREADS or all cores
+  std::string threads_source;  // why `threads` (--threads, OMP_NUM_THREADS, the core share)
   int data_workers = 0;  // loader threads; 0: all cores for decoded sources (JPEG), else 1
   int prefetch = 0;      // batches buffered; 0: data_workers + 1
   std::string init_weights;
