@@ -473,13 +473,15 @@ ShardIndex index_for(const std::string& dir, const std::vector<std::string>& nee
   } else {
     why = "it has no index.tsv";
   }
+  const bool writable = ::access(dir.c_str(), W_OK) == 0;
   say(log, "data: ",
-      dir + ": " + why + "; indexing its shards now, once (`ruche index " + dir +
-          "` does it ahead)");
+      dir + ": " + why + "; indexing its shards now, " +
+          (writable ? "once (`ruche index " + dir + "` does it ahead)"
+                    : "in memory (the directory is read-only: every run indexes)"));
   IndexOptions io;
   io.dir = dir;
   io.workers = o.workers;
-  io.write = o.rank == 0;
+  io.write = o.rank == 0 && writable;
   io.log = log;
   io.prefix = "data: index: ";
   ShardIndex index = index_shards(io);

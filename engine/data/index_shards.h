@@ -71,7 +71,7 @@ struct ShardSetOptions {
 // names). `val_data` (may be empty): a pattern or a directory (its val split, else all of its
 // shards); empty: the val split of the training shards' directory, less any shard trained on.
 // A directory without index.tsv, or whose index lacks a shard named, is indexed first
-// (index_shards), saying so and how long it took.
+// (index_shards), saying so and how long it took; in memory only when the directory is read-only.
 ShardIndex open_shard_set(const std::string& data, const std::string& val_data,
                           const ShardSetOptions& options);
 
