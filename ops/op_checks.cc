@@ -47,6 +47,45 @@ void check_conv2d_args(const char* op, const Tensor& x, const char* x_name, cons
   }
 }
 
+void check_deconv2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                         const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                         const char* b_name, const Deconv2dParams& p, TensorCheck check) {
+  check(op, x_name, x, x);
+  check(op, w_name, w, x);
+  check(op, y_name, y, x);
+  Shape expected;
+  try {
+    expected = deconv2d_output_shape(x.shape(), w.shape(), p);
+  } catch (const Error& e) {
+    RUCHE_FAIL() << op << ": " << e.what();
+  }
+  RUCHE_REQUIRE(y.shape() == expected)
+      << op << ": " << y_name << " has shape " << y.shape().str() << " but " << x_name << " "
+      << x.shape().str() << " and " << w_name << " " << w.shape().str() << " give "
+      << expected.str();
+  if (b.defined()) {
+    check(op, b_name, b, x);
+    RUCHE_REQUIRE(b.shape() == Shape{expected[1]})
+        << op << ": " << b_name << " must be [" << expected[1] << "], got " << b.shape().str();
+  }
+}
+
+void check_upsample2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& y,
+                           const char* y_name, const UpsampleParams& p, TensorCheck check) {
+  check(op, x_name, x, x);
+  check(op, y_name, y, x);
+  RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_name << " must be [N, C, H, W], got " << x.str();
+  RUCHE_REQUIRE(y.ndim() == 4) << op << ": " << y_name << " must be [N, C, H, W], got " << y.str();
+  RUCHE_REQUIRE(x.size(0) == y.size(0) && x.size(1) == y.size(1))
+      << op << ": " << y_name << " " << y.shape().str() << " and " << x_name << " "
+      << x.shape().str() << " differ in N or C";
+  RUCHE_REQUIRE(x.size(2) > 0 && x.size(3) > 0 && y.size(2) > 0 && y.size(3) > 0)
+      << op << ": empty plane in " << x_name << " " << x.shape().str() << " or " << y_name << " "
+      << y.shape().str();
+  RUCHE_REQUIRE(p.scale_h >= 0 && p.scale_w >= 0)
+      << op << ": scale factors must be >= 0, got " << p.scale_h << " and " << p.scale_w;
+}
+
 std::int64_t check_batch_norm_data(const char* op, const char* name, const Tensor& x,
                                    const BatchNormChecks& check) {
   check.data(op, name, x);

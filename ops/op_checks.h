@@ -27,6 +27,17 @@ void check_conv2d_args(const char* op, const Tensor& x, const char* x_name, cons
                        const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
                        const char* b_name, const Conv2dParams& p, TensorCheck check);
 
+// As check_conv2d_args for a transposed convolution: x (the input side), w [C, O/groups, KH, KW]
+// and y (the output side) fit p; b, when given, is [O].
+void check_deconv2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,
+                         const char* w_name, const Tensor& y, const char* y_name, const Tensor& b,
+                         const char* b_name, const Deconv2dParams& p, TensorCheck check);
+
+// x (the input side) and y (the output side) are [N, C, *, *] with equal N and C, non-empty
+// planes, and p's scale factors are >= 0.
+void check_upsample2d_args(const char* op, const Tensor& x, const char* x_name, const Tensor& y,
+                           const char* y_name, const UpsampleParams& p, TensorCheck check);
+
 // Batch norm's hooks: `data` checks x itself (it sets the dtype), `like` a tensor shaped as x (y,
 // dy, dx), `stat` an f32 per-channel vector or reduction buffer.
 struct BatchNormChecks {

@@ -15,6 +15,15 @@ namespace ruche::ops {
     (dy, w, dx, p), (dy, w, dx))                                                                    \
   X(conv2d_backward_weights, (const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,           \
                               const Conv2dParams& p), (x, dy, dw, db, p), (x, dy, dw, db))          \
+  X(deconv2d_forward, (const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,               \
+                       const Deconv2dParams& p), (x, w, b, y, p), (x, w, b, y))                     \
+  X(deconv2d_backward_data, (const Tensor& dy, const Tensor& w, Tensor& dx,                        \
+                             const Deconv2dParams& p), (dy, w, dx, p), (dy, w, dx))                 \
+  X(deconv2d_backward_weights, (const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,         \
+                                const Deconv2dParams& p), (x, dy, dw, db, p), (x, dy, dw, db))      \
+  X(upsample2d_forward, (const Tensor& x, Tensor& y, const UpsampleParams& p), (x, y, p), (x, y))  \
+  X(upsample2d_backward, (const Tensor& dy, Tensor& dx, const UpsampleParams& p), (dy, dx, p),     \
+    (dy, dx))                                                                                       \
   X(batch_norm_forward_training, (const Tensor& x, const Tensor& gamma, const Tensor& beta,        \
     Tensor& y, Tensor& running_mean, Tensor& running_var, Tensor& save_mean, Tensor& save_var,      \
     const BatchNormParams& p), (x, gamma, beta, y, running_mean, running_var, save_mean, save_var,  \

@@ -60,6 +60,42 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                              const Conv2dParams& p);
 
+// ---- transposed convolution (torch.nn.ConvTranspose2d, Caffe's Deconvolution) ----
+// x [N, C, H, W], weight [C, O/groups, KH, KW] (PyTorch's layout: the weight of the convolution
+// whose backward data this is), y [N, O, OH, OW] with
+//   OH = (H - 1) * stride - 2 * pad + dilation * (KH - 1) + output_padding + 1
+// output_padding (extra rows and columns at the bottom and right) must be smaller than the stride
+// or the dilation, as PyTorch requires.
+struct Deconv2dParams : Conv2dParams {
+  int output_padding_h = 0, output_padding_w = 0;
+};
+// The output shape for input x and weight w; throws when they do not fit.
+Shape deconv2d_output_shape(const Shape& x, const Shape& w, const Deconv2dParams& p);
+// y = conv_transpose(x, w) + b (b: [O], optional)
+void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
+                      const Deconv2dParams& p);
+void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
+                            const Deconv2dParams& p);
+// dw (and db when defined) from the input and the output gradient.
+void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
+                               const Deconv2dParams& p);
+
+// ---- upsampling of NCHW planes (torch.nn.functional.interpolate) ----
+// The output size is y's; the source coordinate of output index o along an axis of input size
+// `in` and output size `out` uses scale = 1 / scale_factor when the scale factor is given (> 0),
+// else in / out, as PyTorch:
+//   nearest:  src = min(floor(o * scale), in - 1)            (PyTorch's 'nearest')
+//   bilinear: align_corners: src = o * (in - 1) / (out - 1)  (0 when out == 1)
+//             else:          src = max((o + 0.5) * scale - 0.5, 0)
+enum class UpsampleMode : std::uint8_t { nearest, bilinear };
+struct UpsampleParams {
+  UpsampleMode mode = UpsampleMode::nearest;
+  bool align_corners = false;       // bilinear only
+  float scale_h = 0, scale_w = 0;   // the scale factors given (output / input); 0: from the sizes
+};
+void upsample2d_forward(const Tensor& x, Tensor& y, const UpsampleParams& p);
+void upsample2d_backward(const Tensor& dy, Tensor& dx, const UpsampleParams& p);
+
 // ---- batch norm over N (and H, W), per channel C; x is [N, C] or [N, C, H, W] ----
 struct BatchNormParams {
   float eps = 1e-5f;

@@ -9,11 +9,13 @@ namespace ruche {
 
 std::unique_ptr<Layer> make_input_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_convolution_layer(const proto::LayerParameter& p);
+std::unique_ptr<Layer> make_deconvolution_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_batch_norm_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_relu_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_sigmoid_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_tanh_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_pooling_layer(const proto::LayerParameter& p);
+std::unique_ptr<Layer> make_upsample_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_inner_product_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_dropout_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_eltwise_layer(const proto::LayerParameter& p);

@@ -15,6 +15,7 @@ const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> factories = {
       {"BatchNorm", &make_batch_norm_layer},
       {"Convolution", &make_convolution_layer},
+      {"Deconvolution", &make_deconvolution_layer},
       {"Dropout", &make_dropout_layer},
       {"Eltwise", &make_eltwise_layer},
       {"EuclideanLoss", &make_euclidean_loss_layer},
@@ -27,6 +28,7 @@ const std::map<std::string, Factory>& registry() {
       {"Softmax", &make_softmax_layer},
       {"SoftmaxWithLoss", &make_softmax_with_loss_layer},
       {"TanH", &make_tanh_layer},
+      {"Upsample", &make_upsample_layer},
   };
   return factories;
 }

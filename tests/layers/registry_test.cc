@@ -13,16 +13,17 @@ using testing::layer_param;
 
 TEST(Registry, KnowsEveryLayerTypeSorted) {
   const std::vector<std::string> expected = {
-      "BatchNorm", "Convolution",  "Dropout",         "Eltwise", "EuclideanLoss",
-      "Flatten",   "InnerProduct", "Input",           "Pooling", "ReLU",
-      "Sigmoid",   "Softmax",      "SoftmaxWithLoss", "TanH"};
+      "BatchNorm", "Convolution", "Deconvolution",   "Dropout", "Eltwise",  "EuclideanLoss",
+      "Flatten",   "InnerProduct", "Input",          "Pooling", "ReLU",     "Sigmoid",
+      "Softmax",   "SoftmaxWithLoss", "TanH",        "Upsample"};
   EXPECT_EQ(known_layer_types(), expected);
 }
 
 TEST(Registry, UnknownTypeListsTheKnownOnes) {
   const std::string e = error_of([] { create_layer(layer_param("name: 'c' type: 'Conv'")); });
   EXPECT_NE(e.find("unknown layer type 'Conv'"), std::string::npos) << e;
-  EXPECT_NE(e.find("known: BatchNorm, Convolution, Dropout"), std::string::npos) << e;
+  EXPECT_NE(e.find("known: BatchNorm, Convolution, Deconvolution, Dropout"), std::string::npos)
+      << e;
   EXPECT_NE(e.find("TanH"), std::string::npos) << e;
 }
 
@@ -42,6 +43,8 @@ TEST(Registry, CreatesEachTypeWithItsName) {
       "name: 'a' type: 'Softmax'",
       "name: 'a' type: 'SoftmaxWithLoss'",
       "name: 'a' type: 'EuclideanLoss'",
+      "name: 'a' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 }",
+      "name: 'a' type: 'Upsample' upsample_param { scale_factor: 2 }",
   };
   for (const char* c : configs) {
     SCOPED_TRACE(c);
