@@ -1,5 +1,5 @@
-// What `ruche convert` writes beside its .tar shards, and what the shard reader
-// reads first:
+// What `ruche convert` writes beside its .tar shards (and `ruche index`, index_shards.h, beside
+// shards written elsewhere), and what the shard reader reads first:
 //   SHARDS/index.tsv   one line per shard: split, file, samples, data end, and
 //   the byte offset of
 //                      each sample's first tar header, tab-separated; lines
