@@ -1,4 +1,5 @@
-// ruche: the command line. Exit codes as docs/ARCHITECTURE.md says: 0 done, 2 user error.
+// ruche: the command line. Exit codes as docs/ARCHITECTURE.md says: 0 done, 2 user error, 1 an
+// internal error (a bug: one line, never an abort).
 #include <cstdio>
 #include <exception>
 
@@ -33,6 +34,12 @@ int main(int argc, char** argv) {
   } catch (const ruche::Error& e) {
     std::fprintf(stderr, "ruche: error: %s\n", e.what());
     return 2;
+  } catch (const std::exception& e) {  // a broken invariant: said in one line, never a core dump
+    std::fprintf(stderr, "ruche: internal error: %s (please report)\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "ruche: internal error: an unknown exception (please report)\n");
+    return 1;
   }
   return exit_code;
 }
