@@ -69,6 +69,13 @@ void add_attr(onnx::NodeProto& node, const std::string& name, std::vector<std::i
   for (const std::int64_t v : values) a->add_ints(v);
 }
 
+void add_attr(onnx::NodeProto& node, const std::string& name, const std::string& value) {
+  auto* a = node.add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(value);
+}
+
 // Builds the graph layer by layer. Each ruche blob name maps to the ONNX value now holding it: an
 // in-place layer (ReLU top == bottom) writes a new value, since ONNX values are assigned once.
 class GraphBuilder {
@@ -216,6 +223,64 @@ void convolution(GraphBuilder& g, const proto::LayerParameter& layer) {
   add_attr(n, "pads", std::vector<std::int64_t>{p.h, p.w, p.h, p.w});  // begins, then ends
   add_attr(n, "dilations", std::vector<std::int64_t>{c.dilation(), c.dilation()});
   add_attr(n, "group", static_cast<std::int64_t>(c.group()));
+}
+
+// Deconvolution: ConvTranspose with torch's weight layout (ONNX's [C, O/group, kh, kw] too).
+void deconvolution(GraphBuilder& g, const proto::LayerParameter& layer) {
+  const auto& c = layer.convolution_param();
+  const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
+                                     c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
+  const layers::HW s = layers::hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(),
+                                     c.has_stride_w(), c.stride_w(), 1);
+  const layers::HW p =
+      layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
+  const layers::HW op =
+      layers::hw_of(true, c.output_padding(), c.has_output_padding_h(), c.output_padding_h(),
+                    c.has_output_padding_w(), c.output_padding_w(), 0);
+  std::vector<std::string> inputs{g.input(0), g.weight("weight")};
+  if (c.bias_term()) inputs.push_back(g.weight("bias"));
+  onnx::NodeProto& n = g.node("ConvTranspose", inputs, {g.output()});
+  add_attr(n, "kernel_shape", std::vector<std::int64_t>{k.h, k.w});
+  add_attr(n, "strides", std::vector<std::int64_t>{s.h, s.w});
+  add_attr(n, "pads", std::vector<std::int64_t>{p.h, p.w, p.h, p.w});
+  add_attr(n, "output_padding", std::vector<std::int64_t>{op.h, op.w});
+  add_attr(n, "dilations", std::vector<std::int64_t>{c.dilation(), c.dilation()});
+  add_attr(n, "group", static_cast<std::int64_t>(c.group()));
+}
+
+// Upsample: Resize by scales [1, 1, sh, sw] (the output floor(in * scale), coordinates through
+// 1 / scale, as nn.Upsample) or by sizes [N, C] ++ [H, W] (coordinates through in / out). Nearest
+// is asymmetric with floor; bilinear is linear, align_corners or half_pixel (torch clamps the
+// negative source coordinates that ONNX's edge values give the same result for).
+void upsample(GraphBuilder& g, const proto::LayerParameter& layer) {
+  const auto& u = layer.upsample_param();
+  const std::string x = g.input(0);
+  std::vector<std::string> inputs{x, ""};
+  if (u.has_height()) {
+    const std::string nc = layer.name() + "/batch_channels", sizes = layer.name() + "/sizes";
+    g.reserve(nc);
+    g.reserve(sizes);
+    onnx::NodeProto& shape = g.node("Shape", {x}, {nc}, "/shape");
+    add_attr(shape, "start", std::int64_t{0});
+    add_attr(shape, "end", std::int64_t{2});
+    const std::string hw = g.constant_i64(layer.name() + ".size", {u.height(), u.width()});
+    add_attr(g.node("Concat", {nc, hw}, {sizes}, "/sizes"), "axis", std::int64_t{0});
+    inputs.insert(inputs.end(), {"", sizes});
+  } else {
+    const float sh = u.has_scale_factor() ? u.scale_factor() : u.scale_h();
+    const float sw = u.has_scale_factor() ? u.scale_factor() : u.scale_w();
+    inputs.push_back(g.constant(layer.name() + ".scales", {1.0f, 1.0f, sh, sw}));
+  }
+  onnx::NodeProto& n = g.node("Resize", inputs, {g.output()});
+  if (u.mode() == proto::UpsampleParameter::BILINEAR) {
+    add_attr(n, "mode", std::string("linear"));
+    add_attr(n, "coordinate_transformation_mode",
+             std::string(u.align_corners() ? "align_corners" : "half_pixel"));
+  } else {
+    add_attr(n, "mode", std::string("nearest"));
+    add_attr(n, "coordinate_transformation_mode", std::string("asymmetric"));
+    add_attr(n, "nearest_mode", std::string("floor"));
+  }
 }
 
 void batch_norm(GraphBuilder& g, const proto::LayerParameter& layer) {
@@ -490,6 +555,10 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       g.alias(layer.top(0), g.input(0));
     } else if (type == "Convolution") {
       convolution(g, layer);
+    } else if (type == "Deconvolution") {
+      deconvolution(g, layer);
+    } else if (type == "Upsample") {
+      upsample(g, layer);
     } else if (type == "BatchNorm") {
       batch_norm(g, layer);
     } else if (type == "ReLU") {

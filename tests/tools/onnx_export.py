@@ -60,6 +60,64 @@ def conv(x, w, b, a):
     return y if b is None else y + b[None, :, None, None]
 
 
+def conv_transpose(x, w, b, a):
+    """Scatter every kernel tap into the full output, then crop the pads."""
+    g = a.get("group", 1)
+    (sh, sw), (dh, dw), pads = a["strides"], a["dilations"], a["pads"]
+    oph, opw = a.get("output_padding", [0, 0])
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    cg, og = c // g, w.shape[1]
+    full = np.zeros((n, og * g, (h - 1) * sh + dh * (kh - 1) + 1 + oph,
+                     (wd - 1) * sw + dw * (kw - 1) + 1 + opw))
+    for k in range(g):
+        for i in range(kh):
+            for j in range(kw):
+                tap = np.einsum("nchw,co->nohw", x[:, k * cg:(k + 1) * cg],
+                                w[k * cg:(k + 1) * cg, :, i, j])
+                full[:, k * og:(k + 1) * og, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                     j * dw:j * dw + sw * (wd - 1) + 1:sw] += tap
+    y = full[:, :, pads[0]:full.shape[2] - pads[2], pads[1]:full.shape[3] - pads[3]]
+    return y if b is None else y + b[None, :, None, None]
+
+
+def resize(x, a, scales, sizes):
+    """Resize of the last two axes: nearest (asymmetric, floor) or linear (align_corners,
+    half_pixel), by scales or by sizes, with edge values outside the input."""
+    text = lambda key, default: a.get(key, default.encode()).decode()
+    mode, ctm = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    y = x
+    for axis in (2, 3):
+        n_in = x.shape[axis]
+        if sizes is not None:
+            n_out = int(sizes[axis])
+            scale = n_out / n_in
+        else:
+            scale = float(scales[axis])
+            n_out = int(np.floor(n_in * scale))
+        o = np.arange(n_out, dtype=np.float64)
+        if ctm == "asymmetric":
+            src = o / scale
+        elif ctm == "align_corners":
+            src = o * (n_in - 1) / (n_out - 1) if n_out > 1 else 0 * o
+        else:
+            assert ctm == "half_pixel", ctm
+            src = (o + 0.5) / scale - 0.5
+        if mode == "nearest":
+            assert text("nearest_mode", "round_prefer_floor") == "floor"
+            y = np.take(y, np.clip(np.floor(src).astype(int), 0, n_in - 1), axis=axis)
+            continue
+        assert mode == "linear", mode
+        src = np.clip(src, 0, n_in - 1)
+        i0 = np.floor(src).astype(int)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        shape = [1, 1, 1, 1]
+        shape[axis] = n_out
+        l1 = (src - i0).reshape(shape)
+        y = np.take(y, i0, axis=axis) * (1 - l1) + np.take(y, i1, axis=axis) * l1
+    return y
+
+
 def pool(x, a, kind):
     assert a.get("ceil_mode", 0) == 0, "the interpreter pools with ceil_mode 0 only"
     kh, kw = a["kernel_shape"]
@@ -88,6 +146,14 @@ def run_numpy(model, x):
         op = node.op_type
         if op == "Conv":
             y = conv(v[0], v[1], v[2] if len(v) > 2 else None, a)
+        elif op == "ConvTranspose":
+            y = conv_transpose(v[0], v[1], v[2] if len(v) > 2 else None, a)
+        elif op == "Resize":
+            y = resize(v[0], a, v[2] if len(v) > 2 else None, v[3] if len(v) > 3 else None)
+        elif op == "Shape":
+            y = np.array(v[0].shape[a.get("start", 0):a.get("end", v[0].ndim)], np.int64)
+        elif op == "Concat":
+            y = np.concatenate(v, axis=a["axis"])
         elif op == "BatchNormalization":
             xx, scale, shift, mean, var = (t if t.ndim == 4 else t[None, :, None, None] for t in v)
             y = (xx - mean) / np.sqrt(var + a.get("epsilon", 1e-5)) * scale + shift
@@ -221,6 +287,41 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "
 """
 
 
+# Transposed convolutions (groups, dilation, output padding, a rectangular one without bias) and
+# upsampling: nearest by scale, bilinear by size (down) and by scale with align_corners.
+UPNET = """
+name: "upnet"
+layer { name: "data" type: "Input" top: "data" top: "label" }
+layer { name: "deconv1" type: "Deconvolution" bottom: "data" top: "deconv1"
+        convolution_param { num_output: 4 kernel_size: 3 stride: 2 pad: 1 output_padding: 1
+                            dilation: 2 group: 2 } }
+layer { name: "near" type: "Upsample" bottom: "deconv1" top: "near"
+        upsample_param { scale_factor: 2 } }
+layer { name: "deconv2" type: "Deconvolution" bottom: "near" top: "deconv2"
+        convolution_param { num_output: 3 kernel_h: 2 kernel_w: 3 stride_h: 1 stride_w: 2
+                            pad_w: 1 bias_term: false } }
+layer { name: "down" type: "Upsample" bottom: "deconv2" top: "down"
+        upsample_param { mode: BILINEAR height: 13 width: 9 } }
+layer { name: "corners" type: "Upsample" bottom: "down" top: "corners"
+        upsample_param { mode: BILINEAR scale_h: 1.5 scale_w: 2 align_corners: true } }
+layer { name: "half" type: "Upsample" bottom: "corners" top: "half"
+        upsample_param { mode: BILINEAR scale_factor: 1.25 } }
+layer { name: "gap" type: "Pooling" bottom: "half" top: "gap"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "fc" type: "InnerProduct" bottom: "gap" top: "fc"
+        inner_product_param { num_output: 5 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def upnet_weights(rng):
+    w = {"deconv1.weight": rng.normal(0, 0.5, (2, 2, 3, 3)),
+         "deconv1.bias": rng.normal(0, 0.5, 4),
+         "deconv2.weight": rng.normal(0, 0.5, (4, 3, 2, 3)),
+         "fc.weight": rng.normal(0, 0.5, (5, 3)), "fc.bias": rng.normal(0, 0.5, 5)}
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
 def zoo_weights(rng):
     w = {"conv1.weight": rng.normal(0, 0.5, (6, 1, 3, 3)), "conv1.bias": rng.normal(0, 0.5, 6),
          "bn1.running_mean": rng.normal(0, 0.3, 6), "bn1.running_var": rng.uniform(0.5, 2, 6),
@@ -275,6 +376,18 @@ def main() -> int:
     assert {"LeakyRelu", "Sigmoid", "Tanh", "Sum", "AveragePool", "GlobalMaxPool",
             "Reshape"} <= ops, ops
     assert "Dropout" not in ops, ops
+
+    # Deconvolution and Upsample: ConvTranspose and Resize (and Shape, Concat for sizes).
+    up = work / "upnet"
+    up.mkdir(exist_ok=True)
+    (up / "net.prototxt").write_text(UPNET)
+    np.savez(up / "model.npz", **upnet_weights(rng))
+    x = rng.normal(0, 1, (3, 2, 6, 5)).astype(np.float32)
+    r = export(ruche, up, work / "upnet.onnx", "--input", "2,6,5")
+    assert r.returncode == 0, r.stderr
+    model = check_model(work / "upnet.onnx", x, ruche_logits(probe, up, x, work), "upnet")
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("ConvTranspose") == 2 and ops.count("Resize") == 4, ops
 
     # What ONNX cannot express is named: Flatten counted from the back.
     (zoo / "net.prototxt").write_text(ZOO.replace("axis: 2", "axis: -1"))
