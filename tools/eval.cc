@@ -5,13 +5,15 @@
 #include <filesystem>
 
 #include "engine/train/eval_run.h"
+#include "engine/train/task.h"
 #include "tools/commands.h"
 
 namespace ruche::tools {
 
 void add_eval_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string weights, net, data, layout = "nchw", split = "test", json, roc;
+    std::string weights, net, data, layout = "nchw", split = "test", json, roc, score;
+    std::string normal_classes;
     int batch_size = 0, threads = 0;
     double target_recall = 0, target_precision = 0;
   };
@@ -33,6 +35,13 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   auto* precision = cmd->add_option("--target-precision", o.target_precision,
                                     "two classes: choose the threshold on val for this precision");
   recall->excludes(precision);
+  cmd->add_option("--score", o.score,
+                  "reconstruction: anomaly detection by an autoencoder's reconstruction error "
+                  "(ROC AUC; with --target-recall, a threshold chosen on val)")
+      ->check(CLI::IsMember({"reconstruction"}));
+  cmd->add_option("--normal-classes", o.normal_classes,
+                  "--score reconstruction: the normal classes, 0,2,3,... (default: the run's "
+                  "--train-classes)");
   cmd->add_option("--threads", o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)");
   cmd->callback([&exit_code, recall, precision] {
     EvalRequest request;
@@ -43,6 +52,10 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     request.split = o.split;
     request.batch_size = o.batch_size;
     request.threads = o.threads;
+    request.score = o.score;
+    if (!o.normal_classes.empty()) {
+      request.normal_classes = parse_class_list(o.normal_classes, "--normal-classes");
+    }
     if (recall->count()) {
       request.goal = ThresholdGoal::recall;
       request.target = o.target_recall;
@@ -51,6 +64,20 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       request.target = o.target_precision;
     }
     const EvalRunResult r = evaluate_run(request);
+    if (r.regression) {  // an autoencoder: errors, and the anomaly report when asked for
+      RUCHE_REQUIRE(o.roc.empty()) << "--roc: a reconstruction net has no class scores";
+      const AnomalyReport* anomaly = r.anomaly ? &*r.anomaly : nullptr;
+      std::printf("weights %s, net %s\n%s", r.files.weights.c_str(), r.files.net_file.c_str(),
+                  render_regression_report(*r.regression, anomaly).c_str());
+      if (!o.json.empty()) write_regression_report(o.json, *r.regression, anomaly);
+      if (!r.files.run_dir.empty()) {
+        const auto path = std::filesystem::path(r.files.run_dir) / ("eval-" + o.split + ".json");
+        write_regression_report(path.string(), *r.regression, anomaly);
+        std::printf("report written to %s\n", path.string().c_str());
+      }
+      exit_code = 0;
+      return;
+    }
     const EvalReport& report = r.eval.report;
     std::vector<RocPoint> curve;
     // Two classes: the run directory keeps the ROC curve beside the report (ruche plot draws it).

@@ -75,6 +75,12 @@ const SolverFlag kSolverFlags[] = {
     {"--class-weights", "class_weights",
      "auto (n / (classes x count), on the training split) or w0,w1,...: loss weight per class"},
     {"--smote", "smote_k", "SMOTE with K nearest neighbours balances vector (npz) classes"},
+    {"--reconstruct", "reconstruct",
+     "the target is the input (after augmentation, before noise and normalisation): autoencoders",
+     "true"},
+    {"--noise", "noise", "gaussian:S or mask:P: corrupt the training input only (denoising)"},
+    {"--train-classes", "train_classes",
+     "0,2,3,...: train on these classes only (validation and test keep every class)"},
 };
 
 // Whether a launcher (mpirun, srun) started this process as a rank of a job: then ruche joins
@@ -185,6 +191,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     DeviceFlags device;
     std::string init_weights, synthetic_shape;
     int synthetic_classes = 0;
+    int bottleneck = 0;
     bool init_partial = false;
     int threads = 0;
     int data_workers = 0, prefetch = 0;
@@ -207,6 +214,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     for (const auto& n : builtin_model_names()) names.append(names.empty() ? "" : ", ").append(n);
     return names + " (default " + kDefaultModel + ")";
   }());
+  cmd->add_option("--bottleneck", o.bottleneck,
+                  "conv_autoencoder, mlp_autoencoder: the code's size (default 32)");
   cmd->add_option("--net", o.net, "net.prototxt (instead of --model)");
   cmd->add_option("--solver", o.solver, "solver.prototxt (default: ruche's recipe)");
   cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
@@ -303,6 +312,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     } else {
       run.model = o.model.empty() ? kDefaultModel : o.model;
       builtin_model(run.model, {});  // an unknown name fails here, before any data is read
+      run.bottleneck = o.bottleneck;
     }
     if (o.solver.empty()) {
       run.solver = default_solver();

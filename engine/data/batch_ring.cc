@@ -9,7 +9,7 @@
 namespace ruche {
 
 BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device,
-                     Fill fill)
+                     Fill fill, const Shape& y_sample)
     : x_shape_(x_shape), device_(device), threads_count_(threads), fill_(std::move(fill)) {
   RUCHE_REQUIRE(threads > 0) << "data loader threads " << threads << ": expected > 0";
   RUCHE_CHECK(x_shape.ndim() > 0 && x_shape[0] > 0) << "batch shape " << x_shape.str();
@@ -25,7 +25,13 @@ BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth
     } else {
       s.x = Tensor::empty(x_shape, x_dtype);
     }
-    s.y = Tensor::zeros({rows}, DType::i32);
+    if (y_sample.ndim() == 0) {
+      s.y = Tensor::zeros({rows}, DType::i32);
+    } else {
+      Shape y_shape{rows};
+      for (const std::int64_t d : y_sample) y_shape.push_back(d);
+      s.y = Tensor::zeros(y_shape, DType::f32);
+    }
     s.samples.reserve(static_cast<std::size_t>(rows));  // so fill's resize allocates nothing
   }
 }
@@ -93,7 +99,7 @@ void BatchRing::produce(std::int64_t batch, int thread) {
 std::int64_t BatchRing::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples) {
   RUCHE_CHECK(started_) << "a data loader's next() before start_epoch";
   x.check_shape(x_shape_, "batch x");
-  y.check_shape(Shape{x_shape_[0]}, "batch y");
+  y.check_shape(slots_.front().y.shape(), "batch y");
   std::unique_lock<std::mutex> lock(mutex_);
   if (error_) std::rethrow_exception(error_);
   const std::int64_t batch = next_batch_;

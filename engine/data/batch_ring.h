@@ -43,7 +43,10 @@ class BatchRing {
   using Fill = std::function<std::int64_t(std::int64_t batch, int thread, Rows& rows)>;
 
   // x_shape is the whole batch's [batch, sample...]; depth 0: threads + 1, at least 2.
-  BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device, Fill fill);
+  // y_sample: one row's target; empty for an i32 class label, else f32 of that shape (a
+  // reconstruction target).
+  BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device, Fill fill,
+            const Shape& y_sample = {});
   ~BatchRing();  // stops and joins the threads
   BatchRing(const BatchRing&) = delete;
   BatchRing& operator=(const BatchRing&) = delete;

@@ -21,13 +21,17 @@ BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderO
   steps_ = options_.drop_last ? n / b : (n + b - 1) / b;
   RUCHE_REQUIRE(steps_ > 0) << "--batch-size " << b << " is larger than the " << n
                             << " samples each rank has per epoch";
+  RUCHE_REQUIRE(!options_.target_is_input || !dataset_->transforms_itself())
+      << "--reconstruct reads in-memory sources (IDX, CIFAR, npz); " << dataset_->kind()
+      << " samples are decoded and normalised in one pass, so the target cannot be kept";
   scratch_.assign(static_cast<std::size_t>(options_.threads),
                   std::vector<float>(transform_.scratch_floats()));
   ring_ = std::make_unique<BatchRing>(
       batch_shape(), DType::f32, options_.threads, options_.depth, options_.device,
       [this](std::int64_t batch, int thread, BatchRing::Rows& rows) {
         return fill(batch, thread, rows);
-      });
+      },
+      options_.target_is_input ? dataset_->sample_shape() : Shape{});
   indices_.reserve(static_cast<std::size_t>(n));
 }
 
@@ -57,14 +61,17 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
   const std::int64_t count = std::min(b, sampler_.num_samples() - first);
   const std::int64_t numel = dataset_->sample_numel();
   float* x = rows.x.data<float>();
-  std::int32_t* y = rows.y.data<std::int32_t>();
+  const bool reconstruct = options_.target_is_input;
+  std::int32_t* y = reconstruct ? nullptr : rows.y.data<std::int32_t>();
+  float* target = reconstruct ? rows.y.data<float>() : nullptr;
   std::vector<float>& scratch = scratch_[static_cast<std::size_t>(thread)];
   for (std::int64_t j = 0; j < count; ++j) {
     const std::int64_t index = indices_[static_cast<std::size_t>(first + j)];
     float* sample = x + j * numel;
     if (!dataset_->transforms_itself()) {
       dataset_->read(index, sample);
-      transform_.apply(sample, scratch.data(), epoch_, static_cast<std::uint64_t>(index));
+      transform_.apply(sample, scratch.data(), epoch_, static_cast<std::uint64_t>(index),
+                       reconstruct ? target + j * numel : nullptr);
     } else if (options_.transform.augment.enabled) {
       // Keyed by the sample's own index, as Transform does: any thread, rank or resume agrees.
       const RngStream stream{options_.transform.seed, RngPurpose::augment, epoch_,
@@ -73,7 +80,7 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
     } else {
       dataset_->read(index, sample);  // the validation transform
     }
-    y[j] = dataset_->label(index);
+    if (y) y[j] = dataset_->label(index);
   }
   return count;
 }

@@ -28,6 +28,9 @@ struct LoaderOptions {
   std::int64_t batch_size = 64;
   bool drop_last = true;  // drop the epoch's last partial batch (training); false keeps it
   TransformOptions transform;
+  // --reconstruct: y is f32 [batch_size, sample...], each sample after augmentation and before
+  // noise and normalisation; otherwise i32 class labels [batch_size].
+  bool target_is_input = false;
   int threads = 1;  // producer threads; each fills whole batches
   int depth = 0;    // batches buffered; 0: threads + 1, at least 2
   // Where next()'s tensors live. On a CUDA device the batches are made in pinned host memory and
@@ -52,7 +55,7 @@ class BatchLoader final : public BatchSource {
   // Starts producing epoch `epoch` from batch `step` on (stopping any epoch in flight).
   void start_epoch(std::uint32_t epoch, std::int64_t step = 0) override;
 
-  // Copies the next batch into x (f32 [batch_size, sample...]) and y (i32 [batch_size]) and
+  // Copies the next batch into x (f32 [batch_size, sample...]) and y (LoaderOptions) and
   // returns how many rows are real: batch_size, fewer for a kept last batch (the rows after
   // them are left as they were), 0 at the end of the epoch. Rethrows a producer's error.
   std::int64_t next(Tensor& x, Tensor& y) override;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "engine/error.h"
 #include "engine/rng/philox.h"
@@ -97,6 +98,22 @@ bool Transform::augments() const {
          (padding_ > 0 || o_.augment.hflip || o_.augment.erase_p > 0);
 }
 
+// Its own stream (layer 1): the augmentation's draws are the same with or without noise.
+void Transform::add_noise(float* x, std::uint32_t epoch, std::uint64_t index) const {
+  const NoiseOptions& n = o_.noise;
+  if (n.kind == NoiseOptions::Kind::none) return;
+  const RngStream s{o_.seed, RngPurpose::augment, epoch, static_cast<std::uint32_t>(index), 1};
+  const std::int64_t numel = shape_.numel();
+  for (std::int64_t i = 0; i < numel; ++i) {
+    const auto at = static_cast<std::uint64_t>(i);
+    if (n.kind == NoiseOptions::Kind::gaussian) {
+      x[i] += n.amount * rng_normal(s, at);
+    } else if (rng_uniform(s, at) < n.amount) {
+      x[i] = 0.0f;
+    }
+  }
+}
+
 void Transform::normalize(float* x) const {
   const Normalization& n = o_.norm;
   const ChannelCounts cc = channel_counts(shape_);
@@ -116,7 +133,27 @@ void Transform::normalize(float* x) const {
   }
 }
 
-void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index) const {
+NoiseOptions parse_noise(const std::string& spec) {
+  NoiseOptions n;
+  if (spec.empty()) return n;
+  const auto colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  char* end = nullptr;
+  const char* amount = colon == std::string::npos ? "" : spec.c_str() + colon + 1;
+  n.amount = std::strtof(amount, &end);
+  const bool number = end != amount && *end == '\0';
+  if (kind == "gaussian" && number && n.amount >= 0) {
+    n.kind = NoiseOptions::Kind::gaussian;
+  } else if (kind == "mask" && number && n.amount >= 0 && n.amount < 1) {
+    n.kind = NoiseOptions::Kind::mask;
+  } else {
+    RUCHE_FAIL() << "--noise " << spec << ": expected gaussian:S (S >= 0) or mask:P (P in [0, 1))";
+  }
+  return n;
+}
+
+void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index,
+                      float* target) const {
   const ChannelCounts cc = channel_counts(shape_);
   const RngStream s{o_.seed, RngPurpose::augment, epoch, static_cast<std::uint32_t>(index), 0};
   if (augments()) {
@@ -140,6 +177,8 @@ void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64
       }
     }
   }
+  if (target) std::copy_n(x, shape_.numel(), target);
+  add_noise(x, epoch, index);
   normalize(x);
   if (augments() && o_.augment.erase_p > 0 && rng_uniform(s, kErase) < o_.augment.erase_p) {
     const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,9 +45,20 @@ struct AugmentOptions {
   float erase_p = 0.0f;   // RandomErasing: area 0.02-0.33, aspect 0.3-3.3, fill 0
 };
 
+// --noise: corrupts the input only (a denoising autoencoder), after augmentation and the copy
+// taken as the target, before normalisation, on the values read() gives ([0, 1] for pixels).
+struct NoiseOptions {
+  enum class Kind { none, gaussian, mask };
+  Kind kind = Kind::none;
+  float amount = 0;  // gaussian: the standard deviation; mask: the probability of a zero
+};
+// "" (none), "gaussian:S" or "mask:P" (P in [0, 1)); anything else is a ruche::Error.
+NoiseOptions parse_noise(const std::string& spec);
+
 struct TransformOptions {
   Normalization norm;
   AugmentOptions augment;
+  NoiseOptions noise;
   std::uint64_t seed = 1;
 };
 
@@ -56,13 +68,18 @@ class Transform {
 
   // Transforms one sample in place (C-major, values as Dataset::read gives them). scratch holds
   // scratch_floats() floats. Augmentation applies to images [C, H, W] only.
-  void apply(float* sample, float* scratch, std::uint32_t epoch, std::uint64_t index) const;
+  // With `target` (scratch_floats() floats), the augmented sample is copied there before noise
+  // and normalisation: the reconstruction target (--reconstruct).
+  void apply(float* sample, float* scratch, std::uint32_t epoch, std::uint64_t index,
+             float* target = nullptr) const;
   std::size_t scratch_floats() const { return static_cast<std::size_t>(shape_.numel()); }
   bool augments() const;
   // The normalisation alone (what evaluation and export apply to a sample).
   void normalize(float* sample) const;
 
  private:
+  void add_noise(float* sample, std::uint32_t epoch, std::uint64_t index) const;
+
   Shape shape_;
   TransformOptions o_;
   int padding_ = 0;

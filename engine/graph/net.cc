@@ -103,7 +103,10 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
                                                lp.input_param().dim().end());
         RUCHE_REQUIRE(sample.ndim() > 0)
             << "the input shape is unknown: set input_param { dim: ... } or give a dataset";
-        in_shapes = {with_batch(options.batch_size, sample), Shape{options.batch_size}};
+        in_shapes = {with_batch(options.batch_size, sample),
+                     options.target_shape.ndim() ? with_batch(options.batch_size,
+                                                              options.target_shape)
+                                                 : Shape{options.batch_size}};
       }
       const std::vector<Shape> out_shapes = layer->reshape(in_shapes, options.num_classes);
       RUCHE_REQUIRE(static_cast<int>(out_shapes.size()) >= lp.top_size())
@@ -131,7 +134,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
               << "top '" << name << "' is already produced by an earlier layer";
           const bool label = lp.type() == "Input" && t == 1;
           // Under autocast every activation is in the compute dtype but the labels and losses.
-          const DType dtype = label                   ? DType::i32
+          const DType dtype = label && options.target_shape.ndim() ? DType::f32
+                              : label                 ? DType::i32
                               : is_loss(lp.type())    ? DType::f32
                                                       : options.compute_dtype;
           blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)], dtype,

@@ -29,6 +29,9 @@ struct NetOptions {
   int batch_size = 1;
   Shape sample_shape;    // one input sample, e.g. [1, 28, 28]; the Input layer's dims win
   int num_classes = 0;   // for classifiers whose num_output is 0
+  // One sample's target: empty for a class label (i32 [B]), else f32 [B, target_shape...] (a
+  // regression or reconstruction target, engine/train/task.h).
+  Shape target_shape;
   Device device = Device::cpu();
   // f32; or bf16 / f16 for autocast on a GPU: activations and their gradients in that type, the
   // flat parameter and gradient buffers (the masters) in f32, low-precision copies of the
@@ -85,7 +88,8 @@ class Net {
   std::vector<std::pair<std::string, Tensor>> state_dict() const;
 
   Tensor& input() { return input_; }    // [B, sample...] f32: the data blob (or what is cast to it)
-  Tensor& labels() { return labels_; }  // [B] i32 (or [B, k] f32 for regression losses)
+  // [B] i32, or f32 [B, target_shape...]; undefined when Input has one top.
+  Tensor& labels() { return labels_; }
   Tensor& output() { return output_; }  // the blob the loss reads: logits
   Tensor& loss() { return loss_; }      // [1]
   Tensor blob(const std::string& name) const;

@@ -27,10 +27,15 @@ std::string progress_line(const Progress& p) {
   } else {
     n += std::snprintf(buf + n, sizeof buf - n, "epoch %d  ", p.epoch);
   }
-  n += std::snprintf(buf + n, sizeof buf - n,
-                     "step %lld/%lld  loss %.4f  acc %.2f%%  lr %.4g  %.0f img/s",
-                     static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss,
-                     100.0 * p.accuracy, p.lr, p.images_per_second);
+  n += std::snprintf(buf + n, sizeof buf - n, "step %lld/%lld  loss %.4f  ",
+                     static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss);
+  if (p.regression) {
+    n += std::snprintf(buf + n, sizeof buf - n, "mse %.4g  psnr %.2f dB  ", p.mse, p.psnr);
+  } else {
+    n += std::snprintf(buf + n, sizeof buf - n, "acc %.2f%%  ", 100.0 * p.accuracy);
+  }
+  n += std::snprintf(buf + n, sizeof buf - n, "lr %.4g  %.0f img/s", p.lr,
+                     p.images_per_second);
   if (p.eta_seconds >= 0) {
     std::snprintf(buf + n, sizeof buf - n, "  ETA %s", human_duration(p.eta_seconds).c_str());
   }

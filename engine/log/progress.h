@@ -10,12 +10,16 @@ struct Progress {
   int epoch = 0, epochs = 0;          // 1-based epoch of how many (0: unknown)
   std::int64_t step = 0, steps = 0;   // global step of how many
   double loss = 0, accuracy = 0;      // accuracy in [0, 1]
+  // Regression and reconstruction: the line shows MSE and PSNR (peak 1) instead of accuracy.
+  bool regression = false;
+  double mse = 0, psnr = 0;
   double lr = 0;
   double images_per_second = 0;
   double eta_seconds = -1;            // < 0: unknown
 };
 
 // "epoch 2/10  step 1200/9380  loss 0.3412  acc 87.50%  lr 0.01  2431 img/s  ETA 3m12s"
+// "epoch 2/10  step 1200/9380  loss 0.0121  mse 0.0121  psnr 19.17 dB  lr 0.01  ..." (regression)
 std::string progress_line(const Progress& p);
 // "3m12s", "1h04m", "42s"
 std::string human_duration(double seconds);

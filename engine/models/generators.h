@@ -10,6 +10,9 @@
 namespace ruche::models {
 
 proto::NetParameter mlp(const Shape& sample, int num_classes);
+// Autoencoders (finish_reconstruction): the code has `bottleneck` values.
+proto::NetParameter mlp_autoencoder(const Shape& sample, int bottleneck);
+proto::NetParameter conv_autoencoder(const Shape& sample, int bottleneck);
 proto::NetParameter lenet(const Shape& sample, int num_classes);
 proto::NetParameter fashion_cnn(const Shape& sample, int num_classes);
 // depth 18 (BasicBlock) or 50 (Bottleneck).

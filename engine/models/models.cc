@@ -1,6 +1,7 @@
 // builtin_model(): the registry of built-in models and the checks of their inputs.
 #include "engine/models/models.h"
 
+#include <algorithm>
 #include <map>
 
 #include "engine/error.h"
@@ -12,19 +13,46 @@ namespace {
 struct Model {
   Shape default_sample;
   bool image_only;  // needs a [C, H, W] sample
-  proto::NetParameter (*generate)(const Shape& sample, int num_classes);
+  proto::NetParameter (*generate)(const Shape& sample, const ModelOptions& options);
+  // The inputs an autoencoder takes (its decoder mirrors them); empty: any.
+  std::vector<Shape> only = {};
 };
+
+constexpr int kDefaultBottleneck = 32;
+
+int bottleneck_of(const ModelOptions& o) {
+  RUCHE_REQUIRE(o.bottleneck >= 0) << "--bottleneck " << o.bottleneck << ": expected > 0";
+  return o.bottleneck > 0 ? o.bottleneck : kDefaultBottleneck;
+}
 
 const std::map<std::string, Model>& registry() {
   static const std::map<std::string, Model> models = {
-      {"mlp", {{1, 28, 28}, false, &models::mlp}},
-      {"lenet", {{1, 28, 28}, true, &models::lenet}},
-      {"fashion_cnn", {{1, 28, 28}, true, &models::fashion_cnn}},
-      {"resnet18",
-       {{3, 224, 224}, true, [](const Shape& s, int n) { return models::resnet(18, s, n); }}},
-      {"resnet50",
-       {{3, 224, 224}, true, [](const Shape& s, int n) { return models::resnet(50, s, n); }}},
-      {"vgg16", {{3, 224, 224}, true, &models::vgg16}},
+      {"mlp", {{1, 28, 28}, false,
+               [](const Shape& s, const ModelOptions& o) { return models::mlp(s, o.num_classes); }}},
+      {"lenet", {{1, 28, 28}, true, [](const Shape& s, const ModelOptions& o) {
+                   return models::lenet(s, o.num_classes);
+                 }}},
+      {"fashion_cnn", {{1, 28, 28}, true, [](const Shape& s, const ModelOptions& o) {
+                         return models::fashion_cnn(s, o.num_classes);
+                       }}},
+      {"resnet18", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
+                      return models::resnet(18, s, o.num_classes);
+                    }}},
+      {"resnet50", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
+                      return models::resnet(50, s, o.num_classes);
+                    }}},
+      {"vgg16", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
+                   return models::vgg16(s, o.num_classes);
+                 }}},
+      {"mlp_autoencoder", {{1, 28, 28}, false, [](const Shape& s, const ModelOptions& o) {
+                             return models::mlp_autoencoder(s, bottleneck_of(o));
+                           }}},
+      {"conv_autoencoder",
+       {{1, 28, 28}, true,
+        [](const Shape& s, const ModelOptions& o) {
+          return models::conv_autoencoder(s, bottleneck_of(o));
+        },
+        {{1, 28, 28}, {1, 32, 32}, {3, 28, 28}, {3, 32, 32}}}},
   };
   return models;
 }
@@ -50,7 +78,12 @@ proto::NetParameter builtin_model(const std::string& name, const ModelOptions& o
   if (options.num_classes < 0) {
     RUCHE_FAIL() << "model '" << name << "': num_classes " << options.num_classes << " < 0";
   }
-  return model.generate(sample, options.num_classes);
+  if (!model.only.empty() &&
+      std::find(model.only.begin(), model.only.end(), sample) == model.only.end()) {
+    RUCHE_FAIL() << "model '" << name << "' takes 28x28 or 32x32 images (1 or 3 channels), not "
+                 << "samples of shape " << sample.str();
+  }
+  return model.generate(sample, options);
 }
 
 std::vector<std::string> builtin_model_names() {

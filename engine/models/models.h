@@ -3,7 +3,7 @@
 // engine/proto/text_format.h).
 //
 // Every net starts with the Input layer "data" (tops "data", "label") and ends with the
-// SoftmaxWithLoss layer "loss" over the logits and "label". A parameter is named
+// SoftmaxWithLoss layer "loss" over the logits and "label" (the autoencoders: EuclideanLoss). A parameter is named
 // "<layer name>.<suffix>", so the layer names below make PyTorch state_dict names.
 //
 //   mlp          flatten -> fc1 (256) -> relu1 -> fc2 (128) -> relu2 -> fc3 (classes).
@@ -34,6 +34,15 @@
 //                CIFAR VGG; same names, other shapes: not loadable into torchvision's vgg16).
 //                Inputs under 32 px or over 255 px are rejected.
 //
+//   mlp_autoencoder   flatten -> enc1 (256) -> relu1 -> code (bottleneck) -> relu2 -> dec1 (256)
+//                     -> relu3 -> dec2 (the sample's size) -> sigmoid -> EuclideanLoss against
+//                     "label", the input itself (train with --reconstruct).
+//   conv_autoencoder  28x28 or 32x32 images: enc1 (16, 3x3 stride 2 pad 1) -> relu1 -> enc2 (32,
+//                     same) -> relu2 -> code (bottleneck, kernel H/4: [N, 1, 1]) -> dec1
+//                     (Deconvolution 32, kernel H/4) -> relu3 -> dec2 (Deconvolution 16, 3x3
+//                     stride 2 pad 1 output_padding 1) -> relu4 -> up (Upsample x2, nearest) ->
+//                     dec3 (C, 3x3 pad 1) -> sigmoid -> EuclideanLoss against "label".
+//
 // Conv layers before a batch norm have no bias, as in torchvision.
 #pragma once
 
@@ -52,6 +61,8 @@ struct ModelOptions {
   Shape sample_shape;
   // The classifier's width; 0 leaves num_output 0 (the Net takes it from the dataset).
   int num_classes = 0;
+  // Autoencoders: the code's size (--bottleneck); 0: 32.
+  int bottleneck = 0;
 };
 
 // The model `name` (one of builtin_model_names()); an unknown name, or an input the model cannot

@@ -33,6 +33,23 @@ void NetBuilder::conv(const std::string& name, const ConvSpec& spec) {
   if (!spec.bias) p.set_bias_term(false);
 }
 
+void NetBuilder::deconv(const std::string& name, const ConvSpec& spec) {
+  auto& p = *add_layer(name, "Deconvolution").mutable_convolution_param();
+  p.set_num_output(static_cast<unsigned>(spec.num_output));
+  p.set_kernel_size(static_cast<unsigned>(spec.kernel));
+  if (spec.stride != 1) p.set_stride(static_cast<unsigned>(spec.stride));
+  if (spec.pad != 0) p.set_pad(static_cast<unsigned>(spec.pad));
+  if (spec.output_padding != 0) p.set_output_padding(static_cast<unsigned>(spec.output_padding));
+  if (!spec.bias) p.set_bias_term(false);
+}
+
+void NetBuilder::upsample(const std::string& name, int scale) {
+  add_layer(name, "Upsample").mutable_upsample_param()->set_scale_factor(
+      static_cast<float>(scale));
+}
+
+void NetBuilder::sigmoid(const std::string& name) { add_layer(name, "Sigmoid"); }
+
 void NetBuilder::batch_norm(const std::string& name) { add_layer(name, "BatchNorm"); }
 
 void NetBuilder::relu(const std::string& name) { add_layer(name, "ReLU", /*in_place=*/true); }
@@ -72,6 +89,16 @@ proto::NetParameter NetBuilder::finish() {
   auto& loss = *net_.add_layer();
   loss.set_name("loss");
   loss.set_type("SoftmaxWithLoss");
+  loss.add_bottom(cursor_);
+  loss.add_bottom("label");
+  loss.add_top("loss");
+  return net_;
+}
+
+proto::NetParameter NetBuilder::finish_reconstruction() {
+  auto& loss = *net_.add_layer();
+  loss.set_name("loss");
+  loss.set_type("EuclideanLoss");
   loss.add_bottom(cursor_);
   loss.add_bottom("label");
   loss.add_top("loss");

@@ -16,6 +16,7 @@ struct ConvSpec {
   int stride = 1;
   int pad = 0;
   bool bias = true;  // false before a batch norm, as torchvision
+  int output_padding = 0;  // deconv only (torch.nn.ConvTranspose2d's)
 };
 
 class NetBuilder {
@@ -39,9 +40,15 @@ class NetBuilder {
   void flatten(const std::string& name);
   // Element-wise sum of the cursor and `other` (a residual join).
   void add(const std::string& name, const std::string& other);
+  void deconv(const std::string& name, const ConvSpec& spec);  // transposed convolution
+  void upsample(const std::string& name, int scale);           // nearest
+  void sigmoid(const std::string& name);
 
   // Ends the net with SoftmaxWithLoss "loss" over the cursor (the logits) and "label".
   proto::NetParameter finish();
+  // Ends an autoencoder: EuclideanLoss "loss" (the mean squared error) between the cursor (the
+  // reconstruction) and "label" (the input as target, --reconstruct).
+  proto::NetParameter finish_reconstruction();
 
  private:
   proto::LayerParameter& add_layer(const std::string& name, const std::string& type,

@@ -51,4 +51,39 @@ proto::NetParameter fashion_cnn(const Shape& sample, int num_classes) {
   return b.finish();
 }
 
+proto::NetParameter mlp_autoencoder(const Shape& sample, int bottleneck) {
+  NetBuilder b("mlp_autoencoder", sample);
+  b.flatten("flatten");
+  b.inner_product("enc1", 256);
+  b.relu("relu1");
+  b.inner_product("code", bottleneck);
+  b.relu("relu2");
+  b.inner_product("dec1", 256);
+  b.relu("relu3");
+  b.inner_product("dec2", static_cast<int>(sample.numel()));
+  b.sigmoid("sigmoid");  // the target is in [0, 1]
+  return b.finish_reconstruction();
+}
+
+// H / 4 after two stride-2 convs (7 for 28 px, 8 for 32); the code is a conv over the whole map,
+// so no reshape is needed between the code and the decoder.
+proto::NetParameter conv_autoencoder(const Shape& sample, int bottleneck) {
+  const int side = static_cast<int>(sample[1]) / 4;
+  const int channels = static_cast<int>(sample[0]);
+  NetBuilder b("conv_autoencoder", sample);
+  b.conv("enc1", {.num_output = 16, .kernel = 3, .stride = 2, .pad = 1});
+  b.relu("relu1");
+  b.conv("enc2", {.num_output = 32, .kernel = 3, .stride = 2, .pad = 1});
+  b.relu("relu2");
+  b.conv("code", {.num_output = bottleneck, .kernel = side});  // [bottleneck, 1, 1]
+  b.deconv("dec1", {.num_output = 32, .kernel = side});          // [32, H/4, W/4]
+  b.relu("relu3");
+  b.deconv("dec2", {.num_output = 16, .kernel = 3, .stride = 2, .pad = 1, .output_padding = 1});
+  b.relu("relu4");
+  b.upsample("up", 2);  // [16, H, W]
+  b.conv("dec3", {.num_output = channels, .kernel = 3, .pad = 1});
+  b.sigmoid("sigmoid");  // the target is in [0, 1]
+  return b.finish_reconstruction();
+}
+
 }  // namespace ruche::models

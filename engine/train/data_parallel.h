@@ -25,6 +25,7 @@
 #include "engine/graph/net.h"
 #include "engine/log/timeline.h"
 #include "engine/metrics/eval_accumulator.h"
+#include "engine/metrics/regression.h"
 #include "engine/optim/grad_norm.h"
 
 namespace ruche {
@@ -47,7 +48,9 @@ struct StepVotes {
     checkpoint_due,  // rank 0's clock
     shard_written,   // this rank's checkpoint shard is durable (or none is in flight)
     loss_sum,
-    hits,
+    hits,            // classification: top-1 hits
+    squared_error,   // regression, reconstruction: the sums of each sample's MSE and MAE
+    absolute_error,
     samples,
     count
   };
@@ -121,6 +124,9 @@ class DataParallel {
   // Sums an evaluation over ranks: tallies always, per-sample scores gathered (in rank order)
   // when the accumulator keeps them; nll_sum is the summed negative log-likelihood.
   void reduce_evaluation(EvalAccumulator& acc, double& nll_sum);
+  // Sums a regression evaluation over ranks (its error sums and samples; not the per-sample
+  // errors) and the loss sum.
+  void reduce_evaluation(RegressionTally& tally, double& loss_sum);
 
  private:
   Communicator* comm_;

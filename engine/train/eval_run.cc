@@ -1,14 +1,19 @@
 #include "engine/train/eval_run.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iomanip>
 
 #include "engine/data/loader.h"
 #include "engine/metrics/classification.h"
 #include "engine/proto/text_format.h"
 #include "engine/train/discipline.h"
 #include "engine/train/evaluate.h"
+#include "engine/train/task.h"
 #include "engine/train/trainer.h"
 #include "engine/train/weights.h"
 #include "ops/ops.h"
@@ -126,6 +131,127 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
   return e;
 }
 
+RegressionEvaluation evaluate_reconstruction(Net& net, const DatasetPtr& data,
+                                             const std::string& split, const Normalization& norm,
+                                             DataParallel* ranks) {
+  LoaderOptions options;
+  options.batch_size = net.input().size(0);
+  options.drop_last = false;
+  options.transform.norm = norm;
+  options.transform.augment.enabled = false;
+  options.target_is_input = true;
+  SamplerOptions in_order;
+  in_order.shuffle = false;
+  in_order.pad = false;
+  const int rank = ranks ? ranks->rank() : 0, size = ranks ? ranks->size() : 1;
+  BatchLoader loader(data, DistributedSampler(data->size(), rank, size, in_order), options);
+  RegressionEvaluation e;
+  e.split = split;
+  e.tally.keep_errors = size == 1;
+  e.loss = evaluate_regression(net, loader, e.tally);
+  if (ranks) {
+    double loss_sum = e.loss * static_cast<double>(e.tally.samples);
+    ranks->reduce_evaluation(e.tally, loss_sum);
+    e.loss = e.tally.samples ? loss_sum / static_cast<double>(e.tally.samples) : 0;
+  }
+  if (size == 1) {  // alone, in order: sample i is the dataset's i
+    for (std::int64_t i = 0; i < data->size(); ++i) e.labels.push_back(data->label(i));
+  }
+  return e;
+}
+
+AnomalyReport anomaly_report(const RegressionEvaluation& evaluated,
+                             const std::vector<int>& normal_classes,
+                             const RegressionEvaluation* chosen_on,
+                             std::optional<ThresholdGoal> goal, double target) {
+  auto anomalous = [&](const RegressionEvaluation& e) {
+    RUCHE_CHECK(e.labels.size() == e.tally.errors.size()) << "per-sample errors and labels";
+    std::vector<std::uint8_t> positive;
+    for (const std::int32_t y : e.labels) {
+      positive.push_back(std::find(normal_classes.begin(), normal_classes.end(), y) ==
+                         normal_classes.end());
+    }
+    return positive;
+  };
+  AnomalyReport r;
+  r.normal_classes = normal_classes;
+  r.split = evaluated.split;
+  const std::vector<std::uint8_t> positive = anomalous(evaluated);
+  r.anomalies = std::count(positive.begin(), positive.end(), std::uint8_t{1});
+  r.normals = static_cast<std::int64_t>(positive.size()) - r.anomalies;
+  RUCHE_REQUIRE(r.anomalies > 0 && r.normals > 0)
+      << "--score reconstruction: the " << evaluated.split << " split has " << r.anomalies
+      << " anomalous and " << r.normals << " normal samples; the ROC needs both";
+  r.auc = roc_auc(evaluated.tally.errors, positive);
+  if (goal && chosen_on) {
+    RUCHE_CHECK(chosen_on->split != "test") << "a threshold is never chosen on the test split";
+    ThresholdReport t;
+    t.choice = choose_threshold(chosen_on->tally.errors, anomalous(*chosen_on), *goal, target);
+    t.chosen_on = chosen_on->split;
+    t.evaluated_on = evaluated.split;
+    if (t.choice.met) {
+      t.evaluated = count_at_threshold(evaluated.tally.errors, positive, t.choice.threshold);
+    }
+    r.threshold = t;
+  }
+  return r;
+}
+
+std::string render_regression_report(const RegressionEvaluation& e, const AnomalyReport* a) {
+  const RegressionTally& t = e.tally;
+  std::string out = e.split;
+  out.append(format(" mse %.6g  mae %.6g  psnr %.2f dB", t.mse(), t.mae(), t.psnr()));
+  out.append(" (" + std::to_string(t.samples) + " samples)");
+  out.append(format(", loss %.6g\n", e.loss));
+  if (!a) return out;
+  std::string normal;
+  for (const int c : a->normal_classes) normal.append(normal.empty() ? "" : ",").append(
+      std::to_string(c));
+  out.append("anomaly detection by reconstruction error (normal classes " + normal + "): ");
+  out.append(format("ROC AUC %.4f (%.0f anomalous, %.0f normal)\n", a->auc,
+                    static_cast<double>(a->anomalies), static_cast<double>(a->normals)));
+  if (a->threshold) {
+    ThresholdReport t = *a->threshold;
+    std::string line = render_threshold(t, {});
+    // The positives are the anomalies, not a class.
+    const std::string head = "threshold for class 1: ";
+    if (line.rfind(head, 0) == 0) line = "threshold on the error: " + line.substr(head.size());
+    out.append(line);
+  }
+  return out;
+}
+
+void write_regression_report(const std::string& path, const RegressionEvaluation& e,
+                             const AnomalyReport* a,
+                             const std::vector<std::pair<std::string, double>>& extra) {
+  std::ofstream f(path);
+  RUCHE_REQUIRE(f) << path << ": cannot write";
+  const RegressionTally& t = e.tally;
+  f << std::setprecision(9) << "{\"split\": \"" << e.split << "\", \"samples\": " << t.samples
+    << ", \"loss\": " << e.loss << ", \"mse\": " << t.mse() << ", \"mae\": " << t.mae()
+    << ", \"psnr\": " << t.psnr();
+  for (const auto& [name, value] : extra) f << ", \"" << name << "\": " << value;
+  if (a) {
+    f << ", \"anomaly\": {\"normal_classes\": [";
+    for (std::size_t i = 0; i < a->normal_classes.size(); ++i) {
+      f << (i ? ", " : "") << a->normal_classes[i];
+    }
+    f << "], \"anomalies\": " << a->anomalies << ", \"normals\": " << a->normals
+      << ", \"roc_auc\": " << a->auc;
+    if (a->threshold && a->threshold->choice.met) {
+      const ThresholdReport& th = *a->threshold;
+      f << ", \"threshold\": {\"value\": " << th.choice.threshold << ", \"chosen_on\": \""
+        << th.chosen_on << "\", \"goal\": \"" << threshold_goal_name(th.choice.goal)
+        << "\", \"target\": " << th.choice.target << ", \"evaluated_on\": \""
+        << th.evaluated_on << "\", \"tp\": " << th.evaluated.tp << ", \"fp\": "
+        << th.evaluated.fp << ", \"tn\": " << th.evaluated.tn << ", \"fn\": "
+        << th.evaluated.fn << "}";
+    }
+    f << "}";
+  }
+  f << "}\n";
+}
+
 std::string render_eval_report(const EvalReport& report) {
   const EvalResult& r = report.result;
   std::string out = report.split;
@@ -213,13 +339,47 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
                                 splits.val != nullptr);
   }
 
+  const Task task = task_of(net_param, solver);
+  RUCHE_REQUIRE(request.score.empty() || request.score == "reconstruction")
+      << "--score " << request.score << ": expected reconstruction";
+  RUCHE_REQUIRE(request.score.empty() || task == Task::reconstruction)
+      << "--score reconstruction scores by reconstruction error; " << files.net_file << " is a "
+      << task_name(task) << " net (train an autoencoder with --reconstruct)";
   NetOptions options;
   options.batch_size = request.batch_size > 0 ? request.batch_size : solver.batch_size();
   options.sample_shape = splits.train->sample_shape();
   options.num_classes = splits.train->num_classes();
+  if (task == Task::reconstruction) options.target_shape = options.sample_shape;
   options.source = source;
   std::unique_ptr<Net> net = Net::build(net_param, options);
   load_strictly(*net, files);
+  if (task == Task::reconstruction) {
+    EvalRunResult r{files, SplitEvaluation(splits.train->num_classes(), 0), std::nullopt,
+                    std::nullopt};
+    r.eval.report.split = request.split;
+    r.regression = evaluate_reconstruction(*net, data, request.split, norm);
+    if (!request.score.empty()) {
+      std::vector<int> normal = request.normal_classes;
+      if (normal.empty() && !solver.train_classes().empty()) {
+        normal = parse_class_list(solver.train_classes(), "train_classes");
+      }
+      RUCHE_REQUIRE(!normal.empty())
+          << "--score reconstruction: which classes are normal? Give --normal-classes 0,2,3 "
+          << "(the run trained on every class: no --train-classes)";
+      std::optional<RegressionEvaluation> val;
+      if (request.goal) {
+        val = request.split == "val" ? *r.regression
+                                     : evaluate_reconstruction(*net, splits.val, "val", norm);
+      }
+      r.anomaly = anomaly_report(*r.regression, normal, val ? &*val : nullptr, request.goal,
+                                 request.target);
+    } else {
+      RUCHE_REQUIRE(!request.goal)
+          << "--target-" << threshold_goal_name(*request.goal) << " on a reconstruction net "
+          << "chooses the anomaly threshold: give --score reconstruction";
+    }
+    return r;
+  }
   if (request.goal) {
     RUCHE_REQUIRE(splits.train->num_classes() == 2)
         << "--target-" << threshold_goal_name(*request.goal)
@@ -231,7 +391,7 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
         request.split == "val" ? eval : evaluate_split(*net, splits.val, "val", norm);
     eval.report.threshold = threshold_report(val, eval, *request.goal, request.target);
   }
-  return EvalRunResult{files, std::move(eval)};
+  return EvalRunResult{files, std::move(eval), std::nullopt, std::nullopt};
 }
 
 }  // namespace ruche

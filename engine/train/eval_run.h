@@ -14,6 +14,8 @@
 #include "engine/data/transform.h"
 #include "engine/graph/net.h"
 #include "engine/metrics/eval_report.h"
+#include "engine/metrics/regression.h"
+#include "engine/metrics/roc.h"
 #include "engine/proto/ruche.pb.h"
 #include "engine/train/data_parallel.h"
 #include "engine/train/train_data.h"
@@ -60,6 +62,44 @@ ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
                                  const SplitEvaluation& evaluated_on, ThresholdGoal goal,
                                  double target);
 
+// One evaluated split of a regression or reconstruction net (engine/train/task.h).
+struct RegressionEvaluation {
+  std::string split;
+  RegressionTally tally;              // keeps each sample's error (alone: in the split's order)
+  std::vector<std::int32_t> labels;   // each sample's class, in order (alone only)
+  double loss = 0;                    // mean loss per sample
+};
+
+// As evaluate_split, for a net whose target is the input (--reconstruct): every sample, never
+// augmented or corrupted. With `ranks`, the sums over ranks (no per-sample errors).
+RegressionEvaluation evaluate_reconstruction(Net& net, const DatasetPtr& data,
+                                             const std::string& split, const Normalization& norm,
+                                             DataParallel* ranks = nullptr);
+
+// Anomaly detection by reconstruction error (`ruche eval --score reconstruction`): samples of
+// classes outside `normal_classes` are the positives, each scored by its mean squared error.
+struct AnomalyReport {
+  std::vector<int> normal_classes;
+  std::string split;
+  std::int64_t anomalies = 0, normals = 0;
+  double auc = 0;  // ROC AUC of the errors, anomalous against normal
+  std::optional<ThresholdReport> threshold;  // chosen on val, counted on `split`
+};
+
+// The AUC on `evaluated`; with a goal, the threshold chosen on `chosen_on` (never test).
+AnomalyReport anomaly_report(const RegressionEvaluation& evaluated,
+                             const std::vector<int>& normal_classes,
+                             const RegressionEvaluation* chosen_on,
+                             std::optional<ThresholdGoal> goal, double target);
+
+// "test mse 0.0123  mae 0.0456  psnr 19.10 dB (10000 samples), loss 0.0123" and the anomaly
+// section when there is one.
+std::string render_regression_report(const RegressionEvaluation& e, const AnomalyReport* anomaly);
+// The same as JSON (eval-<split>.json); `extra` adds numbers (the trainer's step).
+void write_regression_report(const std::string& path, const RegressionEvaluation& e,
+                             const AnomalyReport* anomaly,
+                             const std::vector<std::pair<std::string, double>>& extra = {});
+
 // `ruche eval`: weights evaluated on one split of a dataset, as the run that wrote them split it.
 struct EvalRequest {
   std::string weights;
@@ -69,12 +109,18 @@ struct EvalRequest {
   int batch_size = 0;                 // 0: the run's solver batch_size
   std::optional<ThresholdGoal> goal;  // two classes: threshold chosen on val for this target
   double target = 0;
+  std::string score;                  // "reconstruction": anomaly detection (reconstruction runs)
+  std::vector<int> normal_classes;    // empty: the run's train_classes
   int threads = 0;  // CPU threads; 0: OMP_NUM_THREADS or all cores
 };
 
 struct EvalRunResult {
   RunFiles files;
   SplitEvaluation eval;  // eval.report carries the threshold section when one was asked for
+  // A reconstruction run: its evaluation (then `eval` is empty), and the anomaly report when
+  // --score reconstruction asked for one.
+  std::optional<RegressionEvaluation> regression;
+  std::optional<AnomalyReport> anomaly;
 };
 
 // Reads the run's solver (seed, val_fraction, batch size; defaults without RUN/solver.prototxt),

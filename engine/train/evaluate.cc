@@ -40,4 +40,29 @@ double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32
   return seen ? nll / static_cast<double>(seen) : 0.0;
 }
 
+void tally_regression(Net& net, std::int64_t n, RegressionTally& tally) {
+  const Tensor p = net.output().narrow(0, 0, n).to(Device::cpu());
+  const Tensor y = net.labels().narrow(0, 0, n).to(Device::cpu());
+  tally.add(p.data<float>(), y.data<float>(), n, p.numel() / std::max<std::int64_t>(n, 1));
+}
+
+double evaluate_regression(Net& net, BatchSource& loader, RegressionTally& tally,
+                           std::uint32_t epoch) {
+  StepContext ctx;
+  ctx.phase = Phase::test;
+  double loss = 0;
+  std::int64_t seen = 0;
+  loader.start_epoch(epoch);
+  while (const std::int64_t n = loader.next(net.input(), net.labels())) {
+    net.forward(ctx);
+    // The loss is a mean over the batch; a short last batch's padding rows are left out of it
+    // by recomputing from the tally's own per-sample errors (EuclideanLoss is their mean).
+    const double before = tally.squared;
+    tally_regression(net, n, tally);
+    loss += tally.squared - before;
+    seen += n;
+  }
+  return seen ? loss / static_cast<double>(seen) : 0.0;
+}
+
 }  // namespace ruche

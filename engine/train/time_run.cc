@@ -1,5 +1,7 @@
 #include "engine/train/time_run.h"
 
+#include "engine/train/task.h"
+
 #include <algorithm>
 
 #include "engine/error.h"
@@ -30,6 +32,11 @@ TimeResult time_net(const TimeRequest& request) {
   options.sample_shape = request.sample_shape;
   options.num_classes = request.num_classes;
   options.source = request.source;
+  if (loss_type(request.net) == "EuclideanLoss") {  // an autoencoder's target: an input's shape
+    const auto& dims = request.net.layer(0).input_param().dim();
+    options.target_shape =
+        request.sample_shape.ndim() ? request.sample_shape : Shape(dims.begin(), dims.end());
+  }
   std::unique_ptr<Net> net = Net::build(request.net, options);
   net->init_params(1);
 
@@ -37,21 +44,25 @@ TimeResult time_net(const TimeRequest& request) {
   Tensor input = Tensor::empty(net->input().shape(), net->input().dtype());
   fill_normal(input, 0.0f, 1.0f, RngStream{1, RngPurpose::synthetic, 0, 0, 0});
   net->input().copy_from(input);
-  Tensor labels = Tensor::empty(net->labels().shape(), net->labels().dtype());
-  if (labels.dtype() == DType::i32) {
-    // Random classes within the classifier's width.
-    const Tensor& out = net->output();
-    const int classes = out.ndim() == 2 ? static_cast<int>(out.size(1)) : request.num_classes;
-    Tensor u = Tensor::empty(labels.shape());
-    fill_uniform(u, 0.0f, static_cast<float>(classes),
-                 RngStream{1, RngPurpose::synthetic, 0, 0, 1});
-    for (std::int64_t i = 0; i < labels.numel(); ++i) {
-      labels.data<std::int32_t>()[i] = std::min(static_cast<int>(u.data<float>()[i]), classes - 1);
+  // A net whose Input has one top reads no labels (its loss compares with another blob).
+  if (net->labels().defined()) {
+    Tensor labels = Tensor::empty(net->labels().shape(), net->labels().dtype());
+    if (labels.dtype() == DType::i32) {
+      // Random classes within the classifier's width.
+      const Tensor& out = net->output();
+      const int classes = out.ndim() == 2 ? static_cast<int>(out.size(1)) : request.num_classes;
+      Tensor u = Tensor::empty(labels.shape());
+      fill_uniform(u, 0.0f, static_cast<float>(classes),
+                   RngStream{1, RngPurpose::synthetic, 0, 0, 1});
+      for (std::int64_t i = 0; i < labels.numel(); ++i) {
+        labels.data<std::int32_t>()[i] =
+            std::min(static_cast<int>(u.data<float>()[i]), classes - 1);
+      }
+    } else {
+      fill_normal(labels, 0.0f, 1.0f, RngStream{1, RngPurpose::synthetic, 0, 0, 1});
     }
-  } else {
-    fill_normal(labels, 0.0f, 1.0f, RngStream{1, RngPurpose::synthetic, 0, 0, 1});
+    net->labels().copy_from(labels);
   }
-  net->labels().copy_from(labels);
 
   StepContext ctx;
   ctx.phase = Phase::train;

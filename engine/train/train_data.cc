@@ -11,7 +11,9 @@
 #include "engine/data/shard_index.h"
 #include "engine/data/shard_loader.h"
 #include "engine/data/smote.h"
+#include "engine/data/split.h"
 #include "engine/error.h"
+#include "engine/train/task.h"
 
 namespace ruche {
 namespace {
@@ -44,6 +46,9 @@ TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver
   set_options.rank = o.rank;
   set_options.workers = o.workers;
   const ShardIndex index = open_shard_set(spec.data, spec.val_data, set_options);
+  RUCHE_REQUIRE(!solver.reconstruct() && solver.noise().empty() && solver.train_classes().empty())
+      << spec.data << ": --reconstruct, --noise and --train-classes read in-memory sources (IDX, "
+      << "CIFAR, npz); shards are decoded and normalised in one pass";
   RUCHE_REQUIRE(solver.balance() == "none" && solver.smote_k() == 0 &&
                 solver.class_weights() != "auto")
       << spec.data << ": --balance, --smote and --class-weights auto count the training classes "
@@ -78,6 +83,22 @@ TrainData open_shards(const DataSpec& spec, const proto::SolverParameter& solver
     d.val = std::move(v);
   }
   return d;
+}
+
+// --train-classes: the training split keeps only these classes (validation and test keep every
+// one, so a model trained on some classes meets the others there: anomaly detection).
+DatasetPtr keep_classes(const DatasetPtr& train, const std::string& list) {
+  std::vector<bool> keep(static_cast<std::size_t>(train->num_classes()), false);
+  for (const int c : parse_class_list(list, "--train-classes")) {
+    RUCHE_REQUIRE(c < train->num_classes())
+        << "--train-classes " << list << ": class " << c << " of " << train->num_classes();
+    keep[static_cast<std::size_t>(c)] = true;
+  }
+  std::vector<std::int64_t> indices;
+  for (std::int64_t i = 0; i < train->size(); ++i) {
+    if (keep[static_cast<std::size_t>(train->label(i))]) indices.push_back(i);
+  }
+  return std::make_shared<Subset>(train, std::move(indices));
 }
 
 }  // namespace
@@ -125,6 +146,9 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   if (solver.smote_k() > 0) {
     d.splits.train = smote_balance(*d.splits.train, solver.smote_k(), solver.random_seed());
   }
+  if (!solver.train_classes().empty()) {
+    d.splits.train = keep_classes(d.splits.train, solver.train_classes());
+  }
   const Dataset& train_set = *d.splits.train;
   d.kind = train_set.kind();
   d.sample_shape = train_set.sample_shape();
@@ -138,10 +162,12 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   transform.norm = d.norm;
   transform.seed = solver.random_seed();
   transform.augment.enabled = solver.augment();
+  transform.noise = parse_noise(solver.noise());
   LoaderOptions train_opts;
   train_opts.batch_size = solver.batch_size();
   train_opts.drop_last = true;
   train_opts.transform = transform;
+  train_opts.target_is_input = solver.reconstruct();
   train_opts.device = o.device;
   train_opts.threads = loader_threads(o, train_set.transforms_itself());
   train_opts.depth = o.prefetch;
@@ -159,6 +185,7 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
     LoaderOptions eval_opts = train_opts;
     eval_opts.drop_last = false;
     eval_opts.transform.augment.enabled = false;
+    eval_opts.transform.noise = NoiseOptions();  // validation sees clean inputs
     SamplerOptions in_order;  // each rank evaluates its share, every sample once
     in_order.shuffle = false;
     in_order.pad = false;

@@ -30,6 +30,7 @@
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
 #include "engine/train/tensorboard_log.h"
+#include "engine/train/task.h"
 #include "engine/train/train_data.h"
 #include "engine/train/weights.h"
 #include "ops/cuda/runtime.h"
@@ -62,14 +63,19 @@ std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t 
   return hits;
 }
 
-// Loss, top-1 hits and samples summed over some steps (a progress interval, an epoch).
+// Loss, top-1 hits (classification) or error sums (regression) and samples summed over some
+// steps (a progress interval, an epoch).
 struct Tally {
   double loss = 0;
   std::int64_t hits = 0, seen = 0;
+  RegressionTally errors;
   void add(const StepVotes& v) {
     loss += v[StepVotes::loss_sum];
     hits += static_cast<std::int64_t>(v[StepVotes::hits]);
     seen += static_cast<std::int64_t>(v[StepVotes::samples]);
+    errors.squared += v[StepVotes::squared_error];
+    errors.absolute += v[StepVotes::absolute_error];
+    errors.samples += static_cast<std::int64_t>(v[StepVotes::samples]);
   }
   double mean_loss() const { return seen ? loss / static_cast<double>(seen) : 0; }
   double accuracy() const {
@@ -196,6 +202,10 @@ class Trainer {
   // ---- end of an epoch ----
   bool weights_finite();
   bool validate(int epoch);  // returns whether to stop (early stopping, target accuracy)
+  // One validation pass of each kind; they return the monitored value (val_acc or val_loss) and
+  // set `stop` when the target accuracy is reached.
+  double validate_classes(int epoch, bool& stop);
+  double validate_regression(int epoch);
   // ---- end of the run ----
   void finish_run();
   int stopped_by_signal() const;
@@ -213,6 +223,8 @@ class Trainer {
   BatchSource* train_loader_ = nullptr;
   BatchSource* val_loader_ = nullptr;
   proto::NetParameter net_param_;
+  Task task_ = Task::classification;
+  std::string monitor_;  // val_acc or val_loss
   std::unique_ptr<Net> net_;
   std::unique_ptr<DataParallel> dp_;
   MetricsLog metrics_;
@@ -337,9 +349,11 @@ void Trainer::build_net() {
   net_param_ = run_.net;
   NetSource source = run_.source;
   if (!run_.model.empty()) {
-    net_param_ = builtin_model(run_.model, ModelOptions{data_.sample_shape, 0});
+    net_param_ = builtin_model(run_.model, ModelOptions{data_.sample_shape, 0, run_.bottleneck});
     source.file = "--model " + run_.model;
   }
+  task_ = task_of(net_param_, solver_);
+  monitor_ = monitor_of(task_, solver_);
   RUCHE_REQUIRE(solver_.label_smoothing() >= 0 && solver_.label_smoothing() < 1)
       << "label_smoothing must be in [0, 1), got " << solver_.label_smoothing();
   if (solver_.label_smoothing() > 0) {  // where the net leaves it unset
@@ -364,6 +378,8 @@ void Trainer::build_net() {
   net_opts.batch_size = solver_.batch_size();
   net_opts.sample_shape = data_.sample_shape;
   net_opts.num_classes = data_.classes;
+  // The loaders' target: the input itself (--reconstruct), else the class.
+  if (task_ == Task::reconstruction) net_opts.target_shape = data_.sample_shape;
   net_opts.device = run_.device;
   net_opts.compute_dtype = precision == ops::Precision::bf16   ? DType::bf16
                            : precision == ops::Precision::fp16 ? DType::f16
@@ -411,6 +427,12 @@ void Trainer::write_run_directory() {
   if (!run_.threads_source.empty()) {
     std::printf("threads: %d per rank (%s)\n", run_.threads, run_.threads_source.c_str());
   }
+  if (task_ != Task::classification) {
+    std::printf("task: %s (%s); the target is the input after augmentation, before %s"
+                "normalisation\n",
+                task_name(task_), loss_type(net_param_).c_str(),
+                solver_.noise().empty() ? "" : ("--noise " + solver_.noise() + " and ").c_str());
+  }
 }
 
 // Steps per epoch, the run's length and the optimizer (under --zero 1, over this rank's range).
@@ -455,11 +477,13 @@ void Trainer::open_checkpoints() {
 
 // The loop's state, restored from `at_`: best-so-far, loss scale, step counters, the clock.
 void Trainer::prepare_loop() {
-  probs_ = &net_probabilities(*net_);
-  best_.higher_is_better = solver_.monitor() != "val_loss";
+  if (task_ == Task::classification) probs_ = &net_probabilities(*net_);
+  RUCHE_REQUIRE(task_ == Task::classification || solver_.target_accuracy() == 0)
+      << "--target-accuracy: a " << task_name(task_) << " run has no accuracy";
+  best_.higher_is_better = monitor_ != "val_loss";
   best_.min_delta = solver_.min_delta();
-  RUCHE_REQUIRE(solver_.monitor() == "val_acc" || solver_.monitor() == "val_loss")
-      << "monitor must be val_acc or val_loss, got '" << solver_.monitor() << "'";
+  RUCHE_REQUIRE(monitor_ == "val_acc" || monitor_ == "val_loss")
+      << "monitor must be val_acc or val_loss, got '" << monitor_ << "'";
   RUCHE_REQUIRE(solver_.on_nan() == "stop" || solver_.on_nan() == "skip")
       << "on_nan must be stop or skip, got '" << solver_.on_nan() << "'";
   ctx_.seed = solver_.random_seed();
@@ -659,7 +683,14 @@ StepVotes Trainer::forward_backward() {
     dp_->reduce_next_backward(last);
     net_->backward(ctx_, k > 0);
     votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
-    votes[StepVotes::hits] += static_cast<float>(correct_in(*probs_, net_->labels(), n));
+    if (task_ == Task::classification) {
+      votes[StepVotes::hits] += static_cast<float>(correct_in(*probs_, net_->labels(), n));
+    } else {
+      RegressionTally errors;
+      tally_regression(*net_, n, errors);
+      votes[StepVotes::squared_error] += static_cast<float>(errors.squared);
+      votes[StepVotes::absolute_error] += static_cast<float>(errors.absolute);
+    }
     votes[StepVotes::samples] += static_cast<float>(n);
   }
   return votes;
@@ -675,6 +706,9 @@ void Trainer::report_progress(int epoch, float lr) {
   p.steps = total_steps_;
   p.loss = interval_.mean_loss();
   p.accuracy = interval_.accuracy();
+  p.regression = task_ != Task::classification;
+  p.mse = interval_.errors.mse();
+  p.psnr = interval_.errors.psnr();
   p.lr = lr;
   p.images_per_second = static_cast<double>(interval_.seen) / elapsed;
   p.eta_seconds = seconds_since(started_) / static_cast<double>(step_) *
@@ -682,8 +716,13 @@ void Trainer::report_progress(int epoch, float lr) {
   std::printf("%s\n", progress_line(p).c_str());
   std::fflush(stdout);
   MetricsRecord record("train");
-  record.add("epoch", epoch + 1).add("step", step_).add("loss", p.loss)
-      .add("acc", p.accuracy).add("lr", p.lr).add("img_per_s", p.images_per_second)
+  record.add("epoch", epoch + 1).add("step", step_).add("loss", p.loss);
+  if (p.regression) {
+    record.add("mse", p.mse).add("mae", interval_.errors.mae()).add("psnr", p.psnr);
+  } else {
+    record.add("acc", p.accuracy);
+  }
+  record.add("lr", p.lr).add("img_per_s", p.images_per_second)
       .add("time_s", seconds_since(started_)).add("saving", checkpoints_->saving() ? 1 : 0);
   if (scaler_) record.add("loss_scale", static_cast<double>(scaler_->scale()));
   if (run_.device.is_cuda()) {  // peak device memory held by tensors so far
@@ -693,7 +732,12 @@ void Trainer::report_progress(int epoch, float lr) {
   metrics_.write(record);
   if (tb_.is_open()) {
     tb_.add_scalar("train/loss", p.loss, step_);
-    tb_.add_scalar("train/acc", p.accuracy, step_);
+    if (p.regression) {
+      tb_.add_scalar("train/mse", p.mse, step_);
+      tb_.add_scalar("train/psnr", p.psnr, step_);
+    } else {
+      tb_.add_scalar("train/acc", p.accuracy, step_);
+    }
     tb_.add_scalar("train/lr", p.lr, step_);
     tb_.add_scalar("train/img_per_s", p.images_per_second, step_);
     if (scaler_) tb_.add_scalar("train/loss_scale", scaler_->scale(), step_);
@@ -715,16 +759,32 @@ bool Trainer::weights_finite() {
   return false;
 }
 
-// Validation (every eval_every_epochs and at the last epoch): the line, metrics.jsonl,
-// TensorBoard, best.npz, early stopping, the target accuracy and the chance-level warning.
+// Validation (every eval_every_epochs and at the last epoch): the kind's line, metrics.jsonl and
+// TensorBoard, then best.npz and early stopping on the monitored value.
 bool Trainer::validate(int epoch) {
-  const double train_acc = whole_epoch_.accuracy();
   RUCHE_REQUIRE(solver_.eval_every_epochs() >= 1)
       << "eval_every_epochs must be >= 1, got " << solver_.eval_every_epochs();
   const bool last_epoch = epoch + 1 == epochs_ || step_ >= total_steps_;
   if (!val_loader_ || ((epoch + 1) % solver_.eval_every_epochs() != 0 && !last_epoch)) {
     return false;
   }
+  bool stop = false;
+  const double monitored = task_ == Task::classification ? validate_classes(epoch, stop)
+                                                         : validate_regression(epoch);
+  if (best_.update(monitored, epoch + 1) && lead_) {
+    save_weights(*net_, (out_ / "best.npz").string());
+  }
+  if (solver_.patience() > 0 && best_.epochs_without_gain >= solver_.patience()) {
+    std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
+                monitor_.c_str(), solver_.patience(), best_.best, best_.best_epoch);
+    stop = true;
+  }
+  return stop;
+}
+
+// Accuracy, top-5, the confusion image, the target accuracy and the chance-level warning.
+double Trainer::validate_classes(int epoch, bool& stop) {
+  const double train_acc = whole_epoch_.accuracy();
   const int classes = data_.classes;
   EvalAccumulator acc(classes, false, data_.val_size);
   double nll_sum = evaluate(*net_, *val_loader_, acc) * static_cast<double>(acc.samples());
@@ -766,15 +826,6 @@ bool Trainer::validate(int epoch) {
     log_confusion_image(tb_, "val", acc.confusion(), step_);
     tb_.flush();
   }
-  if (best_.update(best_.higher_is_better ? val_acc : val_loss, epoch + 1) && lead_) {
-    save_weights(*net_, (out_ / "best.npz").string());
-  }
-  bool stop = false;
-  if (solver_.patience() > 0 && best_.epochs_without_gain >= solver_.patience()) {
-    std::printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
-                solver_.monitor().c_str(), solver_.patience(), best_.best, best_.best_epoch);
-    stop = true;
-  }
   if (solver_.target_accuracy() > 0 && val_acc >= solver_.target_accuracy()) {
     std::printf("time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
                 "in %s (%.0f s)\n",
@@ -789,7 +840,45 @@ bool Trainer::validate(int epoch) {
       val_acc < 1.5 * chance) {
     warn_chance_level(classes, train_acc, val_acc);
   }
-  return stop;
+  return best_.higher_is_better ? val_acc : val_loss;
+}
+
+// MSE, MAE and PSNR (peak 1) of the prediction against the target, raw weights then EMA's.
+double Trainer::validate_regression(int epoch) {
+  auto run_validation = [&](RegressionTally& tally) {
+    double loss_sum = evaluate_regression(*net_, *val_loader_, tally) *
+                      static_cast<double>(tally.samples);
+    dp_->reduce_evaluation(tally, loss_sum);
+    return tally.samples ? loss_sum / static_cast<double>(tally.samples) : 0.0;
+  };
+  RegressionTally val;
+  const double val_loss = run_validation(val);
+  std::printf("epoch %d/%d  train loss %.4f mse %.4g  val loss %.4f mse %.4g mae %.4g psnr %.2f dB"
+              "  (%s)\n",
+              epoch + 1, epochs_, whole_epoch_.mean_loss(), whole_epoch_.errors.mse(), val_loss,
+              val.mse(), val.mae(), val.psnr(), human_duration(seconds_since(started_)).c_str());
+  MetricsRecord record("val");
+  record.add("epoch", epoch + 1).add("step", step_).add("loss", val_loss).add("mse", val.mse())
+      .add("mae", val.mae()).add("psnr", val.psnr());
+  if (ema_) {  // the averaged weights on the same split, then the raw ones back
+    ema_->swap();
+    RegressionTally averaged;
+    const double ema_loss = run_validation(averaged);
+    ema_->swap();
+    record.add("ema_loss", ema_loss).add("ema_mse", averaged.mse());
+    std::printf("epoch %d/%d  ema (decay %g) val loss %.4f mse %.4g psnr %.2f dB\n", epoch + 1,
+                epochs_, static_cast<double>(ema_->decay()), ema_loss, averaged.mse(),
+                averaged.psnr());
+  }
+  metrics_.write(record.add("time_s", seconds_since(started_)));
+  if (tb_.is_open()) {
+    tb_.add_scalar("val/loss", val_loss, step_);
+    tb_.add_scalar("val/mse", val.mse(), step_);
+    tb_.add_scalar("val/mae", val.mae(), step_);
+    tb_.add_scalar("val/psnr", val.psnr(), step_);
+    tb_.flush();
+  }
+  return val_loss;
 }
 
 // ---- end of the run ----
@@ -840,6 +929,23 @@ void Trainer::test_once() {
     if (lead_) load_weights(*net_, (out_ / "best.npz").string(), false);
     dp_->broadcast_state();
     std::printf("test on the best validation weights (epoch %d)\n", best_.best_epoch);
+  }
+  if (task_ != Task::classification) {
+    const RegressionEvaluation test =
+        evaluate_reconstruction(*net_, data_.splits.test, "test", data_.norm, dp_.get());
+    if (lead_) {
+      write_regression_report((out_ / "eval-test.json").string(), test, nullptr,
+                              {{"step", static_cast<double>(step_)}});
+    }
+    metrics_.write(MetricsRecord("test").add("step", step_).add("loss", test.loss)
+                       .add("mse", test.tally.mse()).add("mae", test.tally.mae())
+                       .add("psnr", test.tally.psnr()));
+    tb_.add_scalar("test/loss", test.loss, step_);
+    tb_.add_scalar("test/mse", test.tally.mse(), step_);
+    tb_.add_scalar("test/psnr", test.tally.psnr(), step_);
+    tb_.flush();
+    std::printf("\n%s", render_regression_report(test, nullptr).c_str());
+    return;
   }
   SplitEvaluation test = evaluate_split(*net_, data_.splits.test, "test", data_.norm, dp_.get());
   EvalReport& report = test.report;

@@ -24,6 +24,7 @@ inline constexpr int kExitDiverged = 3;
 
 struct TrainRun {
   std::string model;  // a built-in model, shaped for the dataset; else `net` is used
+  int bottleneck = 0;  // --bottleneck: the autoencoders' code size (0: the model's default)
   proto::NetParameter net;
   NetSource source;
   proto::SolverParameter solver;

@@ -91,8 +91,11 @@ TEST(EuclideanLossLayer, ValueAndGradients) {
   EXPECT_EQ(error_of([&] {
               create_layer(layer_param(text))->reshape({Shape{2, 2}, Shape{4}}, 0);
             }),
-            "EuclideanLoss: expected the prediction and the target to have one shape, got [2, 2] "
-            "and [4]");
+            "EuclideanLoss: expected the prediction and the target to have one batch and one "
+            "count per sample, got [2, 2] and [4]");
+  // Caffe's rule: a flat [B, 4] prediction meets a [B, 1, 2, 2] target (an autoencoder's).
+  EXPECT_EQ(create_layer(layer_param(text))->reshape({Shape{2, 4}, Shape{2, 1, 2, 2}}, 0)[0],
+            Shape{1});
 }
 
 }  // namespace
