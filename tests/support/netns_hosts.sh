@@ -16,6 +16,9 @@
 #                                    with tbf (tc rate syntax: 100mbit, 1gbit); prints nothing
 #   down ID                          remove everything `up ID` made (processes still inside the
 #                                    namespaces are killed); safe to run when nothing is there
+#   with ID N [--rate R] -- CMD...    up, run CMD (here, with NETNS_HOSTS_ID=ID and
+#                                    NETNS_HOSTS_HOSTFILE, a hostfile of 1 slot a host), then down
+#                                    whatever way CMD ends (also on SIGINT/SIGTERM); CMD's code
 #   exec ID K CMD...                 run CMD inside host K (its network and host name)
 #   run ID CMD...                    run CMD in the launcher namespace, with
 #                                    OMPI_MCA_plm_rsh_agent set to this script's agent (unless set)
@@ -30,6 +33,10 @@
 #                                    first (TCP connects from the caller's namespace, 3 s), so
 #                                    a host whose link is down does not answer (exit 255, as
 #                                    ssh), then runs CMD with a shell inside HOST, as sshd would
+#
+# What exists while hosts are up: the namespaces ID-ctl and ID-h* (/run/netns) and their host
+# tables /etc/netns/ID-*/hosts (which `ip netns exec` shows them as /etc/hosts); `down` removes
+# them all.
 #
 # Typical use (as root; `ip` with netns support, `tc` for rates):
 #   netns_hosts.sh up t1 2 --rate 1gbit
@@ -49,7 +56,8 @@ SELF=$(realpath "$0")
 die() { echo "netns_hosts: $*" >&2; exit 2; }
 
 valid_id() {
-  [[ ${1:-} =~ ^[a-z][a-z0-9]{0,9}$ ]] || die "ID '${1:-}' must be 1-10 of a-z0-9, starting with a letter"
+  [[ ${1:-} =~ ^[a-z][a-z0-9]{0,9}$ ]] ||
+    die "ID '${1:-}' must be 1-10 of a-z0-9, starting with a letter"
 }
 need_root() {
   [[ $(id -u) == 0 ]] || { echo "netns_hosts: needs root (network namespaces)" >&2; exit 77; }
@@ -179,7 +187,8 @@ agent() {
 }
 
 cmd=${1:-}
-[[ -n $cmd ]] || die "usage: netns_hosts.sh up|down|exec|run|hostfile|link|rate|addr|hosts|agent ..."
+[[ -n $cmd ]] ||
+  die "usage: netns_hosts.sh up|down|exec|run|hostfile|link|rate|addr|hosts|agent ... (--help)"
 shift
 case $cmd in
   -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -191,6 +200,22 @@ valid_id "$id"
 shift
 case $cmd in
   up) [[ $# -ge 1 ]] || die "usage: up ID N [--rate R] [--subnet S]"; up "$id" "$@" ;;
+  with)
+    n=${1:-}
+    shift
+    opts=()
+    while [[ $# -gt 0 && $1 != -- ]]; do opts+=("$1"); shift; done
+    [[ ${1:-} == -- && $# -ge 2 ]] || die "usage: with ID N [--rate R] -- CMD..."
+    shift
+    trap 'down "$id"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    up "$id" "$n" "${opts[@]}" || exit
+    hf=$(mktemp)
+    trap 'down "$id"; rm -f "$hf"' EXIT
+    for h in $(hosts_of "$id"); do echo "$h slots=1"; done >"$hf"
+    NETNS_HOSTS_ID=$id NETNS_HOSTS_HOSTFILE=$hf "$@"
+    exit ;;
   down) down "$id" ;;
   exec)
     [[ $# -ge 2 && $1 =~ ^[0-9]+$ ]] || die "usage: exec ID K CMD..."
