@@ -16,7 +16,13 @@ void add_inspect_command(CLI::App& app, int& exit_code);
 void add_convert_command(CLI::App& app, int& exit_code);
 void add_plot_command(CLI::App& app, int& exit_code);
 void add_lr_find_command(CLI::App& app, int& exit_code);
-void add_data_bench_command(CLI::App& app, int& exit_code);
+// `app` is the root (name data-bench, hidden) or `ruche data` (name bench).
+void add_data_bench_command(CLI::App& app, int& exit_code, const char* name = "data-bench");
+// ruche data: describe (tools/data_describe.cc) and bench.
+void add_data_command(CLI::App& app, int& exit_code);
+// ruche compare (tools/compare.cc) and ruche visualize (tools/visualize.cc).
+void add_compare_command(CLI::App& app, int& exit_code);
+void add_visualize_command(CLI::App& app, int& exit_code);
 void add_index_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

@@ -1,4 +1,4 @@
-// ruche data-bench (hidden): only the input pipeline. A ShardLoader over `ruche convert` shards,
+// ruche data bench (and its hidden old name data-bench): only the input pipeline. A ShardLoader over `ruche convert` shards,
 // as training opens it, drawn for --warmup batches, then --batches timed; prints images/s and the
 // CPU time spent (getrusage, every thread), so benchmarks/input_pipeline.py can weigh it against
 // PyTorch's DataLoader without a network's compute in the way.
@@ -25,7 +25,7 @@ double cpu_seconds() {
 
 }  // namespace
 
-void add_data_bench_command(CLI::App& app, int& exit_code) {
+void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
   struct Options {
     std::string data, split = "train";
     int workers = 1, prefetch = 0, warmup = 4;
@@ -33,8 +33,9 @@ void add_data_bench_command(CLI::App& app, int& exit_code) {
     bool dct_scaling = true;
   };
   static Options o;
-  CLI::App* cmd = app.add_subcommand("data-bench", "Images/s of the shard loader alone");
-  cmd->group("");  // hidden: a benchmark's probe, not a user command
+  CLI::App* cmd = app.add_subcommand(name, "Images/s of the shard loader alone (.tar shards)");
+  // data-bench: hidden, the name benchmarks/input_pipeline.py has always called
+  if (std::string(name) == "data-bench") cmd->group("");
   cmd->add_option("--data", o.data, "a `ruche convert` shard directory (DIR/index.tsv)")
       ->required();
   cmd->add_option("--split", o.split, "train (random-resized-crop, flip) or val (resize, center "

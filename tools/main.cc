@@ -19,7 +19,10 @@ int main(int argc, char** argv) {
   ruche::tools::add_inspect_command(app, exit_code);
   ruche::tools::add_convert_command(app, exit_code);
   ruche::tools::add_index_command(app, exit_code);
+  ruche::tools::add_data_command(app, exit_code);
   ruche::tools::add_data_bench_command(app, exit_code);
+  ruche::tools::add_compare_command(app, exit_code);
+  ruche::tools::add_visualize_command(app, exit_code);
   ruche::tools::add_time_command(app, exit_code);
   ruche::tools::add_plot_command(app, exit_code);
   ruche::tools::add_lr_find_command(app, exit_code);

@@ -21,6 +21,7 @@
 #include "engine/train/trainer.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
+#include "tools/seeds.h"
 
 namespace ruche::tools {
 namespace {
@@ -193,6 +194,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     int synthetic_classes = 0;
     int bottleneck = 0;
     bool init_partial = false;
+    int seeds = 0;  // --seeds N (tools/seeds.h)
     int threads = 0;
     int data_workers = 0, prefetch = 0;
     double bucket_mb = 25, comm_timeout = CommOptions().timeout_seconds;
@@ -217,6 +219,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--bottleneck", o.bottleneck,
                   "conv_autoencoder, mlp_autoencoder: the code's size (default 32)");
   cmd->add_option("--net", o.net, "net.prototxt (instead of --model)");
+  cmd->add_option("--seeds", o.seeds,
+                  "train N times, seeds S..S+N-1 (S: --seed), into OUT/seed-1 ... OUT/seed-N, one "
+                  "after another in this process; ruche compare OUT sums them up");
   cmd->add_option("--solver", o.solver, "solver.prototxt (default: ruche's recipe)");
   cmd->add_option("--data", o.data, std::string("dataset (default ") + kDefaultDataDir + ")");
   cmd->add_option("--val-data", o.val_data,
@@ -377,6 +382,15 @@ void add_train_command(CLI::App& app, int& exit_code) {
     comm_options.run_dir = std::filesystem::absolute(o.out).lexically_normal().string();
     RUCHE_REQUIRE(o.comm != "nccl" || o.device.device.rfind("cuda", 0) == 0)
         << "--comm nccl: NCCL moves device buffers; give --device cuda";
+    if (o.seeds > 0) {  // one process, one run after another: no launcher
+      RUCHE_REQUIRE(!launched_as_rank() && o.comm != "nccl")
+          << "--seeds runs its seeds one after another in one process; under a launcher start "
+          << "one job per seed with --seed S --out RUN/seed-K";
+      run.device = o.device.resolve();
+      choose_threads(run, share_cores({this_thread_cpus()}, 0));
+      exit_code = train_seeds(run, o.seeds);
+      return;
+    }
     if (launched_as_rank() || o.comm == "nccl") {  // alone: a singleton World
       exit_code = train_as_rank(run, o.device, comm_options, o.comm, o.verbose_ranks);
     } else {

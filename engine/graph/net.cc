@@ -189,6 +189,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     net->input_blob_ = net->input_;  // the loader fills an f32 batch, cast to it in forward
     net->input_ = Tensor::zeros(net->input_blob_.shape(), DType::f32, options.device);
   }
+  RUCHE_REQUIRE(!options.input_grad || options.compute_dtype == DType::f32)
+      << options.source.file << ": the input's gradient is computed in f32 only";
   if (tops[0].size() > 1) net->labels_ = net->blobs_[static_cast<std::size_t>(tops[0][1])].data;
 
   net->place_params(decls);
@@ -200,6 +202,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     for (int b : bottoms[li]) any = any || needs_grad[static_cast<std::size_t>(b)];
     for (int t : tops[li]) needs_grad[static_cast<std::size_t>(t)] = any;
     trainable_layer[li] = any;
+    if (li == 0 && options.input_grad) needs_grad[static_cast<std::size_t>(tops[0][0])] = true;
   }
   for (std::size_t b = 0; b < net->blobs_.size(); ++b) {
     Blob& blob = net->blobs_[b];
@@ -450,6 +453,29 @@ void Net::backward_layer(std::size_t li, const StepContext& ctx, bool accumulate
     layers_[li]->backward(io_[li], ctx);
   }
   if (grad_ready_ && end > begin) grad_ready_(begin, end);
+}
+
+void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx) {
+  std::size_t loss_layer = layers_.size();
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    if (is_loss(param_.layer(static_cast<int>(li)).type())) loss_layer = li;
+  }
+  RUCHE_CHECK(loss_layer < layers_.size()) << "a net without a loss layer";
+  Tensor dy = io_[loss_layer].bottom_diff.empty() ? Tensor() : io_[loss_layer].bottom_diff[0];
+  RUCHE_REQUIRE(dy.defined()) << "backward_from_output: no gradient flows into the loss's input "
+                              << "(nothing trainable below it)";
+  RUCHE_REQUIRE(output_grad.shape() == dy.shape())
+      << "backward_from_output: a gradient of shape " << output_grad.shape().str()
+      << " for an output of shape " << dy.shape().str();
+  dy.copy_from(output_grad);
+  for (std::size_t li = loss_layer; li-- > 0;) {
+    if (trainable_layer_[li]) backward_layer(li, ctx, false);
+  }
+}
+
+Tensor Net::input_grad() const {
+  if (!options_.input_grad || blobs_.empty()) return Tensor();
+  return blobs_[static_cast<std::size_t>(tops_[0][0])].diff;
 }
 
 std::vector<LayerTiming> Net::time_layers(int iterations, const StepContext& ctx) {

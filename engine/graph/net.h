@@ -40,6 +40,9 @@ struct NetOptions {
   // No weight decay on batch-norm parameters and biases (the solver's no_decay_bn_bias).
   bool no_decay_bn_bias = false;
   NetSource source;
+  // The input blob gets a gradient too (input_grad(), after backward_from_output): the saliency
+  // of `ruche visualize`. f32 compute only.
+  bool input_grad = false;
 };
 
 // One layer's average times over Net::time_layers' iterations (`ruche time`, like `caffe time`).
@@ -99,6 +102,13 @@ class Net {
   // Runs backward in reverse order. With accumulate, parameter gradients are added to grads()
   // rather than overwriting them (micro-batches 2..K of --accumulate K).
   void backward(const StepContext& ctx, bool accumulate);
+  // After a forward: backward from the loss layer's input (output()) with `output_grad` (its
+  // shape) as its gradient, so parameter gradients and input_grad() hold the gradient of
+  // sum(output_grad * output()) (a class score's, with a one-hot output_grad). Test-phase batch
+  // norm takes its running statistics as constants, as PyTorch's eval mode does.
+  void backward_from_output(const Tensor& output_grad, const StepContext& ctx);
+  // The gradient of the input blob (NetOptions::input_grad); undefined without it.
+  Tensor input_grad() const;
   // Called during backward, in order, each time a layer's parameter gradients are final:
   // [begin, end) elements of grads(). The reducer launches its buckets from here.
   void set_grad_ready_hook(std::function<void(std::int64_t begin, std::int64_t end)> hook);

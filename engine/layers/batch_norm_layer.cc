@@ -107,6 +107,10 @@ class BatchNormLayer final : public Layer {
       backward_synced(io, dx, dgamma, dbeta);
       return;
     }
+    if (ctx.phase != Phase::train) {  // eval mode (saliency): the running statistics are constants
+      backward_inference(io, dx);
+      return;
+    }
     // The op writes dx always, and dgamma whenever gamma exists: unneeded ones go to scratch.
     if (!dx.defined()) dx = layers::scratch_like(dx_scratch_, io.bottom[0]);
     if (affine_ && !dgamma.defined()) dgamma = layers::scratch_like(dgamma_scratch_, io.params[0]);
@@ -122,6 +126,19 @@ class BatchNormLayer final : public Layer {
   //   dx = gamma * invstd * (dy - S(dy) / n - x_hat * S(dy * x_hat) / n)
   // with S summed over the ranks and n the global count (torch's SyncBatchNorm), and keeps dgamma
   // = sum(dy * x_hat), dbeta = sum(dy) local: averaged over the ranks they are dL/dgamma, dL/dbeta.
+  // dx = gamma / sqrt(running_var + eps) * dy: batch_norm_backward_apply with zero sums.
+  // Only the input's gradient (ruche visualize); gamma's and beta's are left as they were.
+  void backward_inference(LayerIO& io, Tensor& dx) {
+    if (!dx.defined()) return;
+    const std::size_t k = affine_ ? 2 : 0;
+    std::vector<float> sums(static_cast<std::size_t>(2 * channels_ + 1), 0.0f);
+    sums.back() = 1.0f;
+    grad_sums_.copy_from(Tensor::from_vector(sums, Shape{2 * channels_ + 1}));
+    const Tensor& gamma = affine_ ? io.params[0] : Tensor();
+    ops::batch_norm_backward_apply(io.top_diff[0], io.bottom[0], gamma, io.params[k],
+                                   io.params[k + 1], grad_sums_, dx, bn_);
+  }
+
   void backward_synced(LayerIO& io, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
     const Tensor& dy = io.top_diff[0];
     const Tensor& x = io.bottom[0];
