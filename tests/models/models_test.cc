@@ -1,5 +1,6 @@
 // Built-in models: every one prints to prototxt and parses back unchanged, is a well-formed net
-// (Input first, SoftmaxWithLoss last, every bottom written before it is read), has the expected
+// (Input first, its loss last: SoftmaxWithLoss for the classifiers, EuclideanLoss against the
+// input for the autoencoders; every bottom written before it is read), has the expected
 // parameter count; unknown names and unfit inputs are errors.
 #include "engine/models/models.h"
 
@@ -25,6 +26,18 @@ std::int64_t params_of(const std::string& name, const Shape& sample, int num_cla
       expected_state_dict(builtin_model(name, {sample, num_classes}), num_classes));
 }
 
+const std::set<std::string> kAutoencoders = {"conv_autoencoder", "mlp_autoencoder"};
+
+bool is_autoencoder(const std::string& name) { return kAutoencoders.count(name) > 0; }
+
+std::vector<std::string> classifier_names() {
+  std::vector<std::string> names;
+  for (const auto& name : builtin_model_names()) {
+    if (!is_autoencoder(name)) names.push_back(name);
+  }
+  return names;
+}
+
 TEST(Models, EveryModelRoundTripsThroughPrototxt) {
   for (const auto& name : builtin_model_names()) {
     SCOPED_TRACE(name);
@@ -41,6 +54,15 @@ TEST(Models, EveryModelRoundTripsThroughPrototxt) {
 
 TEST(Models, EveryModelIsAWellFormedNet) {
   for (const auto& name : builtin_model_names()) {
+    SCOPED_TRACE(name);
+    const proto::NetParameter net = builtin_model(name, {});
+    const auto& loss = net.layer(net.layer_size() - 1);
+    EXPECT_EQ(loss.type(), is_autoencoder(name) ? "EuclideanLoss" : "SoftmaxWithLoss");
+  }
+}
+
+TEST(Models, EveryClassifierIsAWellFormedNet) {
+  for (const auto& name : classifier_names()) {
     SCOPED_TRACE(name);
     const proto::NetParameter net = builtin_model(name, {});
     EXPECT_EQ(net.name(), name);
@@ -81,8 +103,9 @@ TEST(Models, UnknownNameListsTheKnownOnes) {
   for (const auto& name : builtin_model_names()) {
     EXPECT_NE(message.find(name), std::string::npos) << message;
   }
-  EXPECT_EQ(builtin_model_names(), (std::vector<std::string>{"fashion_cnn", "lenet", "mlp",
-                                                             "resnet18", "resnet50", "vgg16"}));
+  EXPECT_EQ(builtin_model_names(),
+            (std::vector<std::string>{"conv_autoencoder", "fashion_cnn", "lenet", "mlp",
+                                      "mlp_autoencoder", "resnet18", "resnet50", "vgg16"}));
   EXPECT_EQ(std::string(kDefaultModel), "fashion_cnn");
 }
 
@@ -135,6 +158,55 @@ TEST(Models, ParameterCounts) {
     std::cout << name << ": " << params_of(name, {}, 10) << " parameters (default input, 10 "
               << "classes)\n";
   }
+}
+
+// The autoencoders: EuclideanLoss between the reconstruction and "label", the target the loaders
+// fill with the input itself, so the last layer before the loss gives the input's shape back.
+TEST(Models, AutoencodersReconstructTheirInput) {
+  for (const auto& name : kAutoencoders) {
+    for (const Shape& sample : {Shape{1, 28, 28}, Shape{3, 32, 32}}) {
+      SCOPED_TRACE(name + " " + sample.str());
+      const proto::NetParameter net = builtin_model(name, {sample, 0, 8});
+      const auto& input = net.layer(0);
+      EXPECT_EQ(input.type(), "Input");
+      EXPECT_EQ(std::vector<std::string>(input.top().begin(), input.top().end()),
+                (std::vector<std::string>{"data", "label"}));
+      const auto& loss = net.layer(net.layer_size() - 1);
+      EXPECT_EQ(loss.type(), "EuclideanLoss");
+      ASSERT_EQ(loss.bottom_size(), 2);
+      EXPECT_EQ(loss.bottom(1), "label");
+      EXPECT_EQ(net.layer(net.layer_size() - 2).type(), "Sigmoid") << "the target is in [0, 1]";
+      // The shapes fit down to the loss, whose target is the input (throws otherwise).
+      EXPECT_NO_THROW(expected_state_dict(net, 0));
+      // No classifier: nothing takes its width from the dataset's classes.
+      EXPECT_EQ(learnable_count(expected_state_dict(net, 0)),
+                learnable_count(expected_state_dict(net, 1000)));
+    }
+  }
+  // Only the images the conv decoder mirrors.
+  EXPECT_NE(error_of([] {
+              builtin_model("conv_autoencoder", {{1, 24, 24}, 0});
+            }).find("28x28 or 32x32"),
+            std::string::npos);
+  EXPECT_NO_THROW(builtin_model("mlp_autoencoder", {{100}, 0}));
+  EXPECT_NE(error_of([] { builtin_model("conv_autoencoder", {{1, 28, 28}, 0, -1}); }), "");
+}
+
+TEST(Models, AutoencoderParameterCounts) {
+  // torch.nn's counts (sum of p.numel() over model.parameters()) of the same Sequential:
+  // Linear 784-256-32-256-784; Conv2d(C,16,3,2,1), Conv2d(16,32,3,2,1), Conv2d(32,32,H/4),
+  // ConvTranspose2d(32,32,H/4), ConvTranspose2d(32,16,3,2,1,output_padding=1), Upsample(2),
+  // Conv2d(16,C,3,padding=1).
+  EXPECT_EQ(params_of("mlp_autoencoder", {1, 28, 28}, 0), 419120);
+  EXPECT_EQ(params_of("conv_autoencoder", {1, 28, 28}, 0), 109985);
+  EXPECT_EQ(params_of("conv_autoencoder", {3, 32, 32}, 0), 141283);
+  // The deconvolutions' weights are [in, out, k, k], as ConvTranspose2d's.
+  std::map<std::string, Shape> shapes;
+  for (const auto& e : expected_state_dict(builtin_model("conv_autoencoder", {{1, 28, 28}, 0}), 0))
+    shapes[e.name] = e.shape;
+  EXPECT_EQ(shapes["dec1.weight"], (Shape{32, 32, 7, 7}));
+  EXPECT_EQ(shapes["dec2.weight"], (Shape{32, 16, 3, 3}));
+  EXPECT_EQ(shapes["dec3.weight"], (Shape{1, 16, 3, 3}));
 }
 
 TEST(Models, SmallInputsTakeTheCifarHeads) {

@@ -1,5 +1,6 @@
-// The built-in models through Net::build: the state_dict the Net lays out is torchvision's, and
-// fashion_cnn runs a forward pass to a sane loss. Skipped while a layer type is not registered.
+// The built-in models through Net::build: the state_dict the Net lays out is torchvision's, every
+// model (the autoencoders with their input as target) builds, and fashion_cnn and
+// conv_autoencoder run a forward pass to a sane loss. Skipped while a layer type is not registered.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,13 +18,16 @@ namespace {
 using testing::all_layers_registered;
 
 std::unique_ptr<Net> build(const proto::NetParameter& param, const Shape& sample, int classes,
-                           int batch) {
+                           int batch, const Shape& target = {}) {
   NetOptions options;
   options.batch_size = batch;
   options.sample_shape = sample;
   options.num_classes = classes;
+  options.target_shape = target;
   return Net::build(param, options);
 }
+
+bool is_autoencoder(const std::string& name) { return name.ends_with("_autoencoder"); }
 
 std::vector<std::string> lines_from_text(const Tensor& text) {
   const auto bytes = text.to_vector<std::uint8_t>();
@@ -75,8 +79,18 @@ TEST(ModelsNet, EveryModelBuildsOnSmallInputs) {
         name.starts_with("resnet") || name == "vgg16" ? Shape{3, 32, 32} : Shape{1, 28, 28};
     const auto param = builtin_model(name, {sample, 10});
     if (!all_layers_registered(param)) GTEST_SKIP() << "layer types not all registered yet";
-    const auto net = build(param, sample, 10, 2);
-    EXPECT_EQ(net->output().shape(), (Shape{2, 10}));
+    // An autoencoder's target is the input itself (f32, the sample's shape); its output, the
+    // blob the loss reads, is the reconstruction.
+    const bool autoencoder = is_autoencoder(name);
+    const auto net = build(param, sample, 10, 2, autoencoder ? sample : Shape{});
+    // (mlp_autoencoder's is flat, [2, 784]: EuclideanLoss takes an equal count per sample.)
+    const Shape expected = name == "conv_autoencoder" ? Shape{2, 1, 28, 28}
+                           : name == "mlp_autoencoder" ? Shape{2, 784}
+                                                       : Shape{2, 10};
+    EXPECT_EQ(net->output().shape().str(), expected.str());
+    if (autoencoder) {
+      EXPECT_EQ(net->labels().dtype(), DType::f32);
+    }
     std::cout << name << " " << sample.str() << ": " << net->forward_flops() / 2 / 1e6
               << " M multiply-adds per sample\n";
   }
@@ -99,6 +113,24 @@ TEST(ModelsNet, FashionCnnForwardGivesChanceLoss) {
   EXPECT_TRUE(std::isfinite(loss));
   EXPECT_GT(loss, 1.5f);
   EXPECT_LT(loss, 4.0f);
+}
+
+TEST(ModelsNet, ConvAutoencoderForwardGivesAnMse) {
+  const Shape sample{1, 28, 28};
+  const auto param = builtin_model("conv_autoencoder", {sample, 0});
+  const int batch = 4;
+  auto net = build(param, sample, 0, batch, sample);
+  net->init_params(1);
+  fill_uniform(net->input(), 0, 1, RngStream{5, RngPurpose::test, 0, 0, 0});
+  net->labels().copy_from(net->input());
+  net->forward({Phase::test});
+  const float loss = net->loss().to_vector<float>()[0];
+  // The mean squared error of a sigmoid near 0.5 against uniform [0, 1] pixels: about 1/12.
+  EXPECT_TRUE(std::isfinite(loss));
+  EXPECT_GT(loss, 0.05f);
+  EXPECT_LT(loss, 0.2f);
+  // The Net's own parameter count is torch's (tests/models/models_test.cc).
+  EXPECT_EQ(net->num_trainable(), 109985);
 }
 
 }  // namespace

@@ -48,6 +48,11 @@ inline std::int64_t window_out(std::int64_t in, std::int64_t kernel, std::int64_
   return out;
 }
 
+inline bool has_regression_loss(const proto::NetParameter& net) {
+  return std::any_of(net.layer().begin(), net.layer().end(),
+                     [](const auto& layer) { return layer.type() == "EuclideanLoss"; });
+}
+
 // torch.nn's parameters of one layer, and its top shape.
 inline Shape expected_layer(const proto::LayerParameter& l, const std::vector<Shape>& in,
                             int num_classes, std::vector<StateEntry>& out) {
@@ -62,6 +67,26 @@ inline Shape expected_layer(const proto::LayerParameter& l, const std::vector<Sh
     if (p.bias_term()) add("bias", {o});
     return {kBatch, o, window_out(in[0][2], k, p.stride(), p.pad()),
             window_out(in[0][3], k, p.stride(), p.pad())};
+  }
+  if (type == "Deconvolution") {
+    // torch.nn.ConvTranspose2d: weight [in, out / groups, k, k]; (in - 1) * stride - 2 * pad +
+    // dilation * (k - 1) + output_padding + 1.
+    const auto& p = l.convolution_param();
+    const std::int64_t o = p.num_output(), k = p.kernel_size(), s = p.stride(), pad = p.pad(),
+                       d = p.dilation(), g = p.group(), op = p.output_padding();
+    add("weight", {in[0][1], o / g, k, k});
+    if (p.bias_term()) add("bias", {o});
+    const auto side = [&](std::int64_t x) { return (x - 1) * s - 2 * pad + d * (k - 1) + op + 1; };
+    return {kBatch, o, side(in[0][2]), side(in[0][3])};
+  }
+  if (type == "Upsample") {
+    const auto& p = l.upsample_param();
+    const auto scaled = [&](std::int64_t x, bool has, float f) {
+      return static_cast<std::int64_t>(static_cast<float>(x) * (has ? f : p.scale_factor()));
+    };
+    const std::int64_t h = p.height() ? p.height() : scaled(in[0][2], p.has_scale_h(), p.scale_h());
+    const std::int64_t w = p.width() ? p.width() : scaled(in[0][3], p.has_scale_w(), p.scale_w());
+    return {kBatch, in[0][1], h, w};
   }
   if (type == "BatchNorm") {
     const std::int64_t c = in[0][1];
@@ -92,7 +117,11 @@ inline Shape expected_layer(const proto::LayerParameter& l, const std::vector<Sh
     if (!(in[0] == in[1])) RUCHE_FAIL() << l.name() << ": " << in[0].str() << " + " << in[1].str();
     return in[0];
   }
-  if (type == "SoftmaxWithLoss") return {};
+  if (type == "SoftmaxWithLoss" || type == "EuclideanLoss") {
+    if (type == "EuclideanLoss" && in[0].numel() != in[1].numel())
+      RUCHE_FAIL() << l.name() << ": " << in[0].str() << " against " << in[1].str();
+    return {};
+  }
   if (type == "ReLU" || type == "Dropout" || type == "Sigmoid" || type == "TanH") return in[0];
   RUCHE_FAIL() << "expected_state_dict: no rule for layer type " << type;
   return {};
@@ -100,9 +129,9 @@ inline Shape expected_layer(const proto::LayerParameter& l, const std::vector<Sh
 
 }  // namespace detail
 
-// Walks the net's blob shapes itself with torch.nn's parameter shapes (Conv2d, BatchNorm2d,
-// Linear), independently of engine/layers: a check of the generators alone. Throws ruche::Error
-// on a bottom that no earlier layer wrote or on shapes that do not fit.
+// Walks the net's blob shapes itself with torch.nn's parameter shapes (Conv2d, ConvTranspose2d,
+// BatchNorm2d, Linear), independently of engine/layers: a check of the generators alone. Throws
+// ruche::Error on a bottom that no earlier layer wrote or on shapes that do not fit.
 inline std::vector<StateEntry> expected_state_dict(const proto::NetParameter& net,
                                                    int num_classes) {
   std::map<std::string, Shape> blobs;
@@ -112,7 +141,8 @@ inline std::vector<StateEntry> expected_state_dict(const proto::NetParameter& ne
       Shape data{detail::kBatch};
       for (const auto d : layer.input_param().dim()) data.push_back(d);
       blobs["data"] = data;
-      blobs["label"] = Shape{detail::kBatch};
+      // A reconstruction's target is the input itself; a class label is one index.
+      blobs["label"] = detail::has_regression_loss(net) ? data : Shape{detail::kBatch};
       continue;
     }
     blobs[layer.top(0)] =
@@ -131,7 +161,7 @@ inline std::vector<StateEntry> layer_state_dict(const proto::NetParameter& net, 
       Shape data{detail::kBatch};
       for (const auto d : p.input_param().dim()) data.push_back(d);
       blobs["data"] = data;
-      blobs["label"] = Shape{detail::kBatch};
+      blobs["label"] = detail::has_regression_loss(net) ? data : Shape{detail::kBatch};
       continue;
     }
     const auto layer = create_layer(p);
