@@ -1,6 +1,8 @@
 #include "engine/data/loader.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "engine/error.h"
 
@@ -33,9 +35,19 @@ BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderO
       },
       options_.target_is_input ? dataset_->sample_shape() : Shape{});
   indices_.reserve(static_cast<std::size_t>(n));
+  const char* trace = std::getenv("RUCHE_TRACE_SAMPLES");
+  if (trace != nullptr && *trace != '\0' && options_.drop_last) {
+    const std::string path =
+        std::string(trace) + "/samples-" + std::to_string(sampler_.rank()) + ".txt";
+    trace_ = std::fopen(path.c_str(), "a");
+    RUCHE_REQUIRE(trace_ != nullptr) << "RUCHE_TRACE_SAMPLES: cannot append to " << path;
+  }
 }
 
-BatchLoader::~BatchLoader() { ring_->stop(); }
+BatchLoader::~BatchLoader() {
+  ring_->stop();
+  if (trace_ != nullptr) std::fclose(trace_);
+}
 
 Shape BatchLoader::batch_shape() const {
   Shape s{options_.batch_size};
@@ -85,6 +97,22 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
   return count;
 }
 
-std::int64_t BatchLoader::next(Tensor& x, Tensor& y) { return ring_->next(x, y); }
+std::int64_t BatchLoader::next(Tensor& x, Tensor& y) {
+  if (trace_ == nullptr) return ring_->next(x, y);
+  const std::int64_t batch = ring_->next_batch();
+  const std::int64_t n = ring_->next(x, y);
+  if (n > 0) {  // a line at a time, flushed: a killed rank leaves whole lines
+    std::fprintf(trace_, "epoch %u batch %lld world %d:", epoch_, static_cast<long long>(batch),
+                 sampler_.world());
+    for (std::int64_t j = 0; j < n; ++j) {
+      std::fprintf(trace_, " %lld",
+                   static_cast<long long>(indices_[static_cast<std::size_t>(
+                       batch * options_.batch_size + j)]));
+    }
+    std::fprintf(trace_, "\n");
+    std::fflush(trace_);
+  }
+  return n;
+}
 
 }  // namespace ruche

@@ -467,6 +467,24 @@ void Trainer::open_checkpoints() {
   checkpoints_ = std::make_unique<Checkpointer>(run_.checkpoint, run_.out_dir, *dp_,
                                                 std::move(layout), std::move(meta), fault_);
   at_ = checkpoints_->resume(*optimizer_);  // the beginning, or the checkpoint --resume names
+  // Resumed at another global batch (an elastic restart on fewer or more ranks), the steps left
+  // are counted at this one: the rest of the resumed epoch, then whole epochs. A run of
+  // --max-steps still ends at that step; a run of epochs still ends after its last epoch. On the
+  // same global batch both are what plan_steps found.
+  if (at_.step > 0 && static_cast<int>(at_.epoch) < epochs_ && at_.step < total_steps_) {
+    const std::int64_t per_step =
+        static_cast<std::int64_t>(solver_.batch_size()) * ranks_ * solver_.iter_size();
+    const std::int64_t left_in_epoch = steps_per_epoch_ - at_.samples_in_epoch / per_step;
+    if (solver_.max_iter() > 0) {
+      const std::int64_t after = total_steps_ - at_.step - left_in_epoch;
+      const std::int64_t more = after > 0 ? (after + steps_per_epoch_ - 1) / steps_per_epoch_ : 0;
+      epochs_ = std::max(epochs_, static_cast<int>(at_.epoch) + 1 + static_cast<int>(more));
+    } else {
+      total_steps_ = at_.step + left_in_epoch +
+                     static_cast<std::int64_t>(epochs_ - static_cast<int>(at_.epoch) - 1) *
+                         steps_per_epoch_;
+    }
+  }
   std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
               "(%d epochs)\n",
               solver_.type().c_str(), solver_.base_lr(), solver_.lr_policy().c_str(),
