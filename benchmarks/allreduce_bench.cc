@@ -14,6 +14,9 @@
 //   mpi_nb     MPI_Iallreduce + MPI_Wait: the nonblocking algorithm ruche posts, spun on
 //   mpi_poll   MPI_Iallreduce + ruche's yield/sleep polling, on this thread (no comm thread)
 //   ruche_avg  comm.all_reduce(view, avg).wait(): sum plus the division pass
+//   mpi_barrier  MPI_Ibarrier polled as ruche polls, then MPI_Allreduce: ruche's path for
+//              256 KiB and more without the comm thread (ruche - mpi_barrier: the hand-off)
+// --sides picks some of them (mpi and ruche always), e.g. --sides mpi,ruche for a focused A/B.
 // The last three split ruche's gap to MPI into algorithm (mpi -> mpi_nb), polling
 // (mpi_nb -> mpi_poll) and thread hand-off (mpi_poll -> ruche). Each sample is the mean time per
 // call over a round's iterations, the slowest rank's; we report median (min-max) over rounds.
@@ -43,7 +46,9 @@ namespace {
 
 // ------------------------------------------------------------------ what is measured
 
-const std::vector<std::string> kSides = {"mpi", "ruche", "mpi_nb", "mpi_poll", "ruche_avg"};
+const std::vector<std::string> kAllSides = {"mpi",      "ruche",     "mpi_nb",
+                                            "mpi_poll", "ruche_avg", "mpi_barrier"};
+std::vector<std::string> kSides = kAllSides;  // --sides: those cycled in this run
 
 const char* side_description(const std::string& side) {
   if (side == "mpi") return "MPI_Allreduce (blocking, caller's thread)";
@@ -51,6 +56,8 @@ const char* side_description(const std::string& side) {
   if (side == "mpi_nb") return "MPI_Iallreduce + MPI_Wait (caller's thread)";
   if (side == "mpi_poll") return "MPI_Iallreduce + ruche's backoff MPI_Test loop (caller's thread)";
   if (side == "ruche_avg") return "ruche MpiCommunicator all_reduce avg + wait (sum, then / n)";
+  if (side == "mpi_barrier")
+    return "MPI_Ibarrier + ruche's backoff MPI_Test loop, then MPI_Allreduce (caller's thread)";
   return "?";
 }
 
@@ -62,6 +69,8 @@ double time_side(const std::string& side, const World& world, Communicator& comm
     return raw_mpi_allreduce_seconds(world, data, count, iterations, RawMode::nonblocking);
   if (side == "mpi_poll")
     return raw_mpi_allreduce_seconds(world, data, count, iterations, RawMode::backoff_poll);
+  if (side == "mpi_barrier")
+    return raw_mpi_allreduce_seconds(world, data, count, iterations, RawMode::barrier_blocking);
   const ReduceOp op = side == "ruche_avg" ? ReduceOp::avg : ReduceOp::sum;
   BufferView view{data, DType::f32, count, Device::cpu()};
   comm.barrier().wait();  // start together, as the raw side does with MPI_Barrier
@@ -109,6 +118,14 @@ struct Stats {
   double min() const { return *std::min_element(seconds.begin(), seconds.end()); }
   double max() const { return *std::max_element(seconds.begin(), seconds.end()); }
 };
+
+// Per-round ratios a[i] / b[i] (the same round's samples): their spread is the ratio's.
+Stats round_ratios(const Stats& a, const Stats& b) {
+  Stats r;
+  for (std::size_t i = 0; i < a.seconds.size() && i < b.seconds.size(); ++i)
+    r.seconds.push_back(a.seconds[i] / b.seconds[i]);
+  return r;
+}
 
 struct Row {
   std::int64_t bytes = 0;
@@ -224,12 +241,13 @@ std::string markdown(const std::vector<Row>& rows, const Machine& m, int ranks, 
      << "GB/s = 1e9 B/s. ratio = ruche busbw / MPI busbw (goal >= 0.95 from "
      << size_name(goal_bytes) << " up).\n\n";
   md << "| size | iters | MPI_Allreduce us | ruche us | ruche - MPI us | MPI busbw GB/s | "
-        "ruche busbw GB/s | ratio | goal |\n"
-     << "|---|---|---|---|---|---|---|---|---|\n";
+        "ruche busbw GB/s | ratio | ratio per round: median (min-max) | goal |\n"
+     << "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const Row& r : rows) {
     const Stats& a = r.sides.at("mpi");
     const Stats& b = r.sides.at("ruche");
     const double ratio = a.median() / b.median();
+    const Stats rr = round_ratios(a, b);
     md << "| " << size_name(r.bytes) << " | " << r.iterations << " | "
        << fmt("%.1f", a.median() * 1e6) << " (" << fmt("%.1f", a.min() * 1e6) << "-"
        << fmt("%.1f", a.max() * 1e6) << ") | " << fmt("%.1f", b.median() * 1e6) << " ("
@@ -237,24 +255,30 @@ std::string markdown(const std::vector<Row>& rows, const Machine& m, int ranks, 
        << fmt("%+.1f", (b.median() - a.median()) * 1e6) << " | "
        << fmt("%.3f", busbw_gbs(r.bytes, a.median(), ranks)) << " | "
        << fmt("%.3f", busbw_gbs(r.bytes, b.median(), ranks)) << " | " << fmt("%.2f", ratio)
-       << "x | "
+       << "x | " << fmt("%.2f", rr.median()) << " (" << fmt("%.2f", rr.min()) << "-"
+       << fmt("%.2f", rr.max()) << ") | "
        << (r.bytes < goal_bytes ? "latency" : ratio >= 0.95 ? "met" : "**missed**") << " |\n";
   }
-  md << "\n## Where ruche's time goes\n\nMedian us per call. mpi -> mpi_nb: Open MPI's nonblocking "
-        "algorithm (coll/libnbc) instead of its blocking one (coll/tuned); mpi_nb -> mpi_poll: "
-        "ruche's polling (16 yields, then MPI_Test between sleeps of 8 to 200 us) instead of "
-        "MPI_Wait; mpi_poll -> ruche: the comm thread hand-off (queue, condition variables); "
-        "ruche -> ruche_avg: the division pass of avg.\n\n"
-     << "| size | mpi | mpi_nb | mpi_poll | ruche | ruche_avg | mpi_nb/mpi | mpi_poll/mpi_nb | "
-        "ruche/mpi_poll |\n|---|---|---|---|---|---|---|---|---|\n";
-  for (const Row& r : rows) {
-    auto us = [&](const char* s) { return r.sides.at(s).median() * 1e6; };
-    md << "| " << size_name(r.bytes);
-    for (const char* s : {"mpi", "mpi_nb", "mpi_poll", "ruche", "ruche_avg"})
-      md << " | " << fmt("%.1f", us(s));
-    md << " | " << fmt("%.2f", us("mpi_nb") / us("mpi")) << " | "
-       << fmt("%.2f", us("mpi_poll") / us("mpi_nb")) << " | "
-       << fmt("%.2f", us("ruche") / us("mpi_poll")) << " |\n";
+  if (std::find(kSides.begin(), kSides.end(), "ruche_avg") != kSides.end() &&
+      std::find(kSides.begin(), kSides.end(), "mpi_poll") != kSides.end() &&
+      std::find(kSides.begin(), kSides.end(), "mpi_nb") != kSides.end()) {
+    md << "\n## Where ruche's time goes\n\nMedian us per call. mpi -> mpi_nb: Open MPI's "
+          "nonblocking algorithm (coll/libnbc) instead of its blocking one (coll/tuned); "
+          "mpi_nb -> mpi_poll: ruche's polling (yields for 50 us, then MPI_Test between sleeps "
+          "of 8 to 200 us) instead of "
+          "MPI_Wait; mpi_poll -> ruche: the comm thread hand-off (queue, condition variables); "
+          "ruche -> ruche_avg: the division pass of avg.\n\n"
+       << "| size | mpi | mpi_nb | mpi_poll | ruche | ruche_avg | mpi_nb/mpi | mpi_poll/mpi_nb | "
+          "ruche/mpi_poll |\n|---|---|---|---|---|---|---|---|---|\n";
+    for (const Row& r : rows) {
+      auto us = [&](const char* s) { return r.sides.at(s).median() * 1e6; };
+      md << "| " << size_name(r.bytes);
+      for (const char* s : {"mpi", "mpi_nb", "mpi_poll", "ruche", "ruche_avg"})
+        md << " | " << fmt("%.1f", us(s));
+      md << " | " << fmt("%.2f", us("mpi_nb") / us("mpi")) << " | "
+         << fmt("%.2f", us("mpi_poll") / us("mpi_nb")) << " | "
+         << fmt("%.2f", us("ruche") / us("mpi_poll")) << " |\n";
+    }
   }
   md << "\nSides:\n\n";
   for (const std::string& s : kSides) md << "- " << s << ": " << side_description(s) << "\n";
@@ -291,7 +315,11 @@ std::string json(const std::vector<Row>& rows, const Machine& m, int ranks, int 
     js << "    {\"bytes\": " << r.bytes << ", \"count\": " << r.bytes / 4
        << ", \"iterations\": " << r.iterations << ", \"ratio_busbw\": "
        << fmt("%.4f", r.sides.at("mpi").median() / r.sides.at("ruche").median())
-       << ", \"sides\": {\n";
+       << ", \"ratio_rounds\": [";
+    const Stats rr = round_ratios(r.sides.at("mpi"), r.sides.at("ruche"));
+    for (std::size_t j = 0; j < rr.seconds.size(); ++j)
+      js << (j ? ", " : "") << fmt("%.4f", rr.seconds[j]);
+    js << "], \"sides\": {\n";
     std::size_t i = 0;
     for (const auto& [name, s] : r.sides) {
       js << "      " << json_string(name) << ": {\"median_us\": " << fmt("%.3f", s.median() * 1e6)
@@ -326,6 +354,12 @@ int main(int argc, char** argv) {
   app.add_option("--min-iters", min_iters);
   app.add_option("--max-iters", max_iters);
   app.add_option("--out", out_dir, "write allreduce-DATE.{md,json} here (rank 0)");
+  std::string sides_text = "mpi,ruche,mpi_nb,mpi_poll,ruche_avg,mpi_barrier";
+  app.add_option("--sides", sides_text,
+                 "comma-separated sides to cycle (mpi and ruche always; e.g. mpi,ruche for a "
+                 "focused A/B)");
+  std::string prefix = "allreduce";
+  app.add_option("--name", prefix, "results file name: NAME-DATE.{md,json}");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -333,6 +367,22 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   }
 
+  {
+    std::vector<std::string> chosen;
+    std::stringstream ss(sides_text);
+    for (std::string side; std::getline(ss, side, ',');) {
+      if (std::find(kAllSides.begin(), kAllSides.end(), side) == kAllSides.end()) {
+        if (world.rank() == 0)
+          std::fprintf(stderr, "allreduce_bench: unknown side '%s'\n", side.c_str());
+        return 2;
+      }
+      chosen.push_back(side);
+    }
+    for (const char* must : {"ruche", "mpi"})
+      if (std::find(chosen.begin(), chosen.end(), must) == chosen.end())
+        chosen.insert(chosen.begin(), must);
+    kSides = chosen;
+  }
   const int ranks = world.size();
   const bool root = world.rank() == 0;
   Machine machine = describe_machine(world);
@@ -379,7 +429,7 @@ int main(int argc, char** argv) {
     const std::string md = markdown(rows, machine, ranks, rounds, goal_bytes, command, wall_s);
     std::printf("\n%s", md.c_str());
     if (!out_dir.empty()) {
-      const std::string base = out_dir + "/allreduce-" + today();
+      const std::string base = out_dir + "/" + prefix + "-" + today();
       std::ofstream(base + ".md") << md;
       std::ofstream(base + ".json") << json(rows, machine, ranks, rounds, goal_bytes, command,
                                             wall_s);

@@ -22,6 +22,8 @@ const char* raw_mode_name(RawMode mode) {
       return "MPI_Iallreduce+MPI_Wait";
     case RawMode::backoff_poll:
       return "MPI_Iallreduce+backoff MPI_Test";
+    case RawMode::barrier_blocking:
+      return "MPI_Ibarrier+backoff MPI_Test, MPI_Allreduce";
   }
   return "?";
 }
@@ -35,7 +37,12 @@ double raw_mpi_allreduce_seconds(const World& world, float* data, std::int64_t c
   MPI_CHECK(MPI_Barrier(comm));  // start together: the time is the collective's, not the skew's
   const double start = MPI_Wtime();
   for (int i = 0; i < iterations; ++i) {
-    if (mode == RawMode::blocking) {
+    if (mode == RawMode::barrier_blocking) {
+      MPI_Request barrier = MPI_REQUEST_NULL;
+      MPI_CHECK(MPI_Ibarrier(comm, &barrier));
+      wait_for(&barrier);
+    }
+    if (mode == RawMode::blocking || mode == RawMode::barrier_blocking) {
       MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, data, n, MPI_FLOAT, MPI_SUM, comm));
       continue;
     }
