@@ -275,7 +275,7 @@ def min_ranks():
             f": ")
     check(len(said) == 1 and said[0].startswith(want) and
           "1 rank left, fewer than --min-ranks 2; stopping (exit 69); the last checkpoint, "
-          in said[0] and "is intact" in said[0], f"one clear line ({said[0] if said else ''})")
+          in said[0] and "is intact" in said[0], f"one clear line ({said[0].strip() if said else ''})")
     if rc != 69:
         print(job.text()[-4000:])
     after = latest.read_text() if latest.exists() else ""

@@ -125,6 +125,15 @@ usage_error "--abort-grace must be seconds" -np 2 --abort-grace soon -- ruche tr
 usage_error "--probe-interval must be seconds > 0, not '0'" -np 2 --probe-interval 0 -- ruche train
 usage_error "--probe-tries must be a number > 0" -np 2 --probe-tries x -- ruche train
 usage_error "--probe-timeout must be seconds > 0" -np 2 --probe-timeout -3 -- ruche train
+# --elastic and its options.
+usage_error "--min-ranks needs --elastic" -np 2 -H a,b --min-ranks 1 -- ruche train
+usage_error "--grow needs --elastic" -np 2 -H a,b --grow -- ruche train
+usage_error "--elastic needs hosts to drop: -H or --hostfile, with mpirun" -np 2 --elastic -- ruche train
+usage_error "--elastic needs hosts to drop" -np 2 -H a,b --launcher srun --elastic -- ruche train
+usage_error "--min-ranks must be a number > 0, not '0'" -np 2 -H a,b --elastic --min-ranks 0 -- ruche train
+usage_error "--min-ranks 3 is more than the 2 ranks of -np" -np 2 -H a,b --elastic --min-ranks=3 -- ruche train
+printf 'n1 slots=2\nn2\n' >"$tmp/hosts-noslots"
+usage_error "--elastic needs every host's slots: 'n2' in '$tmp/hosts-noslots' has no slots=N" -np 2 --hostfile "$tmp/hosts-noslots" --elastic -- ruche train
 # Hosts: more ranks than slots (every host says its count; -H host alone is 1), before anything.
 usage_error "-np 5 is more ranks than the 4 slots of the hosts ($tmp/hosts)" -np 5 --hostfile "$tmp/hosts" --dry-run -- ruche train
 usage_error "-np 3 is more ranks than the 2 slots of the hosts (a,b)" -np 3 -H a,b -- ruche train
@@ -144,14 +153,21 @@ checks=$((checks + 1))
 help=$("$RUN" --help)
 expect_eq "--help exit code" 0 "$?"
 for opt in -np -H --hostfile --iface --launcher --max-restarts --agent --abort-grace \
-  --probe-interval --probe-tries --probe-timeout --dry-run --help; do
+  --probe-interval --probe-tries --probe-timeout --elastic --min-ranks --grow --dry-run --help; do
   checks=$((checks + 1))
   grep -q -- " $opt" <<<"$help" || fail "--help does not explain $opt"
 done
+checks=$((checks + 1))
+grep -q "69: --elastic" <<<"$help" || fail "--help does not give exit code 69"
+# The first line of an elastic run is the plain one.
+dry "--elastic: the first line unchanged" \
+  "mpirun -np 4$root --hostfile $tmp/hosts --map-by slot --bind-to none -x PATH ruche train" \
+  RUCHE_RUN_CORES=8 "$RUN" --hostfile "$tmp/hosts" -np 4 --elastic --min-ranks 2 --grow --dry-run -- ruche train
 
 # ---- restarts and signals, against a fake mpirun ---------------------------------------------
-# The fake takes line k of $FAKE/codes on its k-th run: a number is its exit code; "wait U1 U2"
-# writes $FAKE/ready and waits for a signal, exiting U1 on SIGUSR1 and U2 on SIGUSR2. Every run
+# The fake takes line k of $FAKE/codes on its k-th run: a number is its exit code (a second word:
+# the hosts the fake agent finds down from then on, "-" none); "wait U1 U2" writes $FAKE/ready
+# and waits for a signal, exiting U1 on SIGUSR1 and U2 on SIGUSR2. Every run
 # appends its argv to $FAKE/argv, and whether it leads its own process group to $FAKE/pgroup.
 cat >"$tmp/fake-mpirun" <<'EOF'
 #!/usr/bin/env bash
@@ -160,6 +176,7 @@ read -ra stat </proc/$$/stat
 [[ ${stat[4]} == "$$" ]] && echo own >>"$FAKE/pgroup" || echo shared >>"$FAKE/pgroup"
 n=$(wc -l <"$FAKE/argv")
 read -ra step < <(sed -n "${n}p" "$FAKE/codes")
+[[ ${step[0]} != wait && -n ${step[1]:-} ]] && echo "${step[1]}" >"$FAKE/down"  # hosts down after
 if [[ ${step[0]} == wait ]]; then
   trap 'echo USR1 >>"$FAKE/signals"; kill $sleeper; exit ${step[1]}' USR1
   trap 'echo USR2 >>"$FAKE/signals"; kill $sleeper; exit ${step[2]}' USR2
@@ -228,6 +245,80 @@ expect_eq "75 from the cluster: resumed" \
 expect_eq "75 from the cluster: the line" \
   "$(line_of 75 "checkpointed and stopped at the cluster's request" "restart 1 of 3 from the last checkpoint")" \
   "$(cat "$tmp/err")"
+
+# --elastic against the fake mpirun and a fake launch agent: hosts named in $FAKE/down do not
+# answer; those in $FAKE/noread answer but cannot read the run directory.
+cat >"$tmp/fake-agent" <<'EOF'
+#!/usr/bin/env bash
+h=$1
+shift
+grep -qw -- "$h" "$FAKE/down" 2>/dev/null && { echo "ssh: connect to host $h port 22: No route to host" >&2; exit 255; }
+[[ $* == true ]] && exit 0
+grep -qw -- "$h" "$FAKE/noread" 2>/dev/null && exit 1
+exec sh -c "$*"
+EOF
+chmod +x "$tmp/fake-agent"
+elastic_scenario() {  # name codes... -- ruche-run arguments (hosts a, b, c; a run dir at step 40)
+  local name=$1 codes=()
+  FAKE=$tmp/$name
+  mkdir -p "$FAKE/run/ckpt/step-00000040"
+  touch "$FAKE/run/ckpt/step-00000040/"{COMMIT,manifest.pb,shard-00000-of-00003.bin}
+  echo step-00000040 >"$FAKE/run/ckpt/latest"
+  printf 'type: "sgd"\nbase_lr: 0.1\nlr_scaling: "linear"\nbatch_size: 16\n' >"$FAKE/run/solver.prototxt"
+  shift
+  while [[ $1 != -- ]]; do codes+=("$1"); shift; done
+  shift
+  scenario "$name" "${codes[@]}" -- -np 3 -H a,b,c --agent "$tmp/fake-agent" --probe-interval 1 \
+    --probe-tries 2 "$@" -- ruche train --out "$FAKE/run"
+}
+eline() {  # np hosts [r: resumed]
+  echo "-np $1$root -H $2 --map-by slot --bind-to none --mca plm_rsh_agent $tmp/fake-agent -x PATH ruche train --out $FAKE/run${3:+ --resume auto}"
+}
+down_c="did not answer 2 probes 1 s apart: ssh: connect to host c port 22: No route to host"
+elastic_scenario elastic "1 c" 0 -- --elastic --min-ranks 2
+expect_eq "--elastic: a lost host dropped, exit code" 0 "$rc"
+expect_eq "--elastic: restarted on the other hosts' slots" \
+  "$(eline 3 a,b,c)"$'\n'"$(eline 2 a:1,b:1 r)" "$(argv_lines)"
+expect_eq "--elastic: the lines" \
+  "ruche-run: the job exited with code 1 (a rank failed or aborted)
+ruche-run: elastic: host c dropped ($down_c): the job goes on with 2 ranks on a, b
+ruche-run: elastic: restarting from step 40 ($FAKE/run/ckpt/step-00000040) on 2 ranks (was 3): global batch 48 -> 32 (16 per rank), lr 0.01875 -> 0.0125 (--lr-scaling linear); the run is no longer bit-identical to one that never stopped
+$(line_of 1 "a rank failed or aborted" "restart 1 of 3 from the last checkpoint")" \
+  "$(cat "$tmp/err")"
+
+elastic_scenario elastic-min "1 c" 0 -- --elastic --min-ranks 3
+expect_eq "--min-ranks: exit code 69, not restarted" "69 1" "$rc $(argv_lines | wc -l)"
+expect_eq "--min-ranks: the line" \
+  "ruche-run: elastic: host c lost for good ($down_c): 2 ranks left, fewer than --min-ranks 3; stopping (exit 69); the last checkpoint, $FAKE/run/ckpt/step-00000040, is intact (continue with --resume auto once enough hosts answer)" \
+  "$(tail -1 "$tmp/err")"
+
+elastic_scenario elastic-grow "1 c" "1 -" 0 -- --elastic --grow
+expect_eq "--grow: exit code" 0 "$rc"
+expect_eq "--grow: a host that answers again joins at the next restart" \
+  "$(eline 3 a,b,c)"$'\n'"$(eline 2 a:1,b:1 r)"$'\n'"$(eline 3 a:1,b:1,c:1 r)" "$(argv_lines)"
+checks=$((checks + 1))
+grep -q "^ruche-run: elastic: host c answers again: re-admitted (--grow); the job goes on with 3 ranks on a, b, c$" "$tmp/err" ||
+  fail "--grow: no re-admission line: $(cat "$tmp/err")"
+
+elastic_scenario elastic-nogrow "1 c" "1 -" 0 -- --elastic
+expect_eq "no --grow: a host that answers again stays out" \
+  "$(eline 3 a,b,c)"$'\n'"$(eline 2 a:1,b:1 r)"$'\n'"$(eline 2 a:1,b:1 r)" "$(argv_lines)"
+
+# Every host must read the last checkpoint before a restart: --elastic drops one that cannot;
+# without it that is a user error.
+mkdir -p "$tmp/elastic-noread" && echo b >"$tmp/elastic-noread/noread"
+elastic_scenario elastic-noread 1 0 -- --elastic
+expect_eq "--elastic, a host that cannot read the checkpoint: dropped" \
+  "$(eline 3 a,b,c)"$'\n'"$(eline 2 a:1,c:1 r)" "$(argv_lines)"
+checks=$((checks + 1))
+grep -q "^ruche-run: elastic: host b dropped (cannot read the last checkpoint $FAKE/run/ckpt/step-00000040: the run directory must be on storage every host sees)" "$tmp/err" ||
+  fail "--elastic: no line for the host that cannot read: $(cat "$tmp/err")"
+mkdir -p "$tmp/noread" && echo b >"$tmp/noread/noread"
+elastic_scenario noread 1 0 --
+expect_eq "a host that cannot read the checkpoint: exit 2, not restarted" "2 1" "$rc $(argv_lines | wc -l)"
+expect_eq "a host that cannot read the checkpoint: the line" \
+  "ruche-run: host b cannot read the last checkpoint $FAKE/run/ckpt/step-00000040: the run directory must be on storage every host sees" \
+  "$(tail -1 "$tmp/err")"
 
 # Signals to ruche-run itself. It runs with job control on, as from a terminal (a background job
 # of a script would start with SIGINT ignored), and the signal is sent only once the fake has
