@@ -26,6 +26,11 @@ Checks against what was measured:
   (a) our CPU scaling (scaling-*.json, 2 ranks on one machine): compute from its 1-rank img/s,
       the backward share and the ranks' backward-end skew from overlap-*.json, all-reduce times
       from allreduce-*.json (ruche's side, interpolated by size), buckets from the same plan
+  (c) our 2-host runs on tbf-limited links (network-*.json, benchmarks/network.py): at each rate
+      the all-reduce time the projection's link model gives (ring over the nominal rate at 90%,
+      the fitted latency) beside ruche's measured one, and each training step's all-reduce and
+      exposed communication predicted from the measured backward time and bucket plan, with
+      both the nominal-rate model and the all-reduce times measured at that rate; model error %
   (b) Horovod's 512-GPU result (Sergeev & Del Balso 2018): their GPUs' speed for those models,
       fp32 gradients, Tensor Fusion (64 MiB buffer, 5 ms cycle), one ring over RoCE at 25 Gbit/s
 
@@ -457,6 +462,78 @@ def check_cpu(results_dir):
     return {"inputs": inputs, "allreduce_fit": fit, "rows": rows}
 
 
+NET_SIZES = [1 * MIB, 4 * MIB, 16 * MIB]
+
+
+def err_pct(model, measured):
+    return 100.0 * (model - measured) / measured if measured else None
+
+
+def check_network(results_dir):
+    """(c) 2 hosts, 1 rank each, at each tbf rate: the link model against the measurements."""
+    path, rec = latest(results_dir, "network")
+    if not rec:
+        return None
+    rates = []
+    for r in rec["rates"]:
+        curve = {"results": [{"bytes": x["bytes"], "sides": {"ruche": {
+            "median_us": x["ruche_us"]["median"]}}} for x in r["allreduce"]["rows"]]}
+        t_meas, fit = allreduce_interpolator(curve)
+        alpha = fit["alpha_us"] * 1e-6
+        bw = r["gbit"] * 1e9 / 8 * 0.9 if r["gbit"] else None  # the projection's 90% of line rate
+        t_link = (lambda b, bw=bw: ring_time(b, 2, bw, max(alpha, 0.0))) if bw else None
+        sizes = []
+        for x in r["allreduce"]["rows"]:
+            if x["bytes"] not in NET_SIZES:
+                continue
+            meas = x["ruche_us"]["median"] / 1e3
+            model = t_link(x["bytes"]) * 1e3 if t_link else None
+            sizes.append({"bytes": x["bytes"], "ruche_ms": meas,
+                          "mpi_ms": x["mpi_us"]["median"] / 1e3, "link_model_ms": model,
+                          "link_model_error_pct": err_pct(model, meas) if model else None})
+        steps = []
+        for t in r["training"]:
+            layers = MODELS[CPU_MODELS[t["model"]]]()
+            buckets = plan_buckets(gradient_tensors(layers))
+            t_bwd = t["backward_ms"]["median"] / 1e3
+            meas_ar, meas_exp = t["allreduce_ms"]["median"], t["exposed_ms"]["median"]
+            row = {"model": t["model"], "gradient_bytes": 4 * params(layers),
+                   "buckets": len(buckets), "backward_ms": t_bwd * 1e3,
+                   "step_ms": t["step_ms"]["median"],
+                   "allreduce_ms_measured": meas_ar, "exposed_ms_measured": meas_exp,
+                   "exposed_ms_measured_range": [t["exposed_ms"]["min"], t["exposed_ms"]["max"]]}
+            for name, f in (("curve", t_meas), ("link", t_link)):
+                if f is None:
+                    continue
+                exposed, total = exposed_ruche(buckets, t_bwd, 4, f)
+                row[f"allreduce_ms_{name}"] = total * 1e3
+                row[f"exposed_ms_{name}"] = exposed * 1e3
+                row[f"allreduce_error_pct_{name}"] = err_pct(total * 1e3, meas_ar)
+                row[f"exposed_error_pct_{name}"] = err_pct(exposed * 1e3, meas_exp)
+            steps.append(row)
+        rates.append({"rate": r["rate"], "gbit": r["gbit"], "allreduce_fit": fit,
+                      "allreduce": sizes, "steps": steps})
+    return {"input": path.name, "rates": rates}
+
+
+def print_network(c):
+    """Predicted beside measured at each rate, on stdout."""
+    print(f"projection: check (c), {c['input']}: model vs measured at each rate")
+    for r in c["rates"]:
+        rate = f"{r['gbit']:g} Gbit/s" if r["gbit"] else "unlimited"
+        for a in r["allreduce"]:
+            model = (f"{a['link_model_ms']:.1f} ms ({a['link_model_error_pct']:+.0f}%)"
+                     if a["link_model_ms"] else "n/a")
+            print(f"  {rate:>12}  all-reduce {a['bytes'] >> 20:>3} MiB: measured ruche "
+                  f"{a['ruche_ms']:.1f} ms (MPI {a['mpi_ms']:.1f}), link model {model}")
+        for s in r["steps"]:
+            link = (f"link model {s['exposed_ms_link']:.1f} ({s['exposed_error_pct_link']:+.0f}%)"
+                    if "exposed_ms_link" in s else "link model n/a")
+            print(f"  {rate:>12}  {s['model']}: exposed ms measured {s['exposed_ms_measured']:.1f}"
+                  f", from measured all-reduce {s['exposed_ms_curve']:.1f} "
+                  f"({s['exposed_error_pct_curve']:+.0f}%), {link}")
+
+
 def check_horovod():
     """(b) Horovod's 512-GPU efficiencies from the same model in their setting."""
     cluster, p, rows = horovod_cluster(), HOROVOD["gpus"], []
@@ -593,6 +670,38 @@ def markdown(rec):
               "measured bucket durations include that wait. Adding half the measured skew (the mean "
               "lag of the slower of two ranks) brings the prediction within 1.5 points of the "
               "measurement, inside its round-to-round spread.", ""]
+    c = rec.get("check_network")
+    if c:
+        L += ["## Check (c): 2 hosts on tbf-limited links (measured at each rate)", "",
+              f"Input: {c['input']} (benchmarks/network.py: 2 network-namespace hosts on this "
+              "machine, 1 rank each, TCP, each link limited both ways with tbf). 'link model': "
+              "the projection's all-reduce model, a ring over 90% of the nominal rate plus the "
+              "latency fitted at that rate; 'from measured all-reduce': ruche's all-reduce times "
+              "measured at that rate, interpolated. Steps: the measured backward time and "
+              "ruche's bucket plan, as in (a). Model error = (model - measured) / measured.", "",
+              "| rate | what | measured | link model (error) | from measured all-reduce "
+              "(error) |", "|---|---|---|---|---|"]
+        def cell(v, e):
+            return f"{v:.1f} ({e:+.0f}%)" if v is not None and e is not None else "n/a"
+        for r in c["rates"]:
+            rate = f"{r['gbit']:g} Gbit/s" if r["gbit"] else "unlimited"
+            for a in r["allreduce"]:
+                L.append(f"| {rate} | all-reduce {a['bytes'] >> 20} MiB, ms | "
+                         f"{a['ruche_ms']:.1f} (MPI {a['mpi_ms']:.1f}) | "
+                         f"{cell(a['link_model_ms'], a['link_model_error_pct'])} | - |")
+            for s_ in r["steps"]:
+                lo, hi = s_["exposed_ms_measured_range"]
+                L.append(f"| {rate} | {s_['model']}: all-reduce ms per step | "
+                         f"{s_['allreduce_ms_measured']:.1f} | "
+                         f"{cell(s_.get('allreduce_ms_link'), s_.get('allreduce_error_pct_link'))}"
+                         f" | {cell(s_['allreduce_ms_curve'], s_['allreduce_error_pct_curve'])} |")
+                L.append(f"| {rate} | {s_['model']}: exposed ms per step | "
+                         f"{s_['exposed_ms_measured']:.1f} ({lo:.1f}-{hi:.1f}) | "
+                         f"{cell(s_.get('exposed_ms_link'), s_.get('exposed_error_pct_link'))} | "
+                         f"{cell(s_['exposed_ms_curve'], s_['exposed_error_pct_curve'])} |")
+        L += ["", "How far to trust the 512-GPU projection: the link model's error at each rate "
+              "is the error its all-reduce term carries; see the network results page for why "
+              "the links here fall short of their nominal rate (TCP on 2 shared cores).", ""]
     b = rec["check_horovod"]
     L += ["## Check (b): Horovod, 512 GPUs (Sergeev & Del Balso 2018)", "",
           f"Their setting: {HOROVOD['source']}. Modelled as: " + b["cluster"] +
@@ -692,6 +801,7 @@ def main():
         "buckets": {"first_MiB": 1, "MiB": 25},
         "projection": project(speeds),
         "check_cpu": check_cpu(args.results_dir),
+        "check_network": check_network(args.results_dir),
         "check_horovod": check_horovod(),
         "plot": base.name + ".png",
     }
@@ -699,6 +809,8 @@ def main():
     base.with_suffix(".json").write_text(json.dumps(rec, indent=1) + "\n")
     base.with_suffix(".md").write_text(markdown(rec))
     plot(rec, base.with_suffix(".png"))
+    if rec["check_network"]:
+        print_network(rec["check_network"])
     print(f"projection: wrote {base}.json, .md and .png")
 
 

@@ -25,6 +25,12 @@ env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/checkpoint_cost.py
 # input pipeline: decoded and augmented ImageNet-like images/s, ruche's shard loader (ruche
 # data-bench) vs PyTorch's DataLoader + torchvision on the same JPEGs, 1 and 2 workers.
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/input_pipeline.py" "$build"
+# network (root only; skipped otherwise): 2 network-namespace hosts, tbf-limited links at 0.5, 1,
+# 2, 5 Gbit/s and unlimited: ruche vs raw MPI_Allreduce and the training step's exposed
+# communication at each rate (~10 minutes). Before projection, which reads it.
+if [ "$(id -u)" = 0 ]; then
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" "$here/network.py" "$build"
+fi
 # projection: scaling to 8..1024 GPUs predicted from a step model and the results above, checked
 # against our 2-rank scaling and Horovod's published 512-GPU figures (no runs; a few seconds).
 "$python" "$here/projection.py"
