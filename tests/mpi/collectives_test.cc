@@ -84,6 +84,23 @@ TEST_F(Collectives, AllReduceSumAndAvg) {
   }
 }
 
+// From 256 KiB an all-reduce is one blocking MPI_Allreduce; avg runs it in 4 MiB chunks, each
+// divided as it completes (a power-of-two world multiplies by 1/size: the same bits as / size).
+// 2 chunks and a partial third, against the sum divided here.
+TEST_F(Collectives, LargeAllReduceAvgInChunks) {
+  const std::int64_t n = 2 * (std::int64_t{4} << 20) / 4 + 777;
+  std::vector<float> x(static_cast<std::size_t>(n)), expected(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) {
+    x[i] = value(rank, i);
+    float sum = 0;
+    for (int r = 0; r < size; ++r) sum += value(r, i);
+    expected[i] = sum / static_cast<float>(size);
+  }
+  comm.all_reduce(view(x), ReduceOp::avg).wait();
+  expect_reduced(x, expected, size);
+  expect_same_on_every_rank(x);
+}
+
 TEST_F(Collectives, BroadcastFromFirstAndLastRank) {
   for (int root : {0, size - 1}) {
     std::vector<float> x(333);
