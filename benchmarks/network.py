@@ -197,8 +197,8 @@ def markdown(rec):
          f"f32 sum in place; median (min-max) over {rec['rounds']} rounds, the two sides "
          "alternating in every round; busbw as nccl-tests (bytes / time * 2(n-1)/n, GB/s = 1e9 "
          "B/s); ratio = ruche busbw / MPI busbw of the same round (goal >= 0.95 from 1 MiB up).",
-         "", "| rate | size | MPI us | ruche us | MPI busbw GB/s | ruche busbw GB/s | ratio | goal |",
-         "|---|---|---|---|---|---|---|---|"]
+         "", "| rate | size | MPI us | ruche us | MPI busbw GB/s | ruche busbw GB/s | ratio | "
+         "goal |", "|---|---|---|---|---|---|---|---|"]
     for r in rec["rates"]:
         for row in r["allreduce"]["rows"]:
             size = row["bytes"]
@@ -210,6 +210,15 @@ def markdown(rec):
                      f"{common.median_range(row['ruche_us'])} | {row['mpi_busbw_gbs']:.3f} | "
                      f"{row['ruche_busbw_gbs']:.3f} | {common.median_range(row['ratio'], 1, 2)} "
                      f"| {goal} |")
+    L += ["", "What the links delivered: MPI's bus bandwidth at the largest size, in Gbit/s (for 2 "
+          "ranks busbw = bytes / time: each rank sends the buffer's size once in each "
+          "direction), against the tbf rate.", "", "| rate | MPI busbw Gbit/s | of the rate |",
+          "|---|---|---|"]
+    for r in rec["rates"]:
+        top = max(r["allreduce"]["rows"], key=lambda x: x["bytes"])
+        got = top["mpi_busbw_gbs"] * 8
+        share = "-" if r["gbit"] is None else f"{100 * got / r['gbit']:.0f}%"
+        L.append(f"| {fmt_gbit(r['rate'])} | {got:.2f} | {share} |")
     L += ["", "## Training step across the hosts", "",
           "Synthetic data, 1 rank per host, 1 thread per rank, --timeline. Per measured step and "
           "rank (both ranks pooled), median (min-max) ms: the step, backward, the buckets' "
@@ -258,6 +267,11 @@ def main():
         if shutil.which(tool) is None:
             print(f"network: skipped: no `{tool}`")
             sys.exit(77)
+    # Private copies: a rebuild of BUILD by someone else mid-run does not change what is measured.
+    private = tempfile.mkdtemp(prefix="ruche-netbench-bin-")
+    for name in ("ruche", "allreduce_bench"):
+        shutil.copy2(f"{build}/{name}", private)
+    source_build, build = build, private
     start, load_before = time.monotonic(), os.getloadavg()
     p = hosts("up", ID, "2", check=False)
     if p.returncode == 77:
@@ -293,6 +307,7 @@ def main():
         hosts("down", ID, check=False)
         if "hostfile" in locals():
             os.unlink(hostfile)
+        shutil.rmtree(private, ignore_errors=True)
     rec = {
         "benchmark": "network",
         "what": "2 hosts (network namespaces, TCP over veths, tbf-limited links) x 1 rank: "
@@ -300,7 +315,7 @@ def main():
                 "training steps' exposed communication per rate",
         "machine": dict(common.machine(), nodes="2 pretend hosts (network namespaces) on 1 "
                         "machine", transport="TCP over veth + bridge, tbf both ways per host"),
-        "versions": dict(common.ruche_versions(build), mpi=results[0]["allreduce"]["versions"]
+        "versions": dict(common.ruche_versions(source_build), mpi=results[0]["allreduce"]["versions"]
                          ["mpi"], ruche=results[0]["allreduce"]["versions"]["ruche"]),
         "command": "benchmarks/network.py" + "".join(f" {a}" for a in sys.argv[1:]),
         "rounds": args.rounds, "ranks": 2, "models": MODELS, "bench_args": BENCH_ARGS,
