@@ -1,7 +1,8 @@
 // ruche data: look at a data set before training on it. `ruche data describe --data SPEC [-o DIR]`
-// prints what engine/data/describe.h measures and, with -o, writes DIR/describe.json and
-// DIR/samples.png (a grid of training samples per class, drawn by matplotlib through
-// tools/scripts/figures.py, as `ruche plot` draws). `ruche data bench` times the shard loader.
+// prints what engine/data/describe.h measures and, with -o, writes DIR/describe.json,
+// DIR/samples.png (a grid of training samples per class) and, when duplicates were found,
+// DIR/duplicates.png (example pairs), drawn by matplotlib through tools/scripts/figures.py, as
+// `ruche plot` draws. `ruche data bench` times the shard loader.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,7 +38,7 @@ void add_data_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--seed", o.describe.seed, "the run's seed: the same held-out split")
       ->capture_default_str();
   cmd->add_option("--near-threshold", o.describe.near_threshold,
-                  "near duplicates: 64-bit dHash within this Hamming distance")
+                  "near duplicates: 256-bit dHash (17 x 16 cells) within this Hamming distance")
       ->capture_default_str();
   cmd->add_option("--samples-per-class", o.describe.samples_per_class,
                   "training samples per class in the grid")
@@ -45,7 +46,9 @@ void add_data_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-pairs", o.describe.max_pairs,
                   "skip a near-duplicate check that would compare more pairs (said)")
       ->capture_default_str();
-  cmd->add_option("-o,--out", o.out, "write DIR/describe.json and DIR/samples.png");
+  cmd->add_option("-o,--out", o.out,
+                  "write DIR/describe.json, DIR/samples.png and (duplicates found) "
+                  "DIR/duplicates.png");
   cmd->callback([&exit_code] {
     namespace fs = std::filesystem;
     RUCHE_REQUIRE(o.layout == "nchw" || o.layout == "nhwc")
@@ -76,9 +79,17 @@ void add_data_command(CLI::App& app, int& exit_code) {
     if (d.grid_labels.empty()) return;
     const std::string npz = (dir / "samples.npz").string();
     std::vector<std::int32_t> labels = d.grid_labels;
-    save_npz(npz, {{"x", d.grid},
-                   {"y", Tensor::from_vector(labels, Shape{static_cast<std::int64_t>(
-                                                              labels.size())})}});
+    std::vector<std::pair<std::string, Tensor>> arrays{
+        {"x", d.grid},
+        {"y", Tensor::from_vector(labels, Shape{static_cast<std::int64_t>(labels.size())})}};
+    if (!d.pair_check.empty()) {  // duplicates.png
+      arrays.emplace_back("pair_a", d.pair_a);
+      arrays.emplace_back("pair_b", d.pair_b);
+      std::vector<std::int32_t> check = d.pair_check;
+      arrays.emplace_back("pair_check",
+                          Tensor::from_vector(check, Shape{static_cast<std::int64_t>(check.size())}));
+    }
+    save_npz(npz, arrays);
     const int code = run_python(python, shipped_script("figures.py"),
                                 {"grid", npz, json, (dir / "samples.png").string(),
                                  d.pixels ? "pixels" : "values"});

@@ -206,6 +206,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
     bool no_tensorboard = false;
     int tb_histograms = 0;
     CheckpointOptions checkpoint;
+    std::string checkpoint_every_steps = "0";  // N or auto[:P%]
     bool no_checkpoint = false;
     std::map<std::string, std::string> values;  // solver flag -> value given
   };
@@ -254,13 +255,15 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--resume", o.checkpoint.resume,
                   "auto (RUN/ckpt/latest; fresh when none) or a checkpoint directory");
   cmd->add_flag("--no-checkpoint", o.no_checkpoint, "write no checkpoints");
-  cmd->add_option("--checkpoint-every-steps", o.checkpoint.every_steps,
-                  "also checkpoint every N steps (0: off)")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--checkpoint-every-minutes", o.checkpoint.every_minutes,
-                  "checkpoint every M minutes (0: off; besides every epoch and the end)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  cmd->add_option("--checkpoint-every-steps", o.checkpoint_every_steps,
+                  "also checkpoint every N steps (0: off); auto[:P%]: measure a step and a save "
+                  "and checkpoint as often as keeps the saves within P% (2) of the time, instead "
+                  "of every 30 minutes");
+  CLI::Option* every_minutes =
+      cmd->add_option("--checkpoint-every-minutes", o.checkpoint.every_minutes,
+                      "checkpoint every M minutes (0: off; besides every epoch and the end)")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
   cmd->add_option("--keep-checkpoints", o.checkpoint.keep, "committed checkpoints kept (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -309,7 +312,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
           f.flag, [&f](const std::string& v) { o.values[f.flag] = v; }, help);
     }
   }
-  cmd->callback([&exit_code] {
+  cmd->callback([&exit_code, every_minutes] {
     RUCHE_REQUIRE(o.model.empty() || o.net.empty()) << "give --model or --net, not both";
     TrainRun run;
     if (!o.net.empty()) {
@@ -372,6 +375,13 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.tensorboard = !o.no_tensorboard;
     run.tb_histograms = o.tb_histograms;
     run.checkpoint = o.checkpoint;
+    parse_checkpoint_every_steps(o.checkpoint_every_steps, run.checkpoint);
+    if (run.checkpoint.auto_percent > 0) {
+      RUCHE_REQUIRE(every_minutes->count() == 0)
+          << "--checkpoint-every-steps auto chooses the cadence itself: give it or "
+             "--checkpoint-every-minutes, not both";
+      run.checkpoint.every_minutes = 0;  // the measured cadence replaces the 30-minute timer
+    }
     run.checkpoint.enabled = !o.no_checkpoint;
     CommOptions comm_options;
     comm_options.timeout_seconds = o.comm_timeout;

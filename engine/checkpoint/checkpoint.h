@@ -144,12 +144,16 @@ class ShardWriter {
   // The buffer of the last collected write, to snapshot the next save into without allocating
   // and faulting in fresh pages (8x faster for resnet18's 89 MB: benchmarks/results/checkpoint-*).
   std::vector<std::uint8_t> take_buffer() { return std::move(spare_); }
+  // Wall seconds the last collected write took on the writer thread (crc32c, write, fsync,
+  // rename): what --checkpoint-every-steps auto counts as a save's write.
+  double last_seconds() const { return last_seconds_; }
 
  private:
   struct State;
   std::shared_ptr<State> state_;
   std::thread thread_;
   std::vector<std::uint8_t> spare_;
+  double last_seconds_ = 0;
 };
 
 // Rank 0, once every rank's shard is durable: writes manifest.pb, then COMMIT, then

@@ -43,7 +43,7 @@ class Fd {
     std::string message = name;
     message.append(": ").append(error_text(err)).append(" (");
     message.append(std::to_string(size)).append(" bytes)");
-    throw Error(message);
+    throw NoSpaceError(message);
   }
   std::string message = name;
   message.append(": ").append(what).append(": ").append(error_text(err));
@@ -91,6 +91,7 @@ void make_directories(const std::string& dir) {
   if (ec) {
     std::string message = dir;
     message.append(": cannot create the directory: ").append(error_text(ec.value()));
+    if (ec.value() == ENOSPC || ec.value() == EDQUOT) throw NoSpaceError(message);
     throw Error(message);
   }
 }

@@ -7,10 +7,20 @@
 #include <string>
 #include <vector>
 
+#include "engine/error.h"
+
 namespace ruche::checkpoint_io {
 
+// A write that failed for lack of space (ENOSPC, EDQUOT): a ruche::Error the trainer tells apart,
+// since a periodic checkpoint that meets a full disk is skipped (training goes on) and only the
+// final one is fatal (exit 74, docs/ARCHITECTURE.md, Signals and exit codes).
+class NoSpaceError : public Error {
+ public:
+  explicit NoSpaceError(const std::string& what) : Error(what) {}
+};
+
 // Writes all `size` bytes to `fd` (short writes and EINTR retried). On failure throws ruche::Error
-// "NAME: no space left on device (N bytes)" for ENOSPC (and EDQUOT), "NAME: write failed: ..."
+// NoSpaceError "NAME: no space left on device (N bytes)" for ENOSPC (and EDQUOT), "NAME: write failed: ..."
 // otherwise; the caller removes the file.
 void write_all(int fd, const void* data, std::size_t size, const std::string& name);
 
@@ -24,7 +34,8 @@ inline void write_file_durably(const std::string& path, const std::string& text)
 // fsyncs a directory, so a rename inside it survives a crash.
 void fsync_directory(const std::string& dir);
 
-// Creates `dir` and its parents; a ruche::Error naming it when it cannot be.
+// Creates `dir` and its parents; a ruche::Error naming it when it cannot be (NoSpaceError when the
+// disk is full).
 void make_directories(const std::string& dir);
 
 // The whole file; a ruche::Error "PATH: missing" or "PATH: cannot read: ..." otherwise.

@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -35,6 +36,7 @@ struct ShardWriter::State {
   std::optional<ShardRecord> record;
   std::exception_ptr error;
   std::vector<std::uint8_t> bytes;  // handed back after the write, for the next snapshot
+  double seconds = 0;               // the write's wall time
 };
 
 ShardWriter::~ShardWriter() {
@@ -53,6 +55,7 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
         setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
         std::optional<ShardRecord> record;
         std::exception_ptr error;
+        const auto started = std::chrono::steady_clock::now();
         try {
           if (before_write) before_write();
           record = write_shard(dir, rank, world, range, bytes);
@@ -63,6 +66,8 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
         state->record = std::move(record);
         state->error = error;
         state->bytes = std::move(bytes);
+        state->seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         state->finished = true;
       });
 }
@@ -81,6 +86,7 @@ ShardRecord ShardWriter::collect() {
   const std::shared_ptr<State> state = std::move(state_);
   state_.reset();
   spare_ = std::move(state->bytes);
+  last_seconds_ = state->seconds;
   if (state->error) std::rethrow_exception(state->error);
   RUCHE_CHECK(state->record.has_value()) << "ShardWriter: the write left no record";
   return *state->record;

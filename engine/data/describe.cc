@@ -22,7 +22,8 @@ constexpr int kExamples = 5;
 
 // What one pass over a split keeps of each sample.
 struct SplitHashes {
-  std::vector<std::uint64_t> exact, near;
+  std::vector<std::uint64_t> exact;
+  std::vector<PerceptualHash> near;
   std::vector<std::int32_t> labels;
 };
 
@@ -62,6 +63,7 @@ SampleStream dataset_stream(const std::string& name, const DatasetPtr& d) {
   SampleStream s;
   s.name = name;
   s.size = d->size();
+  s.read = [d](std::int64_t i, float* out) { d->read(i, out); };
   s.for_each = [d](const auto& visit) {
     std::vector<float> x(static_cast<std::size_t>(d->sample_numel()));
     for (std::int64_t i = 0; i < d->size(); ++i) {
@@ -149,7 +151,7 @@ void near_check(const SplitHashes& a, const SplitHashes& b, bool within, int thr
     const auto uj = static_cast<std::size_t>(j);
     const std::size_t end = within ? uj : a.near.size();
     for (std::size_t i = 0; i < end; ++i) {
-      if (std::popcount(a.near[i] ^ b.near[uj]) <= threshold && a.exact[i] != b.exact[uj]) {
+      if (hash_distance(a.near[i], b.near[uj]) <= threshold && a.exact[i] != b.exact[uj]) {
         match[uj] = static_cast<std::int64_t>(i);
         break;
       }
@@ -174,12 +176,18 @@ std::uint64_t exact_hash(const float* sample, std::int64_t numel) {
   return h;
 }
 
-std::uint64_t perceptual_hash(const float* sample, const Shape& shape) {
+int hash_distance(const PerceptualHash& a, const PerceptualHash& b) {
+  return std::popcount(a[0] ^ b[0]) + std::popcount(a[1] ^ b[1]) + std::popcount(a[2] ^ b[2]) +
+         std::popcount(a[3] ^ b[3]);
+}
+
+PerceptualHash perceptual_hash(const float* sample, const Shape& shape) {
   RUCHE_CHECK(shape.ndim() == 3) << "perceptual_hash of a sample of shape " << shape.str();
   const std::int64_t c = shape[0], h = shape[1], w = shape[2];
-  constexpr int kW = 9, kH = 8;
+  constexpr int kW = 17, kH = 16;
   double cell[kH][kW] = {};
-  // Area resampling: each source pixel is spread over the cells its square overlaps.
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  // Area resampling: each cell is the mean of the source area it covers (partial pixels weighed).
   for (int cy = 0; cy < kH; ++cy) {
     const double y0 = static_cast<double>(cy) * h / kH, y1 = static_cast<double>(cy + 1) * h / kH;
     for (int cx = 0; cx < kW; ++cx) {
@@ -191,17 +199,24 @@ std::uint64_t perceptual_hash(const float* sample, const Shape& shape) {
         for (auto x = static_cast<std::int64_t>(x0); x < w && static_cast<double>(x) < x1; ++x) {
           const double wx = std::min<double>(x + 1, x1) - std::max<double>(x, x0);
           double v = 0;
-          for (std::int64_t ch = 0; ch < c; ++ch) v += sample[(ch * h + y) * w + x];
+          for (std::int64_t ch = 0; ch < c; ++ch) {
+            const float s = sample[(ch * h + y) * w + x];
+            v += std::isfinite(s) ? s : 0.0;
+          }
           total += wy * wx * v;
         }
       }
-      cell[cy][cx] = total;
+      cell[cy][cx] = total / ((y1 - y0) * (x1 - x0) * static_cast<double>(c));
+      lo = std::min(lo, cell[cy][cx]);
+      hi = std::max(hi, cell[cy][cx]);
     }
   }
-  std::uint64_t bits = 0;
+  const double tolerance = 0.05 * (hi - lo);
+  PerceptualHash bits{};
+  int k = 0;
   for (int cy = 0; cy < kH; ++cy) {
-    for (int cx = 0; cx < kW - 1; ++cx) {
-      bits = (bits << 1) | (cell[cy][cx] > cell[cy][cx + 1] ? 1u : 0u);
+    for (int cx = 0; cx < kW - 1; ++cx, ++k) {
+      if (cell[cy][cx] - cell[cy][cx + 1] > tolerance) bits[k / 64] |= std::uint64_t{1} << (k % 64);
     }
   }
   return bits;
@@ -283,7 +298,7 @@ DataDescription describe_data(const DataSpec& spec, const DescribeOptions& optio
       ++facts.class_counts[static_cast<std::size_t>(label)];
       h.labels.push_back(label);
       h.exact.push_back(exact_hash(x, numel));
-      h.near.push_back(image ? perceptual_hash(x, d.sample_shape) : 0);
+      h.near.push_back(image ? perceptual_hash(x, d.sample_shape) : PerceptualHash{});
       if (!is_train) return;
       for (std::int64_t k = 0; k < numel; ++k) {
         // uint8 stored (an npz's): every value is a pixel / 255, as the reader divides
@@ -369,6 +384,27 @@ DataDescription describe_data(const DataSpec& spec, const DescribeOptions& optio
     d.duplicates.push_back(near);
   }
 
+  // Example pairs, read again (indexable sources only).
+  std::vector<float> pa, pb;
+  for (std::size_t k = 0; k < d.duplicates.size(); ++k) {
+    const DuplicateCheck& c = d.duplicates[k];
+    const std::size_t s = k / 2;  // two checks (exact, near) per split, in stream order
+    if (c.skipped || c.examples.empty() || !streams[0].read || !streams[s].read) continue;
+    for (std::size_t e = 0; e < std::min<std::size_t>(c.examples.size(), 4); ++e) {
+      pa.resize(pa.size() + static_cast<std::size_t>(numel));
+      pb.resize(pb.size() + static_cast<std::size_t>(numel));
+      streams[0].read(c.examples[e].first, pa.data() + pa.size() - numel);
+      streams[s].read(c.examples[e].second, pb.data() + pb.size() - numel);
+      d.pair_check.push_back(static_cast<std::int32_t>(k));
+    }
+  }
+  if (!d.pair_check.empty()) {
+    Shape pshape{static_cast<std::int64_t>(d.pair_check.size())};
+    for (std::int64_t dim : d.sample_shape) pshape.push_back(dim);
+    d.pair_a = Tensor::from_vector(pa, pshape);
+    d.pair_b = Tensor::from_vector(pb, pshape);
+  }
+
   // The grid, class-major.
   std::int64_t rows = 0;
   for (int n : grid_count) rows += n;
@@ -427,7 +463,7 @@ std::string render_description(const DataDescription& d) {
     o << " (one of them)";
   }
   o << "\n";
-  o << "leakage (exact: 64-bit hash of the decoded sample; near: 64-bit dHash within Hamming "
+  o << "leakage (exact: 64-bit hash of the decoded sample; near: 256-bit dHash within Hamming "
     << "distance " << d.near_threshold << ", exact copies not counted again):\n";
   for (const DuplicateCheck& c : d.duplicates) {
     const bool within = c.a == c.b;

@@ -6,6 +6,7 @@
 // Hamming distance, between train and test, train and validation, and within train.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -24,16 +25,23 @@ struct SampleStream {
   // Calls `visit(index, values, label)` for every sample in order.
   std::function<void(const std::function<void(std::int64_t, const float*, std::int32_t)>&)>
       for_each;
+  // Sample i's values into out; null where the source streams (shards).
+  std::function<void(std::int64_t, float*)> read;
 };
 
-// dHash: the sample's mean over channels, area-resampled to 9 x 8, one bit per horizontal
-// neighbour pair (left brighter than right), row-major. Images [C, H, W] only.
-std::uint64_t perceptual_hash(const float* sample, const Shape& shape);
+// A 256-bit difference hash (dHash): the sample's mean over channels, area-resampled to 17 x 16
+// cells, one bit per horizontal neighbour pair, set where the left cell exceeds the right one by
+// more than 5% of the cells' range (so flat regions, a background, do not flip with noise),
+// row-major. Images [C, H, W] only. (A 64-bit 9 x 8 dHash puts most Fashion-MNIST test images
+// within 2 bits of some training image: too coarse to tell a copy from a look-alike.)
+using PerceptualHash = std::array<std::uint64_t, 4>;
+PerceptualHash perceptual_hash(const float* sample, const Shape& shape);
+int hash_distance(const PerceptualHash& a, const PerceptualHash& b);
 // 64-bit FNV-1a over the sample's float bytes: equal samples, equal hashes.
 std::uint64_t exact_hash(const float* sample, std::int64_t numel);
 
 struct DescribeOptions {
-  int near_threshold = 4;          // near duplicates: dHash Hamming distance <= this, of 64 bits
+  int near_threshold = 4;          // near duplicates: dHash Hamming distance <= this, of 256 bits
   int samples_per_class = 8;       // the grid's columns
   std::int64_t stats_samples = 10000;  // compute_normalization's limit, as --normalize auto
   double val_fraction = 0.1;       // the run's held-out validation (sources without their own)
@@ -78,6 +86,10 @@ struct DataDescription {
   // The grid: up to samples_per_class training samples of each class, class-major.
   Tensor grid;                    // f32 [n, sample...] in read() units
   std::vector<std::int32_t> grid_labels;
+  // Up to 4 example pairs of each check that found duplicates (indexable sources): the first
+  // split's sample, the second's, and which entry of `duplicates` they illustrate.
+  Tensor pair_a, pair_b;
+  std::vector<std::int32_t> pair_check;
 };
 
 // The splits of `spec` as training opens them (indexable sources: open_splits; .tar shards:

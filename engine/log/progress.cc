@@ -37,7 +37,12 @@ std::string progress_line(const Progress& p) {
   n += std::snprintf(buf + n, sizeof buf - n, "lr %.4g  %.0f img/s", p.lr,
                      p.images_per_second);
   if (p.eta_seconds >= 0) {
-    std::snprintf(buf + n, sizeof buf - n, "  ETA %s", human_duration(p.eta_seconds).c_str());
+    n += std::snprintf(buf + n, sizeof buf - n, "  ETA %s",
+                       human_duration(p.eta_seconds).c_str());
+  }
+  if (p.checkpoint_every > 0) {
+    std::snprintf(buf + n, sizeof buf - n, "  ckpt/%lld %.1f%%",
+                  static_cast<long long>(p.checkpoint_every), p.checkpoint_cost_percent);
   }
   return buf;
 }

@@ -16,9 +16,13 @@ struct Progress {
   double lr = 0;
   double images_per_second = 0;
   double eta_seconds = -1;            // < 0: unknown
+  // --checkpoint-every-steps auto: the cadence and its measured cost in % (0: none chosen)
+  std::int64_t checkpoint_every = 0;
+  double checkpoint_cost_percent = 0;
 };
 
 // "epoch 2/10  step 1200/9380  loss 0.3412  acc 87.50%  lr 0.01  2431 img/s  ETA 3m12s"
+// (with an auto cadence: "...  ETA 3m12s  ckpt/40 1.9%")
 // "epoch 2/10  step 1200/9380  loss 0.0121  mse 0.0121  psnr 19.17 dB  lr 0.01  ..." (regression)
 std::string progress_line(const Progress& p);
 // "3m12s", "1h04m", "42s"

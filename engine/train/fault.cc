@@ -31,13 +31,18 @@ Fault Fault::parse(const std::string& text) {
   RUCHE_REQUIRE(f.kind != Kind::none && colon != std::string::npos)
       << "RUCHE_FAULT=" << text
       << ": expected throw_at_step:N, crash_at_step:N, hang_at_step:N or "
-         "crash_after_shard_write:N or crash_in_writer:N, optionally @RANK";
+         "crash_after_shard_write:N or crash_in_writer:N (N+: from step N on), optionally @RANK";
   const std::string rest = text.substr(colon + 1);
   const std::size_t at = rest.find('@');
+  std::string step = rest.substr(0, at);
+  if (!step.empty() && step.back() == '+') {
+    f.or_later = true;
+    step.pop_back();
+  }
   char* end = nullptr;
-  f.step = std::strtoll(rest.substr(0, at).c_str(), &end, 10);
-  RUCHE_REQUIRE(*end == '\0' && f.step >= 0 && at != 0) << "RUCHE_FAULT=" << text
-                                                        << ": the step must be a number >= 0";
+  f.step = std::strtoll(step.c_str(), &end, 10);
+  RUCHE_REQUIRE(*end == '\0' && f.step >= 0 && !step.empty())
+      << "RUCHE_FAULT=" << text << ": the step must be a number >= 0 (N+: from step N on)";
   if (at != std::string::npos) {
     f.rank = static_cast<int>(std::strtol(rest.substr(at + 1).c_str(), &end, 10));
     RUCHE_REQUIRE(*end == '\0' && f.rank >= 0 && at + 1 < rest.size())
@@ -50,7 +55,8 @@ void Fault::maybe_fail(Point point, std::int64_t at_step, int at_rank) const {
   const Point mine = kind == Kind::crash_after_shard_write ? Point::after_shard_write
                      : kind == Kind::crash_in_writer       ? Point::in_writer
                                                            : Point::step_start;
-  if (kind == Kind::none || point != mine || at_step != step || (rank >= 0 && rank != at_rank)) {
+  const bool at_its_step = or_later ? at_step >= step : at_step == step;
+  if (kind == Kind::none || point != mine || !at_its_step || (rank >= 0 && rank != at_rank)) {
     return;
   }
   if (!mark.empty()) {

@@ -5,6 +5,8 @@
 // crash_after_shard_write:N kills the rank after
 // its shard of the step-N checkpoint is durable and before the checkpoint is committed;
 // crash_in_writer:N kills it from the writer thread, before the shard is written.
+// N+ (e.g. crash_in_writer:40+) fires at the first step >= N at that point instead: the first
+// save from step N on, wherever --checkpoint-every-steps auto puts it.
 // RUCHE_FAULT_MARK=FILE makes it fire once: only while FILE does not exist (it is created first),
 // so a job restarted from a checkpoint runs on past the fault.
 #pragma once
@@ -26,6 +28,7 @@ struct Fault {
   enum class Point { step_start, after_shard_write, in_writer };  // where the trainer asks
   Kind kind = Kind::none;
   std::int64_t step = 0;
+  bool or_later = false;  // N+: at the first step >= N that reaches the point
   int rank = -1;  // -1: every rank
   std::string mark;  // RUCHE_FAULT_MARK
 

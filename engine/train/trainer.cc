@@ -291,7 +291,13 @@ int Trainer::run() {
     now = position(static_cast<std::uint32_t>(epoch), steps_done_in_epoch_);
     if (!stop && step_ < total_steps_) checkpoints_->save_async(now);  // every epoch
   }
-  checkpoints_->save_now(now);  // the end of the run (or of its early stop)
+  if (!checkpoints_->save_now(now)) {  // the end of the run (or of its early stop)
+    if (lead_) {
+      std::fprintf(stderr, "ruche: error: the final checkpoint could not be written (the disk is "
+                           "full); exit %d\n", kExitSaveFailed);
+    }
+    return kExitSaveFailed;
+  }
   finish_run();
   if (stop_request_ != StopRequest::none) return stopped_by_signal();
   test_once();
@@ -731,6 +737,8 @@ void Trainer::report_progress(int epoch, float lr) {
   p.images_per_second = static_cast<double>(interval_.seen) / elapsed;
   p.eta_seconds = seconds_since(started_) / static_cast<double>(step_) *
                   static_cast<double>(total_steps_ - step_);
+  p.checkpoint_every = checkpoints_->cadence().every;
+  p.checkpoint_cost_percent = checkpoints_->cadence().cost_percent;
   std::printf("%s\n", progress_line(p).c_str());
   std::fflush(stdout);
   MetricsRecord record("train");
@@ -742,6 +750,12 @@ void Trainer::report_progress(int epoch, float lr) {
   }
   record.add("lr", p.lr).add("img_per_s", p.images_per_second)
       .add("time_s", seconds_since(started_)).add("saving", checkpoints_->saving() ? 1 : 0);
+  if (p.checkpoint_every > 0) {  // --checkpoint-every-steps auto
+    record.add("ckpt_every", p.checkpoint_every)
+        .add("ckpt_cost_pct", p.checkpoint_cost_percent)
+        .add("ckpt_step_s", checkpoints_->cadence().step_seconds)
+        .add("ckpt_save_s", checkpoints_->cadence().save_seconds);
+  }
   if (scaler_) record.add("loss_scale", static_cast<double>(scaler_->scale()));
   if (run_.device.is_cuda()) {  // peak device memory held by tensors so far
     const auto peak = cuda::allocator_stats(run_.device.index).peak_allocated_bytes;

@@ -49,22 +49,28 @@ def dup(report, kind, a, b):
 
 rng = np.random.default_rng(7)
 COUNTS = [50, 30, 20]  # imbalance 2.5
-x_train = rng.integers(0, 256, (sum(COUNTS), 1, 16, 16), dtype=np.uint8)
+
+
+def blocky(n):  # smooth-ish images: 8 x 8 blocks of 2 x 2 pixels (photographs are not noise)
+    return np.kron(rng.integers(0, 256, (n, 1, 8, 8)), np.ones((2, 2), int)).astype(np.uint8)
+
+
+x_train = blocky(sum(COUNTS))
 y_train = np.repeat(np.arange(3), COUNTS).astype(np.int64)
-x_test = rng.integers(0, 256, (30, 1, 16, 16), dtype=np.uint8)
+x_test = blocky(30)
 y_test = np.repeat(np.arange(3), 10).astype(np.int64)
 np.savez(WORK / "clean.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
-# Planted: test 0-2 exact copies of train 5-7; test 3-4 near copies of train 8, 9 (+-3 noise,
-# which moves a 9x8 dHash cell's mean far less than neighbouring random cells differ); train 60
-# an exact copy of train 1 and train 61 a near copy of train 2.
+# Planted: test 0-2 exact copies of train 5-7; test 3-4 near copies of train 8, 9 (+-2 noise,
+# far less than neighbouring blocks differ); train 60 an exact copy of train 1 and train 61 a
+# near copy of train 2.
 leaky_train, leaky_test = x_train.copy(), x_test.copy()
 leaky_test[0:3] = x_train[5:8]
 for t, s in ((3, 8), (4, 9)):
-    noise = rng.integers(-3, 4, x_train[s].shape)
+    noise = rng.integers(-2, 3, x_train[s].shape)
     leaky_test[t] = np.clip(x_train[s].astype(int) + noise, 0, 255).astype(np.uint8)
 leaky_train[60] = x_train[1]
-leaky_train[61] = np.clip(x_train[2].astype(int) + rng.integers(-3, 4, x_train[2].shape), 0,
+leaky_train[61] = np.clip(x_train[2].astype(int) + rng.integers(-2, 3, x_train[2].shape), 0,
                           255).astype(np.uint8)
 np.savez(WORK / "leaky.npz", x_train=leaky_train, y_train=y_train, x_test=leaky_test,
          y_test=y_test)
@@ -83,7 +89,8 @@ check(rep["dtype"] == "uint8" and rep["min"] == float(x_train.min()) and
 v = x_train.astype(np.float64) / 255
 check(abs(rep["mean"][0] - v.mean()) < 1e-5 and abs(rep["std"][0] - v.std()) < 1e-5,
       f"mean/std {rep['mean']}/{rep['std']} = numpy's {v.mean():.6f}/{v.std():.6f}")
-check(rep["near_threshold"] == 4 and "Hamming distance 4" in r.stdout, "the threshold is stated")
+check(rep["near_threshold"] == 4 and "256-bit dHash within Hamming distance 4" in r.stdout,
+      "the threshold is stated")
 found = [(d["kind"], d["a"], d["b"], d["samples"]) for d in rep["duplicates"] if d["samples"]]
 check(not found and r.stdout.count(": none") == 4, f"no duplicates reported ({found})")
 check((WORK / "clean" / "samples.png").stat().st_size > 1000, "samples.png written")
@@ -103,6 +110,9 @@ check(e and e["samples"] == 1 and e["examples"] == [[1, 60]], f"1 exact copy wit
 n = dup(rep, "near", "train", "train")
 check(n and n["samples"] == 1 and n["examples"] == [[2, 61]], f"1 near copy within train ({n})")
 check("3 test samples also in train" in r.stdout, "the report says it in words")
+check((WORK / "leaky" / "duplicates.png").stat().st_size > 1000 and
+      not (WORK / "clean" / "duplicates.png").exists(),
+      "duplicates.png drawn where duplicates were found, not on the clean fixture")
 
 # 3. A held-out validation split (10% per class, as ruche train holds it out): its counts, and
 # the within-train copy pair leaks across train/val or stays within train.

@@ -81,6 +81,40 @@ def grid(npz, js, out, units):
     fig.suptitle("training samples per class", fontsize=10)
     fig.tight_layout()
     save(fig, out)
+    if "pair_a" in data:
+        pairs(data, load_json(js), os.path.join(os.path.dirname(out) or ".", "duplicates.png"),
+              units)
+
+
+def pairs(data, report, out, units):
+    """Example duplicate pairs: one row per check that found some, each pair side by side."""
+    a, b, check = data["pair_a"], data["pair_b"], data["pair_check"]
+    checks = sorted(set(int(c) for c in check))
+    cols = 2 * max(int((check == c).sum()) for c in checks)
+    fig, axes = plt.subplots(len(checks), cols, figsize=(cols * 1.0 + 1.8, len(checks) * 1.25),
+                             squeeze=False)
+    for r, c in enumerate(checks):
+        d = report["duplicates"][c]
+        rows = np.flatnonzero(check == c)
+        for k in range(cols):
+            ax = axes[r][k]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if k // 2 >= len(rows):
+                continue
+            i, j = d["examples"][k // 2]
+            img = a[rows[k // 2]] if k % 2 == 0 else b[rows[k // 2]]
+            ax.imshow(to_image(img, units != "pixels"), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{d['a']}[{i}]" if k % 2 == 0 else f"{d['b']}[{j}]", fontsize=7)
+        where = f"{d['a']} within itself" if d["a"] == d["b"] else f"{d['a']} / {d['b']}"
+        axes[r][0].set_ylabel(f"{d['kind']}\n{where}\n({d['samples']})", rotation=0,
+                              ha="right", va="center", fontsize=8)
+    fig.suptitle(f"duplicate examples (near: 256-bit dHash within "
+                 f"{report.get('near_threshold')} bits)", fontsize=10)
+    fig.tight_layout()
+    save(fig, out)
 
 
 def read_metrics(path):
