@@ -71,6 +71,25 @@ namespace ruche::ops {
     (x, y))                                                                                         \
   X(softmax_forward, (const Tensor& x, Tensor& y), (x, y), (x, y))                                 \
   X(softmax_backward, (const Tensor& y, const Tensor& dy, Tensor& dx), (y, dy, dx), (y, dy, dx))   \
+  X(softmax_axis_forward, (const Tensor& x, Tensor& y, int axis), (x, y, axis), (x, y))            \
+  X(softmax_axis_backward, (const Tensor& y, const Tensor& dy, Tensor& dx, int axis),              \
+    (y, dy, dx, axis), (y, dy, dx))                                                                \
+  X(lrn_forward, (const Tensor& x, Tensor& y, Tensor& scale, const LrnParams& p),                  \
+    (x, y, scale, p), (x, y, scale))                                                               \
+  X(lrn_backward, (const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy,        \
+    Tensor& dx, const LrnParams& p), (x, y, scale, dy, dx, p), (x, y, scale, dy, dx))              \
+  X(copy_into_axis, (const Tensor& part, Tensor& whole, int axis, std::int64_t offset),            \
+    (part, whole, axis, offset), (part, whole))                                                    \
+  X(copy_from_axis, (const Tensor& whole, Tensor& part, int axis, std::int64_t offset),            \
+    (whole, part, axis, offset), (whole, part))                                                    \
+  X(channel_scale_forward, (const Tensor& x, const Tensor& scale, const Tensor& bias, Tensor& y,   \
+    int axis), (x, scale, bias, y, axis), (x, scale, bias, y))                                     \
+  X(channel_scale_backward, (const Tensor& x, const Tensor& scale, const Tensor& dy, Tensor& dx,   \
+    Tensor& dscale, Tensor& dbias, int axis), (x, scale, dy, dx, dscale, dbias, axis),             \
+    (x, scale, dy, dx, dscale, dbias))                                                             \
+  X(power_forward, (const Tensor& x, Tensor& y, const PowerParams& p), (x, y, p), (x, y))          \
+  X(power_backward, (const Tensor& x, const Tensor& dy, Tensor& dx, const PowerParams& p),         \
+    (x, dy, dx, p), (x, dy, dx))                                                                   \
   X(dropout_forward, (const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream), \
     (x, y, mask, p, stream), (x, y, mask))                                                          \
   X(dropout_backward, (const Tensor& dy, const Tensor& mask, Tensor& dx, float p),                 \
@@ -94,6 +113,11 @@ namespace ruche::ops {
     (pred, target, loss))                                                                           \
   X(mse_backward, (const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss),          \
     (pred, target, dpred, dloss), (pred, target, dpred))                                            \
+  X(pointwise_loss_forward, (const PointwiseLossParams& p, const Tensor& pred,                    \
+    const Tensor& target, Tensor& loss), (p, pred, target, loss), (pred, target, loss))             \
+  X(pointwise_loss_backward, (const PointwiseLossParams& p, const Tensor& pred,                   \
+    const Tensor& target, Tensor& dpred, float dloss), (p, pred, target, dpred, dloss),             \
+    (pred, target, dpred))                                                                          \
   X(l1_penalty_forward, (const Tensor& w, float coeff, Tensor& loss), (w, coeff, loss), (w, loss)) \
   X(l1_penalty_backward, (const Tensor& w, float coeff, Tensor& dw), (w, coeff, dw), (w, dw))      \
   X(l2_penalty_forward, (const Tensor& w, float coeff, Tensor& loss), (w, coeff, loss), (w, loss)) \

@@ -180,6 +180,53 @@ void heaviside_forward(const Tensor& x, Tensor& y, float value_at_zero);
 void softmax_forward(const Tensor& x, Tensor& y);
 void softmax_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 
+// ---- softmax over one axis of any shape: x read as [outer, C, inner] with C = x.size(axis) ----
+// (torch.softmax(x, dim=axis); Caffe's Softmax with softmax_param { axis }).
+void softmax_axis_forward(const Tensor& x, Tensor& y, int axis);
+void softmax_axis_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int axis);
+
+// ---- local response normalisation of [N, C, H, W] ----
+//   scale = k + alpha / n * sum of x^2 over the window,  y = x * scale^-beta
+// across_channels: the window is channels c - size/2 .. c + (size - 1)/2 of the same pixel, n =
+//   size (torch.nn.LocalResponseNorm; Caffe's ACROSS_CHANNELS for odd sizes, its only ones).
+// within_channel: the window is the size x size square of the same channel starting (size - 1)/2
+//   rows and columns before the pixel, n = size^2 (Caffe's WITHIN_CHANNEL, which fixes k = 1).
+// Values outside the tensor count as zeros (and still count in n). scale is kept for backward.
+enum class LrnRegion : std::uint8_t { across_channels, within_channel };
+struct LrnParams {
+  LrnRegion region = LrnRegion::across_channels;
+  int size = 5;
+  float alpha = 1e-4f, beta = 0.75f, k = 1.0f;
+};
+void lrn_forward(const Tensor& x, Tensor& y, Tensor& scale, const LrnParams& p);
+// dx_i = dy_i scale_i^-beta - 2 alpha beta / n * x_i * sum over windows j holding i of
+// dy_j y_j / scale_j.
+void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy,
+                  Tensor& dx, const LrnParams& p);
+
+// ---- a block along one axis (Concat and its gradient); every other dim of part and whole equal ----
+// whole[..., offset : offset + part.size(axis), ...] = part
+void copy_into_axis(const Tensor& part, Tensor& whole, int axis, std::int64_t offset);
+// part = whole[..., offset : offset + part.size(axis), ...]
+void copy_from_axis(const Tensor& whole, Tensor& part, int axis, std::int64_t offset);
+
+// ---- per-channel scale and shift (Caffe's Scale): x read as [outer, S, inner], where scale's
+// shape equals x's dims axis .. axis + scale.ndim - 1 and S = scale.numel() ----
+// y = x * scale[s] + bias[s] (bias optional).
+void channel_scale_forward(const Tensor& x, const Tensor& scale, const Tensor& bias, Tensor& y,
+                           int axis);
+// Each where defined: dx = dy * scale, dscale = sum over outer and inner of dy * x, dbias = sum dy.
+void channel_scale_backward(const Tensor& x, const Tensor& scale, const Tensor& dy, Tensor& dx,
+                            Tensor& dscale, Tensor& dbias, int axis);
+
+// ---- y = (shift + scale * x)^power (Caffe's Power) ----
+struct PowerParams {
+  float power = 1.0f, scale = 1.0f, shift = 0.0f;
+};
+void power_forward(const Tensor& x, Tensor& y, const PowerParams& p);
+// dx = dy * power * scale * (shift + scale * x)^(power - 1)  (0 for power 0)
+void power_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const PowerParams& p);
+
 // ---- dropout (inverted: kept values scaled by 1 / (1 - p)) ----
 // mask: u8 shaped as x, 1 = kept. Element i keeps when uniform(stream, i) >= p, so the same
 // stream gives the same mask on every device.
@@ -222,6 +269,22 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, T
 // loss = mean((pred - target)^2)
 void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss);
 void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float dloss);
+// Element-wise losses against a float target of pred's shape, mean over every element (PyTorch's
+// reduction 'mean'; sums in double), d = pred - target:
+//   l1          |d|                                              torch.nn.L1Loss
+//   smooth_l1   0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta   torch.nn.SmoothL1Loss
+//   bce_logits  max(z, 0) - z t + log1p(exp(-|z|)), z = pred the logits, t in [0, 1]
+//                                                                torch.nn.BCEWithLogitsLoss
+// Gradients: sign(d) (0 at 0), d / beta or sign(d), sigmoid(z) - t; each / count * dloss.
+enum class PointwiseLoss { l1, smooth_l1, bce_logits };
+struct PointwiseLossParams {
+  PointwiseLoss kind = PointwiseLoss::l1;
+  float beta = 1.0f;  // smooth_l1 only; > 0
+};
+void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                            Tensor& loss);
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
+                             const Tensor& target, Tensor& dpred, float dloss);
 
 // ---- weight penalties: loss = coeff * sum|w| (L1), coeff / 2 * sum w^2 (L2) ----
 void l1_penalty_forward(const Tensor& w, float coeff, Tensor& loss);

@@ -118,9 +118,12 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         Blob blob;
         blob.name = name;
         blob.producer = li;
-        if (in_place != lp.bottom().end()) {
-          RUCHE_REQUIRE(layer->in_place_ok()) << "cannot run in place (top '" << name
-                                              << "' is also its bottom)";
+        if (in_place != lp.bottom().end() && !layer->in_place_ok()) {
+          // Written in place (Caffe's BatchNorm, Scale) by a layer whose backward needs its input:
+          // the top is a new version of the name with its own tensors; later layers read it.
+          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)], options.compute_dtype,
+                                    options.device);
+        } else if (in_place != lp.bottom().end()) {
           const int old = current.at(name);
           Blob& prev = net->blobs_[static_cast<std::size_t>(old)];
           RUCHE_REQUIRE(prev.consumers.empty())
@@ -163,17 +166,46 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     }
   }
 
-  // The loss and what it reads.
+  // The losses and what the main one reads. Several losses train on their weighted sum; the one
+  // with the highest weight is the main head (probabilities, accuracy, output()).
+  float main_weight = -1.0f;
   for (int li = 0; li < param.layer_size(); ++li) {
-    if (!is_loss(param.layer(li).type())) continue;
-    RUCHE_REQUIRE(!net->loss_.defined())
-        << where_of(options.source, li, param.layer(li)) << ": a second loss layer";
-    net->loss_ = net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])].data;
-    net->output_ =
-        net->blobs_[static_cast<std::size_t>(bottoms[static_cast<std::size_t>(li)][0])].data;
+    const auto& lp = param.layer(li);
+    if (!is_loss(lp.type())) continue;
+    RUCHE_REQUIRE(lp.loss_weight_size() <= 1)
+        << where_of(options.source, li, lp) << ": one loss_weight (the layer has one top), got "
+        << lp.loss_weight_size();
+    LossTerm term;
+    term.layer = li;
+    term.name = lp.name();
+    term.type = lp.type();
+    term.weight = lp.loss_weight_size() ? lp.loss_weight(0) : 1.0f;
+    RUCHE_REQUIRE(std::isfinite(term.weight) && term.weight >= 0)
+        << where_of(options.source, li, lp) << ": loss_weight must be finite and >= 0, got "
+        << term.weight;
+    term.value = net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])].data;
+    if (term.weight > main_weight) {
+      main_weight = term.weight;
+      net->main_loss_layer_ = li;
+    }
+    net->losses_.push_back(term);
   }
-  RUCHE_REQUIRE(net->loss_.defined())
-      << options.source.file << ": the net has no loss layer (SoftmaxWithLoss or EuclideanLoss)";
+  if (!net->losses_.empty()) {
+    const int main = net->main_loss_layer_;
+    net->output_ = net->blobs_[static_cast<std::size_t>(bottoms[static_cast<std::size_t>(main)][0])]
+                       .data;
+    net->weighted_loss_ = net->losses_.size() > 1 || net->losses_[0].weight != 1.0f;
+    net->loss_ = net->weighted_loss_ ? Tensor::zeros({1}, DType::f32, options.device)
+                                     : net->losses_[0].value;
+  } else {
+    // A deploy net: no loss; its output is the last layer's first top.
+    for (int li = param.layer_size(); li-- > 0;) {
+      if (tops[static_cast<std::size_t>(li)].empty()) continue;
+      net->output_ = net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])]
+                         .data;
+      break;
+    }
+  }
   RUCHE_REQUIRE(param.layer(0).type() == "Input")
       << where_of(options.source, 0, param.layer(0)) << ": the first layer must be Input";
   net->input_ = net->blobs_[static_cast<std::size_t>(tops[0][0])].data;
@@ -182,9 +214,10 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         << options.source.file << ": " << dtype_name(options.compute_dtype)
         << " autocast runs on a CUDA device; the CPU computes in f32";
     for (int li = 0; li < param.layer_size(); ++li) {
-      RUCHE_REQUIRE(param.layer(li).type() != "EuclideanLoss")
-          << where_of(options.source, li, param.layer(li))
-          << ": EuclideanLoss compares with f32 targets; train it with --precision fp32 or tf32";
+      const std::string& type = param.layer(li).type();
+      RUCHE_REQUIRE(!is_loss(type) || type == "SoftmaxWithLoss")
+          << where_of(options.source, li, param.layer(li)) << ": " << type
+          << " compares with f32 targets; train it with --precision fp32 or tf32";
     }
     net->input_blob_ = net->input_;  // the loader fills an f32 batch, cast to it in forward
     net->input_ = Tensor::zeros(net->input_blob_.shape(), DType::f32, options.device);
@@ -206,7 +239,9 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   }
   for (std::size_t b = 0; b < net->blobs_.size(); ++b) {
     Blob& blob = net->blobs_[b];
-    if (!needs_grad[b] || blob.name == net->loss_blob_name(bottoms, tops)) continue;
+    if (!needs_grad[b] || (blob.producer >= 0 && is_loss(param.layer(blob.producer).type()))) {
+      continue;  // a loss: its gradient is the seed the loss layer applies itself
+    }
     blob.diff = blob.in_place_of >= 0 ? net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff
                                       : Tensor::zeros(blob.data.shape(), blob.data.dtype(),
                                                       options.device);
@@ -244,17 +279,6 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   net->tops_ = std::move(tops);
   net->trainable_layer_ = std::move(trainable_layer);
   return net;
-}
-
-std::string Net::loss_blob_name(const std::vector<std::vector<int>>& bottoms,
-                                const std::vector<std::vector<int>>& tops) const {
-  (void)bottoms;
-  for (std::size_t li = 0; li < tops.size(); ++li) {
-    if (is_loss(param_.layer(static_cast<int>(li)).type()) && !tops[li].empty()) {
-      return blobs_[static_cast<std::size_t>(tops[li][0])].name;
-    }
-  }
-  return "";
 }
 
 bool Net::layer_has_trainable(int layer) const {
@@ -398,6 +422,14 @@ void Net::forward(const StepContext& ctx) {
     forward_layer(li, ctx);
     layer_timer_(li, false, start, Clock::now());
   }
+  if (weighted_loss_) sum_losses();
+}
+
+void Net::sum_losses() {
+  loss_.copy_from(losses_[0].value);
+  ops::scale(losses_[0].weight, loss_);
+  for (std::size_t i = 1; i < losses_.size(); ++i) ops::axpy(losses_[i].weight, losses_[i].value,
+                                                             loss_);
 }
 
 void Net::forward_layer(std::size_t li, const StepContext& ctx) {
@@ -424,7 +456,10 @@ void Net::backward(const StepContext& ctx, bool accumulate) {
   }
 }
 
-void Net::backward_layer(std::size_t li, const StepContext& ctx, bool accumulate) {
+void Net::backward_layer(std::size_t li, const StepContext& step, bool accumulate) {
+  // A loss layer seeds its gradient with loss_scale: times its loss_weight here.
+  StepContext weighted;
+  const StepContext& ctx = weighted_loss_ ? weighted_context(li, step, weighted) : step;
   // Readers other than the last one wrote their own gradient buffers: add them up.
   for (int t : tops_[li]) {
     Blob& blob = blobs_[static_cast<std::size_t>(t)];
@@ -455,12 +490,20 @@ void Net::backward_layer(std::size_t li, const StepContext& ctx, bool accumulate
   if (grad_ready_ && end > begin) grad_ready_(begin, end);
 }
 
-void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx) {
-  std::size_t loss_layer = layers_.size();
-  for (std::size_t li = 0; li < layers_.size(); ++li) {
-    if (is_loss(param_.layer(static_cast<int>(li)).type())) loss_layer = li;
+const StepContext& Net::weighted_context(std::size_t li, const StepContext& step,
+                                         StepContext& weighted) const {
+  for (const LossTerm& term : losses_) {
+    if (term.layer != static_cast<int>(li)) continue;
+    weighted = step;
+    weighted.loss_scale = step.loss_scale * term.weight;
+    return weighted;
   }
-  RUCHE_CHECK(loss_layer < layers_.size()) << "a net without a loss layer";
+  return step;
+}
+
+void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx) {
+  RUCHE_REQUIRE(main_loss_layer_ >= 0) << "backward_from_output: the net has no loss layer";
+  const auto loss_layer = static_cast<std::size_t>(main_loss_layer_);
   Tensor dy = io_[loss_layer].bottom_diff.empty() ? Tensor() : io_[loss_layer].bottom_diff[0];
   RUCHE_REQUIRE(dy.defined()) << "backward_from_output: no gradient flows into the loss's input "
                               << "(nothing trainable below it)";
@@ -469,7 +512,15 @@ void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx
       << " for an output of shape " << dy.shape().str();
   dy.copy_from(output_grad);
   for (std::size_t li = loss_layer; li-- > 0;) {
-    if (trainable_layer_[li]) backward_layer(li, ctx, false);
+    if (!trainable_layer_[li]) continue;
+    if (is_loss(param_.layer(static_cast<int>(li)).type())) {
+      // An auxiliary head: no gradient of it flows into the output's.
+      for (Tensor& d : io_[li].bottom_diff) {
+        if (d.defined()) d.zero();
+      }
+      continue;
+    }
+    backward_layer(li, ctx, false);
   }
 }
 

@@ -23,5 +23,8 @@ std::unique_ptr<Layer> make_flatten_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_softmax_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_softmax_with_loss_layer(const proto::LayerParameter& p);
 std::unique_ptr<Layer> make_euclidean_loss_layer(const proto::LayerParameter& p);
+std::unique_ptr<Layer> make_l1_loss_layer(const proto::LayerParameter& p);
+std::unique_ptr<Layer> make_smooth_l1_loss_layer(const proto::LayerParameter& p);
+std::unique_ptr<Layer> make_sigmoid_cross_entropy_loss_layer(const proto::LayerParameter& p);
 
 }  // namespace ruche

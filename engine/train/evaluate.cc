@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "engine/layers/softmax_loss_layer.h"
+#include "engine/train/task.h"
+#include "ops/pointwise_loss.h"
 
 namespace ruche {
 
@@ -40,10 +44,39 @@ double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32
   return seen ? nll / static_cast<double>(seen) : 0.0;
 }
 
+namespace {
+
+// The loss's mean over each of rows [0, n), summed: the loss of a partial batch without its
+// padding rows. EuclideanLoss's is the tally's own squared error.
+double loss_sum_of(const std::string& loss, const Tensor& p, const Tensor& y, std::int64_t n) {
+  ops::PointwiseLoss kind = ops::PointwiseLoss::l1;
+  if (loss == "SmoothL1Loss") kind = ops::PointwiseLoss::smooth_l1;
+  if (loss == "SigmoidCrossEntropyLoss") kind = ops::PointwiseLoss::bce_logits;
+  const float* pp = p.data<float>();
+  const float* py = y.data<float>();
+  const std::int64_t count = p.numel();
+  double sum = 0;
+  for (std::int64_t i = 0; i < count; ++i) sum += ops::pointwise_loss(kind, 1.0, pp[i], py[i]);
+  return n ? sum / static_cast<double>(count / n) : 0.0;
+}
+
+}  // namespace
+
 void tally_regression(Net& net, std::int64_t n, RegressionTally& tally) {
   const Tensor p = net.output().narrow(0, 0, n).to(Device::cpu());
   const Tensor y = net.labels().narrow(0, 0, n).to(Device::cpu());
-  tally.add(p.data<float>(), y.data<float>(), n, p.numel() / std::max<std::int64_t>(n, 1));
+  const std::int64_t width = p.numel() / std::max<std::int64_t>(n, 1);
+  if (loss_type(net.param()) != "SigmoidCrossEntropyLoss") {
+    tally.add(p.data<float>(), y.data<float>(), n, width);
+    return;
+  }
+  // The net gives logits; the prediction the metrics read is their sigmoid.
+  std::vector<float> prediction(static_cast<std::size_t>(p.numel()));
+  const float* logits = p.data<float>();
+  for (std::size_t i = 0; i < prediction.size(); ++i) {
+    prediction[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+  }
+  tally.add(prediction.data(), y.data<float>(), n, width);
 }
 
 double evaluate_regression(Net& net, BatchSource& loader, RegressionTally& tally,
@@ -56,10 +89,15 @@ double evaluate_regression(Net& net, BatchSource& loader, RegressionTally& tally
   while (const std::int64_t n = loader.next(net.input(), net.labels())) {
     net.forward(ctx);
     // The loss is a mean over the batch; a short last batch's padding rows are left out of it
-    // by recomputing from the tally's own per-sample errors (EuclideanLoss is their mean).
+    // by recomputing it per sample (EuclideanLoss's is the tally's own squared error).
     const double before = tally.squared;
     tally_regression(net, n, tally);
-    loss += tally.squared - before;
+    if (loss_type(net.param()) == "EuclideanLoss") {
+      loss += tally.squared - before;
+    } else {
+      loss += loss_sum_of(loss_type(net.param()), net.output().narrow(0, 0, n).to(Device::cpu()),
+                          net.labels().narrow(0, 0, n).to(Device::cpu()), n);
+    }
     seen += n;
   }
   return seen ? loss / static_cast<double>(seen) : 0.0;

@@ -1,4 +1,5 @@
 #include "engine/train/onnx_export.h"
+#include "engine/train/task.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -542,11 +543,13 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       // the loss, not exported.
       g.alias(layer.top(0),
               pre == nullptr ? std::string("input") : add_preprocess(g, *pre, sample));
-    } else if (type == "SoftmaxWithLoss" || type == "EuclideanLoss") {
+    } else if (type == "SoftmaxWithLoss" || is_float_target_loss(type)) {
       RUCHE_REQUIRE(head.empty()) << g.where() << ": a second loss layer (one output head only)";
-      head = type == "EuclideanLoss" ? "output" : "logits";
+      head = type == "SoftmaxWithLoss" ? "logits" : "output";
       const std::string scores = g.input(0);
-      g.node("Identity", {scores}, {head}, "/" + head);
+      // SigmoidCrossEntropyLoss reads logits: the output is their sigmoid, the prediction.
+      g.node(type == "SigmoidCrossEntropyLoss" ? "Sigmoid" : "Identity", {scores}, {head},
+             "/" + head);
       if (type == "SoftmaxWithLoss") {
         onnx::NodeProto& n = g.node("Softmax", {scores}, {"probs"});
         add_attr(n, "axis", std::int64_t{1});

@@ -16,27 +16,37 @@ const char* task_name(Task task) {
   return "?";
 }
 
+bool is_float_target_loss(const std::string& type) {
+  return type == "EuclideanLoss" || type == "L1Loss" || type == "SmoothL1Loss" ||
+         type == "SigmoidCrossEntropyLoss";
+}
+
 std::string loss_type(const proto::NetParameter& net) {
   for (const auto& layer : net.layer()) {
-    if (layer.type() == "SoftmaxWithLoss" || layer.type() == "EuclideanLoss") return layer.type();
+    if (layer.type() == "SoftmaxWithLoss" || is_float_target_loss(layer.type())) {
+      return layer.type();
+    }
   }
   return "";
 }
 
 Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solver) {
   const std::string loss = loss_type(net);
-  if (loss == "EuclideanLoss") {
+  if (is_float_target_loss(loss)) {
     // The only float target the loaders make is the input itself (--reconstruct).
     RUCHE_REQUIRE(solver.reconstruct())
-        << "the net's loss is EuclideanLoss, a regression loss against a float target; the "
-        << "data's labels are classes. Give --reconstruct to make the target the input itself";
+        << "the net's loss is " << loss << ", a loss against a float target (" 
+        << (loss == "SigmoidCrossEntropyLoss" ? "multi-label 0/1 per class" : "regression")
+        << "); the data's labels are classes, and float targets from an npz y are not built "
+        << "yet. Give --reconstruct to make the target the input itself";
     return Task::reconstruction;
   }
   RUCHE_REQUIRE(!solver.reconstruct())
-      << "--reconstruct makes the target the input, but the net's loss is " 
+      << "--reconstruct makes the target the input, but the net's loss is "
       << (loss.empty() ? std::string("missing") : loss)
-      << "; end the net with EuclideanLoss (bottoms: the reconstruction, \"label\"), or use "
-      << "--model conv_autoencoder or mlp_autoencoder";
+      << "; end the net with EuclideanLoss, L1Loss, SmoothL1Loss or SigmoidCrossEntropyLoss "
+      << "(bottoms: the reconstruction, \"label\"), or use --model conv_autoencoder or "
+      << "mlp_autoencoder";
   return Task::classification;
 }
 

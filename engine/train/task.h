@@ -1,7 +1,7 @@
 // What a run learns, read from the net's loss (docs/ARCHITECTURE.md, Tasks): classification
-// (SoftmaxWithLoss: accuracy, top-5, confusion), regression (EuclideanLoss: MSE, MAE, PSNR
-// against a float target) or reconstruction (a regression loss whose target is the input
-// itself, --reconstruct). The loop, validation and `ruche eval` ask the task which metrics fit.
+// (SoftmaxWithLoss: accuracy, top-5, confusion), regression (EuclideanLoss, L1Loss,
+// SmoothL1Loss, SigmoidCrossEntropyLoss: MSE, MAE, PSNR against a float target) or
+// reconstruction (such a loss whose target is the input itself, --reconstruct). The loop, validation and `ruche eval` ask the task which metrics fit.
 #pragma once
 
 #include <string>
@@ -17,6 +17,10 @@ const char* task_name(Task task);
 
 // The loss layer's type ("" when the net has none).
 std::string loss_type(const proto::NetParameter& net);
+// Whether `type` is a loss against a float target of the prediction's size: EuclideanLoss (MSE),
+// L1Loss, SmoothL1Loss (beta 1) and SigmoidCrossEntropyLoss (BCE with logits: its bottom is
+// logits, and the metrics read sigmoid(logits) as the prediction).
+bool is_float_target_loss(const std::string& type);
 
 // The task of `net` trained as `solver` says (its reconstruct field). A classification loss with
 // --reconstruct, or a regression loss without a float target, is a ruche::Error that says what

@@ -32,7 +32,7 @@ TimeResult time_net(const TimeRequest& request) {
   options.sample_shape = request.sample_shape;
   options.num_classes = request.num_classes;
   options.source = request.source;
-  if (loss_type(request.net) == "EuclideanLoss") {  // an autoencoder's target: an input's shape
+  if (is_float_target_loss(loss_type(request.net))) {  // an autoencoder's target: an input's shape
     const auto& dims = request.net.layer(0).input_param().dim();
     options.target_shape =
         request.sample_shape.ndim() ? request.sample_shape : Shape(dims.begin(), dims.end());

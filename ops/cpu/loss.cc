@@ -6,6 +6,7 @@
 
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/pointwise_loss.h"
 
 namespace ruche::ops::cpu {
 namespace {
@@ -150,6 +151,52 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
   const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
 #pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) pd[i] = k * (pp[i] - pt[i]);
+}
+
+namespace {
+
+void check_pointwise(const char* op, const PointwiseLossParams& p, const Tensor& pred,
+                     const Tensor& target) {
+  check_dense(op, "pred", pred);
+  check_dense(op, "target", target);
+  check_same_shape_as(op, "target", target, "pred", pred);
+  RUCHE_REQUIRE(p.kind != PointwiseLoss::smooth_l1 || p.beta > 0)
+      << op << ": smooth_l1 needs beta > 0, got " << p.beta;
+}
+
+}  // namespace
+
+void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                            Tensor& loss) {
+  const char* op = "pointwise_loss_forward";
+  check_pointwise(op, p, pred, target);
+  check_scalar(op, "loss", loss);
+  RUCHE_REQUIRE(pred.numel() > 0) << op << ": pred is empty";
+  const float* pp = pred.data<float>();
+  const float* pt = target.data<float>();
+  const std::int64_t n = pred.numel();
+  double sum = 0;
+#pragma omp parallel for reduction(+ : sum) if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) sum += pointwise_loss(p.kind, p.beta, pp[i], pt[i]);
+  loss.data<float>()[0] = static_cast<float>(sum / static_cast<double>(n));
+}
+
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
+                             const Tensor& target, Tensor& dpred, float dloss) {
+  const char* op = "pointwise_loss_backward";
+  check_pointwise(op, p, pred, target);
+  check_dense(op, "dpred", dpred);
+  check_same_shape_as(op, "dpred", dpred, "pred", pred);
+  const float* pp = pred.data<float>();
+  const float* pt = target.data<float>();
+  float* pd = dpred.data<float>();
+  const std::int64_t n = pred.numel();
+  if (n == 0) return;
+  const float k = static_cast<float>(static_cast<double>(dloss) / static_cast<double>(n));
+#pragma omp parallel for if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) {
+    pd[i] = k * pointwise_loss_grad(p.kind, p.beta, pp[i], pt[i]);
+  }
 }
 
 }  // namespace ruche::ops::cpu

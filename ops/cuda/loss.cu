@@ -1,4 +1,5 @@
-// Losses on CUDA: mean squared error and softmax cross-entropy, as ops/cpu/loss.cc. Every sum is
+// Losses on CUDA: mean squared error, the pointwise losses (L1, smooth L1, BCE with logits) and
+// softmax cross-entropy, as ops/cpu/loss.cc. Every sum is
 // deterministic: fixed per-block (or per-row) partial sums in double, then one block adds the
 // partials in a fixed order.
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
+#include "ops/pointwise_loss.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -45,6 +47,29 @@ __global__ void mse_backward_kernel(std::int64_t n, const float* pred, const flo
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     dpred[i] = factor * (pred[i] - target[i]);
+  }
+}
+
+__global__ void pointwise_loss_partials(PointwiseLoss kind, float beta, std::int64_t n,
+                                        const float* pred, const float* target, double* partials) {
+  __shared__ double shared[32];
+  double sum = 0.0;
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    sum += pointwise_loss(kind, beta, pred[i], target[i]);
+  }
+  sum = block_reduce(sum, shared, SumOp{});
+  if (threadIdx.x == 0) partials[blockIdx.x] = sum;
+}
+
+__global__ void pointwise_loss_backward_kernel(PointwiseLoss kind, float beta, std::int64_t n,
+                                               const float* pred, const float* target,
+                                               float* dpred, float factor) {
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    dpred[i] = factor * pointwise_loss_grad(kind, beta, pred[i], target[i]);
   }
 }
 
@@ -272,6 +297,48 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
   mse_backward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(
       n, pred.data<float>(), target.data<float>(), dpred.data<float>(), factor);
   CUDA_CHECK_LAUNCH(mse_backward_kernel);
+}
+
+void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred,
+                            const Tensor& target, Tensor& loss) {
+  constexpr const char* op = "pointwise_loss_forward";
+  check_arg(pred, op, "pred");
+  check_arg(target, op, "target");
+  check_arg(loss, op, "loss");
+  check_shape_as(target, pred, op, "target", "pred");
+  RUCHE_REQUIRE(loss.numel() == 1) << op << ": loss must have one element, got " << loss.str();
+  RUCHE_REQUIRE(pred.numel() > 0) << op << ": pred is empty";  // as the CPU op
+  RUCHE_REQUIRE(p.kind != PointwiseLoss::smooth_l1 || p.beta > 0)
+      << op << ": smooth_l1 needs beta > 0, got " << p.beta;
+  use_device_of(pred);
+  const std::int64_t n = pred.numel();
+  const unsigned blocks = std::min<unsigned>(blocks_for(n), kPartials);
+  Scratch partials(pred.device(), blocks * sizeof(double));
+  const cudaStream_t s = current_stream();
+  pointwise_loss_partials<<<blocks, kThreads, 0, s>>>(p.kind, p.beta, n, pred.data<float>(),
+                                                       target.data<float>(), partials.as<double>());
+  CUDA_CHECK_LAUNCH(pointwise_loss_partials);
+  mean_of_partials<<<1, kThreads, 0, s>>>(blocks, partials.as<double>(), n, loss.data<float>());
+  CUDA_CHECK_LAUNCH(mean_of_partials);
+}
+
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
+                             const Tensor& target, Tensor& dpred, float dloss) {
+  constexpr const char* op = "pointwise_loss_backward";
+  check_arg(pred, op, "pred");
+  check_arg(target, op, "target");
+  check_arg(dpred, op, "dpred");
+  check_shape_as(target, pred, op, "target", "pred");
+  check_shape_as(dpred, pred, op, "dpred", "pred");
+  RUCHE_REQUIRE(p.kind != PointwiseLoss::smooth_l1 || p.beta > 0)
+      << op << ": smooth_l1 needs beta > 0, got " << p.beta;
+  const std::int64_t n = pred.numel();
+  if (n == 0) return;
+  use_device_of(pred);
+  const float factor = static_cast<float>(static_cast<double>(dloss) / static_cast<double>(n));
+  pointwise_loss_backward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(
+      p.kind, p.beta, n, pred.data<float>(), target.data<float>(), dpred.data<float>(), factor);
+  CUDA_CHECK_LAUNCH(pointwise_loss_backward_kernel);
 }
 
 void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,

@@ -221,6 +221,29 @@ TEST(CudaOps, MseMatchesCpu) {
   }
 }
 
+TEST(CudaOps, PointwiseLossesMatchCpu) {
+  RUCHE_REQUIRE_CUDA();
+  for (const auto kind : {ops::PointwiseLoss::l1, ops::PointwiseLoss::smooth_l1,
+                          ops::PointwiseLoss::bce_logits}) {
+    for (const Shape& shape : {Shape{1}, Shape{64, 3, 64, 64}}) {
+      SCOPED_TRACE(shape.str());
+      const ops::PointwiseLossParams p{kind, 1.0f};
+      const Tensor pred = random_tensor(shape, 14);
+      const Tensor target = random_tensor(shape, 15);
+      Tensor loss_cpu = Tensor::empty({1});
+      ops::pointwise_loss_forward(p, pred, target, loss_cpu);
+      Tensor loss_gpu = Tensor::empty({1}, DType::f32, Device::cuda(0));
+      ops::pointwise_loss_forward(p, on_gpu(pred), on_gpu(target), loss_gpu);
+      EXPECT_TENSORS_CLOSE(on_cpu(loss_gpu), loss_cpu, kTol);
+      Tensor d_cpu = Tensor::empty(shape);
+      ops::pointwise_loss_backward(p, pred, target, d_cpu, 0.75f);
+      Tensor d_gpu = Tensor::empty(shape, DType::f32, Device::cuda(0));
+      ops::pointwise_loss_backward(p, on_gpu(pred), on_gpu(target), d_gpu, 0.75f);
+      EXPECT_TENSORS_CLOSE(on_cpu(d_gpu), d_cpu, kTol);
+    }
+  }
+}
+
 TEST(CudaOps, MseIsDeterministic) {
   RUCHE_REQUIRE_CUDA();
   const Tensor pred = on_gpu(random_tensor({1 << 20}, 14));

@@ -2,6 +2,9 @@
 // ops, the running statistics and counter, gradients, and frozen gamma.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <vector>
+
 #include "ops/ops.h"
 #include "tests/layers/layer_harness.h"
 #include "tests/support/compare.h"
@@ -92,6 +95,27 @@ TEST(BatchNormLayer, TestPhaseUsesRunningStatistics) {
                                     b.io.params[3], y, ops::BatchNormParams{});
   EXPECT_TENSORS_CLOSE(b.io.top[0], y, 0.0);
   EXPECT_EQ(b.io.params[4].item(), 0.0f);  // counted in training only
+}
+
+// Test phase (ruche visualize's saliency, PyTorch's eval mode): the running statistics are
+// constants, so dx = dy * gamma / sqrt(running_var + eps).
+TEST(BatchNormLayer, TestPhaseBackwardTakesRunningStatisticsAsConstants) {
+  auto b = bind_layer(kBn, {random_tensor(Shape{2, 3, 2, 2}, 4)});
+  b.io.params[0].copy_from(Tensor::from_vector({2.0f, -1.0f, 0.5f}, Shape{3}));
+  b.io.params[2].copy_from(Tensor::from_vector({0.5f, -1.0f, 2.0f}, Shape{3}));
+  b.io.params[3].copy_from(Tensor::from_vector({1.0f, 4.0f, 0.25f}, Shape{3}));
+  b.ctx.phase = Phase::test;
+  b.forward();
+  const Tensor dy = random_tensor(Shape{2, 3, 2, 2}, 5);
+  b.io.top_diff[0].copy_from(dy);
+  b.backward();
+  const float gamma[] = {2.0f, -1.0f, 0.5f}, var[] = {1.0f, 4.0f, 0.25f};
+  std::vector<float> expected = dy.to_vector<float>();
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const std::size_t c = (i / 4) % 3;
+    expected[i] *= gamma[c] / std::sqrt(var[c] + 1e-5f);
+  }
+  EXPECT_TENSORS_CLOSE(b.io.bottom_diff[0], Tensor::from_vector(expected, Shape{2, 3, 2, 2}), 1e-6);
 }
 
 TEST(BatchNormLayer, Gradients) {

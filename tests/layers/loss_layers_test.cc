@@ -1,8 +1,11 @@
-// SoftmaxWithLoss and EuclideanLoss: shapes, errors, hand-computed values, the probabilities the
-// trainer reads, gradients (for a loss gradient of 1).
+// SoftmaxWithLoss, EuclideanLoss, L1Loss, SmoothL1Loss and SigmoidCrossEntropyLoss: shapes,
+// errors, hand-computed values, the probabilities the trainer reads, gradients (for a loss
+// gradient of 1).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "engine/layers/softmax_loss_layer.h"
 #include "ops/ops.h"
@@ -96,6 +99,50 @@ TEST(EuclideanLossLayer, ValueAndGradients) {
   // Caffe's rule: a flat [B, 4] prediction meets a [B, 1, 2, 2] target (an autoencoder's).
   EXPECT_EQ(create_layer(layer_param(text))->reshape({Shape{2, 4}, Shape{2, 1, 2, 2}}, 0)[0],
             Shape{1});
+}
+
+TEST(PointwiseLossLayers, ValuesAndGradients) {
+  const Tensor pred = Tensor::from_vector({1, 2, 3.5f, 4}, Shape{2, 2});
+  const Tensor target = Tensor::from_vector({1, 0, 3, 7}, Shape{2, 2});  // d = 0, 2, 0.5, -3
+  auto l1 = bind_layer("name: 'l1' type: 'L1Loss'", {pred, target});
+  l1.forward();
+  EXPECT_FLOAT_EQ(l1.io.top[0].item(), 5.5f / 4);
+  l1.backward();
+  EXPECT_EQ(l1.io.bottom_diff[0].to_vector(), (std::vector<float>{0, 0.25f, 0.25f, -0.25f}));
+  EXPECT_EQ(l1.io.bottom_diff[1].to_vector(), (std::vector<float>{0, -0.25f, -0.25f, 0.25f}));
+
+  auto huber = bind_layer("name: 'h' type: 'SmoothL1Loss'", {pred, target});
+  huber.forward();  // 0, 2 - 0.5, 0.5 * 0.25, 3 - 0.5
+  EXPECT_FLOAT_EQ(huber.io.top[0].item(), (1.5f + 0.125f + 2.5f) / 4);
+  huber.backward();
+  EXPECT_EQ(huber.io.bottom_diff[0].to_vector(), (std::vector<float>{0, 0.25f, 0.125f, -0.25f}));
+
+  const Tensor z = Tensor::from_vector({0, 0, 2, -2}, Shape{2, 2});
+  const Tensor t = Tensor::from_vector({0, 1, 1, 0}, Shape{2, 1, 2});  // one count per sample
+  auto bce = bind_layer("name: 'b' type: 'SigmoidCrossEntropyLoss'", {z, t});
+  bce.io.bottom_diff[1] = Tensor();  // labels get no gradient in a Net
+  bce.forward();
+  EXPECT_NEAR(bce.io.top[0].item(), (2 * std::log(2.0) + 2 * std::log1p(std::exp(-2.0))) / 4,
+              1e-7);
+  bce.backward();
+  const double s2 = 1 / (1 + std::exp(-2.0));
+  const std::vector<float> d = bce.io.bottom_diff[0].to_vector();
+  const double expected[] = {0.125, -0.125, (s2 - 1) / 4, (1 - s2) / 4};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(d[static_cast<std::size_t>(i)], expected[i], 1e-7);
+
+  for (const char* text : {"name: 'l1' type: 'L1Loss'", "name: 'h' type: 'SmoothL1Loss'",
+                           "name: 'b' type: 'SigmoidCrossEntropyLoss'"}) {
+    SCOPED_TRACE(text);
+    auto r = bind_layer(text, {random_tensor(Shape{3, 4}, 5), random_tensor(Shape{3, 4}, 6)});
+    const bool bce_layer = std::string(text).find("Sigmoid") != std::string::npos;
+    if (bce_layer) r.io.bottom_diff[1] = Tensor();
+    testing::expect_layer_gradients(r, bce_layer ? std::vector<int>{0} : std::vector<int>{0, 1},
+                                    /*loss_layer=*/true);
+    EXPECT_NE(error_of([&] {
+                create_layer(layer_param(text))->reshape({Shape{2, 2}, Shape{4}}, 0);
+              }).find("one batch and one count per sample"),
+              std::string::npos);
+  }
 }
 
 }  // namespace

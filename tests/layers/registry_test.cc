@@ -13,9 +13,11 @@ using testing::layer_param;
 
 TEST(Registry, KnowsEveryLayerTypeSorted) {
   const std::vector<std::string> expected = {
-      "BatchNorm", "Convolution", "Deconvolution",   "Dropout", "Eltwise",  "EuclideanLoss",
-      "Flatten",   "InnerProduct", "Input",          "Pooling", "ReLU",     "Sigmoid",
-      "Softmax",   "SoftmaxWithLoss", "TanH",        "Upsample"};
+      "BatchNorm", "Convolution",     "Deconvolution", "Dropout",
+      "Eltwise",   "EuclideanLoss",   "Flatten",       "InnerProduct",
+      "Input",     "L1Loss",          "Pooling",       "ReLU",
+      "Sigmoid",   "SigmoidCrossEntropyLoss", "SmoothL1Loss", "Softmax",
+      "SoftmaxWithLoss", "TanH",      "Upsample"};
   EXPECT_EQ(known_layer_types(), expected);
 }
 

@@ -1,9 +1,12 @@
 // Losses: softmax cross-entropy against F.cross_entropy (plain, label smoothing, class weights,
-// both), mse against F.mse_loss, finite-difference gradients, label and shape errors.
+// both), mse against F.mse_loss, the pointwise losses against F.l1_loss, F.smooth_l1_loss and
+// F.binary_cross_entropy_with_logits, finite-difference gradients, label and shape errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ops/ops.h"
 #include "tests/support/compare.h"
@@ -127,6 +130,73 @@ TEST(Mse, GradientMatchesFiniteDifferences) {
     return std::vector<Tensor>{dpred};
   };
   testing::expect_gradients_match({testing::random_tensor(shape, 3)}, forward, backward, {0});
+}
+
+struct PointwiseCase {
+  const char* name;
+  ops::PointwiseLoss kind;
+};
+const PointwiseCase kPointwise[] = {{"l1", ops::PointwiseLoss::l1},
+                                    {"smooth_l1", ops::PointwiseLoss::smooth_l1},
+                                    {"bce_logits", ops::PointwiseLoss::bce_logits}};
+
+TEST(PointwiseLoss, MatchesTorch) {
+  for (const auto& c : kPointwise) {
+    SCOPED_TRACE(c.name);
+    const Tensor pred = reference(c.name, "pred"), target = reference(c.name, "target");
+    const ops::PointwiseLossParams p{c.kind, 1.0f};
+    Tensor loss = Tensor::empty({1});
+    ops::pointwise_loss_forward(p, pred, target, loss);
+    EXPECT_TENSORS_CLOSE(loss, reference(c.name, "loss"), 1e-6);
+    Tensor dpred = Tensor::empty(pred.shape());
+    ops::pointwise_loss_backward(p, pred, target, dpred, reference(c.name, "dloss").item());
+    EXPECT_TENSORS_CLOSE(dpred, reference(c.name, "dpred"), 1e-6);
+  }
+}
+
+TEST(PointwiseLoss, GradientMatchesFiniteDifferences) {
+  const Shape shape{4, 7};
+  const Tensor target = testing::random_tensor(shape, 2);
+  // Predictions away from the kinks (|d| = 0 for L1, |d| = beta for smooth L1): |d| in
+  // [0.2, 0.8] or [1.2, 1.8], either sign.
+  const Tensor u = testing::random_tensor(shape, 3);
+  std::vector<float> pred = target.to_vector<float>();
+  const std::vector<float> r = u.to_vector<float>();
+  for (std::size_t i = 0; i < pred.size(); ++i) {
+    const float a = 0.2f + 0.6f * std::fmod(std::fabs(r[i]), 1.0f) + (i % 2 ? 1.0f : 0.0f);
+    pred[i] += (i % 3 ? a : -a);
+  }
+  for (const auto& c : kPointwise) {
+    SCOPED_TRACE(c.name);
+    const ops::PointwiseLossParams p{c.kind, 1.0f};
+    auto forward = [&](std::vector<Tensor>& in) {
+      Tensor loss = Tensor::empty({1});
+      ops::pointwise_loss_forward(p, in[0], target, loss);
+      return loss;
+    };
+    auto backward = [&](std::vector<Tensor>& in, const Tensor& dloss) {
+      Tensor dpred = Tensor::empty(shape);
+      ops::pointwise_loss_backward(p, in[0], target, dpred, dloss.item());
+      return std::vector<Tensor>{dpred};
+    };
+    testing::expect_gradients_match({Tensor::from_vector(pred, shape)}, forward, backward, {0});
+  }
+}
+
+TEST(PointwiseLoss, ShapesAndBetaAreChecked) {
+  Tensor loss = Tensor::empty({1});
+  const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({3, 2});
+  EXPECT_THROW(ops::pointwise_loss_forward({ops::PointwiseLoss::l1, 1.0f}, a, b, loss), Error);
+  EXPECT_THROW(ops::pointwise_loss_forward({ops::PointwiseLoss::smooth_l1, 0.0f}, a, a, loss),
+               Error);
+  // BCE with logits at z = 0 against t = 0: log 2 per element.
+  ops::pointwise_loss_forward({ops::PointwiseLoss::bce_logits, 1.0f}, a, a, loss);
+  EXPECT_NEAR(loss.item(), std::log(2.0f), 1e-7);
+  // Huge logits stay finite (the stable form).
+  const Tensor z = Tensor::from_vector(std::vector<float>{100.0f, -100.0f}, Shape{2});
+  const Tensor t = Tensor::from_vector(std::vector<float>{0.0f, 1.0f}, Shape{2});
+  ops::pointwise_loss_forward({ops::PointwiseLoss::bce_logits, 1.0f}, z, t, loss);
+  EXPECT_NEAR(loss.item(), 100.0f, 1e-4);
 }
 
 }  // namespace

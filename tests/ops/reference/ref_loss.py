@@ -1,5 +1,5 @@
-"""PyTorch references for F.cross_entropy (weight=, label_smoothing=, mean reduction) and mse_loss
-(loss_test.cc). Each case stores the loss as [1], the upstream gradient dloss as [1] and the
+"""PyTorch references for F.cross_entropy (weight=, label_smoothing=, mean reduction), mse_loss,
+l1_loss, smooth_l1_loss and binary_cross_entropy_with_logits (loss_test.cc). Each case stores the loss as [1], the upstream gradient dloss as [1] and the
 gradient of the logits (or predictions) scaled by it."""
 import torch
 import torch.nn.functional as F
@@ -35,3 +35,18 @@ def cases():
     loss.backward(torch.tensor(DLOSS))
     yield "mse", {"pred": pred, "target": target, "loss": loss.reshape(1),
                   "dloss": torch.tensor([DLOSS]), "dpred": pred.grad}
+
+    # The pointwise losses (ops::pointwise_loss_*): L1Loss, SmoothL1Loss (beta 1) and
+    # BCEWithLogitsLoss, mean over every element. Large logits check the stable form.
+    for name, fn, scale, binary in (
+            ("l1", F.l1_loss, 1.0, False),
+            ("smooth_l1", lambda p, t: F.smooth_l1_loss(p, t, beta=1.0), 1.5, False),
+            ("bce_logits", F.binary_cross_entropy_with_logits, 8.0, True)):
+        pred = (torch.randn((4, 3, 5), generator=g) * scale).requires_grad_()
+        target = torch.rand((4, 3, 5), generator=g)
+        if binary:
+            target[0] = (target[0] > 0.5).float()  # hard 0/1 labels beside soft targets
+        loss = fn(pred, target)
+        loss.backward(torch.tensor(DLOSS))
+        yield name, {"pred": pred, "target": target, "loss": loss.reshape(1),
+                     "dloss": torch.tensor([DLOSS]), "dpred": pred.grad}
