@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean
+.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean fuzz
 
 all: build
 
@@ -26,6 +26,12 @@ test-slow: deps build
 
 test-gpu: build
 	$(CTEST) -L gpu
+
+# libFuzzer on every parser of outside bytes, FUZZ_SECONDS each (clang, build-fuzz/; not part
+# of `make test`, which replays the committed corpus and crash inputs: tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash tests/fuzz/run_fuzz.sh
 
 # The default CNN on Fashion-MNIST on 2 MPI ranks (ruche-run builds the mpirun line), 64 images
 # each: the global batch of 128 the default recipe was tuned for. Shows progress and

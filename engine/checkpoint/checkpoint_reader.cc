@@ -99,6 +99,16 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
   const std::int64_t total = manifest.total_bytes();
   const std::vector<ShardRecord> shards =
       tiling(checkpoint_manifest::shards_of(manifest), total, manifest_file);
+  // Every shard file has its range's size before the state is allocated: a manifest may
+  // announce any size (tests/fuzz); read_shard checks again as it reads.
+  for (const auto& shard : shards) {
+    const fs::path file = path / shard.file;
+    const std::uintmax_t size = fs::file_size(file, ec);
+    if (ec == std::errc::no_such_file_or_directory) RUCHE_FAIL() << file.string() << ": missing";
+    RUCHE_REQUIRE(!ec) << file.string() << ": cannot open: " << ec.message();
+    RUCHE_REQUIRE(size >= static_cast<std::uintmax_t>(shard.range.size()))
+        << file.string() << ": truncated: " << size << " of " << shard.range.size() << " bytes";
+  }
   loaded.state.resize(static_cast<std::size_t>(total));
   for (const auto& shard : shards) {
     checkpoint_manifest::read_shard(path.string(), shard, loaded.state.data() + shard.range.begin);

@@ -85,7 +85,10 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
 
 proto::CheckpointManifest read_manifest(const std::string& dir) {
   const std::string file = (fs::path(dir) / kManifestFile).string();
-  const std::string bytes = checkpoint_io::read_file(file);
+  return parse_manifest(checkpoint_io::read_file(file), file);
+}
+
+proto::CheckpointManifest parse_manifest(const std::string& bytes, const std::string& file) {
   proto::CheckpointManifest m;
   RUCHE_REQUIRE(m.ParseFromString(bytes))
       << file << ": cannot parse (" << bytes.size() << " bytes): not a checkpoint manifest";
@@ -98,12 +101,21 @@ proto::CheckpointManifest read_manifest(const std::string& dir) {
     RUCHE_REQUIRE(t.offset() == offset)
         << file << ": tensor " << t.name() << " at byte " << t.offset() << ", expected " << offset;
     Shape shape;
-    for (const std::int64_t d : t.dims()) shape.push_back(d);
+    RUCHE_REQUIRE(t.dims_size() <= Shape::kMaxDims)
+        << file << ": tensor " << t.name() << " has " << t.dims_size() << " dimensions";
     const DType dtype = dtype_of(t.dtype(), file);
-    RUCHE_REQUIRE(t.bytes() == shape.numel() * static_cast<std::int64_t>(dtype_size(dtype)))
+    std::int64_t bytes = static_cast<std::int64_t>(dtype_size(dtype));
+    bool overflow = false;  // dims from a file: their product may not fit (tests/fuzz)
+    for (const std::int64_t d : t.dims()) {
+      RUCHE_REQUIRE(d >= 0) << file << ": tensor " << t.name() << ": negative dimension " << d;
+      shape.push_back(d);
+      overflow = overflow || __builtin_mul_overflow(bytes, d, &bytes);
+    }
+    RUCHE_REQUIRE(!overflow && t.bytes() == bytes)
         << file << ": tensor " << t.name() << " " << shape_text(shape) << " of " << t.bytes()
         << " bytes";
-    offset += t.bytes();
+    RUCHE_REQUIRE(!__builtin_add_overflow(offset, t.bytes(), &offset))
+        << file << ": the tensors hold more than 2^63 bytes";
   }
   RUCHE_REQUIRE(offset == m.total_bytes())
       << file << ": the tensors hold " << offset << " bytes, the state " << m.total_bytes();

@@ -23,6 +23,8 @@ proto::CheckpointManifest make_manifest(std::int64_t step, const StateLayout& la
 // version V, this ruche reads 1", and a manifest whose tensors do not lie end to end in its state
 // or whose net hash is not its tensors' are errors naming the file.
 proto::CheckpointManifest read_manifest(const std::string& dir);
+// The same checks on manifest bytes already read; `file` names them in errors.
+proto::CheckpointManifest parse_manifest(const std::string& bytes, const std::string& file);
 
 CheckpointMeta meta_of(const proto::CheckpointManifest& m);
 std::vector<StateTensor> tensors_of(const proto::CheckpointManifest& m);

@@ -119,13 +119,16 @@ IdxArray read_idx_file(const std::string& path, int ndim) {
                                     << header << "-byte IDX header";
   IdxArray a;
   std::size_t count = 1;
+  bool overflow = false;  // dims of 2^31 x 2^31 x 4 multiply to 0 modulo 2^64 (tests/fuzz)
   std::string dims_text;
   for (int i = 0; i < ndim; ++i) {
     const std::uint32_t d = big_endian_u32(b, 4 + 4 * static_cast<std::size_t>(i));
     a.dims.push_back(d);
-    count *= d;
+    overflow = overflow || __builtin_mul_overflow(count, std::size_t{d}, &count);
     dims_text += (i ? " x " : "") + std::to_string(d);
   }
+  RUCHE_REQUIRE(!overflow) << path << ": header says " << dims_text
+                           << ": more bytes than a file can hold";
   RUCHE_REQUIRE(b.size() - header == count)
       << path << ": " << (b.size() - header < count ? "truncated" : "trailing bytes")
       << ": header says " << dims_text << " = " << count << " bytes of data, the file has "

@@ -14,6 +14,11 @@
 namespace ruche {
 namespace {
 
+// The most pixels a decode may produce: any image of up to 4 megapixels, and larger ones up to
+// 1024 pixels per byte of JPEG data.
+constexpr std::uint64_t kMaxPixelsAlways = std::uint64_t{1} << 22;
+constexpr std::uint64_t kMaxPixelsPerByte = 1024;
+
 // libjpeg reports errors through error_exit, which must not return: we longjmp back to the
 // frame that called setjmp and throw from there (no C++ objects live in the frames skipped).
 struct ErrorManager {
@@ -130,6 +135,14 @@ DecodedWindow decode_jpeg_rgb_window(const std::uint8_t* data, std::size_t size,
   jpeg_start_decompress(&d.cinfo);
   result.full_width = static_cast<int>(d.cinfo.output_width);
   result.full_height = static_cast<int>(d.cinfo.output_height);
+  // A header may announce up to 65500 x 65500 pixels in a few bytes, and libjpeg fills what the
+  // data lacks with grey: bound what is decoded by what the bytes can hold (a JPEG of photos
+  // holds a few pixels a byte, a flat image under a few hundred) before allocating (tests/fuzz).
+  const std::uint64_t pixels =
+      static_cast<std::uint64_t>(d.cinfo.output_width) * d.cinfo.output_height;
+  RUCHE_REQUIRE(pixels <= std::max<std::uint64_t>(kMaxPixelsAlways, kMaxPixelsPerByte * size))
+      << what << ": corrupt JPEG: its header says " << d.cinfo.output_width << "x"
+      << d.cinfo.output_height << " pixels (at the decoding scale) from " << size << " bytes";
   int last_row = result.full_height;  // one past the last row read
   if (choose_window) {
     const PixelWindow w = choose_window(result.full_width, result.full_height);

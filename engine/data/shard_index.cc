@@ -40,18 +40,26 @@ std::vector<ShardInfo> ShardIndex::split(const std::string& name) const {
 
 ShardIndex read_shard_index(const std::string& dir) {
   namespace fs = std::filesystem;
-  ShardIndex index;
-  index.dir = dir;
   const std::string index_path = (fs::path(dir) / kShardIndexFile).string();
   const std::string labels_path = (fs::path(dir) / kShardLabelsFile).string();
   RUCHE_REQUIRE(fs::exists(index_path))
       << index_path << ": missing (`ruche index " << dir << "` writes it; `ruche convert` too)";
-  std::istringstream labels(checkpoint_io::read_file(labels_path));
+  const std::string labels_text = checkpoint_io::read_file(labels_path);
+  ShardIndex index = parse_shard_index(checkpoint_io::read_file(index_path), index_path,
+                                       labels_text, labels_path);
+  index.dir = dir;
+  return index;
+}
+
+ShardIndex parse_shard_index(const std::string& index_text, const std::string& index_path,
+                             const std::string& labels_text, const std::string& labels_path) {
+  ShardIndex index;
+  std::istringstream labels(labels_text);
   for (std::string line; std::getline(labels, line);) {
     if (!line.empty()) index.classes.push_back(line);
   }
   RUCHE_REQUIRE(!index.classes.empty()) << labels_path << ": no class names";
-  std::istringstream lines(checkpoint_io::read_file(index_path));
+  std::istringstream lines(index_text);
   int number = 0;
   for (std::string line; std::getline(lines, line);) {
     ++number;

@@ -42,6 +42,9 @@ inline constexpr const char* kShardLabelsFile = "labels.txt";
 
 // Reads DIR/index.tsv and DIR/labels.txt; errors name the file and line.
 ShardIndex read_shard_index(const std::string& dir);
+// The same on the two files' texts (dir left empty); the paths name them in errors.
+ShardIndex parse_shard_index(const std::string& index_text, const std::string& index_path,
+                             const std::string& labels_text, const std::string& labels_path);
 // Writes DIR/index.tsv and DIR/labels.txt (each to a temporary name, then
 // renamed).
 void write_shard_index(const ShardIndex& index);

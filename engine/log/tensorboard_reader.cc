@@ -14,6 +14,11 @@ std::vector<tensorboard::Event> read_tensorboard_events(const std::string& path)
   std::ifstream in(path, std::ios::binary);
   RUCHE_REQUIRE(in) << path << ": cannot open";
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_tensorboard_events(bytes, path);
+}
+
+std::vector<tensorboard::Event> parse_tensorboard_events(const std::string& bytes,
+                                                         const std::string& path) {
   std::vector<tensorboard::Event> events;
   std::size_t at = 0;
   while (at < bytes.size()) {

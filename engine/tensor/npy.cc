@@ -1,5 +1,6 @@
 #include "engine/tensor/npy.h"
 
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -72,19 +73,36 @@ Tensor parse_npy(const std::string& bytes, const std::string& where) {
   RUCHE_REQUIRE(header_field(header, "fortran_order", where).find("False") != std::string::npos)
       << where << ": Fortran-ordered arrays are not supported";
 
+  // Dimensions are non-negative integers; the data they announce must be there before anything
+  // is allocated (a corrupt header may announce any size: tests/fuzz).
   Shape shape;
   std::stringstream dims(header_field(header, "shape", where));
   std::string dim;
+  // nbytes, and the product of the non-zero dimensions (strides are; it must fit in int64).
+  std::uint64_t nbytes = dtype_size(dtype);
+  std::int64_t nonzero = 1;
+  bool overflow = false;
   while (std::getline(dims, dim, ',')) {
-    if (dim.find_first_not_of(' ') == std::string::npos) continue;
-    shape.push_back(std::stoll(dim));
+    const std::size_t first = dim.find_first_not_of(' '), last = dim.find_last_not_of(' ');
+    if (first == std::string::npos) continue;
+    std::int64_t d = -1;
+    const char* end = dim.data() + last + 1;
+    const auto [ptr, ec] = std::from_chars(dim.data() + first, end, d);
+    RUCHE_REQUIRE(ec == std::errc() && ptr == end && d >= 0)
+        << where << ": bad npy shape '" << header_field(header, "shape", where) << "'";
+    RUCHE_REQUIRE(shape.ndim() < Shape::kMaxDims)
+        << where << ": more than " << Shape::kMaxDims << " dimensions";
+    shape.push_back(d);
+    overflow = overflow || __builtin_mul_overflow(nbytes, static_cast<std::uint64_t>(d), &nbytes) ||
+               (d > 0 && __builtin_mul_overflow(nonzero, d, &nonzero));
   }
+  const std::size_t data_start = header_start + header_len;
+  RUCHE_REQUIRE(!overflow && bytes.size() - data_start >= nbytes)
+      << where << ": truncated .npy data (" << bytes.size() - data_start << " bytes, the shape "
+      << shape.str() << " needs " << (overflow ? std::string("more") : std::to_string(nbytes))
+      << ")";
 
   Tensor t = Tensor::empty(shape, dtype);
-  const std::size_t data_start = header_start + header_len;
-  RUCHE_REQUIRE(bytes.size() - data_start >= t.nbytes())
-      << where << ": truncated .npy data (" << bytes.size() - data_start << " of " << t.nbytes()
-      << " bytes)";
   if (t.nbytes()) std::memcpy(t.raw_data(), bytes.data() + data_start, t.nbytes());
   return t;
 }
