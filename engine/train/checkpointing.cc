@@ -155,6 +155,7 @@ TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
     const std::string differences =
         resume_differences(resumed->meta, meta_.world_size, meta_.threads);
     if (!differences.empty()) std::printf("%s\n", differences.c_str());
+    std::fflush(stdout);  // said even when the rank is killed soon after (ruche-run's logs)
   }
   // Every rank must resume from the same step (one rank reading another checkpoint diverges).
   const std::vector<std::int64_t> starts = dp_.all_gather({at.step}, "resumed steps");
@@ -236,34 +237,28 @@ void Checkpointer::time_step(std::int64_t step) {
   step_dirty_ = false;
 }
 
-// Rank 0 says what it chose. A cadence in force up to 20% less frequent than the new choice is
-// kept (its cost is still within the bound; no churn from noise); a more frequent one is not.
+// Rank 0 takes the new choice (its cost is within the bound) and says so when it moved by more
+// than 20% from the cadence it last printed (step-time noise moves it by a step or two).
 void Checkpointer::choose_auto_cadence(const char* why) {
   if (!dp_.lead() || step_samples_.empty() || save_samples_.empty()) return;
   CheckpointCadence next;
   next.step_seconds = median(step_samples_);
   next.save_seconds = median(save_samples_);
   next.every = choose_cadence(next.step_seconds, next.save_seconds, options_.auto_percent);
-  next.cost_percent = 100 * next.save_seconds / (static_cast<double>(next.every) * next.step_seconds);
-  const std::int64_t was = cadence_.every;
-  if (was >= next.every && static_cast<double>(was) <= 1.2 * static_cast<double>(next.every)) {
-    cadence_.step_seconds = next.step_seconds;
-    cadence_.save_seconds = next.save_seconds;
-    cadence_.cost_percent =
-        100 * next.save_seconds / (static_cast<double>(was) * next.step_seconds);
-    return;
-  }
+  next.cost_percent =
+      100 * next.save_seconds / (static_cast<double>(next.every) * next.step_seconds);
+  const bool first = cadence_.every == 0;
   cadence_ = next;
-  if (dp_.lead()) {
-    std::printf("checkpoint cadence (auto, within %g%%): every %lld steps (%s: a step takes "
-                "%.4g s, a save %.4g s: %.2f%%)\n",
-                options_.auto_percent, static_cast<long long>(cadence_.every),
-                was == 0 ? "measured" : why, cadence_.step_seconds, cadence_.save_seconds,
-                cadence_.cost_percent);
-    std::fflush(stdout);
-  }
+  const double said = static_cast<double>(printed_every_);
+  if (!first && std::abs(static_cast<double>(next.every) - said) <= 0.2 * said) return;
+  printed_every_ = next.every;
+  std::printf("checkpoint cadence (auto, within %g%%): every %lld steps (%s: a step takes %.4g s, "
+              "a save %.4g s: %.2f%%)\n",
+              options_.auto_percent, static_cast<long long>(cadence_.every),
+              first ? "measured" : why, cadence_.step_seconds, cadence_.save_seconds,
+              cadence_.cost_percent);
+  std::fflush(stdout);
 }
-
 
 void Checkpointer::finish() {
   if (pending_) commit_pending();
@@ -361,7 +356,10 @@ bool Checkpointer::commit_pending(bool final) {
     if (save_samples_.size() > 5) save_samples_.pop_front();
     choose_auto_cadence("the save time changed");
   }
-  if (dp_.lead()) std::printf("checkpoint %s committed\n", dir.string().c_str());
+  if (dp_.lead()) {
+    std::printf("checkpoint %s committed\n", dir.string().c_str());
+    std::fflush(stdout);
+  }
   return true;
 }
 

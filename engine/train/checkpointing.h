@@ -111,6 +111,7 @@ class Checkpointer {
   std::int64_t last_step_ = 0, last_save_step_ = 0;
   double snapshot_seconds_ = 0;
   CheckpointCadence cadence_;
+  std::int64_t printed_every_ = 0;  // the cadence rank 0 last said
 
   CheckpointOptions options_;
   std::string root_;  // RUN/ckpt
