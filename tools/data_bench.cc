@@ -1,5 +1,6 @@
-// ruche data bench (and its hidden old name data-bench): only the input pipeline. A ShardLoader over `ruche convert` shards,
-// as training opens it, drawn for --warmup batches, then --batches timed; prints images/s and the
+// ruche data bench (and its hidden old name data-bench): only the input pipeline. A ShardLoader
+// over `ruche convert` shards (any other --data: the loader ruche train opens for it), as
+// training opens it, drawn for --warmup batches, then --batches timed; prints images/s and the
 // CPU time spent (getrusage, every thread), so benchmarks/input_pipeline.py can weigh it against
 // PyTorch's DataLoader without a network's compute in the way.
 #include <sys/resource.h>
@@ -8,9 +9,14 @@
 #include <cstdio>
 #include <string>
 
+#include <filesystem>
+#include <memory>
+
 #include "engine/data/shard_index.h"
 #include "engine/data/shard_loader.h"
 #include "engine/error.h"
+#include "engine/train/train_data.h"
+#include "engine/train/trainer.h"
 #include "tools/commands.h"
 
 namespace ruche::tools {
@@ -33,10 +39,12 @@ void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
     bool dct_scaling = true;
   };
   static Options o;
-  CLI::App* cmd = app.add_subcommand(name, "Images/s of the shard loader alone (.tar shards)");
+  CLI::App* cmd = app.add_subcommand(name, "Images/s of a data source's loader alone");
   // data-bench: hidden, the name benchmarks/input_pipeline.py has always called
   if (std::string(name) == "data-bench") cmd->group("");
-  cmd->add_option("--data", o.data, "a `ruche convert` shard directory (DIR/index.tsv)")
+  cmd->add_option("--data", o.data,
+                  "a shard directory (DIR/index.tsv), or any --data of ruche train (IDX, CIFAR, "
+                  "npz, ImageFolder: its loader with the default recipe's augmentation)")
       ->required();
   cmd->add_option("--split", o.split, "train (random-resized-crop, flip) or val (resize, center "
                                       "crop)")
@@ -56,25 +64,48 @@ void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
   cmd->callback([&exit_code] {
     if (o.workers < 1) RUCHE_FAIL() << "data-bench: --workers must be at least 1, got " << o.workers;
     if (o.batches < 1) RUCHE_FAIL() << "data-bench: --batches must be at least 1";
-    const ShardIndex index = read_shard_index(o.data);
-    ShardLoaderOptions options;
-    options.batch_size = o.batch_size;
-    options.train = o.split == "train";
-    options.pad = options.train;
-    options.threads = o.workers;
-    options.depth = o.prefetch;
-    options.transform.dct_scaling = o.dct_scaling;
-    ShardLoader loader(index, o.split, 0, 1, options);  // an empty split is its error
-    Tensor x = Tensor::empty(loader.batch_shape());
+    std::unique_ptr<BatchSource> shards;
+    TrainData indexable;  // keeps the loaders of an indexable source alive
+    BatchSource* loader = nullptr;
+    Shape shape;
+    if (is_shard_dir(o.data) || std::filesystem::exists(std::filesystem::path(o.data) /
+                                                        kShardIndexFile)) {
+      const ShardIndex index = read_shard_index(o.data);
+      ShardLoaderOptions options;
+      options.batch_size = o.batch_size;
+      options.train = o.split == "train";
+      options.pad = options.train;
+      options.threads = o.workers;
+      options.depth = o.prefetch;
+      options.transform.dct_scaling = o.dct_scaling;
+      auto l = std::make_unique<ShardLoader>(index, o.split, 0, 1, options);  // empty: its error
+      shape = l->batch_shape();
+      shards = std::move(l);
+      loader = shards.get();
+    } else {  // IDX, CIFAR, npz, ImageFolder: the loaders ruche train opens, its default recipe
+      RUCHE_REQUIRE(o.split == "train" || o.split == "val")
+          << "data bench --split " << o.split << ": expected train or val";
+      proto::SolverParameter solver = default_solver();
+      solver.set_batch_size(static_cast<std::int32_t>(o.batch_size));
+      TrainDataOptions options;
+      options.workers = o.workers;
+      options.prefetch = o.prefetch;
+      indexable = open_train_data(DataSpec(o.data), solver, options);
+      loader = o.split == "train" ? indexable.train.get() : indexable.val.get();
+      RUCHE_REQUIRE(loader != nullptr) << o.data << ": no validation split to time";
+      shape = Shape{o.batch_size};
+      for (std::int64_t d : indexable.sample_shape) shape.push_back(d);
+    }
+    Tensor x = Tensor::empty(shape);
     Tensor y = Tensor::zeros({o.batch_size}, DType::i32);
 
     std::uint32_t epoch = 0;
-    loader.start_epoch(epoch);
+    loader->start_epoch(epoch);
     auto draw = [&] {  // one batch, into the next epoch when this one is over
-      std::int64_t n = loader.next(x, y);
+      std::int64_t n = loader->next(x, y);
       if (n == 0) {
-        loader.start_epoch(++epoch);
-        n = loader.next(x, y);
+        loader->start_epoch(++epoch);
+        n = loader->next(x, y);
       }
       return n;
     };

@@ -180,7 +180,11 @@ r = ruche("data", "--help")
 check(r.returncode == 0 and "describe" in r.stdout and "bench" in r.stdout,
       "ruche data lists describe and bench")
 r = ruche("data", "bench", "--data", "nowhere")
-check(r.returncode == 2 and "nowhere/index.tsv" in r.stderr, "data bench reads shards")
+check(r.returncode == 2 and "nowhere" in r.stderr, "data bench: a missing source, exit 2")
+r = ruche("data", "bench", "--data", "clean.npz", "--batch-size", "10", "--warmup", "1",
+          "--batches", "12")
+check(r.returncode == 0 and "data-bench: 120 images in" in r.stdout,
+      f"data bench on an npz: 12 batches of 10 timed across epochs ({r.stdout.strip()})")
 r = ruche("data", "describe", "--data", "nowhere.npz")
 check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1,
       f"a missing data set: exit 2, one line ({r.stderr.strip()})")
