@@ -700,8 +700,11 @@ def markdown(rec):
                          f"{cell(s_.get('exposed_ms_link'), s_.get('exposed_error_pct_link'))} | "
                          f"{cell(s_['exposed_ms_curve'], s_['exposed_error_pct_curve'])} |")
         L += ["", "How far to trust the 512-GPU projection: the link model's error at each rate "
-              "is the error its all-reduce term carries; see the network results page for why "
-              "the links here fall short of their nominal rate (TCP on 2 shared cores).", ""]
+              "is the error its all-reduce term carries. Here the links deliver well under their "
+              "nominal rate (the network results page gives how much: tbf's bucket and TCP on 2 "
+              "shared, loaded cores), so the link model is far too optimistic and says nothing "
+              "of a real fabric; the step model fed with the all-reduce times measured at a rate "
+              "is the part these runs test.", ""]
     b = rec["check_horovod"]
     L += ["## Check (b): Horovod, 512 GPUs (Sergeev & Del Balso 2018)", "",
           f"Their setting: {HOROVOD['source']}. Modelled as: " + b["cluster"] +
