@@ -42,7 +42,7 @@ float parse_threshold(const std::string& text) {
 
 void add_export_command(CLI::App& app, int& exit_code) {
   struct Options {
-    std::string from, model, format, output, input, threshold;
+    std::string from, model, format, output, input, threshold, net;
     int classes = 0;
   };
   static Options o;
@@ -53,6 +53,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
                   "a run directory, a weights file W.npz, or a checkpoint (RUN/ckpt/step-N, "
                   "RUN/ckpt/latest, RUN/ckpt)");
   cmd->add_option("--model", o.model, "a built-in model (prototxt only)");
+  cmd->add_option("--net", o.net,
+                  "npz or onnx: this net (e.g. a deploy net) instead of the one beside the "
+                  "weights; weights of layers it lacks (auxiliary heads) are left out");
   cmd->add_option("--format", o.format, "npz, onnx or prototxt")
       ->required()
       ->check(CLI::IsMember({"npz", "onnx", "prototxt"}));
@@ -67,18 +70,21 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->callback([&exit_code] {
     RUCHE_REQUIRE(o.from.empty() != o.model.empty())
         << "give --from RUN|W.npz|CKPT or --model NAME";
+    RUCHE_REQUIRE(o.net.empty() || o.format != "prototxt")
+        << "--net picks the net of an npz or onnx export; --format prototxt prints --from's net";
     RUCHE_REQUIRE(o.threshold.empty() || o.format == "onnx")
         << "--threshold adds the decision to an ONNX model: give --format onnx";
     if (o.format == "npz") {
       RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
-      const int n = export_weights(o.from, o.output);
+      const int n = export_weights(o.from, o.output, o.net);
       std::printf("wrote %d tensors to %s\n", n, o.output.c_str());
     } else if (o.format == "onnx") {
       RUCHE_REQUIRE(!o.from.empty()) << "--format onnx exports a trained net: give --from RUN|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format onnx needs -o FILE.onnx";
       OnnxOptions options;
       options.sample_shape = parse_shape_flag("--input", o.input);
+      options.net_file = o.net;
       if (!o.threshold.empty()) options.threshold = parse_threshold(o.threshold);
       const OnnxSummary s = export_onnx(o.from, o.output, options);
       std::string input = "N";

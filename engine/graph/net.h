@@ -67,6 +67,14 @@ struct ParamEntry {
   bool is_integer = false;    // num_batches_tracked: int64 in a state_dict, f32 here
 };
 
+// One loss layer of a net: its weight in the net's loss (loss_weight, default 1) and its value.
+struct LossTerm {
+  int layer = 0;            // index into layers()
+  std::string name, type;   // the layer's
+  float weight = 1.0f;
+  Tensor value;             // [1] f32: this layer's loss after a forward
+};
+
 class Net {
  public:
   static std::unique_ptr<Net> build(const proto::NetParameter& net, const NetOptions& options);
@@ -93,8 +101,18 @@ class Net {
   Tensor& input() { return input_; }    // [B, sample...] f32: the data blob (or what is cast to it)
   // [B] i32, or f32 [B, target_shape...]; undefined when Input has one top.
   Tensor& labels() { return labels_; }
-  Tensor& output() { return output_; }  // the blob the loss reads: logits
-  Tensor& loss() { return loss_; }      // [1]
+  // The blob the main loss reads (logits); a net without a loss: the last layer's first top.
+  Tensor& output() { return output_; }
+  // [1]: the sum of weight * loss over the loss layers (the one loss itself when its weight is 1);
+  // undefined for a net without a loss layer.
+  Tensor& loss() { return loss_; }
+  // Every loss layer in forward order; empty for a deploy net (no loss layer), which builds for
+  // eval, export and time but cannot train.
+  const std::vector<LossTerm>& losses() const { return losses_; }
+  bool has_loss() const { return !losses_.empty(); }
+  // The main head: the loss layer with the highest weight (the first of equal ones); -1 without a
+  // loss. Probabilities, accuracy and output() come from it.
+  int main_loss_layer() const { return main_loss_layer_; }
   Tensor blob(const std::string& name) const;
 
   // Runs every layer; the loss lands in loss().
@@ -153,8 +171,10 @@ class Net {
   bool layer_has_trainable(int layer) const;
   void backward_layer(std::size_t li, const StepContext& ctx, bool accumulate);
   void forward_layer(std::size_t li, const StepContext& ctx);
-  std::string loss_blob_name(const std::vector<std::vector<int>>& bottoms,
-                             const std::vector<std::vector<int>>& tops) const;
+  void sum_losses();  // loss_ = sum of weight * value
+  // step with loss_scale times layer li's loss_weight in `weighted` when li is a loss layer.
+  const StepContext& weighted_context(std::size_t li, const StepContext& step,
+                                      StepContext& weighted) const;
 
   proto::NetParameter param_;
   NetOptions options_;
@@ -165,6 +185,9 @@ class Net {
   std::vector<std::vector<int>> tops_;  // blob versions each layer writes
   LayerTimer layer_timer_;
   std::vector<bool> trainable_layer_;   // whether backward must visit the layer
+  std::vector<LossTerm> losses_;
+  int main_loss_layer_ = -1;
+  bool weighted_loss_ = false;          // loss_ is a sum computed after forward
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_grad_range_;  // in grads()
   Tensor params_, grads_, buffers_;
   Tensor grad_scratch_;  // micro-batches 2..K write here, then add to grads_

@@ -14,6 +14,7 @@ using Factory = std::unique_ptr<Layer> (*)(const proto::LayerParameter&);
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> factories = {
       {"BatchNorm", &make_batch_norm_layer},
+      {"Concat", &make_concat_layer},
       {"Convolution", &make_convolution_layer},
       {"Deconvolution", &make_deconvolution_layer},
       {"Dropout", &make_dropout_layer},
@@ -22,9 +23,12 @@ const std::map<std::string, Factory>& registry() {
       {"Flatten", &make_flatten_layer},
       {"InnerProduct", &make_inner_product_layer},
       {"Input", &make_input_layer},
+      {"LRN", &make_lrn_layer},
       {"L1Loss", &make_l1_loss_layer},
       {"Pooling", &make_pooling_layer},
+      {"Power", &make_power_layer},
       {"ReLU", &make_relu_layer},
+      {"Scale", &make_scale_layer},
       {"Sigmoid", &make_sigmoid_layer},
       {"SigmoidCrossEntropyLoss", &make_sigmoid_cross_entropy_loss_layer},
       {"SmoothL1Loss", &make_smooth_l1_loss_layer},

@@ -12,12 +12,20 @@
 namespace ruche {
 
 const Tensor& net_probabilities(const Net& net) {
-  for (const auto& layer : net.layers()) {
-    if (const auto* loss = dynamic_cast<const SoftmaxWithLossLayer*>(layer.get())) {
-      return loss->probabilities();
-    }
+  // The main head's (the heaviest loss_weight), never just the first loss found.
+  const int main = net.main_loss_layer();
+  if (main >= 0) {
+    const Layer& layer = *net.layers()[static_cast<std::size_t>(main)];
+    const auto* loss = dynamic_cast<const SoftmaxWithLossLayer*>(&layer);
+    RUCHE_REQUIRE(loss) << "the net's main loss '" << layer.name()
+                        << "' is not SoftmaxWithLoss, so it gives no class probabilities";
+    return loss->probabilities();
   }
-  RUCHE_FAIL() << "the net has no SoftmaxWithLoss layer, so it gives no class probabilities";
+  // A deploy net: its last layer's output, when that is a Softmax.
+  RUCHE_REQUIRE(!net.layers().empty() && net.layers().back()->type() == "Softmax")
+      << "the net has no SoftmaxWithLoss layer and does not end in Softmax, so it gives no class "
+         "probabilities";
+  return const_cast<Net&>(net).output();
 }
 
 double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch) {

@@ -83,7 +83,7 @@ std::string weights_of(const std::string& from) {
   return from;
 }
 
-int export_weights(const std::string& from, const std::string& to) {
+int export_weights(const std::string& from, const std::string& to, const std::string& net_file) {
   if (const std::string checkpoint = checkpoint_of(from); !checkpoint.empty()) {
     const LoadedCheckpoint loaded = load_checkpoint(checkpoint);
     std::vector<std::pair<std::string, Tensor>> arrays = checkpoint_weights(loaded);
@@ -97,14 +97,16 @@ int export_weights(const std::string& from, const std::string& to) {
   const std::string weights = weights_of(from);
   const std::map<std::string, Tensor> file = load_npz(weights);
   std::set<std::string> layers;
-  const fs::path beside = fs::path(weights).parent_path() / "net.prototxt";
-  if (fs::is_regular_file(beside)) {
+  const fs::path beside =
+      net_file.empty() ? fs::path(weights).parent_path() / "net.prototxt" : fs::path(net_file);
+  if (fs::is_regular_file(beside) || !net_file.empty()) {
     const proto::NetParameter net = load_net(beside.string(), nullptr);
     for (const auto& layer : net.layer()) layers.insert(layer.name());
   }
   std::vector<std::pair<std::string, Tensor>> arrays;
   for (const std::string& name : list_npz(weights)) {  // archive order: the state_dict's
     const Tensor& tensor = file.at(name);
+    if (!net_file.empty() && !layers.count(layer_of(name))) continue;  // not in the --net
     RUCHE_REQUIRE(layers.empty() || layers.count(layer_of(name)))
         << weights << ": '" << name << "' belongs to no layer of " << beside.string();
     if (ends_with(name, ".num_batches_tracked")) {

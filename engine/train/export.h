@@ -20,7 +20,10 @@ std::string weights_of(const std::string& from);
 // beside the weights, every name must belong to one of its layers. From a checkpoint (every shard
 // verified), the parameters and buffers, in the order of the manifest's net. Returns the tensor
 // count.
-int export_weights(const std::string& from, const std::string& to);
+// With `net_file` (--net, e.g. a deploy net), that net replaces the one beside the weights and the
+// tensors of layers it lacks (a training net's auxiliary heads) are left out.
+int export_weights(const std::string& from, const std::string& to,
+                   const std::string& net_file = "");
 
 // The net of `from` (RUN/net.prototxt, the net.prototxt beside W.npz, or a checkpoint's manifest),
 // parsed and written back as prototxt text.

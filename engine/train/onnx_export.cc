@@ -91,6 +91,13 @@ class GraphBuilder {
   }
   const std::string& where() const { return where_; }
 
+  // The value of a blob by name (its newest version).
+  std::string input_of_blob(const std::string& blob) const {
+    const auto it = values_.find(blob);
+    RUCHE_REQUIRE(it != values_.end()) << where_ << ": '" << blob << "' is written by no layer";
+    return it->second;
+  }
+
   std::string input(int i) const {
     RUCHE_REQUIRE(i < layer_->bottom_size()) << where_ << ": expected a bottom " << i;
     const auto it = values_.find(layer_->bottom(i));
@@ -363,11 +370,94 @@ void eltwise(GraphBuilder& g, const proto::LayerParameter& layer) {
   g.node(inputs.size() == 2 ? "Add" : "Sum", inputs, {g.output()});
 }
 
-// The head's shape as ONNX dims, batch "N": the loss's input in the net built for one sample
-// (a classifier left at num_output 0 takes its width from its weight, [K, in]).
-std::vector<std::string> head_dims(const proto::NetParameter& param,
-                                   const std::map<std::string, Tensor>& weights,
-                                   const Shape& sample) {
+// LRN across channels is ONNX's LRN (odd sizes: ONNX centres an even window otherwise than
+// PyTorch); within a channel: x * (k + alpha * AveragePool(x^2, size, zero padding counted))^-beta.
+void lrn(GraphBuilder& g, const proto::LayerParameter& layer) {
+  const auto& p = layer.lrn_param();
+  const auto size = static_cast<std::int64_t>(p.local_size());
+  const std::string x = g.input(0);
+  if (p.norm_region() == proto::LRNParameter::ACROSS_CHANNELS) {
+    RUCHE_REQUIRE(size % 2 == 1) << g.where() << ": local_size " << size
+                                 << " is even; ONNX's LRN centres an even window otherwise";
+    onnx::NodeProto& n = g.node("LRN", {x}, {g.output()});
+    add_attr(n, "size", size);
+    add_attr(n, "alpha", p.alpha());
+    add_attr(n, "beta", p.beta());
+    add_attr(n, "bias", p.k());
+    return;
+  }
+  const std::string name = layer.name();
+  const std::int64_t before = (size - 1) / 2, after = size - 1 - before;
+  g.node("Mul", {x, x}, {name + "/sq"}, "/sq");
+  onnx::NodeProto& pool = g.node("AveragePool", {name + "/sq"}, {name + "/mean"}, "/mean");
+  add_attr(pool, "kernel_shape", std::vector<std::int64_t>{size, size});
+  add_attr(pool, "pads", std::vector<std::int64_t>{before, before, after, after});
+  add_attr(pool, "count_include_pad", std::int64_t{1});
+  g.node("Mul", {name + "/mean", g.scalar(name + ".alpha", p.alpha())}, {name + "/am"}, "/am");
+  g.node("Add", {name + "/am", g.scalar(name + ".k", p.k())}, {name + "/s"}, "/s");
+  g.node("Pow", {name + "/s", g.scalar(name + ".neg_beta", -p.beta())}, {name + "/f"}, "/f");
+  g.node("Mul", {x, name + "/f"}, {g.output()});
+}
+
+void concat(GraphBuilder& g, const proto::LayerParameter& layer) {
+  std::vector<std::string> inputs;
+  for (int i = 0; i < layer.bottom_size(); ++i) inputs.push_back(g.input(i));
+  onnx::NodeProto& n = g.node("Concat", inputs, {g.output()});
+  add_attr(n, "axis", static_cast<std::int64_t>(layer.concat_param().axis()));
+}
+
+// y = x * scale + bias with the scale reshaped to broadcast: its dims, then a 1 for each dim of x
+// after them (a second bottom keeps its own dims, which Reshape's 0 copies: its batch is N).
+void scale(GraphBuilder& g, const proto::LayerParameter& layer, int x_ndim, int s_ndim) {
+  const auto& p = layer.scale_param();
+  const std::string name = layer.name();
+  const int axis = p.axis() < 0 ? p.axis() + x_ndim : p.axis();
+  const bool from_bottom = layer.bottom_size() == 2;
+  const std::string x = g.input(0);
+  auto broadcast = [&](const std::string& value, const Shape& shape, const std::string& tag) {
+    std::vector<std::int64_t> dims;
+    for (int d = 0; d < s_ndim; ++d) dims.push_back(from_bottom ? 0 : shape[d]);
+    while (axis + static_cast<int>(dims.size()) < x_ndim) dims.push_back(1);
+    const std::string out = name + "/" + tag;
+    g.node("Reshape", {value, g.constant_i64(name + "." + tag + "_shape", dims)}, {out},
+           "/" + tag);
+    return out;
+  };
+  const std::string s = from_bottom ? g.input(1) : g.weight("weight");
+  const Shape s_shape = from_bottom ? Shape{} : g.weight_tensor("weight").shape();
+  const std::string sb = broadcast(s, s_shape, "scale");
+  if (!p.bias_term()) {
+    g.node("Mul", {x, sb}, {g.output()});
+    return;
+  }
+  g.node("Mul", {x, sb}, {name + "/mul"}, "/mul");
+  const Shape b_shape = g.weight_tensor("bias").shape();
+  const std::string bias = g.weight("bias");
+  if (from_bottom) {  // the bias is a parameter of the second bottom's shape, batch included
+    const std::string out = name + "/bias";
+    std::vector<std::int64_t> dims(b_shape.begin(), b_shape.end());
+    while (axis + static_cast<int>(dims.size()) < x_ndim) dims.push_back(1);
+    g.node("Reshape", {bias, g.constant_i64(name + ".bias_shape", dims)}, {out}, "/bias");
+    g.node("Add", {name + "/mul", out}, {g.output()});
+    return;
+  }
+  g.node("Add", {name + "/mul", broadcast(bias, b_shape, "bias")}, {g.output()});
+}
+
+// (shift + scale * x)^power, as Mul, Add and Pow on scalars.
+void power(GraphBuilder& g, const proto::LayerParameter& layer) {
+  const auto& p = layer.power_param();
+  const std::string name = layer.name();
+  g.node("Mul", {g.input(0), g.scalar(name + ".scale", p.scale())}, {name + "/ax"}, "/ax");
+  g.node("Add", {name + "/ax", g.scalar(name + ".shift", p.shift())}, {name + "/b"}, "/b");
+  g.node("Pow", {name + "/b", g.scalar(name + ".power", p.power())}, {g.output()});
+}
+
+// The net built for one sample (a classifier left at num_output 0 takes its width from its
+// weight, [K, in]): the shapes of its blobs.
+std::unique_ptr<Net> one_sample_net(const proto::NetParameter& param,
+                                    const std::map<std::string, Tensor>& weights,
+                                    const Shape& sample) {
   NetOptions options;
   options.sample_shape = sample;
   for (const auto& layer : param.layer()) {
@@ -377,7 +467,19 @@ std::vector<std::string> head_dims(const proto::NetParameter& param,
       options.num_classes = static_cast<int>(it->second.size(0));
     }
   }
-  const std::unique_ptr<Net> net = Net::build(param, options);
+  // A regression net or an autoencoder: its label is a float target of the prediction's shape.
+  if (is_float_target_loss(loss_type(param))) {
+    options.target_shape = float_target_shape(param, options);
+  }
+  return Net::build(param, options);
+}
+
+// The head's shape as ONNX dims, batch "N": the main loss's input (a deploy net: its last
+// layer's output) in the net built for one sample.
+std::vector<std::string> head_dims(const proto::NetParameter& param,
+                                   const std::map<std::string, Tensor>& weights,
+                                   const Shape& sample) {
+  const std::unique_ptr<Net> net = one_sample_net(param, weights, sample);
   std::vector<std::string> dims{"N"};
   const Shape& head = net->output().shape();
   for (int i = 1; i < head.ndim(); ++i) dims.push_back(std::to_string(head[i]));
@@ -525,7 +627,23 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
   }
   std::string head;  // the loss layer's output name: "logits" (classifier) or "output" (regression)
   Shape sample;
+  // The main head: the loss with the highest loss_weight (the first of equal ones), as Net picks;
+  // -1 for a deploy net, whose last layer's output is the "output".
+  int main_loss = -1;
+  float heaviest = -1.0f;
+  for (int li = 0; li < net.layer_size(); ++li) {
+    const auto& l = net.layer(li);
+    if (l.type() != "SoftmaxWithLoss" && !is_float_target_loss(l.type())) continue;
+    const float w = l.loss_weight_size() ? l.loss_weight(0) : 1.0f;
+    if (w > heaviest) {
+      heaviest = w;
+      main_loss = li;
+    }
+  }
+  std::unique_ptr<Net> shapes;  // built when a layer needs its input's rank
+  int layer_index = -1;
   for (const proto::LayerParameter& layer : net.layer()) {
+    ++layer_index;
     g.begin_layer(layer);
     const std::string& type = layer.type();
     if (type == "Input") {
@@ -543,8 +661,10 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       // the loss, not exported.
       g.alias(layer.top(0),
               pre == nullptr ? std::string("input") : add_preprocess(g, *pre, sample));
+    } else if ((type == "SoftmaxWithLoss" || is_float_target_loss(type)) &&
+               layer_index != main_loss) {
+      continue;  // an auxiliary head (a lighter loss_weight): training only
     } else if (type == "SoftmaxWithLoss" || is_float_target_loss(type)) {
-      RUCHE_REQUIRE(head.empty()) << g.where() << ": a second loss layer (one output head only)";
       head = type == "SoftmaxWithLoss" ? "logits" : "output";
       const std::string scores = g.input(0);
       // SigmoidCrossEntropyLoss reads logits: the output is their sigmoid, the prediction.
@@ -581,13 +701,32 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
       flatten(g, layer);
     } else if (type == "Softmax") {
       onnx::NodeProto& n = g.node("Softmax", {g.input(0)}, {g.output()});
-      add_attr(n, "axis", std::int64_t{1});
+      add_attr(n, "axis", static_cast<std::int64_t>(layer.softmax_param().axis()));
+    } else if (type == "LRN") {
+      lrn(g, layer);
+    } else if (type == "Concat") {
+      concat(g, layer);
+    } else if (type == "Scale") {
+      if (!shapes) shapes = one_sample_net(net, weights, sample);
+      scale(g, layer, shapes->blob(layer.bottom(0)).ndim(),
+            layer.bottom_size() == 2 ? shapes->blob(layer.bottom(1)).ndim()
+                                     : g.weight_tensor("weight").ndim());
+    } else if (type == "Power") {
+      power(g, layer);
     } else {
       RUCHE_FAIL() << g.where() << ": cannot be exported to ONNX (no mapping for " << type << ")";
     }
   }
   RUCHE_REQUIRE(sample.ndim() > 0) << "the net has no Input layer: nothing to name the ONNX input";
-  RUCHE_REQUIRE(!head.empty()) << "the net has no loss layer (SoftmaxWithLoss or EuclideanLoss)";
+  if (head.empty()) {
+    // A deploy net: its last layer's first top is the output.
+    const proto::LayerParameter& last = net.layer(net.layer_size() - 1);
+    RUCHE_REQUIRE(last.top_size() > 0) << "the net's last layer '" << last.name()
+                                       << "' has no top: nothing to name the ONNX output";
+    g.begin_layer(last);
+    head = "output";
+    g.node("Identity", {g.input_of_blob(last.top(0))}, {head}, "/" + head);
+  }
 
   // The outputs' shapes (ONNX wants them declared): the net built for one sample says them.
   const std::vector<std::string> out_dims = head_dims(net, weights, sample);
@@ -673,7 +812,9 @@ std::optional<OnnxPreprocess> find_onnx_preprocess(const std::string& from) {
 }
 
 OnnxSummary export_onnx(const std::string& from, const std::string& to, OnnxOptions options) {
-  const proto::NetParameter net = parse_net(export_net(from), from + " (net)", nullptr);
+  const proto::NetParameter net = options.net_file.empty()
+                                     ? parse_net(export_net(from), from + " (net)", nullptr)
+                                     : load_net(options.net_file, nullptr);
   if (!options.preprocess) options.preprocess = find_onnx_preprocess(from);
   std::map<std::string, Tensor> weights;
   if (const std::string checkpoint = checkpoint_of(from); !checkpoint.empty()) {
@@ -682,6 +823,14 @@ OnnxSummary export_onnx(const std::string& from, const std::string& to, OnnxOpti
     }
   } else {
     weights = load_npz(weights_of(from));
+  }
+  if (!options.net_file.empty()) {  // only the --net's layers' weights
+    std::set<std::string> layers;
+    for (const auto& layer : net.layer()) layers.insert(layer.name());
+    for (auto it = weights.begin(); it != weights.end();) {
+      it = layers.count(it->first.substr(0, it->first.rfind('.'))) ? std::next(it)
+                                                                   : weights.erase(it);
+    }
   }
   OnnxSummary summary;
   const std::string bytes = onnx_model(net, weights, options, &summary);

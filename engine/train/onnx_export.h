@@ -43,6 +43,9 @@ struct OnnxOptions {
   std::optional<OnnxPreprocess> preprocess;
   // Present: the "decision" output (0 < threshold < 1, a net whose probs have two classes).
   std::optional<float> threshold;
+  // export_onnx: a net file (--net, e.g. a deploy net) instead of the one beside the weights; the
+  // weights of layers it lacks (a training net's auxiliary heads) are left out.
+  std::string net_file;
 };
 
 struct OnnxSummary {

@@ -22,12 +22,19 @@ bool is_float_target_loss(const std::string& type) {
 }
 
 std::string loss_type(const proto::NetParameter& net) {
+  // The main head's: the loss with the highest loss_weight (the first of equal ones), as Net picks.
+  std::string type;
+  float heaviest = -1.0f;
   for (const auto& layer : net.layer()) {
     if (layer.type() == "SoftmaxWithLoss" || is_float_target_loss(layer.type())) {
-      return layer.type();
+      const float weight = layer.loss_weight_size() ? layer.loss_weight(0) : 1.0f;
+      if (weight > heaviest) {
+        heaviest = weight;
+        type = layer.type();
+      }
     }
   }
-  return "";
+  return type;
 }
 
 Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solver) {

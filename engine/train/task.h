@@ -15,7 +15,7 @@ enum class Task { classification, regression, reconstruction };
 
 const char* task_name(Task task);
 
-// The loss layer's type ("" when the net has none).
+// The main loss layer's type (the highest loss_weight; "" when the net has none).
 std::string loss_type(const proto::NetParameter& net);
 // Whether `type` is a loss against a float target of the prediction's size: EuclideanLoss (MSE),
 // L1Loss, SmoothL1Loss (beta 1) and SigmoidCrossEntropyLoss (BCE with logits: its bottom is

@@ -393,6 +393,10 @@ void Trainer::build_net() {
   net_opts.no_decay_bn_bias = solver_.no_decay_bn_bias();
   net_opts.source = source;
   net_ = Net::build(net_param_, net_opts);
+  RUCHE_REQUIRE(net_->has_loss())
+      << source.file << ": the net has no loss layer (a deploy net): ruche train needs one, e.g. "
+      << "SoftmaxWithLoss on the logits and the labels; a deploy net builds for ruche eval "
+      << "--weights, ruche export --net and ruche time";
   net_->init_params(solver_.random_seed());
   if (!run_.init_weights.empty()) {
     const LoadReport r = load_weights(*net_, run_.init_weights, run_.init_partial);
