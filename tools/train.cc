@@ -36,10 +36,13 @@ struct SolverFlag {
 };
 
 const SolverFlag kSolverFlags[] = {
-    {"--optimizer", "type", "sgd, adam, adamw, rmsprop, lars"},
+    {"--optimizer", "type",
+     "sgd, adam, adamw, rmsprop, lars (adam, adamw, rmsprop drop the default recipe's nesterov; "
+     "rmsprop also its momentum 0.9, unless --nesterov / --momentum say otherwise)"},
     {"--lr", "base_lr", "base learning rate"},
     {"--momentum", "momentum", "SGD / RMSprop / LARS momentum"},
-    {"--nesterov", "nesterov", "Nesterov momentum", "true"},
+    {"--nesterov", "nesterov", "Nesterov momentum (the default solver's SGD has it)", "true"},
+    {"--no-nesterov", "nesterov", "plain (heavy-ball) momentum", "false"},
     {"--weight-decay", "weight_decay", "L2 (AdamW: decoupled)"},
     {"--l1", "l1_decay", "L1 penalty"},
     {"--beta1", "beta1", "Adam beta1"},
@@ -327,9 +330,21 @@ void add_train_command(CLI::App& app, int& exit_code) {
     } else {
       load_prototxt(o.solver, run.solver);
     }
+    RUCHE_REQUIRE(!o.values.count("--nesterov") || !o.values.count("--no-nesterov"))
+        << "give --nesterov or --no-nesterov, not both";
     for (const SolverFlag& f : kSolverFlags) {
       const auto it = o.values.find(f.flag);
       if (it != o.values.end()) set_field(run.solver, f.field, it->second, f.flag);
+    }
+    // Nesterov belongs to momentum SGD (and LARS): --optimizer adam, adamw or rmsprop drops it
+    // unless --nesterov asks for it (then the optimizer says why not). The default recipe's
+    // momentum 0.9 is SGD's too: rmsprop chosen by flag on it takes PyTorch's 0 unless --momentum.
+    const auto chosen = o.values.find("--optimizer");
+    if (chosen != o.values.end() && chosen->second != "sgd" && chosen->second != "lars") {
+      if (!o.values.count("--nesterov")) run.solver.clear_nesterov();
+      if (o.solver.empty() && chosen->second == "rmsprop" && !o.values.count("--momentum")) {
+        run.solver.clear_momentum();
+      }
     }
     const NormalizeChoice normalize = parse_normalize_flag(o.normalize);
     if (!o.net.empty() && normalize.mode == NormalizeChoice::Mode::automatic) {

@@ -1,4 +1,5 @@
-// Dataset: an indexable set of samples (images [C, H, W] or vectors [D]) with int labels.
+// Dataset: an indexable set of samples (images [C, H, W] or vectors [D]) with int labels, or
+// float targets (regression).
 // Sources keep their samples decoded in memory (uint8 pixels for IDX and CIFAR, float32 for npz),
 // so reading one is a copy and a scale; the loader's threads call read() concurrently.
 #pragma once
@@ -42,6 +43,18 @@ class Dataset {
                               float* out) const {
     (void)stream;
     read(index, out);
+  }
+
+  // A float target per sample (regression: an npz's float y, e.g. [K] or [1, H, W]); empty when
+  // the target is the class label (every source but a float-y npz).
+  virtual const Shape& target_shape() const {
+    static const Shape none;
+    return none;
+  }
+  // Writes sample `index`'s float target (target_shape().numel() floats). Thread-safe.
+  virtual void read_target(std::int64_t index, float* out) const {
+    (void)index;
+    (void)out;
   }
 
   std::int64_t sample_numel() const { return sample_shape().numel(); }

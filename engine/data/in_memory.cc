@@ -22,6 +22,9 @@ InMemoryDataset::InMemoryDataset(InMemoryData data, const std::string& where)
       << where << ": " << n << " labels but " << values << " values for samples of shape "
       << d_.sample_shape.str() << " (expected " << n * numel << ")";
   RUCHE_REQUIRE(n > 0) << where << ": no samples";
+  RUCHE_REQUIRE(d_.targets.size() == (d_.target_shape.ndim() ? n * static_cast<std::size_t>(d_.target_shape.numel()) : 0))
+      << where << ": " << d_.targets.size() << " target values for " << n << " samples of target "
+      << d_.target_shape.str();
   std::int32_t max_label = 0;
   for (std::size_t i = 0; i < n; ++i) {
     RUCHE_REQUIRE(d_.labels[i] >= 0) << where << ": sample " << i << " has label " << d_.labels[i]
@@ -51,6 +54,11 @@ void InMemoryDataset::read(std::int64_t index, float* out) const {
   } else {
     std::copy_n(d_.f32.data() + at, numel, out);
   }
+}
+
+void InMemoryDataset::read_target(std::int64_t index, float* out) const {
+  const auto numel = static_cast<std::size_t>(d_.target_shape.numel());
+  std::copy_n(d_.targets.data() + static_cast<std::size_t>(index) * numel, numel, out);
 }
 
 }  // namespace ruche

@@ -15,7 +15,9 @@ struct InMemoryData {
   Shape sample_shape;            // [C, H, W] or [D]
   std::vector<std::uint8_t> u8;  // N * numel(sample_shape) pixels, or empty
   std::vector<float> f32;        // N * numel(sample_shape) values, or empty
-  std::vector<std::int32_t> labels;
+  std::vector<std::int32_t> labels;  // all 0 when the targets are floats
+  Shape target_shape;                // regression: one sample's float target, else empty
+  std::vector<float> targets;        // N * numel(target_shape), or empty
   int num_classes = 0;                   // 0: max label + 1
   std::vector<std::string> class_names;  // empty: numbered
 };
@@ -33,6 +35,8 @@ class InMemoryDataset : public Dataset {
   const std::string& kind() const override { return d_.kind; }
   std::int32_t label(std::int64_t index) const override;
   void read(std::int64_t index, float* out) const override;
+  const Shape& target_shape() const override { return d_.target_shape; }
+  void read_target(std::int64_t index, float* out) const override;
 
  private:
   InMemoryData d_;

@@ -23,17 +23,22 @@ BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderO
   steps_ = options_.drop_last ? n / b : (n + b - 1) / b;
   RUCHE_REQUIRE(steps_ > 0) << "--batch-size " << b << " is larger than the " << n
                             << " samples each rank has per epoch";
-  RUCHE_REQUIRE(!options_.target_is_input || !dataset_->transforms_itself())
+  RUCHE_REQUIRE((!options_.target_is_input && dataset_->target_shape().ndim() == 0) ||
+                !dataset_->transforms_itself())
       << "--reconstruct reads in-memory sources (IDX, CIFAR, npz); " << dataset_->kind()
       << " samples are decoded and normalised in one pass, so the target cannot be kept";
   scratch_.assign(static_cast<std::size_t>(options_.threads),
                   std::vector<float>(transform_.scratch_floats()));
+  if (!options_.target_is_input && dataset_->target_shape().ndim() > 0) {
+    target_scratch_.assign(static_cast<std::size_t>(options_.threads),
+                           std::vector<float>(static_cast<std::size_t>(target_shape().numel())));
+  }
   ring_ = std::make_unique<BatchRing>(
       batch_shape(), DType::f32, options_.threads, options_.depth, options_.device,
       [this](std::int64_t batch, int thread, BatchRing::Rows& rows) {
         return fill(batch, thread, rows);
       },
-      options_.target_is_input ? dataset_->sample_shape() : Shape{});
+      target_shape());
   indices_.reserve(static_cast<std::size_t>(n));
   const char* trace = std::getenv("RUCHE_TRACE_SAMPLES");
   if (trace != nullptr && *trace != '\0' && options_.drop_last) {
@@ -65,6 +70,10 @@ void BatchLoader::start_epoch(std::uint32_t epoch, std::int64_t step) {
   ring_->start(step, steps_);
 }
 
+Shape BatchLoader::target_shape() const {
+  return options_.target_is_input ? dataset_->sample_shape() : dataset_->target_shape();
+}
+
 LoaderPosition BatchLoader::position() const { return {epoch_, ring_->next_batch()}; }
 
 std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& rows) {
@@ -74,8 +83,11 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
   const std::int64_t numel = dataset_->sample_numel();
   float* x = rows.x.data<float>();
   const bool reconstruct = options_.target_is_input;
-  std::int32_t* y = reconstruct ? nullptr : rows.y.data<std::int32_t>();
-  float* target = reconstruct ? rows.y.data<float>() : nullptr;
+  const bool regression = !reconstruct && !target_scratch_.empty();  // the dataset's float y
+  std::int32_t* y = reconstruct || regression ? nullptr : rows.y.data<std::int32_t>();
+  float* target = reconstruct || regression ? rows.y.data<float>() : nullptr;
+  const Shape target_shape = regression ? dataset_->target_shape() : Shape{};
+  const std::int64_t target_numel = regression ? target_shape.numel() : numel;
   std::vector<float>& scratch = scratch_[static_cast<std::size_t>(thread)];
   for (std::int64_t j = 0; j < count; ++j) {
     const std::int64_t index = indices_[static_cast<std::size_t>(first + j)];
@@ -84,6 +96,13 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
       dataset_->read(index, sample);
       transform_.apply(sample, scratch.data(), epoch_, static_cast<std::uint64_t>(index),
                        reconstruct ? target + j * numel : nullptr);
+      if (regression) {  // the same crop and flip as the input, when the target is spatial
+        float* t = target + j * target_numel;
+        dataset_->read_target(index, t);
+        transform_.augment_target(t, target_shape,
+                                  target_scratch_[static_cast<std::size_t>(thread)].data(),
+                                  epoch_, static_cast<std::uint64_t>(index));
+      }
     } else if (options_.transform.augment.enabled) {
       // Keyed by the sample's own index, as Transform does: any thread, rank or resume agrees.
       const RngStream stream{options_.transform.seed, RngPurpose::augment, epoch_,

@@ -30,7 +30,9 @@ struct LoaderOptions {
   bool drop_last = true;  // drop the epoch's last partial batch (training); false keeps it
   TransformOptions transform;
   // --reconstruct: y is f32 [batch_size, sample...], each sample after augmentation and before
-  // noise and normalisation; otherwise i32 class labels [batch_size].
+  // noise and normalisation; else a dataset with float targets (Dataset::target_shape, an npz's
+  // float y) gives f32 [batch_size, target...], cropped and flipped with the input when its
+  // trailing dimensions are the input's H x W; otherwise i32 class labels [batch_size].
   bool target_is_input = false;
   int threads = 1;  // producer threads; each fills whole batches
   int depth = 0;    // batches buffered; 0: threads + 1, at least 2
@@ -65,6 +67,9 @@ class BatchLoader final : public BatchSource {
   std::int64_t steps_this_epoch() const override { return steps_ - first_step_; }
   LoaderPosition position() const;
   Shape batch_shape() const;  // [batch_size, sample...]
+  // One sample's float target ([] for class labels): the input's shape with target_is_input, else
+  // the dataset's target_shape.
+  Shape target_shape() const;
   const Dataset& dataset() const { return *dataset_; }
 
  private:
@@ -81,6 +86,7 @@ class BatchLoader final : public BatchSource {
   std::vector<std::int64_t> indices_;  // this rank's samples this epoch
   std::uint32_t epoch_ = 0;
   std::vector<std::vector<float>> scratch_;  // per producer thread, for the transform
+  std::vector<std::vector<float>> target_scratch_;  // per thread, a float target's augmentation
   // Test-only (RUCHE_TRACE_SAMPLES=DIR, training loaders): DIR/samples-<rank>.txt gets a line
   // "epoch E batch K world W: i1 i2 ..." for every batch next() hands out, so a test can count
   // which samples an epoch trained on across restarts and world sizes.

@@ -55,6 +55,25 @@ std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where)
   return labels;
 }
 
+bool is_float(DType t) { return t == DType::f32; }
+
+// A float y is a regression target per sample: [N] gives [1], [N, ...] its trailing shape (NHWC
+// [N, H, W, C] transposed to [C, H, W], as x); the class labels are all 0.
+void take_targets(const Tensor& y, DataLayout layout, InMemoryData* d) {
+  const Tensor& f = y;
+  if (y.ndim() == 1) {
+    d->targets = f.to_vector<float>();
+    d->target_shape = Shape{1};
+  } else {
+    Shape ignored;
+    take_samples<float>(f, layout, &d->targets, &ignored);
+    d->target_shape = Shape{};
+    for (int i = 1; i < y.ndim(); ++i) d->target_shape.push_back(y.size(i));
+    if (y.ndim() == 4 && layout == DataLayout::nhwc) d->target_shape = ignored;
+  }
+  d->labels.assign(static_cast<std::size_t>(y.size(0)), 0);
+}
+
 InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::string& xname,
                         const std::string& yname, DataLayout layout, const std::string& path) {
   const Tensor& x = arrays.at(xname);
@@ -63,8 +82,9 @@ InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::
   RUCHE_REQUIRE(x.ndim() >= 2 && x.ndim() <= 4)
       << where << ": " << xname << " is " << x.shape().str()
       << ", expected [N, D], [N, H, W] or [N, C, H, W]";
-  RUCHE_REQUIRE(y.ndim() == 1 && y.size(0) == x.size(0))
-      << where << ": " << yname << " is " << y.shape().str() << ", expected [" << x.size(0) << "]";
+  RUCHE_REQUIRE((y.ndim() == 1 || is_float(y.dtype())) && y.ndim() >= 1 && y.size(0) == x.size(0))
+      << where << ": " << yname << " is " << y.shape().str() << ", expected [" << x.size(0)
+      << "] (class labels) or float32 [" << x.size(0) << ", ...] (regression targets)";
   InMemoryData d;
   d.kind = "npz";
   if (x.dtype() == DType::f32) {
@@ -75,7 +95,11 @@ InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::
     RUCHE_FAIL() << where << ": " << xname << " is " << dtype_name(x.dtype())
                  << ", expected float32 (or uint8)";
   }
-  d.labels = take_labels(y, where);
+  if (is_float(y.dtype())) {
+    take_targets(y, layout, &d);
+  } else {
+    d.labels = take_labels(y, where);
+  }
   return d;
 }
 
@@ -113,6 +137,9 @@ DataSources load_npz_dataset(const std::string& path, DataLayout layout) {
     RUCHE_REQUIRE(test.sample_shape == s.train->sample_shape())
         << path << ": x_test samples are " << test.sample_shape.str() << ", x_train's "
         << s.train->sample_shape().str();
+    RUCHE_REQUIRE(test.target_shape == s.train->target_shape())
+        << path << ": y_test targets are " << test.target_shape.str() << ", y_train's "
+        << s.train->target_shape().str() << " (float y: regression targets; int y: classes)";
     s.test = std::make_shared<InMemoryDataset>(std::move(test), path + " (x_test, y_test)");
   }
   return s;

@@ -1,4 +1,5 @@
-// npz datasets: arrays x (float32 or uint8, [N, ...]) and y (integer class labels, [N]), or
+// npz datasets: arrays x (float32 or uint8, [N, ...]) and y (integer class labels, [N], or
+// float32 regression targets [N] or [N, ...]: Dataset::target_shape), or
 // x_train/y_train with x_test/y_test (Keras's layout). Images are stored NCHW or NHWC
 // (--data-layout); NHWC is transposed to NCHW on load. [N, H, W] gets one channel.
 #pragma once

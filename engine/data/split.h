@@ -28,6 +28,8 @@ class Subset : public Dataset {
   void read_augmented(std::int64_t i, const RngStream& stream, float* out) const override {
     base_->read_augmented(at(i), stream, out);
   }
+  const Shape& target_shape() const override { return base_->target_shape(); }
+  void read_target(std::int64_t i, float* out) const override { base_->read_target(at(i), out); }
 
   const std::vector<std::int64_t>& indices() const { return indices_; }
 

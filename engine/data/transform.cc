@@ -152,31 +152,46 @@ NoiseOptions parse_noise(const std::string& spec) {
   return n;
 }
 
+void Transform::crop_flip(float* x, std::int64_t planes, float* scratch, std::uint32_t epoch,
+                          std::uint64_t index) const {
+  const RngStream s{o_.seed, RngPurpose::augment, epoch, static_cast<std::uint32_t>(index), 0};
+  const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
+  // Crop of the zero-padded image, then flip: out(y, x) = in(y + dy, x' + dx), x' mirrored.
+  const int dy = padding_ > 0 ? uniform_int(s, kCropY, 2 * padding_ + 1) - padding_ : 0;
+  const int dx = padding_ > 0 ? uniform_int(s, kCropX, 2 * padding_ + 1) - padding_ : 0;
+  const bool flip = o_.augment.hflip && rng_uniform(s, kFlip) < 0.5f;
+  if (dy == 0 && dx == 0 && !flip) return;
+  const std::int64_t plane = static_cast<std::int64_t>(h) * w;
+  std::copy_n(x, planes * plane, scratch);
+  for (std::int64_t c = 0; c < planes; ++c) {
+    const float* in = scratch + c * plane;
+    float* out = x + c * plane;
+    for (int y = 0; y < h; ++y) {
+      const int sy = y + dy;
+      for (int xo = 0; xo < w; ++xo) {
+        const int sx = (flip ? w - 1 - xo : xo) + dx;
+        out[y * w + xo] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? in[sy * w + sx] : 0.0f;
+      }
+    }
+  }
+}
+
+bool Transform::target_follows(const Shape& t) const {
+  return shape_.ndim() == 3 && t.ndim() >= 2 && t[t.ndim() - 2] == shape_[1] &&
+         t[t.ndim() - 1] == shape_[2];
+}
+
+void Transform::augment_target(float* target, const Shape& target_shape, float* scratch,
+                               std::uint32_t epoch, std::uint64_t index) const {
+  if (!augments() || !target_follows(target_shape)) return;
+  crop_flip(target, target_shape.numel() / (shape_[1] * shape_[2]), scratch, epoch, index);
+}
+
 void Transform::apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index,
                       float* target) const {
   const ChannelCounts cc = channel_counts(shape_);
   const RngStream s{o_.seed, RngPurpose::augment, epoch, static_cast<std::uint32_t>(index), 0};
-  if (augments()) {
-    const int h = static_cast<int>(shape_[1]), w = static_cast<int>(shape_[2]);
-    // Crop of the zero-padded image, then flip: out(y, x) = in(y + dy, x' + dx), x' mirrored.
-    const int dy = padding_ > 0 ? uniform_int(s, kCropY, 2 * padding_ + 1) - padding_ : 0;
-    const int dx = padding_ > 0 ? uniform_int(s, kCropX, 2 * padding_ + 1) - padding_ : 0;
-    const bool flip = o_.augment.hflip && rng_uniform(s, kFlip) < 0.5f;
-    if (dy != 0 || dx != 0 || flip) {
-      std::copy_n(x, shape_.numel(), scratch);
-      for (int c = 0; c < cc.channels; ++c) {
-        const float* in = scratch + c * cc.per_channel;
-        float* out = x + c * cc.per_channel;
-        for (int y = 0; y < h; ++y) {
-          const int sy = y + dy;
-          for (int xo = 0; xo < w; ++xo) {
-            const int sx = (flip ? w - 1 - xo : xo) + dx;
-            out[y * w + xo] = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? in[sy * w + sx] : 0.0f;
-          }
-        }
-      }
-    }
-  }
+  if (augments()) crop_flip(x, cc.channels, scratch, epoch, index);
   if (target) std::copy_n(x, shape_.numel(), target);
   add_noise(x, epoch, index);
   normalize(x);

@@ -72,6 +72,14 @@ class Transform {
   // and normalisation: the reconstruction target (--reconstruct).
   void apply(float* sample, float* scratch, std::uint32_t epoch, std::uint64_t index,
              float* target = nullptr) const;
+  // A float target (regression, Dataset::target_shape) whose trailing dimensions are the input's
+  // H x W (a mask, a depth map, a denoised image) gets the same crop and flip as sample `index`
+  // got from apply() with the same epoch; any other target is left alone (it is not spatial).
+  // scratch holds target_shape.numel() floats.
+  void augment_target(float* target, const Shape& target_shape, float* scratch,
+                      std::uint32_t epoch, std::uint64_t index) const;
+  // Whether augment_target moves a target of this shape.
+  bool target_follows(const Shape& target_shape) const;
   std::size_t scratch_floats() const { return static_cast<std::size_t>(shape_.numel()); }
   bool augments() const;
   // The normalisation alone (what evaluation and export apply to a sample).
@@ -79,6 +87,9 @@ class Transform {
 
  private:
   void add_noise(float* sample, std::uint32_t epoch, std::uint64_t index) const;
+  // The crop and flip of sample `index` (as apply draws them) on `planes` planes of H x W.
+  void crop_flip(float* x, std::int64_t planes, float* scratch, std::uint32_t epoch,
+                 std::uint64_t index) const;
 
   Shape shape_;
   TransformOptions o_;

@@ -30,7 +30,11 @@ std::string progress_line(const Progress& p) {
   n += std::snprintf(buf + n, sizeof buf - n, "step %lld/%lld  loss %.4f  ",
                      static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss);
   if (p.regression) {
-    n += std::snprintf(buf + n, sizeof buf - n, "mse %.4g  psnr %.2f dB  ", p.mse, p.psnr);
+    n += std::snprintf(buf + n, sizeof buf - n, "mse %.4g  ", p.mse);
+    if (!std::isnan(p.psnr)) n += std::snprintf(buf + n, sizeof buf - n, "psnr %.2f dB  ", p.psnr);
+    if (p.multilabel) {
+      n += std::snprintf(buf + n, sizeof buf - n, "acc@0.5 %.2f%%  ", 100.0 * p.accuracy);
+    }
   } else {
     n += std::snprintf(buf + n, sizeof buf - n, "acc %.2f%%  ", 100.0 * p.accuracy);
   }

@@ -10,8 +10,10 @@ struct Progress {
   int epoch = 0, epochs = 0;          // 1-based epoch of how many (0: unknown)
   std::int64_t step = 0, steps = 0;   // global step of how many
   double loss = 0, accuracy = 0;      // accuracy in [0, 1]
-  // Regression and reconstruction: the line shows MSE and PSNR (peak 1) instead of accuracy.
+  // Regression and reconstruction: the line shows MSE and PSNR (peak 1; reconstruction only: NaN
+  // leaves it out) instead of accuracy; multi-label regression also the per-element accuracy.
   bool regression = false;
+  bool multilabel = false;
   double mse = 0, psnr = 0;
   double lr = 0;
   double images_per_second = 0;

@@ -12,6 +12,9 @@ namespace ruche {
 struct RegressionTally {
   double squared = 0;   // sum over samples of each sample's mean squared error
   double absolute = 0;  // sum over samples of each sample's mean absolute error
+  // sum over samples of the fraction of a sample's values on the target's side of 0.5: the
+  // per-element accuracy of multi-label 0/1 targets (prediction: sigmoid of the logits)
+  double hits = 0;
   std::int64_t samples = 0;
   bool keep_errors = false;
   std::vector<float> errors;  // with keep_errors: each sample's mean squared error, in order
@@ -20,6 +23,7 @@ struct RegressionTally {
   void add(const float* prediction, const float* target, std::int64_t n, std::int64_t width);
   double mse() const;
   double mae() const;
+  double accuracy() const;  // hits / samples
   // 10 log10(peak^2 / mse) in dB: peak 1 is the range of a [0, 1] target (images).
   double psnr(double peak = 1.0) const;
 };

@@ -305,14 +305,15 @@ void DataParallel::reduce_evaluation(EvalAccumulator& acc, double& nll_sum) {
 
 void DataParallel::reduce_evaluation(RegressionTally& tally, double& loss_sum) {
   if (!comm_) return;
-  std::array<float, 3> sums{static_cast<float>(tally.squared), static_cast<float>(tally.absolute),
-                            static_cast<float>(loss_sum)};
+  std::array<float, 4> sums{static_cast<float>(tally.squared), static_cast<float>(tally.absolute),
+                            static_cast<float>(loss_sum), static_cast<float>(tally.hits)};
   comm_->all_reduce(host_view(sums.data(), DType::f32, sums.size()), ReduceOp::sum).wait();
   std::int64_t samples = tally.samples;
   comm_->all_reduce(host_view(&samples, DType::i64, 1), ReduceOp::sum).wait();
   tally.squared = sums[0];
   tally.absolute = sums[1];
   loss_sum = sums[2];
+  tally.hits = sums[3];
   tally.samples = samples;
 }
 

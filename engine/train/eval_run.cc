@@ -116,7 +116,11 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
   in_order.pad = false;  // every sample once, over all ranks
   const int rank = ranks ? ranks->rank() : 0, size = ranks ? ranks->size() : 1;
   BatchLoader loader(data, DistributedSampler(data->size(), rank, size, in_order), options);
-  const int classes = static_cast<int>(net_probabilities(net).size(1));
+  const int classes = static_cast<int>(probability_classes(net));
+  // A deploy net's output is not checked against the data by a loss: say so before it counts.
+  RUCHE_REQUIRE(net.has_loss() || classes >= data->num_classes())
+      << "the net's output scores " << classes << " classes; the data has "
+      << data->num_classes();
   SplitEvaluation e(classes, data->size());
   e.loss = evaluate(net, loader, e.acc);
   if (ranks) {
@@ -133,13 +137,13 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
 
 RegressionEvaluation evaluate_reconstruction(Net& net, const DatasetPtr& data,
                                              const std::string& split, const Normalization& norm,
-                                             DataParallel* ranks) {
+                                             DataParallel* ranks, Task task, bool multilabel) {
   LoaderOptions options;
   options.batch_size = net.input().size(0);
   options.drop_last = false;
   options.transform.norm = norm;
   options.transform.augment.enabled = false;
-  options.target_is_input = true;
+  options.target_is_input = task == Task::reconstruction;  // else the data's float targets
   SamplerOptions in_order;
   in_order.shuffle = false;
   in_order.pad = false;
@@ -147,6 +151,8 @@ RegressionEvaluation evaluate_reconstruction(Net& net, const DatasetPtr& data,
   BatchLoader loader(data, DistributedSampler(data->size(), rank, size, in_order), options);
   RegressionEvaluation e;
   e.split = split;
+  e.psnr = task == Task::reconstruction;
+  e.multilabel = multilabel;
   e.tally.keep_errors = size == 1;
   e.loss = evaluate_regression(net, loader, e.tally);
   if (ranks) {
@@ -200,7 +206,9 @@ AnomalyReport anomaly_report(const RegressionEvaluation& evaluated,
 std::string render_regression_report(const RegressionEvaluation& e, const AnomalyReport* a) {
   const RegressionTally& t = e.tally;
   std::string out = e.split;
-  out.append(format(" mse %.6g  mae %.6g  psnr %.2f dB", t.mse(), t.mae(), t.psnr()));
+  out.append(format(" mse %.6g  mae %.6g", t.mse(), t.mae()));
+  if (e.psnr) out.append(format("  psnr %.2f dB", t.psnr()));
+  if (e.multilabel) out.append(format("  accuracy at 0.5 %.2f%% (per element)", 100 * t.accuracy()));
   out.append(" (" + std::to_string(t.samples) + " samples)");
   out.append(format(", loss %.6g\n", e.loss));
   if (!a) return out;
@@ -228,8 +236,9 @@ void write_regression_report(const std::string& path, const RegressionEvaluation
   RUCHE_REQUIRE(f) << path << ": cannot write";
   const RegressionTally& t = e.tally;
   f << std::setprecision(9) << "{\"split\": \"" << e.split << "\", \"samples\": " << t.samples
-    << ", \"loss\": " << e.loss << ", \"mse\": " << t.mse() << ", \"mae\": " << t.mae()
-    << ", \"psnr\": " << t.psnr();
+    << ", \"loss\": " << e.loss << ", \"mse\": " << t.mse() << ", \"mae\": " << t.mae();
+  if (e.psnr) f << ", \"psnr\": " << t.psnr();
+  if (e.multilabel) f << ", \"acc\": " << t.accuracy();
   for (const auto& [name, value] : extra) f << ", \"" << name << "\": " << value;
   if (a) {
     f << ", \"anomaly\": {\"normal_classes\": [";
@@ -339,7 +348,7 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
                                 splits.val != nullptr);
   }
 
-  const Task task = task_of(net_param, solver);
+  const Task task = task_of(net_param, solver, splits.train->target_shape().ndim() > 0);
   RUCHE_REQUIRE(request.score.empty() || request.score == "reconstruction")
       << "--score " << request.score << ": expected reconstruction";
   RUCHE_REQUIRE(request.score.empty() || task == Task::reconstruction)
@@ -350,9 +359,21 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   options.sample_shape = splits.train->sample_shape();
   options.num_classes = splits.train->num_classes();
   if (task == Task::reconstruction) options.target_shape = options.sample_shape;
+  if (task == Task::regression) options.target_shape = splits.train->target_shape();
   options.source = source;
   std::unique_ptr<Net> net = Net::build(net_param, options);
   load_strictly(*net, files);
+  if (task == Task::regression) {
+    RUCHE_REQUIRE(!request.goal)
+        << "--target-" << threshold_goal_name(*request.goal) << " chooses a two-class threshold; "
+        << files.net_file << " is a regression net";
+    EvalRunResult r{files, SplitEvaluation(splits.train->num_classes(), 0), std::nullopt,
+                    std::nullopt};
+    r.eval.report.split = request.split;
+    r.regression = evaluate_reconstruction(*net, data, request.split, norm, nullptr, task,
+                                           is_multilabel(task, net_param));
+    return r;
+  }
   if (task == Task::reconstruction) {
     EvalRunResult r{files, SplitEvaluation(splits.train->num_classes(), 0), std::nullopt,
                     std::nullopt};

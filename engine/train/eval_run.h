@@ -18,6 +18,7 @@
 #include "engine/metrics/roc.h"
 #include "engine/proto/ruche.pb.h"
 #include "engine/train/data_parallel.h"
+#include "engine/train/task.h"
 #include "engine/train/train_data.h"
 
 namespace ruche {
@@ -68,13 +69,18 @@ struct RegressionEvaluation {
   RegressionTally tally;              // keeps each sample's error (alone: in the split's order)
   std::vector<std::int32_t> labels;   // each sample's class, in order (alone only)
   double loss = 0;                    // mean loss per sample
+  bool psnr = true;                   // reconstruction (images in [0, 1]); not for regression
+  bool multilabel = false;            // SigmoidCrossEntropyLoss on a float y: accuracy at 0.5
 };
 
-// As evaluate_split, for a net whose target is the input (--reconstruct): every sample, never
-// augmented or corrupted. With `ranks`, the sums over ranks (no per-sample errors).
+// As evaluate_split, for a net whose target is the input (--reconstruct) or, for `task`
+// regression, the data's float targets: every sample, never augmented or corrupted. With `ranks`,
+// the sums over ranks (no per-sample errors).
 RegressionEvaluation evaluate_reconstruction(Net& net, const DatasetPtr& data,
                                              const std::string& split, const Normalization& norm,
-                                             DataParallel* ranks = nullptr);
+                                             DataParallel* ranks = nullptr,
+                                             Task task = Task::reconstruction,
+                                             bool multilabel = false);
 
 // Anomaly detection by reconstruction error (`ruche eval --score reconstruction`): samples of
 // classes outside `normal_classes` are the positives, each scored by its mean squared error.

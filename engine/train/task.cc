@@ -37,16 +37,17 @@ std::string loss_type(const proto::NetParameter& net) {
   return type;
 }
 
-Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solver) {
+Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solver,
+             bool float_targets) {
   const std::string loss = loss_type(net);
   if (is_float_target_loss(loss)) {
-    // The only float target the loaders make is the input itself (--reconstruct).
-    RUCHE_REQUIRE(solver.reconstruct())
-        << "the net's loss is " << loss << ", a loss against a float target (" 
+    if (solver.reconstruct()) return Task::reconstruction;  // the input is the target
+    RUCHE_REQUIRE(float_targets)
+        << "the net's loss is " << loss << ", a loss against a float target ("
         << (loss == "SigmoidCrossEntropyLoss" ? "multi-label 0/1 per class" : "regression")
-        << "); the data's labels are classes, and float targets from an npz y are not built "
-        << "yet. Give --reconstruct to make the target the input itself";
-    return Task::reconstruction;
+        << "); the data's labels are classes. Give an npz whose y is float32 [N] or [N, ...] "
+        << "(the targets), or --reconstruct to make the target the input itself";
+    return Task::regression;
   }
   RUCHE_REQUIRE(!solver.reconstruct())
       << "--reconstruct makes the target the input, but the net's loss is "
@@ -54,7 +55,39 @@ Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solve
       << "; end the net with EuclideanLoss, L1Loss, SmoothL1Loss or SigmoidCrossEntropyLoss "
       << "(bottoms: the reconstruction, \"label\"), or use --model conv_autoencoder or "
       << "mlp_autoencoder";
+  RUCHE_REQUIRE(!float_targets)
+      << "the data's y is float32: regression targets, but the net's loss is "
+      << (loss.empty() ? std::string("missing") : loss)
+      << "; end the net with EuclideanLoss, L1Loss or SmoothL1Loss (SigmoidCrossEntropyLoss for "
+      << "0/1 multi-label targets), bottoms: the prediction, \"label\"; or give integer class "
+      << "labels";
   return Task::classification;
+}
+
+Shape float_target_shape(const proto::NetParameter& net, const NetOptions& options) {
+  proto::NetParameter without_loss = net;
+  without_loss.clear_layer();
+  std::string prediction;
+  for (const auto& layer : net.layer()) {
+    if (is_float_target_loss(layer.type()) && prediction.empty() && layer.bottom_size() > 0) {
+      prediction = layer.bottom(0);
+      continue;
+    }
+    *without_loss.add_layer() = layer;
+  }
+  RUCHE_REQUIRE(!prediction.empty()) << "the net has no float-target loss";
+  NetOptions o = options;
+  o.target_shape = Shape{};
+  o.batch_size = 1;
+  const std::unique_ptr<Net> built = Net::build(without_loss, o);
+  const Tensor p = built->blob(prediction);
+  Shape shape;
+  for (int i = 1; i < p.ndim(); ++i) shape.push_back(p.size(i));
+  return shape;
+}
+
+bool is_multilabel(Task task, const proto::NetParameter& net) {
+  return task == Task::regression && loss_type(net) == "SigmoidCrossEntropyLoss";
 }
 
 std::string monitor_of(Task task, const proto::SolverParameter& solver) {

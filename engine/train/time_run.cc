@@ -32,10 +32,8 @@ TimeResult time_net(const TimeRequest& request) {
   options.sample_shape = request.sample_shape;
   options.num_classes = request.num_classes;
   options.source = request.source;
-  if (is_float_target_loss(loss_type(request.net))) {  // an autoencoder's target: an input's shape
-    const auto& dims = request.net.layer(0).input_param().dim();
-    options.target_shape =
-        request.sample_shape.ndim() ? request.sample_shape : Shape(dims.begin(), dims.end());
+  if (is_float_target_loss(loss_type(request.net))) {  // the prediction's shape (regression, AE)
+    options.target_shape = float_target_shape(request.net, options);
   }
   std::unique_ptr<Net> net = Net::build(request.net, options);
   net->init_params(1);

@@ -139,6 +139,11 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   d.preprocess = std::move(opened.record);
   // Class imbalance: weights counted on the training split as it is, then SMOTE grows it.
   const BalanceMode balance = parse_balance_mode(solver.balance());
+  RUCHE_REQUIRE(d.splits.train->target_shape().ndim() == 0 ||
+                (balance == BalanceMode::none && solver.smote_k() == 0 &&
+                 solver.class_weights().empty() && solver.train_classes().empty()))
+      << spec.data << ": its y is float32 (regression targets), so there are no classes for "
+      << "--balance, --smote, --class-weights or --train-classes";
   if (!solver.class_weights().empty()) {
     d.class_weights = parse_class_weights(solver.class_weights(), d.splits.train->num_classes(),
                                           dataset_labels(*d.splits.train));
@@ -152,6 +157,7 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
   const Dataset& train_set = *d.splits.train;
   d.kind = train_set.kind();
   d.sample_shape = train_set.sample_shape();
+  d.target_shape = solver.reconstruct() ? d.sample_shape : train_set.target_shape();
   d.classes = train_set.num_classes();
   d.class_names = train_set.class_names();
   d.train_size = train_set.size();

@@ -28,6 +28,9 @@ struct TrainDataOptions {
 struct TrainData {
   std::string kind;  // "fashion-mnist", "imagefolder", "shards", ...
   Shape sample_shape;
+  // One sample's float target: the input's shape with --reconstruct, an npz's float y's
+  // (regression), else [] (class labels).
+  Shape target_shape;
   int classes = 0;
   std::vector<std::string> class_names;
   std::int64_t train_size = 0, val_size = 0, test_size = 0;

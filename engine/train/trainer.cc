@@ -29,6 +29,7 @@
 #include "engine/train/discipline.h"
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
+#include "engine/train/reconstruction_grid.h"
 #include "engine/train/tensorboard_log.h"
 #include "engine/train/task.h"
 #include "engine/train/train_data.h"
@@ -51,6 +52,13 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   out << text;
 }
 
+// printf of one number.
+std::string one_value(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
 // Top-1 hits of the first n rows of probabilities against labels (host tensors).
 std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t n) {
   const Tensor p = probs.to(Device::cpu());
@@ -66,12 +74,12 @@ std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t 
 // Loss, top-1 hits (classification) or error sums (regression) and samples summed over some
 // steps (a progress interval, an epoch).
 struct Tally {
-  double loss = 0;
-  std::int64_t hits = 0, seen = 0;
+  double loss = 0, hits = 0;  // hits: multi-label, a sum of per-sample fractions
+  std::int64_t seen = 0;
   RegressionTally errors;
   void add(const StepVotes& v) {
     loss += v[StepVotes::loss_sum];
-    hits += static_cast<std::int64_t>(v[StepVotes::hits]);
+    hits += v[StepVotes::hits];
     seen += static_cast<std::int64_t>(v[StepVotes::samples]);
     errors.squared += v[StepVotes::squared_error];
     errors.absolute += v[StepVotes::absolute_error];
@@ -79,7 +87,7 @@ struct Tally {
   }
   double mean_loss() const { return seen ? loss / static_cast<double>(seen) : 0; }
   double accuracy() const {
-    return seen ? static_cast<double>(hits) / static_cast<double>(seen) : 0;
+    return seen ? hits / static_cast<double>(seen) : 0;
   }
 };
 
@@ -358,7 +366,7 @@ void Trainer::build_net() {
     net_param_ = builtin_model(run_.model, ModelOptions{data_.sample_shape, 0, run_.bottleneck});
     source.file = "--model " + run_.model;
   }
-  task_ = task_of(net_param_, solver_);
+  task_ = task_of(net_param_, solver_, data_.target_shape.ndim() > 0);
   monitor_ = monitor_of(task_, solver_);
   RUCHE_REQUIRE(solver_.label_smoothing() >= 0 && solver_.label_smoothing() < 1)
       << "label_smoothing must be in [0, 1), got " << solver_.label_smoothing();
@@ -384,8 +392,8 @@ void Trainer::build_net() {
   net_opts.batch_size = solver_.batch_size();
   net_opts.sample_shape = data_.sample_shape;
   net_opts.num_classes = data_.classes;
-  // The loaders' target: the input itself (--reconstruct), else the class.
-  if (task_ == Task::reconstruction) net_opts.target_shape = data_.sample_shape;
+  // The loaders' target: the input itself (--reconstruct), an npz's float y, else the class.
+  if (task_ != Task::classification) net_opts.target_shape = data_.target_shape;
   net_opts.device = run_.device;
   net_opts.compute_dtype = precision == ops::Precision::bf16   ? DType::bf16
                            : precision == ops::Precision::fp16 ? DType::f16
@@ -437,7 +445,19 @@ void Trainer::write_run_directory() {
   if (!run_.threads_source.empty()) {
     std::printf("threads: %d per rank (%s)\n", run_.threads, run_.threads_source.c_str());
   }
-  if (task_ != Task::classification) {
+  if (task_ == Task::regression) {
+    std::printf("task: %s (%s%s); the target is the data's float y %s%s\n", task_name(task_),
+                loss_type(net_param_).c_str(),
+                is_multilabel(task_, net_param_) ? ", multi-label: 0/1 per element" : "",
+                data_.target_shape.str().c_str(),
+                solver_.augment() && data_.sample_shape.ndim() == 3 &&
+                        data_.target_shape.ndim() >= 2 &&
+                        data_.target_shape[data_.target_shape.ndim() - 1] ==
+                            data_.sample_shape[2] &&
+                        data_.target_shape[data_.target_shape.ndim() - 2] == data_.sample_shape[1]
+                    ? ", cropped and flipped with the input"
+                    : "");
+  } else if (task_ != Task::classification) {
     std::printf("task: %s (%s); the target is the input after augmentation, before %s"
                 "normalisation\n",
                 task_name(task_), loss_type(net_param_).c_str(),
@@ -716,6 +736,7 @@ StepVotes Trainer::forward_backward() {
     } else {
       RegressionTally errors;
       tally_regression(*net_, n, errors);
+      votes[StepVotes::hits] += static_cast<float>(errors.hits);
       votes[StepVotes::squared_error] += static_cast<float>(errors.squared);
       votes[StepVotes::absolute_error] += static_cast<float>(errors.absolute);
     }
@@ -736,7 +757,8 @@ void Trainer::report_progress(int epoch, float lr) {
   p.accuracy = interval_.accuracy();
   p.regression = task_ != Task::classification;
   p.mse = interval_.errors.mse();
-  p.psnr = interval_.errors.psnr();
+  p.psnr = task_ == Task::reconstruction ? interval_.errors.psnr() : NAN;
+  p.multilabel = is_multilabel(task_, net_param_);
   p.lr = lr;
   p.images_per_second = static_cast<double>(interval_.seen) / elapsed;
   p.eta_seconds = seconds_since(started_) / static_cast<double>(step_) *
@@ -748,7 +770,9 @@ void Trainer::report_progress(int epoch, float lr) {
   MetricsRecord record("train");
   record.add("epoch", epoch + 1).add("step", step_).add("loss", p.loss);
   if (p.regression) {
-    record.add("mse", p.mse).add("mae", interval_.errors.mae()).add("psnr", p.psnr);
+    record.add("mse", p.mse).add("mae", interval_.errors.mae());
+    if (task_ == Task::reconstruction) record.add("psnr", p.psnr);
+    if (p.multilabel) record.add("acc", p.accuracy);
   } else {
     record.add("acc", p.accuracy);
   }
@@ -770,7 +794,8 @@ void Trainer::report_progress(int epoch, float lr) {
     tb_.add_scalar("train/loss", p.loss, step_);
     if (p.regression) {
       tb_.add_scalar("train/mse", p.mse, step_);
-      tb_.add_scalar("train/psnr", p.psnr, step_);
+      if (task_ == Task::reconstruction) tb_.add_scalar("train/psnr", p.psnr, step_);
+      if (p.multilabel) tb_.add_scalar("train/acc", p.accuracy, step_);
     } else {
       tb_.add_scalar("train/acc", p.accuracy, step_);
     }
@@ -889,31 +914,49 @@ double Trainer::validate_regression(int epoch) {
   };
   RegressionTally val;
   const double val_loss = run_validation(val);
-  std::printf("epoch %d/%d  train loss %.4f mse %.4g  val loss %.4f mse %.4g mae %.4g psnr %.2f dB"
-              "  (%s)\n",
+  // PSNR (peak 1) is for images in [0, 1]: reconstruction only; multi-label: accuracy at 0.5.
+  const bool psnr = task_ == Task::reconstruction;
+  const bool multilabel = is_multilabel(task_, net_param_);
+  std::string extra = psnr ? one_value(" psnr %.2f dB", val.psnr()) : "";
+  if (multilabel) extra += one_value(" acc@0.5 %.2f%%", 100 * val.accuracy());
+  std::printf("epoch %d/%d  train loss %.4f mse %.4g  val loss %.4f mse %.4g mae %.4g%s  (%s)\n",
               epoch + 1, epochs_, whole_epoch_.mean_loss(), whole_epoch_.errors.mse(), val_loss,
-              val.mse(), val.mae(), val.psnr(), human_duration(seconds_since(started_)).c_str());
+              val.mse(), val.mae(), extra.c_str(),
+              human_duration(seconds_since(started_)).c_str());
   MetricsRecord record("val");
   record.add("epoch", epoch + 1).add("step", step_).add("loss", val_loss).add("mse", val.mse())
-      .add("mae", val.mae()).add("psnr", val.psnr());
+      .add("mae", val.mae());
+  if (psnr) record.add("psnr", val.psnr());
+  if (multilabel) record.add("acc", val.accuracy());
   if (ema_) {  // the averaged weights on the same split, then the raw ones back
     ema_->swap();
     RegressionTally averaged;
     const double ema_loss = run_validation(averaged);
     ema_->swap();
     record.add("ema_loss", ema_loss).add("ema_mse", averaged.mse());
-    std::printf("epoch %d/%d  ema (decay %g) val loss %.4f mse %.4g psnr %.2f dB\n", epoch + 1,
-                epochs_, static_cast<double>(ema_->decay()), ema_loss, averaged.mse(),
-                averaged.psnr());
+    std::printf("epoch %d/%d  ema (decay %g) val loss %.4f mse %.4g%s\n", epoch + 1, epochs_,
+                static_cast<double>(ema_->decay()), ema_loss, averaged.mse(),
+                psnr ? one_value(" psnr %.2f dB", averaged.psnr()).c_str() : "");
   }
   metrics_.write(record.add("time_s", seconds_since(started_)));
   if (tb_.is_open()) {
     tb_.add_scalar("val/loss", val_loss, step_);
     tb_.add_scalar("val/mse", val.mse(), step_);
     tb_.add_scalar("val/mae", val.mae(), step_);
-    tb_.add_scalar("val/psnr", val.psnr(), step_);
-    tb_.flush();
+    if (psnr) tb_.add_scalar("val/psnr", val.psnr(), step_);
+    if (multilabel) tb_.add_scalar("val/acc", val.accuracy(), step_);
   }
+  // The first validation samples beside their reconstructions and errors: TensorBoard's
+  // val/reconstructions and RUN/reconstructions.npz (`ruche plot` draws it). Rank 0's share only.
+  if (lead_ && task_ == Task::reconstruction) {
+    const ReconstructionSamples samples = take_reconstructions(*net_, *val_loader_);
+    save_reconstructions((out_ / "reconstructions.npz").string(), samples, step_);
+    if (tb_.is_open()) {
+      const PngImage grid = reconstruction_grid(samples);
+      tb_.add_image("val/reconstructions", grid.png, grid.width, grid.height, 3, step_);
+    }
+  }
+  if (tb_.is_open()) tb_.flush();
   return val_loss;
 }
 
@@ -968,17 +1011,21 @@ void Trainer::test_once() {
   }
   if (task_ != Task::classification) {
     const RegressionEvaluation test =
-        evaluate_reconstruction(*net_, data_.splits.test, "test", data_.norm, dp_.get());
+        evaluate_reconstruction(*net_, data_.splits.test, "test", data_.norm, dp_.get(), task_,
+                                is_multilabel(task_, net_param_));
     if (lead_) {
       write_regression_report((out_ / "eval-test.json").string(), test, nullptr,
                               {{"step", static_cast<double>(step_)}});
     }
-    metrics_.write(MetricsRecord("test").add("step", step_).add("loss", test.loss)
-                       .add("mse", test.tally.mse()).add("mae", test.tally.mae())
-                       .add("psnr", test.tally.psnr()));
+    MetricsRecord record("test");
+    record.add("step", step_).add("loss", test.loss).add("mse", test.tally.mse())
+        .add("mae", test.tally.mae());
+    if (test.psnr) record.add("psnr", test.tally.psnr());
+    if (test.multilabel) record.add("acc", test.tally.accuracy());
+    metrics_.write(record);
     tb_.add_scalar("test/loss", test.loss, step_);
     tb_.add_scalar("test/mse", test.tally.mse(), step_);
-    tb_.add_scalar("test/psnr", test.tally.psnr(), step_);
+    if (test.psnr) tb_.add_scalar("test/psnr", test.tally.psnr(), step_);
     tb_.flush();
     std::printf("\n%s", render_regression_report(test, nullptr).c_str());
     return;

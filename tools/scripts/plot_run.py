@@ -151,6 +151,39 @@ def plot_roc(path, split, auc, out):
     plt.close(fig)
 
 
+def plot_reconstructions(path, out):
+    """RUN/reconstructions.npz (the last validation's first samples): target | reconstruction |
+    absolute error, a row per sample."""
+    import numpy as np
+    arrays = np.load(path)
+    target, recon = arrays["target"], arrays["reconstruction"]
+    step = int(arrays["step"][0]) if "step" in arrays else None
+    n = target.shape[0]
+    if n == 0 or target.ndim != 4:
+        return False
+
+    def image(a):  # [C, H, W] -> H x W (gray) or H x W x 3, clipped to [0, 1]
+        a = np.clip(a, 0, 1)
+        return a[0] if a.shape[0] == 1 else np.transpose(a[:3], (1, 2, 0))
+
+    fig, axes = plt.subplots(n, 3, figsize=(4.5, 1.5 * n + 0.4), squeeze=False)
+    for i in range(n):
+        for j, (a, name) in enumerate(((target[i], "input"), (recon[i], "reconstruction"),
+                                       (np.abs(recon[i] - target[i]), "|error|"))):
+            ax = axes[i][j]
+            ax.imshow(image(a), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+    fig.suptitle("validation reconstructions" + (f" (step {step})" if step is not None else ""),
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def plot_run(run, out):
     metrics = os.path.join(run, "metrics.jsonl")
     if not os.path.isfile(metrics):
@@ -161,6 +194,11 @@ def plot_run(run, out):
     plot_curves(records, out)
     print(out)
     where = os.path.dirname(os.path.abspath(out))
+    recon = os.path.join(run, "reconstructions.npz")
+    if os.path.isfile(recon):
+        target = os.path.join(where, "reconstructions.png")
+        if plot_reconstructions(recon, target):
+            print(target)
     for split in ("test", "val"):
         path = os.path.join(run, f"eval-{split}.json")
         if not os.path.isfile(path):
@@ -170,6 +208,8 @@ def plot_run(run, out):
                 report = json.load(f)
             except json.JSONDecodeError as e:
                 fail(f"{path}: not JSON ({e.msg})")
+        if "confusion_matrix" not in report and "mse" in report:
+            break  # a regression or reconstruction report: no classes to draw
         if "confusion_matrix" not in report:
             fail(f"{path}: no confusion_matrix")
         target = os.path.join(where, "confusion.png")
