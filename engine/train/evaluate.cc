@@ -28,18 +28,73 @@ const Tensor& net_probabilities(const Net& net) {
   return const_cast<Net&>(net).output();
 }
 
+namespace {
+
+// A deploy net's output as [N, C]: [N, C] itself, or [N, C, 1, ...]; anything else is an error.
+std::int64_t deploy_classes(Net& net) {
+  const Tensor& out = net.output();
+  RUCHE_REQUIRE(out.defined() && out.ndim() >= 2 && out.size(0) == net.input().size(0))
+      << "the net has no loss layer and its output does not hold one row per sample, so it gives "
+         "no class scores to evaluate";
+  for (int d = 2; d < out.ndim(); ++d) {
+    RUCHE_REQUIRE(out.size(d) == 1)
+        << "the net has no loss layer and its output is " << out.ndim()
+        << "-dimensional with size " << out.size(d) << " in dim " << d
+        << ", not [N, classes]: end the deploy net with the classifier's scores (or Softmax)";
+  }
+  return out.size(1);
+}
+
+bool ends_in_softmax(const Net& net) {
+  return !net.layers().empty() && net.layers().back()->type() == "Softmax";
+}
+
+}  // namespace
+
+std::int64_t probability_classes(Net& net) {
+  if (net.has_loss()) return net_probabilities(net).size(1);
+  return deploy_classes(net);
+}
+
+Tensor class_probabilities(Net& net, std::int64_t n) {
+  if (net.has_loss()) return net_probabilities(net).narrow(0, 0, n).to(Device::cpu());
+  const std::int64_t classes = deploy_classes(net);
+  // [N, C, 1, ...] read as [N, C]; on the CPU, contiguous.
+  const Tensor out = net.output().narrow(0, 0, n).to(Device::cpu());
+  const std::vector<float> v = out.to_vector();
+  if (ends_in_softmax(net)) return Tensor::from_vector(v, {n, classes});
+  // Scores (logits): their softmax over the classes, in double, the largest subtracted.
+  std::vector<float> p(v.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* row = v.data() + i * classes;
+    const float top = *std::max_element(row, row + classes);
+    double sum = 0;
+    for (std::int64_t c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(row[c] - top));
+    for (std::int64_t c = 0; c < classes; ++c) {
+      p[static_cast<std::size_t>(i * classes + c)] =
+          static_cast<float>(std::exp(static_cast<double>(row[c] - top)) / sum);
+    }
+  }
+  return Tensor::from_vector(p, {n, classes});
+}
+
 double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch) {
   StepContext ctx;
   ctx.phase = Phase::test;
-  const Tensor& probs = net_probabilities(net);
+  probability_classes(net);  // a net that gives no class scores fails here, in one line
+  // A deploy net's Input has no labels top: the data's labels land in a tensor of our own.
+  Tensor labels = net.labels();
+  if (!labels.defined()) {
+    labels = Tensor::zeros({net.input().size(0)}, DType::i32, net.input().device());
+  }
   double nll = 0;
   std::int64_t seen = 0;
   loader.start_epoch(epoch);
-  while (const std::int64_t n = loader.next(net.input(), net.labels())) {
+  while (const std::int64_t n = loader.next(net.input(), labels)) {
     net.forward(ctx);
     // A kept last batch is partial: only its first n rows are samples.
-    const Tensor p = probs.narrow(0, 0, n).to(Device::cpu());
-    const Tensor y = net.labels().narrow(0, 0, n).to(Device::cpu());
+    const Tensor p = class_probabilities(net, n);
+    const Tensor y = labels.narrow(0, 0, n).to(Device::cpu());
     acc.add(p, y);
     const float* pp = p.data<float>();
     const std::int32_t* py = y.data<std::int32_t>();

@@ -12,8 +12,17 @@ namespace ruche {
 // the net has none.
 const Tensor& net_probabilities(const Net& net);
 
+// The number of classes the net scores: its probabilities' width; for a deploy net (no loss),
+// its output's [N, C] (or [N, C, 1, ...]) C. A net that gives no such scores is a ruche::Error.
+std::int64_t probability_classes(Net& net);
+
+// After a forward: rows [0, n) of the class probabilities, [n, C] f32 on the CPU. A deploy net's
+// are its output when it ends in Softmax, else the softmax of its output (the classifier's scores).
+Tensor class_probabilities(Net& net, std::int64_t n);
+
 // Runs the loader's whole epoch `epoch` through the net (test phase), adding each batch's real
-// rows to acc; returns the mean negative log-likelihood of the true class.
+// rows to acc; returns the mean negative log-likelihood of the true class. A deploy net (an Input
+// without a labels top) takes the labels from the loader all the same.
 double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch = 0);
 
 // The same for a regression or reconstruction net: each batch's real rows of the loss's

@@ -152,6 +152,50 @@ assert {"precision", "recall", "f1", "support", "auc"} <= set(d["per_class"][0])
             0);
 }
 
+// A deploy net (an Input without the labels top, no loss layer) evaluates the trained weights with
+// the labels from the data: the same accuracy and loss as the trained net's eval, whether it ends
+// in the classifier's scores (their softmax is taken) or in a Softmax.
+TEST_F(ToolsTest, EvalOfADeployNetMatchesTheTrainedNet) {
+  ASSERT_FALSE(trainer_test_json_.empty());
+  proto::NetParameter trained;
+  load_prototxt((run() / "net.prototxt").string(), trained);
+  proto::NetParameter scores = trained;
+  scores.clear_layer();
+  std::string logits;
+  for (const auto& layer : trained.layer()) {
+    if (layer.type() == "SoftmaxWithLoss") {
+      logits = layer.bottom(0);
+      continue;
+    }
+    proto::LayerParameter& kept = *scores.add_layer() = layer;
+    if (layer.type() == "Input") {
+      kept.clear_top();
+      kept.add_top(layer.top(0));
+    }
+  }
+  ASSERT_FALSE(logits.empty());
+  proto::NetParameter softmax = scores;
+  proto::LayerParameter& prob = *softmax.add_layer();
+  prob.set_name("prob");
+  prob.set_type("Softmax");
+  prob.add_bottom(logits);
+  prob.add_top("prob");
+  for (const auto& [name, net] : {std::pair{"deploy_scores", scores}, {"deploy_softmax", softmax}}) {
+    const fs::path deploy = dir_ / (std::string(name) + ".prototxt");
+    std::ofstream(deploy) << to_prototxt(net);
+    const fs::path out = dir_ / (std::string(name) + ".json");
+    const Outcome r = ruche("eval --weights " + (run() / "model.npz").string() + " --net " +
+                            deploy.string() + " --data " + data() + " --threads 1 --json " +
+                            out.string());
+    ASSERT_EQ(r.rc, 0) << name << ": " << r.output;
+    EXPECT_NE(r.output.find("test accuracy"), std::string::npos) << r.output;
+    const std::string json = read_file(out);
+    EXPECT_EQ(json_number(json, "samples"), 60) << name;
+    EXPECT_EQ(json_number(json, "accuracy"), json_number(trainer_test_json_, "accuracy")) << name;
+    EXPECT_NEAR(json_number(json, "loss"), json_number(trainer_test_json_, "loss"), 1e-5) << name;
+  }
+}
+
 TEST_F(ToolsTest, EvalValSplitReproducesTrainingValidation) {
   const Outcome r = ruche("eval --weights " + (run() / "model.npz").string() + " --data " + data() +
                           " --split val --threads 1");
