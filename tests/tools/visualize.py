@@ -46,7 +46,7 @@ y = rng.integers(0, 3, 300).astype(np.int64)
 x[y == 1, :, :6] //= 3  # something to learn
 x[y == 2, :, :, :6] //= 3
 np.savez(WORK / "img.npz", x_train=x[:240], y_train=y[:240], x_test=x[240:], y_test=y[240:])
-r = ruche("train", "--model", "fashion_cnn", "--data", "img.npz", "--epochs", "2",
+r = ruche("train", "--model", "fashion_cnn", "--data", "img.npz", "--epochs", "1",
           "--batch-size", "16", "--no-tensorboard", "--out", "run")
 check(r.returncode == 0, f"train: exit 0 ({r.stderr.strip()[-300:]})")
 
