@@ -172,10 +172,18 @@ try:
     check("train 8 val 4" in r.stdout, f"ImageFolder: train 8 val 4 ({r.stdout[:300]})")
     check("exact  train / val: 1 val sample also in train" in r.stdout,
           "ImageFolder: the copied file found across train/val")
+    # 6. The same images as .tar shards (ruche convert): streamed, the same counts and copy.
+    r = ruche("convert", "imagefolder", "folder", "-o", "shards")
+    check(r.returncode == 0, f"convert: {r.stderr.strip()[-200:]}")
+    r = describe("--data", "shards", "-o", "shards-out")
+    rep = json.loads((WORK / "shards-out" / "describe.json").read_text())
+    check(rep["kind"] == "shards" and rep["splits"]["train"]["class_counts"] == [4, 4] and
+          rep["splits"]["val"]["class_counts"] == [2, 2], f"shards: train 4/4, val 2/2 ({rep['splits']})")
+    check(dup(rep, "exact", "train", "val")["samples"] == 1, "shards: the copied file found")
 except ImportError:
     print("skip  ImageFolder (no PIL)")
 
-# 6. bench moved under data; the old name still answers (hidden) for the benchmark.
+# 7. bench moved under data; the old name still answers (hidden) for the benchmark.
 r = ruche("data", "--help")
 check(r.returncode == 0 and "describe" in r.stdout and "bench" in r.stdout,
       "ruche data lists describe and bench")
