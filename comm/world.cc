@@ -6,13 +6,18 @@
 #include <algorithm>
 #include <bit>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "comm/mpi/mpi_check.h"
 #include "comm/mpi/mpi_world.h"
+#include "comm/watchdog.h"
 #include "engine/error.h"
 
 namespace ruche {
@@ -67,7 +72,52 @@ int fake_node_of(int rank, int size, int nodes) {
   return static_cast<int>(static_cast<std::int64_t>(rank) * nodes / size);
 }
 
+namespace {
+
+// Ends this process with kExitCollectiveFailed when it is not disarmed (destroyed) in time.
+class StartGuard {
+ public:
+  explicit StartGuard(double seconds) {
+    if (seconds <= 0) return;
+    thread_ = std::thread([this, seconds] {
+      std::unique_lock<std::mutex> lock(mutex_);
+      const auto limit = std::chrono::duration<double>(seconds);
+      if (done_cv_.wait_for(lock, limit, [this] { return done_; })) return;
+      const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+      if (!rank) rank = std::getenv("PMI_RANK");
+      if (!rank) rank = std::getenv("SLURM_PROCID");
+      std::fprintf(stderr,
+                   "ruche: rank %s: watchdog: the ranks did not all start in %g s (MPI_Init and "
+                   "the start-up collectives: a rank that never started, died or hangs); aborting "
+                   "the job\n",
+                   rank ? rank : "?", seconds);
+      std::fflush(stderr);
+      std::_Exit(kExitCollectiveFailed);
+    });
+  }
+  StartGuard(const StartGuard&) = delete;
+  StartGuard& operator=(const StartGuard&) = delete;
+  ~StartGuard() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
 World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()) {
+  const StartGuard guard(options.start_timeout_seconds);
   int initialized = 0;
   MPI_CHECK(MPI_Initialized(&initialized));
   RUCHE_CHECK(!initialized) << "MPI is already initialized: one World per process";

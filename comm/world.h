@@ -19,6 +19,11 @@ struct WorldOptions {
   // K > 0 splits the ranks into K pretend nodes of consecutive ranks (local rank and size
   // follow), to test hierarchical paths on one machine; 0 uses the real nodes (shared memory).
   int fake_nodes = 0;
+  // > 0: a rank whose World is not up in this many seconds (MPI_Init and the start-up
+  // collectives: a peer that never started, died or is stopped, which no collective watchdog
+  // sees yet) says so and ends with kExitCollectiveFailed (70), so mpirun ends the job and the
+  // launcher restarts it. train passes --comm-timeout.
+  double start_timeout_seconds = 0;
 
   // RUCHE_FAKE_NODES=K from the environment; 0 when unset. A bad value is a ruche::Error.
   static WorldOptions from_env();

@@ -126,7 +126,10 @@ void choose_threads(TrainRun& run, const CoreShare& share) {
 // comm "nccl" puts device buffers on NCCL even in a world of one (--comm).
 int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& comm_options,
                   const std::string& comm_backend, bool verbose_ranks) {
-  World world;
+  WorldOptions world_options = WorldOptions::from_env();
+  // A rank stopped or dead before the first collective would hang the others in MPI_Init.
+  world_options.start_timeout_seconds = comm_options.timeout_seconds;
+  World world(world_options);
   if (world.rank() != 0 && !verbose_ranks) {
     RUCHE_CHECK(std::freopen("/dev/null", "w", stdout) != nullptr) << "cannot silence stdout";
   }
