@@ -20,7 +20,7 @@ std::string human_duration(double seconds) {
 }
 
 std::string progress_line(const Progress& p) {
-  char buf[256];
+  char buf[1024];  // room for the losses: each name is cut at 64 characters, at most 8 of them
   int n = 0;
   if (p.epochs > 0) {
     n += std::snprintf(buf + n, sizeof buf - n, "epoch %d/%d  ", p.epoch, p.epochs);
@@ -29,6 +29,12 @@ std::string progress_line(const Progress& p) {
   }
   n += std::snprintf(buf + n, sizeof buf - n, "step %lld/%lld  loss %.4f  ",
                      static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss);
+  for (std::size_t i = 0; i < p.losses.size() && i < 8; ++i) {
+    n -= i == 0 ? 2 : 0;  // "(" right after the total
+    n += std::snprintf(buf + n, sizeof buf - n, "%s%.64s %.4f%s", i == 0 ? " (" : "",
+                       p.losses[i].first.c_str(), p.losses[i].second,
+                       i + 1 == p.losses.size() || i == 7 ? ")  " : "  ");
+  }
   if (p.regression) {
     n += std::snprintf(buf + n, sizeof buf - n, "mse %.4g  ", p.mse);
     if (!std::isnan(p.psnr)) n += std::snprintf(buf + n, sizeof buf - n, "psnr %.2f dB  ", p.psnr);

@@ -41,6 +41,7 @@ struct DataParallelOptions {
 
 // One rank's votes for a step, summed over ranks by DataParallel::finish_step.
 struct StepVotes {
+  static constexpr std::size_t max_loss_terms = 8;  // a net's first 8 loss layers are reported
   enum : std::size_t {
     nonfinite_loss,
     stop,            // SIGUSR1 / SIGTERM
@@ -52,7 +53,8 @@ struct StepVotes {
     squared_error,   // regression, reconstruction: the sums of each sample's MSE and MAE
     absolute_error,
     samples,
-    count
+    loss_terms,  // a net with several losses: each loss layer's value times the batch, in order
+    count = loss_terms + max_loss_terms
   };
   std::array<float, count> v{};
   float& operator[](std::size_t i) { return v[i]; }

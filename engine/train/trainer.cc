@@ -77,8 +77,10 @@ struct Tally {
   double loss = 0, hits = 0;  // hits: multi-label, a sum of per-sample fractions
   std::int64_t seen = 0;
   RegressionTally errors;
+  std::array<double, StepVotes::max_loss_terms> terms{};  // each loss layer's sum (several)
   void add(const StepVotes& v) {
     loss += v[StepVotes::loss_sum];
+    for (std::size_t i = 0; i < terms.size(); ++i) terms[i] += v[StepVotes::loss_terms + i];
     hits += v[StepVotes::hits];
     seen += static_cast<std::int64_t>(v[StepVotes::samples]);
     errors.squared += v[StepVotes::squared_error];
@@ -731,6 +733,12 @@ StepVotes Trainer::forward_backward() {
     dp_->reduce_next_backward(last);
     net_->backward(ctx_, k > 0);
     votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
+    if (net_->losses().size() > 1) {  // each loss beside the weighted total
+      const auto& terms = net_->losses();
+      for (std::size_t i = 0; i < terms.size() && i < StepVotes::max_loss_terms; ++i) {
+        votes[StepVotes::loss_terms + i] += terms[i].value.item() * static_cast<float>(n);
+      }
+    }
     if (task_ == Task::classification) {
       votes[StepVotes::hits] += static_cast<float>(correct_in(*probs_, net_->labels(), n));
     } else {
@@ -765,10 +773,19 @@ void Trainer::report_progress(int epoch, float lr) {
                   static_cast<double>(total_steps_ - step_);
   p.checkpoint_every = checkpoints_->cadence().every;
   p.checkpoint_cost_percent = checkpoints_->cadence().cost_percent;
+  if (net_->losses().size() > 1) {  // each loss layer's mean (unweighted), by layer name
+    const auto& terms = net_->losses();
+    for (std::size_t i = 0; i < terms.size() && i < StepVotes::max_loss_terms; ++i) {
+      p.losses.emplace_back(terms[i].name, interval_.seen ? interval_.terms[i] /
+                                                                static_cast<double>(interval_.seen)
+                                                          : 0.0);
+    }
+  }
   std::printf("%s\n", progress_line(p).c_str());
   std::fflush(stdout);
   MetricsRecord record("train");
   record.add("epoch", epoch + 1).add("step", step_).add("loss", p.loss);
+  for (const auto& [name, value] : p.losses) record.add("loss/" + name, value);
   if (p.regression) {
     record.add("mse", p.mse).add("mae", interval_.errors.mae());
     if (task_ == Task::reconstruction) record.add("psnr", p.psnr);
@@ -792,6 +809,7 @@ void Trainer::report_progress(int epoch, float lr) {
   metrics_.write(record);
   if (tb_.is_open()) {
     tb_.add_scalar("train/loss", p.loss, step_);
+    for (const auto& [name, value] : p.losses) tb_.add_scalar("train/loss/" + name, value, step_);
     if (p.regression) {
       tb_.add_scalar("train/mse", p.mse, step_);
       if (task_ == Task::reconstruction) tb_.add_scalar("train/psnr", p.psnr, step_);

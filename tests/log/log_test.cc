@@ -40,6 +40,13 @@ TEST(Progress, LineAndDurations) {
   p.eta_seconds = 192;
   EXPECT_EQ(progress_line(p),
             "epoch 2/10  step 1200/9380  loss 0.3412  acc 87.50%  lr 0.01  2431 img/s  ETA 3m12s");
+  p.losses = {{"loss1/loss", 0.7}, {"loss2/loss", 0.6}, {"loss3/loss", 0.5}};
+  p.loss = 0.3 * 0.7 + 0.3 * 0.6 + 0.5;
+  EXPECT_EQ(progress_line(p),
+            "epoch 2/10  step 1200/9380  loss 0.8900 (loss1/loss 0.7000  loss2/loss 0.6000  "
+            "loss3/loss 0.5000)  acc 87.50%  lr 0.01  2431 img/s  ETA 3m12s");
+  p.losses.assign(20, {std::string(300, 'x'), 1.0});  // bounded, whatever the names
+  EXPECT_LT(progress_line(p).size(), 1024u);
   EXPECT_EQ(human_duration(42), "42s");
   EXPECT_EQ(human_duration(3840), "1h04m");
   EXPECT_EQ(human_duration(-1), "?");

@@ -196,6 +196,41 @@ TEST_F(ToolsTest, EvalOfADeployNetMatchesTheTrainedNet) {
   }
 }
 
+// A net with two losses (an auxiliary head at loss_weight 0.3): the progress line, metrics.jsonl
+// and TensorBoard report each loss by layer name beside the weighted total.
+TEST_F(ToolsTest, TwoLossNetReportsEachLoss) {
+  const fs::path net = dir_ / "two_losses.prototxt";
+  std::ofstream(net) << R"(
+layer { name: "in" type: "Input" top: "data" top: "label" }
+layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1" inner_product_param { num_output: 8 } }
+layer { name: "relu1" type: "ReLU" bottom: "fc1" top: "fc1" }
+layer { name: "aux" type: "InnerProduct" bottom: "fc1" top: "aux" inner_product_param { num_output: 3 } }
+layer { name: "loss1/loss" type: "SoftmaxWithLoss" bottom: "aux" bottom: "label" top: "loss1" loss_weight: 0.3 }
+layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2" inner_product_param { num_output: 3 } }
+layer { name: "loss2/loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss2" }
+)";
+  const fs::path out = dir_ / "run_two_losses";
+  const Outcome r = ruche("train --net " + net.string() + " --data " + data() +
+                          " --max-steps 4 --batch-size 16 --threads 1 --out " + out.string());
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_NE(r.output.find(" (loss1/loss "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  loss2/loss "), std::string::npos) << r.output;
+  std::ifstream metrics(out / "metrics.jsonl");
+  std::string line;
+  int train_lines = 0;
+  while (std::getline(metrics, line)) {
+    if (line.find("\"split\": \"train\"") == std::string::npos) continue;
+    ++train_lines;
+    const double aux = json_number(line, "loss/loss1/loss");
+    const double main = json_number(line, "loss/loss2/loss");
+    EXPECT_GT(aux, 0) << line;
+    EXPECT_GT(main, 0) << line;
+    // The total is the weighted sum (metrics.jsonl keeps six significant digits).
+    EXPECT_NEAR(json_number(line, "loss"), 0.3 * aux + main, 1e-4) << line;
+  }
+  EXPECT_GE(train_lines, 1);
+}
+
 TEST_F(ToolsTest, EvalValSplitReproducesTrainingValidation) {
   const Outcome r = ruche("eval --weights " + (run() / "model.npz").string() + " --data " + data() +
                           " --split val --threads 1");
