@@ -24,5 +24,7 @@ void add_data_command(CLI::App& app, int& exit_code);
 void add_compare_command(CLI::App& app, int& exit_code);
 void add_visualize_command(CLI::App& app, int& exit_code);
 void add_index_command(CLI::App& app, int& exit_code);
+// ruche import caffe (tools/import.cc).
+void add_import_command(CLI::App& app, int& exit_code);
 
 }  // namespace ruche::tools

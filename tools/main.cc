@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   ruche::tools::add_export_command(app, exit_code);
   ruche::tools::add_inspect_command(app, exit_code);
   ruche::tools::add_convert_command(app, exit_code);
+  ruche::tools::add_import_command(app, exit_code);
   ruche::tools::add_index_command(app, exit_code);
   ruche::tools::add_data_command(app, exit_code);
   ruche::tools::add_data_bench_command(app, exit_code);

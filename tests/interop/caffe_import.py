@@ -1,0 +1,240 @@
+"""ruche import caffe: a small Caffe net (conv, BatchNorm + Scale, ReLU, ceil-rounded max and
+average pooling, LRN, Concat, InnerProduct, SoftmaxWithLoss, a TEST-only Accuracy) written here in
+Caffe's text format, with a .caffemodel hand-encoded in Protobuf's wire format (no Caffe, no
+Caffe files), imported; ruche's forward on the imported net and weights (tools/onnx_probe) must
+give what numpy computes from the same blobs with Caffe's semantics (1e-5). A V1 net and an
+unknown layer type are refused in one line naming them; a solver maps its fields.
+
+usage: caffe_import.py RUCHE ONNX_PROBE
+"""
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+RUCHE, PROBE = sys.argv[1], sys.argv[2]
+
+NET = """name: "tiny"
+layer { name: "data" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } shape { dim: 2 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        param { lr_mult: 1 } param { lr_mult: 2 }
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.01 } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1"
+        param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 } }
+layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1"
+        lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 } }
+layer { name: "conv2" type: "Convolution" bottom: "norm1" top: "conv2"
+        convolution_param { num_output: 3 kernel_size: 1 } }
+layer { name: "cat" type: "Concat" bottom: "norm1" bottom: "conv2" top: "cat" }
+layer { name: "pool2" type: "Pooling" bottom: "cat" top: "pool2"
+        pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+        inner_product_param { num_output: 5 } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip1" bottom: "label" top: "accuracy"
+        include { phase: TEST } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip1" bottom: "label" top: "loss" }
+"""
+
+SOLVER = """net: "train_val.prototxt"
+test_iter: 10
+test_interval: 500
+base_lr: 0.01
+momentum: 0.9
+weight_decay: 0.0005
+lr_policy: "step"
+gamma: 0.1
+stepsize: 1000
+max_iter: 4000
+iter_size: 2
+display: 20
+snapshot: 1000
+snapshot_prefix: "tiny"
+solver_mode: GPU
+type: "Nesterov"
+"""
+
+
+# --- Protobuf wire format, by hand -------------------------------------------------------------
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field(num, payload):  # length-delimited (wire type 2)
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def string(num, text):
+    return field(num, text.encode())
+
+
+def blob(a):
+    a = np.asarray(a, np.float32)
+    shape = field(1, b"".join(varint(d) for d in a.shape))  # BlobShape.dim, packed
+    return field(7, shape) + field(5, a.astype("<f4").tobytes())  # BlobProto.shape, data packed
+
+
+def layer(name, typ, blobs):
+    body = string(1, name) + string(2, typ) + b"".join(field(7, blob(b)) for b in blobs)
+    return field(100, body)  # NetParameter.layer
+
+
+rng = np.random.default_rng(20)
+W = {
+    "conv1": [rng.normal(0, 0.5, (4, 3, 3, 3)), rng.normal(0, 0.5, 4)],
+    "bn1": [rng.normal(0, 1, 4) * 2.5, rng.uniform(0.5, 2, 4) * 2.5, [2.5]],
+    "scale1": [rng.uniform(0.5, 1.5, 4), rng.normal(0, 0.5, 4)],
+    "conv2": [rng.normal(0, 0.5, (3, 4, 1, 1)), rng.normal(0, 0.5, 3)],
+    "ip1": [rng.normal(0, 0.3, (5, 7 * 3 * 3)), rng.normal(0, 0.3, 5)],
+}
+W = {k: [np.asarray(b, np.float32) for b in v] for k, v in W.items()}
+
+
+# --- Caffe's forward, in numpy ------------------------------------------------------------------
+def conv(x, w, b, pad):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    oh, ow = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
+    y = np.zeros((n, o, oh, ow), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = np.einsum("ncij,ocij->no", xp[:, :, i:i + kh, j:j + kw], w)
+    return y + b[None, :, None, None]
+
+
+def pool(x, k, s, pad, mode):
+    n, c, h, w = x.shape
+    ph = int(np.ceil((h + 2 * pad - k) / s)) + 1  # Caffe rounds up
+    pw = int(np.ceil((w + 2 * pad - k) / s)) + 1
+    if pad and (ph - 1) * s >= h + pad:
+        ph -= 1
+    if pad and (pw - 1) * s >= w + pad:
+        pw -= 1
+    y = np.zeros((n, c, ph, pw))
+    for i in range(ph):
+        for j in range(pw):
+            hs, ws = i * s - pad, j * s - pad
+            he, we = min(hs + k, h + pad), min(ws + k, w + pad)
+            size = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+            win = x[:, :, hs:he, ws:we]
+            y[:, :, i, j] = win.max(axis=(2, 3)) if mode == "max" else win.sum(axis=(2, 3)) / size
+    return y
+
+
+def lrn(x, n, alpha, beta, k=1.0):
+    sq = np.pad(x * x, ((0, 0), (n // 2, n // 2), (0, 0), (0, 0)))
+    s = sum(sq[:, i:i + x.shape[1]] for i in range(n))
+    return x * (k + alpha / n * s) ** -beta
+
+
+def caffe_forward(x):
+    y = conv(x, *W["conv1"], pad=1)
+    mean, var, f = W["bn1"]
+    y = (y - (mean / f[0])[None, :, None, None]) / np.sqrt((var / f[0])[None, :, None, None] + 1e-5)
+    y = y * W["scale1"][0][None, :, None, None] + W["scale1"][1][None, :, None, None]
+    y = np.maximum(y, 0)
+    y = pool(y, 2, 2, 0, "max")
+    assert y.shape[2:] == (5, 5), y.shape  # ceil: 5x5 (floor would give 4x4)
+    n1 = lrn(y, 3, 0.5, 0.75)
+    c2 = conv(n1, *W["conv2"], pad=0)
+    y = pool(np.concatenate([n1, c2], axis=1), 3, 2, 1, "ave")
+    return y.reshape(len(y), -1) @ W["ip1"][0].T.astype(np.float64) + W["ip1"][1]
+
+
+def run(*args, ok=True):
+    p = subprocess.run([RUCHE, *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        sys.exit(f"ruche {' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+    return p
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        net = os.path.join(tmp, "train_val.prototxt")
+        with open(net, "w") as f:
+            f.write(NET)
+        solver = os.path.join(tmp, "solver.prototxt")
+        with open(solver, "w") as f:
+            f.write(SOLVER)
+        model = os.path.join(tmp, "tiny.caffemodel")
+        types = {"conv1": "Convolution", "bn1": "BatchNorm", "scale1": "Scale",
+                 "conv2": "Convolution", "ip1": "InnerProduct"}
+        with open(model, "wb") as f:
+            f.write(string(1, "tiny") + b"".join(layer(k, types[k], v) for k, v in W.items()))
+        out = os.path.join(tmp, "out")
+        run("import", "caffe", "--net", net, "--weights", model, "--solver", solver, "-o", out)
+        for name in ("net.prototxt", "solver.prototxt", "weights.npz", "import-report.txt"):
+            assert os.path.exists(os.path.join(out, name)), name
+        imported = open(os.path.join(out, "net.prototxt")).read()
+        assert "ceil_mode: true" in imported and "Accuracy" not in imported, imported
+        report = open(os.path.join(out, "import-report.txt")).read()
+        assert "accuracy" in report and "test_iter" in report, report
+
+        # The solver's fields.
+        s = open(os.path.join(out, "solver.prototxt")).read()
+        for want in ('type: "sgd"', "nesterov: true", "base_lr: 0.01", "momentum: 0.9",
+                     "weight_decay: 0.0005", 'lr_policy: "step"', "stepsize: 1000",
+                     "max_iter: 4000", "iter_size: 2", "display: 20"):
+            assert want in s, (want, s)
+
+        # The weights: names and Caffe's BatchNorm factor divided out.
+        npz = np.load(os.path.join(out, "weights.npz"))
+        np.testing.assert_allclose(npz["bn1.running_mean"], W["bn1"][0] / 2.5, rtol=1e-6)
+        np.testing.assert_allclose(npz["bn1.running_var"], W["bn1"][1] / 2.5, rtol=1e-6)
+        np.testing.assert_array_equal(npz["scale1.weight"], W["scale1"][0])
+        np.testing.assert_array_equal(npz["ip1.weight"], W["ip1"][0])
+
+        # ruche's forward against Caffe's semantics in numpy.
+        x = rng.normal(0, 1, (2, 3, 9, 9)).astype(np.float32)
+        np.savez(os.path.join(tmp, "x.npz"), x=x)
+        got_path = os.path.join(tmp, "got.npz")
+        p = subprocess.run([PROBE, os.path.join(out, "net.prototxt"), os.path.join(out, "weights.npz"),
+                            os.path.join(tmp, "x.npz"), got_path], capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+        got = np.load(got_path)["logits"]
+        want = caffe_forward(x.astype(np.float64))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+        # Refusals: one line, naming the thing.
+        v1 = os.path.join(tmp, "v1.prototxt")
+        with open(v1, "w") as f:
+            f.write('name: "old"\nlayers { name: "conv1" type: CONVOLUTION }\n')
+        p = run("import", "caffe", "--net", v1, "-o", os.path.join(tmp, "o1"), ok=False)
+        assert p.returncode == 2 and "V1" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        unknown = os.path.join(tmp, "unknown.prototxt")
+        with open(unknown, "w") as f:
+            f.write(NET.replace('name: "relu1" type: "ReLU"', 'name: "relu1" type: "Swish9"'))
+        p = run("import", "caffe", "--net", unknown, "-o", os.path.join(tmp, "o2"), ok=False)
+        assert (p.returncode == 2 and "relu1" in p.stderr and "Swish9" in p.stderr
+                and len(p.stderr.strip().splitlines()) == 1), p.stderr
+        # A blob of the wrong shape names the layer.
+        bad = os.path.join(tmp, "bad.caffemodel")
+        with open(bad, "wb") as f:
+            f.write(layer("conv2", "Convolution", [np.zeros((3, 4, 3, 3)), np.zeros(3)]))
+        p = run("import", "caffe", "--net", net, "--weights", bad, "-o", os.path.join(tmp, "o3"),
+                ok=False)
+        assert (p.returncode == 2 and "conv2" in p.stderr
+                and len(p.stderr.strip().splitlines()) == 1), p.stderr
+    print("caffe import: forward matches Caffe's semantics; V1, unknown type, bad shape refused")
+
+
+if __name__ == "__main__":
+    main()
