@@ -62,7 +62,7 @@ void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
                 "decode every JPEG at full size, as PIL does, instead of at the smallest DCT "
                 "scale the crop allows");
   cmd->callback([&exit_code] {
-    if (o.workers < 1) RUCHE_FAIL() << "data-bench: --workers must be at least 1, got " << o.workers;
+    RUCHE_REQUIRE(o.workers >= 1) << "data-bench: --workers must be at least 1, got " << o.workers;
     if (o.batches < 1) RUCHE_FAIL() << "data-bench: --batches must be at least 1";
     std::unique_ptr<BatchSource> shards;
     TrainData indexable;  // keeps the loaders of an indexable source alive

@@ -86,8 +86,8 @@ void add_data_command(CLI::App& app, int& exit_code) {
       arrays.emplace_back("pair_a", d.pair_a);
       arrays.emplace_back("pair_b", d.pair_b);
       std::vector<std::int32_t> check = d.pair_check;
-      arrays.emplace_back("pair_check",
-                          Tensor::from_vector(check, Shape{static_cast<std::int64_t>(check.size())}));
+      const Shape n{static_cast<std::int64_t>(check.size())};
+      arrays.emplace_back("pair_check", Tensor::from_vector(check, n));
     }
     save_npz(npz, arrays);
     const int code = run_python(python, shipped_script("figures.py"),

@@ -270,8 +270,9 @@ std::string render_comparison(const Comparison& c) {
     std::snprintf(line, sizeof line,
                   "%s vs %s, best val accuracy: Welch's t = %.3f, df = %.2f, p = %.4f: %s\n",
                   a.name.c_str(), b.name.c_str(), p.test.t, p.test.df, p.test.p,
-                  p.test.p < 0.05 ? "distinguishable at 95%"
-                                  : "not distinguishable at 95% (the seeds' spread covers the gap)");
+                  p.test.p < 0.05
+                      ? "distinguishable at 95%"
+                      : "not distinguishable at 95% (the seeds' spread covers the gap)");
     o << line;
   }
   return o.str();

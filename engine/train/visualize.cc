@@ -122,8 +122,8 @@ Visualization visualize_run(const VisualizeRequest& request) {
   v.inputs = Tensor::empty(with_batch(n, sample));
   float* p = v.inputs.data<float>();
   for (int c = 0; c < classes; ++c) {
-    p = std::copy(rows[static_cast<std::size_t>(c)].begin(), rows[static_cast<std::size_t>(c)].end(),
-                  p);
+    const auto& row = rows[static_cast<std::size_t>(c)];
+    p = std::copy(row.begin(), row.end(), p);
     for (int k = 0; k < taken[static_cast<std::size_t>(c)]; ++k) v.labels.push_back(c);
   }
   v.saliency = class_saliency(*net, v.inputs, v.labels, &v.predicted);

@@ -60,7 +60,8 @@ fake_run(WORK / "cnn", [0.80, 0.91, 0.90], [0.5, 0.3, 0.35], [1000, 1200, 1100],
                  "bn1.num_batches_tracked": np.zeros((), np.int64),
                  "fc.weight": np.zeros((10, 32), np.float32)})
 fake_run(WORK / "mlp", [0.70, 0.75], [0.8, 0.7], [5000, 7000], 12.5,
-         params={"fc1.weight": np.zeros((20, 784), np.float32), "fc1.bias": np.zeros(20, np.float32)})
+         params={"fc1.weight": np.zeros((20, 784), np.float32),
+                 "fc1.bias": np.zeros(20, np.float32)})
 r = ruche("compare", "cnn", "mlp", "-o", "out")
 check(r.returncode == 0, f"compare two runs: exit 0 ({r.stderr.strip()[-300:]})")
 rows = {line.split()[0]: line.split() for line in r.stdout.splitlines() if line.strip()}

@@ -178,7 +178,8 @@ try:
     r = describe("--data", "shards", "-o", "shards-out")
     rep = json.loads((WORK / "shards-out" / "describe.json").read_text())
     check(rep["kind"] == "shards" and rep["splits"]["train"]["class_counts"] == [4, 4] and
-          rep["splits"]["val"]["class_counts"] == [2, 2], f"shards: train 4/4, val 2/2 ({rep['splits']})")
+          rep["splits"]["val"]["class_counts"] == [2, 2],
+          f"shards: train 4/4, val 2/2 ({rep['splits']})")
     check(dup(rep, "exact", "train", "val")["samples"] == 1, "shards: the copied file found")
 except ImportError:
     print("skip  ImageFolder (no PIL)")

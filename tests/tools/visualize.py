@@ -95,7 +95,8 @@ for k in range(len(inputs)):
     worst = max(worst, rel(saliency[k], grad.numpy()[0]))
     pred = int(net(torch.from_numpy(inputs[k:k + 1].copy())).argmax())
     check(pred == int(vis["predicted"][k]), f"sample {k}: predicted class {pred} as PyTorch")
-check(worst < 1e-4, f"saliency = PyTorch's d score / d input (worst norm-relative error {worst:.2e})")
+check(worst < 1e-4,
+      f"saliency = PyTorch's d score / d input (worst norm-relative error {worst:.2e})")
 check(np.abs(saliency).sum() > 0, "the saliency is not zero")
 check(np.array_equal(vis["filters"], np.load(WORK / "run" / "best.npz")["conv1.weight"]),
       "the filters are conv1's weights")
