@@ -245,7 +245,7 @@ bool parse_tar_member(const std::uint8_t* bytes, std::size_t size, const std::st
     const std::uint64_t from = at - offset;
     const std::size_t got =
         from >= size ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(n, size - from));
-    std::memcpy(dst, bytes + from, got);
+    if (got) std::memcpy(dst, bytes + from, got);  // dst may be null for 0 bytes (tests/fuzz)
     return got;
   };
   std::uint64_t data_at = 0, data_size = 0;
