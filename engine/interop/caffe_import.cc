@@ -402,14 +402,14 @@ proto::SolverParameter caffe_solver_from_text(const std::string& text, const std
   else s.set_weight_decay(in.weight_decay());
   const std::string policy = in.has_lr_policy() ? lower(in.lr_policy()) : "fixed";
   RUCHE_REQUIRE(policy == "fixed" || policy == "step" || policy == "multistep" ||
-                policy == "exp" || policy == "poly")
+                policy == "exp" || policy == "inv" || policy == "poly")
       << where << ": lr_policy '" << in.lr_policy()
-      << "' is not mapped yet (fixed, step, multistep, exp, poly)";
+      << "' is not mapped yet (fixed, step, multistep, exp, inv, poly)";
   s.set_lr_policy(policy);
   if (in.has_gamma()) s.set_gamma(in.gamma());
   if (in.has_stepsize()) s.set_stepsize(in.stepsize());
   for (int v : in.stepvalue()) s.add_stepvalue(v);
-  if (policy == "poly") s.set_power(in.has_power() ? in.power() : 1.0f);
+  if (policy == "poly" || policy == "inv") s.set_power(in.has_power() ? in.power() : 1.0f);
   if (in.has_max_iter()) s.set_max_iter(in.max_iter());
   s.set_iter_size(in.iter_size());
   if (in.has_display() && in.display() > 0) s.set_display(in.display());

@@ -10,7 +10,7 @@
 namespace ruche {
 namespace {
 
-constexpr const char* kPolicies[] = {"fixed", "step", "multistep", "exp", "poly", "cosine"};
+constexpr const char* kPolicies[] = {"fixed", "step", "multistep", "exp", "inv", "poly", "cosine"};
 
 // The policy's lr at `step`, in double.
 double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_t steps_per_epoch,
@@ -52,6 +52,10 @@ double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_
     return base * std::pow(gamma, passed);
   }
   if (policy == "exp") return base * std::pow(gamma, static_cast<double>(step));
+  // Caffe's "inv": base_lr * (1 + gamma * step)^-power.
+  if (policy == "inv") {
+    return base * std::pow(1 + gamma * static_cast<double>(step), -static_cast<double>(s.power()));
+  }
   if (policy == "poly" || policy == "cosine") {
     RUCHE_REQUIRE(total_steps > 0)
         << "solver: lr_policy '" << policy << "' needs the run's length (max_iter or max_epochs)";

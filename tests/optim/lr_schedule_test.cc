@@ -77,10 +77,19 @@ TEST(LrSchedule, LinearWarmupMultipliesThePolicy) {
   EXPECT_EQ(warmup_steps(solver_from("base_lr: 0.5"), 10), 0);
 }
 
+// Caffe's "inv" (LeNet's solver): base_lr * (1 + gamma * step)^-power, no run length needed.
+TEST(LrSchedule, CaffeInv) {
+  const auto s = solver_from("base_lr: 0.01 lr_policy: 'inv' gamma: 0.0001 power: 0.75");
+  for (std::int64_t step : {0, 1, 100, 5000}) {
+    EXPECT_NEAR(lr_at(s, step, 0, 0), 0.01 * std::pow(1 + 0.0001 * step, -0.75), 1e-9)
+        << "step " << step;
+  }
+}
+
 TEST(LrSchedule, ClearErrors) {
-  EXPECT_EQ(testing::error_of([] { lr_at(solver_from("lr_policy: 'inv'"), 0, 0, 10); }),
-            "solver: unknown lr_policy 'inv'; valid policies: fixed, step, multistep, exp, poly, "
-            "cosine");
+  EXPECT_EQ(testing::error_of([] { lr_at(solver_from("lr_policy: 'sigmoid'"), 0, 0, 10); }),
+            "solver: unknown lr_policy 'sigmoid'; valid policies: fixed, step, multistep, exp, inv, "
+            "poly, cosine");
   EXPECT_NE(testing::error_of([] {
               lr_at(solver_from("lr_policy: 'step'"), 0, 0, 10);
             }).find("needs stepsize > 0"),
