@@ -213,6 +213,36 @@ def main():
         want = caffe_forward(x.astype(np.float64))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
+        # A train_val net: the training Data layer's transform_param becomes the preprocessing
+        # record (Caffe subtracts the mean before scaling: mean x scale), the TEST one is dropped;
+        # a LeNet-style solver's "inv" policy keeps its power.
+        tv = os.path.join(tmp, "lenet_train_val.prototxt")
+        with open(tv, "w") as f:
+            f.write("""name: "LeNet"
+layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { scale: 0.00390625 mean_value: 104 mean_value: 117 mean_value: 123 crop_size: 28 }
+  data_param { source: "train_lmdb" batch_size: 64 backend: LMDB } }
+layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TEST }
+  transform_param { scale: 0.00390625 } data_param { source: "test_lmdb" batch_size: 100 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 10 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+""")
+        inv = os.path.join(tmp, "lenet_solver.prototxt")
+        with open(inv, "w") as f:
+            f.write('net: "x"\nbase_lr: 0.01\nmomentum: 0.9\nlr_policy: "inv"\ngamma: 0.0001\n'
+                    'power: 0.75\nmax_iter: 10000\n')
+        lenet = os.path.join(tmp, "lenet")
+        run("import", "caffe", tv, "--solver", inv, "-o", lenet)
+        import json
+        rec = json.load(open(os.path.join(lenet, "preprocess.json")))
+        assert rec["channel_order"] == "BGR" and rec["sample_shape"] == [3, 28, 28], rec
+        np.testing.assert_allclose(rec["scale"], 0.00390625)
+        np.testing.assert_allclose(rec["mean"], np.array([104, 117, 123]) * 0.00390625, rtol=1e-6)
+        s = open(os.path.join(lenet, "solver.prototxt")).read()
+        for want in ('lr_policy: "inv"', "gamma: 0.0001", "power: 0.75", "batch_size: 64"):
+            assert want in s, (want, s)
+        assert open(os.path.join(lenet, "net.prototxt")).read().count('type: "Input"') == 1
+
         # Refusals: one line, naming the thing.
         v1 = os.path.join(tmp, "v1.prototxt")
         with open(v1, "w") as f:
