@@ -74,10 +74,12 @@ TEST(SoftmaxLayer, ForwardAndGradients) {
   ops::softmax_forward(b.io.bottom[0], y);
   EXPECT_TENSORS_CLOSE(b.io.top[0], y, 0.0);
   testing::expect_layer_gradients(b, {0});
+  // Any axis of any rank is taken since issue 19 (Caffe's Softmax); one outside the input is not.
   EXPECT_EQ(error_of([] {
-              create_layer(layer_param("name: 's' type: 'Softmax'"))->reshape({Shape{2, 3, 4}}, 0);
+              create_layer(layer_param("name: 's' type: 'Softmax' softmax_param { axis: 3 }"))
+                  ->reshape({Shape{2, 3, 4}}, 0);
             }),
-            "Softmax: expected a 2-d input [N, C], got [2, 3, 4]");
+            "Softmax: axis 3 is outside [2, 3, 4]");
 }
 
 TEST(InputLayer, ReturnsTheShapesTheNetPasses) {
