@@ -216,8 +216,12 @@ bool Checkpointer::save_now(const TrainingPosition& position) {
     start_save(position);
     ok = commit_pending(true);
   }
-  // Rank 0 alone knows whether its manifest and COMMIT were written: every rank takes its word.
-  return dp_.all_gather({ok ? 1 : 0}, "final checkpoint committed")[0] == 1;
+  // Rank 0 alone knows whether its manifest and COMMIT were written: every rank takes its word,
+  // so that a second save_now of this step (a stop signal's, then the run's end) runs the same
+  // collectives everywhere.
+  const bool committed = dp_.all_gather({ok ? 1 : 0}, "final checkpoint committed")[0] == 1;
+  if (!committed) saved_ = false;
+  return committed;
 }
 
 // auto: the time since the last step ended is a sample of the step time when no save started,

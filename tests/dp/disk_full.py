@@ -138,6 +138,26 @@ if want("final") and mount_ok:
     if p.returncode != 74:
         print(p.stdout[-3000:], p.stderr[-3000:])
 
+if want("final") and mount_ok:
+    # A stop signal on a full disk: the stop's save fails, the end of the run tries once more
+    # (the same collectives on every rank) and fails: exit 74 even though ruche-run was signalled.
+    out = WORK / "final_stop"
+    shutil.rmtree(out, ignore_errors=True)
+    err = WORK / "final_stop.err"
+    cmd = [RUCHE_RUN, "-np", "2", "--", RUCHE, "train", "--out", str(out),
+           *flags(COMMON, max_steps=4000)]
+    script = ('"$@" 2> "$ERR" & pid=$!\n'
+              '( while ! grep -q "NOT saved" "$ERR" 2>/dev/null; do sleep 0.01; done; '
+              'kill -TERM $pid ) &\n'
+              'wait $pid; exit $?').replace("$ERR", str(err))
+    p = in_tmpfs(out / "ckpt", "132k", "", ["sh", "-c", script, "sh", *cmd])
+    text = err.read_text() if err.exists() else ""
+    check(p.returncode == 74 and "final checkpoint could not be written" in text
+          and "restart 1" not in text,
+          f"SIGTERM on a full disk: the stop's save fails, exit {p.returncode} (74)")
+    if p.returncode != 74:
+        print(p.stdout[-2000:], text[-3000:])
+
 if want("auto"):
     p = train(2, "auto", flags(COMMON, max_steps=400, log_every=20,
                                checkpoint_every_steps="auto:5%"))
