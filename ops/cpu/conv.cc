@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "ops/cpu/checks.h"
+#include "ops/cpu/conv_family.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
 #include "ops/op_checks.h"
@@ -42,7 +43,7 @@ Shape conv2d_output_shape(const Shape& x, const Shape& w, const Conv2dParams& p)
 namespace ruche::ops::cpu {
 namespace {
 
-using dnnl::memory;
+using namespace conv_family;
 using Key = CacheKey<16>;
 
 // x (or dx) shape, w (or dw) shape, the parameters, and whether a bias takes part.
@@ -52,15 +53,7 @@ Key make_key(const Shape& x, const Shape& w, const Conv2dParams& p, bool bias) {
           p.dilation_h, p.dilation_w, p.groups,   bias ? 1 : 0};
 }
 
-// The descriptors a convolution is built from: "any" layouts for oneDNN to choose, and the plain
-// layouts of our tensors.
-struct ConvDescs {
-  memory::desc x_any, w_any, y_any, b_plain;
-  memory::desc x_plain, w_plain, y_plain;
-  memory::dims strides, dilates, pad_l, pad_r;
-};
-
-ConvDescs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
+Descs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
   const Shape y = conv2d_output_shape(x, w, p);
   const auto f32 = memory::data_type::f32;
   const auto any = memory::format_tag::any;
@@ -69,7 +62,7 @@ ConvDescs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
   const memory::dims wd = p.groups == 1 ? memory::dims(w.begin(), w.end())
                                         : memory::dims{p.groups, w[0] / p.groups, w[1], w[2], w[3]};
   const auto w_tag = p.groups == 1 ? memory::format_tag::oihw : memory::format_tag::goihw;
-  ConvDescs d;
+  Descs d;
   d.x_any = {xd, f32, any};
   d.w_any = {wd, f32, any};
   d.y_any = {yd, f32, any};
@@ -84,39 +77,10 @@ ConvDescs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
   return d;
 }
 
-// The forward primitive_desc, also the hint every backward primitive needs.
-dnnl::convolution_forward::primitive_desc forward_pd(const ConvDescs& d, bool bias) {
-  const auto desc =
-      bias ? dnnl::convolution_forward::desc(
-                 dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x_any,
-                 d.w_any, d.b_plain, d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
-           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
-                                             dnnl::algorithm::convolution_direct, d.x_any, d.w_any,
-                                             d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r);
-  return {desc, cached_attr(), dnnl_engine()};
-}
-
 // The CPU's per-tensor check; ops/op_checks.h does the shapes.
 constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
                                   const Tensor&) {
   check_dense(op, name, t);
-};
-
-struct Forward {
-  Primitive conv;
-  LayoutBridge x, w, y;
-  memory b;
-};
-
-struct BackwardData {
-  Primitive conv;
-  LayoutBridge dy, w, dx;
-};
-
-struct BackwardWeights {
-  Primitive conv;
-  LayoutBridge x, dy, dw;
-  memory db;
 };
 
 }  // namespace
@@ -124,89 +88,30 @@ struct BackwardWeights {
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                     const Conv2dParams& p) {
   check_conv2d_args("conv2d_forward", x, "x", w, "w", y, "y", b, "b", p, kCheck);
-  const bool bias = b.defined();
   thread_local PrimitiveCache<16, Forward> cache;
-  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, bias), [&] {
-    const ConvDescs d = conv_descs(x.shape(), w.shape(), p);
-    const auto pd = forward_pd(d, bias);
-    return Forward{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                   LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                   LayoutBridge(d.y_plain, pd.dst_desc(), true),
-                   memory(d.b_plain, dnnl_engine(), nullptr)};
+  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, b.defined()), [&] {
+    return forward_entry<Convolution>(conv_descs(x.shape(), w.shape(), p), b.defined());
   });
-  const memory& xm = e.x.input(x.raw_data());
-  const memory& wm = e.w.input(w.raw_data());
-  const memory& ym = e.y.output(y.raw_data());
-  if (bias) {
-    e.b.set_data_handle(b.raw_data());
-    e.conv.run({{DNNL_ARG_SRC, xm.get()},
-                {DNNL_ARG_WEIGHTS, wm.get()},
-                {DNNL_ARG_BIAS, e.b.get()},
-                {DNNL_ARG_DST, ym.get()}});
-  } else {
-    e.conv.run({{DNNL_ARG_SRC, xm.get()}, {DNNL_ARG_WEIGHTS, wm.get()}, {DNNL_ARG_DST, ym.get()}});
-  }
-  e.y.written();
+  run_forward(e, x, w, b, y);
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {
   check_conv2d_args("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", p, kCheck);
   thread_local PrimitiveCache<16, BackwardData> cache;
   const BackwardData& e = cached(cache, make_key(dx.shape(), w.shape(), p, false), [&] {
-    const ConvDescs d = conv_descs(dx.shape(), w.shape(), p);
-    const dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, d.x_any,
-                                                     d.w_any, d.y_any, d.strides, d.dilates,
-                                                     d.pad_l, d.pad_r);
-    const dnnl::convolution_backward_data::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
-                                                             forward_pd(d, false));
-    return BackwardData{Primitive(pd), LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                        LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                        LayoutBridge(d.x_plain, pd.diff_src_desc(), true)};
+    return backward_data_entry<Convolution>(conv_descs(dx.shape(), w.shape(), p));
   });
-  const memory& dym = e.dy.input(dy.raw_data());
-  const memory& wm = e.w.input(w.raw_data());
-  const memory& dxm = e.dx.output(dx.raw_data());
-  e.conv.run({{DNNL_ARG_DIFF_DST, dym.get()},
-              {DNNL_ARG_WEIGHTS, wm.get()},
-              {DNNL_ARG_DIFF_SRC, dxm.get()}});
-  e.dx.written();
+  run_backward_data(e, dy, w, dx);
 }
 
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                              const Conv2dParams& p) {
   check_conv2d_args("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p, kCheck);
-  const bool bias = db.defined();
   thread_local PrimitiveCache<16, BackwardWeights> cache;
-  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, bias), [&] {
-    const ConvDescs d = conv_descs(x.shape(), dw.shape(), p);
-    const auto desc = bias ? dnnl::convolution_backward_weights::desc(
-                                 dnnl::algorithm::convolution_direct, d.x_any, d.w_any, d.b_plain,
-                                 d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
-                           : dnnl::convolution_backward_weights::desc(
-                                 dnnl::algorithm::convolution_direct, d.x_any, d.w_any, d.y_any,
-                                 d.strides, d.dilates, d.pad_l, d.pad_r);
-    const dnnl::convolution_backward_weights::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
-                                                                forward_pd(d, bias));
-    return BackwardWeights{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                           LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                           LayoutBridge(d.w_plain, pd.diff_weights_desc(), true),
-                           memory(d.b_plain, dnnl_engine(), nullptr)};
+  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, db.defined()), [&] {
+    return backward_weights_entry<Convolution>(conv_descs(x.shape(), dw.shape(), p), db.defined());
   });
-  const memory& xm = e.x.input(x.raw_data());
-  const memory& dym = e.dy.input(dy.raw_data());
-  const memory& dwm = e.dw.output(dw.raw_data());
-  if (bias) {
-    e.db.set_data_handle(db.raw_data());
-    e.conv.run({{DNNL_ARG_SRC, xm.get()},
-                {DNNL_ARG_DIFF_DST, dym.get()},
-                {DNNL_ARG_DIFF_WEIGHTS, dwm.get()},
-                {DNNL_ARG_DIFF_BIAS, e.db.get()}});
-  } else {
-    e.conv.run({{DNNL_ARG_SRC, xm.get()},
-                {DNNL_ARG_DIFF_DST, dym.get()},
-                {DNNL_ARG_DIFF_WEIGHTS, dwm.get()}});
-  }
-  e.dw.written();
+  run_backward_weights(e, x, dy, dw, db);
 }
 
 }  // namespace ruche::ops::cpu

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "ops/cpu/checks.h"
+#include "ops/cpu/conv_family.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
 #include "ops/op_checks.h"
@@ -50,7 +51,7 @@ Shape deconv2d_output_shape(const Shape& x, const Shape& w, const Deconv2dParams
 namespace ruche::ops::cpu {
 namespace {
 
-using dnnl::memory;
+using namespace conv_family;
 using Key = CacheKey<18>;
 
 Key make_key(const Shape& x, const Shape& w, const Deconv2dParams& p, bool bias) {
@@ -60,13 +61,7 @@ Key make_key(const Shape& x, const Shape& w, const Deconv2dParams& p, bool bias)
           bias ? 1 : 0};
 }
 
-struct DeconvDescs {
-  memory::desc x_any, w_any, y_any, b_plain;
-  memory::desc x_plain, w_plain, y_plain;
-  memory::dims strides, dilates, pad_l, pad_r;
-};
-
-DeconvDescs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p) {
+Descs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p) {
   const Shape y = deconv2d_output_shape(x, w, p);
   const auto f32 = memory::data_type::f32;
   const auto any = memory::format_tag::any;
@@ -77,7 +72,7 @@ DeconvDescs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p
                               ? memory::dims{w[1], w[0], w[2], w[3]}
                               : memory::dims{p.groups, w[1], w[0] / p.groups, w[2], w[3]};
   const auto w_tag = p.groups == 1 ? memory::format_tag::iohw : memory::format_tag::giohw;
-  DeconvDescs d;
+  Descs d;
   d.x_any = {xd, f32, any};
   d.w_any = {wd, f32, any};
   d.y_any = {yd, f32, any};
@@ -92,66 +87,19 @@ DeconvDescs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p
   return d;
 }
 
-dnnl::deconvolution_forward::primitive_desc forward_pd(const DeconvDescs& d, bool bias) {
-  const auto desc =
-      bias ? dnnl::deconvolution_forward::desc(
-                 dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, d.x_any,
-                 d.w_any, d.b_plain, d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
-           : dnnl::deconvolution_forward::desc(
-                 dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, d.x_any,
-                 d.w_any, d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r);
-  return {desc, cached_attr(), dnnl_engine()};
-}
-
 constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
                                   const Tensor&) { check_dense(op, name, t); };
-
-struct Forward {
-  Primitive deconv;
-  LayoutBridge x, w, y;
-  memory b;
-};
-
-struct BackwardData {
-  Primitive deconv;
-  LayoutBridge dy, w, dx;
-};
-
-struct BackwardWeights {
-  Primitive deconv;
-  LayoutBridge x, dy, dw;
-  memory db;
-};
 
 }  // namespace
 
 void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                       const Deconv2dParams& p) {
   check_deconv2d_args("deconv2d_forward", x, "x", w, "w", y, "y", b, "b", p, kCheck);
-  const bool bias = b.defined();
   thread_local PrimitiveCache<18, Forward> cache;
-  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, bias), [&] {
-    const DeconvDescs d = deconv_descs(x.shape(), w.shape(), p);
-    const auto pd = forward_pd(d, bias);
-    return Forward{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                   LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                   LayoutBridge(d.y_plain, pd.dst_desc(), true),
-                   memory(d.b_plain, dnnl_engine(), nullptr)};
+  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, b.defined()), [&] {
+    return forward_entry<Deconvolution>(deconv_descs(x.shape(), w.shape(), p), b.defined());
   });
-  const memory& xm = e.x.input(x.raw_data());
-  const memory& wm = e.w.input(w.raw_data());
-  const memory& ym = e.y.output(y.raw_data());
-  if (bias) {
-    e.b.set_data_handle(b.raw_data());
-    e.deconv.run({{DNNL_ARG_SRC, xm.get()},
-                  {DNNL_ARG_WEIGHTS, wm.get()},
-                  {DNNL_ARG_BIAS, e.b.get()},
-                  {DNNL_ARG_DST, ym.get()}});
-  } else {
-    e.deconv.run(
-        {{DNNL_ARG_SRC, xm.get()}, {DNNL_ARG_WEIGHTS, wm.get()}, {DNNL_ARG_DST, ym.get()}});
-  }
-  e.y.written();
+  run_forward(e, x, w, b, y);
 }
 
 void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
@@ -160,61 +108,21 @@ void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
                       kCheck);
   thread_local PrimitiveCache<18, BackwardData> cache;
   const BackwardData& e = cached(cache, make_key(dx.shape(), w.shape(), p, false), [&] {
-    const DeconvDescs d = deconv_descs(dx.shape(), w.shape(), p);
-    const dnnl::deconvolution_backward_data::desc desc(dnnl::algorithm::deconvolution_direct,
-                                                       d.x_any, d.w_any, d.y_any, d.strides,
-                                                       d.dilates, d.pad_l, d.pad_r);
-    const dnnl::deconvolution_backward_data::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
-                                                               forward_pd(d, false));
-    return BackwardData{Primitive(pd), LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                        LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                        LayoutBridge(d.x_plain, pd.diff_src_desc(), true)};
+    return backward_data_entry<Deconvolution>(deconv_descs(dx.shape(), w.shape(), p));
   });
-  const memory& dym = e.dy.input(dy.raw_data());
-  const memory& wm = e.w.input(w.raw_data());
-  const memory& dxm = e.dx.output(dx.raw_data());
-  e.deconv.run({{DNNL_ARG_DIFF_DST, dym.get()},
-                {DNNL_ARG_WEIGHTS, wm.get()},
-                {DNNL_ARG_DIFF_SRC, dxm.get()}});
-  e.dx.written();
+  run_backward_data(e, dy, w, dx);
 }
 
 void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                                const Deconv2dParams& p) {
   check_deconv2d_args("deconv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p,
                       kCheck);
-  const bool bias = db.defined();
   thread_local PrimitiveCache<18, BackwardWeights> cache;
-  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, bias), [&] {
-    const DeconvDescs d = deconv_descs(x.shape(), dw.shape(), p);
-    const auto desc = bias ? dnnl::deconvolution_backward_weights::desc(
-                                 dnnl::algorithm::deconvolution_direct, d.x_any, d.w_any,
-                                 d.b_plain, d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
-                           : dnnl::deconvolution_backward_weights::desc(
-                                 dnnl::algorithm::deconvolution_direct, d.x_any, d.w_any, d.y_any,
-                                 d.strides, d.dilates, d.pad_l, d.pad_r);
-    const dnnl::deconvolution_backward_weights::primitive_desc pd(
-        desc, cached_attr(), dnnl_engine(), forward_pd(d, bias));
-    return BackwardWeights{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                           LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                           LayoutBridge(d.w_plain, pd.diff_weights_desc(), true),
-                           memory(d.b_plain, dnnl_engine(), nullptr)};
+  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, db.defined()), [&] {
+    return backward_weights_entry<Deconvolution>(deconv_descs(x.shape(), dw.shape(), p),
+                                                 db.defined());
   });
-  const memory& xm = e.x.input(x.raw_data());
-  const memory& dym = e.dy.input(dy.raw_data());
-  const memory& dwm = e.dw.output(dw.raw_data());
-  if (bias) {
-    e.db.set_data_handle(db.raw_data());
-    e.deconv.run({{DNNL_ARG_SRC, xm.get()},
-                  {DNNL_ARG_DIFF_DST, dym.get()},
-                  {DNNL_ARG_DIFF_WEIGHTS, dwm.get()},
-                  {DNNL_ARG_DIFF_BIAS, e.db.get()}});
-  } else {
-    e.deconv.run({{DNNL_ARG_SRC, xm.get()},
-                  {DNNL_ARG_DIFF_DST, dym.get()},
-                  {DNNL_ARG_DIFF_WEIGHTS, dwm.get()}});
-  }
-  e.dw.written();
+  run_backward_weights(e, x, dy, dw, db);
 }
 
 }  // namespace ruche::ops::cpu
