@@ -5,24 +5,13 @@
 
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/axis_split.h"
 
 namespace ruche::ops::cpu {
 namespace {
 
-struct AxisSplit {
-  std::int64_t outer = 1, channels = 1, inner = 1;
-};
-
-// x's dims before `axis`, at it (`count` dims from it), and after.
-AxisSplit split_at(const char* op, const Tensor& x, int axis, int count = 1) {
-  RUCHE_REQUIRE(axis >= 0 && axis + count <= x.ndim())
-      << op << ": axis " << axis << " is outside " << x.shape().str();
-  AxisSplit s;
-  for (int d = 0; d < axis; ++d) s.outer *= x.size(d);
-  for (int d = axis; d < axis + count; ++d) s.channels *= x.size(d);
-  for (int d = axis + count; d < x.ndim(); ++d) s.inner *= x.size(d);
-  return s;
-}
+using ops::AxisSplit;
+using ops::split_at;
 
 }  // namespace
 

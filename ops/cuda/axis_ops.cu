@@ -6,39 +6,19 @@
 
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
+#include "ops/cuda/for_each.cuh"
 #include "ops/cuda/kernel_util.h"
+#include "ops/axis_split.h"
 
 namespace ruche::ops::gpu {
 namespace {
 
-struct AxisSplit {
-  std::int64_t outer = 1, channels = 1, inner = 1;
-};
-
-AxisSplit split_at(const char* op, const Tensor& x, int axis, int count = 1) {
-  RUCHE_REQUIRE(axis >= 0 && axis + count <= x.ndim())
-      << op << ": axis " << axis << " is outside " << x.shape().str();
-  AxisSplit s;
-  for (int d = 0; d < axis; ++d) s.outer *= x.size(d);
-  for (int d = axis; d < axis + count; ++d) s.channels *= x.size(d);
-  for (int d = axis + count; d < x.ndim(); ++d) s.inner *= x.size(d);
-  return s;
-}
-
-template <typename F>
-__global__ void each_kernel(std::int64_t n, F f) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
-    f(i);
-  }
-}
+using ops::AxisSplit;
+using ops::split_at;
 
 template <typename F>
 void launch_each(std::int64_t n, F f) {
-  if (n == 0) return;
-  each_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(n, f);
-  CUDA_CHECK_LAUNCH(each_kernel);
+  for_each(n, f, current_stream());
 }
 
 template <typename T>
