@@ -8,6 +8,8 @@ import sys
 import time
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, failures, finish  # noqa: E402,F401  (tests/support/checks.py; the dp scripts take them from here)
 
 # usage of every script here: SCRIPT RUCHE_BINARY MPIEXEC WORKDIR [CASE ...]
 RUCHE, MPIEXEC, WORK = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
@@ -35,13 +37,6 @@ BN = 'layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "bn1" }'
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive",
            OMPI_MCA_mpi_yield_when_idle="1", OMPI_MCA_rmaps_base_oversubscribe="1")
 MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
 
 
 def write_data(path, n_train, n_test, seed=3):
@@ -115,8 +110,3 @@ def flags(common, **changes):
     for k, v in d.items():
         out += [k] if v is True else [k, str(v)]
     return out
-
-
-def finish():
-    print(f"{len(failures)} failure(s)")
-    sys.exit(1 if failures else 0)

@@ -8,6 +8,7 @@ usage: tensorboard_run.py RUCHE_BINARY WORKDIR
 """
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -16,17 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = sys.argv[1], Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
 
 
 def write_data(path, n_train, n_test):
@@ -251,5 +247,4 @@ p = train("off", "--max-steps", "2", "--no-tensorboard")
 check(p.returncode == 0 and not list((WORK / "off").glob("events.out.tfevents.*")),
       "--no-tensorboard writes no event file")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -17,18 +17,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = os.path.abspath(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def ruche(*args):
@@ -134,7 +129,4 @@ r = ruche("compare", "seeds")
 row = next((line.split() for line in r.stdout.splitlines() if line.startswith("seeds ")), [])
 check(r.returncode == 0 and row[1:2] == ["2"], f"compare reads the 2 seeds as one row ({row})")
 
-if failures:
-    print(f"{len(failures)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

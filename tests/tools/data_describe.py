@@ -16,18 +16,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = os.path.abspath(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def ruche(*args):
@@ -198,7 +193,4 @@ r = ruche("data", "describe", "--data", "nowhere.npz")
 check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1,
       f"a missing data set: exit 2, one line ({r.stderr.strip()})")
 
-if failures:
-    print(f"{len(failures)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

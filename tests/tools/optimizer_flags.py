@@ -6,20 +6,16 @@ recipe's momentum 0.9, PyTorch's default being 0), --no-nesterov turns it off fo
 
 usage: optimizer_flags.py RUCHE_BINARY WORKDIR
 """
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = sys.argv[1], pathlib.Path(sys.argv[2])
 WORK.mkdir(parents=True, exist_ok=True)
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
 
 
 def train(name, *flags):
@@ -53,5 +49,4 @@ check(p.returncode == 2 and "nesterov applies to sgd and lars" in p.stderr,
 p, _ = train("both", "--nesterov", "--no-nesterov")
 check(p.returncode == 2 and "not both" in p.stderr, "--nesterov --no-nesterov: exit 2")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -20,18 +20,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = os.path.abspath(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 ENV = dict(os.environ, RUCHE_PYTHON=sys.executable, OMP_NUM_THREADS="1")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def ruche(*args, env=ENV):
@@ -116,5 +111,4 @@ check(len(rows) == len(points) and
 bad = ruche("lr-find", "--model", "mlp", "--data", three, "--start-lr", "1", "--end-lr", "0.1")
 check(bad.returncode == 2 and "--start-lr" in bad.stderr, "a reversed range is a clear error")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -18,18 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = os.path.abspath(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def ruche(*args):
@@ -132,7 +127,4 @@ check(r.returncode == 0 and np.allclose(v2[0], raw[0], atol=1e-6),
 r = ruche("visualize", "nowhere", "-o", "x")
 check(r.returncode == 2 and "nowhere" in r.stderr, f"a missing run: exit 2 ({r.stderr.strip()})")
 
-if failures:
-    print(f"{len(failures)} check(s) failed")
-    sys.exit(1)
-print("all checks passed")
+finish()

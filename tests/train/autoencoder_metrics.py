@@ -16,18 +16,12 @@ import sys
 
 import numpy as np
 import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = sys.argv[1], pathlib.Path(sys.argv[2])
 WORK.mkdir(parents=True, exist_ok=True)
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-    return ok
 
 
 def run(*args):
@@ -154,5 +148,4 @@ th2 = json.loads((WORK / "test2.json").read_text())["anomaly"].get("threshold", 
 check(p.returncode == 0 and th2.get("value") == th.get("value"),
       f"another test split leaves the threshold ({th.get('value')} and {th2.get('value')})")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

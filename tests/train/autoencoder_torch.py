@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 import torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, MPIEXEC, WORK = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 WORK.mkdir(parents=True, exist_ok=True)
@@ -26,14 +28,6 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="passive",
 MPI_FLAGS = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
 STEPS = int(os.environ.get("AE_STEPS", "5"))
 GLOBAL_BATCH, LR, MOMENTUM = 16, float(os.environ.get("AE_LR", "0.5")), 0.9
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-    return ok
 
 
 class ConvAutoencoder(torch.nn.Module):
@@ -161,5 +155,4 @@ torch.manual_seed(0)
 run_case("sigmoid+bce", BceNet(), torch.nn.functional.binary_cross_entropy_with_logits,
          ["--net", str(WORK / "bce.prototxt")])
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -17,19 +17,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from checks import check, finish  # noqa: E402  (tests/support/checks.py)
 
 RUCHE, WORK = os.path.abspath(sys.argv[1]), Path(sys.argv[2])
 shutil.rmtree(WORK, ignore_errors=True)
 WORK.mkdir(parents=True)
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 DECAY = np.float32(0.9)
-failures = []
-
-
-def check(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 # trainer_test's problem: the class sets the mean brightness of an 8x8 image.
@@ -139,5 +134,4 @@ check(set(a) == set(b) and all(np.array_equal(a[n], b[n]) for n in a),
 a, b = npz(WORK / "straight/model.npz"), npz(WORK / "resumed/model.npz")
 check(all(np.array_equal(a[n], b[n]) for n in a), "and so do the raw weights")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()
