@@ -22,6 +22,9 @@ namespace ruche::ops {
 // Cores used by CPU ops (oneDNN and our loops); 0 = OMP_NUM_THREADS or all cores.
 void set_num_threads(int threads);
 int num_threads();
+// RUCHE_CPU_REFERENCE=1 (read once): every CPU op runs its plain NCHW code, with no fusion, no
+// blocked layouts and no memory plan, so the fast path can be checked and timed against it.
+bool cpu_reference_path();
 
 // ---- GPU math (CPU ops are always strict fp32) ----
 // fp32: strict, no TF32 in cuDNN or cuBLAS, so a GPU run can match the CPU; tf32: tensor-core

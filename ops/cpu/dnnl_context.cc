@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <string_view>
 
 #include "ops/ops.h"
 
@@ -14,6 +16,14 @@ void set_num_threads(int threads) {
 }
 
 int num_threads() { return omp_get_max_threads(); }
+
+bool cpu_reference_path() {
+  static const bool on = [] {
+    const char* value = std::getenv("RUCHE_CPU_REFERENCE");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  return on;
+}
 
 }  // namespace ruche::ops
 

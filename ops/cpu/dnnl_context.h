@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "engine/tensor/tensor.h"
+#include "ops/ops.h"  // cpu_reference_path(): the plain NCHW code instead of the fast path
 
 namespace ruche::ops::cpu {
 
