@@ -10,6 +10,7 @@
 #include "engine/tensor/dtype.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -62,8 +63,13 @@ inline float bf16_to_f32(std::uint16_t h) {
 #if defined(__x86_64__) && defined(__GNUC__)
 namespace detail {
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14 knows no "f16c" for __builtin_cpu_supports.
 inline bool has_f16c() {
-  static const bool yes = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool yes = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    return __builtin_cpu_supports("avx") && __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
+           (ecx & bit_F16C) != 0;
+  }();
   return yes;
 }
 
