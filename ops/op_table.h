@@ -97,12 +97,18 @@ namespace ruche::ops {
   X(add, (const Tensor& a, const Tensor& b, Tensor& y), (a, b, y), (a, b, y))                      \
   X(axpy, (float alpha, const Tensor& x, Tensor& y), (alpha, x, y), (x, y))                        \
   X(scale, (float alpha, Tensor& x), (alpha, x), (x))                                              \
+  X(mul, (const Tensor& a, const Tensor& b, Tensor& y), (a, b, y), (a, b, y))                      \
+  X(max_into, (const Tensor& x, float index, Tensor& y, Tensor& mask), (x, index, y, mask),        \
+    (x, y, mask))                                                                                   \
+  X(max_backward, (const Tensor& mask, float index, const Tensor& dy, Tensor& dx),                 \
+    (mask, index, dy, dx), (mask, dy, dx))                                                          \
   X(optimizer_update, (const OptimizerStep& step, Tensor& params, const Tensor& grads,             \
     Tensor& slot0, Tensor& slot1), (step, params, grads, slot0, slot1),                             \
     (params, grads, slot0, slot1))                                                                  \
   X(sum_squares_finite, (const Tensor& x, std::int64_t count, SumSquaresFinite& out),              \
     (x, count, out), (x))                                                                           \
   X(cast, (const Tensor& x, Tensor& y), (x, y), (x, y))                                            \
+  X(reorder, (const Tensor& x, Tensor& y), (x, y), (x, y))                                         \
   X(softmax_cross_entropy_forward, (const Tensor& logits, const Tensor& labels, Tensor& probs,     \
     Tensor& loss, const CrossEntropyParams& p), (logits, labels, probs, loss, p),                   \
     (logits, labels, probs, loss, p.class_weights))                                                 \
@@ -122,6 +128,14 @@ namespace ruche::ops {
   X(l1_penalty_backward, (const Tensor& w, float coeff, Tensor& dw), (w, coeff, dw), (w, dw))      \
   X(l2_penalty_forward, (const Tensor& w, float coeff, Tensor& loss), (w, coeff, loss), (w, loss)) \
   X(l2_penalty_backward, (const Tensor& w, float coeff, Tensor& dw), (w, coeff, dw), (w, dw))
+
+// Which ops take blocked tensors (engine/tensor/layout.h); every other op requires plain ones, and
+// the dispatch throws an InternalError naming the op that got a blocked tensor (the net's layout
+// planner must have put a reorder before it). Element-wise ops read memory in order, so any one
+// layout does, all their tensors alike; the others read each tensor's tag (weights stay plain).
+#define RUCHE_OPS_ELEMENTWISE(X) X(add) X(axpy) X(scale) X(mul) X(max_into) X(max_backward) \
+  X(activation_forward) X(activation_backward)
+#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder)
 // clang-format on
 
 struct OpTable {

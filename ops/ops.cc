@@ -4,6 +4,7 @@
 
 #include <array>
 #include <span>
+#include <string_view>
 
 #include "ops/op_table.h"
 
@@ -33,6 +34,36 @@ const OpTable& table_for(const char* op, std::span<const Tensor* const> tensors)
   RUCHE_REQUIRE(cuda != nullptr) << op << ": tensor on " << first->device().str()
                                  << " but ruche was built without CUDA";
   return *cuda;
+}
+
+enum class LayoutRule { plain, one_layout, any };
+
+#define RUCHE_OP_NAME(name) #name,
+constexpr std::string_view kElementwise[] = {RUCHE_OPS_ELEMENTWISE(RUCHE_OP_NAME)};
+constexpr std::string_view kTakingBlocked[] = {RUCHE_OPS_TAKING_BLOCKED(RUCHE_OP_NAME)};
+#undef RUCHE_OP_NAME
+
+consteval LayoutRule layout_rule_of(std::string_view op) {
+  for (std::string_view name : kTakingBlocked) {
+    if (name == op) return LayoutRule::any;
+  }
+  for (std::string_view name : kElementwise) {
+    if (name == op) return LayoutRule::one_layout;
+  }
+  return LayoutRule::plain;
+}
+
+void check_layouts(const char* op, LayoutRule rule, std::span<const Tensor* const> tensors) {
+  if (rule == LayoutRule::any) return;
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (!first) first = t;
+    RUCHE_CHECK(rule == LayoutRule::one_layout ? t->layout() == first->layout() : t->is_plain())
+        << op << ": got " << t->str() << (rule == LayoutRule::plain ? "; it takes plain tensors"
+                                                                   : " beside " + first->str())
+        << " (the net's layout plan must reorder its input)";
+  }
 }
 
 GpuMath& math_setting() {
@@ -92,7 +123,9 @@ const GpuMath& gpu_math() { return math_setting(); }
 
 #define RUCHE_OP_DISPATCH(name, params, args, tensors)                                    \
   void name params {                                                                      \
-    const OpTable& table = table_for(#name, pointers_of tensors);                         \
+    const auto tensors_of_call = pointers_of tensors;                                     \
+    check_layouts(#name, layout_rule_of(#name), tensors_of_call);                         \
+    const OpTable& table = table_for(#name, tensors_of_call);                             \
     RUCHE_REQUIRE(table.name != nullptr)                                                  \
         << #name ": not implemented on " << (&table == &cpu_op_table() ? "cpu" : "cuda"); \
     table.name args;                                                                      \

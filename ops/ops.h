@@ -25,6 +25,8 @@ int num_threads();
 // RUCHE_CPU_REFERENCE=1 (read once): every CPU op runs its plain NCHW code, with no fusion, no
 // blocked layouts and no memory plan, so the fast path can be checked and timed against it.
 bool cpu_reference_path();
+// Tests turn it on and off to compare the two paths; set it before building a net.
+void set_cpu_reference_path(bool on);
 
 // ---- GPU math (CPU ops are always strict fp32) ----
 // fp32: strict, no TF32 in cuDNN or cuBLAS, so a GPU run can match the CPU; tf32: tensor-core
@@ -51,6 +53,9 @@ struct Conv2dParams {
   int pad_h = 0, pad_w = 0;
   int dilation_h = 1, dilation_w = 1;
   int groups = 1;
+  // forward: y = max(0, y) in the same pass (the CPU net fuses an in-place ReLU that follows;
+  // CPU ops only). Backward ignores it: the ReLU's own backward masks dy.
+  bool fused_relu = false;
 };
 // The output shape for input x [N, C, H, W] and weight [O, C/groups, KH, KW]; throws when they do
 // not fit.
@@ -103,6 +108,7 @@ void upsample2d_backward(const Tensor& dy, Tensor& dx, const UpsampleParams& p);
 struct BatchNormParams {
   float eps = 1e-5f;
   float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+  bool fused_relu = false;  // forward: y = max(0, y) in the same pass, as Conv2dParams' (CPU only)
 };
 // Normalises with the batch statistics, stores them (mean, biased variance) for backward, and
 // updates the running mean and the running unbiased variance, as torch.nn.BatchNorm2d.
@@ -240,6 +246,11 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p)
 void add(const Tensor& a, const Tensor& b, Tensor& y);  // y = a + b (a residual join)
 void axpy(float alpha, const Tensor& x, Tensor& y);     // y += alpha * x
 void scale(float alpha, Tensor& x);                     // x *= alpha
+void mul(const Tensor& a, const Tensor& b, Tensor& y);  // y = a * b (Eltwise PROD)
+// Eltwise MAX, one bottom at a time: where x > y, y = x and mask = index (mask f32, y's shape);
+// a tie keeps the earlier bottom. Backward: dx = dy where mask == index, else 0.
+void max_into(const Tensor& x, float index, Tensor& y, Tensor& mask);
+void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx);
 
 // ---- optimizer, gradient statistics, casts ----
 // The fused update (ops/optimizer_update.h) of every range of step.ranges, on the params' device:
@@ -258,6 +269,14 @@ void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& o
 // y = x in y's dtype (f32, bf16, f16; same shape): round to nearest even, overflow to inf, NaN
 // stays NaN (its payload may not); widening is exact.
 void cast(const Tensor& x, Tensor& y);
+
+// ---- layouts (engine/tensor/layout.h) ----
+// y = x in y's layout (same shape, f32): plain <-> blocked, or a copy. CPU only; CUDA tensors
+// are plain, where it is a copy.
+void reorder(const Tensor& x, Tensor& y);
+// The blocked layout oneDNN's convolutions pick for their activations on this CPU (nChw16c with
+// AVX-512, nChw8c with AVX2; format_tag::any, asked once); plain when they pick none.
+Layout cpu_blocked_layout();
 
 // ---- losses; loss is a one-element f32 tensor; backward multiplies by dloss ----
 struct CrossEntropyParams {

@@ -88,7 +88,18 @@ void* Tensor::raw_data() const {
          static_cast<std::size_t>(offset_) * dtype_size(dtype_);
 }
 
+Tensor Tensor::with_layout(Layout layout) const {
+  const int block = layout_block(layout);
+  RUCHE_CHECK(layout == Layout::plain || (ndim() == 4 && size(1) % block == 0 && is_contiguous()))
+      << "layout " << layout_name(layout) << " for " << str()
+      << ": needs a contiguous [N, C, H, W] tensor with C a multiple of " << block;
+  Tensor t = *this;
+  t.layout_ = layout;
+  return t;
+}
+
 Tensor Tensor::view(const Shape& shape) const {
+  RUCHE_CHECK(is_plain()) << "view of " << str() << ": reorder it to plain first";
   RUCHE_REQUIRE(is_contiguous()) << "view: tensor " << str() << " is not contiguous";
   Shape s = shape;
   int infer = -1;
@@ -129,6 +140,8 @@ Tensor Tensor::flatten(int start_dim) const {
 Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
   if (dim < 0) dim += ndim();
   RUCHE_REQUIRE(dim >= 0 && dim < ndim()) << "narrow: dim out of range for " << str();
+  RUCHE_CHECK(is_plain() || dim == 0) << "narrow of dim " << dim << " of " << str()
+                                      << ": reorder it to plain first";
   RUCHE_REQUIRE(start >= 0 && length >= 0 && start + length <= shape_[dim])
       << "narrow: [" << start << ", " << start + length << ") outside dim " << dim << " of "
       << str();
@@ -143,6 +156,7 @@ Tensor Tensor::transpose(int d0, int d1) const {
   if (d1 < 0) d1 += ndim();
   RUCHE_REQUIRE(d0 >= 0 && d0 < ndim() && d1 >= 0 && d1 < ndim())
       << "transpose: dims out of range for " << str();
+  RUCHE_CHECK(is_plain()) << "transpose of " << str() << ": reorder it to plain first";
   Tensor t = *this;
   std::swap(t.shape_[d0], t.shape_[d1]);
   std::swap(t.strides_[d0], t.strides_[d1]);
@@ -153,6 +167,7 @@ Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
   Tensor t = empty(shape_, dtype_, device());
+  t.layout_ = layout_;
   t.copy_from(*this);
   return t;
 }
@@ -160,6 +175,7 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(Device target) const {
   if (target == device()) return *this;
   Tensor t = empty(shape_, dtype_, target);
+  t.layout_ = layout_;
   t.copy_from(*this);
   return t;
 }
@@ -167,6 +183,8 @@ Tensor Tensor::to(Device target) const {
 void Tensor::copy_from(const Tensor& src) {
   check_same_shape(*this, src, "copy");
   check_same_dtype(*this, src, "copy");
+  RUCHE_CHECK(layout_ == src.layout_) << "copy of " << src.str() << " into " << str()
+                                      << ": layouts differ (ops::reorder converts)";
   RUCHE_REQUIRE(is_contiguous()) << "copy: destination " << str() << " is not contiguous";
   if (src.is_contiguous()) {
     copy_bytes(raw_data(), device(), src.raw_data(), src.device(), nbytes());
@@ -211,7 +229,8 @@ float Tensor::item() const {
 
 std::string Tensor::str() const {
   if (!defined()) return "undefined";
-  return std::string(dtype_name(dtype_)) + shape_.str() + " " + device().str();
+  const std::string layout = is_plain() ? "" : std::string(layout_name(layout_)) + " ";
+  return std::string(dtype_name(dtype_)) + shape_.str() + " " + layout + device().str();
 }
 
 void Tensor::check_dtype(DType expected, std::string_view what) const {

@@ -1,5 +1,6 @@
-// Tensor: a typed, shaped, strided view of a Storage on one device. Copies of a Tensor and the
-// views made from it (view, narrow, transpose) share storage; clone() and to() copy.
+// Tensor: a typed, shaped, strided view of a Storage on one device, in a layout (plain, or one of
+// oneDNN's blocked ones: engine/tensor/layout.h). Copies of a Tensor and the views made from it
+// (view, narrow, transpose) share storage; clone() and to() copy.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "engine/error.h"
 #include "engine/tensor/device.h"
 #include "engine/tensor/dtype.h"
+#include "engine/tensor/layout.h"
 #include "engine/tensor/shape.h"
 #include "engine/tensor/storage.h"
 
@@ -43,7 +45,10 @@ class Tensor {
   Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
   std::int64_t offset() const { return offset_; }
   const std::shared_ptr<Storage>& storage() const { return storage_; }
+  // Blocked tensors are contiguous in their layout: their strides are those of the plain shape.
   bool is_contiguous() const;
+  Layout layout() const { return layout_; }
+  bool is_plain() const { return layout_ == Layout::plain; }
   bool shares_storage(const Tensor& other) const { return storage_ && storage_ == other.storage_; }
 
   // Address of the first element (on the tensor's device).
@@ -55,6 +60,12 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
 
+  // Same storage and shape, its bytes read as `layout`: a tag, no data moves (ops::reorder
+  // converts). A blocked layout needs a 4-d tensor whose channels are a multiple of the block.
+  Tensor with_layout(Layout layout) const;
+
+  // The views below need a plain tensor, but narrow() on dim 0 (the batch, outermost in every
+  // layout); an InternalError says which view met a blocked tensor.
   // Same storage, new shape; needs a contiguous tensor. One dimension may be -1 (inferred).
   Tensor view(const Shape& shape) const;
   // Same storage, dims [start_dim, end] merged into one (torch.flatten).
@@ -67,17 +78,17 @@ class Tensor {
   Tensor contiguous() const;  // this, or a contiguous copy when strided
   Tensor clone() const;       // a contiguous copy on the same device
   Tensor to(Device device) const;
-  // Copies src's elements into this tensor; same shape and dtype, any devices.
+  // Copies src's elements into this tensor; same shape, dtype and layout, any devices.
   void copy_from(const Tensor& src);
   void zero();
   void fill(float value);  // f32 tensors
 
-  // The elements, in row-major order, copied to the host.
+  // The elements, in row-major order, copied to the host (a plain tensor).
   template <typename T = float>
   std::vector<T> to_vector() const;
   float item() const;  // the value of a one-element f32 tensor
 
-  std::string str() const;  // "f32[2, 3] cpu"
+  std::string str() const;  // "f32[2, 3] cpu", "f32[8, 32, 14, 14] nChw16c cpu"
 
   void check_dtype(DType expected, std::string_view what = "tensor") const;
   void check_device(Device expected, std::string_view what = "tensor") const;
@@ -89,6 +100,7 @@ class Tensor {
   Shape shape_;
   Shape strides_;  // in elements
   DType dtype_ = DType::f32;
+  Layout layout_ = Layout::plain;
 };
 
 // Throws ruche::Error naming `op` when a and b differ in shape / dtype / device.
@@ -108,6 +120,7 @@ Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
   check_dtype(DTypeOf<T>::value);
+  RUCHE_CHECK(is_plain()) << "to_vector of " << str() << ": reorder it to plain first";
   Tensor host = contiguous().to(Device::cpu());
   const T* p = host.data<T>();
   return std::vector<T>(p, p + numel());
