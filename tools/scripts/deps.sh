@@ -15,6 +15,7 @@ packages=(
   python3-torch python3-torchvision python3-numpy python3-matplotlib python3-onnx
   libopenblas0-pthread
   patchelf zstd
+  clang-format clang-tidy cppcheck  # make format-check, make lint (Debian 12: clang 14)
 )
 
 missing=()
