@@ -118,6 +118,16 @@ std::int64_t check_optimizer_update(const OptimizerStep& step, const Tensor& par
   return end;
 }
 
+bool takes_blocked(std::string_view op) {
+  for (std::string_view name : kTakingBlocked) {
+    if (name == op) return true;
+  }
+  for (std::string_view name : kElementwise) {
+    if (name == op) return true;
+  }
+  return false;
+}
+
 void set_gpu_math(const GpuMath& math) { math_setting() = math; }
 const GpuMath& gpu_math() { return math_setting(); }
 

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "engine/rng/philox.h"
 #include "engine/tensor/tensor.h"
@@ -277,6 +278,9 @@ void reorder(const Tensor& x, Tensor& y);
 // The blocked layout oneDNN's convolutions pick for their activations on this CPU (nChw16c with
 // AVX-512, nChw8c with AVX2; format_tag::any, asked once); plain when they pick none.
 Layout cpu_blocked_layout();
+// Whether the op named `op` (as in ops/op_table.h) takes blocked tensors: the layers ask it, so
+// what a layer lets the layout plan do follows what its ops can do.
+bool takes_blocked(std::string_view op);
 
 // ---- losses; loss is a one-element f32 tensor; backward multiplies by dloss ----
 struct CrossEntropyParams {

@@ -86,6 +86,18 @@ class Layer {
   virtual int num_tops() const { return 1; }
   // Multiply-adds of one forward pass, for the model summary.
   virtual double forward_flops() const { return 0; }
+  // Which tensor layouts (engine/tensor/layout.h) the layer's ops take, for the CPU net's layout
+  // plan. plain, the default: NCHW only (a layer added later works unchanged; the net reorders
+  // its blocked inputs). follows: its bottoms in any one layout, its tops in the same (batch norm,
+  // ReLU, pooling, sums). blocks: any input layout, its top in the CPU's blocked layout
+  // (convolution). A layer says so only where ops::takes_blocked says it of every op it calls.
+  enum class LayoutUse { plain, follows, blocks };
+  virtual LayoutUse layout_use() const { return LayoutUse::plain; }
+  // Fusion (CPU nets, engine/graph/fusion.h): a ReLU written in place on this layer's only top,
+  // read by nothing else, may run inside this layer's forward. Returns whether it will.
+  virtual bool absorb_relu() { return false; }
+  // The ReLU's side: its producer applies it, so forward has nothing left to do (backward runs).
+  virtual void relu_absorbed() {}
 
   virtual void forward(LayerIO& io, const StepContext& ctx) = 0;
   // Fills io.bottom_diff (where defined) and io.param_grads (where defined) from io.top_diff,
