@@ -3,12 +3,10 @@
 #include "engine/interop/caffe_import.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <regex>
 #include <sstream>
 
 #include "engine/checkpoint/file_io.h"
@@ -16,6 +14,7 @@
 #include "engine/error.h"
 #include "engine/graph/net.h"
 #include "engine/interop/caffe_import.pb.h"
+#include "engine/interop/caffe_net_read.h"
 #include "engine/proto/text_format.h"
 #include "engine/tensor/npy.h"
 #include "engine/train/weights.h"
@@ -28,28 +27,7 @@ namespace cf = ruche::caffe_import;
 using checkpoint_io::make_directories;
 using checkpoint_io::read_file;
 using checkpoint_io::write_file_durably;
-
-// V1 nets (`layers { type: CONVOLUTION }`) are refused before parsing, in one line.
-void refuse_v1_text(const std::string& text, const std::string& where) {
-  static const std::regex v1(R"((^|\n)[ \t]*layers[ \t]*\{)");
-  RUCHE_REQUIRE(!std::regex_search(text, v1))
-      << where << ": a V1 Caffe net ('layers' blocks); ruche import caffe reads V2 nets ('layer'): "
-      << "upgrade it with Caffe's upgrade_net_proto_text";
-}
-
-bool in_phase(const cf::LayerParameter& l, cf::Phase phase) {
-  if (l.has_phase()) return l.phase() == phase;
-  if (l.include_size() > 0) {
-    for (const auto& r : l.include()) {
-      if (!r.has_phase() || r.phase() == phase) return true;
-    }
-    return false;
-  }
-  for (const auto& r : l.exclude()) {
-    if (r.has_phase() && r.phase() == phase) return false;
-  }
-  return true;
-}
+using Norm = cf::LossParameter::NormalizationMode;
 
 std::string dims_text(const std::vector<std::int64_t>& d) {
   std::ostringstream s;
@@ -59,24 +37,66 @@ std::string dims_text(const std::vector<std::int64_t>& d) {
   return s.str();
 }
 
-// Caffe's filler onto ruche's, where the meaning is the same; else ruche's default and a line.
+std::string number(float v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// Where one tensor of a ruche layer comes from in the .caffemodel.
+struct BlobSource {
+  std::string layer;        // the Caffe layer
+  int blob = -1;            // its blob; -1: zeros (a merged Scale without a bias)
+  bool bn_factor = false;   // divided by the layer's blob 2, Caffe's BatchNorm scale factor
+  bool transposed = false;  // InnerProduct transpose: true stores the weight as [K, O]
+};
+
+// A loss layer whose Caffe divisor becomes a loss_weight once the shapes are known.
+struct LossNorm {
+  int layer = 0;     // in the mapped net
+  std::string type;  // Caffe's
+  Norm mode = cf::LossParameter::VALID;
+  bool ignore = false;  // an ignore_label is given
+  float weight = 1.0f;  // Caffe's loss_weight
+};
+
+struct Mapping {
+  proto::NetParameter net;
+  std::map<std::string, std::vector<BlobSource>> sources;  // ruche layer -> its tensors' sources
+  std::vector<LossNorm> losses;
+  const cf::LayerParameter* data = nullptr;  // the training Data or ImageData layer
+  int top_k = 0;                             // the largest Accuracy top_k above 1
+};
+
+// Caffe's filler by its name and scale onto ruche's; a filler with no type is Caffe's constant 0.
 void map_filler(const cf::FillerParameter& in, proto::FillerParameter* out, const std::string& who,
                 std::vector<std::string>* report) {
   const std::string& t = in.type();
+  out->Clear();
   if (t == "constant") {
     out->set_type("constant");
     out->set_value(in.value());
-  } else if (t == "gaussian" && in.sparse() < 0) {
+  } else if (t == "gaussian") {
     out->set_type("normal");
     out->set_mean(in.mean());
     out->set_std(in.std());
+    if (in.sparse() >= 0)
+      report->push_back(who + ": gaussian filler's sparse " + std::to_string(in.sparse()) +
+                        " dropped: every weight is drawn");
   } else if (t == "uniform") {
     out->set_type("uniform");
     out->set_min(in.min());
     out->set_max(in.max());
+  } else if (t == "xavier" || t == "msra") {
+    out->set_type(t);
+    const auto norm = in.variance_norm();
+    out->set_mode(norm == cf::FillerParameter::FAN_IN    ? "fan_in"
+                  : norm == cf::FillerParameter::FAN_OUT ? "fan_out"
+                                                         : "average");
   } else {
-    out->Clear();
-    report->push_back(who + ": filler '" + t + "' not yet mapped; ruche's default initialisation");
+    out->set_type("default");
+    report->push_back(who + ": filler '" + t +
+                      "' is not mapped; torch.nn's default initialisation");
   }
 }
 
@@ -88,19 +108,29 @@ void map_params(const cf::LayerParameter& l, proto::LayerParameter* out) {
   }
 }
 
+// Caffe's normalization of a loss layer: loss_param.normalization, else the older normalize, else
+// the layer's default (SigmoidCrossEntropyLoss: BATCH_SIZE; SoftmaxWithLoss: VALID).
+Norm caffe_normalization(const cf::LayerParameter& l) {
+  const auto& c = l.loss_param();
+  const bool sigmoid = l.type() == "SigmoidCrossEntropyLoss";
+  if (c.has_normalization()) return c.normalization();
+  if (c.has_normalize())
+    return c.normalize() ? cf::LossParameter::VALID : cf::LossParameter::BATCH_SIZE;
+  return sigmoid ? cf::LossParameter::BATCH_SIZE : cf::LossParameter::VALID;
+}
+
 struct Mapper {
   std::string where;
   std::vector<std::string>* report;
-  proto::NetParameter net;
-  const cf::LayerParameter* data_layer = nullptr;  // the training data layer (transform_param)
-  int input_channels = 0;
+  std::vector<const cf::LayerParameter*> layers;  // the training net's, in order
+  Mapping m;
 
   std::string who(const cf::LayerParameter& l) const {
     return where + ": layer '" + l.name() + "' (" + l.type() + ")";
   }
 
   proto::LayerParameter* start(const cf::LayerParameter& l, const std::string& type) {
-    auto* out = net.add_layer();
+    auto* out = m.net.add_layer();
     out->set_name(l.name());
     out->set_type(type);
     for (const auto& b : l.bottom()) out->add_bottom(b);
@@ -109,15 +139,20 @@ struct Mapper {
     return out;
   }
 
-  void input_layer(const std::string& name, const std::string& top,
+  // Blobs 0 .. n-1 of the layer itself, in order.
+  void own_blobs(const cf::LayerParameter& l, int n, bool transposed = false) {
+    auto& s = m.sources[l.name()];
+    for (int i = 0; i < n; ++i) s.push_back({l.name(), i, false, transposed && i == 0});
+  }
+
+  void input_layer(const std::string& name, const std::vector<std::string>& tops,
                    const std::vector<std::int64_t>& shape) {
-    auto* out = net.add_layer();
+    auto* out = m.net.add_layer();
     out->set_name(name);
     out->set_type("Input");
-    out->add_top(top);
+    for (const auto& t : tops) out->add_top(t);
     auto* ip = out->mutable_input_param();
     for (std::size_t i = 1; i < shape.size(); ++i) ip->add_dim(shape[i]);
-    if (shape.size() >= 2) input_channels = static_cast<int>(shape[1]);
   }
 
   void conv(const cf::LayerParameter& l, const std::string& type) {
@@ -129,8 +164,8 @@ struct Mapper {
     auto* p = out->mutable_convolution_param();
     p->set_num_output(c.num_output());
     p->set_bias_term(c.bias_term());
-    const auto pick = [](const google::protobuf::RepeatedField<std::uint32_t>& v,
-                         int i, bool has_hw, std::uint32_t hw, std::uint32_t dflt) {
+    const auto pick = [](const google::protobuf::RepeatedField<std::uint32_t>& v, int i,
+                         bool has_hw, std::uint32_t hw, std::uint32_t dflt) {
       if (has_hw) return hw;
       if (v.empty()) return dflt;
       return v.size() == 1 ? v[0] : v[i];
@@ -146,21 +181,36 @@ struct Mapper {
     p->set_pad_w(pick(c.pad(), 1, c.has_pad_w(), c.pad_w(), 0));
     if (c.dilation_size() == 1) p->set_dilation(c.dilation(0));
     p->set_group(c.group());
-    if (c.has_weight_filler()) map_filler(c.weight_filler(), p->mutable_weight_filler(), who(l), report);
-    else { p->mutable_weight_filler()->set_type("constant"); p->mutable_weight_filler()->set_value(0); }
-    if (c.bias_term()) {
-      if (c.has_bias_filler()) map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
-      else { p->mutable_bias_filler()->set_type("constant"); p->mutable_bias_filler()->set_value(0); }
-    }
+    map_filler(c.weight_filler(), p->mutable_weight_filler(), who(l), report);
+    if (c.bias_term()) map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
     map_params(l, out);
+    own_blobs(l, c.bias_term() ? 2 : 1);
+  }
+
+  void inner_product(const cf::LayerParameter& l) {
+    const auto& c = l.inner_product_param();
+    RUCHE_REQUIRE(c.axis() == 1)
+        << who(l) << ": axis " << c.axis()
+        << " is not mapped (ruche's InnerProduct flattens everything after axis 0, Caffe's axis 1)";
+    auto* out = start(l, "InnerProduct");
+    auto* p = out->mutable_inner_product_param();
+    p->set_num_output(c.num_output());
+    p->set_bias_term(c.bias_term());
+    map_filler(c.weight_filler(), p->mutable_weight_filler(), who(l), report);
+    if (c.bias_term()) map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
+    map_params(l, out);
+    own_blobs(l, c.bias_term() ? 2 : 1, c.transpose());
+    if (c.transpose())
+      report->push_back(who(l) +
+                        ": transpose: true: Caffe stores the weight as [K, O]; "
+                        "weights.npz holds it transposed, [O, K]");
   }
 
   void pooling(const cf::LayerParameter& l) {
     const auto& c = l.pooling_param();
     RUCHE_REQUIRE(c.pool() != cf::PoolingParameter::STOCHASTIC)
         << who(l) << ": STOCHASTIC pooling is not mapped";
-    auto* out = start(l, "Pooling");
-    auto* p = out->mutable_pooling_param();
+    auto* p = start(l, "Pooling")->mutable_pooling_param();
     p->set_pool(c.pool() == cf::PoolingParameter::MAX ? proto::PoolingParameter::MAX
                                                       : proto::PoolingParameter::AVE);
     if (c.global_pooling()) {
@@ -183,49 +233,128 @@ struct Mapper {
     p->set_count_include_pad(true);
   }
 
-  void layer(const cf::LayerParameter& l) {
+  // The Scale that a BatchNorm at `i` merges with: the next layer, reading the BatchNorm's top
+  // alone, per channel, and either in place or the only reader of the normalised blob.
+  const cf::LayerParameter* scale_after(std::size_t i) const {
+    const cf::LayerParameter& bn = *layers[i];
+    if (i + 1 >= layers.size() || bn.top_size() != 1) return nullptr;
+    const cf::LayerParameter& s = *layers[i + 1];
+    const auto& c = s.scale_param();
+    if (s.type() != "Scale" || s.bottom_size() != 1 || s.bottom(0) != bn.top(0) ||
+        s.top_size() != 1 || c.axis() != 1 || c.num_axes() != 1) {
+      return nullptr;
+    }
+    if (s.top(0) == bn.top(0)) return &s;
+    for (std::size_t k = i + 2; k < layers.size(); ++k) {
+      const auto& b = layers[k]->bottom();
+      if (std::find(b.begin(), b.end(), bn.top(0)) != b.end()) return nullptr;
+      const auto& t = layers[k]->top();
+      if (std::find(t.begin(), t.end(), bn.top(0)) != t.end()) break;
+    }
+    return &s;
+  }
+
+  // Returns how many Caffe layers it consumed (2 when a Scale merged in).
+  std::size_t batch_norm(std::size_t i) {
+    const cf::LayerParameter& l = *layers[i];
+    const auto& c = l.batch_norm_param();
+    const cf::LayerParameter* scale = scale_after(i);
+    auto* out = start(l, "BatchNorm");
+    auto* p = out->mutable_batch_norm_param();
+    p->set_eps(c.eps());
+    p->set_momentum(1.0f - c.moving_average_fraction());
+    if (c.use_global_stats()) p->set_use_global_stats(true);
+    report->push_back(who(l) + ": moving_average_fraction " + number(c.moving_average_fraction()) +
+                      " becomes momentum " + number(1.0f - c.moving_average_fraction()) +
+                      ": approximate (Caffe divides running sums by a decaying count; the two "
+                      "agree once that count has converged, as in a trained model)");
+    if (l.param_size() > 0)
+      report->push_back(who(l) + ": its " + std::to_string(l.param_size()) +
+                        " param {} blocks dropped: in Caffe they are its statistics', not "
+                        "gamma's or beta's");
+    if (c.use_global_stats())
+      report->push_back(who(l) +
+                        ": use_global_stats: training normalises with the running "
+                        "statistics and never updates them");
+    auto& src = m.sources[l.name()];
+    if (scale == nullptr) {
+      p->set_affine(false);  // Caffe's BatchNorm has no gamma/beta: a Scale layer may follow
+    } else {
+      const auto& sc = scale->scale_param();
+      out->set_top(0, scale->top(0));
+      map_params(*scale, out);
+      if (!sc.bias_term()) {
+        while (out->param_size() < 1) out->add_param();
+        auto* beta = out->param_size() < 2 ? out->add_param() : out->mutable_param(1);
+        beta->set_lr_mult(0.0f);
+        beta->set_decay_mult(0.0f);
+      }
+      src.push_back({scale->name(), 0});
+      src.push_back({scale->name(), sc.bias_term() ? 1 : -1});
+      std::string line = who(l) + " and '" + scale->name() +
+                         "' (Scale) become one affine BatchNorm '" + l.name() +
+                         "' (gamma and beta: the Scale's blobs and param blocks)";
+      if (!sc.bias_term()) line += "; no bias_term: beta fixed at 0 (lr_mult 0)";
+      report->push_back(line);
+      if (sc.has_filler() && !(sc.filler().type() == "constant" && sc.filler().value() == 1.0f))
+        report->push_back(who(*scale) + ": filler dropped: gamma starts at 1");
+    }
+    src.push_back({l.name(), 0, true});
+    src.push_back({l.name(), 1, true});
+    return scale == nullptr ? 1 : 2;
+  }
+
+  void data(const cf::LayerParameter& l) {
+    RUCHE_REQUIRE(l.top_size() >= 1 && l.top_size() <= 2)
+        << who(l) << ": expected data, label tops";
+    start(l, "Input");
+    const bool image = l.type() == "ImageData";
+    const std::string source = image ? l.image_data_param().source() : l.data_param().source();
+    const std::uint32_t batch =
+        image ? l.image_data_param().batch_size() : l.data_param().batch_size();
+    report->push_back(who(l) +
+                      ": becomes an Input layer; ruche reads the data --data gives (source '" +
+                      source + "' dropped), batch_size " + std::to_string(batch) +
+                      " goes to solver.prototxt and the transform to preprocess.json");
+    m.data = &l;
+  }
+
+  void loss(const cf::LayerParameter& l, const std::string& type) {
+    RUCHE_REQUIRE(l.top_size() <= 1)
+        << who(l) << ": a second top (the probabilities) is not mapped";
+    RUCHE_REQUIRE(type != "SoftmaxWithLoss" || l.softmax_param().axis() == 1)
+        << who(l) << ": softmax axis " << l.softmax_param().axis() << " is not mapped (only 1)";
+    RUCHE_REQUIRE(!l.loss_param().has_ignore_label())
+        << who(l) << ": ignore_label is not mapped yet";
+    auto* out = start(l, type);
+    out->clear_loss_weight();
+    LossNorm n;
+    n.layer = m.net.layer_size() - 1;
+    n.type = type;
+    n.mode = caffe_normalization(l);
+    n.ignore = l.loss_param().has_ignore_label();
+    n.weight = l.loss_weight_size() > 0 ? l.loss_weight(0) : 1.0f;
+    m.losses.push_back(n);
+  }
+
+  std::size_t layer(std::size_t i) {
+    const cf::LayerParameter& l = *layers[i];
     const std::string& t = l.type();
     if (t == "Input") {
-      RUCHE_REQUIRE(l.top_size() >= 1) << who(l) << ": no top";
-      RUCHE_REQUIRE(l.top_size() <= 2) << who(l) << ": more than data and label tops is not mapped yet";
+      RUCHE_REQUIRE(l.top_size() >= 1 && l.top_size() <= 2) << who(l) << ": expected 1 or 2 tops";
       std::vector<std::int64_t> shape;
       if (l.input_param().shape_size() >= 1) {
         for (auto d : l.input_param().shape(0).dim()) shape.push_back(d);
       }
-      input_layer(l.name(), l.top(0), shape);
-      if (l.top_size() == 2) net.mutable_layer(net.layer_size() - 1)->add_top(l.top(1));
+      input_layer(l.name(), {l.top().begin(), l.top().end()}, shape);
     } else if (t == "Data" || t == "ImageData") {
-      RUCHE_REQUIRE(l.top_size() >= 1 && l.top_size() <= 2) << who(l) << ": expected data, label tops";
-      auto* out = start(l, "Input");
-      const std::uint32_t crop = l.transform_param().crop_size();
-      if (crop > 0) {
-        report->push_back(who(l) + ": becomes an Input layer; ruche reads the data given by --data, "
-                          "with preprocess.json's transform (crop " + std::to_string(crop) + ")");
-      } else {
-        report->push_back(who(l) + ": becomes an Input layer; ruche reads the data given by --data "
-                          "(source '" + (t == "Data" ? l.data_param().source() : l.image_data_param().source()) + "' dropped)");
-      }
-      (void)out;
-      data_layer = &l;
+      data(l);
     } else if (t == "Convolution" || t == "Deconvolution") {
       conv(l, t);
     } else if (t == "Pooling") {
       pooling(l);
     } else if (t == "InnerProduct") {
-      const auto& c = l.inner_product_param();
-      RUCHE_REQUIRE(c.axis() == 1) << who(l) << ": axis " << c.axis() << " is not mapped (only 1)";
-      RUCHE_REQUIRE(!c.transpose()) << who(l) << ": transpose: true is not mapped yet";
-      auto* out = start(l, "InnerProduct");
-      auto* p = out->mutable_inner_product_param();
-      p->set_num_output(c.num_output());
-      p->set_bias_term(c.bias_term());
-      if (c.has_weight_filler()) map_filler(c.weight_filler(), p->mutable_weight_filler(), who(l), report);
-      else { p->mutable_weight_filler()->set_type("constant"); p->mutable_weight_filler()->set_value(0); }
-      if (c.bias_term()) {
-        if (c.has_bias_filler()) map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
-        else { p->mutable_bias_filler()->set_type("constant"); p->mutable_bias_filler()->set_value(0); }
-      }
-      map_params(l, out);
+      inner_product(l);
     } else if (t == "ReLU") {
       auto* out = start(l, "ReLU");
       if (l.relu_param().negative_slope() != 0)
@@ -233,32 +362,25 @@ struct Mapper {
     } else if (t == "Sigmoid" || t == "TanH") {
       start(l, t);
     } else if (t == "Dropout") {
-      start(l, "Dropout")->mutable_dropout_param()->set_dropout_ratio(l.dropout_param().dropout_ratio());
+      start(l, "Dropout")
+          ->mutable_dropout_param()
+          ->set_dropout_ratio(l.dropout_param().dropout_ratio());
     } else if (t == "BatchNorm") {
-      const auto& c = l.batch_norm_param();
-      auto* out = start(l, "BatchNorm");
-      auto* p = out->mutable_batch_norm_param();
-      p->set_eps(c.eps());
-      p->set_affine(false);  // Caffe's BatchNorm has no gamma/beta: a Scale layer follows
-      p->set_momentum(1.0f - c.moving_average_fraction());
-      report->push_back(who(l) + ": moving_average_fraction " + std::to_string(c.moving_average_fraction()) +
-                        " becomes momentum " + std::to_string(1.0f - c.moving_average_fraction()) +
-                        " (PyTorch's running average; Caffe's normalised sum is approximate)");
-      if (l.param_size() > 0)
-        report->push_back(who(l) + ": param {} blocks dropped (they apply to Caffe's statistics)");
-      if (c.has_use_global_stats())
-        report->push_back(who(l) + ": use_global_stats dropped (ruche uses batch statistics in "
-                          "training and running ones in evaluation)");
+      return batch_norm(i);
     } else if (t == "Scale") {
       const auto& c = l.scale_param();
-      auto* out = start(l, "Scale");
-      auto* p = out->mutable_scale_param();
+      auto* p = start(l, "Scale")->mutable_scale_param();
       p->set_axis(c.axis());
       p->set_num_axes(c.num_axes());
       p->set_bias_term(c.bias_term());
       if (c.has_filler()) map_filler(c.filler(), p->mutable_filler(), who(l), report);
-      if (c.has_bias_filler()) map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
-      map_params(l, out);
+      if (c.has_bias_filler())
+        map_filler(c.bias_filler(), p->mutable_bias_filler(), who(l), report);
+      map_params(l, m.net.mutable_layer(m.net.layer_size() - 1));
+      if (l.bottom_size() == 1)
+        own_blobs(l, c.bias_term() ? 2 : 1);
+      else if (c.bias_term())
+        m.sources[l.name()].push_back({l.name(), 0});
     } else if (t == "LRN") {
       const auto& c = l.lrn_param();
       auto* p = start(l, "LRN")->mutable_lrn_param();
@@ -275,30 +397,70 @@ struct Mapper {
       start(l, "Concat")->mutable_concat_param()->set_axis(axis);
     } else if (t == "Eltwise") {
       const auto& c = l.eltwise_param();
-      RUCHE_REQUIRE(c.operation() == cf::EltwiseParameter::SUM)
-          << who(l) << ": only operation SUM is mapped";
-      for (float k : c.coeff()) RUCHE_REQUIRE(k == 1.0f) << who(l) << ": coeff other than 1 is not mapped";
-      start(l, "Eltwise");
+      auto* p = start(l, "Eltwise")->mutable_eltwise_param();
+      p->set_operation(c.operation() == cf::EltwiseParameter::PROD  ? proto::EltwiseParameter::PROD
+                       : c.operation() == cf::EltwiseParameter::MAX ? proto::EltwiseParameter::MAX
+                                                                    : proto::EltwiseParameter::SUM);
+      RUCHE_REQUIRE(c.coeff_size() == 0 || (c.operation() == cf::EltwiseParameter::SUM &&
+                                            c.coeff_size() == l.bottom_size()))
+          << who(l) << ": coeff needs operation SUM and one value per bottom";
+      for (float k : c.coeff()) p->add_coeff(k);
+    } else if (t == "Flatten") {
+      RUCHE_REQUIRE(l.flatten_param().end_axis() == -1)
+          << who(l) << ": end_axis " << l.flatten_param().end_axis() << " is not mapped (only -1)";
+      start(l, "Flatten")->mutable_flatten_param()->set_axis(l.flatten_param().axis());
+    } else if (t == "Power") {
+      const auto& c = l.power_param();
+      auto* p = start(l, "Power")->mutable_power_param();
+      p->set_power(c.power());
+      p->set_scale(c.scale());
+      p->set_shift(c.shift());
     } else if (t == "Softmax") {
       start(l, "Softmax")->mutable_softmax_param()->set_axis(l.softmax_param().axis());
-    } else if (t == "SoftmaxWithLoss") {
-      const auto& c = l.loss_param();
-      RUCHE_REQUIRE(!c.has_ignore_label()) << who(l) << ": ignore_label is not mapped yet";
-      const bool valid = c.has_normalize() ? c.normalize()
-                                           : (c.normalization() == cf::LossParameter::VALID ||
-                                              c.normalization() == cf::LossParameter::FULL ||
-                                              c.normalization() == cf::LossParameter::BATCH_SIZE);
-      RUCHE_REQUIRE(valid) << who(l) << ": normalization NONE (a sum) is not mapped yet";
-      RUCHE_REQUIRE(l.softmax_param().axis() == 1) << who(l) << ": softmax axis other than 1 is not mapped";
-      start(l, "SoftmaxWithLoss");
+    } else if (t == "SoftmaxWithLoss" || t == "EuclideanLoss" || t == "SigmoidCrossEntropyLoss") {
+      loss(l, t);
     } else if (t == "Accuracy") {
-      report->push_back(who(l) + ": dropped; ruche eval reports top-1 and top-k accuracy");
+      const std::uint32_t k = l.accuracy_param().top_k();
+      if (k > 1) m.top_k = std::max(m.top_k, static_cast<int>(k));
+      report->push_back(who(l) + ": dropped; ruche's evaluation reports top-1 and top-5 accuracy");
+    } else if (t == "Silence") {
+      report->push_back(who(l) + ": dropped (ruche needs no sink for unused blobs)");
     } else {
-      RUCHE_REQUIRE(false) << who(l) << ": layer type '" << t
-                           << "' is not mapped by ruche import caffe";
+      RUCHE_FAIL() << who(l) << ": layer type '" << t << "' is not mapped by ruche import caffe";
     }
+    return 1;
   }
 };
+
+// The mapped net from Caffe's (already upgraded) net: the training state's layers, in order.
+Mapping map_net(const cf::NetParameter& in, const std::string& where,
+                std::vector<std::string>* report) {
+  Mapper mp{where, report, {}, {}};
+  mp.m.net.set_name(in.name());
+  // Net-level inputs (deploy files): input + input_shape or input_dim.
+  RUCHE_REQUIRE(in.input_size() <= 1) << where << ": more than one net input is not mapped yet";
+  if (in.input_size() == 1) {
+    std::vector<std::int64_t> shape;
+    if (in.input_shape_size() > 0) {
+      for (auto d : in.input_shape(0).dim()) shape.push_back(d);
+    } else {
+      for (auto d : in.input_dim()) shape.push_back(d);
+    }
+    mp.input_layer(in.input(0), {in.input(0)}, shape);
+  }
+  const cf::NetState state = caffe_train_state(in);
+  for (const auto& l : in.layer()) {
+    if (caffe_layer_in_state(l, state, where)) {
+      mp.layers.push_back(&l);
+    } else {
+      report->push_back(where + ": layer '" + l.name() + "' (" + l.type() +
+                        "): not in the training net (include/exclude), dropped; ruche validates "
+                        "with the training net");
+    }
+  }
+  for (std::size_t i = 0; i < mp.layers.size();) i += mp.layer(i);
+  return std::move(mp.m);
+}
 
 std::vector<std::int64_t> blob_dims(const cf::BlobProto& b) {
   std::vector<std::int64_t> d;
@@ -312,7 +474,9 @@ std::vector<std::int64_t> blob_dims(const cf::BlobProto& b) {
 
 std::vector<std::int64_t> squeezed(const std::vector<std::int64_t>& d) {
   std::vector<std::int64_t> out;
-  for (auto x : d) if (x != 1) out.push_back(x);
+  for (auto x : d) {
+    if (x != 1) out.push_back(x);
+  }
   return out;
 }
 
@@ -323,136 +487,143 @@ std::vector<float> blob_values(const cf::BlobProto& b) {
   return v;
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string resolve(const std::string& path, const std::string& beside) {
   if (fs::exists(path)) return path;
   const fs::path p = fs::path(beside).parent_path() / path;
   return fs::exists(p) ? p.string() : path;
 }
 
+// The net ruche builds from the mapping, on one sample of `dims` (batch `batch`).
+std::unique_ptr<Net> build_net(const proto::NetParameter& net,
+                               const std::vector<std::int64_t>& dims, int batch) {
+  NetOptions no;
+  no.batch_size = batch;
+  no.sample_shape = Shape(dims.begin(), dims.end());
+  return Net::build(net, no);
+}
+
+// Caffe's divisors as loss_weight on ruche's mean losses (SoftmaxWithLoss: the mean over the
+// batch; EuclideanLoss, SigmoidCrossEntropyLoss: over every element): D is the elements of one
+// sample's prediction, N the batch.
+void apply_loss_normalization(Mapping& m, const std::vector<std::int64_t>& dims, int batch,
+                              const std::string& where, const std::string& missing,
+                              std::vector<std::string>* report) {
+  if (m.losses.empty()) return;
+  std::map<std::string, std::int64_t> per_sample;  // prediction blob -> elements per sample
+  const auto needs_d = [](const LossNorm& n) {
+    return n.type == "EuclideanLoss" ||
+           (n.type == "SigmoidCrossEntropyLoss" && n.mode != cf::LossParameter::FULL &&
+            n.mode != cf::LossParameter::VALID);
+  };
+  if (std::any_of(m.losses.begin(), m.losses.end(), needs_d)) {
+    RUCHE_REQUIRE(!dims.empty()) << where << ": the input shape is needed to carry "
+                                 << m.net.layer(m.losses[0].layer).name() << "'s normalization and "
+                                 << missing << "; give --input C,H,W";
+    proto::NetParameter heads = m.net;  // the net without its losses: the predictions' shapes
+    heads.clear_layer();
+    for (int i = 0; i < m.net.layer_size(); ++i) {
+      const std::string& t = m.net.layer(i).type();
+      if (t.size() < 4 || t.compare(t.size() - 4, 4, "Loss") != 0)
+        *heads.add_layer() = m.net.layer(i);
+    }
+    const auto net = build_net(heads, dims, 1);
+    for (const auto& n : m.losses) {
+      const std::string& pred = m.net.layer(n.layer).bottom(0);
+      per_sample[pred] = net->blob(pred).numel();
+    }
+  }
+  for (const auto& n : m.losses) {
+    auto* l = m.net.mutable_layer(n.layer);
+    const std::string who = where + ": layer '" + l->name() + "' (" + n.type + ")";
+    const double d =
+        n.type == "SoftmaxWithLoss" ? 1.0 : static_cast<double>(per_sample[l->bottom(0)]);
+    double factor = 1.0;
+    std::string how;
+    if (n.type == "EuclideanLoss") {
+      factor = d / 2.0;
+      how = "Caffe's sum / (2N)";
+    } else if (n.mode == cf::LossParameter::NONE) {
+      RUCHE_REQUIRE(batch > 0) << who << ": normalization NONE (a sum over the batch) needs the "
+                               << "batch size, which no Data layer gives";
+      factor = d * batch;
+      how = "Caffe's sum over the batch of " + std::to_string(batch) +
+            " (exact at that batch size only)";
+    } else if (n.mode == cf::LossParameter::BATCH_SIZE) {
+      factor = d;
+      how = "Caffe's sum / N";
+    } else {
+      how =
+          n.mode == cf::LossParameter::FULL ? "Caffe's sum / (N x D)" : "Caffe's sum / valid count";
+    }
+    const float w = static_cast<float>(n.weight * factor);
+    if (w != 1.0f) l->add_loss_weight(w);
+    if (factor != 1.0 || n.weight != 1.0f)
+      report->push_back(who + ": " + how + " is loss_weight " + number(w) + " on ruche's mean");
+    if (n.ignore && n.mode != cf::LossParameter::VALID)
+      report->push_back(who +
+                        ": with ignore_label, Caffe's divisor counts the ignored entries "
+                        "and ruche's mean does not: approximate");
+  }
+}
+
+// The training Data layer's sample shape, where its settings determine one: [C, crop, crop] or
+// ImageData's [C, new_height, new_width], C from the mean, the colour flags or the first
+// convolution's weights. Empty, with what is missing in `missing`, otherwise.
+std::vector<std::int64_t> data_layer_dims(const cf::LayerParameter& l, int mean_channels,
+                                          const cf::NetParameter* model, const Mapping& m,
+                                          std::string* missing) {
+  const auto& tp = l.transform_param();
+  const bool image = l.type() == "ImageData";
+  std::int64_t c = mean_channels;
+  if (c == 0 && tp.mean_value_size() > 1) c = tp.mean_value_size();
+  if (c == 0 && tp.force_gray()) c = 1;
+  if (c == 0 && tp.force_color()) c = 3;
+  if (c == 0 && image) c = l.image_data_param().is_color() ? 3 : 1;
+  if (c == 0 && model != nullptr) {  // the first convolution's weight: [O, C, kh, kw]
+    for (const auto& ml : m.net.layer()) {
+      if (ml.type() != "Convolution") continue;
+      for (const auto& cl : model->layer()) {
+        if (cl.name() == ml.name() && cl.blobs_size() > 0) {
+          const auto d = blob_dims(cl.blobs(0));
+          if (d.size() == 4) c = d[1] * ml.convolution_param().group();
+        }
+      }
+      break;
+    }
+  }
+  std::uint32_t crop = tp.crop_size();
+  if (l.type() == "Data" && l.data_param().has_crop_size()) crop = l.data_param().crop_size();
+  std::int64_t h = crop, w = crop;
+  if (crop == 0 && image) {
+    h = l.image_data_param().new_height();
+    w = l.image_data_param().new_width();
+  }
+  if (c > 0 && h > 0 && w > 0) return {c, h, w};
+  *missing = "the Data layer '" + l.name() + "' gives no " +
+             (c == 0 ? std::string("channel count") : std::string("height and width")) +
+             " (Caffe reads them from its database; no crop_size)";
+  return {};
+}
+
 }  // namespace
 
 proto::NetParameter caffe_net_from_text(const std::string& text, const std::string& where,
                                         std::vector<std::string>* report) {
-  refuse_v1_text(text, where);
-  cf::NetParameter in;
-  parse_prototxt(text, where, in);
-  RUCHE_REQUIRE(in.layers_size() == 0) << where << ": a V1 Caffe net ('layers'); ruche import caffe "
-                                       << "reads V2 nets ('layer')";
-  Mapper m{where, report, {}, nullptr, 0};
-  m.net.set_name(in.name());
-  // Net-level inputs (deploy files): input + input_shape or input_dim.
-  for (int i = 0; i < in.input_size(); ++i) {
-    std::vector<std::int64_t> shape;
-    if (i < in.input_shape_size()) {
-      for (auto d : in.input_shape(i).dim()) shape.push_back(d);
-    } else if (in.input_dim_size() >= 4 * (i + 1)) {
-      for (int k = 0; k < 4; ++k) shape.push_back(in.input_dim(4 * i + k));
-    }
-    RUCHE_REQUIRE(i == 0) << where << ": more than one net input is not mapped yet";
-    m.input_layer(in.input(i), in.input(i), shape);
-  }
-  for (const auto& l : in.layer()) {
-    if (!in_phase(l, cf::TRAIN)) {
-      report->push_back(where + ": layer '" + l.name() + "' (" + l.type() +
-                        "): TEST phase only, dropped (ruche validates with the training net)");
-      continue;
-    }
-    m.layer(l);
-  }
-  (void)m.data_layer;
-  return m.net;
-}
-
-proto::SolverParameter caffe_solver_from_text(const std::string& text, const std::string& where,
-                                              std::vector<std::string>* report) {
-  cf::SolverParameter in;
-  parse_prototxt(text, where, in);
-  proto::SolverParameter s;
-  std::string type = lower(in.type());
-  if (!in.has_type() && in.has_solver_type()) {
-    const char* names[] = {"sgd", "nesterov", "adagrad", "rmsprop", "adadelta", "adam"};
-    type = names[static_cast<int>(in.solver_type())];
-  }
-  RUCHE_REQUIRE(type == "sgd" || type == "nesterov" || type == "adam" || type == "rmsprop")
-      << where << ": solver type '" << in.type() << "' is not mapped (SGD, Nesterov, Adam, RMSProp)";
-  s.set_type(type == "nesterov" ? "sgd" : type);
-  if (type == "nesterov") {
-    s.set_nesterov(true);
-    report->push_back(where + ": Nesterov: PyTorch's formulation (Caffe's differs after an lr change)");
-  }
-  s.set_base_lr(in.base_lr());
-  s.set_momentum(in.momentum());  // Caffe's default is 0
-  if (type == "adam") {
-    s.set_beta1(in.has_momentum() ? in.momentum() : 0.9f);
-    s.set_beta2(in.momentum2());
-    s.set_epsilon(in.delta());
-  } else if (type == "rmsprop") {
-    s.set_rms_alpha(in.rms_decay());
-    s.set_epsilon(in.delta());
-  } else if (in.momentum() != 0) {
-    report->push_back(where + ": momentum: PyTorch's update (v = m v + g, w -= lr v); Caffe's "
-                      "(v = m v + lr g) differs after an lr change");
-  }
-  if (lower(in.regularization_type()) == "l1") s.set_l1_decay(in.weight_decay());
-  else s.set_weight_decay(in.weight_decay());
-  const std::string policy = in.has_lr_policy() ? lower(in.lr_policy()) : "fixed";
-  RUCHE_REQUIRE(policy == "fixed" || policy == "step" || policy == "multistep" ||
-                policy == "exp" || policy == "inv" || policy == "poly")
-      << where << ": lr_policy '" << in.lr_policy()
-      << "' is not mapped yet (fixed, step, multistep, exp, inv, poly)";
-  s.set_lr_policy(policy);
-  if (in.has_gamma()) s.set_gamma(in.gamma());
-  if (in.has_stepsize()) s.set_stepsize(in.stepsize());
-  for (int v : in.stepvalue()) s.add_stepvalue(v);
-  if (policy == "poly" || policy == "inv") s.set_power(in.has_power() ? in.power() : 1.0f);
-  if (in.has_max_iter()) s.set_max_iter(in.max_iter());
-  s.set_iter_size(in.iter_size());
-  if (in.has_display() && in.display() > 0) s.set_display(in.display());
-  if (in.random_seed() >= 0) s.set_random_seed(static_cast<std::uint64_t>(in.random_seed()));
-  if (in.clip_gradients() > 0) s.set_clip_grad_norm(in.clip_gradients());
-  const auto dropped = [&](bool has, const std::string& what) {
-    if (has) report->push_back(where + ": " + what + " dropped");
-  };
-  dropped(in.has_net() || in.has_train_net() || in.test_net_size() > 0,
-          "net (give the imported net to ruche train --net)");
-  dropped(in.test_iter_size() > 0, "test_iter (ruche validates the whole split)");
-  dropped(in.has_test_interval(), "test_interval (ruche validates every epoch: eval_every_epochs)");
-  dropped(in.has_snapshot() || in.has_snapshot_prefix(),
-          "snapshot (ruche train --checkpoint-every-steps)");
-  dropped(in.has_solver_mode() || in.has_device_id(), "solver_mode/device_id (ruche train --device)");
-  dropped(in.has_average_loss(), "average_loss");
-  return s;
+  return map_net(read_caffe_net_text(text, where), where, report).net;
 }
 
 CaffeImportResult import_caffe(const CaffeImportOptions& o) {
   CaffeImportResult r;
   RUCHE_REQUIRE(!o.out.empty()) << "ruche import caffe: give -o DIR";
-  const std::string text = read_text_file(o.net);
-  r.net = caffe_net_from_text(text, o.net, &r.report);
+  const cf::NetParameter caffe_net = read_caffe_net_text(read_text_file(o.net), o.net);
+  Mapping m = map_net(caffe_net, o.net, &r.report);
+  const cf::LayerParameter* data = m.data;
+  std::optional<cf::NetParameter> model;
+  if (!o.weights.empty()) model = read_caffe_net_binary(read_file(o.weights), o.weights);
 
-  // The training data layer's transform_param (or the older data_param fields).
-  cf::NetParameter caffe_net;
-  parse_prototxt(text, o.net, caffe_net);
-  const cf::LayerParameter* data = nullptr;
-  for (const auto& l : caffe_net.layer()) {
-    if ((l.type() == "Data" || l.type() == "ImageData") && in_phase(l, cf::TRAIN)) data = &l;
-  }
-  std::vector<std::int64_t> input_dims;
-  for (const auto& l : r.net.layer()) {
-    if (l.type() == "Input" && l.input_param().dim_size() > 0) {
-      input_dims.assign(l.input_param().dim().begin(), l.input_param().dim().end());
-      break;
-    }
-  }
-  if (input_dims.empty() && !o.input.empty()) input_dims.assign(o.input.begin(), o.input.end());
   make_directories(o.out);
   const fs::path out(o.out);
-
+  int mean_channels = 0;
   if (data != nullptr) {
     const auto& tp = data->transform_param();
     proto::Preprocess p;
@@ -468,9 +639,9 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
       if (dp.has_crop_size()) crop = dp.crop_size();
     }
     p.set_scale(scale);
-    int channels = input_dims.empty() ? 0 : static_cast<int>(input_dims[0]);
+    int channels = o.input.empty() ? 0 : o.input[0];
     if (tp.mean_value_size() > 1) channels = tp.mean_value_size();
-    for (float m : tp.mean_value()) p.add_mean(m * scale);
+    for (float v : tp.mean_value()) p.add_mean(v * scale);
     if (!mean_file.empty()) {
       const std::string path = resolve(mean_file, o.net);
       cf::BlobProto mean;
@@ -478,8 +649,8 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
           << path << ": not a Caffe BlobProto (mean_file of '" << data->name() << "')";
       auto d = blob_dims(mean);
       while (d.size() > 3 && d[0] == 1) d.erase(d.begin());
-      RUCHE_REQUIRE(d.size() == 3) << path << ": mean_file of shape " << dims_text(d)
-                                   << ", expected [1, C, H, W]";
+      RUCHE_REQUIRE(d.size() == 3)
+          << path << ": mean_file of shape " << dims_text(d) << ", expected [1, C, H, W]";
       auto values = blob_values(mean);
       RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == d[0] * d[1] * d[2])
           << path << ": mean_file holds " << values.size() << " values for " << dims_text(d);
@@ -487,25 +658,53 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
       save_npy((out / "mean_image.npy").string(),
                Tensor::from_vector(values, Shape(d.begin(), d.end())));
       p.set_mean_image("mean_image.npy");
-      channels = static_cast<int>(d[0]);
+      channels = mean_channels = static_cast<int>(d[0]);
       r.written.push_back((out / "mean_image.npy").string());
       if (crop > 0 && (d[1] != crop || d[2] != crop))
         r.report.push_back(o.net + ": mean_file is " + std::to_string(d[1]) + "x" +
                            std::to_string(d[2]) + ", crops " + std::to_string(crop) +
                            ": Caffe subtracts it at the crop's offset; not yet carried");
     }
-    if (channels == 3) p.set_channel_order("BGR");
-    else if (channels == 1) p.set_channel_order("gray");
-    else r.report.push_back(o.net + ": the channel count is not known; channel_order left open");
+    if (channels == 3)
+      p.set_channel_order("BGR");
+    else if (channels == 1)
+      p.set_channel_order("gray");
+    else
+      r.report.push_back(o.net + ": the channel count is not known; channel_order left open");
     if (crop > 0 && channels > 0) {
       p.add_sample_shape(channels);
       p.add_sample_shape(static_cast<int>(crop));
       p.add_sample_shape(static_cast<int>(crop));
     }
-    if (tp.mirror()) r.report.push_back(o.net + ": mirror: ruche train's augmentation flips (--augment)");
+    if (tp.mirror())
+      r.report.push_back(o.net + ": mirror: ruche train's augmentation flips (--augment)");
     write_file_durably((out / kPreprocessFile).string(), preprocess_json(p));
     r.written.push_back((out / kPreprocessFile).string());
   }
+
+  // The sample shape: the net's Input, --input, or what the Data layer determines.
+  std::vector<std::int64_t> input_dims;
+  for (const auto& l : m.net.layer()) {
+    if (l.type() == "Input" && l.input_param().dim_size() > 0) {
+      input_dims.assign(l.input_param().dim().begin(), l.input_param().dim().end());
+      break;
+    }
+  }
+  if (input_dims.empty() && !o.input.empty()) input_dims.assign(o.input.begin(), o.input.end());
+  std::string missing = "the net has no Input shape";
+  if (input_dims.empty() && data != nullptr) {
+    input_dims = data_layer_dims(*data, mean_channels, model ? &*model : nullptr, m, &missing);
+    if (!input_dims.empty())
+      r.report.push_back(o.net + ": input shape " + dims_text(input_dims) +
+                         " from the Data layer '" + data->name() + "'");
+  }
+  int batch = 0;
+  if (data != nullptr) {
+    batch = static_cast<int>(data->type() == "Data" ? data->data_param().batch_size()
+                                                    : data->image_data_param().batch_size());
+  }
+  apply_loss_normalization(m, input_dims, batch, o.net, missing, &r.report);
+  r.net = m.net;
 
   if (!o.solver.empty()) {
     auto solver = caffe_solver_from_text(read_text_file(o.solver), o.solver, &r.report);
@@ -518,20 +717,14 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
     r.written.push_back((out / "solver.prototxt").string());
   }
 
-  if (!o.weights.empty()) {
-    cf::NetParameter model;
-    RUCHE_REQUIRE(model.ParseFromString(read_file(o.weights)))
-        << o.weights << ": not a Caffe NetParameter (.caffemodel)";
-    RUCHE_REQUIRE(model.layers_size() == 0 || model.layer_size() > 0)
-        << o.weights << ": a V1 .caffemodel ('layers'); ruche import caffe reads V2 ('layer')";
+  if (model) {
     RUCHE_REQUIRE(!input_dims.empty())
-        << o.net << ": the net gives no input shape; give --input C,H,W to import weights";
-    NetOptions no;
-    no.batch_size = 1;
-    no.sample_shape = Shape(input_dims.begin(), input_dims.end());
-    auto net = Net::build(r.net, no);
+        << o.net << ": the input shape is not determinable to import weights: " << missing
+        << "; give --input C,H,W";
+    auto net = build_net(r.net, input_dims, 1);
     std::map<std::string, const cf::LayerParameter*> by_name;
-    for (const auto& l : model.layer()) by_name[l.name()] = &l;
+    for (const auto& l : model->layer()) by_name[l.name()] = &l;
+    std::map<std::string, int> expected;  // Caffe layer -> the blobs the mapping reads
     const auto state = net->state_dict();
     for (const auto& l : r.net.layer()) {
       std::vector<std::pair<std::string, Tensor>> entries;
@@ -540,43 +733,72 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
         if (name.rfind(prefix, 0) == 0 && name != prefix + "num_batches_tracked")
           entries.emplace_back(name, t);
       }
+      const auto& sources = m.sources[l.name()];
       if (entries.empty()) continue;
-      const auto it = by_name.find(l.name());
-      if (it == by_name.end() || it->second->blobs_size() == 0) {
+      RUCHE_CHECK(sources.size() == entries.size())
+          << "layer '" << l.name() << "': " << sources.size() << " blob sources for "
+          << entries.size() << " tensors";
+      const auto missing_blobs = [&](const std::string& layer) {
+        const auto it = by_name.find(layer);
+        return it == by_name.end() || it->second->blobs_size() == 0;
+      };
+      if (std::all_of(sources.begin(), sources.end(),
+                      [&](const BlobSource& s) { return missing_blobs(s.layer); })) {
         r.report.push_back(o.weights + ": no blobs for layer '" + l.name() +
                            "': ruche's initialisation kept");
         continue;
       }
-      const auto& blobs = it->second->blobs();
-      const bool bn = l.type() == "BatchNorm";
-      const int expected = static_cast<int>(entries.size()) + (bn ? 1 : 0);
-      RUCHE_REQUIRE(blobs.size() == expected)
-          << o.weights << ": layer '" << l.name() << "' (" << l.type() << ") has " << blobs.size()
-          << " blobs, ruche expects " << expected;
-      float factor = 1.0f;
-      if (bn) {
-        const auto f = blob_values(blobs[2]);
-        RUCHE_REQUIRE(f.size() == 1) << o.weights << ": layer '" << l.name()
-                                     << "': the BatchNorm scale factor blob is not one value";
-        factor = f[0] == 0.0f ? 0.0f : 1.0f / f[0];
-      }
       for (std::size_t i = 0; i < entries.size(); ++i) {
         const auto& [name, t] = entries[i];
-        const auto& b = blobs[static_cast<int>(i)];
+        const BlobSource& s = sources[i];
+        float* dst = t.data<float>();
+        if (s.blob < 0) {
+          std::fill(dst, dst + t.numel(), 0.0f);
+          continue;
+        }
+        RUCHE_REQUIRE(!missing_blobs(s.layer))
+            << o.weights << ": no blobs for layer '" << s.layer << "', which " << name << " reads";
+        const cf::LayerParameter& cl = *by_name.at(s.layer);
+        const int wanted = s.bn_factor ? 3 : s.blob + 1;
+        expected[s.layer] = std::max(expected[s.layer], wanted);
+        RUCHE_REQUIRE(cl.blobs_size() >= wanted)
+            << o.weights << ": layer '" << s.layer << "' (" << cl.type() << ") has "
+            << cl.blobs_size() << " blobs, ruche expects " << wanted;
+        const auto& b = cl.blobs(s.blob);
         const auto values = blob_values(b);
         std::vector<std::int64_t> want;
         for (int k = 0; k < t.shape().ndim(); ++k) want.push_back(t.shape()[k]);
-        const auto have = blob_dims(b);
+        auto have = blob_dims(b);
+        if (s.transposed && squeezed(have).size() == 2) std::reverse(have.begin(), have.end());
         RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == t.numel() &&
                       (have.empty() || squeezed(have) == squeezed(want)))
-            << o.weights << ": layer '" << l.name() << "' blob " << i << " has shape "
-            << dims_text(have) << " (" << values.size() << " values), ruche's " << name
+            << o.weights << ": layer '" << s.layer << "' blob " << s.blob << " has shape "
+            << dims_text(blob_dims(b)) << " (" << values.size() << " values), ruche's " << name
             << " is " << dims_text(want);
-        float* dst = t.data<float>();
-        for (std::size_t k = 0; k < values.size(); ++k) dst[k] = values[k] * (bn ? factor : 1.0f);
+        float mul = 1.0f;
+        if (s.bn_factor) {
+          const auto f = blob_values(cl.blobs(2));
+          RUCHE_REQUIRE(f.size() == 1) << o.weights << ": layer '" << s.layer
+                                       << "': the BatchNorm scale factor blob is not one value";
+          mul = f[0] == 0.0f ? 0.0f : 1.0f / f[0];
+        }
+        if (s.transposed) {  // [K, O] -> [O, K]
+          const std::int64_t rows = want[0], cols = t.numel() / want[0];
+          for (std::int64_t o_ = 0; o_ < rows; ++o_) {
+            for (std::int64_t k = 0; k < cols; ++k) dst[o_ * cols + k] = values[k * rows + o_];
+          }
+        } else {
+          for (std::size_t k = 0; k < values.size(); ++k) dst[k] = values[k] * mul;
+        }
         ++r.tensors;
       }
-      by_name.erase(it);
+    }
+    for (const auto& [name, e] : expected) {
+      const int have = by_name.at(name)->blobs_size();
+      RUCHE_REQUIRE(have == e) << o.weights << ": layer '" << name << "' ("
+                               << by_name.at(name)->type() << ") has " << have
+                               << " blobs, ruche expects " << e;
+      by_name.erase(name);
     }
     for (const auto& [name, l] : by_name) {
       if (l->blobs_size() > 0)
