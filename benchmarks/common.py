@@ -51,12 +51,14 @@ def summary(samples: list) -> dict:
             "samples": samples}
 
 
-def write_results(name: str, record: dict, table: str, directory=None) -> pathlib.Path:
-    """Writes DIRECTORY/NAME-YYYY-MM-DD.{json,md} (default benchmarks/results); returns the base."""
+def write_results(name: str, record: dict, table: str, directory=None,
+                  suffix: str = "") -> pathlib.Path:
+    """Writes DIRECTORY/NAME-YYYY-MM-DD{SUFFIX}.{json,md} (default benchmarks/results; a suffix
+    such as "b" for a second result of the day); returns the base."""
     directory = pathlib.Path(directory) if directory else RESULTS
     directory.mkdir(parents=True, exist_ok=True)
     day = datetime.date.today().isoformat()
-    base = directory / f"{name}-{day}"
+    base = directory / f"{name}-{day}{suffix}"
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     base.with_suffix(".md").write_text(table)
     return base
