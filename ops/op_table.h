@@ -135,7 +135,7 @@ namespace ruche::ops {
 // layout does, all their tensors alike; the others read each tensor's tag (weights stay plain).
 #define RUCHE_OPS_ELEMENTWISE(X) X(add) X(axpy) X(scale) X(mul) X(max_into) X(max_backward) \
   X(activation_forward) X(activation_backward)
-#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder)
+#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(dropout_forward) X(dropout_backward)
 // clang-format on
 
 struct OpTable {

@@ -1,5 +1,6 @@
 // ruche time: per-layer forward and backward times on random input, like `caffe time`.
 #include <cstdio>
+#include <string>
 
 #include "engine/train/time_run.h"
 #include "tools/commands.h"
@@ -23,6 +24,16 @@ void print_timings(const TimeResult& r) {
   std::printf("average forward-backward: %7.4f ms  (%d iterations, batch %d, %d threads)\n",
               r.forward_ms + r.backward_ms, r.iterations, r.batch_size, r.threads);
   std::printf("throughput: %.1f images/s\n", r.images_per_second());
+  const double mib = 1 << 20;
+  if (r.planned) {
+    std::printf("memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "
+                "%d blobs %s, %d reorders to plain\n",
+                static_cast<double>(r.peak_bytes) / mib, static_cast<double>(r.naive_bytes) / mib,
+                r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders);
+  } else {
+    std::printf("memory plan: none (a GPU, or RUCHE_CPU_REFERENCE=1): activations and gradients "
+                "%.1f MiB, all plain\n", static_cast<double>(r.naive_bytes) / mib);
+  }
 }
 
 }  // namespace

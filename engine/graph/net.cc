@@ -6,6 +6,7 @@
 #include <map>
 #include <sstream>
 
+#include "engine/graph/fusion.h"
 #include "engine/graph/init.h"
 #include "engine/proto/text_format.h"
 #include "ops/cuda/runtime.h"
@@ -65,6 +66,13 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   RUCHE_REQUIRE(options.batch_size > 0) << "batch size must be positive, got "
                                         << options.batch_size;
   RUCHE_REQUIRE(param.layer_size() > 0) << options.source.file << ": the net has no layers";
+  // CPU nets get the layout and memory plans (net_plan.cc); their blobs are placed by the plan,
+  // so nothing is touched (or counted in the peak RSS) before it.
+  net->planned_ = options.device.is_cpu() && !ops::cpu_reference_path();
+  const auto blob_tensor = [&](const Shape& shape, DType dtype) {
+    return net->planned_ ? Tensor::empty(shape, dtype, options.device)
+                         : Tensor::zeros(shape, dtype, options.device);
+  };
 
   std::map<std::string, int> current;  // blob name -> index of its newest version in blobs_
   std::vector<std::vector<int>> bottoms(static_cast<std::size_t>(param.layer_size()));
@@ -121,8 +129,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         if (in_place != lp.bottom().end() && !layer->in_place_ok()) {
           // Written in place (Caffe's BatchNorm, Scale) by a layer whose backward needs its input:
           // the top is a new version of the name with its own tensors; later layers read it.
-          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)], options.compute_dtype,
-                                    options.device);
+          blob.data = blob_tensor(out_shapes[static_cast<std::size_t>(t)], options.compute_dtype);
         } else if (in_place != lp.bottom().end()) {
           const int old = current.at(name);
           Blob& prev = net->blobs_[static_cast<std::size_t>(old)];
@@ -141,8 +148,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
                               : label                 ? DType::i32
                               : is_loss(lp.type())    ? DType::f32
                                                       : options.compute_dtype;
-          blob.data = Tensor::zeros(out_shapes[static_cast<std::size_t>(t)], dtype,
-                                    options.device);
+          blob.data = blob_tensor(out_shapes[static_cast<std::size_t>(t)], dtype);
         }
         current[name] = static_cast<int>(net->blobs_.size());
         tops[static_cast<std::size_t>(li)].push_back(static_cast<int>(net->blobs_.size()));
@@ -165,6 +171,13 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
       RUCHE_FAIL() << where << ": " << e.what();
     }
   }
+
+  if (options.device.is_cpu() && !ops::cpu_reference_path()) {
+    fuse_relus(param, net->layers_, bottoms, tops);  // conv / BN + in-place ReLU: one pass
+  }
+  net->after_forward_.resize(bottoms.size());
+  net->after_backward_.resize(bottoms.size());
+  if (net->planned_) net->plan_layouts(bottoms, tops);
 
   // The losses and what the main one reads. Several losses train on their weighted sum; the one
   // with the highest weight is the main head (probabilities, accuracy, output()).
@@ -232,21 +245,26 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   std::vector<bool> needs_grad(net->blobs_.size(), false);
   for (std::size_t li = 0; li < bottoms.size(); ++li) {
     bool any = net->layer_has_trainable(static_cast<int>(li));
-    for (int b : bottoms[li]) any = any || needs_grad[static_cast<std::size_t>(b)];
+    for (int b : bottoms[li]) {
+      const int source = net->blobs_[static_cast<std::size_t>(b)].shadow_of;  // the layout plan's
+      any = any || needs_grad[static_cast<std::size_t>(source >= 0 ? source : b)];
+    }
     for (int t : tops[li]) needs_grad[static_cast<std::size_t>(t)] = any;
     trainable_layer[li] = any;
     if (li == 0 && options.input_grad) needs_grad[static_cast<std::size_t>(tops[0][0])] = true;
+  }
+  for (std::size_t b = 0; b < net->blobs_.size(); ++b) {
+    const int source = net->blobs_[b].shadow_of;
+    if (source >= 0) needs_grad[b] = needs_grad[static_cast<std::size_t>(source)];
   }
   for (std::size_t b = 0; b < net->blobs_.size(); ++b) {
     Blob& blob = net->blobs_[b];
     if (!needs_grad[b] || (blob.producer >= 0 && is_loss(param.layer(blob.producer).type()))) {
       continue;  // a loss: its gradient is the seed the loss layer applies itself
     }
-    blob.diff = blob.in_place_of >= 0 ? net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff
-                                      : Tensor::zeros(blob.data.shape(), blob.data.dtype(),
-                                                      options.device);
+    if (blob.in_place_of >= 0) blob.diff = net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff;
     if (!blob.diff.defined()) {
-      blob.diff = Tensor::zeros(blob.data.shape(), blob.data.dtype(), options.device);
+      blob.diff = blob_tensor(blob.data.shape(), blob.data.dtype()).with_layout(blob.data.layout());
     }
   }
 
@@ -258,17 +276,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     for (int b : bottoms[li]) {
       Blob& blob = net->blobs_[static_cast<std::size_t>(b)];
       io.bottom.push_back(blob.data);
-      Tensor diff;
-      if (blob.diff.defined()) {
-        // The last reader in forward order runs first in backward and writes the shared diff.
-        if (blob.consumers.back() == static_cast<int>(li)) {
-          diff = blob.diff;
-        } else {
-          diff = Tensor::zeros(blob.diff.shape(), blob.diff.dtype(), options.device);
-          blob.extra_diffs.push_back(diff);
-        }
-      }
-      io.bottom_diff.push_back(diff);
+      io.bottom_diff.push_back(blob.diff.defined() ? net->gradient_for_reader(b, static_cast<int>(li))
+                                                   : Tensor());
     }
     for (int t : tops[li]) {
       io.top.push_back(net->blobs_[static_cast<std::size_t>(t)].data);
@@ -278,6 +287,10 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   net->bind_params();
   net->tops_ = std::move(tops);
   net->trainable_layer_ = std::move(trainable_layer);
+  if (net->planned_) {
+    net->connect_shadow_gradients();
+    net->plan_memory();
+  }
   return net;
 }
 
@@ -405,7 +418,12 @@ std::vector<std::pair<std::string, Tensor>> Net::state_dict() const {
 Tensor Net::blob(const std::string& name) const {
   Tensor found;
   for (const auto& b : blobs_) {
-    if (b.name == name) found = b.data;  // the newest version wins
+    if (b.name == name && b.shadow_of < 0) found = b.data;  // the newest version wins
+  }
+  if (found.defined() && !found.is_plain()) {  // users see plain tensors
+    Tensor plain = Tensor::empty(found.shape(), found.dtype(), found.device());
+    ops::reorder(found, plain);
+    return plain;
   }
   return found;
 }
@@ -439,6 +457,7 @@ void Net::forward_layer(std::size_t li, const StepContext& ctx) {
     }
   }
   layers_[li]->forward(io_[li], ctx);
+  if (planned_) after_layer(li, false);
 }
 
 void Net::backward(const StepContext& ctx, bool accumulate) {
@@ -487,6 +506,7 @@ void Net::backward_layer(std::size_t li, const StepContext& step, bool accumulat
   } else {
     layers_[li]->backward(io_[li], ctx);
   }
+  if (planned_) after_layer(li, true);
   if (grad_ready_ && end > begin) grad_ready_(begin, end);
 }
 
@@ -511,6 +531,7 @@ void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx
       << "backward_from_output: a gradient of shape " << output_grad.shape().str()
       << " for an output of shape " << dy.shape().str();
   dy.copy_from(output_grad);
+  if (planned_) after_layer(loss_layer, true);  // a plain shadow's gradient into the blob's
   for (std::size_t li = loss_layer; li-- > 0;) {
     if (!trainable_layer_[li]) continue;
     if (is_loss(param_.layer(static_cast<int>(li)).type())) {
@@ -518,6 +539,7 @@ void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx
       for (Tensor& d : io_[li].bottom_diff) {
         if (d.defined()) d.zero();
       }
+      if (planned_) after_layer(li, true);
       continue;
     }
     backward_layer(li, ctx, false);
@@ -640,12 +662,13 @@ std::string Net::summary() const {
                   2.0 * layers_[li]->forward_flops() / 1e6);
     out << line;
   }
+  const std::size_t activations = planned_ ? memory_plan_.peak : activation_bytes();
   std::snprintf(line, sizeof line,
                 "total: %lld parameters (%lld trainable), %.1f MFLOPs forward per batch of %d, "
                 "%.1f MiB of activations and gradients, %.1f MiB of parameters\n",
                 static_cast<long long>(total_params), static_cast<long long>(num_trainable_),
                 2.0 * forward_flops() / 1e6, options_.batch_size,
-                static_cast<double>(activation_bytes()) / (1 << 20),
+                static_cast<double>(activations) / (1 << 20),
                 static_cast<double>(params_.nbytes() * 2 + buffers_.nbytes()) / (1 << 20));
   out << line;
   return out.str();
@@ -657,7 +680,7 @@ std::string Net::first_nonfinite() const {
         t.dtype() == DType::u8) {
       return true;
     }
-    Tensor f32 = t;
+    Tensor f32 = t.with_layout(Layout::plain);  // finiteness does not care about the order
     if (t.dtype() != DType::f32) {  // an autocast activation
       f32 = Tensor::empty(t.shape(), DType::f32, t.device());
       ops::cast(t.contiguous(), f32);

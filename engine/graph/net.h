@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/graph/memory_plan.h"
 #include "engine/layers/layer.h"
 #include "engine/proto/ruche.pb.h"
 
@@ -153,6 +154,14 @@ class Net {
   std::string first_nonfinite() const;
   double forward_flops() const;       // multiply-adds per batch
   std::size_t activation_bytes() const;
+  // CPU nets (not on the reference path, RUCHE_CPU_REFERENCE=1): whether the layout and memory
+  // plans apply, and the plan: activations and their gradients in one arena of plan.peak bytes
+  // instead of plan.naive (docs/ARCHITECTURE.md "Layouts and the memory plan").
+  bool planned() const { return planned_; }
+  const MemoryPlan& memory_plan() const { return memory_plan_; }
+  // How many blob versions the layout plan keeps blocked, and the reorders it inserted.
+  int blocked_blobs() const;
+  int planned_reorders() const;
 
  private:
   Net() = default;
@@ -164,7 +173,23 @@ class Net {
     int in_place_of = -1;            // the version this one overwrote
     std::vector<int> consumers;      // layers reading this version, in forward order
     std::vector<Tensor> extra_diffs; // gradients of all readers but the last, summed in backward
+    int shadow_of = -1;              // a plain copy of that blocked version (the layout plan)
   };
+  // y = x after a layer's forward (a plain shadow of a blocked blob) or backward (the shadow's
+  // gradient into the blocked blob's), the gradients in `add` summed into x first.
+  struct Reorder {
+    Tensor x, y;
+    std::vector<Tensor> add;
+  };
+  // net_plan.cc: the layout plan (may point bottoms at shadows) and the memory plan.
+  void plan_layouts(std::vector<std::vector<int>>& bottoms,
+                    const std::vector<std::vector<int>>& tops);
+  void connect_shadow_gradients();  // after the layers' io: the shadows' gradients flow back
+  void plan_memory();
+  // The gradient a reader at layer `reader` writes for blob b: the blob's own for its last reader
+  // (the first to run backward), a new buffer summed in before the producer's backward for others.
+  Tensor gradient_for_reader(int b, int reader);
+  void after_layer(std::size_t li, bool backward);  // reorders, then the plan's poisoning
   void place_params(const std::vector<std::vector<ParamDecl>>& decls);
   void bind_params();
   void make_grad_scratch();
@@ -201,6 +226,12 @@ class Net {
   std::vector<ParamEntry> param_table_, buffer_table_;
   Tensor input_, labels_, output_, loss_;
   std::function<void(std::int64_t, std::int64_t)> grad_ready_;
+  bool planned_ = false;
+  std::vector<std::vector<Reorder>> after_forward_, after_backward_;  // by layer
+  MemoryPlan memory_plan_;
+  // RUCHE_MEMORY_PLAN_POISON=1: the buffers whose life ends at each time (forward of layer l at
+  // l, backward at 2L - 1 - l), filled with NaN then; a test of the plan.
+  std::vector<std::vector<Tensor>> poison_at_;
 };
 
 }  // namespace ruche

@@ -20,9 +20,19 @@ class ActivationLayer : public Layer {
     return {bottoms[0]};
   }
   bool in_place_ok() const override { return true; }
+  LayoutUse layout_use() const override {
+    return ops::takes_blocked("activation_forward") && ops::takes_blocked("activation_backward")
+               ? LayoutUse::follows
+               : LayoutUse::plain;
+  }
   double forward_flops() const override { return static_cast<double>(numel_); }
 
+  void relu_absorbed() override {
+    RUCHE_CHECK(kind_ == ops::Activation::relu) << type() << " '" << name() << "' is no ReLU";
+    absorbed_ = true;
+  }
   void forward(LayerIO& io, const StepContext&) override {
+    if (absorbed_) return;  // the producer's forward applied it (backward reads the output)
     ops::activation_forward(kind_, alpha_, io.bottom[0], io.top[0]);
   }
   void backward(LayerIO& io, const StepContext&) override {
@@ -34,6 +44,7 @@ class ActivationLayer : public Layer {
   ops::Activation kind_;
   float alpha_;
   std::int64_t numel_ = 0;
+  bool absorbed_ = false;
 };
 
 }  // namespace ruche::layers

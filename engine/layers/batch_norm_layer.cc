@@ -7,6 +7,9 @@
 // batch: forward sums per-channel [sum x, sum x^2, count] over the ranks (one all-reduce; the
 // count travels too, so unequal per-rank batches stay exact), backward sums [sum dy,
 // sum dy*x_hat, count] (one more, only when dx is needed). dgamma and dbeta stay this rank's sums.
+//
+// use_global_stats (Caffe's frozen BN): training normalises with the running statistics, as test
+// does, and leaves them and the counter alone; the statistics are constants for backward.
 #include "comm/communicator.h"
 #include "engine/layers/layer_factories.h"
 #include "engine/layers/layer_util.h"
@@ -25,6 +28,7 @@ class BatchNormLayer final : public Layer {
     bn_.eps = b.eps();
     bn_.momentum = b.momentum();
     affine_ = b.affine();
+    global_stats_ = b.use_global_stats();
   }
 
   std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int) override {
@@ -70,12 +74,25 @@ class BatchNormLayer final : public Layer {
   }
 
   double forward_flops() const override { return 2.0 * static_cast<double>(x_.numel()); }
+  LayoutUse layout_use() const override {
+    for (const char* op : {"batch_norm_forward_training", "batch_norm_forward_inference",
+                           "batch_norm_backward", "batch_norm_local_stats",
+                           "batch_norm_backward_reduce", "batch_norm_backward_apply"}) {
+      if (!ops::takes_blocked(op)) return LayoutUse::plain;  // --sync-bn's ops too
+    }
+    return LayoutUse::follows;
+  }
+
+  bool absorb_relu() override {
+    bn_.fused_relu = true;  // oneDNN's fuse_norm_relu in every forward op below
+    return true;
+  }
 
   void forward(LayerIO& io, const StepContext& ctx) override {
     const std::size_t k = affine_ ? 2 : 0;  // where the buffers start
     const Tensor& gamma = affine_ ? io.params[0] : Tensor();
     const Tensor& beta = affine_ ? io.params[1] : Tensor();
-    if (ctx.phase == Phase::train) {
+    if (ctx.phase == Phase::train && !global_stats_) {
       synced_ = ctx.sync_bn;
       if (synced_) {
         ops::batch_norm_local_stats(io.bottom[0], stats_);
@@ -101,14 +118,19 @@ class BatchNormLayer final : public Layer {
     Tensor dgamma = affine_ ? layers::entry(io.param_grads, 0) : Tensor();
     Tensor dbeta = affine_ ? layers::entry(io.param_grads, 1) : Tensor();
     if (!dx.defined() && !dgamma.defined() && !dbeta.defined()) return;
+    if (global_stats_) {
+      backward_inference(io, dx, dgamma, dbeta);
+      return;
+    }
     RUCHE_CHECK(ctx.sync_bn == synced_)
         << "BatchNorm '" << name() << "': backward's sync_bn differs from the forward's";
     if (synced_) {
       backward_synced(io, dx, dgamma, dbeta);
       return;
     }
-    if (ctx.phase != Phase::train) {  // eval mode (saliency): the running statistics are constants
-      backward_inference(io, dx);
+    if (ctx.phase != Phase::train) {  // eval mode (saliency): gamma's and beta's are left alone
+      Tensor none;
+      backward_inference(io, dx, none, none);
       return;
     }
     // The op writes dx always, and dgamma whenever gamma exists: unneeded ones go to scratch.
@@ -126,11 +148,15 @@ class BatchNormLayer final : public Layer {
   //   dx = gamma * invstd * (dy - S(dy) / n - x_hat * S(dy * x_hat) / n)
   // with S summed over the ranks and n the global count (torch's SyncBatchNorm), and keeps dgamma
   // = sum(dy * x_hat), dbeta = sum(dy) local: averaged over the ranks they are dL/dgamma, dL/dbeta.
-  // dx = gamma / sqrt(running_var + eps) * dy: batch_norm_backward_apply with zero sums.
-  // Only the input's gradient (ruche visualize); gamma's and beta's are left as they were.
-  void backward_inference(LayerIO& io, Tensor& dx) {
-    if (!dx.defined()) return;
+  // dx = gamma / sqrt(running_var + eps) * dy: batch_norm_backward_apply with zero sums; dgamma
+  // = sum(dy * x_hat) and dbeta = sum(dy) with x_hat from the running statistics, where wanted.
+  void backward_inference(LayerIO& io, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
     const std::size_t k = affine_ ? 2 : 0;
+    if (dgamma.defined() || dbeta.defined()) {
+      ops::batch_norm_backward_reduce(io.top_diff[0], io.bottom[0], io.params[k], io.params[k + 1],
+                                      grad_sums_, dgamma, dbeta, bn_);
+    }
+    if (!dx.defined()) return;
     std::vector<float> sums(static_cast<std::size_t>(2 * channels_ + 1), 0.0f);
     sums.back() = 1.0f;
     grad_sums_.copy_from(Tensor::from_vector(sums, Shape{2 * channels_ + 1}));
@@ -151,6 +177,7 @@ class BatchNormLayer final : public Layer {
 
   ops::BatchNormParams bn_;
   bool affine_ = true;
+  bool global_stats_ = false;
   std::int64_t channels_ = 0;
   Shape x_;
   Tensor save_mean_, save_var_, one_;

@@ -61,9 +61,20 @@ class ConvolutionLayer final : public Layer {
   }
 
   bool params_in_compute_dtype() const override { return true; }
+  LayoutUse layout_use() const override {
+    const bool blocked = ops::takes_blocked("conv2d_forward") &&
+                         ops::takes_blocked("conv2d_backward_data") &&
+                         ops::takes_blocked("conv2d_backward_weights");
+    return blocked ? LayoutUse::blocks : LayoutUse::plain;
+  }
 
   double forward_flops() const override {
     return static_cast<double>(y_.numel()) * static_cast<double>(in_ / conv_.groups * kh_ * kw_);
+  }
+
+  bool absorb_relu() override {
+    conv_.fused_relu = true;  // a oneDNN post-op: the ReLU in the convolution's pass over y
+    return true;
   }
 
   void forward(LayerIO& io, const StepContext&) override {

@@ -23,6 +23,11 @@ class DropoutLayer final : public Layer {
     return {x_};
   }
   bool in_place_ok() const override { return true; }
+  LayoutUse layout_use() const override {
+    return ops::takes_blocked("dropout_forward") && ops::takes_blocked("dropout_backward")
+               ? LayoutUse::follows
+               : LayoutUse::plain;
+  }
   void allocate(Device device) override { mask_ = Tensor::empty(x_, DType::u8, device); }
 
   void forward(LayerIO& io, const StepContext& ctx) override {

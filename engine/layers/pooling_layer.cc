@@ -63,6 +63,14 @@ class PoolingLayer final : public Layer {
   double forward_flops() const override {
     return static_cast<double>(y_.numel()) * pool_.kernel_h * pool_.kernel_w;
   }
+  LayoutUse layout_use() const override {
+    const char* kind = method_ == proto::PoolingParameter::MAX ? "max_pool2d"
+                       : global_                               ? "global_avg_pool"
+                                                               : "avg_pool2d";
+    const bool blocked = ops::takes_blocked(std::string(kind) + "_forward") &&
+                         ops::takes_blocked(std::string(kind) + "_backward");
+    return blocked ? LayoutUse::follows : LayoutUse::plain;
+  }
 
   void forward(LayerIO& io, const StepContext&) override {
     if (method_ == proto::PoolingParameter::MAX) {

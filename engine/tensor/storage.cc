@@ -1,5 +1,6 @@
 #include "engine/tensor/storage.h"
 
+#include "engine/error.h"
 #include "engine/tensor/allocator.h"
 
 namespace ruche {
@@ -16,6 +17,15 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device,
 
 std::shared_ptr<Storage> Storage::borrow(void* data, std::size_t bytes, Device device) {
   return std::shared_ptr<Storage>(new Storage(data, bytes, device, nullptr));
+}
+
+void Storage::move_into(std::shared_ptr<Storage> arena, std::size_t offset) {
+  RUCHE_CHECK(arena && arena->device_ == device_ && offset + bytes_ <= arena->bytes_)
+      << "storage of " << bytes_ << " bytes moved past the end of its arena";
+  if (owner_ && data_) owner_->deallocate(data_, bytes_);
+  owner_ = nullptr;
+  data_ = static_cast<unsigned char*>(arena->data_) + offset;
+  arena_ = std::move(arena);
 }
 
 Storage::~Storage() {

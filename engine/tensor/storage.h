@@ -23,6 +23,10 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   ~Storage();
 
+  // Moves this storage into `arena` at byte `offset` (a net's memory plan): its own memory is
+  // freed, and every tensor that views it views the arena's bytes there from now on.
+  void move_into(std::shared_ptr<Storage> arena, std::size_t offset);
+
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
@@ -34,6 +38,7 @@ class Storage {
   std::size_t bytes_;
   Device device_;
   Allocator* owner_;  // frees data_; null when borrowed
+  std::shared_ptr<Storage> arena_;  // what data_ points into after move_into
 };
 
 }  // namespace ruche

@@ -69,6 +69,12 @@ TimeResult time_net(const TimeRequest& request) {
   result.batch_size = request.batch_size;
   result.iterations = request.iterations;
   result.threads = ops::num_threads();
+  result.planned = net->planned();
+  result.naive_bytes = net->planned() ? net->memory_plan().naive : net->activation_bytes();
+  result.peak_bytes = net->planned() ? net->memory_plan().peak : result.naive_bytes;
+  result.blocked_blobs = net->blocked_blobs();
+  result.reorders = net->planned_reorders();
+  if (net->planned()) result.blocked_layout = ops::cpu_blocked_layout();
   for (const LayerTiming& t : result.layers) {
     result.forward_ms += t.forward_ms;
     result.backward_ms += t.backward_ms;

@@ -25,6 +25,13 @@ struct TimeResult {
   std::vector<LayerTiming> layers;  // forward order
   int batch_size = 0, iterations = 0, threads = 0;
   double forward_ms = 0, backward_ms = 0;  // per iteration, the sums over the layers
+  // The CPU net's plans (Net::planned()): activation and gradient bytes in the memory plan's
+  // arena (peak) against one buffer each (naive: all there is without a plan), blobs kept
+  // blocked and the reorders the layout plan inserted.
+  bool planned = false;
+  std::size_t peak_bytes = 0, naive_bytes = 0;
+  int blocked_blobs = 0, reorders = 0;
+  Layout blocked_layout = Layout::plain;
   double images_per_second() const;        // batch / (forward + backward)
 };
 
