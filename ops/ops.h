@@ -167,12 +167,16 @@ struct Pool2dParams {
   bool count_include_pad = true;   // average pooling: divide by the full window (PyTorch default)
 };
 Shape pool2d_output_shape(const Shape& x, const Pool2dParams& p);
-// indices: i32, shaped as y; the argmax's position h * W + w within its input plane (PyTorch's).
+// indices: i32, shaped (and laid out) as y; the argmax's position h * W + w within its input
+// plane (PyTorch's).
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p);
 void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
                          const Pool2dParams& p);
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p);
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p);
+// Whether the CPU's average pooling takes blocked tensors for input x with p (oneDNN's; not where
+// ceil_mode's extra right cells would be counted as padding: those run on plain NCHW loops).
+bool avg_pool2d_takes_blocked(const Shape& x, const Pool2dParams& p);
 // x [N, C, H, W] -> y [N, C, 1, 1]
 void global_avg_pool_forward(const Tensor& x, Tensor& y);
 void global_avg_pool_backward(const Tensor& dy, Tensor& dx);

@@ -44,6 +44,7 @@ void add_export_command(CLI::App& app, int& exit_code) {
   struct Options {
     std::string from, model, format, output, input, threshold, net;
     int classes = 0;
+    bool no_fold_bn = false;
   };
   static Options o;
   CLI::App* cmd = app.add_subcommand(
@@ -67,6 +68,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--threshold", o.threshold,
                   "onnx, a two-class model: add the output \"decision\" (1 where probs[:, 1] >= "
                   "T), T in (0, 1), e.g. the threshold ruche eval --target-recall chose on val");
+  cmd->add_flag("--no-fold-bn", o.no_fold_bn,
+                "onnx: keep BatchNormalization nodes instead of folding each batch norm into the "
+                "convolution before it (when nothing else reads that convolution's output)");
   cmd->callback([&exit_code] {
     RUCHE_REQUIRE(o.from.empty() != o.model.empty())
         << "give --from RUN|W.npz|CKPT or --model NAME";
@@ -74,6 +78,8 @@ void add_export_command(CLI::App& app, int& exit_code) {
         << "--net picks the net of an npz or onnx export; --format prototxt prints --from's net";
     RUCHE_REQUIRE(o.threshold.empty() || o.format == "onnx")
         << "--threshold adds the decision to an ONNX model: give --format onnx";
+    RUCHE_REQUIRE(!o.no_fold_bn || o.format == "onnx")
+        << "--no-fold-bn shapes an ONNX model: give --format onnx";
     if (o.format == "npz") {
       RUCHE_REQUIRE(!o.from.empty()) << "--format npz exports weights: give --from RUN|W.npz|CKPT";
       RUCHE_REQUIRE(!o.output.empty()) << "--format npz needs -o FILE.npz";
@@ -85,6 +91,7 @@ void add_export_command(CLI::App& app, int& exit_code) {
       OnnxOptions options;
       options.sample_shape = parse_shape_flag("--input", o.input);
       options.net_file = o.net;
+      options.fold_batch_norm = !o.no_fold_bn;
       if (!o.threshold.empty()) options.threshold = parse_threshold(o.threshold);
       const OnnxSummary s = export_onnx(o.from, o.output, options);
       std::string input = "N";

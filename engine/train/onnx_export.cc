@@ -154,6 +154,18 @@ class GraphBuilder {
     return weights_.count(layer_->name() + "." + suffix) != 0;
   }
   void mark_used(const std::string& name) { used_.insert(name); }
+  // The weight "<layer>.<suffix>" of another layer, marked used but not added: its values enter a
+  // folded constant. nullptr when absent and `optional`.
+  const Tensor* folded_weight(const std::string& layer, const std::string& suffix,
+                              bool optional = false) {
+    const std::string name = layer + "." + suffix;
+    const auto it = weights_.find(name);
+    RUCHE_REQUIRE(optional || it != weights_.end())
+        << where_ << ": the weights hold no '" << name << "'";
+    if (it == weights_.end()) return nullptr;
+    used_.insert(name);
+    return &it->second;
+  }
   const std::set<std::string>& used() const { return used_; }
 
   // A constant initializer of floats (batch norm without affine: scale 1, shift 0).
@@ -215,7 +227,43 @@ class GraphBuilder {
   std::set<std::string> used_;                 // weights in the graph
 };
 
-void convolution(GraphBuilder& g, const proto::LayerParameter& layer) {
+// The weights of Conv + BatchNorm at inference as one Conv: per output channel o, with
+// s = gamma[o] / sqrt(running_var[o] + eps), W'[o] = W[o] * s and b'[o] = (b[o] - mean[o]) * s +
+// beta[o] (gamma 1 and beta 0 without affine). Computed in double, rounded once.
+std::vector<std::string> folded_conv_weights(GraphBuilder& g, const proto::LayerParameter& conv,
+                                             const proto::LayerParameter& bn) {
+  const auto values = [](const Tensor* t) {
+    return t ? t->contiguous().to(Device::cpu()).to_vector<float>() : std::vector<float>();
+  };
+  const Tensor& w = *g.folded_weight(conv.name(), "weight");
+  const std::vector<float> weight = values(&w);
+  const std::vector<float> bias = values(g.folded_weight(conv.name(), "bias", true));
+  const std::vector<float> mean = values(g.folded_weight(bn.name(), "running_mean"));
+  const std::vector<float> var = values(g.folded_weight(bn.name(), "running_var"));
+  const std::vector<float> gamma = values(g.folded_weight(bn.name(), "weight", true));
+  const std::vector<float> beta = values(g.folded_weight(bn.name(), "bias", true));
+  g.folded_weight(bn.name(), "num_batches_tracked", true);
+  const std::size_t out = mean.size(), per_channel = weight.size() / out;
+  RUCHE_REQUIRE(static_cast<std::int64_t>(out) == w.size(0))
+      << g.where() << ": " << w.size(0) << " output channels but batch norm '" << bn.name()
+      << "' normalises " << out;
+  std::vector<float> folded_w(weight.size()), folded_b(out);
+  for (std::size_t o = 0; o < out; ++o) {
+    const double s = (gamma.empty() ? 1.0 : gamma[o]) /
+                     std::sqrt(static_cast<double>(var[o]) + bn.batch_norm_param().eps());
+    for (std::size_t i = o * per_channel; i < (o + 1) * per_channel; ++i) {
+      folded_w[i] = static_cast<float>(weight[i] * s);
+    }
+    folded_b[o] = static_cast<float>(((bias.empty() ? 0.0 : bias[o]) - mean[o]) * s +
+                                     (beta.empty() ? 0.0 : beta[o]));
+  }
+  return {g.constant(conv.name() + ".weight_folded_" + bn.name(), w.shape(), folded_w),
+          g.constant(conv.name() + ".bias_folded_" + bn.name(), folded_b)};
+}
+
+// bn: the BatchNorm folded into this convolution, or null.
+void convolution(GraphBuilder& g, const proto::LayerParameter& layer,
+                 const proto::LayerParameter* bn) {
   const auto& c = layer.convolution_param();
   const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
                                      c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
@@ -223,8 +271,13 @@ void convolution(GraphBuilder& g, const proto::LayerParameter& layer) {
                                      c.has_stride_w(), c.stride_w(), 1);
   const layers::HW p =
       layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
-  std::vector<std::string> inputs{g.input(0), g.weight("weight")};
-  if (c.bias_term()) inputs.push_back(g.weight("bias"));
+  std::vector<std::string> inputs{g.input(0)};
+  if (bn) {
+    for (const std::string& folded : folded_conv_weights(g, layer, *bn)) inputs.push_back(folded);
+  } else {
+    inputs.push_back(g.weight("weight"));
+    if (c.bias_term()) inputs.push_back(g.weight("bias"));
+  }
   onnx::NodeProto& n = g.node("Conv", inputs, {g.output()});
   add_attr(n, "kernel_shape", std::vector<std::int64_t>{k.h, k.w});
   add_attr(n, "strides", std::vector<std::int64_t>{s.h, s.w});
@@ -589,6 +642,31 @@ std::string add_preprocess(GraphBuilder& g, const OnnxPreprocess& p, const Shape
   return x;
 }
 
+// Batch norms to fold into the convolution before them: the convolution's output read by the
+// batch norm alone. Convolution layer index -> batch norm layer index.
+std::map<int, int> batch_norms_to_fold(const proto::NetParameter& net) {
+  std::map<std::string, int> writer;  // blob -> the layer that wrote its newest version
+  std::map<int, int> readers;         // layer -> how many layers read its (first) top
+  std::map<int, int> folds;
+  for (int li = 0; li < net.layer_size(); ++li) {
+    const proto::LayerParameter& layer = net.layer(li);
+    for (const std::string& bottom : layer.bottom()) {
+      const auto it = writer.find(bottom);
+      if (it != writer.end()) ++readers[it->second];
+    }
+    if (layer.type() == "BatchNorm" && layer.bottom_size() == 1) {
+      const auto it = writer.find(layer.bottom(0));
+      if (it != writer.end() && net.layer(it->second).type() == "Convolution" &&
+          net.layer(it->second).top_size() == 1) {
+        folds[it->second] = li;
+      }
+    }
+    for (const std::string& top : layer.top()) writer[top] = li;
+  }
+  std::erase_if(folds, [&](const auto& fold) { return readers[fold.first] != 1; });
+  return folds;
+}
+
 void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
   auto* prop = model.add_metadata_props();
   prop->set_key(key);
@@ -641,6 +719,10 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
     }
   }
   std::unique_ptr<Net> shapes;  // built when a layer needs its input's rank
+  const std::map<int, int> folds =
+      options.fold_batch_norm ? batch_norms_to_fold(net) : std::map<int, int>();
+  std::set<int> folded;  // batch norms already in their convolution
+  for (const auto& fold : folds) folded.insert(fold.second);
   int layer_index = -1;
   for (const proto::LayerParameter& layer : net.layer()) {
     ++layer_index;
@@ -677,7 +759,10 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
     } else if (type == "Dropout") {  // the identity at inference
       g.alias(layer.top(0), g.input(0));
     } else if (type == "Convolution") {
-      convolution(g, layer);
+      const auto fold = folds.find(layer_index);
+      convolution(g, layer, fold == folds.end() ? nullptr : &net.layer(fold->second));
+    } else if (type == "BatchNorm" && folded.count(layer_index)) {
+      g.alias(layer.top(0), g.input(0));  // its convolution's output is already normalised
     } else if (type == "Deconvolution") {
       deconvolution(g, layer);
     } else if (type == "Upsample") {

@@ -1,5 +1,6 @@
 // `ruche export --format onnx`: a net and its weights as an ONNX model (opset 17) for inference:
-// batch norm with its running statistics, dropout gone, the input "input" [N, sample...] with a
+// batch norm with its running statistics (folded into the convolution before it where nothing
+// else reads that convolution's output), dropout gone, the input "input" [N, sample...] with a
 // symbolic batch "N", and as outputs the logits ("logits") and, for SoftmaxWithLoss, the class
 // probabilities ("probs").
 //
@@ -46,6 +47,10 @@ struct OnnxOptions {
   // export_onnx: a net file (--net, e.g. a deploy net) instead of the one beside the weights; the
   // weights of layers it lacks (a training net's auxiliary heads) are left out.
   std::string net_file;
+  // A BatchNorm whose input is a convolution's output read by nothing else is folded into that
+  // convolution's weight and bias (one Conv node, as torch.onnx exports in eval mode); false
+  // keeps BatchNormalization nodes (--no-fold-bn).
+  bool fold_batch_norm = true;
 };
 
 struct OnnxSummary {

@@ -2,18 +2,21 @@
 // oneDNN computes the batch mean and biased variance; the running statistics (PyTorch's unbiased
 // running variance) are updated here. gamma and beta may be undefined (no affine transform).
 // The synchronized batch norm's pieces (statistics summed over ranks by the caller) are plain
-// loops at the end.
+// loops at the end. A fused ReLU (BatchNormParams::fused_relu) is oneDNN's fuse_norm_relu in the
+// forward pass; backward ignores it (the ReLU layer's backward masks dy from the output).
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <utility>
 
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
+#include "ops/cpu/layout.h"
 #include "ops/op_checks.h"
 
 namespace ruche::ops::cpu {
@@ -31,36 +34,61 @@ constexpr BatchNormChecks kChecks{
     },
     check_f32};
 
-normalization_flags flags_for(bool scale, bool shift, bool global_stats = false) {
+normalization_flags flags_for(bool scale, bool shift, bool global_stats = false,
+                              bool relu = false) {
   auto f = normalization_flags::none;
   if (scale) f = f | normalization_flags::use_scale;
   if (shift) f = f | normalization_flags::use_shift;
   if (global_stats) f = f | normalization_flags::use_global_stats;
+  if (relu) f = f | normalization_flags::fuse_norm_relu;
   return f;
 }
 
-Key make_key(const Shape& x, normalization_flags flags, float eps) {
-  const std::int64_t h = x.ndim() == 4 ? x[2] : 0, w = x.ndim() == 4 ? x[3] : 0;
-  return {x[0], x[1], h, w, static_cast<std::int64_t>(flags), std::bit_cast<std::int32_t>(eps)};
+// The data tensors of one call share x's layout (plain, or the blocked layout the net planned).
+void check_layouts(const char* op, const Tensor& x, std::initializer_list<const Tensor*> data) {
+  for (const Tensor* t : data) {
+    RUCHE_CHECK(!t->defined() || t->layout() == x.layout())
+        << op << ": " << t->str() << " is not in the layout of x " << x.str();
+  }
 }
 
-// The primitive and one memory object per argument it may take (handles set per call).
+// The fused ReLU runs in the primitive, except on the reference path (after it, apart).
+bool relu_in_primitive(const BatchNormParams& p) { return p.fused_relu && !cpu_reference_path(); }
+
+void relu_apart(const BatchNormParams& p, Tensor& y) {
+  if (p.fused_relu && !relu_in_primitive(p)) {
+    cpu::activation_forward(Activation::relu, 0.0f, y, y);
+  }
+}
+
+Key make_key(const Tensor& t, normalization_flags flags, float eps) {
+  const Shape& x = t.shape();
+  const std::int64_t h = x.ndim() == 4 ? x[2] : 0, w = x.ndim() == 4 ? x[3] : 0;
+  return {x[0], x[1], h, w, static_cast<std::int64_t>(flags), std::bit_cast<std::int32_t>(eps),
+          static_cast<std::int64_t>(t.layout())};
+}
+
+// The primitive and one memory object per argument it may take (handles set per call). The
+// workspace (training with a fused ReLU: its mask) is the entry's own; nothing reads it back.
 struct BatchNorm {
   Primitive bn;
-  memory src, dst, diff_src, diff_dst, scale, shift, mean, var, diff_scale, diff_shift;
+  memory src, dst, diff_src, diff_dst, scale, shift, mean, var, diff_scale, diff_shift, workspace;
 };
 
-BatchNorm make_entry(Primitive bn, const Shape& x) {
-  const memory::desc data = plain_desc(x);
-  const memory::desc stat({x[1]}, memory::data_type::f32, memory::format_tag::a);
+template <typename PrimitiveDesc>
+BatchNorm make_entry(const PrimitiveDesc& pd, const Tensor& x) {
+  const memory::desc data = tensor_desc(x);
+  const memory::desc stat({x.size(1)}, memory::data_type::f32, memory::format_tag::a);
   const auto m = [](const memory::desc& d) { return memory(d, dnnl_engine(), nullptr); };
-  return {std::move(bn), m(data), m(data), m(data), m(data), m(stat),
-          m(stat),       m(stat), m(stat), m(stat), m(stat)};
+  const memory::desc ws = pd.workspace_desc();
+  return {Primitive(pd), m(data), m(data), m(data), m(data), m(stat),
+          m(stat),       m(stat), m(stat), m(stat), m(stat),
+          ws.get_size() > 0 ? memory(ws, dnnl_engine()) : memory()};
 }
 
-dnnl::batch_normalization_forward::primitive_desc forward_pd(dnnl::prop_kind prop, const Shape& x,
+dnnl::batch_normalization_forward::primitive_desc forward_pd(dnnl::prop_kind prop, const Tensor& x,
                                                              float eps, normalization_flags flags) {
-  const dnnl::batch_normalization_forward::desc desc(prop, plain_desc(x), eps, flags);
+  const dnnl::batch_normalization_forward::desc desc(prop, tensor_desc(x), eps, flags);
   return {desc, cached_attr(), dnnl_engine()};
 }
 
@@ -79,7 +107,7 @@ class Args {
   std::span<const dnnl_exec_arg_t> get() const { return {args_.data(), n_}; }
 
  private:
-  std::array<dnnl_exec_arg_t, 10> args_{};
+  std::array<dnnl_exec_arg_t, 11> args_{};
   std::size_t n_ = 0;
 };
 
@@ -94,13 +122,12 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
   const std::int64_t n = x.numel() / c;  // values per channel
   RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got x "
                        << x.shape().str();
+  check_layouts(op, x, {&y});
 
-  const auto flags = flags_for(gamma.defined(), beta.defined());
+  const auto flags = flags_for(gamma.defined(), beta.defined(), false, relu_in_primitive(p));
   thread_local PrimitiveCache<8, BatchNorm> cache;
-  const BatchNorm& e = cached(cache, make_key(x.shape(), flags, p.eps), [&] {
-    return make_entry(
-        Primitive(forward_pd(dnnl::prop_kind::forward_training, x.shape(), p.eps, flags)),
-        x.shape());
+  const BatchNorm& e = cached(cache, make_key(x, flags, p.eps), [&] {
+    return make_entry(forward_pd(dnnl::prop_kind::forward_training, x, p.eps, flags), x);
   });
   Args args;
   args.add(DNNL_ARG_SRC, e.src, x);
@@ -109,7 +136,9 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
   args.add(DNNL_ARG_SHIFT, e.shift, beta);
   args.add(DNNL_ARG_MEAN, e.mean, save_mean);  // outputs here: the batch statistics
   args.add(DNNL_ARG_VARIANCE, e.var, save_var);
+  if (e.workspace) args.add(DNNL_ARG_WORKSPACE, e.workspace);
   e.bn.run(args.get());
+  relu_apart(p, y);
 
   // PyTorch's running statistics: the variance enters unbiased, times n / (n - 1).
   const float m = p.momentum;
@@ -129,13 +158,12 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
                                   const BatchNormParams& p) {
   const char* op = "batch_norm_forward_inference";
   check_batch_norm_forward_inference(op, x, gamma, beta, running_mean, running_var, y, kChecks);
+  check_layouts(op, x, {&y});
 
-  const auto flags = flags_for(gamma.defined(), beta.defined(), true);
+  const auto flags = flags_for(gamma.defined(), beta.defined(), true, relu_in_primitive(p));
   thread_local PrimitiveCache<8, BatchNorm> cache;
-  const BatchNorm& e = cached(cache, make_key(x.shape(), flags, p.eps), [&] {
-    return make_entry(
-        Primitive(forward_pd(dnnl::prop_kind::forward_inference, x.shape(), p.eps, flags)),
-        x.shape());
+  const BatchNorm& e = cached(cache, make_key(x, flags, p.eps), [&] {
+    return make_entry(forward_pd(dnnl::prop_kind::forward_inference, x, p.eps, flags), x);
   });
   Args args;
   args.add(DNNL_ARG_SRC, e.src, x);
@@ -145,6 +173,7 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
   args.add(DNNL_ARG_MEAN, e.mean, running_mean);  // inputs here: use_global_stats
   args.add(DNNL_ARG_VARIANCE, e.var, running_var);
   e.bn.run(args.get());
+  relu_apart(p, y);
 }
 
 void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
@@ -152,19 +181,20 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p) {
   const char* op = "batch_norm_backward";
   check_batch_norm_backward(op, dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta, kChecks);
+  check_layouts(op, x, {&dy, &dx});
 
   // use_shift only asks oneDNN for dbeta; beta itself does not enter the gradients.
   const auto flags = flags_for(gamma.defined(), dbeta.defined());
   const bool params = gamma.defined() || dbeta.defined();
   thread_local PrimitiveCache<8, BatchNorm> cache;
-  const BatchNorm& e = cached(cache, make_key(x.shape(), flags, p.eps), [&] {
+  const BatchNorm& e = cached(cache, make_key(x, flags, p.eps), [&] {
     const auto prop = params ? dnnl::prop_kind::backward : dnnl::prop_kind::backward_data;
-    const memory::desc data = plain_desc(x.shape());
+    const memory::desc data = tensor_desc(x);
     const dnnl::batch_normalization_backward::desc desc(prop, data, data, p.eps, flags);
     const dnnl::batch_normalization_backward::primitive_desc pd(
         desc, cached_attr(), dnnl_engine(),
-        forward_pd(dnnl::prop_kind::forward_training, x.shape(), p.eps, flags));
-    BatchNorm entry = make_entry(Primitive(pd), x.shape());
+        forward_pd(dnnl::prop_kind::forward_training, x, p.eps, flags));
+    BatchNorm entry = make_entry(pd, x);
     // oneDNN 2.6 wants a shift argument whenever use_shift is set, though backward never reads
     // its values; we have no beta here, so give it a buffer of its own.
     entry.shift = memory(entry.shift.get_desc(), dnnl_engine());

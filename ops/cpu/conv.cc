@@ -1,14 +1,16 @@
 // 2-d convolution on oneDNN: forward, backward data, backward weights (and bias).
 //
-// Each op keeps a cache of primitives keyed by shapes and parameters. The primitives are created
-// with format_tag::any, so oneDNN picks its fastest (usually blocked) layouts; our NCHW / OIHW
-// tensors are reordered in and out through buffers owned by the cache entry.
+// Each op keeps a cache of primitives keyed by shapes, layouts and parameters. The primitives are
+// created with format_tag::any, so oneDNN picks its fastest (usually blocked) layouts; our
+// activations (NCHW, or the blocked layout the net planned) and OIHW weights are reordered in and
+// out through buffers owned by the cache entry where their layout is not the one picked.
 #include <cstdint>
 
 #include "ops/cpu/checks.h"
 #include "ops/cpu/conv_family.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/dnnl_context.h"
+#include "ops/cpu/layout.h"
 #include "ops/op_checks.h"
 
 namespace ruche::ops {
@@ -44,16 +46,21 @@ namespace ruche::ops::cpu {
 namespace {
 
 using namespace conv_family;
-using Key = CacheKey<16>;
+using Key = CacheKey<18>;
 
-// x (or dx) shape, w (or dw) shape, the parameters, and whether a bias takes part.
-Key make_key(const Shape& x, const Shape& w, const Conv2dParams& p, bool bias) {
-  return {x[0],         x[1],         x[2],       x[3],        w[0],    w[1],
-          w[2],         w[3],         p.stride_h, p.stride_w,  p.pad_h, p.pad_w,
-          p.dilation_h, p.dilation_w, p.groups,   bias ? 1 : 0};
+// x (or dx) shape, w (or dw) shape, the parameters, the layouts of x and y (or dx and dy),
+// whether a bias takes part and whether a ReLU follows in the same primitive.
+Key make_key(const Tensor& x, const Shape& w, const Tensor& y, const Conv2dParams& p, bool bias,
+             bool relu = false) {
+  const Shape& s = x.shape();
+  return {s[0],         s[1],         s[2],       s[3],       w[0],    w[1],
+          w[2],         w[3],         p.stride_h, p.stride_w, p.pad_h, p.pad_w,
+          p.dilation_h, p.dilation_w, p.groups,   (bias ? 1 : 0) + (relu ? 2 : 0),
+          static_cast<std::int64_t>(x.layout()), static_cast<std::int64_t>(y.layout())};
 }
 
-Descs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
+Descs conv_descs(const Tensor& xt, const Shape& w, const Tensor& yt, const Conv2dParams& p) {
+  const Shape& x = xt.shape();
   const Shape y = conv2d_output_shape(x, w, p);
   const auto f32 = memory::data_type::f32;
   const auto any = memory::format_tag::any;
@@ -67,9 +74,9 @@ Descs conv_descs(const Shape& x, const Shape& w, const Conv2dParams& p) {
   d.w_any = {wd, f32, any};
   d.y_any = {yd, f32, any};
   d.b_plain = {{w[0]}, f32, memory::format_tag::a};
-  d.x_plain = {xd, f32, memory::format_tag::nchw};
-  d.w_plain = {wd, f32, w_tag};
-  d.y_plain = {yd, f32, memory::format_tag::nchw};
+  d.x_ours = {xd, f32, format_of(xt.layout())};
+  d.w_ours = {wd, f32, w_tag};
+  d.y_ours = {yd, f32, format_of(yt.layout())};
   d.strides = {p.stride_h, p.stride_w};
   d.dilates = {p.dilation_h - 1, p.dilation_w - 1};  // oneDNN counts dilation from 0
   d.pad_l = {p.pad_h, p.pad_w};
@@ -88,18 +95,20 @@ constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                     const Conv2dParams& p) {
   check_conv2d_args("conv2d_forward", x, "x", w, "w", y, "y", b, "b", p, kCheck);
-  thread_local PrimitiveCache<16, Forward> cache;
-  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, b.defined()), [&] {
-    return forward_entry<Convolution>(conv_descs(x.shape(), w.shape(), p), b.defined());
+  const bool relu = p.fused_relu && !cpu_reference_path();  // the reference path runs it apart
+  thread_local PrimitiveCache<18, Forward> cache;
+  const Forward& e = cached(cache, make_key(x, w.shape(), y, p, b.defined(), relu), [&] {
+    return forward_entry<Convolution>(conv_descs(x, w.shape(), y, p), b.defined(), relu);
   });
   run_forward(e, x, w, b, y);
+  if (p.fused_relu && !relu) cpu::activation_forward(Activation::relu, 0.0f, y, y);
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {
   check_conv2d_args("conv2d_backward_data", dx, "dx", w, "w", dy, "dy", Tensor(), "", p, kCheck);
-  thread_local PrimitiveCache<16, BackwardData> cache;
-  const BackwardData& e = cached(cache, make_key(dx.shape(), w.shape(), p, false), [&] {
-    return backward_data_entry<Convolution>(conv_descs(dx.shape(), w.shape(), p));
+  thread_local PrimitiveCache<18, BackwardData> cache;
+  const BackwardData& e = cached(cache, make_key(dx, w.shape(), dy, p, false), [&] {
+    return backward_data_entry<Convolution>(conv_descs(dx, w.shape(), dy, p));
   });
   run_backward_data(e, dy, w, dx);
 }
@@ -107,9 +116,9 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
 void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                              const Conv2dParams& p) {
   check_conv2d_args("conv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p, kCheck);
-  thread_local PrimitiveCache<16, BackwardWeights> cache;
-  const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, db.defined()), [&] {
-    return backward_weights_entry<Convolution>(conv_descs(x.shape(), dw.shape(), p), db.defined());
+  thread_local PrimitiveCache<18, BackwardWeights> cache;
+  const BackwardWeights& e = cached(cache, make_key(x, dw.shape(), dy, p, db.defined()), [&] {
+    return backward_weights_entry<Convolution>(conv_descs(x, dw.shape(), dy, p), db.defined());
   });
   run_backward_weights(e, x, dy, dw, db);
 }

@@ -4,7 +4,8 @@
 // their descriptors are made (weight layout, right padding), which each file keeps.
 //
 // Primitives are created with format_tag::any, so oneDNN picks its fastest (usually blocked)
-// layouts; our tensors are reordered in and out through buffers owned by the cache entry.
+// layouts; our tensors (plain, or in the blocked layout the CPU net planned) are reordered in and
+// out through buffers owned by the cache entry where their layout is not the one picked.
 // Internal to ops/cpu.
 #pragma once
 
@@ -15,10 +16,10 @@ namespace ruche::ops::cpu::conv_family {
 
 using dnnl::memory;
 
-// "any" layouts for oneDNN to choose, and the plain layouts of our tensors.
+// "any" layouts for oneDNN to choose, and the layouts of our tensors (weights always plain).
 struct Descs {
   memory::desc x_any, w_any, y_any, b_plain;
-  memory::desc x_plain, w_plain, y_plain;
+  memory::desc x_ours, w_ours, y_ours;
   memory::dims strides, dilates, pad_l, pad_r;
 };
 
@@ -53,9 +54,10 @@ struct Deconvolution {
   static constexpr dnnl::algorithm kAlgorithm = dnnl::algorithm::deconvolution_direct;
 };
 
-// The forward primitive_desc, also the hint every backward primitive needs.
+// The forward primitive_desc, also the hint every backward primitive needs (without the ReLU).
+// relu: y = max(0, y) as a post-op, in the convolution's own pass over y.
 template <typename Kind>
-typename Kind::Fwd::primitive_desc forward_pd(const Descs& d, bool bias) {
+typename Kind::Fwd::primitive_desc forward_pd(const Descs& d, bool bias, bool relu = false) {
   const auto training = dnnl::prop_kind::forward_training;
   const auto desc = bias ? typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any,
                                                     d.b_plain, d.y_any, d.strides, d.dilates,
@@ -63,15 +65,21 @@ typename Kind::Fwd::primitive_desc forward_pd(const Descs& d, bool bias) {
                          : typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any,
                                                     d.y_any, d.strides, d.dilates, d.pad_l,
                                                     d.pad_r);
-  return {desc, cached_attr(), dnnl_engine()};
+  dnnl::primitive_attr attr = cached_attr();
+  if (relu) {
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  return {desc, attr, dnnl_engine()};
 }
 
 template <typename Kind>
-Forward forward_entry(const Descs& d, bool bias) {
-  const auto pd = forward_pd<Kind>(d, bias);
-  return Forward{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                 LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                 LayoutBridge(d.y_plain, pd.dst_desc(), true),
+Forward forward_entry(const Descs& d, bool bias, bool relu) {
+  const auto pd = forward_pd<Kind>(d, bias, relu);
+  return Forward{Primitive(pd), LayoutBridge(d.x_ours, pd.src_desc(), false),
+                 LayoutBridge(d.w_ours, pd.weights_desc(), false),
+                 LayoutBridge(d.y_ours, pd.dst_desc(), true),
                  memory(d.b_plain, dnnl_engine(), nullptr)};
 }
 
@@ -81,9 +89,9 @@ BackwardData backward_data_entry(const Descs& d) {
                                           d.dilates, d.pad_l, d.pad_r);
   const typename Kind::BwdData::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
                                                   forward_pd<Kind>(d, false));
-  return BackwardData{Primitive(pd), LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                      LayoutBridge(d.w_plain, pd.weights_desc(), false),
-                      LayoutBridge(d.x_plain, pd.diff_src_desc(), true)};
+  return BackwardData{Primitive(pd), LayoutBridge(d.y_ours, pd.diff_dst_desc(), false),
+                      LayoutBridge(d.w_ours, pd.weights_desc(), false),
+                      LayoutBridge(d.x_ours, pd.diff_src_desc(), true)};
 }
 
 template <typename Kind>
@@ -95,9 +103,9 @@ BackwardWeights backward_weights_entry(const Descs& d, bool bias) {
                                              d.strides, d.dilates, d.pad_l, d.pad_r);
   const typename Kind::BwdWeights::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
                                                      forward_pd<Kind>(d, bias));
-  return BackwardWeights{Primitive(pd), LayoutBridge(d.x_plain, pd.src_desc(), false),
-                         LayoutBridge(d.y_plain, pd.diff_dst_desc(), false),
-                         LayoutBridge(d.w_plain, pd.diff_weights_desc(), true),
+  return BackwardWeights{Primitive(pd), LayoutBridge(d.x_ours, pd.src_desc(), false),
+                         LayoutBridge(d.y_ours, pd.diff_dst_desc(), false),
+                         LayoutBridge(d.w_ours, pd.diff_weights_desc(), true),
                          memory(d.b_plain, dnnl_engine(), nullptr)};
 }
 

@@ -54,11 +54,12 @@ namespace {
 using namespace conv_family;
 using Key = CacheKey<18>;
 
-Key make_key(const Shape& x, const Shape& w, const Deconv2dParams& p, bool bias) {
+Key make_key(const Shape& x, const Shape& w, const Deconv2dParams& p, bool bias,
+             bool relu = false) {
   return {x[0],       x[1],       x[2],         x[3],         w[0],     w[1],
           w[2],       w[3],       p.stride_h,   p.stride_w,   p.pad_h,  p.pad_w,
           p.dilation_h, p.dilation_w, p.groups, p.output_padding_h, p.output_padding_w,
-          bias ? 1 : 0};
+          (bias ? 1 : 0) + (relu ? 2 : 0)};
 }
 
 Descs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p) {
@@ -77,9 +78,9 @@ Descs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p) {
   d.w_any = {wd, f32, any};
   d.y_any = {yd, f32, any};
   d.b_plain = {{y[1]}, f32, memory::format_tag::a};
-  d.x_plain = {xd, f32, memory::format_tag::nchw};
-  d.w_plain = {wd, f32, w_tag};
-  d.y_plain = {yd, f32, memory::format_tag::nchw};
+  d.x_ours = {xd, f32, memory::format_tag::nchw};
+  d.w_ours = {wd, f32, w_tag};
+  d.y_ours = {yd, f32, memory::format_tag::nchw};
   d.strides = {p.stride_h, p.stride_w};
   d.dilates = {p.dilation_h - 1, p.dilation_w - 1};
   d.pad_l = {p.pad_h, p.pad_w};
@@ -95,11 +96,13 @@ constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor
 void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                       const Deconv2dParams& p) {
   check_deconv2d_args("deconv2d_forward", x, "x", w, "w", y, "y", b, "b", p, kCheck);
+  const bool relu = p.fused_relu && !cpu_reference_path();  // the reference path runs it apart
   thread_local PrimitiveCache<18, Forward> cache;
-  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, b.defined()), [&] {
-    return forward_entry<Deconvolution>(deconv_descs(x.shape(), w.shape(), p), b.defined());
+  const Forward& e = cached(cache, make_key(x.shape(), w.shape(), p, b.defined(), relu), [&] {
+    return forward_entry<Deconvolution>(deconv_descs(x.shape(), w.shape(), p), b.defined(), relu);
   });
   run_forward(e, x, w, b, y);
+  if (p.fused_relu && !relu) cpu::activation_forward(Activation::relu, 0.0f, y, y);
 }
 
 void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,

@@ -17,13 +17,19 @@ void set_num_threads(int threads) {
 
 int num_threads() { return omp_get_max_threads(); }
 
-bool cpu_reference_path() {
-  static const bool on = [] {
+namespace {
+std::atomic<bool>& reference_path() {
+  static std::atomic<bool> on = [] {
     const char* value = std::getenv("RUCHE_CPU_REFERENCE");
     return value != nullptr && std::string_view(value) == "1";
   }();
   return on;
 }
+}  // namespace
+
+bool cpu_reference_path() { return reference_path().load(std::memory_order_relaxed); }
+
+void set_cpu_reference_path(bool on) { reference_path() = on; }
 
 }  // namespace ruche::ops
 

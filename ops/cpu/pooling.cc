@@ -1,5 +1,8 @@
 // Max, average and global average pooling over NCHW planes, PyTorch's semantics (window clipping,
-// ceil_mode, count_include_pad, argmax indices h * W + w). Plain loops, one plane per iteration.
+// ceil_mode, count_include_pad, argmax indices h * W + w). Max and average pooling run on oneDNN
+// (pooling_onednn.cc); the plain loops here, one plane per iteration, are the reference path
+// (RUCHE_CPU_REFERENCE=1), average pooling's where oneDNN would divide otherwise, and the
+// scatter of max pooling's backward on both.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -7,6 +10,7 @@
 
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/pooling_onednn.h"
 
 namespace ruche::ops {
 namespace {
@@ -39,6 +43,10 @@ Shape pool2d_output_shape(const Shape& x, const Pool2dParams& p) {
                pooled_size(x[3], p.kernel_w, p.stride_w, p.pad_w, p.ceil_mode)};
 }
 
+bool avg_pool2d_takes_blocked(const Shape& x, const Pool2dParams& p) {
+  return cpu::onednn::avg_pool_fits(x, pool2d_output_shape(x, p), p);
+}
+
 }  // namespace ruche::ops
 
 namespace ruche::ops::cpu {
@@ -61,6 +69,13 @@ void check_pool(const char* op, const char* x_arg, const Tensor& x, const char* 
   RUCHE_REQUIRE(y.shape() == expected)
       << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
       << x.shape().str() << " with " << describe(p) << " gives " << expected.str();
+}
+
+// The loops read plain NCHW; oneDNN takes the blocked layouts (the net plans pooling that runs
+// on the loops, average pooling oneDNN would divide otherwise, on plain tensors).
+void require_plain(const char* op, const Tensor& a, const Tensor& b) {
+  RUCHE_CHECK(a.is_plain() && b.is_plain())
+      << op << ": the loops take plain tensors, got " << a.str() << " and " << b.str();
 }
 
 // One window, clipped to the input: rows [h0, h1), columns [w0, w1).
@@ -100,6 +115,8 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2
   const std::int64_t OH = y.size(2), OW = y.size(3);
   RUCHE_REQUIRE(H * W <= std::numeric_limits<std::int32_t>::max())
       << op << ": input plane " << H << "x" << W << " is too large for i32 indices";
+  if (!cpu_reference_path()) return onednn::max_pool2d_forward(x, y, indices, p);
+  require_plain(op, x, y);
   const float* px = x.data<float>();
   float* py = y.data<float>();
   std::int32_t* pi = indices.data<std::int32_t>();
@@ -135,24 +152,29 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
   check_pool(op, "dx", dx, "dy", dy, p);
   check_dense(op, "indices", indices, DType::i32);
   check_same_shape_as(op, "indices", indices, "dy", dy);
-  const std::int64_t planes = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3);
+  RUCHE_CHECK(dx.layout() == dy.layout()) << op << ": dx " << dx.str() << " and dy " << dy.str()
+                                           << " in different layouts";
+  // Planes of `block` channels, the channel innermost (block 1: plain NCHW); indices are laid
+  // out as dy.
+  const std::int64_t block = layout_block(dx.layout());
+  const std::int64_t planes = dx.size(0) * dx.size(1) / block, HW = dx.size(2) * dx.size(3);
   const std::int64_t OHW = dy.size(2) * dy.size(3);
   const float* pdy = dy.data<float>();
   const std::int32_t* pi = indices.data<std::int32_t>();
   float* pdx = dx.data<float>();
   bool bad_index = false;
   // Each plane is scattered by one thread, so overlapping windows need no atomics.
-#pragma omp parallel for if (planes * HW >= kParallelMin) reduction(|| : bad_index)
+#pragma omp parallel for if (dx.numel() >= kParallelMin) reduction(|| : bad_index)
   for (std::int64_t plane = 0; plane < planes; ++plane) {
-    float* dxp = pdx + plane * HW;
-    std::fill(dxp, dxp + HW, 0.0f);
-    for (std::int64_t o = plane * OHW; o < (plane + 1) * OHW; ++o) {
+    float* dxp = pdx + plane * HW * block;
+    std::fill(dxp, dxp + HW * block, 0.0f);
+    for (std::int64_t o = plane * OHW * block; o < (plane + 1) * OHW * block; ++o) {
       const std::int32_t i = pi[o];
       if (i < 0 || i >= HW) {
         bad_index = true;
         continue;
       }
-      dxp[i] += pdy[o];
+      dxp[i * block + o % block] += pdy[o];
     }
   }
   RUCHE_REQUIRE(!bad_index) << op << ": indices hold a position outside the " << dx.size(2) << "x"
@@ -161,6 +183,10 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
 
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
   check_pool("avg_pool2d_forward", "input", x, "output", y, p);
+  if (!cpu_reference_path() && onednn::avg_pool_fits(x.shape(), y.shape(), p)) {
+    return onednn::avg_pool2d_forward(x, y, p);
+  }
+  require_plain("avg_pool2d_forward", x, y);
   const std::int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
   const std::int64_t OH = y.size(2), OW = y.size(3);
   const float* px = x.data<float>();
@@ -183,6 +209,10 @@ void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
 
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
   check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
+  if (!cpu_reference_path() && onednn::avg_pool_fits(dx.shape(), dy.shape(), p)) {
+    return onednn::avg_pool2d_backward(dy, dx, p);
+  }
+  require_plain("avg_pool2d_backward", dy, dx);
   const std::int64_t planes = dx.size(0) * dx.size(1), H = dx.size(2), W = dx.size(3);
   const std::int64_t OH = dy.size(2), OW = dy.size(3);
   const float* pdy = dy.data<float>();

@@ -193,6 +193,7 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
   constexpr const char* op = "batch_norm_forward_training";
   const std::int64_t c = check_batch_norm_forward_training(
       op, x, gamma, beta, running_mean, running_var, y, save_mean, save_var, kChecks);
+  RUCHE_REQUIRE(!p.fused_relu) << op << ": a fused ReLU is a CPU net's fusion; run the ReLU";
   check_devices(op, "x", x,
                 {{"y", &y},
                  {"gamma", &gamma},
@@ -234,6 +235,7 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
   constexpr const char* op = "batch_norm_forward_inference";
   const std::int64_t c = check_batch_norm_forward_inference(op, x, gamma, beta, running_mean,
                                                             running_var, y, kChecks);
+  RUCHE_REQUIRE(!p.fused_relu) << op << ": a fused ReLU is a CPU net's fusion; run the ReLU";
   check_devices(op, "x", x,
                 {{"y", &y},
                  {"gamma", &gamma},

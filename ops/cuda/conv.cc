@@ -341,6 +341,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
                     const Conv2dParams& p) {
   constexpr const char* op = "conv2d_forward";
   check_conv_args(op, x, "x", w, "w", y, "y", b, "b", p);
+  RUCHE_REQUIRE(!p.fused_relu) << op << ": a fused ReLU is a CPU net's fusion; run the ReLU";
   use_device_of(x);
   const ConvPlan& plan =
       plan_for<kForward>(x, w.shape(), y.shape(), p, {x.raw_data(), w.raw_data(), y.raw_data()});

@@ -34,6 +34,8 @@ void check_deconv(const char* op, const Tensor& x, const char* x_name, const Ten
 void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                       const Deconv2dParams& p) {
   check_deconv("deconv2d_forward", x, "x", w, "w", y, "y", b, "b", p);
+  RUCHE_REQUIRE(!p.fused_relu)
+      << "deconv2d_forward: a fused ReLU is a CPU net's fusion; run the ReLU";
   gpu::conv2d_backward_data(x, w, y, p);
   if (b.defined()) {
     add_channel_bias(y.dtype(), y.raw_data(), b.raw_data(), y.size(0), y.size(1),
