@@ -49,6 +49,7 @@ class PoolingLayer final : public Layer {
     }
     try {
       y_ = ops::pool2d_output_shape(x, pool_);
+      avg_blocked_ = ops::avg_pool2d_takes_blocked(x, pool_);
     } catch (const Error& e) {
       RUCHE_FAIL() << "Pooling: " << e.what();
     }
@@ -68,7 +69,8 @@ class PoolingLayer final : public Layer {
                        : global_                               ? "global_avg_pool"
                                                                : "avg_pool2d";
     const bool blocked = ops::takes_blocked(std::string(kind) + "_forward") &&
-                         ops::takes_blocked(std::string(kind) + "_backward");
+                         ops::takes_blocked(std::string(kind) + "_backward") &&
+                         (method_ == proto::PoolingParameter::MAX || global_ || avg_blocked_);
     return blocked ? LayoutUse::follows : LayoutUse::plain;
   }
 
@@ -98,6 +100,7 @@ class PoolingLayer final : public Layer {
   bool global_ = false;
   ops::Pool2dParams pool_;
   Shape y_;
+  bool avg_blocked_ = false;  // average pooling that the blocked (oneDNN) path divides right
   Tensor indices_;
 };
 
