@@ -30,6 +30,9 @@ class Thrower {
   }
   Thrower(const Thrower&) = delete;
   Thrower& operator=(const Thrower&) = delete;
+  // Throwing here is the point: the message is whole once every << has run.
+  // cppcheck-suppress exceptThrowInDestructor
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   [[noreturn]] ~Thrower() noexcept(false) { throw E(stream_.str()); }
   template <typename T>
   Thrower& operator<<(const T& value) {
@@ -52,6 +55,9 @@ class UserThrower {
   UserThrower() = default;
   UserThrower(const UserThrower&) = delete;
   UserThrower& operator=(const UserThrower&) = delete;
+  // As Thrower's: throws once the message is whole.
+  // cppcheck-suppress exceptThrowInDestructor
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   [[noreturn]] ~UserThrower() noexcept(false) { throw Error(stream_.str()); }
   template <typename T>
   UserThrower& operator<<(const T& value) {
