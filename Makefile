@@ -4,7 +4,8 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean fuzz
+.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean fuzz \
+        format format-check lint
 
 all: build
 
@@ -32,6 +33,19 @@ test-gpu: build
 FUZZ_SECONDS ?= 60
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash tests/fuzz/run_fuzz.sh
+
+# clang-format 14 (.clang-format) over every C++ and CUDA file: `format` rewrites them,
+# `format-check` lists those it would change and fails (tools/scripts/format.sh).
+format:
+	@bash tools/scripts/format.sh
+
+format-check:
+	@bash tools/scripts/format.sh --check
+
+# clang-tidy (.clang-tidy) and cppcheck over the C++ sources of $(BUILD)/compile_commands.json;
+# fails on a finding (tools/scripts/lint.sh).
+lint: build
+	@LINT_JOBS=$(JOBS) bash tools/scripts/lint.sh $(BUILD)
 
 # The default CNN on Fashion-MNIST on 2 MPI ranks (ruche-run builds the mpirun line), 64 images
 # each: the global batch of 128 the default recipe was tuned for. Shows progress and
