@@ -12,7 +12,8 @@
 
 #include "engine/error.h"
 
-extern char** environ;
+// POSIX declares environ in no header (glibc's unistd.h does, but only with _GNU_SOURCE).
+extern char** environ;  // NOLINT(readability-redundant-declaration)
 
 namespace ruche::tools {
 namespace {
@@ -22,6 +23,7 @@ namespace fs = std::filesystem;
 // Runs argv[0] (searched on PATH) and waits; -1 when it cannot start.
 int spawn_and_wait(const std::vector<std::string>& argv, bool quiet) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   posix_spawn_file_actions_t actions;

@@ -384,6 +384,7 @@ ConvertSummary convert_imagefolder(const ConvertOptions& o) {
     std::vector<PlannedImage> images = list_split(splits[i].second, classes, splits[i].first);
     RUCHE_REQUIRE(!images.empty()) << splits[i].second.string() << ": no images";
     candidates += static_cast<std::int64_t>(images.size());
+    // cppcheck-suppress accessMoved ; images is the loop body's own, a new one each split
     for (PlannedShard& s : plan_split(std::move(images), splits[i].first, o, static_cast<int>(i)))
       plan.push_back(std::move(s));
   }

@@ -344,7 +344,7 @@ DataDescription describe_data(const DataSpec& spec, const DescribeOptions& optio
   const double ratio = d.splits[0].imbalance;
   if (ratio > options.imbalance_flag_ratio) {
     d.suggested_flags = {"--class-weights auto", "--balance over"};
-    if (!image) d.suggested_flags.push_back("--smote 5");
+    if (!image) d.suggested_flags.emplace_back("--smote 5");
     d.balance_note = "imbalanced (largest / smallest class " + fixed(ratio, 2) + " > " +
                      fixed(options.imbalance_flag_ratio, 1) + ")";
   } else {

@@ -55,7 +55,8 @@ bool is_image_folder(const std::string& root) {
 }
 
 ImageFolderDataset::ImageFolderDataset(const std::string& dir, std::vector<std::string> classes,
-                                       ImageTransformOptions options, bool require_every_class)
+                                       const ImageTransformOptions& options,
+                                       bool require_every_class)
     : classes_(std::move(classes)),
       options_(options),
       shape_{3, options.crop, options.crop} {

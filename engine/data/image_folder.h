@@ -27,7 +27,7 @@ class ImageFolderDataset : public Dataset {
   // The JPEGs under dir/<class> for each of `classes` (label = position); a class folder that is
   // missing or holds no JPEG is an error when require_every_class (train/), skipped otherwise.
   ImageFolderDataset(const std::string& dir, std::vector<std::string> classes,
-                     ImageTransformOptions options, bool require_every_class);
+                     const ImageTransformOptions& options, bool require_every_class);
 
   std::int64_t size() const override { return static_cast<std::int64_t>(paths_.size()); }
   const Shape& sample_shape() const override { return shape_; }

@@ -8,6 +8,7 @@ namespace ruche {
 
 std::vector<std::string> numbered_class_names(int n) {
   std::vector<std::string> names;
+  names.reserve(static_cast<std::size_t>(std::max(n, 0)));
   for (int i = 0; i < n; ++i) names.push_back(std::to_string(i));
   return names;
 }

@@ -87,7 +87,7 @@ ShardPosition ShardPosition::decode(const std::string& text) {
 // ---- loader ----
 
 ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int rank, int world,
-                         ShardLoaderOptions options)
+                         const ShardLoaderOptions& options)
     : classes_(index.classes), split_(split), rank_(rank), world_(world), options_(options) {
   RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
   RUCHE_REQUIRE(options_.batch_size > 0)

@@ -102,7 +102,7 @@ struct ShardLoaderOptions {
 class ShardLoader final : public BatchSource {
  public:
   ShardLoader(const ShardIndex& index, const std::string& split, int rank, int world,
-              ShardLoaderOptions options);
+              const ShardLoaderOptions& options);
   ~ShardLoader() override;  // stops and joins the threads
   ShardLoader(const ShardLoader&) = delete;
   ShardLoader& operator=(const ShardLoader&) = delete;

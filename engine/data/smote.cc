@@ -68,6 +68,7 @@ DatasetPtr smote_balance(const Dataset& train, int k, std::uint64_t seed) {
             squared_distance(xa, out.f32.data() + members[static_cast<std::size_t>(b)] * d, d),
             b);
       }
+      // cppcheck-suppress containerOutOfBounds ; neighbours <= m - 1, by_distance's size
       std::partial_sort(by_distance.begin(), by_distance.begin() + neighbours, by_distance.end());
       for (std::int64_t j = 0; j < neighbours; ++j)
         nearest[static_cast<std::size_t>(a * neighbours + j)] =

@@ -70,7 +70,7 @@ class Transform {
   // scratch_floats() floats. Augmentation applies to images [C, H, W] only.
   // With `target` (scratch_floats() floats), the augmented sample is copied there before noise
   // and normalisation: the reconstruction target (--reconstruct).
-  void apply(float* sample, float* scratch, std::uint32_t epoch, std::uint64_t index,
+  void apply(float* x, float* scratch, std::uint32_t epoch, std::uint64_t index,
              float* target = nullptr) const;
   // A float target (regression, Dataset::target_shape) whose trailing dimensions are the input's
   // H x W (a mask, a depth map, a denoised image) gets the same crop and flip as sample `index`
@@ -83,10 +83,10 @@ class Transform {
   std::size_t scratch_floats() const { return static_cast<std::size_t>(shape_.numel()); }
   bool augments() const;
   // The normalisation alone (what evaluation and export apply to a sample).
-  void normalize(float* sample) const;
+  void normalize(float* x) const;
 
  private:
-  void add_noise(float* sample, std::uint32_t epoch, std::uint64_t index) const;
+  void add_noise(float* x, std::uint32_t epoch, std::uint64_t index) const;
   // The crop and flip of sample `index` (as apply draws them) on `planes` planes of H x W.
   void crop_flip(float* x, std::int64_t planes, float* scratch, std::uint32_t epoch,
                  std::uint64_t index) const;

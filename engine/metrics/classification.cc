@@ -17,6 +17,7 @@ int rank_of_label(const float* scores, int classes, int label) {
   const float s = scores[label];
   int rank = 0;
   for (int c = 0; c < classes; ++c) {
+    // cppcheck-suppress arrayIndexThenCheck ; c < label orders ties, it checks no bound
     rank += scores[c] > s || (scores[c] == s && c < label);
   }
   return rank;

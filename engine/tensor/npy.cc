@@ -31,6 +31,7 @@ std::string header_field(const std::string& header, const std::string& key,
   RUCHE_REQUIRE(v != std::string::npos) << where << ": bad npy header";
   ++v;
   while (v < header.size() && header[v] == ' ') ++v;
+  RUCHE_REQUIRE(v < header.size()) << where << ": bad npy header";
   const char open = header[v];
   const char close = open == '(' ? ')' : open == '\'' ? '\'' : ',';
   const std::size_t start = open == '(' || open == '\'' ? v + 1 : v;
