@@ -404,7 +404,8 @@ std::vector<std::string> expand_braces(const std::string& pattern) {
     }
     std::vector<std::string> out;
     for (const std::string& p : parts) {
-      for (std::string& e : expand_braces(head + p + tail)) out.push_back(std::move(e));
+      for (std::string& e : expand_braces(std::string(head).append(p).append(tail)))
+        out.push_back(std::move(e));
     }
     return out;
   }
@@ -519,6 +520,7 @@ std::vector<ShardInfo> pick(const ShardIndex& index, const std::vector<std::stri
   std::map<std::string, const ShardInfo*> by_file;
   for (const ShardInfo& s : index.shards) by_file[s.file] = &s;
   std::vector<ShardInfo> out;
+  out.reserve(files.size());
   for (const std::string& f : files) out.push_back(*by_file.at(f));
   return out;
 }

@@ -10,7 +10,7 @@ namespace ruche {
 
 BatchLoader::BatchLoader(DatasetPtr dataset, DistributedSampler sampler, LoaderOptions options)
     : dataset_(std::move(dataset)),
-      sampler_(sampler),
+      sampler_(std::move(sampler)),
       options_(std::move(options)),
       transform_(dataset_->sample_shape(), options_.transform) {
   RUCHE_REQUIRE(options_.batch_size > 0)

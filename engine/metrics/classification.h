@@ -43,7 +43,7 @@ struct ClassificationReport {
 };
 
 // Precision TP/(TP+FP), recall TP/(TP+FN), F1 2TP/(2TP+FP+FN); 0 where the denominator is 0.
-ClassificationReport classification_report(const ConfusionMatrix& confusion);
+ClassificationReport classification_report(const ConfusionMatrix& cm);
 
 // The report as a fixed-width table (class, precision, recall, f1, support; then macro and
 // weighted averages and accuracy), names cut to max_name_width.
