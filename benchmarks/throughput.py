@@ -25,7 +25,8 @@ metrics.jsonl; PyTorch's is images / seconds over the same number of steps after
 warm-up. Both loops read the loss every step (loss.item()).
 
 usage: throughput.py BUILD_DIR [--baseline-build DIR] [--rounds 5] [--threads 1 2]
-                     [--models fashion_cnn resnet18 resnet50] [--batches 64 32] [--suffix b]
+                     [--models fashion_cnn resnet18 resnet50] [--batches 64 resnet18:32]
+                     [--suffix b]
 """
 import argparse
 import json
@@ -473,8 +474,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--batches", type=int, nargs="+",
-                        help="only these batch sizes (of the models that have them)")
+    parser.add_argument("--batches", nargs="+", default=[],
+                        help="only these batch sizes: B (every model that has it) or MODEL:B")
     parser.add_argument("--no-profile", action="store_true",
                         help="skip 'where the time goes' after the rounds")
     parser.add_argument("--suffix", default="",
@@ -513,7 +514,9 @@ def main():
 
     rows = []
     for model in args.models:
-        batches = [b for b in MODELS[model]["batches"] if not args.batches or b in args.batches]
+        batches = [b for b in MODELS[model]["batches"]
+                   if not args.batches or str(b) in args.batches
+                   or f"{model}:{b}" in args.batches]
         first = True
         for batch in batches:
             for threads in args.threads:
