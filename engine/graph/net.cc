@@ -119,6 +119,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
       const std::vector<Shape> out_shapes = layer->reshape(in_shapes, options.num_classes);
       RUCHE_REQUIRE(static_cast<int>(out_shapes.size()) >= lp.top_size())
           << "produces " << out_shapes.size() << " top(s), " << lp.top_size() << " named";
+      RUCHE_REQUIRE(lp.top_size() > 0) << "names no top (a loss's value needs one too)";
 
       for (int t = 0; t < lp.top_size(); ++t) {
         const std::string& name = lp.top(t);

@@ -135,6 +135,8 @@ struct Mapper {
     out->set_type(type);
     for (const auto& b : l.bottom()) out->add_bottom(b);
     for (const auto& t : l.top()) out->add_top(t);
+    // A loss layer without a top gets one, as Caffe's AutoTopBlobs gives it.
+    if (l.top_size() == 0 && type.ends_with("Loss")) out->add_top(l.name());
     for (float w : l.loss_weight()) out->add_loss_weight(w);
     return out;
   }
