@@ -172,9 +172,9 @@ Tensor Tensor::clone() const {
   return t;
 }
 
-Tensor Tensor::to(Device target) const {
-  if (target == device()) return *this;
-  Tensor t = empty(shape_, dtype_, target);
+Tensor Tensor::to(Device device) const {
+  if (device == this->device()) return *this;
+  Tensor t = empty(shape_, dtype_, device);
   t.layout_ = layout_;
   t.copy_from(*this);
   return t;
