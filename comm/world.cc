@@ -164,6 +164,7 @@ World::World(const WorldOptions& options) : handles_(std::make_unique<Handles>()
                           static_cast<int>(mine.size()), MPI_UINT64_T, host));
   MPI_CHECK(MPI_Comm_free(&host));
   std::vector<CpuMask> host_masks;
+  host_masks.reserve(static_cast<std::size_t>(host_size));
   for (int r = 0; r < host_size; ++r) {
     host_masks.emplace_back(masks.begin() + static_cast<std::ptrdiff_t>(r * mine.size()),
                             masks.begin() + static_cast<std::ptrdiff_t>((r + 1) * mine.size()));

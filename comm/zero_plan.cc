@@ -39,6 +39,7 @@ std::vector<GradRange> plan_zero_ranges(std::vector<GradRange> tensors, int worl
 
 std::vector<std::int64_t> counts_within(const std::vector<GradRange> &ranks, GradRange span) {
   std::vector<std::int64_t> counts;
+  counts.reserve(ranks.size());
   for (const GradRange &r : ranks) {
     counts.push_back(
         std::max<std::int64_t>(0, std::min(r.end, span.end) - std::max(r.begin, span.begin)));

@@ -29,10 +29,13 @@ struct MpiCommunicator::Comm {
 
 namespace {
 
+// MPI_User_function's signature: len is not const there.
+// NOLINTNEXTLINE(readability-non-const-parameter)
 void f16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
   half::add(DType::f16, static_cast<const std::uint16_t*>(in), static_cast<std::uint16_t*>(inout),
             *len);
 }
+// NOLINTNEXTLINE(readability-non-const-parameter): MPI_User_function's signature
 void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
   half::add(DType::bf16, static_cast<const std::uint16_t*>(in), static_cast<std::uint16_t*>(inout),
             *len);
@@ -67,7 +70,7 @@ class Completion final : public WorkImpl {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
-      error_ = error;
+      error_ = std::move(error);
       times_ = times;
     }
     done_cv_.notify_all();
@@ -261,6 +264,7 @@ void MpiCommunicator::check_same_on_all_ranks(const Task& task) {
                            comm_->comm, &request));
   wait_for(&request, watchdog_.get());
   std::vector<CollectiveInfo> by_rank;
+  by_rank.reserve(all.size());
   for (const CollectiveWire& w : all) by_rank.push_back(from_wire(w));
   const std::string line = mismatch_line(by_rank);
   if (line.empty()) return;
