@@ -73,8 +73,8 @@ class BatchRing {
     std::int64_t batch = -1;  // which batch it holds; -1: none
     std::int64_t count = 0;
   };
-  // Fills batches first, first + threads, ... below end_.
-  void produce(std::int64_t first, int thread);
+  // Fills batches `batch`, batch + threads, ... below end_.
+  void produce(std::int64_t batch, int thread);
 
   Shape x_shape_;
   Device device_;  // each producer thread makes it current (pinned copies go to it)

@@ -158,7 +158,7 @@ Normalization normalization_of(const proto::Preprocess& record, const std::strin
                 static_cast<std::size_t>(record.class_names_size()) == facts.class_names.size())
       << where << ": the record names " << record.class_names_size() << " classes but the data ("
       << facts.source << ") has " << facts.class_names.size();
-  const std::string order = record.channel_order();
+  const std::string& order = record.channel_order();
   RUCHE_REQUIRE(order.empty() || order == "gray" || order == "RGB" || order == "BGR")
       << where << ": channel_order '" << order << "', expected gray, RGB or BGR";
   RUCHE_REQUIRE(order != "BGR" || channels == 3)

@@ -224,6 +224,8 @@ void tar_header(std::string_view name, std::uint64_t size, const std::string& wh
   RUCHE_REQUIRE(size <= kMaxSize) << what << ": member '" << name << "' has " << size
                                   << " bytes; a ustar member holds under 8 GiB";
   std::memset(header, 0, kTarBlock);
+  // The block is zeroed, and a ustar name may fill its 100 bytes with no NUL.
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
   std::memcpy(header + kName, name.data(), name.size());
   put_octal(header + kMode, 8, 0644);
   put_octal(header + kUid, 8, 0);
@@ -232,6 +234,8 @@ void tar_header(std::string_view name, std::uint64_t size, const std::string& wh
   put_octal(header + kMtime, 12, 0);
   header[kType] = '0';
   std::memcpy(header + kMagic, "ustar", 6);  // with its NUL
+  // ustar's version is two digits, no NUL.
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result)
   std::memcpy(header + kVersion, "00", 2);
   // Six octal digits, NUL, space: what POSIX tar writes.
   const std::uint32_t sum = header_sum(header);

@@ -1,6 +1,7 @@
 #include "engine/log/confusion_image.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "engine/log/png.h"
@@ -21,7 +22,8 @@ PngImage confusion_image(const ConfusionMatrix& confusion, int cell_pixels) {
           support ? static_cast<double>(confusion.at(t, p)) / static_cast<double>(support) : 0;
       std::uint8_t color[3];
       for (int k = 0; k < 3; ++k) {
-        color[k] = static_cast<std::uint8_t>(kLight[k] + share * (kDark[k] - kLight[k]) + 0.5);
+        const double value = kLight[k] + share * (kDark[k] - kLight[k]);
+        color[k] = static_cast<std::uint8_t>(std::lround(value));
       }
       for (int y = t * cell; y < (t + 1) * cell; ++y) {
         for (int x = p * cell; x < (p + 1) * cell; ++x) {
