@@ -6,8 +6,11 @@
 #include "engine/error.h"
 #include "tools/commands.h"
 
-int main(int argc, char** argv) {
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they happen, even in a pipe
+namespace {
+
+// Builds the command line and runs the command it names; CLI11's own outcomes (--help, a bad flag)
+// become their exit codes here, the rest is main's.
+int run(int argc, char** argv) {
   CLI::App app{"ruche: data-parallel training of convolutional networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ruche 0.1.0");
@@ -35,6 +38,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+// Everything, the command line's set-up included, inside the one catch.
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear as they happen, even in a pipe
+  try {
+    return run(argc, argv);
   } catch (const ruche::Error& e) {
     std::fprintf(stderr, "ruche: error: %s\n", e.what());
     return 2;
@@ -45,5 +59,4 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ruche: internal error: an unknown exception (please report)\n");
     return 1;
   }
-  return exit_code;
 }
