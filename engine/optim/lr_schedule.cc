@@ -22,6 +22,8 @@ double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_
   if (policy == "step") {
     RUCHE_REQUIRE(s.stepsize() > 0)
         << "solver: lr_policy 'step' needs stepsize > 0, got " << s.stepsize();
+    // Caffe's floor(step / stepsize): the integer division is the point.
+    // NOLINTNEXTLINE(bugprone-integer-division)
     return base * std::pow(gamma, static_cast<double>(step / s.stepsize()));
   }
   if (policy == "multistep" && s.stepvalue_epochs_size() > 0) {

@@ -45,7 +45,7 @@ OptimizerHyper hyper_of(OptimizerKind kind, const proto::SolverParameter& s) {
   h.eps = s.epsilon();
   h.alpha = s.rms_alpha();
   h.trust = s.lars_trust();
-  const std::string type = s.type();
+  const std::string& type = s.type();
   RUCHE_REQUIRE(h.momentum >= 0) << "solver: momentum must be >= 0, got " << h.momentum;
   RUCHE_REQUIRE(h.weight_decay >= 0) << "solver: weight_decay must be >= 0, got " << h.weight_decay;
   RUCHE_REQUIRE(h.l1_decay >= 0) << "solver: l1_decay must be >= 0, got " << h.l1_decay;
@@ -153,7 +153,7 @@ void Optimizer::step(Tensor& params, const Tensor& grads, float lr) {
   u.steps = range_steps_;
   u.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   Tensor none;
-  ops::optimizer_update(u, params, grads, slots_.size() > 0 ? slots_[0].second : none,
+  ops::optimizer_update(u, params, grads, !slots_.empty() ? slots_[0].second : none,
                         slots_.size() > 1 ? slots_[1].second : none);
 }
 
