@@ -4,8 +4,8 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build test test-slow test-gpu demo demo-xor bench gpu-bundle gpu-data clean fuzz \
-        format format-check lint
+.PHONY: all deps build test test-slow test-gpu test-asan test-tsan demo demo-xor bench gpu-bundle gpu-data \
+        clean fuzz format format-check lint
 
 all: build
 
@@ -27,6 +27,15 @@ test-slow: deps build
 
 test-gpu: build
 	$(CTEST) -L gpu
+
+# The tests again under sanitizers, each build in its own directory, CPU only (gcc's -fsanitize;
+# tests/sanitizers/README.md): AddressSanitizer + UndefinedBehaviorSanitizer on everything
+# `make test` runs, ThreadSanitizer on the tests of code that starts threads.
+test-asan: deps
+	bash tests/sanitizers/run.sh asan build-asan $(JOBS)
+
+test-tsan: deps
+	bash tests/sanitizers/run.sh tsan build-tsan $(JOBS)
 
 # libFuzzer on every parser of outside bytes, FUZZ_SECONDS each (clang, build-fuzz/; not part
 # of `make test`, which replays the committed corpus and crash inputs: tests/fuzz/README.md).
