@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <ctime>
 #include <fstream>
 #include <map>
@@ -338,7 +339,7 @@ std::string json(const std::vector<Row>& rows, const Machine& m, int ranks, int 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   World world;
   std::int64_t min_bytes = 1 << 10, max_bytes = std::int64_t{256} << 20, goal_bytes = 1 << 20;
   std::int64_t round_bytes = std::int64_t{128} << 20;
@@ -438,4 +439,14 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);  // before MPI_Finalize (~World): mpirun may drop output written after it
   return 0;
+}
+
+// Anything thrown (a bad flag value, a failed MPI call) is one line and exit 1, never an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "allreduce_bench: %s\n", e.what());
+    return 1;
+  }
 }

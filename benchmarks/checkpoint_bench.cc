@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -212,7 +213,7 @@ std::string json_list(const std::vector<double>& v) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"checkpoint save/load throughput against the disk's own"};
   std::string model = "resnet18", shape_text = "3,32,32", dir;
   int classes = 10, reps = 9;
@@ -394,4 +395,14 @@ int main(int argc, char** argv) {
   o << "\n  }\n}\n";
   std::printf("%s", o.str().c_str());
   return 0;
+}
+
+// Anything thrown (a bad flag value, a file that cannot be written) is one line and exit 1.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "checkpoint_bench: %s\n", e.what());
+    return 1;
+  }
 }

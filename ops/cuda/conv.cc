@@ -59,7 +59,8 @@ struct ConvKey {
   Precision precision = Precision::fp32;
   bool benchmark = false;
   std::size_t workspace_limit = 0;
-  auto operator<=>(const ConvKey&) const = default;
+  // clang-tidy 14 sees a literal 0 in a defaulted <=> (its bug, not ours).
+  auto operator<=>(const ConvKey&) const = default;  // NOLINT(modernize-use-nullptr)
 };
 
 ConvKey make_key(const Tensor& x, const Shape& w, const Conv2dParams& p) {
