@@ -66,6 +66,7 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
     double sum = 0;
     for (std::int64_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(xr[c]) - m);
     // log p[c] = x[c] - lse, computed from the logits so a tiny p never becomes log(0).
+    // cppcheck-suppress invalidFunctionArg ; sum >= 1, the max's term (labels in [0, C): C >= 1)
     const double lse = m + std::log(sum);
     double row_smooth = 0;
     for (std::int64_t c = 0; c < C; ++c) {
