@@ -5,13 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   int n = 2048, reps = 5, threads = 1;
   CLI::App app{"gemm_bench: oneDNN sgemm GFLOP/s on N x N matrices"};
   app.add_option("--n", n, "matrix size")->capture_default_str();
@@ -49,4 +50,14 @@ int main(int argc, char** argv) {
   std::printf("{\"n\": %d, \"threads\": %d, \"gflops_best\": %.2f, \"gflops_median\": %.2f}\n", n,
               threads, gflops.back(), gflops[gflops.size() / 2]);
   return 0;
+}
+
+// Anything thrown (a bad flag value, an allocation) is one line and exit 1, never an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gemm_bench: %s\n", e.what());
+    return 1;
+  }
 }
