@@ -17,6 +17,7 @@ import argparse
 import collections
 import glob
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -151,6 +152,8 @@ def main():
     parser.add_argument("--suffix", default="", help="appended to the result's date")
     parser.add_argument("--keep-dumps", help="a directory to keep each step's callgrind dump in "
                                              "(for callgrind_annotate)")
+    parser.add_argument("--dumps-from", help="count from the dumps an earlier run kept with "
+                                             "--keep-dumps instead of running callgrind again")
     parser.add_argument("--note", action="append", default=[])
     args = parser.parse_args()
     builds = {"ruche": str(pathlib.Path(args.build).resolve())}
@@ -169,7 +172,12 @@ def main():
             t0 = time.time()
             keep = (f"{args.keep_dumps}/callgrind-{model}-{name}.out" if args.keep_dumps
                     else None)
-            step, alloc, cmd = count_step(ruche, model, keep)
+            if args.dumps_from:
+                dump = f"{args.dumps_from}/callgrind-{model}-{name}.out"
+                step, alloc = dump_total(dump), allocation_instructions(dump)
+                cmd = f"(counted from {dump}, kept by an earlier run)"
+            else:
+                step, alloc, cmd = count_step(ruche, model, keep)
             row = {"model": model, "build": name, "batch": MODELS[model]["batch"],
                    "instructions_per_step": step, "allocation_instructions_per_step": alloc,
                    "isa_cap": ISA_CAP, "kernels_capped": kernels_used(ruche, model, ISA_CAP),
@@ -179,7 +187,10 @@ def main():
             print(f"{model} {name}: {step / 1e9:.3f} G instructions per step, "
                   f"{alloc / 1e6:.2f} M in malloc/free [{time.time() - started:.0f} s]",
                   flush=True)
-    if args.baseline_result:
+    if args.baseline_result and not os.path.exists(args.baseline_result):
+        print(f"instructions: no {args.baseline_result}; the result has no baseline rows")
+        args.note.append(f"{args.baseline_result} was missing: no baseline rows")
+    elif args.baseline_result:
         with open(args.baseline_result) as f:
             earlier = json.load(f)
         for r in earlier["results"]:
