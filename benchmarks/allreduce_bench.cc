@@ -215,8 +215,10 @@ std::string size_name(std::int64_t bytes) {
 
 std::string today() {
   const std::time_t now = std::time(nullptr);
+  std::tm local{};
+  localtime_r(&now, &local);  // the reentrant one: the comm thread runs beside this
   char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::localtime(&now));
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &local);
   return buf;
 }
 
