@@ -35,21 +35,27 @@ void add_import_command(CLI::App& app, int& exit_code) {
     std::string net, net_flag, weights, solver, out, input;
   };
   static Options o;
-  CLI::App* cmd = app.add_subcommand("import", "Bring another framework's model into ruche's terms");
+  CLI::App* cmd =
+      app.add_subcommand("import", "Bring another framework's model into ruche's terms");
   cmd->require_subcommand(1);
   CLI::App* caffe = cmd->add_subcommand(
       "caffe",
-      "A Caffe net (V2 prototxt), solver and .caffemodel: writes OUT/net.prototxt, "
-      "solver.prototxt, preprocess.json, weights.npz and import-report.txt");
-  caffe->add_option("NET", o.net, "train_val.prototxt or deploy.prototxt");
+      "A Caffe net (V1 or V2 prototxt), solver and .caffemodel (V1 or V2): writes "
+      "OUT/net.prototxt, solver.prototxt, preprocess.json, weights.npz and import-report.txt "
+      "(one line per change of meaning: BatchNorm + Scale merged, loss divisors as loss_weight, "
+      "approximations, dropped settings)");
+  caffe->add_option("NET", o.net,
+                    "train_val.prototxt or deploy.prototxt (the TRAIN phase's layers)");
   caffe->add_option("--net", o.net_flag, "the net (instead of the positional NET)");
   caffe->add_option("--weights", o.weights, "X.caffemodel: written as OUT/weights.npz");
   caffe->add_option("--solver", o.solver, "solver.prototxt: written as OUT/solver.prototxt");
   caffe->add_option("--input", o.input,
-                    "C,H,W: the sample shape, when the net's data layers give none (--weights)");
+                    "C,H,W: the sample shape, when neither an Input layer nor the Data layer's "
+                    "crop_size gives one (needed for --weights and size-dependent loss divisors)");
   caffe->add_option("-o,--out", o.out, "the output folder")->required();
   caffe->callback([&exit_code] {
-    RUCHE_REQUIRE(o.net.empty() != o.net_flag.empty()) << "give the Caffe net once: NET or --net NET";
+    RUCHE_REQUIRE(o.net.empty() != o.net_flag.empty())
+        << "give the Caffe net once: NET or --net NET";
     CaffeImportOptions options;
     options.net = o.net.empty() ? o.net_flag : o.net;
     options.weights = o.weights;

@@ -14,6 +14,21 @@ float fan(const ParamDecl& d) {
   return static_cast<float>(f);
 }
 
+// Caffe's n for xavier and msra: its fans come from the blob's shape, not the layer's.
+float caffe_fan(const Tensor& t, const ParamDecl& d) {
+  const Shape& s = t.shape();
+  RUCHE_REQUIRE(s.ndim() >= 1 && t.numel() > 0)
+      << "parameter '" << d.suffix << "': filler " << d.filler.type() << " needs a shaped blob";
+  const auto fan_in = static_cast<float>(t.numel() / s[0]);
+  const auto fan_out = static_cast<float>(s.ndim() > 1 ? t.numel() / s[1] : t.numel());
+  const std::string& mode = d.filler.mode();
+  if (mode == "fan_in") return fan_in;
+  if (mode == "fan_out") return fan_out;
+  RUCHE_REQUIRE(mode == "average") << "parameter '" << d.suffix << "': filler " << d.filler.type()
+                                   << " mode '" << mode << "' (fan_in, fan_out or average)";
+  return (fan_in + fan_out) / 2.0f;
+}
+
 }  // namespace
 
 void fill_param(Tensor& t, const ParamDecl& d, const RngStream& stream) {
@@ -53,10 +68,15 @@ void fill_param(Tensor& t, const ParamDecl& d, const RngStream& stream) {
     } else {
       fill_normal(t, 0.0f, d.filler.gain() * std::sqrt(2.0f / sum), stream);
     }
+  } else if (type == "xavier") {
+    const float bound = std::sqrt(3.0f / caffe_fan(t, d));
+    fill_uniform(t, -bound, bound, stream);
+  } else if (type == "msra") {
+    fill_normal(t, 0.0f, std::sqrt(2.0f / caffe_fan(t, d)), stream);
   } else {
     RUCHE_FAIL() << "unknown filler type '" << type
                  << "' (known: default, constant, uniform, normal, kaiming_uniform, "
-                    "kaiming_normal, xavier_uniform, xavier_normal)";
+                    "kaiming_normal, xavier_uniform, xavier_normal, xavier, msra)";
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include "engine/graph/fusion.h"
 #include "engine/graph/init.h"
+#include "engine/interop/caffe_import.h"
 #include "engine/proto/text_format.h"
 #include "ops/cuda/runtime.h"
 #include "ops/ops.h"
@@ -43,6 +44,11 @@ proto::NetParameter parse_net(const std::string& text, const std::string& where,
                               NetSource* source) {
   proto::NetParameter net;
   TextFormat::ParseInfoTree locations;
+  // A Caffe net fails to parse as ruche's; said so in one line rather than as a field error.
+  const std::string caffe_field = caffe_only_field(text);
+  RUCHE_REQUIRE(caffe_field.empty())
+      << where << ": a Caffe net ('" << caffe_field << "' is Caffe's), not ruche's: run `ruche "
+      << "import caffe " << where << " -o DIR` and use DIR/net.prototxt";
   parse_prototxt(text, where, net, &locations);
   if (source) {
     source->file = where;

@@ -66,6 +66,7 @@ struct Mapping {
   std::vector<LossNorm> losses;
   const cf::LayerParameter* data = nullptr;  // the training Data or ImageData layer
   int top_k = 0;                             // the largest Accuracy top_k above 1
+  int batch = 0;                             // the batch an Input shape gives
 };
 
 // Caffe's filler by its name and scale onto ruche's; a filler with no type is Caffe's constant 0.
@@ -155,6 +156,7 @@ struct Mapper {
     for (const auto& t : tops) out->add_top(t);
     auto* ip = out->mutable_input_param();
     for (std::size_t i = 1; i < shape.size(); ++i) ip->add_dim(shape[i]);
+    if (!shape.empty()) m.batch = static_cast<int>(shape[0]);
   }
 
   void conv(const cf::LayerParameter& l, const std::string& type) {
@@ -700,7 +702,7 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
       r.report.push_back(o.net + ": input shape " + dims_text(input_dims) +
                          " from the Data layer '" + data->name() + "'");
   }
-  int batch = 0;
+  int batch = m.batch;
   if (data != nullptr) {
     batch = static_cast<int>(data->type() == "Data" ? data->data_param().batch_size()
                                                     : data->image_data_param().batch_size());

@@ -37,4 +37,51 @@ void scale(float alpha, Tensor& x) {
   for (std::int64_t i = 0; i < n; ++i) px[i] *= alpha;
 }
 
+void mul(const Tensor& a, const Tensor& b, Tensor& y) {
+  check_dense("mul", "a", a);
+  check_dense("mul", "b", b);
+  check_dense("mul", "y", y);
+  check_same_shape_as("mul", "b", b, "a", a);
+  check_same_shape_as("mul", "y", y, "a", a);
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  float* py = y.data<float>();
+  const std::int64_t n = a.numel();
+#pragma omp parallel for if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) py[i] = pa[i] * pb[i];
+}
+
+void max_into(const Tensor& x, float index, Tensor& y, Tensor& mask) {
+  check_dense("max_into", "x", x);
+  check_dense("max_into", "y", y);
+  check_dense("max_into", "mask", mask);
+  check_same_shape_as("max_into", "y", y, "x", x);
+  check_same_shape_as("max_into", "mask", mask, "x", x);
+  const float* px = x.data<float>();
+  float* py = y.data<float>();
+  float* pm = mask.data<float>();
+  const std::int64_t n = x.numel();
+#pragma omp parallel for if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (px[i] > py[i]) {
+      py[i] = px[i];
+      pm[i] = index;
+    }
+  }
+}
+
+void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx) {
+  check_dense("max_backward", "mask", mask);
+  check_dense("max_backward", "dy", dy);
+  check_dense("max_backward", "dx", dx);
+  check_same_shape_as("max_backward", "mask", mask, "dy", dy);
+  check_same_shape_as("max_backward", "dx", dx, "dy", dy);
+  const float* pm = mask.data<float>();
+  const float* pdy = dy.data<float>();
+  float* pdx = dx.data<float>();
+  const std::int64_t n = dy.numel();
+#pragma omp parallel for if (n >= kParallelMin)
+  for (std::int64_t i = 0; i < n; ++i) pdx[i] = pm[i] == index ? pdy[i] : 0.0f;
+}
+
 }  // namespace ruche::ops::cpu

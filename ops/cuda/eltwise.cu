@@ -1,7 +1,8 @@
-// Element-wise ops on CUDA: activations, heaviside, add/axpy/scale, dropout. One grid-stride
-// kernel per op and element type T (float, __nv_bfloat16, __half; all tensors of a call share
-// one): values are loaded as float, computed in float and rounded once on store (to nearest even),
-// so f32 computes what it always did. Every output may alias its input (in-place use).
+// Element-wise ops on CUDA: activations, heaviside, add/axpy/scale/mul/max, dropout. One
+// grid-stride kernel per op and element type T (float, __nv_bfloat16, __half; all tensors of a
+// call share one): values are loaded as float, computed in float and rounded once on store (to
+// nearest even), so f32 computes what it always did. Every output may alias its input (in-place
+// use).
 #include <cmath>
 #include <cstdint>
 
@@ -127,6 +128,39 @@ struct Scale {
   T* x;
   float alpha;
   __device__ void operator()(std::int64_t i) const { x[i] = from_float<T>(to_float(x[i]) * alpha); }
+};
+
+template <typename T>
+struct Mul {
+  const T* a;
+  const T* b;
+  T* y;
+  __device__ void operator()(std::int64_t i) const {
+    y[i] = from_float<T>(to_float(a[i]) * to_float(b[i]));
+  }
+};
+template <typename T>
+struct MaxInto {
+  const T* x;
+  T* y;
+  float* mask;
+  float index;
+  __device__ void operator()(std::int64_t i) const {
+    if (to_float(x[i]) > to_float(y[i])) {
+      y[i] = x[i];
+      mask[i] = index;
+    }
+  }
+};
+template <typename T>
+struct MaxBackward {
+  const float* mask;
+  const T* dy;
+  T* dx;
+  float index;
+  __device__ void operator()(std::int64_t i) const {
+    dx[i] = mask[i] == index ? dy[i] : from_float<T>(0.0f);
+  }
 };
 
 // ---- dropout ----
@@ -286,6 +320,53 @@ void scale(float alpha, Tensor& x) {
   visit_float_dtype(dtype, [&](auto type) {
     using T = decltype(type);
     for_each(x.numel(), Scale<T>{mdata<T>(x), alpha}, current_stream());
+  });
+}
+
+void mul(const Tensor& a, const Tensor& b, Tensor& y) {
+  constexpr const char* op = "mul";
+  const DType dtype = call_dtype(a, op, "a");
+  check_arg(a, op, "a", dtype);
+  check_arg(b, op, "b", dtype);
+  check_arg(y, op, "y", dtype);
+  check_shape_as(b, a, op, "b", "a");
+  check_shape_as(y, a, op, "y", "a");
+  use_device_of(a);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(a.numel(), Mul<T>{cdata<T>(a), cdata<T>(b), mdata<T>(y)}, current_stream());
+  });
+}
+
+void max_into(const Tensor& x, float index, Tensor& y, Tensor& mask) {
+  constexpr const char* op = "max_into";
+  const DType dtype = call_dtype(x, op, "x");
+  check_arg(x, op, "x", dtype);
+  check_arg(y, op, "y", dtype);
+  check_arg(mask, op, "mask", DType::f32);
+  check_shape_as(y, x, op, "y", "x");
+  check_shape_as(mask, x, op, "mask", "x");
+  use_device_of(x);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(x.numel(), MaxInto<T>{cdata<T>(x), mdata<T>(y), mask.data<float>(), index},
+             current_stream());
+  });
+}
+
+void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx) {
+  constexpr const char* op = "max_backward";
+  const DType dtype = call_dtype(dy, op, "dy");
+  check_arg(mask, op, "mask", DType::f32);
+  check_arg(dy, op, "dy", dtype);
+  check_arg(dx, op, "dx", dtype);
+  check_shape_as(mask, dy, op, "mask", "dy");
+  check_shape_as(dx, dy, op, "dx", "dy");
+  use_device_of(dy);
+  visit_float_dtype(dtype, [&](auto type) {
+    using T = decltype(type);
+    for_each(dy.numel(), MaxBackward<T>{mask.data<float>(), cdata<T>(dy), mdata<T>(dx), index},
+             current_stream());
   });
 }
 
