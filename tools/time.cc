@@ -24,6 +24,8 @@ void print_timings(const TimeResult& r) {
   std::printf("average forward-backward: %7.4f ms  (%d iterations, batch %d, %d threads)\n",
               r.forward_ms + r.backward_ms, r.iterations, r.batch_size, r.threads);
   std::printf("throughput: %.1f images/s\n", r.images_per_second());
+  std::printf("compute: %.3f GFLOP per forward-backward (3 x forward), %.1f GFLOP/s\n",
+              r.train_flops / 1e9, r.train_flops / (r.forward_ms + r.backward_ms) / 1e6);
   const double mib = 1 << 20;
   if (r.planned) {
     std::printf("memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "

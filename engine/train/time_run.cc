@@ -69,6 +69,7 @@ TimeResult time_net(const TimeRequest& request) {
   result.batch_size = request.batch_size;
   result.iterations = request.iterations;
   result.threads = ops::num_threads();
+  result.train_flops = 6.0 * net->forward_flops();  // multiply-adds x 2, forward x 3
   result.planned = net->planned();
   result.naive_bytes = net->planned() ? net->memory_plan().naive : net->activation_bytes();
   result.peak_bytes = net->planned() ? net->memory_plan().peak : result.naive_bytes;

@@ -25,6 +25,7 @@ struct TimeResult {
   std::vector<LayerTiming> layers;  // forward order
   int batch_size = 0, iterations = 0, threads = 0;
   double forward_ms = 0, backward_ms = 0;  // per iteration, the sums over the layers
+  double train_flops = 0;  // one forward + backward: 3 x the forward's (Net::forward_flops x 2)
   // The CPU net's plans (Net::planned()): activation and gradient bytes in the memory plan's
   // arena (peak) against one buffer each (naive: all there is without a plan), blobs kept
   // blocked and the reorders the layout plan inserted.
