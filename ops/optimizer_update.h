@@ -26,6 +26,7 @@ enum class OptimizerKind : std::uint8_t { sgd, adam, adamw, rmsprop, lars };
 struct OptimizerHyper {
   float momentum = 0;                  // sgd, lars, rmsprop (0: none)
   bool nesterov = false;               // sgd, lars
+  bool caffe_momentum = false;         // sgd: v = m v + lr d; p -= v (Caffe's order)
   float weight_decay = 0;              // L2 added to the gradient; adamw: decoupled
   float l1_decay = 0;                  // l1 * sign(p) added to the gradient (every optimizer)
   float beta1 = 0.9f, beta2 = 0.999f;  // adam, adamw
@@ -109,6 +110,12 @@ RUCHE_HOST_DEVICE inline void optimizer_element(const OptimizerHyper& h, const R
   }
   if constexpr (K == OptimizerKind::sgd || K == OptimizerKind::lars) {
     if constexpr (K == OptimizerKind::lars) d *= c.ratio;
+    if (h.caffe_momentum && h.momentum != 0) {  // lr inside the history: Caffe's SGDSolver
+      const float previous = *s0;
+      *s0 = h.momentum * *s0 + c.lr * d;
+      p -= h.nesterov ? (1 + h.momentum) * *s0 - h.momentum * previous : *s0;
+      return;
+    }
     if (h.momentum != 0) {
       *s0 = h.momentum * *s0 + d;  // dampening 0
       d = h.nesterov ? d + h.momentum * *s0 : *s0;

@@ -70,6 +70,10 @@ const SolverFlag kSolverFlags[] = {
     {"--on-nan", "on_nan", "stop (exit 3) or skip the step"},
     {"--lr-scaling", "lr_scaling", "none, or linear: lr x global batch / 256 (with warmup)"},
     {"--eval-every", "eval_every_epochs", "validate every N epochs (and after the last)"},
+    {"--eval-every-steps", "eval_every_steps",
+     "validate every N steps instead (and after the last; 0: per epoch)"},
+    {"--momentum-form", "momentum_form",
+     "sgd: pytorch (v = m v + g; w -= lr v) or caffe (v = m v + lr g; w -= v)"},
     {"--target-accuracy", "target_accuracy",
      "stop at this validation top-1 and report the time to reach it (0: off)"},
     {"--label-smoothing", "label_smoothing", "cross-entropy label smoothing (0: the net's)"},
@@ -261,10 +265,11 @@ void add_train_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--resume", o.checkpoint.resume,
                   "auto (RUN/ckpt/latest; fresh when none) or a checkpoint directory");
   cmd->add_flag("--no-checkpoint", o.no_checkpoint, "write no checkpoints");
-  cmd->add_option("--checkpoint-every-steps", o.checkpoint_every_steps,
-                  "also checkpoint every N steps (0: off); auto[:P%]: measure a step and a save "
-                  "and checkpoint as often as keeps the saves within P% (2) of the time, instead "
-                  "of every 30 minutes");
+  CLI::Option* every_steps = cmd->add_option(
+      "--checkpoint-every-steps", o.checkpoint_every_steps,
+      "also checkpoint every N steps (0: off; solver checkpoint_every_steps, Caffe's snapshot); "
+      "auto[:P%]: measure a step and a save and checkpoint as often as keeps the saves within "
+      "P% (2) of the time, instead of every 30 minutes");
   CLI::Option* every_minutes =
       cmd->add_option("--checkpoint-every-minutes", o.checkpoint.every_minutes,
                       "checkpoint every M minutes (0: off; besides every epoch and the end)")
@@ -318,7 +323,7 @@ void add_train_command(CLI::App& app, int& exit_code) {
           f.flag, [&f](const std::string& v) { o.values[f.flag] = v; }, help);
     }
   }
-  cmd->callback([&exit_code, every_minutes] {
+  cmd->callback([&exit_code, every_minutes, every_steps] {
     RUCHE_REQUIRE(o.model.empty() || o.net.empty()) << "give --model or --net, not both";
     TrainRun run;
     if (!o.net.empty()) {
@@ -393,6 +398,9 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.tensorboard = !o.no_tensorboard;
     run.tb_histograms = o.tb_histograms;
     run.checkpoint = o.checkpoint;
+    if (every_steps->count() == 0 && run.solver.checkpoint_every_steps() > 0) {
+      o.checkpoint_every_steps = std::to_string(run.solver.checkpoint_every_steps());
+    }
     parse_checkpoint_every_steps(o.checkpoint_every_steps, run.checkpoint);
     if (run.checkpoint.auto_percent > 0) {
       RUCHE_REQUIRE(every_minutes->count() == 0)

@@ -135,7 +135,11 @@ proto::Preprocess make_preprocess(const InputFacts& facts, const Normalization& 
 
 Normalization normalization_of(const proto::Preprocess& record, const std::string& record_dir,
                                const InputFacts& facts, const std::string& where) {
-  const Shape shape(record.sample_shape().begin(), record.sample_shape().end());
+  // A record that leaves the shape open (a Caffe import whose Data layer gives none) takes the
+  // data's.
+  const Shape shape = record.sample_shape_size() == 0
+                          ? facts.sample_shape
+                          : Shape(record.sample_shape().begin(), record.sample_shape().end());
   RUCHE_REQUIRE(shape == facts.sample_shape)
       << where << ": the record is for samples of shape " << shape.str() << " but the data ("
       << facts.source << ") has " << facts.sample_shape.str();

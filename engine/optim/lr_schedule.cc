@@ -10,7 +10,8 @@
 namespace ruche {
 namespace {
 
-constexpr const char* kPolicies[] = {"fixed", "step", "multistep", "exp", "inv", "poly", "cosine"};
+constexpr const char* kPolicies[] = {"fixed", "step",    "multistep", "exp",
+                                     "inv",   "sigmoid", "poly",      "cosine"};
 
 // The policy's lr at `step`, in double.
 double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_t steps_per_epoch,
@@ -54,9 +55,11 @@ double policy_lr(const proto::SolverParameter& s, std::int64_t step, std::int64_
     return base * std::pow(gamma, passed);
   }
   if (policy == "exp") return base * std::pow(gamma, static_cast<double>(step));
-  // Caffe's "inv": base_lr * (1 + gamma * step)^-power.
   if (policy == "inv") {
     return base * std::pow(1 + gamma * static_cast<double>(step), -static_cast<double>(s.power()));
+  }
+  if (policy == "sigmoid") {
+    return base / (1 + std::exp(-gamma * static_cast<double>(step - s.stepsize())));
   }
   if (policy == "poly" || policy == "cosine") {
     RUCHE_REQUIRE(total_steps > 0)

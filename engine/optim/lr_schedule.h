@@ -5,6 +5,8 @@
 //   step       base_lr * gamma^floor(step / stepsize)                    (torch StepLR)
 //   multistep  base_lr * gamma^(number of stepvalue entries <= step)     (torch MultiStepLR)
 //   exp        base_lr * gamma^step                                      (torch ExponentialLR)
+//   inv        base_lr * (1 + gamma * step)^-power                       (Caffe's)
+//   sigmoid    base_lr / (1 + exp(-gamma * (step - stepsize)))           (Caffe's)
 //   poly       min_lr + (base_lr - min_lr) * (1 - t / total_steps)^power (torch PolynomialLR
 //              when min_lr is 0)
 //   cosine     min_lr + (base_lr - min_lr) * (1 + cos(pi * t / total_steps)) / 2

@@ -38,6 +38,7 @@ OptimizerHyper hyper_of(OptimizerKind kind, const proto::SolverParameter& s) {
   if (kind == OptimizerKind::rmsprop && !s.has_momentum()) h.momentum = 0;
   if (kind == OptimizerKind::adam || kind == OptimizerKind::adamw) h.momentum = 0;
   h.nesterov = s.nesterov();
+  h.caffe_momentum = s.momentum_form() == "caffe";
   h.weight_decay = s.weight_decay();
   h.l1_decay = s.l1_decay();
   h.beta1 = s.beta1();
@@ -52,6 +53,10 @@ OptimizerHyper hyper_of(OptimizerKind kind, const proto::SolverParameter& s) {
   RUCHE_REQUIRE(!h.nesterov || has_momentum(kind))
       << "solver: nesterov applies to sgd and lars, not " << type;
   RUCHE_REQUIRE(!h.nesterov || h.momentum > 0) << "solver: nesterov needs a momentum > 0";
+  RUCHE_REQUIRE(s.momentum_form() == "pytorch" || s.momentum_form() == "caffe")
+      << "solver: momentum_form must be pytorch or caffe, got '" << s.momentum_form() << "'";
+  RUCHE_REQUIRE(!h.caffe_momentum || kind == OptimizerKind::sgd)
+      << "solver: momentum_form caffe applies to sgd, not " << type;
   if (kind == OptimizerKind::adam || kind == OptimizerKind::adamw) {
     RUCHE_REQUIRE(h.beta1 >= 0 && h.beta1 < 1)
         << "solver: beta1 must be in [0, 1), got " << h.beta1;

@@ -6,6 +6,8 @@
 // and batch-norm parameters when no_decay_bn_bias). Every optimizer first adds l1 * sign(p) to the
 // gradient, and, except AdamW, the L2 term wd * p. Then, with d the decayed gradient:
 //   sgd      v = mu v + d (dampening 0); d = nesterov ? d + mu v : v (mu > 0); p -= lr d
+//            momentum_form caffe (Caffe's SGDSolver): v' = mu v + lr d;
+//            p -= nesterov ? (1 + mu) v' - mu v : v' (the same while lr is constant)
 //   adam     m = b1 m + (1 - b1) d; s = b2 s + (1 - b2) d^2;
 //            p -= lr / (1 - b1^t) * m / (sqrt(s) / sqrt(1 - b2^t) + eps)
 //   adamw    p *= 1 - lr wd, then adam without the L2 term
@@ -18,7 +20,7 @@
 // Solver fields: momentum and nesterov (sgd, lars; rmsprop takes momentum only when the solver
 // sets it explicitly, since its default 0.9 is SGD's and torch's RMSprop has none), beta1, beta2,
 // epsilon (adam, adamw, rmsprop), rms_alpha, lars_trust, weight_decay, l1_decay,
-// no_decay_bn_bias.
+// no_decay_bn_bias, momentum_form (sgd).
 #pragma once
 
 #include <cstdint>

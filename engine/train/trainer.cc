@@ -64,9 +64,13 @@ int Trainer::run() {
       checkpoints_->save_now(now);  // the end-of-run save then skips it
       break;
     }
+    if (end == EpochEnd::validation_stop) {
+      now = position(static_cast<std::uint32_t>(epoch), steps_done_in_epoch_);
+      break;
+    }
     dp_->check_in_sync(step_);
     if (!weights_finite()) return kExitDiverged;
-    stop = validate(epoch);
+    stop = validate(epoch, true);
     now = position(static_cast<std::uint32_t>(epoch), steps_done_in_epoch_);
     if (!stop && step_ < total_steps_) checkpoints_->save_async(now);  // every epoch
   }
@@ -170,6 +174,7 @@ void Trainer::build_net() {
                            : precision == ops::Precision::fp16 ? DType::f16
                                                                : DType::f32;
   net_opts.no_decay_bn_bias = solver_.no_decay_bn_bias();
+  net_opts.sync_bn = run_.parallel.sync_bn;
   net_opts.source = source;
   net_ = Net::build(net_param_, net_opts);
   RUCHE_REQUIRE(net_->has_loss())

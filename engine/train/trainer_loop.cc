@@ -62,6 +62,10 @@ EpochEnd Trainer::train_epoch(int epoch) {
         tb_.flush();
       }
       if (step_ % solver_.display() == 0 || step_ == total_steps_) report_progress(epoch, lr);
+      if (validate(epoch, false)) {
+        steps_done_in_epoch_ = s + 1;
+        return EpochEnd::validation_stop;
+      }
     }
     if (stop_request_ != StopRequest::none) {
       steps_done_in_epoch_ = s + 1;
@@ -256,15 +260,20 @@ bool Trainer::weights_finite() {
   return false;
 }
 
-// Validation (every eval_every_epochs and at the last epoch): the kind's line, metrics.jsonl and
-// TensorBoard, then best.npz and early stopping on the monitored value.
-bool Trainer::validate(int epoch) {
+// Validation (every eval_every_epochs or eval_every_steps, and at the end): the kind's line,
+// metrics.jsonl and TensorBoard, then best.npz and early stopping on the monitored value.
+bool Trainer::validate(int epoch, bool epoch_end) {
   RUCHE_REQUIRE(solver_.eval_every_epochs() >= 1)
       << "eval_every_epochs must be >= 1, got " << solver_.eval_every_epochs();
+  RUCHE_REQUIRE(solver_.eval_every_steps() >= 0)
+      << "eval_every_steps must be >= 0, got " << solver_.eval_every_steps();
   const bool last_epoch = epoch + 1 == epochs_ || step_ >= total_steps_;
-  if (!val_loader_ || ((epoch + 1) % solver_.eval_every_epochs() != 0 && !last_epoch)) {
-    return false;
+  const std::int64_t every_steps = solver_.eval_every_steps();
+  bool due = epoch_end && ((epoch + 1) % solver_.eval_every_epochs() == 0 || last_epoch);
+  if (every_steps > 0) {  // an epoch's end only validates a last step the cadence missed
+    due = epoch_end ? last_epoch && step_ % every_steps != 0 : step_ % every_steps == 0;
   }
+  if (!val_loader_ || !due) return false;
   bool stop = false;
   const double monitored = task_ == Task::classification ? validate_classes(epoch, stop)
                                                          : validate_regression(epoch);

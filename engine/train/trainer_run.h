@@ -150,8 +150,9 @@ inline void warn_chance_level(int classes, double train_acc, double val_acc) {
 // What a step ended as: taken by the optimizer, skipped (fp16 overflow, --on-nan skip), or the
 // run diverged.
 enum class StepEnd { taken, skipped, diverged };
-// What an epoch's steps ended as: all done, a stop signal, or a divergence.
-enum class EpochEnd { done, stopped, diverged };
+// What an epoch's steps ended as: all done, a stop signal, a divergence, or a validation every
+// eval_every_steps that stopped the run (early stopping, the target accuracy).
+enum class EpochEnd { done, stopped, diverged, validation_stop };
 
 // One training run of this rank: set-up, then epochs of steps, each epoch ending with validation
 // and a checkpoint, then the run's end (final weights, the test split once). Every rank runs the
@@ -179,7 +180,10 @@ class Trainer {
   TrainingPosition position(std::uint32_t epoch, std::int64_t steps_done) const;
   // ---- end of an epoch ----
   bool weights_finite();
-  bool validate(int epoch);  // returns whether to stop (early stopping, target accuracy)
+  // When validation is due (every eval_every_epochs at an epoch's end, or every eval_every_steps
+  // after a step; and after the last), runs it; returns whether to stop (early stopping, target
+  // accuracy).
+  bool validate(int epoch, bool epoch_end);
   // One validation pass of each kind; they return the monitored value (val_acc or val_loss) and
   // set `stop` when the target accuracy is reached.
   double validate_classes(int epoch, bool& stop);

@@ -86,10 +86,42 @@ TEST(LrSchedule, CaffeInv) {
   }
 }
 
+// Every policy Caffe has, against the formulas of its SGDSolver::GetLearningRate written out
+// here (iter = the steps taken; poly's run length is max_iter).
+TEST(LrSchedule, CaffePoliciesAreCaffesFormulas) {
+  const std::int64_t max_iter = 1000;
+  struct Case {
+    const char* text;
+    double (*caffe)(double iter);
+  };
+  const Case cases[] = {
+      {"lr_policy: 'fixed'", [](double) { return static_cast<double>(0.01f); }},
+      {"lr_policy: 'step' gamma: 0.5 stepsize: 300",
+       [](double i) { return 0.01f * std::pow(0.5f, std::floor(i / 300)); }},
+      {"lr_policy: 'multistep' gamma: 0.5 stepvalue: 100 stepvalue: 700",
+       [](double i) { return 0.01f * std::pow(0.5f, (i >= 100) + (i >= 700)); }},
+      {"lr_policy: 'exp' gamma: 0.999", [](double i) { return 0.01f * std::pow(0.999f, i); }},
+      {"lr_policy: 'inv' gamma: 0.5 power: 0.75",
+       [](double i) { return 0.01f * std::pow(1 + 0.5f * i, -0.75f); }},
+      {"lr_policy: 'poly' power: 0.75",
+       [](double i) { return 0.01f * std::pow(1 - i / 1000, 0.75f); }},
+      {"lr_policy: 'sigmoid' gamma: -0.01 stepsize: 300",
+       [](double i) { return 0.01f * (1 / (1 + std::exp(0.01f * (i - 300)))); }},
+  };
+  for (const Case& c : cases) {
+    const auto s = solver_from(std::string("base_lr: 0.01 ") + c.text);
+    for (std::int64_t iter : {0, 1, 99, 100, 299, 300, 301, 650, 700, 999}) {
+      const double want = c.caffe(static_cast<double>(iter));
+      EXPECT_NEAR(lr_at(s, iter, 0, max_iter), want, 2e-7 * want)
+          << c.text << " at iter " << iter;
+    }
+  }
+}
+
 TEST(LrSchedule, ClearErrors) {
-  EXPECT_EQ(testing::error_of([] { lr_at(solver_from("lr_policy: 'sigmoid'"), 0, 0, 10); }),
-            "solver: unknown lr_policy 'sigmoid'; valid policies: fixed, step, multistep, exp, inv, "
-            "poly, cosine");
+  EXPECT_EQ(testing::error_of([] { lr_at(solver_from("lr_policy: 'triangular'"), 0, 0, 10); }),
+            "solver: unknown lr_policy 'triangular'; valid policies: fixed, step, multistep, exp, "
+            "inv, sigmoid, poly, cosine");
   EXPECT_NE(testing::error_of([] {
               lr_at(solver_from("lr_policy: 'step'"), 0, 0, 10);
             }).find("needs stepsize > 0"),

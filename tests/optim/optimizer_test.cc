@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -201,6 +203,62 @@ TEST(Optimizer, ResumeFromSlotsIsExact) {
   a->step(params, grads, 0.01f);
   b->step(resumed_params, grads, 0.01f);
   EXPECT_EQ(params.to_vector<float>(), resumed_params.to_vector<float>());
+}
+
+// momentum_form caffe is Caffe's SGDSolver (v = m v + lr (g + wd p); p -= v; Nesterov
+// p -= (1 + m) v - m v_prev), checked against those formulas in double; it agrees with PyTorch's
+// order while lr is constant and departs from it once lr drops.
+TEST(Optimizer, CaffeMomentumFormIsCaffesAndDiffersAfterAnLrChange) {
+  const auto table = two_tensors();  // decay_mult 1 on both
+  const float lrs[] = {0.1f, 0.1f, 0.01f, 0.01f};
+  std::vector<float> p(15);
+  for (int i = 0; i < 15; ++i) p[i] = 0.1f * static_cast<float>(i - 7);
+  const auto grads_at = [](int step) {
+    std::vector<float> g(15);
+    for (int i = 0; i < 15; ++i) g[i] = 0.05f * static_cast<float>((i * 7 + step) % 5 - 2);
+    return g;
+  };
+  for (bool nesterov : {false, true}) {
+    SCOPED_TRACE(nesterov ? "nesterov" : "momentum");
+    const std::string common = std::string("type: 'sgd' momentum: 0.9 weight_decay: 0.01 ") +
+                               (nesterov ? "nesterov: true " : "");
+    auto caffe = make_optimizer(solver_from(common + "momentum_form: 'caffe'"), table, 15);
+    auto torch = make_optimizer(solver_from(common), table, 15);
+    Tensor caffe_params = Tensor::from_vector(p, {15});
+    Tensor torch_params = Tensor::from_vector(p, {15});
+    std::vector<double> want(p.begin(), p.end()), history(15, 0.0);
+    for (int step = 0; step < 4; ++step) {
+      SCOPED_TRACE("step " + std::to_string(step + 1));
+      const auto g = grads_at(step);
+      caffe->step(caffe_params, Tensor::from_vector(g, {15}), lrs[step]);
+      torch->step(torch_params, Tensor::from_vector(g, {15}), lrs[step]);
+      for (std::size_t i = 0; i < 15; ++i) {
+        const double wd = 0.01;
+        const double previous = history[i];
+        history[i] = 0.9 * history[i] + lrs[step] * (g[i] + wd * want[i]);
+        want[i] -= nesterov ? 1.9 * history[i] - 0.9 * previous : history[i];
+      }
+      const auto got = caffe_params.to_vector<float>();
+      const auto other = torch_params.to_vector<float>();
+      double largest_gap = 0;
+      for (std::size_t i = 0; i < 15; ++i) {
+        EXPECT_NEAR(got[i], want[i], 1e-6) << "element " << i;
+        largest_gap = std::max(largest_gap, std::abs(static_cast<double>(got[i]) - other[i]));
+      }
+      // Before the drop the forms agree (float rounding only); after it PyTorch's history,
+      // which does not hold lr, keeps its larger steps.
+      if (step < 2) EXPECT_LT(largest_gap, 1e-6);
+      else EXPECT_GT(largest_gap, 1e-3);
+    }
+  }
+  EXPECT_NE(testing::error_of([&] {
+              make_optimizer(solver_from("type: 'adam' momentum_form: 'caffe'"), table, 15);
+            }).find("momentum_form caffe applies to sgd, not adam"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              make_optimizer(solver_from("momentum_form: 'keras'"), table, 15);
+            }).find("momentum_form must be pytorch or caffe, got 'keras'"),
+            std::string::npos);
 }
 
 // The element-wise update does not depend on the thread count (a big buffer, so it runs on the

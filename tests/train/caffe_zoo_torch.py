@@ -170,20 +170,45 @@ val_fraction: 0 shuffle: false augment: false
 """
 
 
-def run_case(name, net_text, model, ruche, work, x, y) -> float:
-    case = work / name
+def ruche_train(ruche, case, net_text, solver_text, data, start, *flags):
+    """`ruche train` of net_text and solver_text from the weights `start` (name -> tensor) in the
+    folder `case`; returns its RUN/model.npz."""
     case.mkdir(parents=True, exist_ok=True)
     (case / "net.prototxt").write_text(net_text)
-    (case / "solver.prototxt").write_text(SOLVER)
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    np.savez(case / "init.npz", **{k: v.numpy() for k, v in start.items()})
+    (case / "solver.prototxt").write_text(solver_text)
+    np.savez(case / "init.npz", **{k: np.asarray(v) for k, v in start.items()})
     run = case / "run"
     shutil.rmtree(run, ignore_errors=True)
     subprocess.run([ruche, "train", "--net", str(case / "net.prototxt"), "--solver",
-                    str(case / "solver.prototxt"), "--data", str(work / "data.npz"),
-                    "--init-weights", str(case / "init.npz"), "--out", str(run)],
+                    str(case / "solver.prototxt"), "--data", str(data),
+                    "--init-weights", str(case / "init.npz"), "--out", str(run), *flags],
                    check=True, stdout=subprocess.DEVNULL)
-    ours = np.load(run / "model.npz")
+    return np.load(run / "model.npz")
+
+
+def worst_error(name, ours, model, start) -> float:
+    """The largest norm-relative difference between ruche's weights and the PyTorch model's, each
+    tensor printed with how far it moved from `start`."""
+    worst = 0.0
+    for key, theirs in model.state_dict().items():
+        if key not in ours.files:
+            print(f"{name}: {key} missing from ruche's model.npz ({sorted(ours.files)})")
+            return float("inf")
+        a, b = ours[key].astype(np.float64), theirs.numpy().astype(np.float64)
+        if a.shape != b.shape:
+            print(f"{name}: {key}: shape {a.shape} vs torch {b.shape}")
+            return float("inf")
+        err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+        moved = np.linalg.norm(b - np.asarray(start[key], dtype=np.float64)) / max(
+            np.linalg.norm(b), 1e-12)
+        print(f"{name}: {key:22s} norm-relative error {err:.2e} (moved {moved:.2e})")
+        worst = max(worst, err)
+    return worst
+
+
+def run_case(name, net_text, model, ruche, work, x, y) -> float:
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ours = ruche_train(ruche, work / name, net_text, SOLVER, work / "data.npz", start)
 
     mean, std = x.astype(np.float64).mean(), x.astype(np.float64).std()
     xs = torch.from_numpy(((x - mean) / std).astype(np.float32))
@@ -195,22 +220,7 @@ def run_case(name, net_text, model, ruche, work, x, y) -> float:
         opt.zero_grad()
         model(xs[batch], ys[batch]).backward()
         opt.step()
-
-    worst = 0.0
-    for key, theirs in model.state_dict().items():
-        if key not in ours.files:
-            print(f"{name}: {key} missing from ruche's model.npz ({sorted(ours.files)})")
-            return float("inf")
-        a, b = ours[key].astype(np.float64), theirs.numpy().astype(np.float64)
-        if a.shape != b.shape:
-            print(f"{name}: {key}: shape {a.shape} vs torch {b.shape}")
-            return float("inf")
-        err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
-        moved = np.linalg.norm(b - start[key].numpy().astype(np.float64)) / max(
-            np.linalg.norm(b), 1e-12)
-        print(f"{name}: {key:22s} norm-relative error {err:.2e} (moved {moved:.2e})")
-        worst = max(worst, err)
-    return worst
+    return worst_error(name, ours, model, start)
 
 
 def main() -> int:

@@ -5,6 +5,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "engine/rng/fill.h"
 #include "engine/tensor/npz.h"
@@ -149,6 +152,41 @@ TEST(Trainer, TargetAccuracyStopsAndReportsTheTimeTaken) {
   EXPECT_EQ(out.find("epoch 3/6"), std::string::npos) << "ran past the target";
   EXPECT_NE(read(dir / "run" / "metrics.jsonl").find("\"time_to_accuracy_s\""),
             std::string::npos);
+}
+
+// The steps of metrics.jsonl's validation records, in order.
+std::vector<long> validation_steps(const fs::path& metrics) {
+  std::vector<long> steps;
+  std::istringstream lines(read(metrics));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"split\": \"val\"") == std::string::npos) continue;
+    const auto at = line.find("\"step\": ");
+    if (at != std::string::npos) steps.push_back(std::stol(line.substr(at + 8)));
+  }
+  return steps;
+}
+
+// eval_every_steps (Caffe's test_interval): validation after every N steps, across epoch ends,
+// and after the last step; early stopping counts those validations and stops mid-epoch.
+TEST(Trainer, ValidatesEveryNSteps) {
+  const fs::path dir = fs::temp_directory_path() / "ruche_trainer_eval_steps";
+  fs::remove_all(dir);
+  TrainRun run = small_run(dir);
+  run.solver.set_eval_every_steps(7);
+  run.solver.set_max_iter(17);
+  EXPECT_EQ(train(run), kExitOk);
+  EXPECT_EQ(validation_steps(dir / "run" / "metrics.jsonl"), (std::vector<long>{7, 14, 17}));
+
+  fs::remove_all(dir / "run");
+  run.solver.set_eval_every_steps(3);
+  run.solver.set_max_iter(30);
+  run.solver.set_base_lr(0);  // no gain after the first validation
+  run.solver.set_patience(2);
+  ::testing::internal::CaptureStdout();
+  EXPECT_EQ(train(run), kExitOk);
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("early stopping"), std::string::npos) << out;
+  EXPECT_EQ(validation_steps(dir / "run" / "metrics.jsonl"), (std::vector<long>{3, 6, 9}));
 }
 
 TEST(Trainer, TargetAccuracyNeedsAValidationSplit) {
