@@ -101,7 +101,7 @@ inline CheckpointMeta meta_of(const Model& m, std::int64_t step, int world) {
 // Saves the model's state as `world` ranks would (each writes its shard), then commits.
 inline std::string save(const Model& m, const std::string& root, std::int64_t step, int world,
                         int keep = 3) {
-  const std::string dir = (fs::path(root) / checkpoint_dir_name(step)).string();
+  std::string dir = (fs::path(root) / checkpoint_dir_name(step)).string();
   std::vector<ShardRecord> shards;
   for (int r = 0; r < world; ++r) {
     const ByteRange range = shard_range(m.layout.total_bytes(), r, world);

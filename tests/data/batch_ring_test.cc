@@ -28,7 +28,8 @@ std::int64_t fill_numbers(std::int64_t batch, BatchRing::Rows& rows) {
 }
 
 TEST(BatchRing, BatchesInOrderWithAnyThreadsAndDepth) {
-  for (const auto& [threads, depth] : {std::pair{1, 0}, {3, 2}, {4, 7}}) {
+  for (const auto& [thread_count, depth] : {std::pair{1, 0}, {3, 2}, {4, 7}}) {
+    const int threads = thread_count;  // a variable, not a binding: clang 14 captures no bindings
     std::atomic<int> bad_thread{0};
     BatchRing ring(Shape{10, 3}, DType::f32, threads, depth, Device::cpu(),
                    [&](std::int64_t batch, int thread, BatchRing::Rows& rows) {

@@ -24,7 +24,7 @@ std::unique_ptr<Net> build(const std::string& text, Shape sample, int batch = 4,
   const auto param = parse_net(text, "zoo.prototxt", &source);
   NetOptions options;
   options.batch_size = batch;
-  options.sample_shape = std::move(sample);
+  options.sample_shape = sample;
   options.num_classes = classes;
   options.source = source;
   auto net = Net::build(param, options);

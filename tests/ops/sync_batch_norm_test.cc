@@ -53,6 +53,7 @@ void check_one_rank(const Shape& shape, bool affine, std::uint32_t seed) {
                                    want.save_mean, want.save_var, p);
   Tensor stats = Tensor::empty({2 * c + 1});
   ops::batch_norm_local_stats(x, stats);
+  // NOLINTNEXTLINE(bugprone-integer-division): numel is a multiple of c
   EXPECT_EQ(stats.to_vector<float>().back(), static_cast<float>(x.numel() / c));
   ops::batch_norm_stats_to_moments(stats, got.running_mean, got.running_var, got.save_mean,
                                    got.save_var, p);
