@@ -455,6 +455,53 @@ def torch_new_version():
     return proc.stdout.strip()
 
 
+def write_record(args, sides, versions, notes, rows, profiles, started, loadavg_before,
+                 partial=False):
+    """Writes the result of the rows so far; a partial one after each row, so a run stopped
+    early (a deadline, a busy machine) still leaves what it measured."""
+    elapsed = time.time() - started
+    notes = notes + [common.load_note(loadavg_before)]
+    if partial:
+        notes.append(f"partial: the {len(rows)} rows measured before the run stopped")
+    sample_cmds = {}
+    for model in args.models:
+        t, b = args.threads[0], next(iter(MODELS[model]["batches"]))
+        prefix = f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS={t} "
+        sample_cmds[model] = {
+            "ruche": prefix + shlex.join(ruche_command(f"{args.build}/ruche", model, b, t,
+                                                       "TMPDIR")),
+            "torch": prefix + shlex.join(torch_command("torch_nchw", model, b, t)),
+        }
+    record = {
+        "benchmark": "throughput",
+        "what": "training images/s, peak RSS and fraction of the sgemm rate, ruche train vs "
+                "PyTorch, synthetic input, fp32, SGD Nesterov momentum 0.9, weight decay 5e-4 "
+                "(none on BN/bias), CPU",
+        "machine": common.machine(),
+        "versions": versions,
+        "command": " ".join([sys.executable] + sys.argv),
+        "env": "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OMP_NUM_THREADS = threads",
+        "sides": sides,
+        "per_round_commands": sample_cmds,
+        "models": {m: {**MODELS[m], "batches": {str(b): {"warmup_steps": w, "timed_steps": s}
+                                                for b, (w, s) in MODELS[m]["batches"].items()}}
+                   for m in args.models},
+        "gemm": {"n": GEMM_N, "onednn": "gemm_bench (dnnl_sgemm), median of 3",
+                 "openblas": "numpy matmul, median of 3"},
+        "rounds": args.rounds,
+        "warmup_rounds": "1 per model, before its first row; every run also has its own "
+                         "warm-up steps",
+        "elapsed_s": round(elapsed, 1),
+        "notes": notes,
+        "results": rows,
+        "goals": [{"row": n, "goal": g, "met": m, "where": h} for n, g, m, h in goals(rows)],
+        "where_the_time_goes": profiles,
+    }
+    path = common.write_results("throughput", record, markdown(record, rows, profiles, sides),
+                                suffix=args.suffix)
+    print(f"wrote {path}.json and .md", flush=True)
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--torch-profile":
         m, b, t, layout, it = sys.argv[2:7]
@@ -522,6 +569,8 @@ def main():
             for threads in args.threads:
                 rows.append(measure_row(args, sides, model, batch, threads, first, started))
                 first = False
+                write_record(args, sides, versions, notes, rows, [], started, loadavg_before,
+                             partial=True)
 
     # Where the time goes, at one thread (per-layer numbers are cleanest there), each model's
     # first batch.
@@ -536,45 +585,7 @@ def main():
                           r["img_per_s"]["torch_nchw"]["median"] else "nchw")
                 profiles.append(where_the_time_goes(builds, r["model"], r["batch"],
                                                     r["threads"], layout))
-    elapsed = time.time() - started
-    notes.append(common.load_note(loadavg_before))
-    sample_cmds = {}
-    for model in args.models:
-        t, b = args.threads[0], next(iter(MODELS[model]["batches"]))
-        prefix = f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS={t} "
-        sample_cmds[model] = {
-            "ruche": prefix + shlex.join(ruche_command(f"{args.build}/ruche", model, b, t,
-                                                       "TMPDIR")),
-            "torch": prefix + shlex.join(torch_command("torch_nchw", model, b, t)),
-        }
-    record = {
-        "benchmark": "throughput",
-        "what": "training images/s, peak RSS and fraction of the sgemm rate, ruche train vs "
-                "PyTorch, synthetic input, fp32, SGD Nesterov momentum 0.9, weight decay 5e-4 "
-                "(none on BN/bias), CPU",
-        "machine": common.machine(),
-        "versions": versions,
-        "command": " ".join([sys.executable] + sys.argv),
-        "env": "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; OMP_NUM_THREADS = threads",
-        "sides": sides,
-        "per_round_commands": sample_cmds,
-        "models": {m: {**MODELS[m], "batches": {str(b): {"warmup_steps": w, "timed_steps": s}
-                                                for b, (w, s) in MODELS[m]["batches"].items()}}
-                   for m in args.models},
-        "gemm": {"n": GEMM_N, "onednn": "gemm_bench (dnnl_sgemm), median of 3",
-                 "openblas": "numpy matmul, median of 3"},
-        "rounds": args.rounds,
-        "warmup_rounds": "1 per model, before its first row; every run also has its own "
-                         "warm-up steps",
-        "elapsed_s": round(elapsed, 1),
-        "notes": notes,
-        "results": rows,
-        "goals": [{"row": n, "goal": g, "met": m, "where": h} for n, g, m, h in goals(rows)],
-        "where_the_time_goes": profiles,
-    }
-    path = common.write_results("throughput", record, markdown(record, rows, profiles, sides),
-                                suffix=args.suffix)
-    print(f"wrote {path}.json and .md")
+    write_record(args, sides, versions, notes, rows, profiles, started, loadavg_before)
 
 
 if __name__ == "__main__":
