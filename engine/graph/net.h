@@ -44,6 +44,9 @@ struct NetOptions {
   // The input blob gets a gradient too (input_grad(), after backward_from_output): the saliency
   // of `ruche visualize`. f32 compute only.
   bool input_grad = false;
+  // --sync-bn: batch norm reduces over ranks with ops that take plain tensors, so the layout plan
+  // keeps its blobs plain.
+  bool sync_bn = false;
 };
 
 // One layer's average times over Net::time_layers' iterations (`ruche time`, like `caffe time`).

@@ -31,7 +31,12 @@ int env_int(const char* name, int fallback) {
 void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
                        const std::vector<std::vector<int>>& tops) {
   const Layout blocked = ops::cpu_blocked_layout();
-  if (blocked == Layout::plain) return;
+  // RUCHE_LAYOUT_PLAN=0 keeps every blob plain (the memory plan stays): to tell the two apart.
+  if (blocked == Layout::plain || env_int("RUCHE_LAYOUT_PLAN", 1) == 0) return;
+  const auto use_of = [&](std::size_t li) {
+    const bool sync_bn = options_.sync_bn && layers_[li]->type() == "BatchNorm";
+    return sync_bn ? Layer::LayoutUse::plain : layers_[li]->layout_use();
+  };
   const std::size_t n = blobs_.size();
   // Versions written in place share one storage, hence one layout: their chain's root decides.
   std::vector<int> root(n);
@@ -43,7 +48,7 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
   // deploy net's output), stay plain.
   std::vector<bool> plain_chain(n, false);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
-    const bool plain_layer = layers_[li]->layout_use() == Layer::LayoutUse::plain;
+    const bool plain_layer = use_of(li) == Layer::LayoutUse::plain;
     const bool user_visible = li == 0 || li + 1 == layers_.size() ||
                               is_loss_layer(layers_[li]->type());
     for (int t : tops[li]) {
@@ -56,7 +61,7 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
   std::vector<Layout> layout(n, Layout::plain);
   std::vector<Layout> wanted(layers_.size(), Layout::plain);  // what a layer reads; blocks: any
   for (std::size_t li = 1; li < layers_.size(); ++li) {
-    const Layer::LayoutUse use = layers_[li]->layout_use();
+    const Layer::LayoutUse use = use_of(li);
     Layout out = use == Layer::LayoutUse::blocks ? blocked : Layout::plain;
     if (use == Layer::LayoutUse::follows && !bottoms[li].empty()) {
       out = layout[static_cast<std::size_t>(bottoms[li][0])];
@@ -79,7 +84,7 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
   // A plain shadow of each blocked blob a layer must read plain, shared by all such readers.
   std::map<int, int> shadow_of_blob;
   for (std::size_t li = 1; li < layers_.size(); ++li) {
-    if (layers_[li]->layout_use() == Layer::LayoutUse::blocks) continue;
+    if (use_of(li) == Layer::LayoutUse::blocks) continue;
     for (int& b : bottoms[li]) {
       if (layout[static_cast<std::size_t>(b)] == wanted[li]) continue;
       auto it = shadow_of_blob.find(b);
