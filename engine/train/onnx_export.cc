@@ -346,6 +346,7 @@ void upsample(GraphBuilder& g, const proto::LayerParameter& layer) {
 
 void batch_norm(GraphBuilder& g, const proto::LayerParameter& layer) {
   const auto& b = layer.batch_norm_param();
+  const std::string x = g.input(0);  // before output(), which renames an in-place top
   const std::string mean = g.weight("running_mean");
   const std::string var = g.weight("running_var");
   if (g.has_weight("num_batches_tracked")) g.mark_used(layer.name() + ".num_batches_tracked");
@@ -359,7 +360,7 @@ void batch_norm(GraphBuilder& g, const proto::LayerParameter& layer) {
     shift = g.constant(layer.name() + ".zeros", std::vector<float>(channels, 0.0f));
   }
   onnx::NodeProto& n =
-      g.node("BatchNormalization", {g.input(0), scale, shift, mean, var}, {g.output()});
+      g.node("BatchNormalization", {x, scale, shift, mean, var}, {g.output()});
   add_attr(n, "epsilon", b.eps());
 }
 
