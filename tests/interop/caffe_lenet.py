@@ -7,7 +7,8 @@ equivalence (unit): PyTorch runs the same net under Caffe's solver semantics (v 
 wd w); w -= v; lr = base_lr (1 + gamma iter)^-power), from ruche's step-0 weights on the same
 batches; after N steps every tensor agrees with ruche's (norm-relative 1e-4), and PyTorch's own
 momentum order (v = m v + g; w -= lr v) does not.
-accuracy FLOOR (slow): Caffe's own LeNet solver for 2000 steps; the test accuracy reaches FLOOR.
+accuracy FLOOR (slow): Caffe's own LeNet solver for 2000 steps; the test accuracy reaches FLOOR
+(85.8% measured on 2 cores, 11 minutes).
 
 usage: caffe_lenet.py RUCHE_BINARY WORKDIR equivalence | accuracy FLOOR
 """
