@@ -24,6 +24,7 @@ inline proto::LayerParameter layer_param(const std::string& text) {
 // The shapes of `tensors`.
 inline std::vector<Shape> shapes_of(const std::vector<Tensor>& tensors) {
   std::vector<Shape> s;
+  s.reserve(tensors.size());
   for (const Tensor& t : tensors) s.push_back(t.shape());
   return s;
 }
@@ -60,7 +61,7 @@ inline BoundLayer bind_layer(const std::string& text, const std::vector<Tensor>&
     Tensor t = Tensor::empty(d.shape, d.dtype);
     if (d.role == ParamRole::buffer) {
       t.fill(d.filler.value());
-      b.io.param_grads.push_back(Tensor());
+      b.io.param_grads.emplace_back();
     } else {
       fill_uniform(t, -1.0f, 1.0f, RngStream{7, RngPurpose::test, 0, 0, stream++});
       b.io.param_grads.push_back(Tensor::zeros(d.shape));

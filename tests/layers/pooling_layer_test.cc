@@ -87,8 +87,8 @@ TEST(PoolingLayer, ForwardValues) {
 TEST(PoolingLayer, Gradients) {
   const char* configs[] = {
       "name: 'p' type: 'Pooling' pooling_param { kernel_size: 3 stride: 2 pad: 1 }",
-      "name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 "
-      "count_include_pad: false ceil_mode: true }",
+      ("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 "
+       "count_include_pad: false ceil_mode: true }"),  // one string: parenthesised
       "name: 'p' type: 'Pooling' pooling_param { pool: AVE global_pooling: true }",
       "name: 'p' type: 'Pooling' pooling_param { global_pooling: true }",
   };

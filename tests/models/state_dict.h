@@ -186,6 +186,7 @@ inline bool all_layers_registered(const proto::NetParameter& net) {
 
 inline std::vector<std::string> lines_of(const std::vector<StateEntry>& entries) {
   std::vector<std::string> lines;
+  lines.reserve(entries.size());
   for (const auto& e : entries) lines.push_back(e.line());
   return lines;
 }

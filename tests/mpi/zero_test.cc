@@ -73,6 +73,7 @@ BufferView view(std::vector<float> &x) {
 // ... (one empty).
 std::vector<std::int64_t> uneven_counts(int size) {
   std::vector<std::int64_t> counts;
+  counts.reserve(static_cast<std::size_t>(size));
   for (int r = 0; r < size; ++r) counts.push_back(r == 1 ? 0 : 3 + 2 * r);
   return counts;
 }
@@ -135,6 +136,7 @@ TEST(ZeroOptimizer, SlotsHoldOnlyTheRanksRange) {
     at += n;
   }
   std::vector<GradRange> tensors;
+  tensors.reserve(table.size());
   for (const ParamEntry &e : table) tensors.push_back({e.offset, e.offset + e.count});
   const auto ranks = plan_zero_ranges(tensors, size);
   const GradRange mine = ranks[static_cast<std::size_t>(rank)];
