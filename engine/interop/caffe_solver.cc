@@ -115,6 +115,10 @@ void map_cadences(const cf::SolverParameter& in, const std::string& where,
   };
   dropped(in.has_net() || in.has_train_net() || in.test_net_size() > 0,
           "net (give the imported net to ruche train --net)");
+  dropped(in.has_net_param() || in.has_train_net_param() || in.test_net_param_size() > 0,
+          "net_param (an inline net: import it from a file of its own)");
+  dropped(in.has_train_state(), "train_state (the import reads the net at phase TRAIN)");
+  dropped(in.test_state_size() > 0, "test_state (ruche validates with the training net)");
   dropped(in.test_iter_size() > 0, "test_iter (ruche validates the whole validation split)");
   dropped(in.has_test_compute_loss(), "test_compute_loss (ruche always reports the val loss)");
   dropped(in.has_snapshot_prefix(), "snapshot_prefix (checkpoints go to RUN/ckpt)");
