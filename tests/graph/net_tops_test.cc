@@ -33,9 +33,9 @@ TEST(NetTops, LossWithoutTopIsAUserError) {
       {"'loss'", "names no top"});
 }
 
-TEST(NetTops, InputWithoutTopIsAUserError) {
+TEST(NetTops, InputWithoutTopIsAUserError) {  // Input says so itself
   testing::expect_error([] { build("layer { name: 'data' type: 'Input' }\n"); },
-                        {"'data'", "names no top"});
+                        {"'data'", "expected 1 or 2 tops"});
 }
 
 TEST(NetTops, LossWithTopBuilds) {
