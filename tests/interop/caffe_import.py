@@ -2,18 +2,21 @@
 average pooling, LRN, Concat, InnerProduct, SoftmaxWithLoss, a TEST-only Accuracy) written here in
 Caffe's text format, with a .caffemodel hand-encoded in Protobuf's wire format (no Caffe, no
 Caffe files), imported; ruche's forward on the imported net and weights (tools/onnx_probe) must
-give what numpy computes from the same blobs with Caffe's semantics (1e-5). A V1 net and an
-unknown layer type are refused in one line naming them; a solver maps its fields.
+give what numpy computes from the same blobs with Caffe's semantics (1e-5); BatchNorm + Scale
+become one affine BatchNorm whose gamma and beta stay trainable. A V0 net and an unknown layer
+type are refused in one line naming them; a solver maps its fields.
 
 usage: caffe_import.py RUCHE ONNX_PROBE
 """
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from caffe_wire import layer_blobs as layer, net_blobs  # noqa: E402
 
 RUCHE, PROBE = sys.argv[1], sys.argv[2]
 
@@ -61,38 +64,6 @@ snapshot_prefix: "tiny"
 solver_mode: GPU
 type: "Nesterov"
 """
-
-
-# --- Protobuf wire format, by hand -------------------------------------------------------------
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def field(num, payload):  # length-delimited (wire type 2)
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
-
-def string(num, text):
-    return field(num, text.encode())
-
-
-def blob(a):
-    a = np.asarray(a, np.float32)
-    shape = field(1, b"".join(varint(d) for d in a.shape))  # BlobShape.dim, packed
-    return field(7, shape) + field(5, a.astype("<f4").tobytes())  # BlobProto.shape, data packed
-
-
-def layer(name, typ, blobs):
-    body = string(1, name) + string(2, typ) + b"".join(field(7, blob(b)) for b in blobs)
-    return field(100, body)  # NetParameter.layer
 
 
 rng = np.random.default_rng(20)
@@ -178,13 +149,19 @@ def main():
         types = {"conv1": "Convolution", "bn1": "BatchNorm", "scale1": "Scale",
                  "conv2": "Convolution", "ip1": "InnerProduct"}
         with open(model, "wb") as f:
-            f.write(string(1, "tiny") + b"".join(layer(k, types[k], v) for k, v in W.items()))
+            f.write(net_blobs([(k, types[k], v) for k, v in W.items()], "tiny"))
         out = os.path.join(tmp, "out")
         run("import", "caffe", "--net", net, "--weights", model, "--solver", solver, "-o", out)
         for name in ("net.prototxt", "solver.prototxt", "weights.npz", "import-report.txt"):
             assert os.path.exists(os.path.join(out, name)), name
         imported = open(os.path.join(out, "net.prototxt")).read()
         assert "ceil_mode: true" in imported and "Accuracy" not in imported, imported
+        # BatchNorm + Scale: one affine BatchNorm; BatchNorm's three param {lr_mult: 0} blocks
+        # are Caffe's statistics', so gamma and beta stay trainable (read the PyTorch way they
+        # would freeze them).
+        assert 'type: "Scale"' not in imported and "affine: false" not in imported, imported
+        bn = imported[imported.index('name: "bn1"'):imported.index('name: "relu1"')]
+        assert "lr_mult: 0" not in bn and "momentum: 0.00" in bn, bn
         report = open(os.path.join(out, "import-report.txt")).read()
         assert "accuracy" in report and "test_iter" in report, report
 
@@ -199,7 +176,9 @@ def main():
         npz = np.load(os.path.join(out, "weights.npz"))
         np.testing.assert_allclose(npz["bn1.running_mean"], W["bn1"][0] / 2.5, rtol=1e-6)
         np.testing.assert_allclose(npz["bn1.running_var"], W["bn1"][1] / 2.5, rtol=1e-6)
-        np.testing.assert_array_equal(npz["scale1.weight"], W["scale1"][0])
+        np.testing.assert_array_equal(npz["bn1.weight"], W["scale1"][0])
+        np.testing.assert_array_equal(npz["bn1.bias"], W["scale1"][1])
+        assert not any(k.startswith("scale1.") for k in npz.files), npz.files
         np.testing.assert_array_equal(npz["ip1.weight"], W["ip1"][0])
 
         # ruche's forward against Caffe's semantics in numpy.
@@ -244,11 +223,11 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         assert open(os.path.join(lenet, "net.prototxt")).read().count('type: "Input"') == 1
 
         # Refusals: one line, naming the thing.
-        v1 = os.path.join(tmp, "v1.prototxt")
-        with open(v1, "w") as f:
-            f.write('name: "old"\nlayers { name: "conv1" type: CONVOLUTION }\n')
-        p = run("import", "caffe", "--net", v1, "-o", os.path.join(tmp, "o1"), ok=False)
-        assert p.returncode == 2 and "V1" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        v0 = os.path.join(tmp, "v0.prototxt")
+        with open(v0, "w") as f:
+            f.write('name: "old"\nlayers { layer { name: "conv1" type: "conv" } }\n')
+        p = run("import", "caffe", "--net", v0, "-o", os.path.join(tmp, "o1"), ok=False)
+        assert p.returncode == 2 and "V0" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
         unknown = os.path.join(tmp, "unknown.prototxt")
         with open(unknown, "w") as f:
             f.write(NET.replace('name: "relu1" type: "ReLU"', 'name: "relu1" type: "Swish9"'))
@@ -263,7 +242,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
                 ok=False)
         assert (p.returncode == 2 and "conv2" in p.stderr
                 and len(p.stderr.strip().splitlines()) == 1), p.stderr
-    print("caffe import: forward matches Caffe's semantics; V1, unknown type, bad shape refused")
+    print("caffe import: forward matches Caffe's semantics; V0, unknown type, bad shape refused")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<Net> net = Net::build(param, options);
     load_weights(*net, argv[2], /*partial=*/false);
     std::memcpy(net->input().raw_data(), x.raw_data(), x.nbytes());
-    // The loss reads the labels; the logits do not depend on them.
-    std::memset(net->labels().raw_data(), 0, net->labels().nbytes());
+    // The loss reads the labels (a deploy net has none); the logits do not depend on them.
+    if (net->labels().defined()) std::memset(net->labels().raw_data(), 0, net->labels().nbytes());
     StepContext ctx;
     ctx.phase = Phase::test;
     net->forward(ctx);
