@@ -53,7 +53,8 @@ void map_optimizer(const cf::SolverParameter& in, const std::string& where,
     s.set_beta2(in.momentum2());
     s.set_epsilon(in.delta());
     report->push_back(where + ": Adam: delta is added to sqrt(v) / sqrt(1 - momentum2^t) "
-                      "(PyTorch's), Caffe adds it to sqrt(v); the same but for gradients near delta");
+                      "(PyTorch's), Caffe adds it to sqrt(v); the same but for gradients near "
+                      "delta");
   } else {  // rmsprop
     RUCHE_REQUIRE(in.momentum() == 0)
         << where << ": RMSProp with momentum " << in.momentum()
@@ -125,7 +126,8 @@ void map_cadences(const cf::SolverParameter& in, const std::string& where,
   dropped(in.has_snapshot_diff() || in.has_snapshot_format(),
           "snapshot_diff/snapshot_format (ruche's sharded checkpoints; RUN/final.npz)");
   dropped(in.has_snapshot_after_train(), "snapshot_after_train (ruche always saves at the end)");
-  dropped(in.has_solver_mode() || in.has_device_id(), "solver_mode/device_id (ruche train --device)");
+  dropped(in.has_solver_mode() || in.has_device_id(),
+          "solver_mode/device_id (ruche train --device)");
   dropped(in.has_average_loss(),
           "average_loss (the progress line averages over the display interval)");
   dropped(in.has_debug_info(), "debug_info");

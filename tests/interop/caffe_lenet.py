@@ -190,8 +190,8 @@ def accuracy(ruche, work, floor) -> int:
     out = import_lenet(ruche, work, SOLVER)
     check = pathlib.Path(__file__).resolve().parents[1] / "train" / "check_accuracy.py"
     p = subprocess.run([sys.executable, str(check), ruche, str(work / "run"), str(floor),
-                        "--net", str(out / "net.prototxt"), "--solver", str(out / "solver.prototxt"),
-                        "--max-steps", "2000"])
+                        "--net", str(out / "net.prototxt"),
+                        "--solver", str(out / "solver.prototxt"), "--max-steps", "2000"])
     return p.returncode
 
 
