@@ -415,13 +415,34 @@ void flatten(GraphBuilder& g, const proto::LayerParameter& layer) {
   g.node("Reshape", {g.input(0), target}, {g.output()});
 }
 
+// SUM is Add or Sum (each bottom first multiplied by its coeff where one is not 1), PROD is Mul
+// folded over the bottoms, MAX is Max.
 void eltwise(GraphBuilder& g, const proto::LayerParameter& layer) {
-  RUCHE_REQUIRE(layer.eltwise_param().operation() == proto::EltwiseParameter::SUM)
-      << g.where() << ": cannot be exported to ONNX: only SUM is supported";
+  const auto& p = layer.eltwise_param();
   RUCHE_REQUIRE(layer.bottom_size() >= 2) << g.where() << ": expected two or more bottoms";
   std::vector<std::string> inputs;
-  for (int i = 0; i < layer.bottom_size(); ++i) inputs.push_back(g.input(i));
-  g.node(inputs.size() == 2 ? "Add" : "Sum", inputs, {g.output()});
+  for (int i = 0; i < layer.bottom_size(); ++i) {
+    inputs.push_back(g.input(i));
+    if (i < p.coeff_size() && p.coeff(i) != 1.0f) {
+      const std::string scaled = layer.name() + ".coeff" + std::to_string(i);
+      g.node("Mul", {inputs.back(), g.scalar(scaled + ".value", p.coeff(i))}, {scaled},
+             ".coeff" + std::to_string(i));
+      inputs.back() = scaled;
+    }
+  }
+  if (p.operation() == proto::EltwiseParameter::MAX) {
+    g.node("Max", inputs, {g.output()});
+  } else if (p.operation() == proto::EltwiseParameter::PROD) {
+    std::string product = inputs[0];
+    for (std::size_t i = 1; i + 1 < inputs.size(); ++i) {
+      const std::string partial = layer.name() + ".prod" + std::to_string(i);
+      g.node("Mul", {product, inputs[i]}, {partial}, ".prod" + std::to_string(i));
+      product = partial;
+    }
+    g.node("Mul", {product, inputs.back()}, {g.output()});
+  } else {
+    g.node(inputs.size() == 2 ? "Add" : "Sum", inputs, {g.output()});
+  }
 }
 
 // LRN across channels is ONNX's LRN (odd sizes: ONNX centres an even window otherwise than
