@@ -1,5 +1,5 @@
 // BatchNorm: declarations (learnable first, then buffers), training and test forward against the
-// ops, the running statistics and counter, gradients, and frozen gamma.
+// ops, the running statistics and counter, gradients, frozen gamma, and use_global_stats.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -116,6 +116,26 @@ TEST(BatchNormLayer, TestPhaseBackwardTakesRunningStatisticsAsConstants) {
     expected[i] *= gamma[c] / std::sqrt(var[c] + 1e-5f);
   }
   EXPECT_TENSORS_CLOSE(b.io.bottom_diff[0], Tensor::from_vector(expected, Shape{2, 3, 2, 2}), 1e-6);
+}
+
+// Caffe's use_global_stats (a frozen BN): training normalises with the running statistics as test
+// does, leaves them and the counter alone, and takes them as constants in backward, where gamma
+// and beta still get their gradients.
+TEST(BatchNormLayer, UseGlobalStatsInTraining) {
+  const char* frozen = "name: 'bn1' type: 'BatchNorm' batch_norm_param { use_global_stats: true }";
+  auto b = bind_layer(frozen, {random_tensor(Shape{4, 3, 2, 2}, 7)});
+  b.io.params[0].copy_from(Tensor::from_vector({2.0f, -1.0f, 0.5f}, Shape{3}));
+  b.io.params[2].copy_from(Tensor::from_vector({0.5f, -1.0f, 2.0f}, Shape{3}));
+  b.io.params[3].copy_from(Tensor::from_vector({1.0f, 4.0f, 0.25f}, Shape{3}));
+  b.forward();
+  Tensor y = Tensor::empty(Shape{4, 3, 2, 2});
+  ops::batch_norm_forward_inference(b.io.bottom[0], b.io.params[0], b.io.params[1], b.io.params[2],
+                                    b.io.params[3], y, ops::BatchNormParams{});
+  EXPECT_TENSORS_CLOSE(b.io.top[0], y, 0.0);
+  EXPECT_EQ(b.io.params[2].to_vector(), (std::vector<float>{0.5f, -1.0f, 2.0f}));
+  EXPECT_EQ(b.io.params[3].to_vector(), (std::vector<float>{1.0f, 4.0f, 0.25f}));
+  EXPECT_EQ(b.io.params[4].item(), 0.0f);
+  testing::expect_layer_gradients(b, {0});
 }
 
 TEST(BatchNormLayer, Gradients) {

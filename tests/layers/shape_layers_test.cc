@@ -1,4 +1,5 @@
-// Eltwise SUM, Flatten, Softmax and Input: shapes, errors, forward values, gradients.
+// Eltwise (SUM, coeff, PROD, MAX), Flatten, Softmax and Input: shapes, errors, forward values,
+// gradients.
 #include <gtest/gtest.h>
 
 #include "ops/ops.h"
@@ -51,6 +52,54 @@ TEST(EltwiseLayer, BackwardSkipsAliasedAndUndefinedDiffs) {
   b.backward();
   EXPECT_TENSORS_CLOSE(b.io.bottom_diff[0], b.io.top_diff[0], 0.0);
   EXPECT_TENSORS_CLOSE(b.io.bottom_diff[2], b.io.top_diff[0], 0.0);
+}
+
+// Caffe's three operations, forward against values worked by hand and backward against finite
+// differences; with coeff, a Net-shared top gradient is scaled only after the others read it.
+TEST(EltwiseLayer, CoeffProdAndMax) {
+  const std::vector<Tensor> xs = {Tensor::from_vector({1, -2, 3}, Shape{3}),
+                                  Tensor::from_vector({4, 5, -6}, Shape{3}),
+                                  Tensor::from_vector({-1, 7, 2}, Shape{3})};
+  auto sum =
+      bind_layer("name: 's' type: 'Eltwise' eltwise_param { coeff: 1 coeff: -0.5 coeff: 2 }", xs);
+  sum.forward();
+  EXPECT_EQ(sum.io.top[0].to_vector(), (std::vector<float>{-3, 9.5, 10}));
+  auto prod = bind_layer("name: 'p' type: 'Eltwise' eltwise_param { operation: PROD }", xs);
+  prod.forward();
+  EXPECT_EQ(prod.io.top[0].to_vector(), (std::vector<float>{-4, -70, -36}));
+  auto max = bind_layer("name: 'm' type: 'Eltwise' eltwise_param { operation: MAX }", xs);
+  max.forward();
+  EXPECT_EQ(max.io.top[0].to_vector(), (std::vector<float>{4, 7, 3}));
+  max.io.top_diff[0] = Tensor::from_vector({10, 20, 30}, Shape{3});
+  max.backward();
+  EXPECT_EQ(max.io.bottom_diff[0].to_vector(), (std::vector<float>{0, 0, 30}));
+  EXPECT_EQ(max.io.bottom_diff[1].to_vector(), (std::vector<float>{10, 0, 0}));
+  EXPECT_EQ(max.io.bottom_diff[2].to_vector(), (std::vector<float>{0, 20, 0}));
+
+  for (const char* p : {"name: 's' type: 'Eltwise' eltwise_param { coeff: 0.5 coeff: -3 coeff: 2 }",
+                        "name: 'p' type: 'Eltwise' eltwise_param { operation: PROD }",
+                        "name: 'm' type: 'Eltwise' eltwise_param { operation: MAX }"}) {
+    auto b =
+        bind_layer(p, {random_tensor(Shape{2, 3, 2, 2}, 1), random_tensor(Shape{2, 3, 2, 2}, 2),
+                       random_tensor(Shape{2, 3, 2, 2}, 3)});
+    testing::expect_layer_gradients(b, {0, 1, 2});
+  }
+  auto shared = bind_layer("name: 's' type: 'Eltwise' eltwise_param { coeff: 2 coeff: 3 }",
+                           {random_tensor(Shape{4}, 1), random_tensor(Shape{4}, 2)});
+  const Tensor dy = random_tensor(Shape{4}, 4);
+  shared.io.top_diff[0] = dy.clone();
+  shared.io.bottom_diff[0] = shared.io.top_diff[0];  // the Net shared the top's gradient
+  shared.backward();
+  Tensor want0 = dy.clone(), want1 = dy.clone();
+  ops::scale(2.0f, want0);
+  ops::scale(3.0f, want1);
+  EXPECT_TENSORS_CLOSE(shared.io.bottom_diff[0], want0, 0.0);
+  EXPECT_TENSORS_CLOSE(shared.io.bottom_diff[1], want1, 0.0);
+  EXPECT_EQ(error_of([] {
+              create_layer(layer_param("name: 's' type: 'Eltwise' eltwise_param { coeff: 1 }"))
+                  ->reshape({Shape{2}, Shape{2}}, 0);
+            }),
+            "Eltwise: 1 coeff for 2 bottoms; give one per bottom");
 }
 
 TEST(FlattenLayer, ShapesCopiesAndGradient) {
