@@ -44,8 +44,9 @@ Fault Fault::parse(const std::string& text) {
   RUCHE_REQUIRE(*end == '\0' && f.step >= 0 && !step.empty())
       << "RUCHE_FAULT=" << text << ": the step must be a number >= 0 (N+: from step N on)";
   if (at != std::string::npos) {
-    f.rank = static_cast<int>(std::strtol(rest.substr(at + 1).c_str(), &end, 10));
-    RUCHE_REQUIRE(*end == '\0' && f.rank >= 0 && at + 1 < rest.size())
+    const std::string rank = rest.substr(at + 1);  // named: end points into it below
+    f.rank = static_cast<int>(std::strtol(rank.c_str(), &end, 10));
+    RUCHE_REQUIRE(*end == '\0' && f.rank >= 0 && !rank.empty())
         << "RUCHE_FAULT=" << text << ": the rank after @ must be a number >= 0";
   }
   return f;
