@@ -6,6 +6,7 @@
 #include "ops/cpu/pooling_onednn.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "ops/cpu/checks.h"
@@ -24,9 +25,13 @@ std::int64_t right_pad(std::int64_t in, std::int64_t out, int kernel, int stride
   return std::max<std::int64_t>(0, (out - 1) * stride + kernel - in - pad);
 }
 
+// Two ints per field, not memory::dims: every call builds one for its cache key, and a vector
+// would be a heap allocation per call in the step (tests/train/alloc_test.cc).
 struct Geometry {
-  memory::dims strides, kernel, pad_l, pad_r;
+  std::array<std::int64_t, 2> strides, kernel, pad_l, pad_r;
 };
+
+memory::dims dims(const std::array<std::int64_t, 2>& a) { return {a[0], a[1]}; }
 
 Geometry geometry_of(const Shape& x, const Shape& y, const Pool2dParams& p) {
   return {{p.stride_h, p.stride_w},
@@ -57,8 +62,8 @@ dnnl::algorithm avg_algorithm(const Pool2dParams& p) {
 dnnl::pooling_forward::primitive_desc forward_pd(dnnl::algorithm algorithm, const Tensor& x,
                                                  const Tensor& y, const Geometry& g) {
   const dnnl::pooling_forward::desc desc(dnnl::prop_kind::forward_training, algorithm,
-                                         tensor_desc(x), tensor_desc(y), g.strides, g.kernel,
-                                         g.pad_l, g.pad_r);
+                                         tensor_desc(x), tensor_desc(y), dims(g.strides),
+                                         dims(g.kernel), dims(g.pad_l), dims(g.pad_r));
   return {desc, cached_attr(), dnnl_engine()};
 }
 
@@ -143,7 +148,8 @@ void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
   thread_local PrimitiveCache<14, Entry> cache;
   const Entry& e = cached(cache, make_key(dx, g, avg_algorithm(p)), [&] {
     const dnnl::pooling_backward::desc desc(avg_algorithm(p), tensor_desc(dx), tensor_desc(dy),
-                                            g.strides, g.kernel, g.pad_l, g.pad_r);
+                                            dims(g.strides), dims(g.kernel), dims(g.pad_l),
+                                            dims(g.pad_r));
     const dnnl::pooling_backward::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
                                                     forward_pd(avg_algorithm(p), dx, dy, g));
     return Entry{Primitive(pd), unbound(pd.diff_dst_desc()), unbound(pd.diff_src_desc()),
