@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from caffe_numpy import bn_scale, conv, ip, lrn, pool, relu  # noqa: E402
 from caffe_wire import layer_blobs as layer, net_blobs  # noqa: E402
 
 RUCHE, PROBE = sys.argv[1], sys.argv[2]
@@ -77,57 +78,14 @@ W = {
 W = {k: [np.asarray(b, np.float32) for b in v] for k, v in W.items()}
 
 
-# --- Caffe's forward, in numpy ------------------------------------------------------------------
-def conv(x, w, b, pad):
-    n, c, h, wd = x.shape
-    o, _, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    oh, ow = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
-    y = np.zeros((n, o, oh, ow), np.float64)
-    for i in range(oh):
-        for j in range(ow):
-            y[:, :, i, j] = np.einsum("ncij,ocij->no", xp[:, :, i:i + kh, j:j + kw], w)
-    return y + b[None, :, None, None]
-
-
-def pool(x, k, s, pad, mode):
-    n, c, h, w = x.shape
-    ph = int(np.ceil((h + 2 * pad - k) / s)) + 1  # Caffe rounds up
-    pw = int(np.ceil((w + 2 * pad - k) / s)) + 1
-    if pad and (ph - 1) * s >= h + pad:
-        ph -= 1
-    if pad and (pw - 1) * s >= w + pad:
-        pw -= 1
-    y = np.zeros((n, c, ph, pw))
-    for i in range(ph):
-        for j in range(pw):
-            hs, ws = i * s - pad, j * s - pad
-            he, we = min(hs + k, h + pad), min(ws + k, w + pad)
-            size = (he - hs) * (we - ws)
-            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
-            win = x[:, :, hs:he, ws:we]
-            y[:, :, i, j] = win.max(axis=(2, 3)) if mode == "max" else win.sum(axis=(2, 3)) / size
-    return y
-
-
-def lrn(x, n, alpha, beta, k=1.0):
-    sq = np.pad(x * x, ((0, 0), (n // 2, n // 2), (0, 0), (0, 0)))
-    s = sum(sq[:, i:i + x.shape[1]] for i in range(n))
-    return x * (k + alpha / n * s) ** -beta
-
-
 def caffe_forward(x):
-    y = conv(x, *W["conv1"], pad=1)
-    mean, var, f = W["bn1"]
-    y = (y - (mean / f[0])[None, :, None, None]) / np.sqrt((var / f[0])[None, :, None, None] + 1e-5)
-    y = y * W["scale1"][0][None, :, None, None] + W["scale1"][1][None, :, None, None]
-    y = np.maximum(y, 0)
+    y = relu(bn_scale(conv(x, *W["conv1"], pad=1), *W["bn1"], *W["scale1"]))
     y = pool(y, 2, 2, 0, "max")
     assert y.shape[2:] == (5, 5), y.shape  # ceil: 5x5 (floor would give 4x4)
     n1 = lrn(y, 3, 0.5, 0.75)
     c2 = conv(n1, *W["conv2"], pad=0)
     y = pool(np.concatenate([n1, c2], axis=1), 3, 2, 1, "ave")
-    return y.reshape(len(y), -1) @ W["ip1"][0].T.astype(np.float64) + W["ip1"][1]
+    return ip(y, *W["ip1"])
 
 
 def run(*args, ok=True):
