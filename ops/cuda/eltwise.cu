@@ -284,8 +284,10 @@ void heaviside_forward(const Tensor& x, Tensor& y, float value_at_zero) {
   });
 }
 
-void add(const Tensor& a, const Tensor& b, Tensor& y) {
-  constexpr const char* op = "add";
+namespace {
+// y = F(a, b) element by element: add and mul.
+template <template <typename> class F>
+void binary(const char* op, const Tensor& a, const Tensor& b, Tensor& y) {
   const DType dtype = call_dtype(a, op, "a");
   check_arg(a, op, "a", dtype);
   check_arg(b, op, "b", dtype);
@@ -295,9 +297,12 @@ void add(const Tensor& a, const Tensor& b, Tensor& y) {
   use_device_of(a);
   visit_float_dtype(dtype, [&](auto type) {
     using T = decltype(type);
-    for_each(a.numel(), Add<T>{cdata<T>(a), cdata<T>(b), mdata<T>(y)}, current_stream());
+    for_each(a.numel(), F<T>{cdata<T>(a), cdata<T>(b), mdata<T>(y)}, current_stream());
   });
 }
+}  // namespace
+
+void add(const Tensor& a, const Tensor& b, Tensor& y) { binary<Add>("add", a, b, y); }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
   constexpr const char* op = "axpy";
@@ -323,20 +328,7 @@ void scale(float alpha, Tensor& x) {
   });
 }
 
-void mul(const Tensor& a, const Tensor& b, Tensor& y) {
-  constexpr const char* op = "mul";
-  const DType dtype = call_dtype(a, op, "a");
-  check_arg(a, op, "a", dtype);
-  check_arg(b, op, "b", dtype);
-  check_arg(y, op, "y", dtype);
-  check_shape_as(b, a, op, "b", "a");
-  check_shape_as(y, a, op, "y", "a");
-  use_device_of(a);
-  visit_float_dtype(dtype, [&](auto type) {
-    using T = decltype(type);
-    for_each(a.numel(), Mul<T>{cdata<T>(a), cdata<T>(b), mdata<T>(y)}, current_stream());
-  });
-}
+void mul(const Tensor& a, const Tensor& b, Tensor& y) { binary<Mul>("mul", a, b, y); }
 
 void max_into(const Tensor& x, float index, Tensor& y, Tensor& mask) {
   constexpr const char* op = "max_into";
