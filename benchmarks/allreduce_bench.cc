@@ -236,8 +236,7 @@ std::string markdown(const std::vector<Row>& rows, const Machine& m, int ranks, 
   std::ostringstream md;
   md << "# all-reduce: ruche's MpiCommunicator vs raw MPI_Allreduce (CPU, f32 sum, in place)\n\n"
      << "Machine: " << m.cpu << ", " << m.cores << " cores, " << fmt("%.1f", m.memory_gib)
-     << " GiB; " << m.mpi << "; " << m.ruche << ". " << ranks
-     << " ranks on one machine (" << m.host
+     << " GiB; " << m.mpi << "; " << m.ruche << ". " << ranks << " ranks on one machine (" << m.host
      << "), so the transport is Open MPI's shared memory, not a network. Median (min-max) over "
      << rounds << " rounds, sides cycled in every round; each sample is the mean time per call "
      << "over the round's iterations, slowest rank. busbw as nccl-tests: bytes / time * 2(n-1)/n, "
@@ -260,7 +259,10 @@ std::string markdown(const std::vector<Row>& rows, const Machine& m, int ranks, 
        << fmt("%.3f", busbw_gbs(r.bytes, b.median(), ranks)) << " | " << fmt("%.2f", ratio)
        << "x | " << fmt("%.2f", rr.median()) << " (" << fmt("%.2f", rr.min()) << "-"
        << fmt("%.2f", rr.max()) << ") | "
-       << (r.bytes < goal_bytes ? "latency" : ratio >= 0.95 ? "met" : "**missed**") << " |\n";
+       << (r.bytes < goal_bytes ? "latency"
+           : ratio >= 0.95      ? "met"
+                                : "**missed**")
+       << " |\n";
   }
   if (std::find(kSides.begin(), kSides.end(), "ruche_avg") != kSides.end() &&
       std::find(kSides.begin(), kSides.end(), "mpi_poll") != kSides.end() &&
@@ -302,13 +304,14 @@ std::string json(const std::vector<Row>& rows, const Machine& m, int ranks, int 
      << ", \"cpu\": " << json_string(m.cpu) << ", \"memory_gib\": " << fmt("%.1f", m.memory_gib)
      << ", \"gpu\": \"none\", \"nodes\": 1, \"transport\": \"Open MPI shared memory\"},\n"
      << "  \"mpi_yield_when_idle\": " << json_string(m.yield_when_idle) << ",\n"
-     << "  \"versions\": {\"mpi\": " << json_string(m.mpi) << ", \"ruche\": "
-     << json_string(m.ruche) << "},\n"
+     << "  \"versions\": {\"mpi\": " << json_string(m.mpi)
+     << ", \"ruche\": " << json_string(m.ruche) << "},\n"
      << "  \"command\": " << json_string(command) << ",\n  \"ranks\": " << ranks
-     << ",\n  \"rounds\": " << rounds << ",\n  \"goal\": {\"ratio\": 0.95, \"from_bytes\": "
-     << goal_bytes << "},\n  \"load_before\": " << json_string(m.load_before)
-     << ",\n  \"load_after\": " << json_string(m.load_after) << ",\n  \"wall_s\": "
-     << fmt("%.1f", wall_s) << ",\n  \"sides\": {";
+     << ",\n  \"rounds\": " << rounds
+     << ",\n  \"goal\": {\"ratio\": 0.95, \"from_bytes\": " << goal_bytes
+     << "},\n  \"load_before\": " << json_string(m.load_before)
+     << ",\n  \"load_after\": " << json_string(m.load_after)
+     << ",\n  \"wall_s\": " << fmt("%.1f", wall_s) << ",\n  \"sides\": {";
   for (std::size_t i = 0; i < kSides.size(); ++i)
     js << (i ? ", " : "") << json_string(kSides[i]) << ": "
        << json_string(side_description(kSides[i]));
@@ -326,9 +329,10 @@ std::string json(const std::vector<Row>& rows, const Machine& m, int ranks, int 
     std::size_t i = 0;
     for (const auto& [name, s] : r.sides) {
       js << "      " << json_string(name) << ": {\"median_us\": " << fmt("%.3f", s.median() * 1e6)
-         << ", \"min_us\": " << fmt("%.3f", s.min() * 1e6) << ", \"max_us\": "
-         << fmt("%.3f", s.max() * 1e6) << ", \"busbw_gbs\": "
-         << fmt("%.4f", busbw_gbs(r.bytes, s.median(), ranks)) << ", \"samples_us\": [";
+         << ", \"min_us\": " << fmt("%.3f", s.min() * 1e6)
+         << ", \"max_us\": " << fmt("%.3f", s.max() * 1e6)
+         << ", \"busbw_gbs\": " << fmt("%.4f", busbw_gbs(r.bytes, s.median(), ranks))
+         << ", \"samples_us\": [";
       for (std::size_t j = 0; j < s.seconds.size(); ++j)
         js << (j ? ", " : "") << fmt("%.3f", s.seconds[j] * 1e6);
       js << "]}" << (++i < r.sides.size() ? "," : "") << "\n";
@@ -396,8 +400,8 @@ int run(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) command += std::string(" ") + argv[i];
   if (root)
     std::printf("allreduce_bench: %d ranks, %s; %s\n%8s %6s %12s %12s %9s %9s %7s\n", ranks,
-                machine.mpi.c_str(), machine.ruche.c_str(), "size", "iters", "mpi us",
-                "ruche us", "mpi GB/s", "ruche GB/s", "ratio");
+                machine.mpi.c_str(), machine.ruche.c_str(), "size", "iters", "mpi us", "ruche us",
+                "mpi GB/s", "ruche GB/s", "ratio");
 
   const auto wall_start = std::chrono::steady_clock::now();
   std::vector<Row> rows;
@@ -434,8 +438,8 @@ int run(int argc, char** argv) {
     if (!out_dir.empty()) {
       const std::string base = out_dir + "/" + prefix + "-" + today();
       std::ofstream(base + ".md") << md;
-      std::ofstream(base + ".json") << json(rows, machine, ranks, rounds, goal_bytes, command,
-                                            wall_s);
+      std::ofstream(base + ".json")
+          << json(rows, machine, ranks, rounds, goal_bytes, command, wall_s);
       std::printf("wrote %s.{md,json}\n", base.c_str());
     }
   }

@@ -258,7 +258,7 @@ int run(int argc, char** argv) {
   meta.net = "bench";
   meta.solver = "bench";
 
-  std::map<std::string, std::vector<double>> t;        // seconds per side
+  std::map<std::string, std::vector<double>> t;         // seconds per side
   std::map<std::string, std::vector<double>> resident;  // share resident before each read
   std::vector<std::uint8_t> bytes, reused;
   snapshot(layout, all, reused);  // warm: the reused buffer is faulted in
@@ -267,8 +267,8 @@ int run(int argc, char** argv) {
   snapshot(layout, all, bytes);
   plain_write(plain_path, bytes);
   {
-    const ShardRecord r = write_shard((fs::path(ckpt_root) / checkpoint_dir_name(0)).string(), 0,
-                                      1, all, bytes);
+    const ShardRecord r =
+        write_shard((fs::path(ckpt_root) / checkpoint_dir_name(0)).string(), 0, 1, all, bytes);
     commit_checkpoint(ckpt_root, 0, layout, meta, {r}, 1);
     (void)load_checkpoint((fs::path(ckpt_root) / checkpoint_dir_name(0)).string());
     (void)plain_read(plain_path);

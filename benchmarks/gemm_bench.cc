@@ -42,8 +42,7 @@ int run(int argc, char** argv) {
   for (int i = 0; i < reps; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     product();
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     gflops.push_back(flops / s / 1e9);
   }
   std::sort(gflops.begin(), gflops.end());

@@ -41,8 +41,7 @@ namespace ruche {
 namespace heartbeat_detail {
 
 inline double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 inline std::string this_host() {
@@ -103,8 +102,12 @@ class Heartbeat {
 
   // Writes the first heartbeat now (no collective yet, the start time), then starts the writer.
   Heartbeat(std::string run_dir, int rank, int size, double interval_seconds = 1.0)
-      : dir_(std::move(run_dir)), rank_(rank), size_(size), interval_(interval_seconds),
-        host_(heartbeat_detail::this_host()), completed_unix_(heartbeat_detail::unix_now()) {
+      : dir_(std::move(run_dir)),
+        rank_(rank),
+        size_(size),
+        interval_(interval_seconds),
+        host_(heartbeat_detail::this_host()),
+        completed_unix_(heartbeat_detail::unix_now()) {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     write_now();

@@ -7,7 +7,8 @@
 namespace ruche {
 
 RoutedCommunicator::RoutedCommunicator(Communicator& host, Communicator& device)
-    : host_(host), device_(device) {
+    : host_(host),
+      device_(device) {
   RUCHE_CHECK(host.rank() == device.rank() && host.size() == device.size())
       << "RoutedCommunicator: the host backend is rank " << host.rank() << " of " << host.size()
       << ", the device backend rank " << device.rank() << " of " << device.size();

@@ -34,7 +34,9 @@ class Watchdog {
   // timeout_seconds <= 0: never expires. `heartbeat` (may be null): the rank's, read on expiry.
   Watchdog(int rank, double timeout_seconds, Expire expire,
            std::shared_ptr<Heartbeat> heartbeat = nullptr)
-      : rank_(rank), timeout_(timeout_seconds), expire_(std::move(expire)),
+      : rank_(rank),
+        timeout_(timeout_seconds),
+        expire_(std::move(expire)),
         heartbeat_(std::move(heartbeat)) {}
 
   bool enabled() const { return timeout_ > 0; }

@@ -10,9 +10,9 @@ namespace ruche {
 std::vector<GradRange> plan_zero_ranges(std::vector<GradRange> tensors, int world) {
   RUCHE_REQUIRE(world > 0) << "ZeRO ranges for a world of " << world << " ranks";
   std::sort(tensors.begin(), tensors.end(),
-            [](const GradRange &a, const GradRange &b) { return a.begin < b.begin; });
+            [](const GradRange& a, const GradRange& b) { return a.begin < b.begin; });
   std::vector<std::int64_t> boundaries{0};  // where a tensor may be cut: 0, ends of tensors
-  for (const GradRange &t : tensors) {
+  for (const GradRange& t : tensors) {
     RUCHE_CHECK(t.begin == boundaries.back() && t.end > t.begin)
         << "ZeRO ranges: tensors must tile the buffer: [" << t.begin << ", " << t.end << ") after "
         << boundaries.back();
@@ -37,10 +37,10 @@ std::vector<GradRange> plan_zero_ranges(std::vector<GradRange> tensors, int worl
   return ranks;
 }
 
-std::vector<std::int64_t> counts_within(const std::vector<GradRange> &ranks, GradRange span) {
+std::vector<std::int64_t> counts_within(const std::vector<GradRange>& ranks, GradRange span) {
   std::vector<std::int64_t> counts;
   counts.reserve(ranks.size());
-  for (const GradRange &r : ranks) {
+  for (const GradRange& r : ranks) {
     counts.push_back(
         std::max<std::int64_t>(0, std::min(r.end, span.end) - std::max(r.begin, span.begin)));
   }

@@ -21,6 +21,6 @@ std::vector<GradRange> plan_zero_ranges(std::vector<GradRange> tensors, int worl
 
 // The elements of `span` each rank's range holds, in rank order: the per-rank
 // counts of a reduce-scatter or all-gather of `span` (they sum to its length).
-std::vector<std::int64_t> counts_within(const std::vector<GradRange> &ranks, GradRange span);
+std::vector<std::int64_t> counts_within(const std::vector<GradRange>& ranks, GradRange span);
 
 }  // namespace ruche

@@ -18,7 +18,9 @@ void cuda_copy_bytes(void*, Device, const void*, Device, std::size_t) { RUCHE_FA
 
 void cuda_zero_bytes(void*, Device, std::size_t) { RUCHE_FAIL() << kNoCuda; }
 
-void cuda_use_device(int index) { RUCHE_FAIL() << "cuda:" << index << " requested but " << kNoCuda; }
+void cuda_use_device(int index) {
+  RUCHE_FAIL() << "cuda:" << index << " requested but " << kNoCuda;
+}
 
 Allocator& cuda_pinned_allocator() { return cpu_allocator(); }
 

@@ -14,8 +14,7 @@ namespace ruche::ops {
 
 // The backend's check of argument `name` of `op`; `lead` is the op's first tensor argument (x, or
 // dx), whose dtype a backend may require of the rest.
-using TensorCheck = void (*)(const char* op, const char* name, const Tensor& t,
-                             const Tensor& lead);
+using TensorCheck = void (*)(const char* op, const char* name, const Tensor& t, const Tensor& lead);
 
 // x [N, in], w [out, in], y [N, out] (names as the op calls them) and an optional b [out].
 void check_linear_args(const char* op, const Tensor& x, const char* x_name, const Tensor& w,

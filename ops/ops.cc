@@ -60,8 +60,8 @@ void check_layouts(const char* op, LayoutRule rule, std::span<const Tensor* cons
     if (!t->defined()) continue;
     if (!first) first = t;
     RUCHE_CHECK(rule == LayoutRule::one_layout ? t->layout() == first->layout() : t->is_plain())
-        << op << ": got " << t->str() << (rule == LayoutRule::plain ? "; it takes plain tensors"
-                                                                   : " beside " + first->str())
+        << op << ": got " << t->str()
+        << (rule == LayoutRule::plain ? "; it takes plain tensors" : " beside " + first->str())
         << " (the net's layout plan must reorder its input)";
   }
 }
@@ -82,10 +82,14 @@ Precision parse_precision(const std::string& text) {
 
 const char* precision_name(Precision p) {
   switch (p) {
-    case Precision::fp32: return "fp32";
-    case Precision::tf32: return "tf32";
-    case Precision::bf16: return "bf16";
-    case Precision::fp16: return "fp16";
+    case Precision::fp32:
+      return "fp32";
+    case Precision::tf32:
+      return "tf32";
+    case Precision::bf16:
+      return "bf16";
+    case Precision::fp16:
+      return "fp16";
   }
   return "?";
 }
@@ -108,8 +112,8 @@ std::int64_t check_optimizer_update(const OptimizerStep& step, const Tensor& par
     RUCHE_REQUIRE(t.dtype() == DType::f32) << op << ": " << name << " must be f32, got " << t.str();
     RUCHE_REQUIRE(t.is_contiguous())
         << op << ": " << name << " " << t.str() << " is not contiguous";
-    RUCHE_REQUIRE(t.numel() >= end) << op << ": " << name << " holds " << t.numel()
-                                    << " elements but the ranges reach " << end;
+    RUCHE_REQUIRE(t.numel() >= end)
+        << op << ": " << name << " holds " << t.numel() << " elements but the ranges reach " << end;
   };
   check_buffer("params", params);
   check_buffer("grads", grads);

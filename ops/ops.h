@@ -83,8 +83,7 @@ Shape deconv2d_output_shape(const Shape& x, const Shape& w, const Deconv2dParams
 // y = conv_transpose(x, w) + b (b: [O], optional)
 void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
                       const Deconv2dParams& p);
-void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
-                            const Deconv2dParams& p);
+void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Deconv2dParams& p);
 // dw (and db when defined) from the input and the output gradient.
 void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                                const Deconv2dParams& p);
@@ -99,8 +98,8 @@ void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Te
 enum class UpsampleMode : std::uint8_t { nearest, bilinear };
 struct UpsampleParams {
   UpsampleMode mode = UpsampleMode::nearest;
-  bool align_corners = false;       // bilinear only
-  float scale_h = 0, scale_w = 0;   // the scale factors given (output / input); 0: from the sizes
+  bool align_corners = false;      // bilinear only
+  float scale_h = 0, scale_w = 0;  // the scale factors given (output / input); 0: from the sizes
 };
 void upsample2d_forward(const Tensor& x, Tensor& y, const UpsampleParams& p);
 void upsample2d_backward(const Tensor& dy, Tensor& dx, const UpsampleParams& p);
@@ -108,7 +107,7 @@ void upsample2d_backward(const Tensor& dy, Tensor& dx, const UpsampleParams& p);
 // ---- batch norm over N (and H, W), per channel C; x is [N, C] or [N, C, H, W] ----
 struct BatchNormParams {
   float eps = 1e-5f;
-  float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+  float momentum = 0.1f;    // running = (1 - momentum) * running + momentum * batch
   bool fused_relu = false;  // forward: y = max(0, y) in the same pass, as Conv2dParams' (CPU only)
 };
 // Normalises with the batch statistics, stores them (mean, biased variance) for backward, and
@@ -163,8 +162,8 @@ struct Pool2dParams {
   int kernel_h = 2, kernel_w = 2;
   int stride_h = 2, stride_w = 2;
   int pad_h = 0, pad_w = 0;
-  bool ceil_mode = false;          // output size rounded up (Caffe's convention) or down (PyTorch)
-  bool count_include_pad = true;   // average pooling: divide by the full window (PyTorch default)
+  bool ceil_mode = false;         // output size rounded up (Caffe's convention) or down (PyTorch)
+  bool count_include_pad = true;  // average pooling: divide by the full window (PyTorch default)
 };
 Shape pool2d_output_shape(const Shape& x, const Pool2dParams& p);
 // indices: i32, shaped (and laid out) as y; the argmax's position h * W + w within its input
@@ -218,8 +217,8 @@ void lrn_forward(const Tensor& x, Tensor& y, Tensor& scale, const LrnParams& p);
 void lrn_backward(const Tensor& x, const Tensor& y, const Tensor& scale, const Tensor& dy,
                   Tensor& dx, const LrnParams& p);
 
-// ---- a block along one axis (Concat and its gradient); every other dim of part and whole equal ----
-// whole[..., offset : offset + part.size(axis), ...] = part
+// ---- a block along one axis (Concat and its gradient); every other dim of part and whole equal
+// ---- whole[..., offset : offset + part.size(axis), ...] = part
 void copy_into_axis(const Tensor& part, Tensor& whole, int axis, std::int64_t offset);
 // part = whole[..., offset : offset + part.size(axis), ...]
 void copy_from_axis(const Tensor& whole, Tensor& part, int axis, std::int64_t offset);
@@ -262,8 +261,8 @@ void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx)
 // one pass (one kernel) over the flat buffers. slot0 / slot1 as uses_slot0 / uses_slot1 say
 // (undefined where unused). LARS trust ratios come from per-range norms in double computed on the
 // params' device (deterministic). Allocates nothing after the first call with the same ranges.
-void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads,
-                      Tensor& slot0, Tensor& slot1);
+void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads, Tensor& slot0,
+                      Tensor& slot1);
 struct SumSquaresFinite {
   double sum_squares = 0;  // sum of x^2, accumulated in double
   bool finite = true;      // false when any element is NaN or Inf
@@ -313,8 +312,8 @@ struct PointwiseLossParams {
 };
 void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
                             Tensor& loss);
-void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
-                             const Tensor& target, Tensor& dpred, float dloss);
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                             Tensor& dpred, float dloss);
 
 // ---- weight penalties: loss = coeff * sum|w| (L1), coeff / 2 * sum w^2 (L2) ----
 void l1_penalty_forward(const Tensor& w, float coeff, Tensor& loss);

@@ -19,7 +19,8 @@ RUCHE_LOSS_HD inline double pointwise_loss(PointwiseLoss kind, double beta, doub
                                            double target) {
   const double d = pred - target;
   switch (kind) {
-    case PointwiseLoss::l1: return fabs(d);
+    case PointwiseLoss::l1:
+      return fabs(d);
     case PointwiseLoss::smooth_l1:
       return fabs(d) < beta ? 0.5 * d * d / beta : fabs(d) - 0.5 * beta;
     case PointwiseLoss::bce_logits:
@@ -35,10 +36,12 @@ RUCHE_LOSS_HD inline float pointwise_loss_grad(PointwiseLoss kind, float beta, f
                                                float target) {
   const float d = pred - target;
   switch (kind) {
-    case PointwiseLoss::l1: return d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
+    case PointwiseLoss::l1:
+      return d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f);
     case PointwiseLoss::smooth_l1:
       return fabsf(d) < beta ? d / beta : (d > 0 ? 1.0f : (d < 0 ? -1.0f : 0.0f));
-    case PointwiseLoss::bce_logits: return 1.0f / (1.0f + expf(-pred)) - target;
+    case PointwiseLoss::bce_logits:
+      return 1.0f / (1.0f + expf(-pred)) - target;
   }
   return 0;
 }

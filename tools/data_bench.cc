@@ -46,11 +46,11 @@ void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
                   "a shard directory (DIR/index.tsv), or any --data of ruche train (IDX, CIFAR, "
                   "npz, ImageFolder: its loader with the default recipe's augmentation)")
       ->required();
-  cmd->add_option("--split", o.split, "train (random-resized-crop, flip) or val (resize, center "
-                                      "crop)")
+  cmd->add_option("--split", o.split,
+                  "train (random-resized-crop, flip) or val (resize, center "
+                  "crop)")
       ->capture_default_str();
-  cmd->add_option("--workers", o.workers, "decode threads (--data-workers)")
-      ->capture_default_str();
+  cmd->add_option("--workers", o.workers, "decode threads (--data-workers)")->capture_default_str();
   cmd->add_option("--prefetch", o.prefetch, "batches buffered (0: workers + 1)")
       ->capture_default_str();
   cmd->add_option("--batch-size", o.batch_size, "images per batch")->capture_default_str();
@@ -68,8 +68,8 @@ void add_data_bench_command(CLI::App& app, int& exit_code, const char* name) {
     TrainData indexable;  // keeps the loaders of an indexable source alive
     BatchSource* loader = nullptr;
     Shape shape;
-    if (is_shard_dir(o.data) || std::filesystem::exists(std::filesystem::path(o.data) /
-                                                        kShardIndexFile)) {
+    if (is_shard_dir(o.data) ||
+        std::filesystem::exists(std::filesystem::path(o.data) / kShardIndexFile)) {
       const ShardIndex index = read_shard_index(o.data);
       ShardLoaderOptions options;
       options.batch_size = o.batch_size;

@@ -24,8 +24,9 @@ void add_data_command(CLI::App& app, int& exit_code) {
   CLI::App* data = app.add_subcommand("data", "Look at a data set: describe it, time its loader");
   data->require_subcommand(1);
   CLI::App* cmd = data->add_subcommand(
-      "describe", "Splits, class counts and imbalance, per-channel statistics, value range, a "
-                  "grid of samples per class, and duplicates across and within splits");
+      "describe",
+      "Splits, class counts and imbalance, per-channel statistics, value range, a "
+      "grid of samples per class, and duplicates across and within splits");
   cmd->add_option("--data", o.data,
                   "what ruche train reads: IDX or CIFAR directory, FILE.npz, ImageFolder root, "
                   ".tar shards (default: Debian's Fashion-MNIST)");
@@ -90,9 +91,9 @@ void add_data_command(CLI::App& app, int& exit_code) {
       arrays.emplace_back("pair_check", Tensor::from_vector(check, n));
     }
     save_npz(npz, arrays);
-    const int code = run_python(python, shipped_script("figures.py"),
-                                {"grid", npz, json, (dir / "samples.png").string(),
-                                 d.pixels ? "pixels" : "values"});
+    const int code = run_python(
+        python, shipped_script("figures.py"),
+        {"grid", npz, json, (dir / "samples.png").string(), d.pixels ? "pixels" : "values"});
     fs::remove(npz);
     RUCHE_REQUIRE(code == 0 || code == 2) << "figures.py failed (exit " << code << ")";
     exit_code = code;

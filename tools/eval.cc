@@ -82,8 +82,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     std::vector<RocPoint> curve;
     // Two classes: the run directory keeps the ROC curve beside the report (ruche plot draws it).
     // (A split holding one class has no curve: none is written.)
-    const auto positive = report.result.num_classes == 2 ? r.eval.acc.is_class(1)
-                                                         : std::vector<std::uint8_t>{};
+    const auto positive =
+        report.result.num_classes == 2 ? r.eval.acc.is_class(1) : std::vector<std::uint8_t>{};
     const auto positives = std::count(positive.begin(), positive.end(), std::uint8_t{1});
     const bool run_roc = !r.files.run_dir.empty() && positives > 0 &&
                          positives < static_cast<std::int64_t>(positive.size());

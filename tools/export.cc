@@ -102,8 +102,9 @@ void add_export_command(CLI::App& app, int& exit_code) {
       if (s.preprocess) {
         std::printf("input: %s; the graph scales and normalises them\n", s.input_text.c_str());
       } else {
-        std::printf("input: the model expects normalised input (as ruche's loader gives the net): "
-                    "the run predates preprocessing records\n");
+        std::printf(
+            "input: the model expects normalised input (as ruche's loader gives the net): "
+            "the run predates preprocessing records\n");
       }
     } else if (!o.from.empty()) {
       write_text(o.output, export_net(o.from));

@@ -28,13 +28,16 @@ void print_timings(const TimeResult& r) {
               r.train_flops / 1e9, r.train_flops / (r.forward_ms + r.backward_ms) / 1e6);
   const double mib = 1 << 20;
   if (r.planned) {
-    std::printf("memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "
-                "%d blobs %s, %d reorders to plain\n",
-                static_cast<double>(r.peak_bytes) / mib, static_cast<double>(r.naive_bytes) / mib,
-                r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders);
+    std::printf(
+        "memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "
+        "%d blobs %s, %d reorders to plain\n",
+        static_cast<double>(r.peak_bytes) / mib, static_cast<double>(r.naive_bytes) / mib,
+        r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders);
   } else {
-    std::printf("memory plan: none (a GPU, or RUCHE_CPU_REFERENCE=1): activations and gradients "
-                "%.1f MiB, all plain\n", static_cast<double>(r.naive_bytes) / mib);
+    std::printf(
+        "memory plan: none (a GPU, or RUCHE_CPU_REFERENCE=1): activations and gradients "
+        "%.1f MiB, all plain\n",
+        static_cast<double>(r.naive_bytes) / mib);
   }
 }
 

@@ -164,25 +164,23 @@ int train_as_rank(TrainRun run, const DeviceFlags& device, const CommOptions& co
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ruche: rank %d: internal error: %s\n", world.rank(), e.what());
     if (world.size() > 1) {
-      write_abort_note(comm_options.run_dir, world.rank(),
-                       "ruche: rank " + std::to_string(world.rank()) + ": internal error: " +
-                           e.what(),
-                       1);
+      write_abort_note(
+          comm_options.run_dir, world.rank(),
+          "ruche: rank " + std::to_string(world.rank()) + ": internal error: " + e.what(), 1);
       world.abort(1);
     }
     throw;
   }
 }
 
-void set_field(proto::SolverParameter& solver, const std::string& field,
-               const std::string& value, const std::string& flag) {
+void set_field(proto::SolverParameter& solver, const std::string& field, const std::string& value,
+               const std::string& flag) {
   const auto* descriptor = proto::SolverParameter::descriptor()->FindFieldByName(field);
   RUCHE_CHECK(descriptor != nullptr) << "no solver field " << field;
   // TextFormat parses the value exactly as in a solver.prototxt, so flags and files agree.
-  const std::string text =
-      descriptor->type() == google::protobuf::FieldDescriptor::TYPE_STRING
-          ? field + ": \"" + value + "\""
-          : field + ": " + value;
+  const std::string text = descriptor->type() == google::protobuf::FieldDescriptor::TYPE_STRING
+                               ? field + ": \"" + value + "\""
+                               : field + ": " + value;
   proto::SolverParameter parsed;
   try {
     parse_prototxt(text, flag, parsed);
@@ -222,11 +220,13 @@ void add_train_command(CLI::App& app, int& exit_code) {
   };
   static Options o;
   CLI::App* cmd = app.add_subcommand("train", "Train a network");
-  cmd->add_option("--model", o.model, "built-in model: " + [] {
-    std::string names;
-    for (const auto& n : builtin_model_names()) names.append(names.empty() ? "" : ", ").append(n);
-    return names + " (default " + kDefaultModel + ")";
-  }());
+  cmd->add_option(
+      "--model", o.model, "built-in model: " + [] {
+        std::string names;
+        for (const auto& n : builtin_model_names())
+          names.append(names.empty() ? "" : ", ").append(n);
+        return names + " (default " + kDefaultModel + ")";
+      }());
   cmd->add_option("--bottleneck", o.bottleneck,
                   "conv_autoencoder, mlp_autoencoder: the code's size (default 32)");
   cmd->add_option("--net", o.net, "net.prototxt (instead of --model)");
@@ -317,7 +317,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
   for (const SolverFlag& f : kSolverFlags) {
     const std::string help = std::string(f.help) + "  [solver: " + f.field + "]";
     if (*f.set_to) {
-      cmd->add_flag_callback(f.flag, [&f] { o.values[f.flag] = f.set_to; }, help);
+      cmd->add_flag_callback(
+          f.flag, [&f] { o.values[f.flag] = f.set_to; }, help);
     } else {
       cmd->add_option_function<std::string>(
           f.flag, [&f](const std::string& v) { o.values[f.flag] = v; }, help);
@@ -367,8 +368,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
       std::vector<std::int64_t> dims;
       std::size_t pos = 0;
       while (pos <= o.synthetic_shape.size()) {
-        const std::size_t comma = std::min(o.synthetic_shape.find(',', pos),
-                                           o.synthetic_shape.size());
+        const std::size_t comma =
+            std::min(o.synthetic_shape.find(',', pos), o.synthetic_shape.size());
         const std::string part = o.synthetic_shape.substr(pos, comma - pos);
         char* end = nullptr;
         const long long d = std::strtoll(part.c_str(), &end, 10);
@@ -388,9 +389,8 @@ void add_train_command(CLI::App& app, int& exit_code) {
     run.init_partial = o.init_partial;
     run.gpu_math = o.device.gpu_math();
     run.parallel.reducer.bucket_bytes = static_cast<std::int64_t>(o.bucket_mb * (1 << 20));
-    run.parallel.reducer.first_bucket_bytes =
-        std::min<std::int64_t>(run.parallel.reducer.first_bucket_bytes,
-                               run.parallel.reducer.bucket_bytes);
+    run.parallel.reducer.first_bucket_bytes = std::min<std::int64_t>(
+        run.parallel.reducer.first_bucket_bytes, run.parallel.reducer.bucket_bytes);
     run.parallel.reducer.compression = grad_compression_from_name(o.grad_compression);
     run.parallel.sync_bn = o.sync_bn;
     run.parallel.zero = o.zero;

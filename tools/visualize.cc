@@ -51,8 +51,9 @@ void add_visualize_command(CLI::App& app, int& exit_code) {
   };
   static Options o;
   CLI::App* cmd = app.add_subcommand(
-      "visualize", "Inside a trained net: first-layer filters, every convolution's activation "
-                   "maps for one sample, class-saliency maps (PNG; TensorBoard on request)");
+      "visualize",
+      "Inside a trained net: first-layer filters, every convolution's activation "
+      "maps for one sample, class-saliency maps (PNG; TensorBoard on request)");
   cmd->add_option("run", o.run, "the run directory (net.prototxt, preprocess.json, best.npz)")
       ->required();
   cmd->add_option("--weights", o.weights, "weights (default RUN/best.npz, else RUN/model.npz)");
@@ -77,9 +78,10 @@ void add_visualize_command(CLI::App& app, int& exit_code) {
     const Visualization v = visualize_run(request);
     const fs::path dir(o.out);
     fs::create_directories(dir);
-    std::vector<std::pair<std::string, Tensor>> arrays{
-        {"inputs", v.inputs}, {"saliency", v.saliency}, {"labels", ints(v.labels)},
-        {"predicted", ints(v.predicted)}};
+    std::vector<std::pair<std::string, Tensor>> arrays{{"inputs", v.inputs},
+                                                       {"saliency", v.saliency},
+                                                       {"labels", ints(v.labels)},
+                                                       {"predicted", ints(v.predicted)}};
     if (v.filters.defined()) arrays.emplace_back("filters", v.filters);
     for (std::size_t i = 0; i < v.activations.size(); ++i) {
       arrays.emplace_back("act_" + std::to_string(i), v.activations[i]);
@@ -104,8 +106,8 @@ void add_visualize_command(CLI::App& app, int& exit_code) {
     std::printf("visualize: %s (%s split: %lld saliency samples; %zu convolutions)\n",
                 v.weights.c_str(), v.split.c_str(), static_cast<long long>(v.labels.size()),
                 v.conv_layers.size());
-    const int code = run_python(python, shipped_script("figures.py"),
-                                {"visualize", npz, json, dir.string()});
+    const int code =
+        run_python(python, shipped_script("figures.py"), {"visualize", npz, json, dir.string()});
     RUCHE_REQUIRE(code == 0 || code == 2) << "figures.py failed (exit " << code << ")";
     exit_code = code;
     if (code != 0 || !o.tensorboard) return;

@@ -36,8 +36,10 @@ void run_perceptron(const proto::PerceptronParameter& p) {
       std::printf("learned in %d epochs, w = [%g, %g], b = %g\n", r.epochs, w[0], w[1],
                   r.bias.item());
     } else if (r.cycled) {
-      std::printf("cannot be learned: after epoch %d the weights repeat an earlier epoch's, so "
-                  "the rule cycles forever (not linearly separable)\n", r.epochs);
+      std::printf(
+          "cannot be learned: after epoch %d the weights repeat an earlier epoch's, so "
+          "the rule cycles forever (not linearly separable)\n",
+          r.epochs);
     } else {
       std::printf("not learned within %d epochs\n", r.epochs);
     }
@@ -53,7 +55,8 @@ void run_mlp(const proto::MlpParameter& p) {
   const auto r = classic::train_mlp(x, y, p.hidden(), p.learning_rate(), p.max_epochs(), p.seed());
   const auto ys = y.to_vector();
   bool right = true;
-  for (std::size_t i = 0; i < ys.size(); ++i) right = right && ((r.outputs[i] > 0.5f) == (ys[i] > 0.5f));
+  for (std::size_t i = 0; i < ys.size(); ++i)
+    right = right && ((r.outputs[i] > 0.5f) == (ys[i] > 0.5f));
   std::printf("  XOR: loss %.5f, %s\n", r.final_loss,
               right ? "learned (every output on the right side of 0.5)"
                     : "NOT learned (try another seed or more epochs)");

@@ -24,7 +24,7 @@ namespace ruche {
 struct MpiCommunicator::Comm {
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Op f16_sum = MPI_OP_NULL, bf16_sum = MPI_OP_NULL;  // MPI has no 16-bit float type
-  NodeComms nodes;  // with hierarchical_allreduce only
+  NodeComms nodes;                                       // with hierarchical_allreduce only
 };
 
 namespace {
@@ -197,12 +197,12 @@ CollectiveInfo info_of(CollectiveKind kind, const BufferView& view, std::int32_t
 }  // namespace
 
 struct MpiCommunicator::Task {
-  CollectiveInfo info;                                // seq set by submit
-  std::function<void(MPI_Comm, MPI_Request*)> start;  // posts the nonblocking collective
-  std::function<void(MPI_Comm)> blocking;             // instead of start: after a barrier
-  std::function<void()> finish;                       // after completion, may be empty
+  CollectiveInfo info;                                 // seq set by submit
+  std::function<void(MPI_Comm, MPI_Request*)> start;   // posts the nonblocking collective
+  std::function<void(MPI_Comm)> blocking;              // instead of start: after a barrier
+  std::function<void()> finish;                        // after completion, may be empty
   std::function<void(const Comm&, Watchdog*)> staged;  // instead of both: several polled stages
-  std::shared_ptr<Completion> done;                   // set by submit
+  std::shared_ptr<Completion> done;                    // set by submit
 };
 
 MpiCommunicator::MpiCommunicator(const World& world, const CommOptions& options)
@@ -327,8 +327,8 @@ Work MpiCommunicator::do_all_reduce(BufferView buffer, ReduceOp op, std::string_
   task->info = info_of(CollectiveKind::all_reduce, buffer, static_cast<std::int32_t>(op), label);
   if (options_.hierarchical_allreduce) {
     task->staged = [buffer, r](const Comm& comm, Watchdog* watchdog) {
-      hierarchical_all_reduce(buffer.data, static_cast<int>(buffer.count), r.type, r.op,
-                              comm.nodes, watchdog);
+      hierarchical_all_reduce(buffer.data, static_cast<int>(buffer.count), r.type, r.op, comm.nodes,
+                              watchdog);
     };
   } else if (buffer.nbytes() >= kBlockingAllReduceBytes) {
     // One call for the whole buffer, avg divided after it. Chunking an avg into 4 MiB calls,
@@ -429,8 +429,7 @@ Work MpiCommunicator::do_reduce_scatter_v(BufferView send, BufferView recv,
                                           std::string_view label) {
   require_host(send, "reduce_scatter_v");
   require_host(recv, "reduce_scatter_v");
-  const Reduction r =
-      reduction_for(send, op, comm_->f16_sum, comm_->bf16_sum, "reduce_scatter_v");
+  const Reduction r = reduction_for(send, op, comm_->f16_sum, comm_->bf16_sum, "reduce_scatter_v");
   auto ints = std::make_shared<std::vector<int>>();  // alive until the request completes
   std::vector<int> displs;
   mpi_counts(counts, size_, send.count, "reduce_scatter_v", *ints, displs);
@@ -441,8 +440,7 @@ Work MpiCommunicator::do_reduce_scatter_v(BufferView send, BufferView recv,
   task->info =
       info_of(CollectiveKind::reduce_scatter_v, send, static_cast<std::int32_t>(op), label);
   task->start = [send, recv, r, ints](MPI_Comm comm, MPI_Request* request) {
-    MPI_CHECK(
-        MPI_Ireduce_scatter(send.data, recv.data, ints->data(), r.type, r.op, comm, request));
+    MPI_CHECK(MPI_Ireduce_scatter(send.data, recv.data, ints->data(), r.type, r.op, comm, request));
   };
   task->finish = divide_by(size_, recv, op);
   return submit(std::move(task));

@@ -64,7 +64,7 @@ class MpiCommunicator final : public Communicator {
   const CommOptions options_;
   int rank_ = 0, size_ = 1;
   std::shared_ptr<Heartbeat> heartbeat_;  // with options.run_dir: shared with NCCL's, if any
-  std::shared_ptr<Watchdog> watchdog_;  // shared with the Work handles that wait on it
+  std::shared_ptr<Watchdog> watchdog_;    // shared with the Work handles that wait on it
   std::mutex mutex_;
   std::uint64_t submitted_ = 0;  // collectives so far: the next one's sequence number - 1
   std::condition_variable wake_;

@@ -16,9 +16,9 @@ namespace ruche {
 
 // How the raw baseline waits, to tell the collective's algorithm apart from the way it is waited.
 enum class RawMode {
-  blocking,      // MPI_Allreduce: Open MPI's tuned blocking algorithms (the baseline)
-  nonblocking,   // MPI_Iallreduce + MPI_Wait: the nonblocking algorithm ruche posts, spun on
-  backoff_poll,  // MPI_Iallreduce + MPI_Test with ruche's yields and sleeps, on this thread
+  blocking,          // MPI_Allreduce: Open MPI's tuned blocking algorithms (the baseline)
+  nonblocking,       // MPI_Iallreduce + MPI_Wait: the nonblocking algorithm ruche posts, spun on
+  backoff_poll,      // MPI_Iallreduce + MPI_Test with ruche's yields and sleeps, on this thread
   barrier_blocking,  // MPI_Ibarrier waited with ruche's polling, then MPI_Allreduce: ruche's
                      // large-message path without its comm thread
 };

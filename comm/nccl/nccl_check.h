@@ -6,12 +6,12 @@
 
 #include "engine/error.h"
 
-#define NCCL_CHECK(call)                                                                       \
-  do {                                                                                         \
-    const ncclResult_t ruche_nccl_status_ = (call);                                            \
-    if (ruche_nccl_status_ != ncclSuccess) {                                                   \
-      ::ruche::detail::Thrower<::ruche::InternalError>("NCCL call failed: " #call, __FILE__,   \
-                                                       __LINE__)                               \
+#define NCCL_CHECK(call)                                                                         \
+  do {                                                                                           \
+    const ncclResult_t ruche_nccl_status_ = (call);                                              \
+    if (ruche_nccl_status_ != ncclSuccess) {                                                     \
+      ::ruche::detail::Thrower<::ruche::InternalError>("NCCL call failed: " #call, __FILE__,     \
+                                                       __LINE__)                                 \
           << ncclGetErrorString(ruche_nccl_status_) << " (" << ncclGetLastError(nullptr) << ")"; \
-    }                                                                                          \
+    }                                                                                            \
   } while (0)

@@ -166,7 +166,9 @@ struct NcclCommunicator::State {
   bool stopping = false;
   std::thread poller;
 
-  State(const World& w, const CommOptions& o, const NcclOptions& n) : world(w), options(o),
+  State(const World& w, const CommOptions& o, const NcclOptions& n)
+      : world(w),
+        options(o),
         nccl_options(n) {}
 
   // Prints `line`, aborts the NCCL communicators so no kernel waits on a dead peer, ends the job.
@@ -292,15 +294,14 @@ NcclCommunicator::NcclCommunicator(const World& world, Communicator& host, int d
       rank_(world.rank()),
       size_(world.size()) {
   RUCHE_CHECK(host.rank() == rank_ && host.size() == size_)
-      << "NcclCommunicator: the host communicator is rank " << host.rank() << " of "
-      << host.size() << ", the World rank " << rank_ << " of " << size_;
+      << "NcclCommunicator: the host communicator is rank " << host.rank() << " of " << host.size()
+      << ", the World rank " << rank_ << " of " << size_;
   State& s = *state_;
   s.device = device;
   s.compute = static_cast<cudaStream_t>(cuda::compute_stream());
   s.heartbeat = Heartbeat::of(options.run_dir, rank_, size_);
   s.watchdog = std::make_shared<Watchdog>(
-      rank_, options.timeout_seconds, [&s](const std::string& line) { s.fail(line); },
-      s.heartbeat);
+      rank_, options.timeout_seconds, [&s](const std::string& line) { s.fail(line); }, s.heartbeat);
   CUDA_CHECK(cudaSetDevice(device));
 
   NcclIdBytes id{};
@@ -375,8 +376,8 @@ Work NcclCommunicator::do_all_reduce(BufferView buffer, ReduceOp op, std::string
   return s.launch(info, [&] {
     NCCL_CHECK(ncclReduce(buffer.data, buffer.data, count, type, node_op, 0, s.node, s.stream));
     if (s.leaders != nullptr) {
-      NCCL_CHECK(ncclAllReduce(buffer.data, buffer.data, count, type, ncclSum, s.leaders,
-                               s.stream));
+      NCCL_CHECK(
+          ncclAllReduce(buffer.data, buffer.data, count, type, ncclSum, s.leaders, s.stream));
     }
     NCCL_CHECK(ncclBroadcast(buffer.data, buffer.data, count, type, 0, s.node, s.stream));
   });
@@ -389,8 +390,8 @@ Work NcclCommunicator::do_broadcast(BufferView buffer, int root, std::string_vie
   RUCHE_REQUIRE(root >= 0 && root < size_)
       << "broadcast: root " << root << " is not a rank of a world of " << size_;
   return s.launch(info_of(CollectiveKind::broadcast, buffer, root, label), [&] {
-    NCCL_CHECK(ncclBroadcast(buffer.data, buffer.data, static_cast<std::size_t>(buffer.count),
-                             type, root, s.comm, s.stream));
+    NCCL_CHECK(ncclBroadcast(buffer.data, buffer.data, static_cast<std::size_t>(buffer.count), type,
+                             root, s.comm, s.stream));
   });
 }
 

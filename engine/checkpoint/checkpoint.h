@@ -65,32 +65,32 @@ StateLayout training_state_layout(Net& net, Optimizer& optimizer);
 
 // Where training is, beside the tensors: what an exact resume needs.
 struct TrainingPosition {
-  std::int64_t step = 0;              // optimizer steps done (also the optimizer's step count)
-  std::uint32_t epoch = 0;            // the epoch in progress, from 0
+  std::int64_t step = 0;    // optimizer steps done (also the optimizer's step count)
+  std::uint32_t epoch = 0;  // the epoch in progress, from 0
   // Samples of this epoch consumed by all ranks together: the world-size independent position in
   // the epoch's order (DistributedSampler: global positions [0, samples_in_epoch) are done).
   std::int64_t samples_in_epoch = 0;
-  std::uint64_t micro_batches = 0;    // forward passes so far (they key the dropout streams)
-  std::int64_t skipped_steps = 0;     // --on-nan skip
-  double best = NAN;                  // early stopping: best validation value so far
+  std::uint64_t micro_batches = 0;  // forward passes so far (they key the dropout streams)
+  std::int64_t skipped_steps = 0;   // --on-nan skip
+  double best = NAN;                // early stopping: best validation value so far
   std::int32_t best_epoch = 0;
   std::int32_t epochs_without_gain = 0;
-  double elapsed_seconds = 0;         // training time before this checkpoint
+  double elapsed_seconds = 0;  // training time before this checkpoint
   // A streamed source's position within the epoch (ShardPosition's text); "" for indexable ones,
   // whose position is samples_in_epoch.
   std::string data_position;
-  float loss_scale = 0;               // fp16's dynamic loss scale; 0: none
+  float loss_scale = 0;  // fp16's dynamic loss scale; 0: none
   std::int32_t loss_scale_growth_tracker = 0;
 };
 
 struct CheckpointMeta {
   TrainingPosition position;
   std::int32_t world_size = 1;
-  std::int32_t threads = 0;      // CPU threads per rank (bit-identical resume needs the same)
-  std::string net;               // prototxt of the net
-  std::string solver;            // prototxt of the solver as given
-  std::uint64_t net_hash = 0;    // of the tensors' names and shapes: a resume checks it
-  std::string preprocess;        // the run's input record (RUN/preprocess.json); "": older runs
+  std::int32_t threads = 0;    // CPU threads per rank (bit-identical resume needs the same)
+  std::string net;             // prototxt of the net
+  std::string solver;          // prototxt of the solver as given
+  std::uint64_t net_hash = 0;  // of the tensors' names and shapes: a resume checks it
+  std::string preprocess;      // the run's input record (RUN/preprocess.json); "": older runs
 };
 
 struct ByteRange {
@@ -137,8 +137,8 @@ class ShardWriter {
   // writer thread first (fault injection: RUCHE_FAULT=crash_in_writer).
   void start(std::string dir, int rank, int world, ByteRange range, std::vector<std::uint8_t> bytes,
              std::function<void()> before_write = {});
-  bool busy() const;   // started and not yet collected
-  bool done() const;   // the write in flight has finished (successfully or not)
+  bool busy() const;  // started and not yet collected
+  bool done() const;  // the write in flight has finished (successfully or not)
   // Waits for the write in flight and returns its record; rethrows its error.
   ShardRecord collect();
   // The buffer of the last collected write, to snapshot the next save into without allocating

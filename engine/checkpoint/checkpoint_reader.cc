@@ -21,7 +21,6 @@ namespace fs = std::filesystem;
 using checkpoint_manifest::crc_mismatch;
 using checkpoint_manifest::shape_text;
 
-
 // The shards sorted by range, which must tile [0, total) exactly.
 std::vector<ShardRecord> tiling(std::vector<ShardRecord> shards, std::int64_t total,
                                 const std::string& manifest_file) {

@@ -20,8 +20,8 @@ class NoSpaceError : public Error {
 };
 
 // Writes all `size` bytes to `fd` (short writes and EINTR retried). On failure throws ruche::Error
-// NoSpaceError "NAME: no space left on device (N bytes)" for ENOSPC (and EDQUOT), "NAME: write failed: ..."
-// otherwise; the caller removes the file.
+// NoSpaceError "NAME: no space left on device (N bytes)" for ENOSPC (and EDQUOT), "NAME: write
+// failed: ..." otherwise; the caller removes the file.
 void write_all(int fd, const void* data, std::size_t size, const std::string& name);
 
 // Writes `path` durably: path + ".tmp" created, written, fsynced, closed, renamed over `path`,

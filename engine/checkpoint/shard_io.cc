@@ -48,28 +48,27 @@ void ShardWriter::start(std::string dir, int rank, int world, ByteRange range,
   if (thread_.joinable()) thread_.join();  // a write in flight finishes first (its result is lost)
   auto state = std::make_shared<State>();
   state_ = state;
-  thread_ =
-      std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes),
-                   before_write = std::move(before_write)]() mutable {
-        // Below the training threads: on a busy machine the write yields to the step.
-        setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
-        std::optional<ShardRecord> record;
-        std::exception_ptr error;
-        const auto started = std::chrono::steady_clock::now();
-        try {
-          if (before_write) before_write();
-          record = write_shard(dir, rank, world, range, bytes);
-        } catch (...) {
-          error = std::current_exception();
-        }
-        std::lock_guard<std::mutex> lock(state->mutex);
-        state->record = std::move(record);
-        state->error = error;
-        state->bytes = std::move(bytes);
-        state->seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        state->finished = true;
-      });
+  thread_ = std::thread([state, dir = std::move(dir), rank, world, range, bytes = std::move(bytes),
+                         before_write = std::move(before_write)]() mutable {
+    // Below the training threads: on a busy machine the write yields to the step.
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+    std::optional<ShardRecord> record;
+    std::exception_ptr error;
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      if (before_write) before_write();
+      record = write_shard(dir, rank, world, range, bytes);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(state->mutex);
+    state->record = std::move(record);
+    state->error = error;
+    state->bytes = std::move(bytes);
+    state->seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    state->finished = true;
+  });
 }
 
 bool ShardWriter::busy() const { return state_ != nullptr; }

@@ -59,8 +59,8 @@ StateLayout training_state_layout(Net& net, Optimizer& optimizer) {
   for (const auto& e : params) add_tensor(layout, e.name, e.shape, params_at + e.offset * kF32);
 
   RUCHE_CHECK(optimizer.whole() == net.num_trainable())
-      << "the optimizer covers " << optimizer.whole() << " values, the net "
-      << net.num_trainable() << " trainable";
+      << "the optimizer covers " << optimizer.whole() << " values, the net " << net.num_trainable()
+      << " trainable";
   for (auto& [slot, tensor] : optimizer.slots()) {
     RUCHE_CHECK(tensor->numel() == optimizer.num_trainable())
         << "optimizer slot " << slot << " holds " << tensor->numel() << " values, the optimizer "

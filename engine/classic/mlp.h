@@ -10,7 +10,7 @@
 namespace ruche::classic {
 
 struct MlpResult {
-  Tensor w1, b1, w2, b2;    // [hidden, in], [hidden], [1, hidden], [1]
+  Tensor w1, b1, w2, b2;  // [hidden, in], [hidden], [1, hidden], [1]
   int epochs = 0;
   float final_loss = 0.0f;
   std::vector<float> outputs;  // the network's output for each sample after training

@@ -28,8 +28,8 @@ PerceptronResult train_perceptron(const Tensor& x, const Tensor& y, float learni
     int mistakes = 0;
     for (std::int64_t i = 0; i < n; ++i) {
       const Tensor xi = x.narrow(0, i, 1);
-      const float error = targets[static_cast<std::size_t>(i)] -
-                          perceptron_predict(xi, r.weight, r.bias).item();
+      const float error =
+          targets[static_cast<std::size_t>(i)] - perceptron_predict(xi, r.weight, r.bias).item();
       if (error != 0.0f) {
         ++mistakes;
         ops::axpy(learning_rate * error, xi, r.weight);

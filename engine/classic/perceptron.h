@@ -9,8 +9,8 @@
 namespace ruche::classic {
 
 struct PerceptronResult {
-  Tensor weight;  // [1, in]
-  Tensor bias;    // [1]
+  Tensor weight;           // [1, in]
+  Tensor bias;             // [1]
   int epochs = 0;          // epochs run
   bool converged = false;  // an epoch made no mistake: every sample is classified right
   // The weights after an epoch equalled those after an earlier epoch while mistakes remained.

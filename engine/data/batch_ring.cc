@@ -10,7 +10,10 @@ namespace ruche {
 
 BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device,
                      Fill fill, const Shape& y_sample)
-    : x_shape_(x_shape), device_(device), threads_count_(threads), fill_(std::move(fill)) {
+    : x_shape_(x_shape),
+      device_(device),
+      threads_count_(threads),
+      fill_(std::move(fill)) {
   RUCHE_REQUIRE(threads > 0) << "data loader threads " << threads << ": expected > 0";
   RUCHE_CHECK(x_shape.ndim() > 0 && x_shape[0] > 0) << "batch shape " << x_shape.str();
   const std::int64_t rows = x_shape[0];

@@ -39,8 +39,7 @@ class Dataset {
   virtual bool transforms_itself() const { return false; }
   // Sample `index` with its training augmentation drawn from `stream` (seed, augment, epoch,
   // index), for sources that transform themselves; the others read() it as it is.
-  virtual void read_augmented(std::int64_t index, const RngStream& stream,
-                              float* out) const {
+  virtual void read_augmented(std::int64_t index, const RngStream& stream, float* out) const {
     (void)stream;
     read(index, out);
   }

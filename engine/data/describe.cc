@@ -256,8 +256,8 @@ std::vector<SampleStream> describe_streams(const DataSpec& spec, const DescribeO
   const Normalization measured = compute_normalization(train, options.stats_samples);
   out.mean = measured.mean;
   out.std = measured.std;
-  const Normalization chosen = choose_normalization(
-      NormalizeChoice{}, facts, train.transforms_itself() ? nullptr : &train);
+  const Normalization chosen =
+      choose_normalization(NormalizeChoice{}, facts, train.transforms_itself() ? nullptr : &train);
   out.auto_mean = chosen.mean;
   out.auto_std = chosen.std;
   streams.push_back(dataset_stream("train", splits.train));
@@ -348,8 +348,9 @@ DataDescription describe_data(const DataSpec& spec, const DescribeOptions& optio
     d.balance_note = "imbalanced (largest / smallest class " + fixed(ratio, 2) + " > " +
                      fixed(options.imbalance_flag_ratio, 1) + ")";
   } else {
-    d.balance_note = "balanced enough (largest / smallest class " + fixed(ratio, 2) + " <= " +
-                     fixed(options.imbalance_flag_ratio, 1) + "): no balancing flag needed";
+    d.balance_note = "balanced enough (largest / smallest class " + fixed(ratio, 2) +
+                     " <= " + fixed(options.imbalance_flag_ratio, 1) +
+                     "): no balancing flag needed";
   }
 
   // Leakage: every later split against train, and train against itself.

@@ -41,11 +41,11 @@ int hash_distance(const PerceptualHash& a, const PerceptualHash& b);
 std::uint64_t exact_hash(const float* sample, std::int64_t numel);
 
 struct DescribeOptions {
-  int near_threshold = 4;          // near duplicates: dHash Hamming distance <= this, of 256 bits
-  int samples_per_class = 8;       // the grid's columns
+  int near_threshold = 4;     // near duplicates: dHash Hamming distance <= this, of 256 bits
+  int samples_per_class = 8;  // the grid's columns
   std::int64_t stats_samples = 10000;  // compute_normalization's limit, as --normalize auto
-  double val_fraction = 0.1;       // the run's held-out validation (sources without their own)
-  std::uint64_t seed = 1;          // the run's seed: the same split
+  double val_fraction = 0.1;           // the run's held-out validation (sources without their own)
+  std::uint64_t seed = 1;              // the run's seed: the same split
   // Near-duplicate search compares every pair; above this many pairs a check is skipped (said).
   double max_pairs = 4e9;
   double imbalance_flag_ratio = 1.5;  // above it, class-balancing flags are suggested
@@ -61,10 +61,10 @@ struct SplitFacts {
 // Duplicates of samples of split `b` (the later one: test, val, or train itself) in split `a`.
 struct DuplicateCheck {
   std::string a, b;
-  bool exact = true;             // false: near (dHash within the threshold, not exact)
-  bool skipped = false;          // too many pairs (near) or vectors (near): not checked
+  bool exact = true;     // false: near (dHash within the threshold, not exact)
+  bool skipped = false;  // too many pairs (near) or vectors (near): not checked
   std::string why_skipped;
-  std::int64_t samples = 0;      // samples of b with a duplicate in a (within a split: copies)
+  std::int64_t samples = 0;  // samples of b with a duplicate in a (within a split: copies)
   std::vector<std::pair<std::int64_t, std::int64_t>> examples;  // (index in a, index in b), <= 5
 };
 
@@ -76,15 +76,15 @@ struct DataDescription {
   bool pixels = true;
   std::vector<std::string> class_names;
   std::vector<SplitFacts> splits;
-  std::vector<float> mean, std;   // per channel, of the training split, in read() units
+  std::vector<float> mean, std;            // per channel, of the training split, in read() units
   std::vector<float> auto_mean, auto_std;  // what --normalize auto records (published or computed)
-  double min = 0, max = 0;        // over every training sample, in raw units (0-255 for pixels)
+  double min = 0, max = 0;  // over every training sample, in raw units (0-255 for pixels)
   std::vector<std::string> suggested_flags;
   std::string balance_note;
   int near_threshold = 0;
   std::vector<DuplicateCheck> duplicates;
   // The grid: up to samples_per_class training samples of each class, class-major.
-  Tensor grid;                    // f32 [n, sample...] in read() units
+  Tensor grid;  // f32 [n, sample...] in read() units
   std::vector<std::int32_t> grid_labels;
   // Up to 4 example pairs of each check that found duplicates (indexable sources): the first
   // split's sample, the second's, and which entry of `duplicates` they illustrate.

@@ -67,7 +67,8 @@ ImageFolderDataset::ImageFolderDataset(const std::string& dir, std::vector<std::
     std::vector<std::string> files;
     if (fs::is_directory(class_dir)) {
       const auto walk_options = fs::directory_options::follow_directory_symlink;
-      for (const fs::directory_entry& e : fs::recursive_directory_iterator(class_dir, walk_options)) {
+      for (const fs::directory_entry& e :
+           fs::recursive_directory_iterator(class_dir, walk_options)) {
         if (!e.is_regular_file() || e.path().filename().string()[0] == '.') continue;
         if (is_jpeg_name(e.path())) {
           files.push_back(e.path().string());

@@ -45,7 +45,7 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
     return {std::move(resized), center.left, center.top, false};
   }
   JpegInfo full;
-  CropBox box;                // training: the crop in full-size pixels
+  CropBox box;                       // training: the crop in full-size pixels
   int resized_w = 0, resized_h = 0;  // validation: the size after Resize(resize)
   const auto choose_scale = [&](const JpegInfo& info) {
     full = info;
@@ -73,8 +73,7 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
   if (train) {
     const DecodedWindow part =
         decode_jpeg_rgb_window(data, size, what, choose_scale, choose_window);
-    Image8 sample =
-        resize_bilinear(part.image, x0, y0, w, h, crop, crop, part.left, part.top);
+    Image8 sample = resize_bilinear(part.image, x0, y0, w, h, crop, crop, part.left, part.top);
     const bool flip = options.flip && rng_uniform(stream, kFlipPosition) < 0.5f;
     return {std::move(sample), 0, 0, flip};
   }
@@ -86,16 +85,15 @@ SampleWindow decode_window(const std::uint8_t* data, std::size_t size, const std
 
 }  // namespace
 
-void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
-                    bool train, const ImageTransformOptions& options, const RngStream& stream,
-                    float* out) {
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what, bool train,
+                    const ImageTransformOptions& options, const RngStream& stream, float* out) {
   const SampleWindow w = decode_window(data, size, what, train, options, stream);
   normalize_to_chw(w.image, w.left, w.top, options.crop, w.flip, options.mean, options.std, out,
                    options.channels_last, options.rescale, options.bgr);
 }
 
-void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
-                    bool train, const ImageTransformOptions& options, const RngStream& stream,
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what, bool train,
+                    const ImageTransformOptions& options, const RngStream& stream,
                     std::uint8_t* out) {
   const SampleWindow w = decode_window(data, size, what, train, options, stream);
   window_to_chw(w.image, w.left, w.top, options.crop, w.flip, out, options.channels_last,

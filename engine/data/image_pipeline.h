@@ -12,8 +12,8 @@
 namespace ruche {
 
 struct ImageTransformOptions {
-  int crop = 224;    // output side
-  int resize = 256;  // validation: short side before the center crop
+  int crop = 224;                             // output side
+  int resize = 256;                           // validation: short side before the center crop
   float scale_min = 0.08f, scale_max = 1.0f;  // random-resized-crop area fraction
   float ratio_min = 3.0f / 4.0f, ratio_max = 4.0f / 3.0f;
   bool flip = true;
@@ -35,12 +35,11 @@ struct ImageTransformOptions {
 // side to `resize`, center crop `crop`, normalise), decoding at the smallest DCT scale the crop
 // allows. PNG bytes (told by their signature) are decoded whole (engine/data/png.h), then take the
 // same transforms. Throws ruche::Error naming `what` when the bytes are not a readable JPEG or PNG.
-void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
-                    bool train, const ImageTransformOptions& options, const RngStream& stream,
-                    float* out);
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what, bool train,
+                    const ImageTransformOptions& options, const RngStream& stream, float* out);
 // The same sample as 8-bit pixels before normalising (for a normalise done on the device).
-void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what,
-                    bool train, const ImageTransformOptions& options, const RngStream& stream,
+void jpeg_to_sample(const std::uint8_t* data, std::size_t size, const std::string& what, bool train,
+                    const ImageTransformOptions& options, const RngStream& stream,
                     std::uint8_t* out);
 
 }  // namespace ruche

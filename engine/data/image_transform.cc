@@ -81,9 +81,9 @@ CropBox random_resized_crop_box(int width, int height, const ImageTransformOptio
     if (w > 0 && w <= width && h > 0 && h <= height) {
       // torch.randint(0, n): uniform over [0, n).
       const int top = std::min(height - h, static_cast<int>(rng_uniform(stream, p + 2) *
-                                                           static_cast<double>(height - h + 1)));
+                                                            static_cast<double>(height - h + 1)));
       const int left = std::min(width - w, static_cast<int>(rng_uniform(stream, p + 3) *
-                                                          static_cast<double>(width - w + 1)));
+                                                            static_cast<double>(width - w + 1)));
       return {top, left, h, w};
     }
   }
@@ -142,7 +142,8 @@ Image8 resize_bilinear(const Image8& src, double x0, double y0, double w, double
     std::uint8_t* out = mid.row(y);
     for (int x = 0; x < out_width; ++x) {
       const std::int32_t* k = cx.weights.data() + static_cast<std::size_t>(x) * cx.ksize;
-      const std::uint8_t* p = in + static_cast<std::size_t>(cx.first[static_cast<std::size_t>(x)]) * ch;
+      const std::uint8_t* p =
+          in + static_cast<std::size_t>(cx.first[static_cast<std::size_t>(x)]) * ch;
       const int n = cx.count[static_cast<std::size_t>(x)];
       if (ch == 3) {  // the common case: three running sums, one pass over the taps
         std::int32_t s0 = kHalf, s1 = kHalf, s2 = kHalf;

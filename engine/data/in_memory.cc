@@ -23,7 +23,9 @@ InMemoryDataset::InMemoryDataset(InMemoryData data, const std::string& where)
       << where << ": " << n << " labels but " << values << " values for samples of shape "
       << d_.sample_shape.str() << " (expected " << n * numel << ")";
   RUCHE_REQUIRE(n > 0) << where << ": no samples";
-  RUCHE_REQUIRE(d_.targets.size() == (d_.target_shape.ndim() ? n * static_cast<std::size_t>(d_.target_shape.numel()) : 0))
+  RUCHE_REQUIRE(
+      d_.targets.size() ==
+      (d_.target_shape.ndim() ? n * static_cast<std::size_t>(d_.target_shape.numel()) : 0))
       << where << ": " << d_.targets.size() << " target values for " << n << " samples of target "
       << d_.target_shape.str();
   std::int32_t max_label = 0;

@@ -12,12 +12,12 @@ namespace ruche {
 
 struct InMemoryData {
   std::string kind;
-  Shape sample_shape;            // [C, H, W] or [D]
-  std::vector<std::uint8_t> u8;  // N * numel(sample_shape) pixels, or empty
-  std::vector<float> f32;        // N * numel(sample_shape) values, or empty
-  std::vector<std::int32_t> labels;  // all 0 when the targets are floats
-  Shape target_shape;                // regression: one sample's float target, else empty
-  std::vector<float> targets;        // N * numel(target_shape), or empty
+  Shape sample_shape;                    // [C, H, W] or [D]
+  std::vector<std::uint8_t> u8;          // N * numel(sample_shape) pixels, or empty
+  std::vector<float> f32;                // N * numel(sample_shape) values, or empty
+  std::vector<std::int32_t> labels;      // all 0 when the targets are floats
+  Shape target_shape;                    // regression: one sample's float target, else empty
+  std::vector<float> targets;            // N * numel(target_shape), or empty
   int num_classes = 0;                   // 0: max label + 1
   std::vector<std::string> class_names;  // empty: numbered
 };

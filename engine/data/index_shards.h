@@ -34,9 +34,9 @@ struct IndexOptions {
 };
 
 struct IndexSummary {
-  int shards = 0, reused = 0;         // reused: results kept from an earlier run
+  int shards = 0, reused = 0;  // reused: results kept from an earlier run
   std::int64_t samples = 0;
-  std::int64_t skipped_members = 0;   // not part of any sample
+  std::int64_t skipped_members = 0;     // not part of any sample
   std::vector<std::string> incomplete;  // samples lacking an image or a label, named
   double seconds = 0;
   std::string text() const;  // one line, then one per incomplete sample

@@ -125,9 +125,9 @@ DecodedWindow decode_jpeg_rgb_window(const std::uint8_t* data, std::size_t size,
   // libjpeg turns YCCK into CMYK and gray into RGB itself; CMYK to RGB is ours.
   d.cinfo.out_color_space = four ? JCS_CMYK : JCS_RGB;
   if (choose_scale) {
-    const int scale = choose_scale({static_cast<int>(d.cinfo.image_width),
-                                    static_cast<int>(d.cinfo.image_height),
-                                    d.cinfo.num_components});
+    const int scale =
+        choose_scale({static_cast<int>(d.cinfo.image_width), static_cast<int>(d.cinfo.image_height),
+                      d.cinfo.num_components});
     RUCHE_CHECK(scale >= 1 && scale <= 8) << "DCT scale " << scale << "/8";
     d.cinfo.scale_num = static_cast<unsigned>(scale);
     d.cinfo.scale_denom = 8;
@@ -193,9 +193,8 @@ Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::st
 
 Image8 decode_jpeg_rgb(const std::uint8_t* data, std::size_t size, const std::string& what,
                        int scale_eighths) {
-  return decode_jpeg_rgb(data, size, what, [scale_eighths](const JpegInfo&) {
-    return scale_eighths;
-  });
+  return decode_jpeg_rgb(data, size, what,
+                         [scale_eighths](const JpegInfo&) { return scale_eighths; });
 }
 
 std::vector<std::uint8_t> encode_jpeg(const Image8& image, int quality, bool cmyk_as_ycck) {

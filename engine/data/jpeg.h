@@ -21,7 +21,9 @@ struct JpegInfo {
 struct Image8 {
   int width = 0, height = 0, channels = 0;
   std::vector<std::uint8_t> pixels;
-  std::uint8_t* row(int y) { return pixels.data() + static_cast<std::size_t>(y) * width * channels; }
+  std::uint8_t* row(int y) {
+    return pixels.data() + static_cast<std::size_t>(y) * width * channels;
+  }
   const std::uint8_t* row(int y) const {
     return pixels.data() + static_cast<std::size_t>(y) * width * channels;
   }

@@ -100,8 +100,8 @@ std::int64_t BatchLoader::fill(std::int64_t batch, int thread, BatchRing::Rows& 
         float* t = target + j * target_numel;
         dataset_->read_target(index, t);
         transform_.augment_target(t, target_shape,
-                                  target_scratch_[static_cast<std::size_t>(thread)].data(),
-                                  epoch_, static_cast<std::uint64_t>(index));
+                                  target_scratch_[static_cast<std::size_t>(thread)].data(), epoch_,
+                                  static_cast<std::uint64_t>(index));
       }
     } else if (options_.transform.augment.enabled) {
       // Keyed by the sample's own index, as Transform does: any thread, rank or resume agrees.
@@ -125,8 +125,8 @@ std::int64_t BatchLoader::next(Tensor& x, Tensor& y) {
                  sampler_.world());
     for (std::int64_t j = 0; j < n; ++j) {
       std::fprintf(trace_, " %lld",
-                   static_cast<long long>(indices_[static_cast<std::size_t>(
-                       batch * options_.batch_size + j)]));
+                   static_cast<long long>(
+                       indices_[static_cast<std::size_t>(batch * options_.batch_size + j)]));
     }
     std::fprintf(trace_, "\n");
     std::fflush(trace_);

@@ -85,13 +85,13 @@ class BatchLoader final : public BatchSource {
 
   std::vector<std::int64_t> indices_;  // this rank's samples this epoch
   std::uint32_t epoch_ = 0;
-  std::vector<std::vector<float>> scratch_;  // per producer thread, for the transform
+  std::vector<std::vector<float>> scratch_;         // per producer thread, for the transform
   std::vector<std::vector<float>> target_scratch_;  // per thread, a float target's augmentation
   // Test-only (RUCHE_TRACE_SAMPLES=DIR, training loaders): DIR/samples-<rank>.txt gets a line
   // "epoch E batch K world W: i1 i2 ..." for every batch next() hands out, so a test can count
   // which samples an epoch trained on across restarts and world sizes.
   std::FILE* trace_ = nullptr;
-  std::unique_ptr<BatchRing> ring_;          // last: its threads read the members above
+  std::unique_ptr<BatchRing> ring_;  // last: its threads read the members above
 };
 
 }  // namespace ruche

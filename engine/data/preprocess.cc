@@ -147,8 +147,8 @@ Normalization normalization_of(const proto::Preprocess& record, const std::strin
   RUCHE_REQUIRE(input == "pixels" || input == "values")
       << where << ": input '" << input << "', expected pixels or values";
   RUCHE_REQUIRE((input == "pixels") == facts.pixels)
-      << where << ": the record takes " << input << " but the data (" << facts.source
-      << ") gives " << (facts.pixels ? "pixels" : "values");
+      << where << ": the record takes " << input << " but the data (" << facts.source << ") gives "
+      << (facts.pixels ? "pixels" : "values");
   RUCHE_REQUIRE(record.scale() > 0 && std::isfinite(record.scale()))
       << where << ": scale " << record.scale() << ", expected > 0";
   const auto channels = static_cast<std::size_t>(channels_of(shape));
@@ -177,9 +177,8 @@ Normalization normalization_of(const proto::Preprocess& record, const std::strin
   if (record.has_mean_image()) {
     const std::string path = (fs::path(record_dir) / record.mean_image()).string();
     const Tensor mean = load_npy(path);
-    RUCHE_REQUIRE(mean.shape() == shape)
-        << path << ": a mean image of shape " << mean.shape().str() << " for samples of shape "
-        << shape.str();
+    RUCHE_REQUIRE(mean.shape() == shape) << path << ": a mean image of shape " << mean.shape().str()
+                                         << " for samples of shape " << shape.str();
     RUCHE_REQUIRE(mean.dtype() == DType::f32) << path << ": expected float32 values";
     n.mean_image = mean.to_vector();
   }
@@ -212,8 +211,8 @@ std::string preprocess_json(const proto::Preprocess& record) {
 proto::Preprocess parse_preprocess(const std::string& json, const std::string& where) {
   proto::Preprocess record;
   const auto status = google::protobuf::util::JsonStringToMessage(json, &record);
-  RUCHE_REQUIRE(status.ok()) << where << ": not a preprocessing record: "
-                             << std::string(status.message());
+  RUCHE_REQUIRE(status.ok()) << where
+                             << ": not a preprocessing record: " << std::string(status.message());
   return record;
 }
 

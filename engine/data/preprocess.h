@@ -19,7 +19,8 @@ namespace ruche {
 inline constexpr const char* kPreprocessFile = "preprocess.json";
 
 // --normalize: auto (fixed statistics for the named data sets, else computed from the training
-// split), none, or M1,M2,M3/S1,S2,S3 (one mean and one std per channel, in [0, 1] units for pixels).
+// split), none, or M1,M2,M3/S1,S2,S3 (one mean and one std per channel, in [0, 1] units for
+// pixels).
 struct NormalizeChoice {
   enum class Mode { automatic, none, given };
   Mode mode = Mode::automatic;

@@ -20,7 +20,10 @@ void shuffle_in_place(std::vector<std::int64_t>& v, const RngStream& s) {
 
 DistributedSampler::DistributedSampler(std::int64_t dataset_size, int rank, int world,
                                        SamplerOptions options)
-    : size_(dataset_size), epoch_size_(dataset_size), rank_(rank), world_(world),
+    : size_(dataset_size),
+      epoch_size_(dataset_size),
+      rank_(rank),
+      world_(world),
       options_(std::move(options)) {
   RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
   RUCHE_REQUIRE(dataset_size > 0) << "the sampler has an empty dataset";
@@ -29,8 +32,7 @@ DistributedSampler::DistributedSampler(std::int64_t dataset_size, int rank, int 
         << "a balanced sampler needs the label of each of its " << size_ << " samples";
     // The multiset's size is the same every epoch: only which samples repeat changes.
     epoch_size_ = static_cast<std::int64_t>(
-        balanced_indices(*options_.labels, options_.classes, options_.balance, RngStream{})
-            .size());
+        balanced_indices(*options_.labels, options_.classes, options_.balance, RngStream{}).size());
   }
   if (options_.drop_last) {
     num_samples_ = epoch_size_ / world;
@@ -62,8 +64,7 @@ void DistributedSampler::rank_indices(std::uint32_t epoch, std::vector<std::int6
   out->resize(static_cast<std::size_t>(num_samples_));
   for (std::int64_t k = 0; k < num_samples_; ++k) {
     const std::int64_t position = rank_ + k * world_;  // < total; wraps only when padding
-    (*out)[static_cast<std::size_t>(k)] =
-        order[static_cast<std::size_t>(position % epoch_size_)];
+    (*out)[static_cast<std::size_t>(k)] = order[static_cast<std::size_t>(position % epoch_size_)];
   }
 }
 

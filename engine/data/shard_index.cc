@@ -45,8 +45,8 @@ ShardIndex read_shard_index(const std::string& dir) {
   RUCHE_REQUIRE(fs::exists(index_path))
       << index_path << ": missing (`ruche index " << dir << "` writes it; `ruche convert` too)";
   const std::string labels_text = checkpoint_io::read_file(labels_path);
-  ShardIndex index = parse_shard_index(checkpoint_io::read_file(index_path), index_path,
-                                       labels_text, labels_path);
+  ShardIndex index =
+      parse_shard_index(checkpoint_io::read_file(index_path), index_path, labels_text, labels_path);
   index.dir = dir;
   return index;
 }

@@ -88,7 +88,11 @@ ShardPosition ShardPosition::decode(const std::string& text) {
 
 ShardLoader::ShardLoader(const ShardIndex& index, const std::string& split, int rank, int world,
                          const ShardLoaderOptions& options)
-    : classes_(index.classes), split_(split), rank_(rank), world_(world), options_(options) {
+    : classes_(index.classes),
+      split_(split),
+      rank_(rank),
+      world_(world),
+      options_(options) {
   RUCHE_CHECK(world > 0 && rank >= 0 && rank < world) << "rank " << rank << " of " << world;
   RUCHE_REQUIRE(options_.batch_size > 0)
       << "--batch-size " << options_.batch_size << ": expected > 0";
@@ -293,14 +297,13 @@ void ShardLoader::read_sample(std::int64_t sample, Tensor& x, std::int64_t row,
     }
     const int rank = label_rank(ext);
     if (rank < 0 || rank >= label_rank_taken) continue;
-    const std::string what = shard.path + ": " + member.name + " at byte " +
-                             std::to_string(member.offset);
+    const std::string what =
+        shard.path + ": " + member.name + " at byte " + std::to_string(member.offset);
     const SampleLabel l = parse_label(ext, member.data.data(), member.data.size(), what);
     if (!l.found) continue;
     if (l.index >= 0) {
       RUCHE_REQUIRE(l.index < static_cast<std::int64_t>(classes_.size()))
-          << what << ": label " << l.index << " is not below the " << classes_.size()
-          << " classes";
+          << what << ": label " << l.index << " is not below the " << classes_.size() << " classes";
       cls = l.index;
     } else {
       const auto found = class_of_name_.find(l.name);

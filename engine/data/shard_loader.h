@@ -116,8 +116,8 @@ class ShardLoader final : public BatchSource {
   void start_from(const std::string& text) override { start_epoch(ShardPosition::decode(text)); }
 
   // Copies the next batch into x ([batch, 3, crop, crop] of x_dtype; [batch, crop, crop, 3] with
-  // transform.channels_last) and y (i32 [batch]) and returns how many rows are real: batch_size, fewer for an
-  // unpadded last batch, 0 at the end of the epoch. When `samples` is given it
+  // transform.channels_last) and y (i32 [batch]) and returns how many rows are real: batch_size,
+  // fewer for an unpadded last batch, 0 at the end of the epoch. When `samples` is given it
   // receives each returned row's global sample number (shard order of the
   // index, then offset), or -1 for a repeat that pads the rank's last batch.
   std::int64_t next(Tensor& x, Tensor& y, std::vector<std::int64_t>* samples) {

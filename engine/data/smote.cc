@@ -65,8 +65,7 @@ DatasetPtr smote_balance(const Dataset& train, int k, std::uint64_t seed) {
       for (std::int64_t b = 0; b < m; ++b) {
         if (b == a) continue;
         by_distance.emplace_back(
-            squared_distance(xa, out.f32.data() + members[static_cast<std::size_t>(b)] * d, d),
-            b);
+            squared_distance(xa, out.f32.data() + members[static_cast<std::size_t>(b)] * d, d), b);
       }
       // cppcheck-suppress containerOutOfBounds ; neighbours <= m - 1, by_distance's size
       std::partial_sort(by_distance.begin(), by_distance.begin() + neighbours, by_distance.end());
@@ -80,15 +79,15 @@ DatasetPtr smote_balance(const Dataset& train, int k, std::uint64_t seed) {
                              kSmoteLayer + static_cast<std::uint32_t>(c)};
       const std::int64_t a = s % m;
       const auto pick = std::min<std::int64_t>(
-          neighbours - 1, static_cast<std::int64_t>(rng_uniform(stream, 0) *
-                                                    static_cast<float>(neighbours)));
+          neighbours - 1,
+          static_cast<std::int64_t>(rng_uniform(stream, 0) * static_cast<float>(neighbours)));
       const std::int64_t b = nearest[static_cast<std::size_t>(a * neighbours + pick)];
       const float gap = rng_uniform(stream, 1);
       // Copies first: out.f32 grows below, which moves its storage.
       const float* xa = out.f32.data() + members[static_cast<std::size_t>(a)] * d;
       const float* xb = out.f32.data() + members[static_cast<std::size_t>(b)] * d;
-      for (std::int64_t i = 0; i < d; ++i) sample[static_cast<std::size_t>(i)] =
-          xa[i] + gap * (xb[i] - xa[i]);
+      for (std::int64_t i = 0; i < d; ++i)
+        sample[static_cast<std::size_t>(i)] = xa[i] + gap * (xb[i] - xa[i]);
       out.f32.insert(out.f32.end(), sample.begin(), sample.end());
       out.labels.push_back(c);
     }

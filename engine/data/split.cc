@@ -10,7 +10,8 @@
 namespace ruche {
 
 Subset::Subset(DatasetPtr base, std::vector<std::int64_t> indices)
-    : base_(std::move(base)), indices_(std::move(indices)) {
+    : base_(std::move(base)),
+      indices_(std::move(indices)) {
   for (std::int64_t i : indices_) {
     RUCHE_CHECK(i >= 0 && i < base_->size()) << "subset index " << i << " of " << base_->size();
   }

@@ -8,7 +8,10 @@
 namespace ruche {
 
 SyntheticDataset::SyntheticDataset(const SyntheticOptions& o)
-    : shape_(o.sample_shape), size_(o.size), pool_(std::min(o.pool, o.size)), seed_(o.seed) {
+    : shape_(o.sample_shape),
+      size_(o.size),
+      pool_(std::min(o.pool, o.size)),
+      seed_(o.seed) {
   RUCHE_REQUIRE(o.size > 0 && o.pool > 0)
       << "synthetic data: size " << o.size << " and pool " << o.pool << ", expected both > 0";
   RUCHE_REQUIRE(o.num_classes > 0) << "synthetic data: " << o.num_classes << " classes";

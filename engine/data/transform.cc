@@ -71,7 +71,8 @@ Normalization default_normalization(const Dataset& train) {
 }
 
 Transform::Transform(const Shape& sample_shape, TransformOptions options)
-    : shape_(sample_shape), o_(std::move(options)) {
+    : shape_(sample_shape),
+      o_(std::move(options)) {
   const auto channels = static_cast<std::size_t>(channel_counts(shape_).channels);
   const Normalization& n = o_.norm;
   RUCHE_REQUIRE((n.mean.empty() || n.mean.size() == channels) &&

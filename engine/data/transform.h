@@ -19,7 +19,8 @@ namespace ruche {
 struct Normalization {
   Normalization() = default;
   Normalization(std::vector<float> per_channel_mean, std::vector<float> per_channel_std)
-      : mean(std::move(per_channel_mean)), std(std::move(per_channel_std)) {}
+      : mean(std::move(per_channel_mean)),
+        std(std::move(per_channel_std)) {}
 
   std::vector<float> mean;        // per channel
   std::vector<float> std;         // per channel
@@ -76,8 +77,8 @@ class Transform {
   // H x W (a mask, a depth map, a denoised image) gets the same crop and flip as sample `index`
   // got from apply() with the same epoch; any other target is left alone (it is not spatial).
   // scratch holds target_shape.numel() floats.
-  void augment_target(float* target, const Shape& target_shape, float* scratch,
-                      std::uint32_t epoch, std::uint64_t index) const;
+  void augment_target(float* target, const Shape& target_shape, float* scratch, std::uint32_t epoch,
+                      std::uint64_t index) const;
   // Whether augment_target moves a target of this shape.
   bool target_follows(const Shape& target_shape) const;
   std::size_t scratch_floats() const { return static_cast<std::size_t>(shape_.numel()); }

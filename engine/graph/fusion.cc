@@ -7,8 +7,8 @@ namespace {
 
 // The plain ReLU (no negative slope) that writes its one bottom in place.
 bool in_place_relu(const proto::LayerParameter& lp) {
-  return lp.type() == "ReLU" && lp.relu_param().negative_slope() == 0.0f &&
-         lp.bottom_size() == 1 && lp.top_size() == 1 && lp.top(0) == lp.bottom(0);
+  return lp.type() == "ReLU" && lp.relu_param().negative_slope() == 0.0f && lp.bottom_size() == 1 &&
+         lp.top_size() == 1 && lp.top(0) == lp.bottom(0);
 }
 
 }  // namespace

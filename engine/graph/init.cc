@@ -41,9 +41,15 @@ void fill_param(Tensor& t, const ParamDecl& d, const RngStream& stream) {
         fill_uniform(t, -bound, bound, stream);
         return;
       }
-      case ParamRole::norm_weight: t.fill(1.0f); return;
-      case ParamRole::norm_bias: t.fill(0.0f); return;
-      case ParamRole::buffer: t.fill(d.filler.value()); return;
+      case ParamRole::norm_weight:
+        t.fill(1.0f);
+        return;
+      case ParamRole::norm_bias:
+        t.fill(0.0f);
+        return;
+      case ParamRole::buffer:
+        t.fill(d.filler.value());
+        return;
     }
   }
   if (type == "constant") {

@@ -69,8 +69,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   std::unique_ptr<Net> net(new Net());
   net->param_ = param;
   net->options_ = options;
-  RUCHE_REQUIRE(options.batch_size > 0) << "batch size must be positive, got "
-                                        << options.batch_size;
+  RUCHE_REQUIRE(options.batch_size > 0)
+      << "batch size must be positive, got " << options.batch_size;
   RUCHE_REQUIRE(param.layer_size() > 0) << options.source.file << ": the net has no layers";
   // CPU nets get the layout and memory plans (net_plan.cc); their blobs are placed by the plan,
   // so nothing is touched (or counted in the peak RSS) before it.
@@ -99,7 +99,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
         const auto it = current.find(name);
         if (it == current.end()) {
           std::string known;
-          for (const auto& [blob, index] : current) known.append(known.empty() ? "" : ", ").append(blob);
+          for (const auto& [blob, index] : current)
+            known.append(known.empty() ? "" : ", ").append(blob);
           RUCHE_FAIL() << "bottom '" << name << "' is not produced by any earlier layer (blobs so "
                        << "far: " << (known.empty() ? "none" : known) << ")";
         }
@@ -113,14 +114,14 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
       if (lp.type() == "Input") {
         // The Net tells Input what a batch is: [B, sample...] and the labels [B].
         Shape sample = options.sample_shape;
-        if (sample.ndim() == 0) sample = Shape(lp.input_param().dim().begin(),
-                                               lp.input_param().dim().end());
+        if (sample.ndim() == 0)
+          sample = Shape(lp.input_param().dim().begin(), lp.input_param().dim().end());
         RUCHE_REQUIRE(sample.ndim() > 0)
             << "the input shape is unknown: set input_param { dim: ... } or give a dataset";
         in_shapes = {with_batch(options.batch_size, sample),
-                     options.target_shape.ndim() ? with_batch(options.batch_size,
-                                                              options.target_shape)
-                                                 : Shape{options.batch_size}};
+                     options.target_shape.ndim()
+                         ? with_batch(options.batch_size, options.target_shape)
+                         : Shape{options.batch_size}};
       }
       const std::vector<Shape> out_shapes = layer->reshape(in_shapes, options.num_classes);
       RUCHE_REQUIRE(static_cast<int>(out_shapes.size()) >= lp.top_size())
@@ -152,9 +153,9 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
           const bool label = lp.type() == "Input" && t == 1;
           // Under autocast every activation is in the compute dtype but the labels and losses.
           const DType dtype = label && options.target_shape.ndim() ? DType::f32
-                              : label                 ? DType::i32
-                              : is_loss(lp.type())    ? DType::f32
-                                                      : options.compute_dtype;
+                              : label                              ? DType::i32
+                              : is_loss(lp.type())                 ? DType::f32
+                                                                   : options.compute_dtype;
           blob.data = blob_tensor(out_shapes[static_cast<std::size_t>(t)], dtype);
         }
         current[name] = static_cast<int>(net->blobs_.size());
@@ -212,8 +213,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   }
   if (!net->losses_.empty()) {
     const int main = net->main_loss_layer_;
-    net->output_ = net->blobs_[static_cast<std::size_t>(bottoms[static_cast<std::size_t>(main)][0])]
-                       .data;
+    net->output_ =
+        net->blobs_[static_cast<std::size_t>(bottoms[static_cast<std::size_t>(main)][0])].data;
     net->weighted_loss_ = net->losses_.size() > 1 || net->losses_[0].weight != 1.0f;
     net->loss_ = net->weighted_loss_ ? Tensor::zeros({1}, DType::f32, options.device)
                                      : net->losses_[0].value;
@@ -221,8 +222,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     // A deploy net: no loss; its output is the last layer's first top.
     for (int li = param.layer_size(); li-- > 0;) {
       if (tops[static_cast<std::size_t>(li)].empty()) continue;
-      net->output_ = net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])]
-                         .data;
+      net->output_ =
+          net->blobs_[static_cast<std::size_t>(tops[static_cast<std::size_t>(li)][0])].data;
       break;
     }
   }
@@ -269,7 +270,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     if (!needs_grad[b] || (blob.producer >= 0 && is_loss(param.layer(blob.producer).type()))) {
       continue;  // a loss: its gradient is the seed the loss layer applies itself
     }
-    if (blob.in_place_of >= 0) blob.diff = net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff;
+    if (blob.in_place_of >= 0)
+      blob.diff = net->blobs_[static_cast<std::size_t>(blob.in_place_of)].diff;
     if (!blob.diff.defined()) {
       blob.diff = blob_tensor(blob.data.shape(), blob.data.dtype()).with_layout(blob.data.layout());
     }
@@ -283,8 +285,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     for (int b : bottoms[li]) {
       Blob& blob = net->blobs_[static_cast<std::size_t>(b)];
       io.bottom.push_back(blob.data);
-      io.bottom_diff.push_back(blob.diff.defined() ? net->gradient_for_reader(b, static_cast<int>(li))
-                                                   : Tensor());
+      io.bottom_diff.push_back(
+          blob.diff.defined() ? net->gradient_for_reader(b, static_cast<int>(li)) : Tensor());
     }
     for (int t : tops[li]) {
       io.top.push_back(net->blobs_[static_cast<std::size_t>(t)].data);
@@ -346,8 +348,8 @@ void Net::place_params(const std::vector<std::vector<ParamDecl>>& decls) {
   for (const auto& d : decls) decls_.push_back(d);
 
   const Device device = options_.device;
-  params_ = Tensor::zeros({std::max<std::int64_t>(offset, 1)}, DType::f32, device)
-                .narrow(0, 0, offset);
+  params_ =
+      Tensor::zeros({std::max<std::int64_t>(offset, 1)}, DType::f32, device).narrow(0, 0, offset);
   grads_ = Tensor::zeros({std::max<std::int64_t>(num_trainable_, 1)}, DType::f32, device)
                .narrow(0, 0, num_trainable_);
   buffers_ = Tensor::zeros({std::max<std::int64_t>(buffer_count_, 1)}, DType::f32, device)
@@ -453,8 +455,8 @@ void Net::forward(const StepContext& ctx) {
 void Net::sum_losses() {
   loss_.copy_from(losses_[0].value);
   ops::scale(losses_[0].weight, loss_);
-  for (std::size_t i = 1; i < losses_.size(); ++i) ops::axpy(losses_[i].weight, losses_[i].value,
-                                                             loss_);
+  for (std::size_t i = 1; i < losses_.size(); ++i)
+    ops::axpy(losses_[i].weight, losses_[i].value, loss_);
 }
 
 void Net::forward_layer(std::size_t li, const StepContext& ctx) {
@@ -599,9 +601,9 @@ std::vector<LayerTiming> Net::time_layers(int iterations, const StepContext& ctx
 }
 
 void Net::make_grad_scratch() {
-  grad_scratch_ = Tensor::zeros({std::max<std::int64_t>(num_trainable_, 1)}, DType::f32,
-                                options_.device)
-                      .narrow(0, 0, num_trainable_);
+  grad_scratch_ =
+      Tensor::zeros({std::max<std::int64_t>(num_trainable_, 1)}, DType::f32, options_.device)
+          .narrow(0, 0, num_trainable_);
   scratch_param_grads_.resize(layers_.size());
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     for (const Tensor& g : master_grads_[li]) {
@@ -660,9 +662,8 @@ std::string Net::summary() const {
       if (d.role != ParamRole::buffer) count += d.shape.numel();
     }
     total_params += count;
-    const std::string shape = tops_[li].empty()
-                                  ? "-"
-                                  : blobs_[static_cast<std::size_t>(tops_[li][0])].data.shape().str();
+    const std::string shape =
+        tops_[li].empty() ? "-" : blobs_[static_cast<std::size_t>(tops_[li][0])].data.shape().str();
     std::snprintf(line, sizeof line, "%-28s %-16s %-22s %12lld %12.1f\n",
                   layers_[li]->name().substr(0, 28).c_str(), layers_[li]->type().c_str(),
                   shape.c_str(), static_cast<long long>(count),
@@ -688,7 +689,7 @@ std::string Net::first_nonfinite() const {
       return true;
     }
     Tensor f32 = t.with_layout(Layout::plain);  // finiteness does not care about the order
-    if (t.dtype() != DType::f32) {  // an autocast activation
+    if (t.dtype() != DType::f32) {              // an autocast activation
       f32 = Tensor::empty(t.shape(), DType::f32, t.device());
       ops::cast(t.contiguous(), f32);
     }
@@ -699,18 +700,18 @@ std::string Net::first_nonfinite() const {
   };
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     for (const auto& p : master_params_[li]) {
-      if (!finite(p)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
-                             ") parameters";
+      if (!finite(p))
+        return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() + ") parameters";
     }
     for (const auto& t : io_[li].top) {
-      if (!finite(t)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
-                             ") output";
+      if (!finite(t))
+        return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() + ") output";
     }
   }
   for (std::size_t li = layers_.size(); li-- > 0;) {
     for (const auto& g : master_grads_[li]) {
-      if (!finite(g)) return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() +
-                             ") gradient";
+      if (!finite(g))
+        return "layer '" + layers_[li]->name() + "' (" + layers_[li]->type() + ") gradient";
     }
   }
   return "";

@@ -23,13 +23,12 @@ struct NetSource {
 
 // Reads a net prototxt, remembering each layer's line.
 proto::NetParameter load_net(const std::string& path, NetSource* source);
-proto::NetParameter parse_net(const std::string& text, const std::string& where,
-                              NetSource* source);
+proto::NetParameter parse_net(const std::string& text, const std::string& where, NetSource* source);
 
 struct NetOptions {
   int batch_size = 1;
-  Shape sample_shape;    // one input sample, e.g. [1, 28, 28]; the Input layer's dims win
-  int num_classes = 0;   // for classifiers whose num_output is 0
+  Shape sample_shape;   // one input sample, e.g. [1, 28, 28]; the Input layer's dims win
+  int num_classes = 0;  // for classifiers whose num_output is 0
   // One sample's target: empty for a class label (i32 [B]), else f32 [B, target_shape...] (a
   // regression or reconstruction target, engine/train/task.h).
   Shape target_shape;
@@ -62,21 +61,21 @@ struct ParamEntry {
   std::string name;  // PyTorch state_dict name, "layer1.0.conv1.weight"
   Shape shape;
   ParamRole role = ParamRole::weight;
-  int layer = 0;              // index into layers()
-  std::int64_t offset = 0;    // elements from the start of params() (or buffers())
+  int layer = 0;            // index into layers()
+  std::int64_t offset = 0;  // elements from the start of params() (or buffers())
   std::int64_t count = 0;
   float lr_mult = 1.0f;
   float decay_mult = 1.0f;
-  bool frozen = false;        // lr_mult 0: in the trailing region of params(), no gradient
-  bool is_integer = false;    // num_batches_tracked: int64 in a state_dict, f32 here
+  bool frozen = false;      // lr_mult 0: in the trailing region of params(), no gradient
+  bool is_integer = false;  // num_batches_tracked: int64 in a state_dict, f32 here
 };
 
 // One loss layer of a net: its weight in the net's loss (loss_weight, default 1) and its value.
 struct LossTerm {
-  int layer = 0;            // index into layers()
-  std::string name, type;   // the layer's
+  int layer = 0;           // index into layers()
+  std::string name, type;  // the layer's
   float weight = 1.0f;
-  Tensor value;             // [1] f32: this layer's loss after a forward
+  Tensor value;  // [1] f32: this layer's loss after a forward
 };
 
 class Net {
@@ -102,7 +101,7 @@ class Net {
   // each layer's parameters then buffers. num_batches_tracked is an f32 view here.
   std::vector<std::pair<std::string, Tensor>> state_dict() const;
 
-  Tensor& input() { return input_; }    // [B, sample...] f32: the data blob (or what is cast to it)
+  Tensor& input() { return input_; }  // [B, sample...] f32: the data blob (or what is cast to it)
   // [B] i32, or f32 [B, target_shape...]; undefined when Input has one top.
   Tensor& labels() { return labels_; }
   // The blob the main loss reads (logits); a net without a loss: the last layer's first top.
@@ -155,7 +154,7 @@ class Net {
   // The first layer (in forward order) whose output or parameter gradient holds a NaN or Inf,
   // as "layer 'conv2' (Convolution) output"; "" when all are finite.
   std::string first_nonfinite() const;
-  double forward_flops() const;       // multiply-adds per batch
+  double forward_flops() const;  // multiply-adds per batch
   std::size_t activation_bytes() const;
   // CPU nets (not on the reference path, RUCHE_CPU_REFERENCE=1): whether the layout and memory
   // plans apply, and the plan: activations and their gradients in one arena of plan.peak bytes
@@ -173,10 +172,10 @@ class Net {
     std::string name;
     Tensor data, diff;
     int producer = -1;
-    int in_place_of = -1;            // the version this one overwrote
-    std::vector<int> consumers;      // layers reading this version, in forward order
-    std::vector<Tensor> extra_diffs; // gradients of all readers but the last, summed in backward
-    int shadow_of = -1;              // a plain copy of that blocked version (the layout plan)
+    int in_place_of = -1;             // the version this one overwrote
+    std::vector<int> consumers;       // layers reading this version, in forward order
+    std::vector<Tensor> extra_diffs;  // gradients of all readers but the last, summed in backward
+    int shadow_of = -1;               // a plain copy of that blocked version (the layout plan)
   };
   // y = x after a layer's forward (a plain shadow of a blocked blob) or backward (the shadow's
   // gradient into the blocked blob's), the gradients in `add` summed into x first.
@@ -212,10 +211,10 @@ class Net {
   std::vector<Blob> blobs_;
   std::vector<std::vector<int>> tops_;  // blob versions each layer writes
   LayerTimer layer_timer_;
-  std::vector<bool> trainable_layer_;   // whether backward must visit the layer
+  std::vector<bool> trainable_layer_;  // whether backward must visit the layer
   std::vector<LossTerm> losses_;
   int main_loss_layer_ = -1;
-  bool weighted_loss_ = false;          // loss_ is a sum computed after forward
+  bool weighted_loss_ = false;  // loss_ is a sum computed after forward
   std::vector<std::pair<std::int64_t, std::int64_t>> layer_grad_range_;  // in grads()
   Tensor params_, grads_, buffers_;
   Tensor grad_scratch_;  // micro-batches 2..K write here, then add to grads_

@@ -49,8 +49,8 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
   std::vector<bool> plain_chain(n, false);
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     const bool plain_layer = use_of(li) == Layer::LayoutUse::plain;
-    const bool user_visible = li == 0 || li + 1 == layers_.size() ||
-                              is_loss_layer(layers_[li]->type());
+    const bool user_visible =
+        li == 0 || li + 1 == layers_.size() || is_loss_layer(layers_[li]->type());
     for (int t : tops[li]) {
       const auto b = static_cast<std::size_t>(t);
       if (user_visible || (plain_layer && blobs_[b].in_place_of >= 0)) {

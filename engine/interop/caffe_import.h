@@ -13,18 +13,18 @@
 namespace ruche {
 
 struct CaffeImportOptions {
-  std::string net;      // train_val.prototxt or deploy.prototxt (V2 `layer` or V1 `layers`)
-  std::string weights;  // X.caffemodel; empty: none
-  std::string solver;   // solver.prototxt; empty: none
-  std::string out;      // the output folder (created)
+  std::string net;         // train_val.prototxt or deploy.prototxt (V2 `layer` or V1 `layers`)
+  std::string weights;     // X.caffemodel; empty: none
+  std::string solver;      // solver.prototxt; empty: none
+  std::string out;         // the output folder (created)
   std::vector<int> input;  // C,H,W when the net's data layers give no shape (for --weights)
 };
 
 struct CaffeImportResult {
   proto::NetParameter net;
-  int tensors = 0;                  // weights.npz: tensors written from the .caffemodel
-  std::vector<std::string> report;  // the lines of OUT/import-report.txt
-  std::vector<std::string> written; // the files written
+  int tensors = 0;                   // weights.npz: tensors written from the .caffemodel
+  std::vector<std::string> report;   // the lines of OUT/import-report.txt
+  std::vector<std::string> written;  // the files written
 };
 
 // Reads, maps and writes. Anything it cannot carry (a V0 net, an unknown layer type, a blob whose

@@ -52,7 +52,8 @@ void map_optimizer(const cf::SolverParameter& in, const std::string& where,
     s.set_beta1(in.momentum());
     s.set_beta2(in.momentum2());
     s.set_epsilon(in.delta());
-    report->push_back(where + ": Adam: delta is added to sqrt(v) / sqrt(1 - momentum2^t) "
+    report->push_back(where +
+                      ": Adam: delta is added to sqrt(v) / sqrt(1 - momentum2^t) "
                       "(PyTorch's), Caffe adds it to sqrt(v); the same but for gradients near "
                       "delta");
   } else {  // rmsprop
@@ -80,8 +81,8 @@ void map_lr_policy(const cf::SolverParameter& in, const std::string& where,
     report->push_back(where + ": no lr_policy (Caffe stops on it); fixed");
   }
   const std::string policy = in.has_lr_policy() ? lower(in.lr_policy()) : "fixed";
-  RUCHE_REQUIRE(policy == "fixed" || policy == "step" || policy == "multistep" ||
-                policy == "exp" || policy == "inv" || policy == "poly" || policy == "sigmoid")
+  RUCHE_REQUIRE(policy == "fixed" || policy == "step" || policy == "multistep" || policy == "exp" ||
+                policy == "inv" || policy == "poly" || policy == "sigmoid")
       << where << ": unknown lr_policy '" << in.lr_policy()
       << "' (Caffe's are fixed, step, multistep, exp, inv, poly, sigmoid)";
   s.set_lr_policy(policy);
@@ -106,7 +107,8 @@ void map_cadences(const cf::SolverParameter& in, const std::string& where,
   if (in.test_interval() > 0) {
     s.set_eval_every_steps(in.test_interval());
     if (in.test_initialization()) {
-      report->push_back(where + ": test_initialization: ruche does not validate before the "
+      report->push_back(where +
+                        ": test_initialization: ruche does not validate before the "
                         "first step");
     }
   }

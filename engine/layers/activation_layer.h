@@ -12,7 +12,9 @@ namespace ruche::layers {
 class ActivationLayer : public Layer {
  public:
   ActivationLayer(const proto::LayerParameter& p, ops::Activation kind, float alpha)
-      : Layer(p), kind_(kind), alpha_(alpha) {}
+      : Layer(p),
+        kind_(kind),
+        alpha_(alpha) {}
 
   std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int) override {
     require_bottoms(type(), bottoms, 1);

@@ -76,8 +76,8 @@ class BatchNormLayer final : public Layer {
   double forward_flops() const override { return 2.0 * static_cast<double>(x_.numel()); }
   LayoutUse layout_use() const override {
     // --sync-bn's ops take plain tensors: the net keeps its batch norms plain then.
-    for (const char* op : {"batch_norm_forward_training", "batch_norm_forward_inference",
-                           "batch_norm_backward"}) {
+    for (const char* op :
+         {"batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward"}) {
       if (!ops::takes_blocked(op)) return LayoutUse::plain;
     }
     return LayoutUse::follows;

@@ -43,9 +43,8 @@ class DeconvolutionLayer final : public Layer {
     RUCHE_REQUIRE(out_ % p_.groups == 0)
         << who << ": num_output " << out_ << " is not divisible by group " << p_.groups;
     RUCHE_REQUIRE((op.h < s.h || op.h < p_.dilation_h) && (op.w < s.w || op.w < p_.dilation_w))
-        << who << ": output_padding " << op.h << "x" << op.w
-        << " must be smaller than the stride " << s.h << "x" << s.w << " or the dilation "
-        << p_.dilation_h;
+        << who << ": output_padding " << op.h << "x" << op.w << " must be smaller than the stride "
+        << s.h << "x" << s.w << " or the dilation " << p_.dilation_h;
   }
 
   std::vector<Shape> reshape(const std::vector<Shape>& bottoms, int) override {

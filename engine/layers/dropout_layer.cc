@@ -12,7 +12,9 @@ namespace {
 class DropoutLayer final : public Layer {
  public:
   explicit DropoutLayer(const proto::LayerParameter& p)
-      : Layer(p), p_(p.dropout_param().dropout_ratio()), id_(layers::stream_id_of(p.name())) {
+      : Layer(p),
+        p_(p.dropout_param().dropout_ratio()),
+        id_(layers::stream_id_of(p.name())) {
     RUCHE_REQUIRE(p_ >= 0.0f && p_ < 1.0f)
         << "Dropout: dropout_ratio must be in [0, 1), got " << p_;
   }

@@ -32,11 +32,11 @@ struct StepContext {
 
 // How a parameter is treated by the optimizer and the state_dict.
 enum class ParamRole : std::uint8_t {
-  weight,      // conv / linear weight: decayed
-  bias,        // conv / linear bias
-  norm_weight, // batch-norm gamma
-  norm_bias,   // batch-norm beta
-  buffer,      // running statistics: saved and broadcast, never optimized
+  weight,       // conv / linear weight: decayed
+  bias,         // conv / linear bias
+  norm_weight,  // batch-norm gamma
+  norm_bias,    // batch-norm beta
+  buffer,       // running statistics: saved and broadcast, never optimized
 };
 
 // A parameter a layer owns, named as in a PyTorch state_dict: "<layer>.<suffix>".
@@ -45,7 +45,7 @@ struct ParamDecl {
   Shape shape;
   ParamRole role = ParamRole::weight;
   DType dtype = DType::f32;
-  proto::FillerParameter filler;  // type "default" = torch.nn's initialisation for the layer
+  proto::FillerParameter filler;         // type "default" = torch.nn's initialisation for the layer
   std::int64_t fan_in = 0, fan_out = 0;  // for Kaiming / Xavier
 };
 

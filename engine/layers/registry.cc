@@ -46,7 +46,8 @@ std::unique_ptr<Layer> create_layer(const proto::LayerParameter& p) {
   const auto it = registry().find(p.type());
   if (it == registry().end()) {
     std::string known;
-    for (const auto& type : known_layer_types()) known.append(known.empty() ? "" : ", ").append(type);
+    for (const auto& type : known_layer_types())
+      known.append(known.empty() ? "" : ", ").append(type);
     RUCHE_FAIL() << "unknown layer type '" << p.type() << "' (known: " << known << ")";
   }
   return it->second(p);

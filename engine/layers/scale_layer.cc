@@ -78,8 +78,8 @@ class ScaleLayer final : public Layer {
 
   void backward(LayerIO& io, const StepContext&) override {
     Tensor dx = layers::entry(io.bottom_diff, 0);
-    Tensor dscale = from_bottom_ ? layers::entry(io.bottom_diff, 1)
-                                 : layers::entry(io.param_grads, 0);
+    Tensor dscale =
+        from_bottom_ ? layers::entry(io.bottom_diff, 1) : layers::entry(io.param_grads, 0);
     Tensor dbias = param().scale_param().bias_term()
                        ? layers::entry(io.param_grads, from_bottom_ ? 0 : 1)
                        : Tensor();

@@ -30,8 +30,7 @@ class UpsampleLayer final : public Layer {
       p_.scale_w = u.has_scale_factor() ? u.scale_factor() : u.scale_w();
       RUCHE_REQUIRE(p_.scale_h > 0 && p_.scale_w > 0 && std::isfinite(p_.scale_h) &&
                     std::isfinite(p_.scale_w))
-          << who << ": scale factors must be positive, got " << p_.scale_h << " and "
-          << p_.scale_w;
+          << who << ": scale factors must be positive, got " << p_.scale_h << " and " << p_.scale_w;
     } else {
       RUCHE_REQUIRE(u.has_height() && u.has_width() && u.height() > 0 && u.width() > 0)
           << who << ": height and width must both be given and positive";

@@ -44,11 +44,9 @@ std::string progress_line(const Progress& p) {
   } else {
     n += std::snprintf(buf + n, sizeof buf - n, "acc %.2f%%  ", 100.0 * p.accuracy);
   }
-  n += std::snprintf(buf + n, sizeof buf - n, "lr %.4g  %.0f img/s", p.lr,
-                     p.images_per_second);
+  n += std::snprintf(buf + n, sizeof buf - n, "lr %.4g  %.0f img/s", p.lr, p.images_per_second);
   if (p.eta_seconds >= 0) {
-    n += std::snprintf(buf + n, sizeof buf - n, "  ETA %s",
-                       human_duration(p.eta_seconds).c_str());
+    n += std::snprintf(buf + n, sizeof buf - n, "  ETA %s", human_duration(p.eta_seconds).c_str());
   }
   if (p.checkpoint_every > 0) {
     std::snprintf(buf + n, sizeof buf - n, "  ckpt/%lld %.1f%%",

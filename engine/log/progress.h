@@ -9,9 +9,9 @@
 namespace ruche {
 
 struct Progress {
-  int epoch = 0, epochs = 0;          // 1-based epoch of how many (0: unknown)
-  std::int64_t step = 0, steps = 0;   // global step of how many
-  double loss = 0, accuracy = 0;      // accuracy in [0, 1]
+  int epoch = 0, epochs = 0;         // 1-based epoch of how many (0: unknown)
+  std::int64_t step = 0, steps = 0;  // global step of how many
+  double loss = 0, accuracy = 0;     // accuracy in [0, 1]
   // A net with several loss layers: each one's mean (unweighted) by layer name; `loss` is their
   // weighted sum. Empty for one loss.
   std::vector<std::pair<std::string, double>> losses;
@@ -22,7 +22,7 @@ struct Progress {
   double mse = 0, psnr = 0;
   double lr = 0;
   double images_per_second = 0;
-  double eta_seconds = -1;            // < 0: unknown
+  double eta_seconds = -1;  // < 0: unknown
   // --checkpoint-every-steps auto: the cadence and its measured cost in % (0: none chosen)
   std::int64_t checkpoint_every = 0;
   double checkpoint_cost_percent = 0;

@@ -6,7 +6,8 @@
 namespace ruche {
 
 EvalAccumulator::EvalAccumulator(int num_classes, bool keep_scores, std::int64_t expected_samples)
-    : keep_scores_(keep_scores), confusion_(num_classes) {
+    : keep_scores_(keep_scores),
+      confusion_(num_classes) {
   RUCHE_REQUIRE(num_classes >= 1) << "eval: " << num_classes << " classes";
   if (keep_scores_ && expected_samples > 0) {
     scores_.reserve(static_cast<std::size_t>(expected_samples) * num_classes);
@@ -73,8 +74,8 @@ std::vector<std::int64_t> EvalAccumulator::tallies() const {
 void EvalAccumulator::set_totals(const std::vector<std::int64_t>& tallies,
                                  std::vector<float> scores, std::vector<std::int32_t> labels) {
   const std::size_t cells = confusion_.counts().size();
-  RUCHE_CHECK(tallies.size() == cells + 2) << "eval: " << tallies.size() << " tallies for "
-                                           << cells << " confusion cells";
+  RUCHE_CHECK(tallies.size() == cells + 2)
+      << "eval: " << tallies.size() << " tallies for " << cells << " confusion cells";
   std::copy(tallies.begin(), tallies.begin() + static_cast<std::ptrdiff_t>(cells),
             confusion_.counts().begin());
   samples_ = tallies[cells];

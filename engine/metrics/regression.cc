@@ -25,9 +25,7 @@ void RegressionTally::add(const float* prediction, const float* target, std::int
   samples += n;
 }
 
-double RegressionTally::mse() const {
-  return samples ? squared / static_cast<double>(samples) : 0;
-}
+double RegressionTally::mse() const { return samples ? squared / static_cast<double>(samples) : 0; }
 
 double RegressionTally::mae() const {
   return samples ? absolute / static_cast<double>(samples) : 0;
@@ -37,8 +35,6 @@ double RegressionTally::accuracy() const {
   return samples ? hits / static_cast<double>(samples) : 0;
 }
 
-double RegressionTally::psnr(double peak) const {
-  return 10.0 * std::log10(peak * peak / mse());
-}
+double RegressionTally::psnr(double peak) const { return 10.0 * std::log10(peak * peak / mse()); }
 
 }  // namespace ruche

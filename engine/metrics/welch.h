@@ -7,10 +7,10 @@
 namespace ruche {
 
 struct WelchResult {
-  double t = 0;   // (mean a - mean b) / sqrt(var a / na + var b / nb), sample variances
-  double df = 0;  // Welch-Satterthwaite degrees of freedom
-  double p = 1;   // two-sided p-value; 1 when both spreads are 0 and the means equal, 0 when
-                  // they differ (scipy says NaN for both)
+  double t = 0;        // (mean a - mean b) / sqrt(var a / na + var b / nb), sample variances
+  double df = 0;       // Welch-Satterthwaite degrees of freedom
+  double p = 1;        // two-sided p-value; 1 when both spreads are 0 and the means equal, 0 when
+                       // they differ (scipy says NaN for both)
   bool valid = false;  // false: fewer than 2 values on a side (t, df, p meaningless)
 };
 

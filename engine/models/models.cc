@@ -27,28 +27,45 @@ int bottleneck_of(const ModelOptions& o) {
 
 const std::map<std::string, Model>& registry() {
   static const std::map<std::string, Model> models = {
-      {"mlp", {{1, 28, 28}, false,
-               [](const Shape& s, const ModelOptions& o) { return models::mlp(s, o.num_classes); }}},
-      {"lenet", {{1, 28, 28}, true, [](const Shape& s, const ModelOptions& o) {
-                   return models::lenet(s, o.num_classes);
-                 }}},
-      {"fashion_cnn", {{1, 28, 28}, true, [](const Shape& s, const ModelOptions& o) {
-                         return models::fashion_cnn(s, o.num_classes);
-                       }}},
-      {"resnet18", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
-                      return models::resnet(18, s, o.num_classes);
-                    }}},
-      {"resnet50", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
-                      return models::resnet(50, s, o.num_classes);
-                    }}},
-      {"vgg16", {{3, 224, 224}, true, [](const Shape& s, const ModelOptions& o) {
-                   return models::vgg16(s, o.num_classes);
-                 }}},
-      {"mlp_autoencoder", {{1, 28, 28}, false, [](const Shape& s, const ModelOptions& o) {
-                             return models::mlp_autoencoder(s, bottleneck_of(o));
-                           }}},
+      {"mlp",
+       {{1, 28, 28},
+        false,
+        [](const Shape& s, const ModelOptions& o) { return models::mlp(s, o.num_classes); }}},
+      {"lenet",
+       {{1, 28, 28},
+        true,
+        [](const Shape& s, const ModelOptions& o) { return models::lenet(s, o.num_classes); }}},
+      {"fashion_cnn",
+       {{1, 28, 28},
+        true,
+        [](const Shape& s, const ModelOptions& o) {
+          return models::fashion_cnn(s, o.num_classes);
+        }}},
+      {"resnet18",
+       {{3, 224, 224},
+        true,
+        [](const Shape& s, const ModelOptions& o) {
+          return models::resnet(18, s, o.num_classes);
+        }}},
+      {"resnet50",
+       {{3, 224, 224},
+        true,
+        [](const Shape& s, const ModelOptions& o) {
+          return models::resnet(50, s, o.num_classes);
+        }}},
+      {"vgg16",
+       {{3, 224, 224},
+        true,
+        [](const Shape& s, const ModelOptions& o) { return models::vgg16(s, o.num_classes); }}},
+      {"mlp_autoencoder",
+       {{1, 28, 28},
+        false,
+        [](const Shape& s, const ModelOptions& o) {
+          return models::mlp_autoencoder(s, bottleneck_of(o));
+        }}},
       {"conv_autoencoder",
-       {{1, 28, 28}, true,
+       {{1, 28, 28},
+        true,
         [](const Shape& s, const ModelOptions& o) {
           return models::conv_autoencoder(s, bottleneck_of(o));
         },

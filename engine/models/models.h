@@ -3,7 +3,8 @@
 // engine/proto/text_format.h).
 //
 // Every net starts with the Input layer "data" (tops "data", "label") and ends with the
-// SoftmaxWithLoss layer "loss" over the logits and "label" (the autoencoders: EuclideanLoss). A parameter is named
+// SoftmaxWithLoss layer "loss" over the logits and "label" (the autoencoders: EuclideanLoss). A
+// parameter is named
 // "<layer name>.<suffix>", so the layer names below make PyTorch state_dict names.
 //
 //   mlp          flatten -> fc1 (256) -> relu1 -> fc2 (128) -> relu2 -> fc3 (classes).

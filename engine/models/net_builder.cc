@@ -44,8 +44,7 @@ void NetBuilder::deconv(const std::string& name, const ConvSpec& spec) {
 }
 
 void NetBuilder::upsample(const std::string& name, int scale) {
-  add_layer(name, "Upsample").mutable_upsample_param()->set_scale_factor(
-      static_cast<float>(scale));
+  add_layer(name, "Upsample").mutable_upsample_param()->set_scale_factor(static_cast<float>(scale));
 }
 
 void NetBuilder::sigmoid(const std::string& name) { add_layer(name, "Sigmoid"); }

@@ -15,7 +15,7 @@ struct ConvSpec {
   int kernel = 3;
   int stride = 1;
   int pad = 0;
-  bool bias = true;  // false before a batch norm, as torchvision
+  bool bias = true;        // false before a batch norm, as torchvision
   int output_padding = 0;  // deconv only (torch.nn.ConvTranspose2d's)
 };
 

@@ -76,7 +76,7 @@ proto::NetParameter conv_autoencoder(const Shape& sample, int bottleneck) {
   b.conv("enc2", {.num_output = 32, .kernel = 3, .stride = 2, .pad = 1});
   b.relu("relu2");
   b.conv("code", {.num_output = bottleneck, .kernel = side});  // [bottleneck, 1, 1]
-  b.deconv("dec1", {.num_output = 32, .kernel = side});          // [32, H/4, W/4]
+  b.deconv("dec1", {.num_output = 32, .kernel = side});        // [32, H/4, W/4]
   b.relu("relu3");
   b.deconv("dec2", {.num_output = 16, .kernel = 3, .stride = 2, .pad = 1, .output_padding = 1});
   b.relu("relu4");

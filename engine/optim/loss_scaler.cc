@@ -7,7 +7,8 @@
 namespace ruche {
 
 LossScaler::LossScaler(const LossScalerOptions& options)
-    : options_(options), scale_(options.init_scale) {
+    : options_(options),
+      scale_(options.init_scale) {
   const LossScalerOptions& o = options_;
   RUCHE_REQUIRE(o.init_scale > 0 && std::isfinite(o.init_scale))
       << "loss scaler: init_scale must be finite and > 0, got " << o.init_scale;

@@ -80,9 +80,8 @@ OptimizerHyper hyper_of(OptimizerKind kind, const proto::SolverParameter& s) {
 void check_buffer(const char* what, const Tensor& t, std::int64_t min_numel, Device device) {
   RUCHE_REQUIRE(t.defined()) << "optimizer step: no " << what << " buffer given";
   t.check_dtype(DType::f32, what);
-  RUCHE_REQUIRE(t.device() == device) << "optimizer step: " << what << " on "
-                                      << t.device().str() << " but the optimizer state on "
-                                      << device.str();
+  RUCHE_REQUIRE(t.device() == device) << "optimizer step: " << what << " on " << t.device().str()
+                                      << " but the optimizer state on " << device.str();
   RUCHE_REQUIRE(t.is_contiguous()) << "optimizer step: the " << what << " buffer is not contiguous";
   RUCHE_REQUIRE(t.numel() >= min_numel)
       << "optimizer step: the " << what << " buffer holds " << t.numel()

@@ -39,8 +39,8 @@ void parse_prototxt(const std::string& text, const std::string& where,
   if (locations) parser.WriteLocationsTo(locations);
   if (!parser.ParseFromString(text, &message)) {
     RUCHE_FAIL() << where << ":" << errors.line_ << ":" << errors.column_ << ": "
-                 << (errors.has_error_ ? errors.message_ : "cannot parse")
-                 << " (in " << message.GetDescriptor()->name() << ")";
+                 << (errors.has_error_ ? errors.message_ : "cannot parse") << " (in "
+                 << message.GetDescriptor()->name() << ")";
   }
 }
 

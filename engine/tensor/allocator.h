@@ -32,7 +32,8 @@ Allocator& pinned_allocator();
 void use_device(Device device);
 
 // Copies `bytes` between any two devices; synchronous with respect to the host.
-void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                std::size_t bytes);
 // Sets `bytes` bytes at ptr to zero on `device`.
 void zero_bytes(void* ptr, Device device, std::size_t bytes);
 

@@ -16,18 +16,24 @@ enum class Layout : std::uint8_t { plain, nChw8c, nChw16c };
 
 constexpr int layout_block(Layout layout) {
   switch (layout) {
-    case Layout::plain: return 1;
-    case Layout::nChw8c: return 8;
-    case Layout::nChw16c: return 16;
+    case Layout::plain:
+      return 1;
+    case Layout::nChw8c:
+      return 8;
+    case Layout::nChw16c:
+      return 16;
   }
   return 1;
 }
 
 constexpr std::string_view layout_name(Layout layout) {
   switch (layout) {
-    case Layout::plain: return "plain";
-    case Layout::nChw8c: return "nChw8c";
-    case Layout::nChw16c: return "nChw16c";
+    case Layout::plain:
+      return "plain";
+    case Layout::nChw8c:
+      return "nChw8c";
+    case Layout::nChw16c:
+      return "nChw16c";
   }
   return "?";
 }

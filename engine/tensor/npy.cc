@@ -12,12 +12,18 @@ constexpr char kMagic[] = "\x93NUMPY";
 
 const char* descr_of(DType t) {
   switch (t) {
-    case DType::f32: return "<f4";
-    case DType::i32: return "<i4";
-    case DType::i64: return "<i8";
-    case DType::u8: return "|u1";
-    case DType::f16: return "<f2";
-    case DType::bf16: break;  // numpy has no bfloat16
+    case DType::f32:
+      return "<f4";
+    case DType::i32:
+      return "<i4";
+    case DType::i64:
+      return "<i8";
+    case DType::u8:
+      return "|u1";
+    case DType::f16:
+      return "<f2";
+    case DType::bf16:
+      break;  // numpy has no bfloat16
   }
   RUCHE_FAIL() << "npy: no numpy dtype for " << dtype_name(t);
 }
@@ -64,12 +70,18 @@ Tensor parse_npy(const std::string& bytes, const std::string& where) {
 
   const std::string descr = header_field(header, "descr", where);
   DType dtype;
-  if (descr == "<f4") dtype = DType::f32;
-  else if (descr == "<i4") dtype = DType::i32;
-  else if (descr == "<i8") dtype = DType::i64;
-  else if (descr == "|u1" || descr == "<u1") dtype = DType::u8;
-  else if (descr == "<f2") dtype = DType::f16;
-  else RUCHE_FAIL() << where << ": unsupported npy dtype '" << descr << "'";
+  if (descr == "<f4")
+    dtype = DType::f32;
+  else if (descr == "<i4")
+    dtype = DType::i32;
+  else if (descr == "<i8")
+    dtype = DType::i64;
+  else if (descr == "|u1" || descr == "<u1")
+    dtype = DType::u8;
+  else if (descr == "<f2")
+    dtype = DType::f16;
+  else
+    RUCHE_FAIL() << where << ": unsupported npy dtype '" << descr << "'";
 
   RUCHE_REQUIRE(header_field(header, "fortran_order", where).find("False") != std::string::npos)
       << where << ": Fortran-ordered arrays are not supported";

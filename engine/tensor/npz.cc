@@ -30,7 +30,7 @@ constexpr std::uint64_t kMax16 = 0xffff, kMax32 = 0xffffffff;
 constexpr std::uint16_t kZip64ExtraId = 0x0001;
 constexpr std::uint16_t kDosDate1980 = (1 << 5) | 1;  // 1980-01-01: archives are reproducible
 
-std::uint64_t get_le(const std::string &b, std::size_t at, int bytes) {
+std::uint64_t get_le(const std::string& b, std::size_t at, int bytes) {
   std::uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) {
     v |= static_cast<std::uint64_t>(static_cast<unsigned char>(b[at + i])) << (8 * i);
@@ -38,13 +38,13 @@ std::uint64_t get_le(const std::string &b, std::size_t at, int bytes) {
   return v;
 }
 
-void put_le(std::string &b, std::uint64_t v, int bytes) {
+void put_le(std::string& b, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) b += static_cast<char>((v >> (8 * i)) & 0xff);
 }
 
-std::uint32_t crc_of(const std::string &bytes) {
+std::uint32_t crc_of(const std::string& bytes) {
   return static_cast<std::uint32_t>(
-      crc32_z(0, reinterpret_cast<const Bytef *>(bytes.data()), bytes.size()));
+      crc32_z(0, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
 }
 
 // ---- reading ----
@@ -58,14 +58,14 @@ struct Entry {
 
 class ZipFile {
  public:
-  explicit ZipFile(const std::string &path) : path_(path), in_(path, std::ios::binary) {
+  explicit ZipFile(const std::string& path) : path_(path), in_(path, std::ios::binary) {
     RUCHE_REQUIRE(in_) << path << ": cannot open";
     in_.seekg(0, std::ios::end);
     size_ = static_cast<std::uint64_t>(in_.tellg());
   }
 
   // `n` bytes at `offset`; `what` names them when the file ends first.
-  std::string read_at(std::uint64_t offset, std::uint64_t n, const std::string &what) {
+  std::string read_at(std::uint64_t offset, std::uint64_t n, const std::string& what) {
     RUCHE_REQUIRE(offset <= size_ && n <= size_ - offset)
         << path_ << ": truncated " << what << " (needs bytes " << offset << ".." << offset + n
         << " of a " << size_ << "-byte file)";
@@ -77,11 +77,11 @@ class ZipFile {
   }
 
   std::vector<Entry> entries();
-  std::string member_bytes(const Entry &e);
+  std::string member_bytes(const Entry& e);
 
  private:
-  std::uint64_t find_end_record(std::string &end);
-  std::string inflate_member(const std::string &compressed, const Entry &e);
+  std::uint64_t find_end_record(std::string& end);
+  std::string inflate_member(const std::string& compressed, const Entry& e);
 
   std::string path_;
   std::ifstream in_;
@@ -89,7 +89,7 @@ class ZipFile {
 };
 
 // The position of the end-of-central-directory record (its bytes into `end`).
-std::uint64_t ZipFile::find_end_record(std::string &end) {
+std::uint64_t ZipFile::find_end_record(std::string& end) {
   RUCHE_REQUIRE(size_ >= kEndSize) << path_ << ": not an npz (zip) file: too short";
   const std::uint64_t tail_size = std::min<std::uint64_t>(size_, kEndSize + kMax16);
   const std::string tail = read_at(size_ - tail_size, tail_size, "end of archive");
@@ -149,7 +149,7 @@ std::vector<Entry> ZipFile::entries() {
       const std::uint64_t id = get_le(cd, x, 2), len = get_le(cd, x + 2, 2);
       if (id == kZip64ExtraId) {
         std::size_t v = x + 4;
-        for (std::uint64_t *field : {&e.size, &e.compressed, &e.local_offset}) {
+        for (std::uint64_t* field : {&e.size, &e.compressed, &e.local_offset}) {
           if (*field != kMax32) continue;
           RUCHE_REQUIRE(v + 8 <= x + 4 + len) << path_ << ": corrupt zip64 field of " << e.name;
           *field = get_le(cd, v, 8);
@@ -164,7 +164,7 @@ std::vector<Entry> ZipFile::entries() {
   return out;
 }
 
-std::string ZipFile::inflate_member(const std::string &compressed, const Entry &e) {
+std::string ZipFile::inflate_member(const std::string& compressed, const Entry& e) {
   // Deflate expands at most ~1032x: a larger declared size is a corrupt
   // directory, not a reason to allocate it.
   RUCHE_REQUIRE(e.size <= compressed.size() * 1032 + 1024)
@@ -178,13 +178,13 @@ std::string ZipFile::inflate_member(const std::string &compressed, const Entry &
   while (ret != Z_STREAM_END) {
     if (zs.avail_in == 0 && in_pos < compressed.size()) {
       const std::size_t n = std::min(kChunk, compressed.size() - in_pos);
-      zs.next_in = reinterpret_cast<Bytef *>(const_cast<char *>(compressed.data() + in_pos));
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data() + in_pos));
       zs.avail_in = static_cast<uInt>(n);
       in_pos += n;
     }
     if (zs.avail_out == 0 && out_pos < out.size()) {
       const std::size_t n = std::min(kChunk, out.size() - out_pos);
-      zs.next_out = reinterpret_cast<Bytef *>(out.data() + out_pos);
+      zs.next_out = reinterpret_cast<Bytef*>(out.data() + out_pos);
       zs.avail_out = static_cast<uInt>(n);
       out_pos += n;
     }
@@ -202,7 +202,7 @@ std::string ZipFile::inflate_member(const std::string &compressed, const Entry &
   return out;
 }
 
-std::string ZipFile::member_bytes(const Entry &e) {
+std::string ZipFile::member_bytes(const Entry& e) {
   RUCHE_REQUIRE((e.flags & 1) == 0) << path_ << ": member '" << e.name << "' is encrypted";
   const std::string local = read_at(e.local_offset, kLocalSize, "local header of " + e.name);
   RUCHE_REQUIRE(get_le(local, 0, 4) == kLocalSig)
@@ -226,7 +226,7 @@ std::string ZipFile::member_bytes(const Entry &e) {
   return data;
 }
 
-bool is_array_member(const std::string &name, const std::string &path) {
+bool is_array_member(const std::string& name, const std::string& path) {
   if (!name.empty() && name.back() == '/') return false;  // a directory entry
   RUCHE_REQUIRE(name.size() > 4 && name.ends_with(".npy"))
       << path << ": member '" << name << "' is not an .npy array";
@@ -247,11 +247,11 @@ class TempFile {
     if (fd_ >= 0) ::close(fd_);
     if (!committed_) ::unlink(path_.c_str());
   }
-  TempFile(const TempFile &) = delete;
-  TempFile &operator=(const TempFile &) = delete;
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
 
   std::uint64_t position() const { return position_; }
-  void write(const std::string &bytes) {
+  void write(const std::string& bytes) {
     std::size_t done = 0;
     while (done < bytes.size()) {
       const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
@@ -262,7 +262,7 @@ class TempFile {
     position_ += bytes.size();
   }
   // fsync, close, rename over `target`, fsync the directory.
-  void commit(const std::string &target) {
+  void commit(const std::string& target) {
     RUCHE_REQUIRE(::fsync(fd_) == 0) << path_ << ": fsync failed (" << std::strerror(errno) << ")";
     const int rc = ::close(fd_);
     fd_ = -1;
@@ -291,13 +291,13 @@ struct Written {
   std::uint64_t size, offset;
 };
 
-std::uint16_t name_flags(const std::string &name) {
+std::uint16_t name_flags(const std::string& name) {
   const bool ascii = std::all_of(name.begin(), name.end(),
                                  [](char c) { return static_cast<unsigned char>(c) < 0x80; });
   return ascii ? 0 : (1 << 11);  // bit 11: the name is UTF-8
 }
 
-std::string local_header(const Written &w) {
+std::string local_header(const Written& w) {
   const bool zip64 = w.size >= kMax32;
   std::string h;
   put_le(h, kLocalSig, 4);
@@ -321,7 +321,7 @@ std::string local_header(const Written &w) {
   return h;
 }
 
-std::string central_header(const Written &w) {
+std::string central_header(const Written& w) {
   const bool big_size = w.size >= kMax32, big_offset = w.offset >= kMax32;
   std::string extra;
   if (big_size || big_offset) {
@@ -387,19 +387,19 @@ std::string end_records(std::uint64_t count, std::uint64_t cd_offset, std::uint6
 
 }  // namespace
 
-std::vector<std::string> list_npz(const std::string &path) {
+std::vector<std::string> list_npz(const std::string& path) {
   ZipFile zip(path);
   std::vector<std::string> names;
-  for (const Entry &e : zip.entries()) {
+  for (const Entry& e : zip.entries()) {
     if (is_array_member(e.name, path)) names.push_back(e.name.substr(0, e.name.size() - 4));
   }
   return names;
 }
 
-std::map<std::string, Tensor> load_npz(const std::string &path) {
+std::map<std::string, Tensor> load_npz(const std::string& path) {
   ZipFile zip(path);
   std::map<std::string, Tensor> arrays;
-  for (const Entry &e : zip.entries()) {
+  for (const Entry& e : zip.entries()) {
     if (!is_array_member(e.name, path)) continue;
     const std::string key = e.name.substr(0, e.name.size() - 4);
     RUCHE_REQUIRE(!arrays.contains(key)) << path << ": member '" << e.name << "' appears twice";
@@ -408,9 +408,9 @@ std::map<std::string, Tensor> load_npz(const std::string &path) {
   return arrays;
 }
 
-void save_npz(const std::string &path, const std::vector<std::pair<std::string, Tensor>> &arrays) {
+void save_npz(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& arrays) {
   std::set<std::string> seen;
-  for (const auto &[name, t] : arrays) {
+  for (const auto& [name, t] : arrays) {
     RUCHE_REQUIRE(!name.empty()) << path << ": an npz array needs a name";
     RUCHE_REQUIRE(seen.insert(name).second) << path << ": array '" << name << "' given twice";
     RUCHE_REQUIRE(t.defined()) << path << ": array '" << name << "' is an undefined tensor";
@@ -418,7 +418,7 @@ void save_npz(const std::string &path, const std::vector<std::pair<std::string, 
   }
   TempFile file(path + ".tmp");
   std::vector<Written> written;
-  for (const auto &[name, t] : arrays) {
+  for (const auto& [name, t] : arrays) {
     const std::string bytes = to_npy(t);
     Written w{name + ".npy", crc_of(bytes), bytes.size(), file.position()};
     file.write(local_header(w));
@@ -427,7 +427,7 @@ void save_npz(const std::string &path, const std::vector<std::pair<std::string, 
   }
   const std::uint64_t cd_offset = file.position();
   std::string cd;
-  for (const Written &w : written) cd += central_header(w);
+  for (const Written& w : written) cd += central_header(w);
   file.write(cd);
   file.write(end_records(written.size(), cd_offset, cd.size()));
   file.commit(path);

@@ -17,16 +17,16 @@ namespace ruche {
 // archives are read. Throws ruche::Error naming the file (and member) when it
 // is missing, truncated or corrupt (bad CRC, bad central directory), or holds a
 // member that is not an .npy array or a dtype npy.h does not support.
-std::map<std::string, Tensor> load_npz(const std::string &path);
+std::map<std::string, Tensor> load_npz(const std::string& path);
 
 // The member names of an .npz (without ".npy"), in archive order; reads only
 // the directory.
-std::vector<std::string> list_npz(const std::string &path);
+std::vector<std::string> list_npz(const std::string& path);
 
 // Writes `arrays` as an uncompressed .npz that np.load reads, in the given
 // order. The archive is written to path + ".tmp", fsynced, then renamed over
 // `path`: a crash leaves the old file or the new one, never half of one. Names
 // must be unique and non-empty.
-void save_npz(const std::string &path, const std::vector<std::pair<std::string, Tensor>> &arrays);
+void save_npz(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& arrays);
 
 }  // namespace ruche

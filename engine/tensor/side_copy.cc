@@ -14,8 +14,8 @@ SideCopy::~SideCopy() {
 }
 
 void SideCopy::copy(const Tensor& src, Tensor& dst) {
-  RUCHE_CHECK(dst.device() == device_) << "SideCopy for " << device_.str() << " given a "
-                                       << dst.device().str() << " destination";
+  RUCHE_CHECK(dst.device() == device_)
+      << "SideCopy for " << device_.str() << " given a " << dst.device().str() << " destination";
   if (!state_) {
     dst.copy_from(src);
     return;

@@ -9,8 +9,7 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device) {
   return allocate(bytes, device, allocator_for(device));
 }
 
-std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device,
-                                           Allocator& allocator) {
+std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device, Allocator& allocator) {
   void* p = allocator.allocate(bytes);
   return std::shared_ptr<Storage>(new Storage(p, bytes, device, &allocator));
 }

@@ -33,11 +33,14 @@ class Storage {
 
  private:
   Storage(void* data, std::size_t bytes, Device device, Allocator* owner)
-      : data_(data), bytes_(bytes), device_(device), owner_(owner) {}
+      : data_(data),
+        bytes_(bytes),
+        device_(device),
+        owner_(owner) {}
   void* data_;
   std::size_t bytes_;
   Device device_;
-  Allocator* owner_;  // frees data_; null when borrowed
+  Allocator* owner_;                // frees data_; null when borrowed
   std::shared_ptr<Storage> arena_;  // what data_ points into after move_into
 };
 

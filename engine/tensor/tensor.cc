@@ -34,7 +34,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int i = 0; i < shape.ndim(); ++i) {
     RUCHE_REQUIRE(shape[i] >= 0) << "empty: bad shape " << shape.str();
   }
-  t.storage_ = Storage::allocate(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype), device);
+  t.storage_ =
+      Storage::allocate(static_cast<std::size_t>(shape.numel()) * dtype_size(dtype), device);
   t.shape_ = shape;
   t.strides_ = shape.contiguous_strides();
   t.dtype_ = dtype;
@@ -140,8 +141,8 @@ Tensor Tensor::flatten(int start_dim) const {
 Tensor Tensor::narrow(int dim, std::int64_t start, std::int64_t length) const {
   if (dim < 0) dim += ndim();
   RUCHE_REQUIRE(dim >= 0 && dim < ndim()) << "narrow: dim out of range for " << str();
-  RUCHE_CHECK(is_plain() || dim == 0) << "narrow of dim " << dim << " of " << str()
-                                      << ": reorder it to plain first";
+  RUCHE_CHECK(is_plain() || dim == 0)
+      << "narrow of dim " << dim << " of " << str() << ": reorder it to plain first";
   RUCHE_REQUIRE(start >= 0 && length >= 0 && start + length <= shape_[dim])
       << "narrow: [" << start << ", " << start + length << ") outside dim " << dim << " of "
       << str();
@@ -183,8 +184,8 @@ Tensor Tensor::to(Device device) const {
 void Tensor::copy_from(const Tensor& src) {
   check_same_shape(*this, src, "copy");
   check_same_dtype(*this, src, "copy");
-  RUCHE_CHECK(layout_ == src.layout_) << "copy of " << src.str() << " into " << str()
-                                      << ": layouts differ (ops::reorder converts)";
+  RUCHE_CHECK(layout_ == src.layout_)
+      << "copy of " << src.str() << " into " << str() << ": layouts differ (ops::reorder converts)";
   RUCHE_REQUIRE(is_contiguous()) << "copy: destination " << str() << " is not contiguous";
   if (src.is_contiguous()) {
     copy_bytes(raw_data(), device(), src.raw_data(), src.device(), nbytes());

@@ -29,7 +29,8 @@ class Tensor {
   template <typename T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
   // Views memory owned elsewhere; the caller keeps it alive.
-  static Tensor from_blob(void* data, const Shape& shape, DType dtype, Device device = Device::cpu());
+  static Tensor from_blob(void* data, const Shape& shape, DType dtype,
+                          Device device = Device::cpu());
   // A view of `storage` from element `offset` on, contiguous.
   static Tensor view_of(std::shared_ptr<Storage> storage, std::int64_t offset, const Shape& shape,
                         DType dtype);

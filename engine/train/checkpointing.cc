@@ -25,8 +25,8 @@ void parse_checkpoint_every_steps(const std::string& text, CheckpointOptions& op
   if (text.rfind("auto", 0) == 0) {
     double percent = 2;
     if (text.size() > 4) {
-      RUCHE_REQUIRE(text[4] == ':') << "--checkpoint-every-steps " << text
-                                    << ": want auto or auto:P% (e.g. auto:5%)";
+      RUCHE_REQUIRE(text[4] == ':')
+          << "--checkpoint-every-steps " << text << ": want auto or auto:P% (e.g. auto:5%)";
       std::string p = text.substr(5);
       if (!p.empty() && p.back() == '%') p.pop_back();
       number(p, true, percent);
@@ -62,7 +62,9 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 double median(std::deque<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  return v.empty()      ? 0
+         : v.size() % 2 ? v[v.size() / 2]
+                        : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 }  // namespace
 
@@ -79,7 +81,8 @@ Checkpointer::Checkpointer(const CheckpointOptions& options, const std::string& 
       << "checkpoint intervals and --keep-checkpoints must be 0 or more";
   RUCHE_REQUIRE(options.auto_percent >= 0 && options.auto_percent < 100)
       << "--checkpoint-every-steps auto:" << options.auto_percent << "%: want a bound in (0, 100)";
-  RUCHE_REQUIRE(options.auto_percent == 0 || (options.every_steps == 0 && options.every_minutes == 0))
+  RUCHE_REQUIRE(options.auto_percent == 0 ||
+                (options.every_steps == 0 && options.every_minutes == 0))
       << "--checkpoint-every-steps auto replaces the time and step intervals";
 }
 
@@ -88,9 +91,9 @@ Checkpointer::~Checkpointer() = default;  // the writer joins a write in flight
 std::optional<LoadedCheckpoint> Checkpointer::find_resume() const {
   if (options_.resume.empty()) {
     // A fresh run writing among an earlier run's checkpoints would prune the wrong ones.
-    const std::vector<std::string> earlier =
-        options_.enabled && fs::exists(root_) ? committed_checkpoints(root_)
-                                              : std::vector<std::string>{};
+    const std::vector<std::string> earlier = options_.enabled && fs::exists(root_)
+                                                 ? committed_checkpoints(root_)
+                                                 : std::vector<std::string>{};
     RUCHE_REQUIRE(earlier.empty())
         << root_ << " holds checkpoints of an earlier run (newest "
         << fs::path(earlier.empty() ? "" : earlier.front()).filename().string()
@@ -147,11 +150,12 @@ TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
     saved_ = true;  // a run that trains no further need not write it again
     saved_step_ = at.step;
     last_save_step_ = last_step_ = at.step;
-    std::printf("resumed from %s: step %lld, epoch %u, %lld samples into it (saved by %d rank%s "
-                "with %d threads)\n",
-                resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
-                static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
-                resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
+    std::printf(
+        "resumed from %s: step %lld, epoch %u, %lld samples into it (saved by %d rank%s "
+        "with %d threads)\n",
+        resumed->dir.c_str(), static_cast<long long>(at.step), at.epoch + 1,
+        static_cast<long long>(at.samples_in_epoch), resumed->meta.world_size,
+        resumed->meta.world_size > 1 ? "s" : "", resumed->meta.threads);
     const std::string differences =
         resume_differences(resumed->meta, meta_.world_size, meta_.threads);
     if (!differences.empty()) std::printf("%s\n", differences.c_str());
@@ -160,9 +164,9 @@ TrainingPosition Checkpointer::resume(Optimizer& optimizer) {
   // Every rank must resume from the same step (one rank reading another checkpoint diverges).
   const std::vector<std::int64_t> starts = dp_.all_gather({at.step}, "resumed steps");
   for (std::size_t r = 1; r < starts.size(); ++r) {
-    RUCHE_REQUIRE(starts[r] == starts[0]) << "rank " << r << " resumed at step " << starts[r]
-                                          << ", rank 0 at step " << starts[0]
-                                          << ": every rank must see the same RUN/ckpt";
+    RUCHE_REQUIRE(starts[r] == starts[0])
+        << "rank " << r << " resumed at step " << starts[r] << ", rank 0 at step " << starts[0]
+        << ": every rank must see the same RUN/ckpt";
   }
   return at;
 }
@@ -187,17 +191,15 @@ float Checkpointer::vote_due() const {
   return minutes >= options_.every_minutes ? 1.0f : 0.0f;
 }
 
-float Checkpointer::vote_written() const {
-  return !pending_ || writer_.done() ? 1.0f : 0.0f;
-}
+float Checkpointer::vote_written() const { return !pending_ || writer_.done() ? 1.0f : 0.0f; }
 
 bool Checkpointer::after_step(const TrainingPosition& position, float due_votes,
                               float written_votes, bool epoch_end_follows) {
   if (!options_.enabled) return false;
   if (options_.auto_percent > 0) time_step(position.step);
   if (pending_ && written_votes >= static_cast<float>(dp_.size())) commit_pending();
-  const bool due = due_votes > 0 ||
-                   (options_.every_steps > 0 && position.step % options_.every_steps == 0);
+  const bool due =
+      due_votes > 0 || (options_.every_steps > 0 && position.step % options_.every_steps == 0);
   if (!due || epoch_end_follows) return false;
   start_save(position);
   return true;
@@ -256,11 +258,11 @@ void Checkpointer::choose_auto_cadence(const char* why) {
   const double said = static_cast<double>(printed_every_);
   if (!first && std::abs(static_cast<double>(next.every) - said) <= 0.2 * said) return;
   printed_every_ = next.every;
-  std::printf("checkpoint cadence (auto, within %g%%): every %lld steps (%s: a step takes %.4g s, "
-              "a save %.4g s: %.2f%%)\n",
-              options_.auto_percent, static_cast<long long>(cadence_.every),
-              first ? "measured" : why, cadence_.step_seconds, cadence_.save_seconds,
-              cadence_.cost_percent);
+  std::printf(
+      "checkpoint cadence (auto, within %g%%): every %lld steps (%s: a step takes %.4g s, "
+      "a save %.4g s: %.2f%%)\n",
+      options_.auto_percent, static_cast<long long>(cadence_.every), first ? "measured" : why,
+      cadence_.step_seconds, cadence_.save_seconds, cadence_.cost_percent);
   std::fflush(stdout);
 }
 
@@ -275,7 +277,7 @@ void Checkpointer::start_save(const TrainingPosition& position) {
   last_save_step_ = position.step;
   const ByteRange range = shard_range(layout_.total_bytes(), dp_.rank(), dp_.size());
   std::vector<std::uint8_t> bytes = writer_.take_buffer();  // the last save's, when there was one
-  snapshot(layout_, range, bytes);  // the state as of this step boundary
+  snapshot(layout_, range, bytes);                          // the state as of this step boundary
   dp_.gather_state(layout_, range, bytes);  // ZeRO-1: the optimizer state other ranks hold
   snapshot_seconds_ = seconds_between(started, Clock::now());
   pending_meta_ = meta_;
@@ -306,10 +308,10 @@ bool Checkpointer::commit_pending(bool final) {
   }
   pending_ = false;
   fault_.maybe_fail(Fault::Point::after_shard_write, pending_step_, dp_.rank());
-  const std::vector<std::int64_t> all = dp_.all_gather(
-      {mine.range.begin, mine.range.end, static_cast<std::int64_t>(mine.crc32c),
-       no_space.empty() ? 0 : 1},
-      "checkpoint shards");
+  const std::vector<std::int64_t> all =
+      dp_.all_gather({mine.range.begin, mine.range.end, static_cast<std::int64_t>(mine.crc32c),
+                      no_space.empty() ? 0 : 1},
+                     "checkpoint shards");
   const fs::path dir = fs::path(root_) / checkpoint_dir_name(pending_step_);
   std::string failure;
   for (int r = 0; r < dp_.size() && failure.empty(); ++r) {

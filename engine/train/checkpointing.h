@@ -23,14 +23,14 @@ namespace ruche {
 inline constexpr int kExitSaveFailed = 74;
 
 struct CheckpointOptions {
-  bool enabled = true;            // --no-checkpoint
-  std::int64_t every_steps = 0;   // --checkpoint-every-steps (0: off)
-  double every_minutes = 30;      // --checkpoint-every-minutes (0: off); rank 0's clock decides
+  bool enabled = true;           // --no-checkpoint
+  std::int64_t every_steps = 0;  // --checkpoint-every-steps (0: off)
+  double every_minutes = 30;     // --checkpoint-every-minutes (0: off); rank 0's clock decides
   // --checkpoint-every-steps auto[:P%]: the cadence rank 0 measures, keeping a save's cost within
   // P% of the training time (0: off; then every_steps and every_minutes are 0).
   double auto_percent = 0;
-  int keep = 3;                   // --keep-checkpoints (0: all)
-  std::string resume;             // --resume: "", "auto" or a checkpoint directory
+  int keep = 3;        // --keep-checkpoints (0: all)
+  std::string resume;  // --resume: "", "auto" or a checkpoint directory
 };
 
 // --checkpoint-every-steps TEXT into `options`: "N" (every N steps; 0: off) or "auto[:P%]"
@@ -45,10 +45,10 @@ std::int64_t choose_cadence(double step_seconds, double save_seconds, double per
 
 // The cadence in force under --checkpoint-every-steps auto and what it was chosen from.
 struct CheckpointCadence {
-  std::int64_t every = 0;     // steps from one save to the next; 0: not measured yet
-  double step_seconds = 0;    // the median step without a save near it
-  double save_seconds = 0;    // the median save: snapshot + write + commit
-  double cost_percent = 0;    // save_seconds / (every x step_seconds), in %
+  std::int64_t every = 0;   // steps from one save to the next; 0: not measured yet
+  double step_seconds = 0;  // the median step without a save near it
+  double save_seconds = 0;  // the median save: snapshot + write + commit
+  double cost_percent = 0;  // save_seconds / (every x step_seconds), in %
 };
 
 class Checkpointer {
@@ -120,7 +120,7 @@ class Checkpointer {
   CheckpointMeta meta_;
   const Fault& fault_;
   ShardWriter writer_;
-  bool pending_ = false;             // a save started and not yet committed
+  bool pending_ = false;  // a save started and not yet committed
   std::int64_t pending_step_ = 0;
   bool saved_ = false;  // saved_step_ was committed (or resumed from): the end need not redo it
   std::int64_t saved_step_ = 0;

@@ -26,21 +26,21 @@ MetricsRecord parse_metrics_line(const std::string& line, const std::string& whe
 // What compare reads of one run directory. NaN where the run has no such number.
 struct RunSummary {
   std::string dir;
-  double params = std::nan("");    // trainable parameters, counted in RUN/model.npz or best.npz
+  double params = std::nan("");  // trainable parameters, counted in RUN/model.npz or best.npz
   double best_val_acc = std::nan(""), best_val_loss = std::nan("");  // the best val record's
-  double test_acc = std::nan("");  // the test record's (measured once, at the end)
+  double test_acc = std::nan("");        // the test record's (measured once, at the end)
   double epochs_to_best = std::nan("");  // epochs trained when the best val accuracy came
-  double epochs = std::nan("");    // epochs trained
-  double wall_s = std::nan("");    // training time (the last record's time_s)
-  double img_per_s = std::nan(""); // the median of the train records' img_per_s
+  double epochs = std::nan("");          // epochs trained
+  double wall_s = std::nan("");          // training time (the last record's time_s)
+  double img_per_s = std::nan("");       // the median of the train records' img_per_s
 };
 RunSummary summarize_run(const std::string& dir);
 
 struct ConfigSummary {
-  std::string name;               // the RUN argument's last component
+  std::string name;  // the RUN argument's last component
   std::string dir;
-  std::vector<RunSummary> runs;   // one, or one per seed
-  bool seeded = false;            // a directory of seed-N runs
+  std::vector<RunSummary> runs;                                 // one, or one per seed
+  bool seeded = false;                                          // a directory of seed-N runs
   std::vector<double> values(double RunSummary::*field) const;  // the finite ones
 };
 // RUN with metrics.jsonl: one run; else RUN/seed-*/ with metrics.jsonl (sorted by N). Anything

@@ -55,8 +55,8 @@ std::vector<std::string> gather_text(Communicator& comm, const std::string& mine
   const std::vector<std::uint8_t> bytes(mine.begin(), mine.end());
   std::vector<std::int64_t> counts(static_cast<std::size_t>(comm.size()));
   auto count = static_cast<std::int64_t>(bytes.size());
-  comm.all_gather(host_view(&count, DType::i64, 1), host_view(counts.data(), DType::i64,
-                                                               counts.size()))
+  comm.all_gather(host_view(&count, DType::i64, 1),
+                  host_view(counts.data(), DType::i64, counts.size()))
       .wait();
   const std::vector<std::uint8_t> all = gather(comm, bytes, DType::u8);
   std::vector<std::string> out;
@@ -107,15 +107,15 @@ DataParallel::DataParallel(Communicator* comm, Net& net, const DataParallelOptio
     // The averaged gradients of this rank's range land here (a reduce-scatter cannot write in
     // place at an offset); the params are a view.
     update_grads_ = Tensor::zeros(Shape{n}, net.grads().dtype(), net.grads().device());
-    update_params_ = net.params().view(Shape{net.params().numel()}).narrow(0, update_range_.begin,
-                                                                           n);
+    update_params_ =
+        net.params().view(Shape{net.params().numel()}).narrow(0, update_range_.begin, n);
     reducer_->scatter_to(zero_ranges_, update_grads_);
   }
   net.set_grad_ready_hook([this](std::int64_t begin, std::int64_t end) {
     if (reduce_) reducer_->mark_ready(begin, end);
   });
-  votes_ = Tensor::zeros(Shape{static_cast<std::int64_t>(StepVotes::count)}, DType::f32,
-                         Device::cpu());
+  votes_ =
+      Tensor::zeros(Shape{static_cast<std::int64_t>(StepVotes::count)}, DType::f32, Device::cpu());
 }
 
 DataParallel::~DataParallel() {
@@ -139,11 +139,11 @@ void DataParallel::start(const std::string& identity) {
   }
   broadcast_state();
   if (!zero_ranges_.empty() && lead()) {
-    std::printf("ZeRO-1: optimizer state sharded over %d ranks; rank 0 keeps elements [%lld, %lld) "
-                "of %lld\n",
-                size(), static_cast<long long>(update_range_.begin),
-                static_cast<long long>(update_range_.end),
-                static_cast<long long>(net_.num_trainable()));
+    std::printf(
+        "ZeRO-1: optimizer state sharded over %d ranks; rank 0 keeps elements [%lld, %lld) "
+        "of %lld\n",
+        size(), static_cast<long long>(update_range_.begin),
+        static_cast<long long>(update_range_.end), static_cast<long long>(net_.num_trainable()));
   }
 }
 
@@ -169,8 +169,8 @@ void DataParallel::check_in_sync(std::int64_t step) {
   const std::vector<std::int64_t> all = gather_digests(*comm_, h);
   for (std::size_t r = 1; r < all.size(); ++r) {
     RUCHE_CHECK(all[r] == all[0]) << "rank " << r
-                                  << "'s parameters differ from rank 0's after step "
-                                  << step << ": the replicas diverged (a bug in ruche)";
+                                  << "'s parameters differ from rank 0's after step " << step
+                                  << ": the replicas diverged (a bug in ruche)";
   }
 }
 
@@ -183,8 +183,9 @@ std::vector<std::int64_t> DataParallel::all_gather(const std::vector<std::int64_
   if (!comm_) return mine;
   std::vector<std::int64_t> in(mine);
   std::vector<std::int64_t> all(mine.size() * static_cast<std::size_t>(size()));
-  comm_->all_gather(host_view(in.data(), DType::i64, in.size()),
-                    host_view(all.data(), DType::i64, all.size()), label)
+  comm_
+      ->all_gather(host_view(in.data(), DType::i64, in.size()),
+                   host_view(all.data(), DType::i64, all.size()), label)
       .wait();
   return all;
 }
@@ -225,8 +226,9 @@ GradStats DataParallel::grad_stats() {
   std::int64_t sent[2] = {0, mine.finite ? 1 : 0};
   std::memcpy(&sent[0], &mine.sum_squares, sizeof(double));
   std::vector<std::int64_t> all(2 * static_cast<std::size_t>(size()));
-  comm_->all_gather(host_view(sent, DType::i64, 2), host_view(all.data(), DType::i64, all.size()),
-                    "ZeRO-1 partial gradient norms")
+  comm_
+      ->all_gather(host_view(sent, DType::i64, 2), host_view(all.data(), DType::i64, all.size()),
+                   "ZeRO-1 partial gradient norms")
       .wait();
   GradStats stats;
   for (std::size_t r = 0; r < all.size(); r += 2) {
@@ -243,9 +245,11 @@ void DataParallel::share_parameters() {
   if (zero_ranges_.empty()) return;
   std::vector<std::int64_t> counts;
   for (const GradRange& r : zero_ranges_) counts.push_back(r.end - r.begin);
-  comm_->all_gather_v(BufferView::of(net_.params().view(Shape{net_.params().numel()})
-                                         .narrow(0, 0, net_.num_trainable())),
-                      std::move(counts), "ZeRO-1 updated parameters")
+  comm_
+      ->all_gather_v(
+          BufferView::of(
+              net_.params().view(Shape{net_.params().numel()}).narrow(0, 0, net_.num_trainable())),
+          std::move(counts), "ZeRO-1 updated parameters")
       .wait();
 }
 
@@ -274,8 +278,9 @@ void DataParallel::gather_state(const StateLayout& layout, ByteRange range,
       if (need.begin >= need.end) continue;
       if (q == rank()) snapshot(layout, need, staging);
       staging.resize(static_cast<std::size_t>(need.size()));
-      comm_->broadcast(host_view(staging.data(), DType::u8, staging.size()), q,
-                       "ZeRO-1 optimizer state for a checkpoint shard")
+      comm_
+          ->broadcast(host_view(staging.data(), DType::u8, staging.size()), q,
+                      "ZeRO-1 optimizer state for a checkpoint shard")
           .wait();
       const std::int64_t begin = std::max(need.begin, range.begin);
       const std::int64_t end = std::min(need.end, range.end);

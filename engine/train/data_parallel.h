@@ -49,8 +49,8 @@ struct StepVotes {
     checkpoint_due,  // rank 0's clock
     shard_written,   // this rank's checkpoint shard is durable (or none is in flight)
     loss_sum,
-    hits,            // classification: top-1 hits
-    squared_error,   // regression, reconstruction: the sums of each sample's MSE and MAE
+    hits,           // classification: top-1 hits
+    squared_error,  // regression, reconstruction: the sums of each sample's MSE and MAE
     absolute_error,
     samples,
     loss_terms,  // a net with several losses: each loss layer's value times the batch, in order
@@ -137,7 +137,7 @@ class DataParallel {
   std::unique_ptr<Reducer> reducer_;
   bool reduce_ = true;
   Work buffers_work_;
-  Tensor votes_;  // f32 [StepVotes::count], allocated once
+  Tensor votes_;                        // f32 [StepVotes::count], allocated once
   std::vector<GradRange> zero_ranges_;  // ZeRO-1: every rank's range; empty without
   GradRange update_range_;
   Tensor update_grads_, update_params_;

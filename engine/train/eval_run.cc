@@ -119,8 +119,7 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
   const int classes = static_cast<int>(probability_classes(net));
   // A deploy net's output is not checked against the data by a loss: say so before it counts.
   RUCHE_REQUIRE(net.has_loss() || classes >= data->num_classes())
-      << "the net's output scores " << classes << " classes; the data has "
-      << data->num_classes();
+      << "the net's output scores " << classes << " classes; the data has " << data->num_classes();
   SplitEvaluation e(classes, data->size());
   e.loss = evaluate(net, loader, e.acc);
   if (ranks) {
@@ -208,13 +207,14 @@ std::string render_regression_report(const RegressionEvaluation& e, const Anomal
   std::string out = e.split;
   out.append(format(" mse %.6g  mae %.6g", t.mse(), t.mae()));
   if (e.psnr) out.append(format("  psnr %.2f dB", t.psnr()));
-  if (e.multilabel) out.append(format("  accuracy at 0.5 %.2f%% (per element)", 100 * t.accuracy()));
+  if (e.multilabel)
+    out.append(format("  accuracy at 0.5 %.2f%% (per element)", 100 * t.accuracy()));
   out.append(" (" + std::to_string(t.samples) + " samples)");
   out.append(format(", loss %.6g\n", e.loss));
   if (!a) return out;
   std::string normal;
-  for (const int c : a->normal_classes) normal.append(normal.empty() ? "" : ",").append(
-      std::to_string(c));
+  for (const int c : a->normal_classes)
+    normal.append(normal.empty() ? "" : ",").append(std::to_string(c));
   out.append("anomaly detection by reconstruction error (normal classes " + normal + "): ");
   out.append(format("ROC AUC %.4f (%.0f anomalous, %.0f normal)\n", a->auc,
                     static_cast<double>(a->anomalies), static_cast<double>(a->normals)));
@@ -251,10 +251,9 @@ void write_regression_report(const std::string& path, const RegressionEvaluation
       const ThresholdReport& th = *a->threshold;
       f << ", \"threshold\": {\"value\": " << th.choice.threshold << ", \"chosen_on\": \""
         << th.chosen_on << "\", \"goal\": \"" << threshold_goal_name(th.choice.goal)
-        << "\", \"target\": " << th.choice.target << ", \"evaluated_on\": \""
-        << th.evaluated_on << "\", \"tp\": " << th.evaluated.tp << ", \"fp\": "
-        << th.evaluated.fp << ", \"tn\": " << th.evaluated.tn << ", \"fn\": "
-        << th.evaluated.fn << "}";
+        << "\", \"target\": " << th.choice.target << ", \"evaluated_on\": \"" << th.evaluated_on
+        << "\", \"tp\": " << th.evaluated.tp << ", \"fp\": " << th.evaluated.fp
+        << ", \"tn\": " << th.evaluated.tn << ", \"fn\": " << th.evaluated.fn << "}";
     }
     f << "}";
   }
@@ -332,8 +331,8 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   // The splits exactly as the run made them (same seed, same val_fraction), normalised as its
   // record says; a run from before records gets what --normalize auto gave it.
   const PreprocessSource recorded = PreprocessSource::in_dir(files.record_dir());
-  NormalizedSplits opened = open_normalized_splits(request.data, solver.val_fraction(),
-                                                   solver.random_seed(), recorded);
+  NormalizedSplits opened =
+      open_normalized_splits(request.data, solver.val_fraction(), solver.random_seed(), recorded);
   const DataSplits& splits = opened.splits;
   const Normalization& norm = opened.norm;
   const DatasetPtr& data = request.split == "val" ? splits.val : splits.test;
@@ -364,9 +363,9 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   std::unique_ptr<Net> net = Net::build(net_param, options);
   load_strictly(*net, files);
   if (task == Task::regression) {
-    RUCHE_REQUIRE(!request.goal)
-        << "--target-" << threshold_goal_name(*request.goal) << " chooses a two-class threshold; "
-        << files.net_file << " is a regression net";
+    RUCHE_REQUIRE(!request.goal) << "--target-" << threshold_goal_name(*request.goal)
+                                 << " chooses a two-class threshold; " << files.net_file
+                                 << " is a regression net";
     EvalRunResult r{files, SplitEvaluation(splits.train->num_classes(), 0), std::nullopt,
                     std::nullopt};
     r.eval.report.split = request.split;

@@ -66,11 +66,11 @@ ThresholdReport threshold_report(const SplitEvaluation& chosen_on,
 // One evaluated split of a regression or reconstruction net (engine/train/task.h).
 struct RegressionEvaluation {
   std::string split;
-  RegressionTally tally;              // keeps each sample's error (alone: in the split's order)
-  std::vector<std::int32_t> labels;   // each sample's class, in order (alone only)
-  double loss = 0;                    // mean loss per sample
-  bool psnr = true;                   // reconstruction (images in [0, 1]); not for regression
-  bool multilabel = false;            // SigmoidCrossEntropyLoss on a float y: accuracy at 0.5
+  RegressionTally tally;             // keeps each sample's error (alone: in the split's order)
+  std::vector<std::int32_t> labels;  // each sample's class, in order (alone only)
+  double loss = 0;                   // mean loss per sample
+  bool psnr = true;                  // reconstruction (images in [0, 1]); not for regression
+  bool multilabel = false;           // SigmoidCrossEntropyLoss on a float y: accuracy at 0.5
 };
 
 // As evaluate_split, for a net whose target is the input (--reconstruct) or, for `task`
@@ -88,7 +88,7 @@ struct AnomalyReport {
   std::vector<int> normal_classes;
   std::string split;
   std::int64_t anomalies = 0, normals = 0;
-  double auc = 0;  // ROC AUC of the errors, anomalous against normal
+  double auc = 0;                            // ROC AUC of the errors, anomalous against normal
   std::optional<ThresholdReport> threshold;  // chosen on val, counted on `split`
 };
 
@@ -115,9 +115,9 @@ struct EvalRequest {
   int batch_size = 0;                 // 0: the run's solver batch_size
   std::optional<ThresholdGoal> goal;  // two classes: threshold chosen on val for this target
   double target = 0;
-  std::string score;                  // "reconstruction": anomaly detection (reconstruction runs)
-  std::vector<int> normal_classes;    // empty: the run's train_classes
-  int threads = 0;  // CPU threads; 0: OMP_NUM_THREADS or all cores
+  std::string score;                // "reconstruction": anomaly detection (reconstruction runs)
+  std::vector<int> normal_classes;  // empty: the run's train_classes
+  int threads = 0;                  // CPU threads; 0: OMP_NUM_THREADS or all cores
 };
 
 struct EvalRunResult {

@@ -38,8 +38,8 @@ std::int64_t deploy_classes(Net& net) {
          "no class scores to evaluate";
   for (int d = 2; d < out.ndim(); ++d) {
     RUCHE_REQUIRE(out.size(d) == 1)
-        << "the net has no loss layer and its output is " << out.ndim()
-        << "-dimensional with size " << out.size(d) << " in dim " << d
+        << "the net has no loss layer and its output is " << out.ndim() << "-dimensional with size "
+        << out.size(d) << " in dim " << d
         << ", not [N, classes]: end the deploy net with the classifier's scores (or Softmax)";
   }
   return out.size(1);

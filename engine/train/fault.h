@@ -29,8 +29,8 @@ struct Fault {
   Kind kind = Kind::none;
   std::int64_t step = 0;
   bool or_later = false;  // N+: at the first step >= N that reaches the point
-  int rank = -1;  // -1: every rank
-  std::string mark;  // RUCHE_FAULT_MARK
+  int rank = -1;          // -1: every rank
+  std::string mark;       // RUCHE_FAULT_MARK
 
   // Parses RUCHE_FAULT; unset is none, a malformed value a ruche::Error.
   static Fault from_env();

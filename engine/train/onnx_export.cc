@@ -82,7 +82,8 @@ void add_attr(onnx::NodeProto& node, const std::string& name, const std::string&
 class GraphBuilder {
  public:
   GraphBuilder(onnx::GraphProto& graph, const std::map<std::string, Tensor>& weights)
-      : graph_(graph), weights_(weights) {}
+      : graph_(graph),
+        weights_(weights) {}
 
   // "layer 'conv1' (Convolution)": how errors name the layer being exported.
   void begin_layer(const proto::LayerParameter& layer) {
@@ -359,8 +360,7 @@ void batch_norm(GraphBuilder& g, const proto::LayerParameter& layer) {
     scale = g.constant(layer.name() + ".ones", std::vector<float>(channels, 1.0f));
     shift = g.constant(layer.name() + ".zeros", std::vector<float>(channels, 0.0f));
   }
-  onnx::NodeProto& n =
-      g.node("BatchNormalization", {x, scale, shift, mean, var}, {g.output()});
+  onnx::NodeProto& n = g.node("BatchNormalization", {x, scale, shift, mean, var}, {g.output()});
   add_attr(n, "epsilon", b.eps());
 }
 
@@ -494,8 +494,7 @@ void scale(GraphBuilder& g, const proto::LayerParameter& layer, int x_ndim, int 
     for (int d = 0; d < s_ndim; ++d) dims.push_back(from_bottom ? 0 : shape[d]);
     while (axis + static_cast<int>(dims.size()) < x_ndim) dims.push_back(1);
     const std::string out = name + "/" + tag;
-    g.node("Reshape", {value, g.constant_i64(name + "." + tag + "_shape", dims)}, {out},
-           "/" + tag);
+    g.node("Reshape", {value, g.constant_i64(name + "." + tag + "_shape", dims)}, {out}, "/" + tag);
     return out;
   };
   const std::string s = from_bottom ? g.input(1) : g.weight("weight");
@@ -561,7 +560,6 @@ std::vector<std::string> head_dims(const proto::NetParameter& param,
   return dims;
 }
 
-
 // ---- the record in front of the net ----
 
 int channels_of(const Shape& sample) {
@@ -598,9 +596,8 @@ std::string input_text(const proto::Preprocess* record, const Shape& sample) {
 std::string add_preprocess(GraphBuilder& g, const OnnxPreprocess& p, const Shape& sample) {
   const proto::Preprocess& r = p.record;
   const Shape recorded(r.sample_shape().begin(), r.sample_shape().end());
-  RUCHE_REQUIRE(recorded == sample)
-      << p.where << ": the record is for samples of shape " << recorded.str()
-      << " but the net reads " << sample.str();
+  RUCHE_REQUIRE(recorded == sample) << p.where << ": the record is for samples of shape "
+                                    << recorded.str() << " but the net reads " << sample.str();
   const std::string input = r.has_input() ? r.input() : "pixels";
   RUCHE_REQUIRE(input == "pixels" || input == "values")
       << p.where << ": input '" << input << "', expected pixels or values";
@@ -920,8 +917,8 @@ std::optional<OnnxPreprocess> find_onnx_preprocess(const std::string& from) {
 
 OnnxSummary export_onnx(const std::string& from, const std::string& to, OnnxOptions options) {
   const proto::NetParameter net = options.net_file.empty()
-                                     ? parse_net(export_net(from), from + " (net)", nullptr)
-                                     : load_net(options.net_file, nullptr);
+                                      ? parse_net(export_net(from), from + " (net)", nullptr)
+                                      : load_net(options.net_file, nullptr);
   if (!options.preprocess) options.preprocess = find_onnx_preprocess(from);
   std::map<std::string, Tensor> weights;
   if (const std::string checkpoint = checkpoint_of(from); !checkpoint.empty()) {

@@ -38,8 +38,7 @@ PngImage reconstruction_grid(const ReconstructionSamples& s) {
   const bool spatial = s.sample.ndim() == 3;
   const int c = spatial ? static_cast<int>(s.sample[0]) : 1;
   const int h = spatial ? static_cast<int>(s.sample[1]) : 1;
-  const int w = spatial ? static_cast<int>(s.sample[2])
-                        : static_cast<int>(s.sample.numel());
+  const int w = spatial ? static_cast<int>(s.sample[2]) : static_cast<int>(s.sample.numel());
   const int scale = std::max(1, (56 + h - 1) / h);
   const int gap = 2, tile_w = w * scale, tile_h = h * scale;
   image.width = 3 * tile_w + 4 * gap;

@@ -15,9 +15,9 @@
 namespace ruche {
 
 struct ReconstructionSamples {
-  Shape sample;                     // [C, H, W]
-  std::int64_t count = 0;           // samples held
-  std::vector<float> target;        // count x sample: what the net should give back
+  Shape sample;                       // [C, H, W]
+  std::int64_t count = 0;             // samples held
+  std::vector<float> target;          // count x sample: what the net should give back
   std::vector<float> reconstruction;  // count x sample: what it gave (sigmoid of BCE logits)
 };
 

@@ -9,9 +9,12 @@ namespace ruche {
 
 const char* task_name(Task task) {
   switch (task) {
-    case Task::classification: return "classification";
-    case Task::regression: return "regression";
-    case Task::reconstruction: return "reconstruction";
+    case Task::classification:
+      return "classification";
+    case Task::regression:
+      return "regression";
+    case Task::reconstruction:
+      return "reconstruction";
   }
   return "?";
 }

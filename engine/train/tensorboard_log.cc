@@ -21,8 +21,9 @@ bool holds(GradRange range, const ParamEntry& p) {
   return p.offset >= range.begin && p.offset + p.count <= range.end;
 }
 
-// Host copies of the parameters and the gradients (histograms need every value), and a visit of every trainable parameter
-// with its weights and (where this rank holds them) its gradients; null when it does not.
+// Host copies of the parameters and the gradients (histograms need every value), and a visit of
+// every trainable parameter with its weights and (where this rank holds them) its gradients; null
+// when it does not.
 template <typename Visit>
 void for_each_trainable(Net& net, const Tensor& grads, GradRange range, Visit visit) {
   const Tensor params = net.params().to(Device::cpu());

@@ -33,7 +33,7 @@ struct TimeResult {
   std::size_t peak_bytes = 0, naive_bytes = 0;
   int blocked_blobs = 0, reorders = 0;
   Layout blocked_layout = Layout::plain;
-  double images_per_second() const;        // batch / (forward + backward)
+  double images_per_second() const;  // batch / (forward + backward)
 };
 
 // Builds the net, initialises it (seed 1), fills its input with standard normal numbers and its

@@ -192,7 +192,7 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
     eval_opts.drop_last = false;
     eval_opts.transform.augment.enabled = false;
     eval_opts.transform.noise = NoiseOptions();  // validation sees clean inputs
-    SamplerOptions in_order;  // each rank evaluates its share, every sample once
+    SamplerOptions in_order;                     // each rank evaluates its share, every sample once
     in_order.shuffle = false;
     in_order.pad = false;
     d.val = std::make_unique<BatchLoader>(

@@ -46,8 +46,8 @@ struct TrainData {
 // decode (the record goes into their decoder); the others leave it to the loader: `norm`.
 struct NormalizedSplits {
   DataSplits splits;
-  Normalization norm;           // for the loader's Transform (empty for JPEG sources)
-  proto::Preprocess record;     // the run's record
+  Normalization norm;        // for the loader's Transform (empty for JPEG sources)
+  proto::Preprocess record;  // the run's record
 };
 NormalizedSplits open_normalized_splits(const DataSpec& spec, double val_fraction,
                                         std::uint64_t seed, const PreprocessSource& source);

@@ -4,7 +4,6 @@
 
 namespace ruche {
 
-
 proto::SolverParameter default_solver() {
   proto::SolverParameter s;
   s.set_type("sgd");
@@ -39,7 +38,6 @@ proto::SolverParameter effective_solver(const proto::SolverParameter& given, int
   }
   return s;
 }
-
 
 namespace trainer_detail {
 
@@ -76,8 +74,10 @@ int Trainer::run() {
   }
   if (!checkpoints_->save_now(now)) {  // the end of the run (or of its early stop)
     if (lead_) {
-      std::fprintf(stderr, "ruche: error: the final checkpoint could not be written (the disk is "
-                           "full); exit %d\n", kExitSaveFailed);
+      std::fprintf(stderr,
+                   "ruche: error: the final checkpoint could not be written (the disk is "
+                   "full); exit %d\n",
+                   kExitSaveFailed);
     }
     return kExitSaveFailed;
   }
@@ -93,11 +93,9 @@ int Trainer::run() {
 void Trainer::check_solver_and_device() {
   const auto types = optimizer_types();
   RUCHE_REQUIRE(std::find(types.begin(), types.end(), solver_.type()) != types.end())
-      << "solver: unknown optimizer type '" << solver_.type() << "' (valid: " << join(types)
-      << ")";
+      << "solver: unknown optimizer type '" << solver_.type() << "' (valid: " << join(types) << ")";
   const auto policies = lr_policies();
-  RUCHE_REQUIRE(std::find(policies.begin(), policies.end(), solver_.lr_policy()) !=
-                policies.end())
+  RUCHE_REQUIRE(std::find(policies.begin(), policies.end(), solver_.lr_policy()) != policies.end())
       << "solver: unknown lr_policy '" << solver_.lr_policy() << "' (valid: " << join(policies)
       << ")";
   ops::set_num_threads(run_.threads);
@@ -222,39 +220,39 @@ void Trainer::write_run_directory() {
     std::printf("threads: %d per rank (%s)\n", run_.threads, run_.threads_source.c_str());
   }
   if (task_ == Task::regression) {
-    std::printf("task: %s (%s%s); the target is the data's float y %s%s\n", task_name(task_),
-                loss_type(net_param_).c_str(),
-                is_multilabel(task_, net_param_) ? ", multi-label: 0/1 per element" : "",
-                data_.target_shape.str().c_str(),
-                solver_.augment() && data_.sample_shape.ndim() == 3 &&
-                        data_.target_shape.ndim() >= 2 &&
-                        data_.target_shape[data_.target_shape.ndim() - 1] ==
-                            data_.sample_shape[2] &&
-                        data_.target_shape[data_.target_shape.ndim() - 2] == data_.sample_shape[1]
-                    ? ", cropped and flipped with the input"
-                    : "");
+    std::printf(
+        "task: %s (%s%s); the target is the data's float y %s%s\n", task_name(task_),
+        loss_type(net_param_).c_str(),
+        is_multilabel(task_, net_param_) ? ", multi-label: 0/1 per element" : "",
+        data_.target_shape.str().c_str(),
+        solver_.augment() && data_.sample_shape.ndim() == 3 && data_.target_shape.ndim() >= 2 &&
+                data_.target_shape[data_.target_shape.ndim() - 1] == data_.sample_shape[2] &&
+                data_.target_shape[data_.target_shape.ndim() - 2] == data_.sample_shape[1]
+            ? ", cropped and flipped with the input"
+            : "");
   } else if (task_ != Task::classification) {
-    std::printf("task: %s (%s); the target is the input after augmentation, before %s"
-                "normalisation\n",
-                task_name(task_), loss_type(net_param_).c_str(),
-                solver_.noise().empty() ? "" : ("--noise " + solver_.noise() + " and ").c_str());
+    std::printf(
+        "task: %s (%s); the target is the input after augmentation, before %s"
+        "normalisation\n",
+        task_name(task_), loss_type(net_param_).c_str(),
+        solver_.noise().empty() ? "" : ("--noise " + solver_.noise() + " and ").c_str());
   }
 }
 
 // Steps per epoch, the run's length and the optimizer (under --zero 1, over this rank's range).
 void Trainer::plan_steps() {
   steps_per_epoch_ = train_loader_->steps_per_epoch() / solver_.iter_size();
-  RUCHE_REQUIRE(steps_per_epoch_ > 0) << "iter_size " << solver_.iter_size()
-                                      << " exceeds the batches in an epoch";
-  total_steps_ = solver_.max_iter() > 0
-                     ? solver_.max_iter()
-                     : static_cast<std::int64_t>(std::max(solver_.max_epochs(), 1)) *
-                           steps_per_epoch_;
+  RUCHE_REQUIRE(steps_per_epoch_ > 0)
+      << "iter_size " << solver_.iter_size() << " exceeds the batches in an epoch";
+  total_steps_ =
+      solver_.max_iter() > 0
+          ? solver_.max_iter()
+          : static_cast<std::int64_t>(std::max(solver_.max_epochs(), 1)) * steps_per_epoch_;
   epochs_ = static_cast<int>((total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_);
   check_lr_schedule(solver_, steps_per_epoch_, total_steps_);
-  optimizer_ = make_optimizer(solver_, net_->param_table(), net_->num_trainable(),
-                              net_->params().device(), dp_->update_range().begin,
-                              dp_->update_range().end);
+  optimizer_ =
+      make_optimizer(solver_, net_->param_table(), net_->num_trainable(), net_->params().device(),
+                     dp_->update_range().begin, dp_->update_range().end);
 }
 
 // Where to resume from, and how to save. --ema: the average starts as the weights every rank now
@@ -286,17 +284,18 @@ void Trainer::open_checkpoints() {
       const std::int64_t more = after > 0 ? (after + steps_per_epoch_ - 1) / steps_per_epoch_ : 0;
       epochs_ = std::max(epochs_, static_cast<int>(at_.epoch) + 1 + static_cast<int>(more));
     } else {
-      total_steps_ = at_.step + left_in_epoch +
-                     static_cast<std::int64_t>(epochs_ - static_cast<int>(at_.epoch) - 1) *
-                         steps_per_epoch_;
+      total_steps_ =
+          at_.step + left_in_epoch +
+          static_cast<std::int64_t>(epochs_ - static_cast<int>(at_.epoch) - 1) * steps_per_epoch_;
     }
   }
-  std::printf("solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
-              "(%d epochs)\n",
-              solver_.type().c_str(), solver_.base_lr(), solver_.lr_policy().c_str(),
-              solver_.lr_scaling() == "linear" ? ", scaled linearly" : "", solver_.batch_size(),
-              ranks_, solver_.iter_size(), solver_.batch_size() * ranks_ * solver_.iter_size(),
-              static_cast<long long>(total_steps_), epochs_);
+  std::printf(
+      "solver: %s lr %g (%s%s), batch %d x %d ranks x %d accumulated = %d, %lld steps "
+      "(%d epochs)\n",
+      solver_.type().c_str(), solver_.base_lr(), solver_.lr_policy().c_str(),
+      solver_.lr_scaling() == "linear" ? ", scaled linearly" : "", solver_.batch_size(), ranks_,
+      solver_.iter_size(), solver_.batch_size() * ranks_ * solver_.iter_size(),
+      static_cast<long long>(total_steps_), epochs_);
 }
 
 // The loop's state, restored from `at_`: best-so-far, loss scale, step counters, the clock.
@@ -334,11 +333,11 @@ void Trainer::prepare_loop() {
       static_cast<std::int64_t>(solver_.batch_size()) * ranks_ * solver_.iter_size();
   first_step_in_epoch_ = at_.samples_in_epoch / samples_per_step_;
   if (at_.samples_in_epoch % samples_per_step_ != 0) {
-    std::printf("resuming at sample %lld of the epoch (the checkpoint's %lld, rounded down to a "
-                "whole step of %lld samples)\n",
-                static_cast<long long>(first_step_in_epoch_ * samples_per_step_),
-                static_cast<long long>(at_.samples_in_epoch),
-                static_cast<long long>(samples_per_step_));
+    std::printf(
+        "resuming at sample %lld of the epoch (the checkpoint's %lld, rounded down to a "
+        "whole step of %lld samples)\n",
+        static_cast<long long>(first_step_in_epoch_ * samples_per_step_),
+        static_cast<long long>(at_.samples_in_epoch), static_cast<long long>(samples_per_step_));
   }
 }
 
@@ -349,11 +348,11 @@ void Trainer::start_timeline() {
     forward_names_.push_back("forward " + layer->name());
     backward_names_.push_back("backward " + layer->name());
   }
-  net_->set_layer_timer([this](std::size_t li, bool backward, Clock::time_point start,
-                               Clock::time_point end) {
-    timeline_->add(backward ? &backward_names_[li] : &forward_names_[li],
-                   backward ? "backward" : "forward", Timeline::compute, start, end);
-  });
+  net_->set_layer_timer(
+      [this](std::size_t li, bool backward, Clock::time_point start, Clock::time_point end) {
+        timeline_->add(backward ? &backward_names_[li] : &forward_names_[li],
+                       backward ? "backward" : "forward", Timeline::compute, start, end);
+      });
   dp_->barrier();  // every rank's origin at the same moment
   timeline_->set_origin(Clock::now());
   dp_->set_timeline(timeline_.get());
@@ -362,8 +361,7 @@ void Trainer::start_timeline() {
 // Where training is after `steps_done` steps of `epoch`: what a checkpoint saves.
 void Trainer::finish_run() {
   if (skipped_) {
-    std::printf("skipped %lld steps with non-finite values%s\n",
-                static_cast<long long>(skipped_),
+    std::printf("skipped %lld steps with non-finite values%s\n", static_cast<long long>(skipped_),
                 scaler_ ? " (fp16 gradients that overflowed the dynamic loss scale)" : "");
   }
   if (scaler_) std::printf("fp16 loss scale now %g\n", static_cast<double>(scaler_->scale()));
@@ -415,7 +413,9 @@ void Trainer::test_once() {
                               {{"step", static_cast<double>(step_)}});
     }
     MetricsRecord record("test");
-    record.add("step", step_).add("loss", test.loss).add("mse", test.tally.mse())
+    record.add("step", step_)
+        .add("loss", test.loss)
+        .add("mse", test.tally.mse())
         .add("mae", test.tally.mae());
     if (test.psnr) record.add("psnr", test.tally.psnr());
     if (test.multilabel) record.add("acc", test.tally.accuracy());
@@ -432,7 +432,9 @@ void Trainer::test_once() {
   report.class_names = data_.class_names;
   report.extra.emplace_back("step", static_cast<double>(step_));
   if (lead_) write_eval_report((out_ / "eval-test.json").string(), report);
-  metrics_.write(MetricsRecord("test").add("step", step_).add("loss", test.loss)
+  metrics_.write(MetricsRecord("test")
+                     .add("step", step_)
+                     .add("loss", test.loss)
                      .add("acc", report.result.accuracy));
   tb_.add_scalar("test/loss", test.loss, step_);
   tb_.add_scalar("test/acc", report.result.accuracy, step_);

@@ -23,7 +23,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitDiverged = 3;
 
 struct TrainRun {
-  std::string model;  // a built-in model, shaped for the dataset; else `net` is used
+  std::string model;   // a built-in model, shaped for the dataset; else `net` is used
   int bottleneck = 0;  // --bottleneck: the autoencoders' code size (0: the model's default)
   proto::NetParameter net;
   NetSource source;
@@ -31,10 +31,10 @@ struct TrainRun {
   DataSpec data;
   PreprocessSource preprocess;  // --normalize, or the record beside --net
   std::string out_dir = "run";
-  int threads = 0;  // 0: OMP_NUM_THREADS or all cores
+  int threads = 0;             // 0: OMP_NUM_THREADS or all cores
   std::string threads_source;  // why `threads` (--threads, OMP_NUM_THREADS, the core share)
-  int data_workers = 0;  // loader threads; 0: all cores for decoded sources (JPEG), else 1
-  int prefetch = 0;      // batches buffered; 0: data_workers + 1
+  int data_workers = 0;        // loader threads; 0: all cores for decoded sources (JPEG), else 1
+  int prefetch = 0;            // batches buffered; 0: data_workers + 1
   std::string init_weights;
   bool init_partial = false;
   Device device = Device::cpu();

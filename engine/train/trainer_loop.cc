@@ -42,8 +42,7 @@ EpochEnd Trainer::train_epoch(int epoch) {
     first_step = std::max<std::int64_t>(
         0, steps_per_epoch_ - train_loader_->steps_this_epoch() / solver_.iter_size());
   } else {
-    train_loader_->start_epoch(static_cast<std::uint32_t>(epoch),
-                               first_step * solver_.iter_size());
+    train_loader_->start_epoch(static_cast<std::uint32_t>(epoch), first_step * solver_.iter_size());
   }
   ctx_.epoch = static_cast<std::uint32_t>(epoch);
   interval_ = Tally();
@@ -93,8 +92,7 @@ StepEnd Trainer::train_step(int epoch, float lr, StepVotes& votes) {
   const auto wait_start = Clock::now();
   votes = dp_->finish_step(votes);  // every rank now holds the same sums and gradients
   if (timeline_) {
-    timeline_->add("wait for gradients", "comm_wait", Timeline::compute, wait_start,
-                   Clock::now());
+    timeline_->add("wait for gradients", "comm_wait", Timeline::compute, wait_start, Clock::now());
   }
   // The mean over micro-batches, and the loss scale taken back out.
   float unscale = solver_.iter_size() > 1 ? 1.0f / static_cast<float>(solver_.iter_size()) : 1;
@@ -118,14 +116,16 @@ StepEnd Trainer::train_step(int epoch, float lr, StepVotes& votes) {
     }
     if (lead_) print_nan_diagnosis(*net_, step_, lr);
     checkpoints_->finish();  // a save from before the divergence is still good
-    metrics_.write(MetricsRecord("train").add("epoch", epoch + 1).add("step", step_)
-                       .add("loss", std::nan("")).add("diverged", 1));
+    metrics_.write(MetricsRecord("train")
+                       .add("epoch", epoch + 1)
+                       .add("step", step_)
+                       .add("loss", std::nan(""))
+                       .add("diverged", 1));
     return StepEnd::diverged;
   }
   interval_.add(votes);
   whole_epoch_.add(votes);
-  clip_grad_norm(dp_->update_grads(), dp_->update_grads().numel(), stats,
-                 solver_.clip_grad_norm());
+  clip_grad_norm(dp_->update_grads(), dp_->update_grads().numel(), stats, solver_.clip_grad_norm());
   const auto optimizer_start = Clock::now();
   optimizer_->step(dp_->update_params(), dp_->update_grads(), lr);
   dp_->share_parameters();  // --zero 1: every rank's updated range to every rank
@@ -198,9 +198,9 @@ void Trainer::report_progress(int epoch, float lr) {
   if (net_->losses().size() > 1) {  // each loss layer's mean (unweighted), by layer name
     const auto& terms = net_->losses();
     for (std::size_t i = 0; i < terms.size() && i < StepVotes::max_loss_terms; ++i) {
-      p.losses.emplace_back(terms[i].name, interval_.seen ? interval_.terms[i] /
-                                                                static_cast<double>(interval_.seen)
-                                                          : 0.0);
+      p.losses.emplace_back(
+          terms[i].name,
+          interval_.seen ? interval_.terms[i] / static_cast<double>(interval_.seen) : 0.0);
     }
   }
   std::printf("%s\n", progress_line(p).c_str());
@@ -215,8 +215,10 @@ void Trainer::report_progress(int epoch, float lr) {
   } else {
     record.add("acc", p.accuracy);
   }
-  record.add("lr", p.lr).add("img_per_s", p.images_per_second)
-      .add("time_s", seconds_since(started_)).add("saving", checkpoints_->saving() ? 1 : 0);
+  record.add("lr", p.lr)
+      .add("img_per_s", p.images_per_second)
+      .add("time_s", seconds_since(started_))
+      .add("saving", checkpoints_->saving() ? 1 : 0);
   if (p.checkpoint_every > 0) {  // --checkpoint-every-steps auto
     record.add("ckpt_every", p.checkpoint_every)
         .add("ckpt_cost_pct", p.checkpoint_cost_percent)
@@ -275,8 +277,8 @@ bool Trainer::validate(int epoch, bool epoch_end) {
   }
   if (!val_loader_ || !due) return false;
   bool stop = false;
-  const double monitored = task_ == Task::classification ? validate_classes(epoch, stop)
-                                                         : validate_regression(epoch);
+  const double monitored =
+      task_ == Task::classification ? validate_classes(epoch, stop) : validate_regression(epoch);
   if (best_.update(monitored, epoch + 1) && lead_) {
     save_weights(*net_, (out_ / "best.npz").string());
   }
@@ -296,13 +298,12 @@ double Trainer::validate_classes(int epoch, bool& stop) {
   double nll_sum = evaluate(*net_, *val_loader_, acc) * static_cast<double>(acc.samples());
   dp_->reduce_evaluation(acc, nll_sum);
   const double val_loss = acc.samples() ? nll_sum / static_cast<double>(acc.samples()) : 0;
-  const double val_acc = acc.samples() ? static_cast<double>(acc.top1_correct()) /
-                                             static_cast<double>(acc.samples())
-                                       : 0;
+  const double val_acc =
+      acc.samples() ? static_cast<double>(acc.top1_correct()) / static_cast<double>(acc.samples())
+                    : 0;
   const bool has_top5 = classes > 5 && acc.samples() > 0;
-  const double val_top5 = has_top5 ? static_cast<double>(acc.top5_correct()) /
-                                         static_cast<double>(acc.samples())
-                                   : 0;
+  const double val_top5 =
+      has_top5 ? static_cast<double>(acc.top5_correct()) / static_cast<double>(acc.samples()) : 0;
   std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%", epoch + 1,
               epochs_, whole_epoch_.mean_loss(), 100 * train_acc, val_loss, 100 * val_acc);
   if (has_top5) std::printf(" top-5 %.2f%%", 100 * val_top5);
@@ -333,12 +334,16 @@ double Trainer::validate_classes(int epoch, bool& stop) {
     tb_.flush();
   }
   if (solver_.target_accuracy() > 0 && val_acc >= solver_.target_accuracy()) {
-    std::printf("time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
-                "in %s (%.0f s)\n",
-                100 * val_acc, 100.0 * solver_.target_accuracy(), epoch + 1,
-                human_duration(seconds_since(started_)).c_str(), seconds_since(started_));
-    metrics_.write(MetricsRecord("target").add("epoch", epoch + 1).add("step", step_)
-                       .add("acc", val_acc).add("time_to_accuracy_s", seconds_since(started_)));
+    std::printf(
+        "time to accuracy: validation top-1 %.2f%% >= target %.2f%% after %d epochs "
+        "in %s (%.0f s)\n",
+        100 * val_acc, 100.0 * solver_.target_accuracy(), epoch + 1,
+        human_duration(seconds_since(started_)).c_str(), seconds_since(started_));
+    metrics_.write(MetricsRecord("target")
+                       .add("epoch", epoch + 1)
+                       .add("step", step_)
+                       .add("acc", val_acc)
+                       .add("time_to_accuracy_s", seconds_since(started_)));
     stop = true;
   }
   const double chance = 1.0 / classes;
@@ -352,8 +357,8 @@ double Trainer::validate_classes(int epoch, bool& stop) {
 // MSE, MAE and PSNR (peak 1) of the prediction against the target, raw weights then EMA's.
 double Trainer::validate_regression(int epoch) {
   auto run_validation = [&](RegressionTally& tally) {
-    double loss_sum = evaluate_regression(*net_, *val_loader_, tally) *
-                      static_cast<double>(tally.samples);
+    double loss_sum =
+        evaluate_regression(*net_, *val_loader_, tally) * static_cast<double>(tally.samples);
     dp_->reduce_evaluation(tally, loss_sum);
     return tally.samples ? loss_sum / static_cast<double>(tally.samples) : 0.0;
   };
@@ -366,10 +371,12 @@ double Trainer::validate_regression(int epoch) {
   if (multilabel) extra += one_value(" acc@0.5 %.2f%%", 100 * val.accuracy());
   std::printf("epoch %d/%d  train loss %.4f mse %.4g  val loss %.4f mse %.4g mae %.4g%s  (%s)\n",
               epoch + 1, epochs_, whole_epoch_.mean_loss(), whole_epoch_.errors.mse(), val_loss,
-              val.mse(), val.mae(), extra.c_str(),
-              human_duration(seconds_since(started_)).c_str());
+              val.mse(), val.mae(), extra.c_str(), human_duration(seconds_since(started_)).c_str());
   MetricsRecord record("val");
-  record.add("epoch", epoch + 1).add("step", step_).add("loss", val_loss).add("mse", val.mse())
+  record.add("epoch", epoch + 1)
+      .add("step", step_)
+      .add("loss", val_loss)
+      .add("mse", val.mse())
       .add("mae", val.mae());
   if (psnr) record.add("psnr", val.psnr());
   if (multilabel) record.add("acc", val.accuracy());

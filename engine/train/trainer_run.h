@@ -44,7 +44,6 @@
 
 namespace ruche::trainer_detail {
 
-
 using Clock = std::chrono::steady_clock;
 
 inline double seconds_since(Clock::time_point t) {
@@ -93,9 +92,7 @@ struct Tally {
     errors.samples += static_cast<std::int64_t>(v[StepVotes::samples]);
   }
   double mean_loss() const { return seen ? loss / static_cast<double>(seen) : 0; }
-  double accuracy() const {
-    return seen ? hits / static_cast<double>(seen) : 0;
-  }
+  double accuracy() const { return seen ? hits / static_cast<double>(seen) : 0; }
 };
 
 // Watches a validation metric for early stopping and for keeping the best weights.
@@ -107,8 +104,8 @@ struct BestTracker {
   int epochs_without_gain = 0;
   // Whether `value` is an improvement (and records it).
   bool update(double value, int epoch) {
-    const bool better = std::isnan(best) || (higher_is_better ? value > best + min_delta
-                                                              : value < best - min_delta);
+    const bool better = std::isnan(best) ||
+                        (higher_is_better ? value > best + min_delta : value < best - min_delta);
     if (better) {
       best = value;
       best_epoch = epoch;
@@ -144,8 +141,6 @@ inline void warn_chance_level(int classes, double train_acc, double val_acc) {
                "output layer (lr_mult 0), or inputs that were not normalised.\n",
                100 * train_acc, 100 * val_acc, 100.0 / classes);
 }
-
-
 
 // What a step ended as: taken by the optimizer, skipped (fp16 overflow, --on-nan skip), or the
 // run diverged.
@@ -245,6 +240,5 @@ inline Trainer::Trainer(const TrainRun& run, Communicator* comm)
       ranks_(comm ? comm->size() : 1),
       lead_(rank_ == 0),
       out_(run.out_dir) {}
-
 
 }  // namespace ruche::trainer_detail

@@ -50,8 +50,10 @@ Tensor class_saliency(Net& net, const Tensor& inputs, const std::vector<std::int
     std::vector<float> onehot(static_cast<std::size_t>(k), 0.0f);
     onehot[static_cast<std::size_t>(c)] = 1.0f;
     net.backward_from_output(Tensor::from_vector(onehot, output.shape()).to(output.device()), ctx);
-    out.narrow(0, i, 1).copy_from(net.input_grad().to(Device::cpu()).view(
-        with_batch(1, Shape(inputs.shape().begin() + 1, inputs.shape().end()))));
+    out.narrow(0, i, 1).copy_from(
+        net.input_grad()
+            .to(Device::cpu())
+            .view(with_batch(1, Shape(inputs.shape().begin() + 1, inputs.shape().end()))));
   }
   return out;
 }
@@ -62,8 +64,8 @@ Visualization visualize_run(const VisualizeRequest& request) {
   std::string weights = request.weights;
   if (weights.empty()) {
     const fs::path best = fs::path(request.run) / "best.npz";
-    weights = fs::is_regular_file(best) ? best.string()
-                                        : (fs::path(request.run) / "model.npz").string();
+    weights =
+        fs::is_regular_file(best) ? best.string() : (fs::path(request.run) / "model.npz").string();
   }
   const RunFiles files = locate_run_files(weights);
   proto::SolverParameter solver = default_solver();

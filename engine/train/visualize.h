@@ -25,9 +25,9 @@ struct VisualizeRequest {
 struct Visualization {
   std::string weights;
   std::vector<std::string> class_names;
-  std::string split;          // where the samples come from: val, else test, else train
-  std::string first_conv;     // the first Convolution layer's name; "" when the net has none
-  Tensor filters;             // its weight [O, C/groups, kh, kw]
+  std::string split;       // where the samples come from: val, else test, else train
+  std::string first_conv;  // the first Convolution layer's name; "" when the net has none
+  Tensor filters;          // its weight [O, C/groups, kh, kw]
   std::vector<std::string> conv_layers;  // every Convolution, in forward order
   std::vector<Tensor> activations;       // each one's output for `sample` [C, H, W]
   std::int32_t sample_label = 0, sample_predicted = 0;

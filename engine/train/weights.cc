@@ -15,7 +15,8 @@ bool is_counter(const std::string& name) {
 
 std::string join(const std::vector<std::string>& names) {
   std::string out;
-  for (std::size_t i = 0; i < names.size() && i < 8; ++i) out.append(i ? ", " : "").append(names[i]);
+  for (std::size_t i = 0; i < names.size() && i < 8; ++i)
+    out.append(i ? ", " : "").append(names[i]);
   if (names.size() > 8) out += ", ... (" + std::to_string(names.size()) + " in all)";
   return out;
 }
@@ -66,8 +67,7 @@ LoadReport load_weights(Net& net, const std::string& path, bool partial) {
   }
   for (const auto& [name, t] : file) report.unexpected.push_back(name);
   if (!partial) {
-    RUCHE_REQUIRE(report.missing.empty() && report.unexpected.empty() &&
-                  report.mismatched.empty())
+    RUCHE_REQUIRE(report.missing.empty() && report.unexpected.empty() && report.mismatched.empty())
         << path << ": does not match the net (use --init-partial to load what matches)"
         << (report.missing.empty() ? "" : "; missing: " + join(report.missing))
         << (report.unexpected.empty() ? "" : "; unexpected: " + join(report.unexpected))

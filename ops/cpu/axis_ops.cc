@@ -107,8 +107,8 @@ void copy_into_axis(const Tensor& part, Tensor& whole, int axis, std::int64_t of
   check_dense(op, "whole", whole);
   const AxisSplit s = check_axis_block(op, part, whole, axis, offset);
   const std::int64_t row = part.size(axis) * s.inner;
-  copy_rows(part.data<float>(), row, whole.data<float>() + offset * s.inner,
-            s.channels * s.inner, s.outer, row);
+  copy_rows(part.data<float>(), row, whole.data<float>() + offset * s.inner, s.channels * s.inner,
+            s.outer, row);
 }
 
 void copy_from_axis(const Tensor& whole, Tensor& part, int axis, std::int64_t offset) {
@@ -242,9 +242,8 @@ void power_backward(const Tensor& x, const Tensor& dy, Tensor& dx, const PowerPa
   const float k = p.power * p.scale;
 #pragma omp parallel for if (n >= kParallelMin)
   for (std::int64_t i = 0; i < n; ++i) {
-    pdx[i] = p.power == 0.0f
-                 ? 0.0f
-                 : pdy[i] * k * std::pow(p.shift + p.scale * px[i], p.power - 1.0f);
+    pdx[i] =
+        p.power == 0.0f ? 0.0f : pdy[i] * k * std::pow(p.shift + p.scale * px[i], p.power - 1.0f);
   }
 }
 

@@ -28,11 +28,10 @@ using Key = CacheKey<8>;
 
 // The CPU's per-tensor check: every argument dense f32 (ops/op_checks.h does the shapes).
 void check_f32(const char* op, const char* name, const Tensor& t) { check_dense(op, name, t); }
-constexpr BatchNormChecks kChecks{
-    check_f32, [](const char* op, const char* name, const Tensor& t, const Tensor&) {
-      check_dense(op, name, t);
-    },
-    check_f32};
+constexpr BatchNormChecks kChecks{check_f32,
+                                  [](const char* op, const char* name, const Tensor& t,
+                                     const Tensor&) { check_dense(op, name, t); },
+                                  check_f32};
 
 normalization_flags flags_for(bool scale, bool shift, bool global_stats = false,
                               bool relu = false) {
@@ -68,7 +67,12 @@ void relu_apart(const BatchNormParams& p, const Tensor& x, Tensor& y) {
 Key make_key(const Tensor& t, normalization_flags flags, float eps) {
   const Shape& x = t.shape();
   const std::int64_t h = x.ndim() == 4 ? x[2] : 0, w = x.ndim() == 4 ? x[3] : 0;
-  return {x[0], x[1], h, w, static_cast<std::int64_t>(flags), std::bit_cast<std::int32_t>(eps),
+  return {x[0],
+          x[1],
+          h,
+          w,
+          static_cast<std::int64_t>(flags),
+          std::bit_cast<std::int32_t>(eps),
           static_cast<std::int64_t>(t.layout())};
 }
 
@@ -85,9 +89,10 @@ BatchNorm make_entry(const PrimitiveDesc& pd, const Tensor& x) {
   const memory::desc stat({x.size(1)}, memory::data_type::f32, memory::format_tag::a);
   const auto m = [](const memory::desc& d) { return memory(d, dnnl_engine(), nullptr); };
   const memory::desc ws = pd.workspace_desc();
-  return {Primitive(pd), m(data), m(data), m(data), m(data), m(stat),
-          m(stat),       m(stat), m(stat), m(stat), m(stat),
-          ws.get_size() > 0 ? memory(ws, dnnl_engine()) : memory()};
+  return {Primitive(pd), m(data), m(data),
+          m(data),       m(data), m(stat),
+          m(stat),       m(stat), m(stat),
+          m(stat),       m(stat), ws.get_size() > 0 ? memory(ws, dnnl_engine()) : memory()};
 }
 
 dnnl::batch_normalization_forward::primitive_desc forward_pd(dnnl::prop_kind prop, const Tensor& x,
@@ -292,7 +297,7 @@ void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor&
                                 const BatchNormParams& p) {
   const char* op = "batch_norm_backward_reduce";
   const std::int64_t c = check_batch_norm_backward_reduce(op, dy, x, save_mean, save_var, sums,
-                                                         dgamma, dbeta, kChecks);
+                                                          dgamma, dbeta, kChecks);
   const Planes g = planes_of(x);
   const float* px = x.data<float>();
   const float* pdy = dy.data<float>();
@@ -327,8 +332,8 @@ void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& 
                                const Tensor& save_mean, const Tensor& save_var, const Tensor& sums,
                                Tensor& dx, const BatchNormParams& p) {
   const char* op = "batch_norm_backward_apply";
-  const std::int64_t c = check_batch_norm_backward_apply(op, dy, x, gamma, save_mean, save_var,
-                                                        sums, dx, kChecks);
+  const std::int64_t c =
+      check_batch_norm_backward_apply(op, dy, x, gamma, save_mean, save_var, sums, dx, kChecks);
   const float* ps = sums.data<float>();
   const double n = ps[2 * c];
   RUCHE_REQUIRE(n > 0) << op << ": the count in sums must be positive, got " << n;

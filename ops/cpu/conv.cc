@@ -53,10 +53,24 @@ using Key = CacheKey<18>;
 Key make_key(const Tensor& x, const Shape& w, const Tensor& y, const Conv2dParams& p, bool bias,
              bool relu = false) {
   const Shape& s = x.shape();
-  return {s[0],         s[1],         s[2],       s[3],       w[0],    w[1],
-          w[2],         w[3],         p.stride_h, p.stride_w, p.pad_h, p.pad_w,
-          p.dilation_h, p.dilation_w, p.groups,   (bias ? 1 : 0) + (relu ? 2 : 0),
-          static_cast<std::int64_t>(x.layout()), static_cast<std::int64_t>(y.layout())};
+  return {s[0],
+          s[1],
+          s[2],
+          s[3],
+          w[0],
+          w[1],
+          w[2],
+          w[3],
+          p.stride_h,
+          p.stride_w,
+          p.pad_h,
+          p.pad_w,
+          p.dilation_h,
+          p.dilation_w,
+          p.groups,
+          (bias ? 1 : 0) + (relu ? 2 : 0),
+          static_cast<std::int64_t>(x.layout()),
+          static_cast<std::int64_t>(y.layout())};
 }
 
 Descs conv_descs(const Tensor& xt, const Shape& w, const Tensor& yt, const Conv2dParams& p) {
@@ -86,9 +100,7 @@ Descs conv_descs(const Tensor& xt, const Shape& w, const Tensor& yt, const Conv2
 
 // The CPU's per-tensor check; ops/op_checks.h does the shapes.
 constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
-                                  const Tensor&) {
-  check_dense(op, name, t);
-};
+                                  const Tensor&) { check_dense(op, name, t); };
 
 }  // namespace
 

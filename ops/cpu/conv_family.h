@@ -59,12 +59,11 @@ struct Deconvolution {
 template <typename Kind>
 typename Kind::Fwd::primitive_desc forward_pd(const Descs& d, bool bias, bool relu = false) {
   const auto training = dnnl::prop_kind::forward_training;
-  const auto desc = bias ? typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any,
-                                                    d.b_plain, d.y_any, d.strides, d.dilates,
-                                                    d.pad_l, d.pad_r)
-                         : typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any,
-                                                    d.y_any, d.strides, d.dilates, d.pad_l,
-                                                    d.pad_r);
+  const auto desc =
+      bias ? typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any, d.b_plain,
+                                      d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
+           : typename Kind::Fwd::desc(training, Kind::kAlgorithm, d.x_any, d.w_any, d.y_any,
+                                      d.strides, d.dilates, d.pad_l, d.pad_r);
   dnnl::primitive_attr attr = cached_attr();
   if (relu) {
     dnnl::post_ops ops;
@@ -97,10 +96,10 @@ BackwardData backward_data_entry(const Descs& d) {
 template <typename Kind>
 BackwardWeights backward_weights_entry(const Descs& d, bool bias) {
   const auto desc =
-      bias ? typename Kind::BwdWeights::desc(Kind::kAlgorithm, d.x_any, d.w_any, d.b_plain,
-                                             d.y_any, d.strides, d.dilates, d.pad_l, d.pad_r)
-           : typename Kind::BwdWeights::desc(Kind::kAlgorithm, d.x_any, d.w_any, d.y_any,
-                                             d.strides, d.dilates, d.pad_l, d.pad_r);
+      bias ? typename Kind::BwdWeights::desc(Kind::kAlgorithm, d.x_any, d.w_any, d.b_plain, d.y_any,
+                                             d.strides, d.dilates, d.pad_l, d.pad_r)
+           : typename Kind::BwdWeights::desc(Kind::kAlgorithm, d.x_any, d.w_any, d.y_any, d.strides,
+                                             d.dilates, d.pad_l, d.pad_r);
   const typename Kind::BwdWeights::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
                                                      forward_pd<Kind>(d, bias));
   return BackwardWeights{Primitive(pd), LayoutBridge(d.x_ours, pd.src_desc(), false),

@@ -17,8 +17,7 @@ namespace ruche::ops {
 
 Shape deconv2d_output_shape(const Shape& x, const Shape& w, const Deconv2dParams& p) {
   RUCHE_REQUIRE(x.ndim() == 4) << "deconv2d: input must be [N, C, H, W], got " << x.str();
-  RUCHE_REQUIRE(w.ndim() == 4) << "deconv2d: weight must be [C, O/groups, KH, KW], got "
-                               << w.str();
+  RUCHE_REQUIRE(w.ndim() == 4) << "deconv2d: weight must be [C, O/groups, KH, KW], got " << w.str();
   RUCHE_REQUIRE(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 &&
                 p.dilation_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0 && p.output_padding_h >= 0 &&
                 p.output_padding_w >= 0)
@@ -36,10 +35,10 @@ Shape deconv2d_output_shape(const Shape& x, const Shape& w, const Deconv2dParams
       << p.groups << " expects " << w[0] << " (a multiple of groups)";
   RUCHE_REQUIRE(x[0] >= 1 && x[1] >= 1 && w[1] >= 1 && x[2] >= 1 && x[3] >= 1)
       << "deconv2d: empty input " << x.str() << " or weight " << w.str();
-  const std::int64_t oh = (x[2] - 1) * p.stride_h - 2 * p.pad_h + p.dilation_h * (w[2] - 1) +
-                          p.output_padding_h + 1;
-  const std::int64_t ow = (x[3] - 1) * p.stride_w - 2 * p.pad_w + p.dilation_w * (w[3] - 1) +
-                          p.output_padding_w + 1;
+  const std::int64_t oh =
+      (x[2] - 1) * p.stride_h - 2 * p.pad_h + p.dilation_h * (w[2] - 1) + p.output_padding_h + 1;
+  const std::int64_t ow =
+      (x[3] - 1) * p.stride_w - 2 * p.pad_w + p.dilation_w * (w[3] - 1) + p.output_padding_w + 1;
   RUCHE_REQUIRE(oh >= 1 && ow >= 1)
       << "deconv2d: padding " << p.pad_h << "x" << p.pad_w << " leaves no output for input "
       << x.str() << " and weight " << w.str() << " (" << oh << "x" << ow << ")";
@@ -56,9 +55,23 @@ using Key = CacheKey<18>;
 
 Key make_key(const Shape& x, const Shape& w, const Deconv2dParams& p, bool bias,
              bool relu = false) {
-  return {x[0],       x[1],       x[2],         x[3],         w[0],     w[1],
-          w[2],       w[3],       p.stride_h,   p.stride_w,   p.pad_h,  p.pad_w,
-          p.dilation_h, p.dilation_w, p.groups, p.output_padding_h, p.output_padding_w,
+  return {x[0],
+          x[1],
+          x[2],
+          x[3],
+          w[0],
+          w[1],
+          w[2],
+          w[3],
+          p.stride_h,
+          p.stride_w,
+          p.pad_h,
+          p.pad_w,
+          p.dilation_h,
+          p.dilation_w,
+          p.groups,
+          p.output_padding_h,
+          p.output_padding_w,
           (bias ? 1 : 0) + (relu ? 2 : 0)};
 }
 
@@ -69,9 +82,8 @@ Descs deconv_descs(const Shape& x, const Shape& w, const Deconv2dParams& p) {
   const memory::dims xd(x.begin(), x.end()), yd(y.begin(), y.end());
   // oneDNN's deconvolution weights are [O, C, KH, KW] (grouped: [G, O/G, C/G, KH, KW]); ours
   // hold C outermost, then O/G: the iohw (giohw) layout of those dims.
-  const memory::dims wd = p.groups == 1
-                              ? memory::dims{w[1], w[0], w[2], w[3]}
-                              : memory::dims{p.groups, w[1], w[0] / p.groups, w[2], w[3]};
+  const memory::dims wd = p.groups == 1 ? memory::dims{w[1], w[0], w[2], w[3]}
+                                        : memory::dims{p.groups, w[1], w[0] / p.groups, w[2], w[3]};
   const auto w_tag = p.groups == 1 ? memory::format_tag::iohw : memory::format_tag::giohw;
   Descs d;
   d.x_any = {xd, f32, any};
@@ -118,8 +130,7 @@ void deconv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx,
 
 void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor& db,
                                const Deconv2dParams& p) {
-  check_deconv2d_args("deconv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p,
-                      kCheck);
+  check_deconv2d_args("deconv2d_backward_weights", x, "x", dw, "dw", dy, "dy", db, "db", p, kCheck);
   thread_local PrimitiveCache<18, BackwardWeights> cache;
   const BackwardWeights& e = cached(cache, make_key(x.shape(), dw.shape(), p, db.defined()), [&] {
     return backward_weights_entry<Deconvolution>(deconv_descs(x.shape(), dw.shape(), p),

@@ -49,12 +49,18 @@ dnnl::memory::desc plain_desc(const Shape& shape) {
   using tag = dnnl::memory::format_tag;
   dnnl::memory::dims dims(shape.begin(), shape.end());
   switch (shape.ndim()) {
-    case 1: return {dims, dnnl::memory::data_type::f32, tag::a};
-    case 2: return {dims, dnnl::memory::data_type::f32, tag::ab};
-    case 3: return {dims, dnnl::memory::data_type::f32, tag::abc};
-    case 4: return {dims, dnnl::memory::data_type::f32, tag::abcd};
-    case 5: return {dims, dnnl::memory::data_type::f32, tag::abcde};
-    default: RUCHE_FAIL() << "oneDNN: unsupported rank " << shape.ndim() << " for " << shape.str();
+    case 1:
+      return {dims, dnnl::memory::data_type::f32, tag::a};
+    case 2:
+      return {dims, dnnl::memory::data_type::f32, tag::ab};
+    case 3:
+      return {dims, dnnl::memory::data_type::f32, tag::abc};
+    case 4:
+      return {dims, dnnl::memory::data_type::f32, tag::abcd};
+    case 5:
+      return {dims, dnnl::memory::data_type::f32, tag::abcde};
+    default:
+      RUCHE_FAIL() << "oneDNN: unsupported rank " << shape.ndim() << " for " << shape.str();
   }
 }
 
@@ -101,7 +107,8 @@ void Primitive::run(std::span<const dnnl_exec_arg_t> args) const {
 
 LayoutBridge::LayoutBridge(const dnnl::memory::desc& plain, const dnnl::memory::desc& wanted,
                            bool is_output)
-    : user_(plain, dnnl_engine(), nullptr), reordered_(plain != wanted) {
+    : user_(plain, dnnl_engine(), nullptr),
+      reordered_(plain != wanted) {
   if (!reordered_) {
     inner_ = user_;
     return;

@@ -27,7 +27,6 @@ dnnl::memory as_memory(const Tensor& t, const dnnl::memory::desc& desc);
 
 // ---- cached primitives: built once per shape, then run without allocating on our side ----
 
-
 // A oneDNN primitive with its own scratchpad (user scratchpad mode), so running it needs no
 // scratchpad allocation. Build it from a primitive_desc made with cached_attr().
 class Primitive {

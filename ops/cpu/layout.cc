@@ -15,9 +15,9 @@ Layout cpu_blocked_layout() {
     const auto f32 = dnnl::memory::data_type::f32;
     const dnnl::memory::desc x({8, 64, 16, 16}, f32, tag::any), w({64, 64, 3, 3}, f32, tag::any),
         y({8, 64, 16, 16}, f32, tag::any);
-    const dnnl::convolution_forward::desc desc(
-        dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x, w, y, {1, 1},
-        {1, 1}, {1, 1});
+    const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training,
+                                               dnnl::algorithm::convolution_direct, x, w, y, {1, 1},
+                                               {1, 1}, {1, 1});
     const dnnl::convolution_forward::primitive_desc pd(desc, cpu::dnnl_engine());
     for (Layout candidate : {Layout::nChw16c, Layout::nChw8c}) {
       if (pd.dst_desc() == dnnl::memory::desc({8, 64, 16, 16}, f32, cpu::format_of(candidate))) {
@@ -36,9 +36,12 @@ namespace ruche::ops::cpu {
 dnnl::memory::format_tag format_of(Layout layout) {
   using tag = dnnl::memory::format_tag;
   switch (layout) {
-    case Layout::plain: return tag::abcd;
-    case Layout::nChw8c: return tag::aBcd8b;
-    case Layout::nChw16c: return tag::aBcd16b;
+    case Layout::plain:
+      return tag::abcd;
+    case Layout::nChw8c:
+      return tag::aBcd8b;
+    case Layout::nChw16c:
+      return tag::aBcd16b;
   }
   RUCHE_FAIL() << "unknown layout " << static_cast<int>(layout);
 }
@@ -65,7 +68,11 @@ void reorder(const Tensor& x, Tensor& y) {
   using Key = CacheKey<6>;
   thread_local PrimitiveCache<6, Entry> cache;
   const Shape& s = x.shape();
-  const Key key{s[0], s[1], s[2], s[3], static_cast<std::int64_t>(x.layout()),
+  const Key key{s[0],
+                s[1],
+                s[2],
+                s[3],
+                static_cast<std::int64_t>(x.layout()),
                 static_cast<std::int64_t>(y.layout())};
   const Entry& e = cached(cache, key, [&] {
     const dnnl::memory from(tensor_desc(x), dnnl_engine(), nullptr);

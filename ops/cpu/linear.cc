@@ -16,9 +16,7 @@ using Key = CacheKey<4>;
 
 // The CPU's per-tensor check; ops/op_checks.h does the shapes.
 constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
-                                  const Tensor&) {
-  check_dense(op, name, t);
-};
+                                  const Tensor&) { check_dense(op, name, t); };
 
 // c = a b for a [m, k], b [k, n]; each operand's memory is row-major in the given tag.
 struct Matmul {

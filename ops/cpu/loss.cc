@@ -182,8 +182,8 @@ void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred, co
   loss.data<float>()[0] = static_cast<float>(sum / static_cast<double>(n));
 }
 
-void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
-                             const Tensor& target, Tensor& dpred, float dloss) {
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                             Tensor& dpred, float dloss) {
   const char* op = "pointwise_loss_backward";
   check_pointwise(op, p, pred, target);
   check_dense(op, "dpred", dpred);

@@ -27,8 +27,8 @@ std::span<const RangeStep> with_trust_ratios(const OptimizerStep& step, const fl
       acc[0] += static_cast<double>(p[i]) * p[i];
       acc[1] += static_cast<double>(g[i]) * g[i];
     });
-    steps[r].ratio = lars_trust_ratio(std::sqrt(sums[0]), std::sqrt(sums[1]),
-                                      steps[r].weight_decay, step.hyper.trust);
+    steps[r].ratio = lars_trust_ratio(std::sqrt(sums[0]), std::sqrt(sums[1]), steps[r].weight_decay,
+                                      step.hyper.trust);
   }
   return steps;
 }
@@ -57,8 +57,8 @@ float* data_if(bool used, Tensor& t) { return used ? t.data<float>() : nullptr; 
 
 }  // namespace
 
-void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads,
-                      Tensor& slot0, Tensor& slot1) {
+void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads, Tensor& slot0,
+                      Tensor& slot1) {
   check_optimizer_update(step, params, grads, slot0, slot1);
   std::int64_t total = 0;
   for (const UpdateRange& range : step.ranges) total += range.end - range.begin;
@@ -103,8 +103,8 @@ void cast(const Tensor& x, Tensor& y) {
     const DType d = t->dtype();
     RUCHE_REQUIRE(d == DType::f32 || d == DType::bf16 || d == DType::f16)
         << op << ": " << name << " must be f32, bf16 or f16, got " << t->str();
-    RUCHE_REQUIRE(t->is_contiguous()) << op << ": " << name << " " << t->str()
-                                      << " is not contiguous";
+    RUCHE_REQUIRE(t->is_contiguous())
+        << op << ": " << name << " " << t->str() << " is not contiguous";
   }
   check_same_shape_as(op, "y", y, "x", x);
   const std::int64_t n = x.numel();

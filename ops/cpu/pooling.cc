@@ -152,8 +152,8 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
   check_pool(op, "dx", dx, "dy", dy, p);
   check_dense(op, "indices", indices, DType::i32);
   check_same_shape_as(op, "indices", indices, "dy", dy);
-  RUCHE_CHECK(dx.layout() == dy.layout()) << op << ": dx " << dx.str() << " and dy " << dy.str()
-                                           << " in different layouts";
+  RUCHE_CHECK(dx.layout() == dy.layout())
+      << op << ": dx " << dx.str() << " and dy " << dy.str() << " in different layouts";
   // Planes of `block` channels, the channel innermost (block 1: plain NCHW); indices are laid
   // out as dy.
   const std::int64_t block = layout_block(dx.layout());

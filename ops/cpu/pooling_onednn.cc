@@ -43,9 +43,19 @@ Geometry geometry_of(const Shape& x, const Shape& y, const Pool2dParams& p) {
 
 Key make_key(const Tensor& t, const Geometry& g, dnnl::algorithm algorithm) {
   const Shape& x = t.shape();
-  return {x[0],         x[1],         x[2],         x[3],       g.kernel[0],
-          g.kernel[1],  g.strides[0], g.strides[1], g.pad_l[0], g.pad_l[1],
-          g.pad_r[0],   g.pad_r[1],   static_cast<std::int64_t>(algorithm),
+  return {x[0],
+          x[1],
+          x[2],
+          x[3],
+          g.kernel[0],
+          g.kernel[1],
+          g.strides[0],
+          g.strides[1],
+          g.pad_l[0],
+          g.pad_l[1],
+          g.pad_r[0],
+          g.pad_r[1],
+          static_cast<std::int64_t>(algorithm),
           static_cast<std::int64_t>(t.layout())};
 }
 
@@ -93,8 +103,8 @@ void offsets_to_indices(const Offset* workspace, std::int32_t* indices, const Te
         const std::int64_t o = ((plane * OH + oh) * OW + ow) * block;
         for (std::int64_t c = 0; c < block; ++c) {
           const std::int64_t k = workspace[o + c];
-          indices[o + c] = static_cast<std::int32_t>((h0 + k / p.kernel_w) * W + w0 +
-                                                     k % p.kernel_w);
+          indices[o + c] =
+              static_cast<std::int32_t>((h0 + k / p.kernel_w) * W + w0 + k % p.kernel_w);
         }
       }
     }
@@ -152,8 +162,7 @@ void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
                                             dims(g.pad_r));
     const dnnl::pooling_backward::primitive_desc pd(desc, cached_attr(), dnnl_engine(),
                                                     forward_pd(avg_algorithm(p), dx, dy, g));
-    return Entry{Primitive(pd), unbound(pd.diff_dst_desc()), unbound(pd.diff_src_desc()),
-                 memory()};
+    return Entry{Primitive(pd), unbound(pd.diff_dst_desc()), unbound(pd.diff_src_desc()), memory()};
   });
   e.from.set_data_handle(dy.raw_data());
   e.to.set_data_handle(dx.raw_data());

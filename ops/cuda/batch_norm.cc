@@ -233,8 +233,8 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
                                   const Tensor& running_mean, const Tensor& running_var, Tensor& y,
                                   const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_forward_inference";
-  const std::int64_t c = check_batch_norm_forward_inference(op, x, gamma, beta, running_mean,
-                                                            running_var, y, kChecks);
+  const std::int64_t c =
+      check_batch_norm_forward_inference(op, x, gamma, beta, running_mean, running_var, y, kChecks);
   RUCHE_REQUIRE(!p.fused_relu) << op << ": a fused ReLU is a CPU net's fusion; run the ReLU";
   check_devices(op, "x", x,
                 {{"y", &y},
@@ -263,8 +263,8 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                          const Tensor& save_mean, const Tensor& save_var, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta, const BatchNormParams& p) {
   constexpr const char* op = "batch_norm_backward";
-  const std::int64_t c = check_batch_norm_backward(op, dy, x, gamma, save_mean, save_var, dx,
-                                                  dgamma, dbeta, kChecks);
+  const std::int64_t c =
+      check_batch_norm_backward(op, dy, x, gamma, save_mean, save_var, dx, dgamma, dbeta, kChecks);
   check_devices(op, "x", x,
                 {{"dy", &dy},
                  {"dx", &dx},

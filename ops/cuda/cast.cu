@@ -69,10 +69,14 @@ void launch(const Tensor& x, Tensor& y, cudaStream_t stream) {
 template <typename From>
 void launch_from(const Tensor& x, Tensor& y, cudaStream_t stream) {
   switch (y.dtype()) {
-    case DType::f32: return launch<From, F32>(x, y, stream);
-    case DType::bf16: return launch<From, BF16>(x, y, stream);
-    case DType::f16: return launch<From, F16>(x, y, stream);
-    default: RUCHE_FAIL() << "cast: y must be f32, bf16 or f16, got " << y.str();
+    case DType::f32:
+      return launch<From, F32>(x, y, stream);
+    case DType::bf16:
+      return launch<From, BF16>(x, y, stream);
+    case DType::f16:
+      return launch<From, F16>(x, y, stream);
+    default:
+      RUCHE_FAIL() << "cast: y must be f32, bf16 or f16, got " << y.str();
   }
 }
 
@@ -102,10 +106,14 @@ void cast(const Tensor& x, Tensor& y) {
     return;
   }
   switch (x.dtype()) {
-    case DType::f32: return launch_from<F32>(x, y, stream);
-    case DType::bf16: return launch_from<BF16>(x, y, stream);
-    case DType::f16: return launch_from<F16>(x, y, stream);
-    default: RUCHE_FAIL() << "cast: x must be f32, bf16 or f16, got " << x.str();
+    case DType::f32:
+      return launch_from<F32>(x, y, stream);
+    case DType::bf16:
+      return launch_from<BF16>(x, y, stream);
+    case DType::f16:
+      return launch_from<F16>(x, y, stream);
+    default:
+      RUCHE_FAIL() << "cast: x must be f32, bf16 or f16, got " << x.str();
   }
 }
 

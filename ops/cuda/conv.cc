@@ -34,10 +34,14 @@ constexpr const char* kDirectionNames[] = {"forward", "backward data", "backward
 
 cudnnDataType_t cudnn_type(DType dtype) {
   switch (dtype) {
-    case DType::f32: return CUDNN_DATA_FLOAT;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
-    case DType::f16: return CUDNN_DATA_HALF;
-    default: break;
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    default:
+      break;
   }
   RUCHE_FAIL() << "conv2d: no cuDNN type for " << dtype_name(dtype);
 }

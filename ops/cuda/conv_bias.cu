@@ -60,9 +60,8 @@ void bias_gradient_as(const void* dy, void* db, std::int64_t n, std::int64_t cha
 
 void add_channel_bias(DType dtype, void* y, const void* b, std::int64_t n, std::int64_t channels,
                       std::int64_t plane, cudaStream_t stream) {
-  const bool known = visit_float_dtype(dtype, [&](auto zero) {
-    add_bias_as<decltype(zero)>(y, b, n, channels, plane, stream);
-  });
+  const bool known = visit_float_dtype(
+      dtype, [&](auto zero) { add_bias_as<decltype(zero)>(y, b, n, channels, plane, stream); });
   RUCHE_REQUIRE(known) << "add_channel_bias: unsupported dtype " << dtype_name(dtype);
 }
 

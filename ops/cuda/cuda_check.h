@@ -20,15 +20,15 @@
 
 // After a kernel launch: a bad launch configuration (or an earlier asynchronous fault) surfaces
 // here, named by the kernel.
-#define CUDA_CHECK_LAUNCH(kernel)                                                             \
-  do {                                                                                        \
-    const cudaError_t ruche_cuda_status_ = cudaGetLastError();                                \
-    if (ruche_cuda_status_ != cudaSuccess) {                                                  \
+#define CUDA_CHECK_LAUNCH(kernel)                                                               \
+  do {                                                                                          \
+    const cudaError_t ruche_cuda_status_ = cudaGetLastError();                                  \
+    if (ruche_cuda_status_ != cudaSuccess) {                                                    \
       ::ruche::detail::Thrower<::ruche::Error>("CUDA kernel launch failed: " #kernel, __FILE__, \
-                                               __LINE__)                                      \
-          << cudaGetErrorName(ruche_cuda_status_) << ": "                                     \
-          << cudaGetErrorString(ruche_cuda_status_);                                          \
-    }                                                                                         \
+                                               __LINE__)                                        \
+          << cudaGetErrorName(ruche_cuda_status_) << ": "                                       \
+          << cudaGetErrorString(ruche_cuda_status_);                                            \
+    }                                                                                           \
   } while (0)
 
 #define CUBLAS_CHECK(call)                                                                       \

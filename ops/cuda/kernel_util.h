@@ -17,13 +17,13 @@ namespace ruche::ops::gpu {
 // stream as an argument, so per-rank compute streams replace this one function later.
 inline cudaStream_t current_stream() { return nullptr; }  // the default stream
 
-constexpr int kThreads = 256;  // threads per block of the element-wise kernels
+constexpr int kThreads = 256;                 // threads per block of the element-wise kernels
 constexpr std::int64_t kMaxBlocks = 1 << 16;  // grid-stride loops cover the rest
 
 // Blocks for n work items of kThreads each, capped (kernels loop over the remainder).
 inline unsigned blocks_for(std::int64_t n) {
-  return static_cast<unsigned>(std::clamp<std::int64_t>((n + kThreads - 1) / kThreads, 1,
-                                                        kMaxBlocks));
+  return static_cast<unsigned>(
+      std::clamp<std::int64_t>((n + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }
 
 // `t` must be defined, contiguous, of `dtype`, on a CUDA device; throws ruche::Error naming the op
@@ -42,9 +42,8 @@ inline void check_arg(const Tensor& t, std::string_view op, std::string_view nam
 // `t` must have the shape of `ref`.
 inline void check_shape_as(const Tensor& t, const Tensor& ref, std::string_view op,
                            std::string_view name, std::string_view ref_name) {
-  RUCHE_REQUIRE(t.shape() == ref.shape())
-      << op << ": " << name << " has shape " << t.shape().str() << " but " << ref_name << " has "
-      << ref.shape().str();
+  RUCHE_REQUIRE(t.shape() == ref.shape()) << op << ": " << name << " has shape " << t.shape().str()
+                                          << " but " << ref_name << " has " << ref.shape().str();
 }
 
 // Makes the tensor's device current for the launches that follow.
@@ -76,7 +75,8 @@ T* mdata(Tensor& t) {
 template <typename T, typename Op>
 __device__ T block_reduce(T v, T* shared, Op op) {
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  for (int offset = 16; offset > 0; offset /= 2) v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = op(v, __shfl_down_sync(0xffffffffu, v, offset));
   __syncthreads();  // `shared` may still be read by a previous reduction
   if (lane == 0) shared[warp] = v;
   __syncthreads();
@@ -94,11 +94,15 @@ __device__ T block_reduce(T v, T* shared, Op op) {
 
 struct SumOp {
   template <typename T>
-  __device__ T operator()(T a, T b) const { return a + b; }
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
 };
 struct MaxOp {
   template <typename T>
-  __device__ T operator()(T a, T b) const { return a > b ? a : b; }
+  __device__ T operator()(T a, T b) const {
+    return a > b ? a : b;
+  }
 };
 #endif
 

@@ -24,10 +24,14 @@ bool is_float_dtype(DType t) { return t == DType::f32 || t == DType::bf16 || t =
 
 cudaDataType cuda_type_of(DType t) {
   switch (t) {
-    case DType::f32: return CUDA_R_32F;
-    case DType::bf16: return CUDA_R_16BF;
-    case DType::f16: return CUDA_R_16F;
-    default: break;
+    case DType::f32:
+      return CUDA_R_32F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    case DType::f16:
+      return CUDA_R_16F;
+    default:
+      break;
   }
   RUCHE_FAIL() << "linear: no cuBLAS type for " << dtype_name(t);
 }
@@ -56,9 +60,7 @@ void check_output_dtype(const Tensor& t, DType dtype, const char* op, const char
 
 // The device's per-tensor check; ops/op_checks.h does the shapes with the CPU op's messages.
 constexpr TensorCheck kCheck = [](const char* op, const char* name, const Tensor& t,
-                                  const Tensor&) {
-  check_float_arg(t, op, name);
-};
+                                  const Tensor&) { check_float_arg(t, op, name); };
 
 // Checks x [N, in], w [out, in], y [N, out] (names as the op calls them) and an optional b [out],
 // and that the matrices fit cuBLAS's int dimensions.
@@ -97,12 +99,11 @@ void gemm(cublasOperation_t op_a, cublasOperation_t op_b, std::int64_t m, std::i
     return;
   }
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(cublas_handle(), op_a, op_b, static_cast<int>(m),
-                            static_cast<int>(n), static_cast<int>(k), &alpha, a.raw_data(),
-                            cuda_type_of(a.dtype()), static_cast<int>(lda), b.raw_data(),
-                            cuda_type_of(b.dtype()), static_cast<int>(ldb), &beta, c.raw_data(),
-                            cuda_type_of(c.dtype()), static_cast<int>(ldc),
-                            compute_type_for(a.dtype()), CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmEx(
+      cublas_handle(), op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+      &alpha, a.raw_data(), cuda_type_of(a.dtype()), static_cast<int>(lda), b.raw_data(),
+      cuda_type_of(b.dtype()), static_cast<int>(ldb), &beta, c.raw_data(), cuda_type_of(c.dtype()),
+      static_cast<int>(ldc), compute_type_for(a.dtype()), CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace

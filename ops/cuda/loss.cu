@@ -64,8 +64,8 @@ __global__ void pointwise_loss_partials(PointwiseLoss kind, float beta, std::int
 }
 
 __global__ void pointwise_loss_backward_kernel(PointwiseLoss kind, float beta, std::int64_t n,
-                                               const float* pred, const float* target,
-                                               float* dpred, float factor) {
+                                               const float* pred, const float* target, float* dpred,
+                                               float factor) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
@@ -77,12 +77,16 @@ __global__ void pointwise_loss_backward_kernel(PointwiseLoss kind, float beta, s
 class Scratch {
  public:
   Scratch(Device device, std::size_t bytes)
-      : allocator_(allocator_for(device)), bytes_(bytes), ptr_(allocator_.allocate(bytes)) {}
+      : allocator_(allocator_for(device)),
+        bytes_(bytes),
+        ptr_(allocator_.allocate(bytes)) {}
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() { allocator_.deallocate(ptr_, bytes_); }
   template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
 
  private:
   Allocator& allocator_;
@@ -217,8 +221,8 @@ __global__ void cross_entropy_backward_kernel(std::int64_t n, std::int64_t c, co
   const double hard = constants[0], soft = constants[1], class_weight_sum = constants[2];
   const std::int64_t total = n * c;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       i < total; i += stride) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
     const std::int64_t row = i / c, j = i - row * c;
     const std::int32_t y = labels[row];
     if (!label_in_range(y, c)) {
@@ -277,7 +281,7 @@ void mse_forward(const Tensor& pred, const Tensor& target, Tensor& loss) {
   Scratch partials(pred.device(), blocks * sizeof(double));
   const cudaStream_t s = current_stream();
   squared_error_partials<<<blocks, kThreads, 0, s>>>(n, pred.data<float>(), target.data<float>(),
-                                                      partials.as<double>());
+                                                     partials.as<double>());
   CUDA_CHECK_LAUNCH(squared_error_partials);
   mean_of_partials<<<1, kThreads, 0, s>>>(blocks, partials.as<double>(), n, loss.data<float>());
   CUDA_CHECK_LAUNCH(mean_of_partials);
@@ -293,14 +297,15 @@ void mse_backward(const Tensor& pred, const Tensor& target, Tensor& dpred, float
   const std::int64_t n = pred.numel();
   if (n == 0) return;
   use_device_of(pred);
-  const float factor = static_cast<float>(2.0 * static_cast<double>(dloss) / static_cast<double>(n));
+  const float factor =
+      static_cast<float>(2.0 * static_cast<double>(dloss) / static_cast<double>(n));
   mse_backward_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(
       n, pred.data<float>(), target.data<float>(), dpred.data<float>(), factor);
   CUDA_CHECK_LAUNCH(mse_backward_kernel);
 }
 
-void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred,
-                            const Tensor& target, Tensor& loss) {
+void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                            Tensor& loss) {
   constexpr const char* op = "pointwise_loss_forward";
   check_arg(pred, op, "pred");
   check_arg(target, op, "target");
@@ -316,14 +321,14 @@ void pointwise_loss_forward(const PointwiseLossParams& p, const Tensor& pred,
   Scratch partials(pred.device(), blocks * sizeof(double));
   const cudaStream_t s = current_stream();
   pointwise_loss_partials<<<blocks, kThreads, 0, s>>>(p.kind, p.beta, n, pred.data<float>(),
-                                                       target.data<float>(), partials.as<double>());
+                                                      target.data<float>(), partials.as<double>());
   CUDA_CHECK_LAUNCH(pointwise_loss_partials);
   mean_of_partials<<<1, kThreads, 0, s>>>(blocks, partials.as<double>(), n, loss.data<float>());
   CUDA_CHECK_LAUNCH(mean_of_partials);
 }
 
-void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred,
-                             const Tensor& target, Tensor& dpred, float dloss) {
+void pointwise_loss_backward(const PointwiseLossParams& p, const Tensor& pred, const Tensor& target,
+                             Tensor& dpred, float dloss) {
   constexpr const char* op = "pointwise_loss_backward";
   check_arg(pred, op, "pred");
   check_arg(target, op, "target");
@@ -349,8 +354,8 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
   check_arg(probs, op, "probs");
   check_shape_as(probs, logits, op, "probs", "logits");
   check_arg(loss, op, "loss");
-  RUCHE_REQUIRE(loss.numel() == 1) << op << ": loss must hold one element, got shape "
-                                   << loss.shape().str();
+  RUCHE_REQUIRE(loss.numel() == 1)
+      << op << ": loss must hold one element, got shape " << loss.shape().str();
   const std::int64_t n = logits.size(0), c = logits.size(1);
   check_targets(op, labels, n, c, p);
   use_device_of(logits);
@@ -373,9 +378,8 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
   } else if (n > 0) {  // no classes: every label is out of range
     CUDA_CHECK(cudaMemsetAsync(first_bad, 0, sizeof(unsigned long long), s));
   }
-  cross_entropy_total_kernel<<<1, kThreads, 0, s>>>(n, c, terms,
-                                                    static_cast<double>(p.label_smoothing),
-                                                    loss.data<float>());
+  cross_entropy_total_kernel<<<1, kThreads, 0, s>>>(
+      n, c, terms, static_cast<double>(p.label_smoothing), loss.data<float>());
   CUDA_CHECK_LAUNCH(cross_entropy_total_kernel);
   // A kernel cannot throw: the CPU op's label check reads one word back (the trainer reads the
   // loss every step anyway). probs and loss are written before it throws.
@@ -387,8 +391,8 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
     CUDA_CHECK(cudaMemcpyAsync(&label, labels.data<std::int32_t>() + bad, sizeof label,
                                cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
-    RUCHE_FAIL() << op << ": label " << label << " at index " << bad
-                 << " is out of range for " << c << " classes";
+    RUCHE_FAIL() << op << ": label " << label << " at index " << bad << " is out of range for " << c
+                 << " classes";
   }
 }
 

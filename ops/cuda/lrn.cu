@@ -32,8 +32,8 @@ __global__ void lrn_forward_kernel(Geometry g, float a, float k, float beta, con
                                    float* scale) {
   const std::int64_t total = g.n * g.c * g.h * g.w, hw = g.h * g.w;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       e < total; e += stride) {
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
     const std::int64_t nc = e / hw, p = e % hw, ch = nc % g.c, n = nc / g.c;
     const std::int64_t h = p / g.w, w = p % g.w;
     float sum = 0.0f;
@@ -61,8 +61,8 @@ __global__ void lrn_backward_kernel(Geometry g, float coeff, float beta, const T
                                     const float* scale, const T* dy, T* dx) {
   const std::int64_t total = g.n * g.c * g.h * g.w, hw = g.h * g.w;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-       e < total; e += stride) {
+  for (std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
+       e += stride) {
     const std::int64_t nc = e / hw, p = e % hw, ch = nc % g.c, n = nc / g.c;
     const std::int64_t h = p / g.w, w = p % g.w;
     float sum = 0.0f;
@@ -87,8 +87,9 @@ Geometry geometry_of(const char* op, const Tensor& x, const LrnParams& p) {
   RUCHE_REQUIRE(x.ndim() == 4) << op << ": x must be [N, C, H, W], got " << x.str();
   RUCHE_REQUIRE(p.size >= 1) << op << ": size must be >= 1, got " << p.size;
   const bool across = p.region == LrnRegion::across_channels;
-  return {x.size(0), x.size(1), x.size(2), x.size(3), p.size,
-          across ? p.size / 2 : (p.size - 1) / 2, across};
+  return {x.size(0), x.size(1), x.size(2),
+          x.size(3), p.size,    across ? p.size / 2 : (p.size - 1) / 2,
+          across};
 }
 
 float count_of(const LrnParams& p) {

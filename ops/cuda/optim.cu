@@ -245,8 +245,8 @@ __global__ void squares_total(unsigned count, const double* partials, double* ou
 
 }  // namespace
 
-void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads,
-                      Tensor& slot0, Tensor& slot1) {
+void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads, Tensor& slot0,
+                      Tensor& slot1) {
   check_optimizer_update(step, params, grads, slot0, slot1);
   check_arg(params, "optimizer_update", "params");
   check_arg(grads, "optimizer_update", "grads");

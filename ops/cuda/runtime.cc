@@ -151,8 +151,8 @@ CachingAllocator& caching_allocator(int index) {
   return *(*allocators)[static_cast<std::size_t>(index)];
 }
 
-// Page-locked host blocks (cudaHostAlloc); where no device answers, plain host memory. Decided once:
-// a block's deallocation must match its allocation.
+// Page-locked host blocks (cudaHostAlloc); where no device answers, plain host memory. Decided
+// once: a block's deallocation must match its allocation.
 class PinnedAllocator final : public Allocator {
  public:
   void* allocate(std::size_t bytes) override {
@@ -315,9 +315,8 @@ std::string library_versions() {
   };
   return "CUDA runtime " + cuda_version(runtime) + " (built " + cuda_version(CUDART_VERSION) +
          "), driver " + cuda_version(driver) + ", cuDNN " + loaded(dnn_ok, dnn) + " (built " +
-         triple(CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL) + "), cuBLAS " +
-         loaded(blas_ok, blas) + " (built " +
-         triple(CUBLAS_VER_MAJOR, CUBLAS_VER_MINOR, CUBLAS_VER_PATCH) + ")";
+         triple(CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL) + "), cuBLAS " + loaded(blas_ok, blas) +
+         " (built " + triple(CUBLAS_VER_MAJOR, CUBLAS_VER_MINOR, CUBLAS_VER_PATCH) + ")";
 }
 
 std::size_t allocator_size_class(std::size_t bytes) {

@@ -45,7 +45,8 @@ SamplerOptions balanced(const std::vector<std::int32_t>& labels, int classes, Ba
 std::vector<std::int64_t> per_class(const std::vector<std::int64_t>& indices,
                                     const std::vector<std::int32_t>& labels, int classes) {
   std::vector<std::int64_t> counts(static_cast<std::size_t>(classes));
-  for (std::int64_t i : indices) ++counts[static_cast<std::size_t>(labels[static_cast<std::size_t>(i)])];
+  for (std::int64_t i : indices)
+    ++counts[static_cast<std::size_t>(labels[static_cast<std::size_t>(i)])];
   return counts;
 }
 
@@ -61,7 +62,9 @@ TEST(Balance, OverSamplingGivesEveryClassTheLargestCount) {
   for (std::int64_t i : order) ++times[i];
   EXPECT_EQ(times.size(), labels.size());
   for (const auto& [i, t] : times) {
-    const int n = labels[static_cast<std::size_t>(i)] == 0 ? 50 : labels[static_cast<std::size_t>(i)] == 1 ? 7 : 13;
+    const int n = labels[static_cast<std::size_t>(i)] == 0   ? 50
+                  : labels[static_cast<std::size_t>(i)] == 1 ? 7
+                                                             : 13;
     EXPECT_TRUE(t == 50 / n || t == 50 / n + 1) << "sample " << i << " seen " << t << " times";
   }
   EXPECT_EQ(order, s.epoch_order(0)) << "seeded";
@@ -124,12 +127,18 @@ TEST(Balance, ClassWeightsAutoAreSklearnsBalanced) {
   EXPECT_FLOAT_EQ(w[1], 10.0f / 9.0f);
   EXPECT_FLOAT_EQ(w[2], 10.0f / 3.0f);
   EXPECT_EQ(parse_class_weights("1,2.5,0.5", 3, labels), (std::vector<float>{1, 2.5f, 0.5f}));
-  EXPECT_NE(testing::error_of([&] { parse_class_weights("1,2", 3, labels); })
-                .find("2 weights for 3 classes"), std::string::npos);
-  EXPECT_NE(testing::error_of([&] { parse_class_weights("1,x,2", 3, labels); })
-                .find("'x' is not a positive number"), std::string::npos);
-  EXPECT_NE(testing::error_of([&] { parse_class_weights("auto", 4, labels); })
-                .find("class 3 has no training sample"), std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              parse_class_weights("1,2", 3, labels);
+            }).find("2 weights for 3 classes"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              parse_class_weights("1,x,2", 3, labels);
+            }).find("'x' is not a positive number"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([&] {
+              parse_class_weights("auto", 4, labels);
+            }).find("class 3 has no training sample"),
+            std::string::npos);
   EXPECT_NE(testing::error_of([] { parse_balance_mode("both"); }).find("none, over or under"),
             std::string::npos);
 }
@@ -141,8 +150,10 @@ std::shared_ptr<InMemoryDataset> vectors(const std::vector<int>& counts) {
   d.sample_shape = Shape{3};
   d.labels = make_labels(counts);
   for (std::size_t i = 0; i < d.labels.size(); ++i) {
-    const float u = rng_uniform(RngStream{5, RngPurpose::test, 0, static_cast<std::uint32_t>(i), 0}, 0);
-    const float v = rng_uniform(RngStream{5, RngPurpose::test, 0, static_cast<std::uint32_t>(i), 0}, 1);
+    const float u =
+        rng_uniform(RngStream{5, RngPurpose::test, 0, static_cast<std::uint32_t>(i), 0}, 0);
+    const float v =
+        rng_uniform(RngStream{5, RngPurpose::test, 0, static_cast<std::uint32_t>(i), 0}, 1);
     d.f32.insert(d.f32.end(), {static_cast<float>(d.labels[i]) + u, v, u * v});
   }
   return std::make_shared<InMemoryDataset>(std::move(d), "test");
@@ -165,11 +176,13 @@ TEST(Balance, SmoteSamplesLieBetweenSameClassNeighbours) {
   const int k = 2;
   const DatasetPtr out = smote_balance(*base, k, 7);
   ASSERT_EQ(out->size(), 60);
-  EXPECT_EQ(per_class([&] {
-              std::vector<std::int64_t> all(60);
-              for (std::int64_t i = 0; i < 60; ++i) all[static_cast<std::size_t>(i)] = i;
-              return all;
-            }(), dataset_labels(*out), 3),
+  EXPECT_EQ(per_class(
+                [&] {
+                  std::vector<std::int64_t> all(60);
+                  for (std::int64_t i = 0; i < 60; ++i) all[static_cast<std::size_t>(i)] = i;
+                  return all;
+                }(),
+                dataset_labels(*out), 3),
             (std::vector<std::int64_t>{20, 20, 20}));
   for (std::int64_t i = 0; i < base->size(); ++i) {
     EXPECT_EQ(row(*out, i), row(*base, i)) << "the originals come first, unchanged";
@@ -184,7 +197,8 @@ TEST(Balance, SmoteSamplesLieBetweenSameClassNeighbours) {
       // a's k nearest in its class
       std::vector<std::pair<float, std::int64_t>> near;
       for (std::int64_t b = 0; b < base->size(); ++b)
-        if (b != a && base->label(b) == c) near.emplace_back(distance(row(*base, a), row(*base, b)), b);
+        if (b != a && base->label(b) == c)
+          near.emplace_back(distance(row(*base, a), row(*base, b)), b);
       std::sort(near.begin(), near.end());
       for (std::size_t j = 0; j < std::min<std::size_t>(k, near.size()); ++j) {
         const auto xa = row(*base, a), xb = row(*base, near[j].second);
@@ -212,8 +226,9 @@ TEST(Balance, SmoteRefusesImagesAndLoneSamples) {
   const InMemoryDataset d(std::move(images), "test");
   EXPECT_NE(testing::error_of([&] { smote_balance(d, 5, 1); }).find("are images [1, 2, 2]"),
             std::string::npos);
-  EXPECT_NE(testing::error_of([&] { smote_balance(*vectors({4, 1}), 5, 1); })
-                .find("class 1 has one training sample"),
+  EXPECT_NE(testing::error_of([&] {
+              smote_balance(*vectors({4, 1}), 5, 1);
+            }).find("class 1 has one training sample"),
             std::string::npos);
 }
 

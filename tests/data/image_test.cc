@@ -27,7 +27,8 @@ Image8 solid(int width, int height, std::vector<std::uint8_t> value) {
   im.width = width;
   im.height = height;
   im.channels = static_cast<int>(value.size());
-  for (int i = 0; i < width * height; ++i) im.pixels.insert(im.pixels.end(), value.begin(), value.end());
+  for (int i = 0; i < width * height; ++i)
+    im.pixels.insert(im.pixels.end(), value.begin(), value.end());
   return im;
 }
 
@@ -60,7 +61,8 @@ Image8 decode(const std::vector<std::uint8_t>& bytes, int scale = 8) {
 void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
 }
 
 TEST(Jpeg, SolidColoursDecodeToTheirRgb) {
@@ -83,7 +85,8 @@ TEST(Jpeg, AdobeCmykAndYcckDecodeAsPil) {
   // / 255 = 180.9, G = 136.8, B = 225.
   for (bool ycck : {false, true}) {
     SCOPED_TRACE(ycck ? "YCCK" : "CMYK");
-    const auto bytes = encode_jpeg(solid(24, 16, {255 - 50, 255 - 100, 255 - 0, 255 - 30}), 98, ycck);
+    const auto bytes =
+        encode_jpeg(solid(24, 16, {255 - 50, 255 - 100, 255 - 0, 255 - 30}), 98, ycck);
     EXPECT_EQ(jpeg_info(bytes.data(), bytes.size(), "cmyk.jpg").components, 4);
     const auto m = channel_means(decode(bytes));
     EXPECT_NEAR(m[0], 180.9, 2.0);
@@ -105,7 +108,8 @@ TEST(Jpeg, HeaderAndDctScaling) {
     EXPECT_EQ(im.width, jpeg_scaled_size(500, s));
     // A scaled decode is the same picture: its mean colour stays put.
     const auto full = channel_means(decode(bytes)), scaled = channel_means(im);
-    for (int c = 0; c < 3; ++c) EXPECT_NEAR(scaled[static_cast<std::size_t>(c)], full[static_cast<std::size_t>(c)], 2.0);
+    for (int c = 0; c < 3; ++c)
+      EXPECT_NEAR(scaled[static_cast<std::size_t>(c)], full[static_cast<std::size_t>(c)], 2.0);
   }
   // The smallest of 1/8, 2/8 and 4/8 that keeps a region at 224 pixels or more, else full size
   // (5/8 would keep 375 pixels at 234, but decodes slower than 8/8).
@@ -128,10 +132,10 @@ TEST(Jpeg, WindowDecodeHasTheWholeDecodesPixels) {
     const std::vector<std::uint8_t> bytes = encode_jpeg(source, 90);
     for (int scale : {8, 5, 3}) {
       const Image8 whole = decode(bytes, scale);
-      for (const PixelWindow want : {PixelWindow{whole.width / 5, whole.height / 7, whole.width / 2, whole.height / 2},
-                                     PixelWindow{0, 0, 20, 7},
-                                     PixelWindow{whole.width - 33, whole.height - 9, 33, 9},
-                                     PixelWindow{17, 1, 1, 1}}) {
+      for (const PixelWindow want :
+           {PixelWindow{whole.width / 5, whole.height / 7, whole.width / 2, whole.height / 2},
+            PixelWindow{0, 0, 20, 7}, PixelWindow{whole.width - 33, whole.height - 9, 33, 9},
+            PixelWindow{17, 1, 1, 1}}) {
         const DecodedWindow part = decode_jpeg_rgb_window(
             bytes.data(), bytes.size(), "test.jpg", [&](const JpegInfo&) { return scale; },
             [&](int, int) { return want; });
@@ -209,10 +213,14 @@ TEST(ImageTransform, RandomResizedCropMatchesTorchvisionsDistribution) {
   for (int k = 0; k < draws; ++k) {
     const RngStream stream{7, RngPurpose::augment, 0, static_cast<std::uint32_t>(k), 0};
     const CropBox b = random_resized_crop_box(width, height, o, stream);
-    ASSERT_TRUE(b.top >= 0 && b.left >= 0 && b.top + b.height <= height && b.left + b.width <= width);
-    const double s = b.width * b.height / area, l = std::log(static_cast<double>(b.width) / b.height);
-    got_s[static_cast<std::size_t>(std::clamp(static_cast<int>((s - 0.08) / 0.92 * bins), 0, bins - 1))] += 1;
-    got_l[static_cast<std::size_t>(std::clamp(static_cast<int>((l - l0) / (l1 - l0) * bins), 0, bins - 1))] += 1;
+    ASSERT_TRUE(b.top >= 0 && b.left >= 0 && b.top + b.height <= height &&
+                b.left + b.width <= width);
+    const double s = b.width * b.height / area,
+                 l = std::log(static_cast<double>(b.width) / b.height);
+    got_s[static_cast<std::size_t>(
+        std::clamp(static_cast<int>((s - 0.08) / 0.92 * bins), 0, bins - 1))] += 1;
+    got_l[static_cast<std::size_t>(
+        std::clamp(static_cast<int>((l - l0) / (l1 - l0) * bins), 0, bins - 1))] += 1;
   }
   for (int i = 0; i < bins; ++i) {
     const auto k = static_cast<std::size_t>(i);
@@ -299,7 +307,8 @@ TEST(ImageFolder, ClassesLabelsSamplesAndTheCorruptFile) {
   EXPECT_EQ(train.sample_shape(), (Shape{3, 224, 224}));
   EXPECT_TRUE(train.transforms_itself());
   const std::vector<std::int32_t> want_labels = {0, 1, 1, 1, 2, 2};
-  for (std::int64_t i = 0; i < train.size(); ++i) EXPECT_EQ(train.label(i), want_labels[static_cast<std::size_t>(i)]);
+  for (std::int64_t i = 0; i < train.size(); ++i)
+    EXPECT_EQ(train.label(i), want_labels[static_cast<std::size_t>(i)]);
   ASSERT_NE(sources.val, nullptr);
   EXPECT_EQ(sources.val->size(), 2);
   EXPECT_EQ(sources.val->label(1), 2);
@@ -316,12 +325,14 @@ TEST(ImageFolder, ClassesLabelsSamplesAndTheCorruptFile) {
     for (bool augment : {false, true}) {
       SCOPED_TRACE("sample " + std::to_string(i) + (augment ? " augmented" : ""));
       if (augment) {
-        train.read_augmented(i, RngStream{1, RngPurpose::augment, 2, static_cast<std::uint32_t>(i), 0}, x.data());
+        train.read_augmented(
+            i, RngStream{1, RngPurpose::augment, 2, static_cast<std::uint32_t>(i), 0}, x.data());
       } else {
         train.read(i, x.data());
       }
       const auto m = levels(x);
-      for (std::size_t c = 0; c < 3; ++c) EXPECT_NEAR(m[c], want[static_cast<std::size_t>(i)][c], 2.5);
+      for (std::size_t c = 0; c < 3; ++c)
+        EXPECT_NEAR(m[c], want[static_cast<std::size_t>(i)][c], 2.5);
     }
   }
   const std::string e = error_of([&] { train.read(3, x.data()); });

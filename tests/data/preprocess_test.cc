@@ -45,8 +45,8 @@ TEST(Preprocess, NormalizeFlag) {
 InputFacts rgb_facts() { return {"cifar10", true, Shape{3, 2, 2}, {"a", "b"}}; }
 
 TEST(Preprocess, RecordRoundTripsThroughJson) {
-  const proto::Preprocess r = make_preprocess(rgb_facts(), Normalization({0.5f, 0.4f, 0.3f},
-                                                                         {0.2f, 0.25f, 0.5f}));
+  const proto::Preprocess r =
+      make_preprocess(rgb_facts(), Normalization({0.5f, 0.4f, 0.3f}, {0.2f, 0.25f, 0.5f}));
   EXPECT_EQ(r.input(), "pixels");
   EXPECT_FLOAT_EQ(r.scale(), 1.0f / 255.0f);
   EXPECT_EQ(r.channel_order(), "RGB");
@@ -54,8 +54,9 @@ TEST(Preprocess, RecordRoundTripsThroughJson) {
   EXPECT_NE(json.find("\"channel_order\": \"RGB\""), std::string::npos) << json;
   const proto::Preprocess back = parse_preprocess(json, "test");
   EXPECT_EQ(back.SerializeAsString(), r.SerializeAsString());
-  EXPECT_NE(error_of([] { parse_preprocess("{\"scale\": \"x\"}", "R/preprocess.json"); })
-                .find("R/preprocess.json: not a preprocessing record"),
+  EXPECT_NE(error_of([] {
+              parse_preprocess("{\"scale\": \"x\"}", "R/preprocess.json");
+            }).find("R/preprocess.json: not a preprocessing record"),
             std::string::npos);
   EXPECT_EQ(describe_preprocess(r), "pixels / 255, mean 0.5,0.4,0.3 std 0.2,0.25,0.5, RGB 3x2x2");
 }
@@ -92,8 +93,8 @@ TEST(Preprocess, LoaderAppliesEveryFieldInOrder) {
   for (int c = 0; c < 3; ++c) {
     for (int p = 0; p < 4; ++p) {
       const float bgr = raw[static_cast<std::size_t>(4 * (2 - c) + p)];
-      const float expected = (bgr - mean_image[static_cast<std::size_t>(4 * c + p)] -
-                              r.mean(c)) / r.std(c);
+      const float expected =
+          (bgr - mean_image[static_cast<std::size_t>(4 * c + p)] - r.mean(c)) / r.std(c);
       EXPECT_NEAR(x[static_cast<std::size_t>(4 * c + p)], expected, 1e-4) << c << " " << p;
     }
   }
@@ -110,23 +111,24 @@ TEST(Preprocess, RecordThatDoesNotFitTheDataIsNamed) {
             std::string::npos);
   InputFacts values = rgb_facts();
   values.pixels = false;
-  EXPECT_NE(error_of([&] { normalization_of(r, ".", values, "R"); })
-                .find("the record takes pixels but the data (cifar10) gives values"),
+  EXPECT_NE(error_of([&] {
+              normalization_of(r, ".", values, "R");
+            }).find("the record takes pixels but the data (cifar10) gives values"),
             std::string::npos);
   r.add_mean(0.5f);
-  EXPECT_NE(error_of([&] { normalization_of(r, ".", rgb_facts(), "R"); })
-                .find("1 means for 3 channels"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { normalization_of(r, ".", rgb_facts(), "R"); }).find("1 means for 3 channels"),
+      std::string::npos);
   r.clear_mean();
   r.set_mean_image("missing.npy");
-  EXPECT_NE(error_of([&] { normalization_of(r, "/nonexistent", rgb_facts(), "R"); }),
-            "");
+  EXPECT_NE(error_of([&] { normalization_of(r, "/nonexistent", rgb_facts(), "R"); }), "");
 }
 
 TEST(Preprocess, GivenStatisticsMustMatchTheChannels) {
   const NormalizeChoice c = parse_normalize_flag("0.5/0.25");
-  EXPECT_NE(error_of([&] { choose_normalization(c, rgb_facts(), nullptr); })
-                .find("1 means for samples of shape [3, 2, 2] (3 channels)"),
+  EXPECT_NE(error_of([&] {
+              choose_normalization(c, rgb_facts(), nullptr);
+            }).find("1 means for samples of shape [3, 2, 2] (3 channels)"),
             std::string::npos);
   const Normalization n = choose_normalization(parse_normalize_flag("none"), rgb_facts(), nullptr);
   EXPECT_TRUE(n.empty());

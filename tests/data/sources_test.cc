@@ -143,8 +143,9 @@ TEST(Open, UnknownFormatNamesTheFormatsRucheReads) {
   EXPECT_NE(error_of([&] { open_dataset({dir.str()}); }).find("train/cat: no JPEG files"),
             std::string::npos);
   testing::write_bytes(dir / "shard-000.tar", "x", false);
-  EXPECT_NE(error_of([&] { open_dataset({dir / "shard-000.tar"}); })
-                .find("shard-000.tar: .tar shards are read by `ruche train`"),
+  EXPECT_NE(error_of([&] {
+              open_dataset({dir / "shard-000.tar"});
+            }).find("shard-000.tar: .tar shards are read by `ruche train`"),
             std::string::npos);
   EXPECT_NE(error_of([&] { open_dataset({dir / "nope"}); }).find("no such file or directory"),
             std::string::npos);

@@ -55,20 +55,20 @@ class TempDir {
 }  // namespace ruche::fuzz
 
 #ifdef RUCHE_LIBFUZZER
-#define RUCHE_FUZZ_TARGET(name)                                                        \
-  static void ruche_fuzz_body(const std::uint8_t* data, std::size_t size);             \
+#define RUCHE_FUZZ_TARGET(name)                                                       \
+  static void ruche_fuzz_body(const std::uint8_t* data, std::size_t size);            \
   extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
-    try {                                                                              \
-      ruche_fuzz_body(data, size);                                                     \
-    } catch (const ::ruche::Error&) {                                                  \
-    }                                                                                  \
-    return 0;                                                                          \
-  }                                                                                    \
+    try {                                                                             \
+      ruche_fuzz_body(data, size);                                                    \
+    } catch (const ::ruche::Error&) {                                                 \
+    }                                                                                 \
+    return 0;                                                                         \
+  }                                                                                   \
   static void ruche_fuzz_body(const std::uint8_t* data, std::size_t size)
 #else
-#define RUCHE_FUZZ_TARGET(name)                                                         \
-  static void ruche_fuzz_##name(const std::uint8_t* data, std::size_t size);            \
-  [[maybe_unused]] static const bool ruche_fuzz_registered_##name =                     \
-      ::ruche::fuzz::register_target(#name, ruche_fuzz_##name);                         \
+#define RUCHE_FUZZ_TARGET(name)                                              \
+  static void ruche_fuzz_##name(const std::uint8_t* data, std::size_t size); \
+  [[maybe_unused]] static const bool ruche_fuzz_registered_##name =          \
+      ::ruche::fuzz::register_target(#name, ruche_fuzz_##name);              \
   static void ruche_fuzz_##name(const std::uint8_t* data, std::size_t size)
 #endif

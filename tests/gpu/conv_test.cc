@@ -283,8 +283,8 @@ TEST(CudaConv, HalfBiasGradientIsRoundedOnce) {
 }
 
 // TF32 keeps fp32's exponent: values far outside f16's range (above 65504, below 6e-8) come out
-// as on the CPU, so no algorithm may convert the data to f16 (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION),
-// chosen by the heuristic or by timing.
+// as on the CPU, so no algorithm may convert the data to f16
+// (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), chosen by the heuristic or by timing.
 TEST(CudaConv, Tf32KeepsTheFp32Range) {
   RUCHE_REQUIRE_CUDA();
   for (const bool benchmark : {false, true}) {

@@ -49,8 +49,11 @@ const std::vector<DeconvCase>& deconv_cases() {
       {"3x3 pad 1", {2, 3, 6, 6}, {3, 4, 3, 3}, dparams(1, 1, 1, 1), true},
       {"4x4 stride 2 pad 1", {2, 8, 7, 5}, {8, 6, 4, 4}, dparams(2, 2, 1, 1), true},
       {"stride 2 output padding 1", {1, 4, 5, 6}, {4, 3, 3, 3}, dparams(2, 2, 1, 1, 1, 1), true},
-      {"stride 3 output padding 2 no pad", {2, 2, 4, 3}, {2, 3, 3, 3},
-       dparams(3, 2, 0, 0, 2, 1), false},
+      {"stride 3 output padding 2 no pad",
+       {2, 2, 4, 3},
+       {2, 3, 3, 3},
+       dparams(3, 2, 0, 0, 2, 1),
+       false},
       {"dilation 2", {2, 3, 6, 5}, {3, 4, 3, 3}, dparams(1, 1, 2, 1, 0, 0, 2), true},
       {"groups 2", {2, 4, 5, 6}, {4, 3, 3, 3}, dparams(2, 1, 1, 0, 1, 0, 1, 2), true},
       {"depthwise 2x2 stride 2", {2, 6, 5, 5}, {6, 1, 2, 2}, dparams(2, 2, 0, 0, 0, 0, 1, 6), true},
@@ -237,8 +240,9 @@ TEST(CudaUpsample, HalfPrecisionMatchesCpu) {
 TEST(CudaUpsample, ArgumentChecks) {
   RUCHE_REQUIRE_CUDA();
   Tensor y = empty_gpu({2, 4, 8, 8});
-  const std::string bad_c =
-      error_of([&] { ops::upsample2d_forward(empty_gpu({2, 3, 4, 4}), y, ops::UpsampleParams{}); });
+  const std::string bad_c = error_of([&] {
+    ops::upsample2d_forward(empty_gpu({2, 3, 4, 4}), y, ops::UpsampleParams{});
+  });
   EXPECT_EQ(bad_c.rfind("upsample2d_forward: y [2, 4, 8, 8] and x [2, 3, 4, 4] differ", 0), 0u)
       << bad_c;
   const std::string bad_dtype = error_of([&] {

@@ -119,8 +119,8 @@ TEST(CudaOps, ArithmeticMatchesCpu) {
 TEST(CudaOps, DropoutMasksAreBitIdenticalToCpu) {
   RUCHE_REQUIRE_CUDA();
   // Counts that are and are not multiples of 4 (one Philox block feeds four elements), one large.
-  for (std::int64_t n : {std::int64_t{1}, std::int64_t{1001}, std::int64_t{4096},
-                         (std::int64_t{1} << 20) + 3}) {
+  for (std::int64_t n :
+       {std::int64_t{1}, std::int64_t{1001}, std::int64_t{4096}, (std::int64_t{1} << 20) + 3}) {
     for (float p : {0.0f, 0.3f, 0.9f}) {
       SCOPED_TRACE("n " + std::to_string(n) + " p " + std::to_string(p));
       const RngStream stream{777, RngPurpose::dropout, 2, 31, 5};
@@ -169,8 +169,8 @@ TEST(CudaOps, DropoutMaskFollowsTheStream) {
 TEST(CudaOps, SoftmaxMatchesCpu) {
   RUCHE_REQUIRE_CUDA();
   // C below, at and far above one block's 256 threads.
-  for (const Shape& shape : {Shape{1, 1}, Shape{4, 10}, Shape{3, 256}, Shape{5, 1000},
-                             Shape{2, 5000}, Shape{300, 7}}) {
+  for (const Shape& shape :
+       {Shape{1, 1}, Shape{4, 10}, Shape{3, 256}, Shape{5, 1000}, Shape{2, 5000}, Shape{300, 7}}) {
     SCOPED_TRACE(shape.str());
     const Tensor x = random_tensor(shape, 10, -5.0f, 5.0f);
     const Tensor dy = random_tensor(shape, 11);
@@ -223,8 +223,8 @@ TEST(CudaOps, MseMatchesCpu) {
 
 TEST(CudaOps, PointwiseLossesMatchCpu) {
   RUCHE_REQUIRE_CUDA();
-  for (const auto kind : {ops::PointwiseLoss::l1, ops::PointwiseLoss::smooth_l1,
-                          ops::PointwiseLoss::bce_logits}) {
+  for (const auto kind :
+       {ops::PointwiseLoss::l1, ops::PointwiseLoss::smooth_l1, ops::PointwiseLoss::bce_logits}) {
     for (const Shape& shape : {Shape{1}, Shape{64, 3, 64, 64}}) {
       SCOPED_TRACE(shape.str());
       const ops::PointwiseLossParams p{kind, 1.0f};

@@ -30,9 +30,9 @@ inline Tensor empty_gpu(const Shape& shape, DType dtype = DType::f32) {
 }  // namespace ruche::testing
 
 // First statement of every test that needs a device.
-#define RUCHE_REQUIRE_CUDA()                                             \
-  do {                                                                   \
-    if (!::ruche::testing::why_no_cuda().empty()) {                      \
-      GTEST_SKIP() << ::ruche::testing::why_no_cuda();                   \
-    }                                                                    \
+#define RUCHE_REQUIRE_CUDA()                           \
+  do {                                                 \
+    if (!::ruche::testing::why_no_cuda().empty()) {    \
+      GTEST_SKIP() << ::ruche::testing::why_no_cuda(); \
+    }                                                  \
   } while (0)

@@ -76,9 +76,8 @@ TEST_P(NcclWorldOfOne, EveryCollectiveIsThePlainResult) {
   Tensor whole = on_gpu(plain);
   nccl.begin_group();
   Work first = nccl.all_reduce(BufferView::of(whole.narrow(0, 0, 50000)), ReduceOp::avg, "b1");
-  Work second =
-      nccl.all_reduce(BufferView::of(whole.narrow(0, 50000, plain.numel() - 50000)), ReduceOp::avg,
-                      "b2");
+  Work second = nccl.all_reduce(BufferView::of(whole.narrow(0, 50000, plain.numel() - 50000)),
+                                ReduceOp::avg, "b2");
   EXPECT_FALSE(first.test());
   EXPECT_THROW(second.wait(), InternalError);
   nccl.end_group();
@@ -128,13 +127,14 @@ TEST(NcclWorldOfOneV, PerRankCountsAreThePlainResult) {
   NcclCommunicator nccl(world, host, 0, CommOptions{}, nccl_options);
   RoutedCommunicator routed(host, nccl);
   const Tensor plain = arbitrary(70001, 3.0f);
-  for (Communicator* comm : {static_cast<Communicator*>(&nccl),
-                             static_cast<Communicator*>(&routed)}) {
+  for (Communicator* comm :
+       {static_cast<Communicator*>(&nccl), static_cast<Communicator*>(&routed)}) {
     for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
       Tensor send = on_gpu(plain);
       Tensor recv = on_gpu(Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu()));
       comm->reduce_scatter_v(BufferView::of(send), BufferView::of(recv), {plain.numel()}, op,
-                             "shard").wait();
+                             "shard")
+          .wait();
       expect_same_bits(recv, plain);
     }
     Tensor gathered = on_gpu(plain);
@@ -148,10 +148,10 @@ TEST(NcclWorldOfOneV, PerRankCountsAreThePlainResult) {
     Work first = comm->reduce_scatter_v(BufferView::of(grads.narrow(0, 0, 30000)),
                                         BufferView::of(shard.narrow(0, 0, 30000)), {30000},
                                         ReduceOp::avg, "bucket 1");
-    Work second = comm->reduce_scatter_v(
-        BufferView::of(grads.narrow(0, 30000, plain.numel() - 30000)),
-        BufferView::of(shard.narrow(0, 30000, plain.numel() - 30000)),
-        {plain.numel() - 30000}, ReduceOp::avg, "bucket 2");
+    Work second =
+        comm->reduce_scatter_v(BufferView::of(grads.narrow(0, 30000, plain.numel() - 30000)),
+                               BufferView::of(shard.narrow(0, 30000, plain.numel() - 30000)),
+                               {plain.numel() - 30000}, ReduceOp::avg, "bucket 2");
     comm->end_group();
     first.wait();
     second.wait();
@@ -164,8 +164,10 @@ TEST(NcclWorldOfOneV, PerRankCountsAreThePlainResult) {
   // Host buffers go to MPI through the router.
   Tensor host_send = plain.to(Device::cpu());
   Tensor host_recv = Tensor::zeros(Shape{plain.numel()}, DType::f32, Device::cpu());
-  routed.reduce_scatter_v(BufferView::of(host_send), BufferView::of(host_recv), {plain.numel()},
-                          ReduceOp::avg, "host shard").wait();
+  routed
+      .reduce_scatter_v(BufferView::of(host_send), BufferView::of(host_recv), {plain.numel()},
+                        ReduceOp::avg, "host shard")
+      .wait();
   expect_same_bits(host_recv, plain);
 }
 

@@ -214,9 +214,9 @@ void expect_same_f32(const Tensor& gpu, const Tensor& cpu) {
   ASSERT_EQ(a.size(), b.size());
   std::int64_t mismatches = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    mismatches += std::isnan(b[i]) ? !std::isnan(a[i])
-                                   : std::bit_cast<std::uint32_t>(a[i]) !=
-                                         std::bit_cast<std::uint32_t>(b[i]);
+    mismatches += std::isnan(b[i])
+                      ? !std::isnan(a[i])
+                      : std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i]);
   }
   EXPECT_EQ(mismatches, 0);
 }
@@ -279,8 +279,9 @@ TEST(CudaOptim, ClearErrors) {
   Optimizer opt(OptimizerKind::sgd, OptimizerHyper{}, test_ranges(), kTrainable, cuda);
   Tensor params_cpu = Tensor::zeros({kTrainable});
   const Tensor grads_gpu = Tensor::zeros({kTrainable}, DType::f32, cuda);
-  EXPECT_NE(testing::error_of([&] { opt.step(params_cpu, grads_gpu, 0.1f); })
-                .find("params on cpu but the optimizer state on cuda:0"),
+  EXPECT_NE(testing::error_of([&] {
+              opt.step(params_cpu, grads_gpu, 0.1f);
+            }).find("params on cpu but the optimizer state on cuda:0"),
             std::string::npos);
   // The op itself: a slot the kind needs is missing; the buffers are too short.
   ops::OptimizerStep step;
@@ -297,13 +298,14 @@ TEST(CudaOptim, ClearErrors) {
       testing::error_of([&] { ops::optimizer_update(step, params, short_grads, slot, slot); }),
       "optimizer_update: grads holds 99 elements but the ranges reach 100");
   ops::SumSquaresFinite out;
-  EXPECT_NE(testing::error_of([&] { ops::sum_squares_finite(params, 101, out); })
-                .find("sum_squares_finite: count 101 outside [0, 100]"),
+  EXPECT_NE(testing::error_of([&] {
+              ops::sum_squares_finite(params, 101, out);
+            }).find("sum_squares_finite: count 101 outside [0, 100]"),
             std::string::npos);
   Tensor ints = Tensor::zeros({100}, DType::i32, cuda);
-  EXPECT_NE(testing::error_of([&] { ops::cast(params, ints); })
-                .find("cast: y must be f32, bf16 or f16"),
-            std::string::npos);
+  EXPECT_NE(
+      testing::error_of([&] { ops::cast(params, ints); }).find("cast: y must be f32, bf16 or f16"),
+      std::string::npos);
 }
 
 }  // namespace

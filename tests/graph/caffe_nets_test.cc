@@ -18,8 +18,7 @@
 namespace ruche {
 namespace {
 
-std::unique_ptr<Net> build(const std::string& text, Shape sample, int batch = 4,
-                           int classes = 5) {
+std::unique_ptr<Net> build(const std::string& text, Shape sample, int batch = 4, int classes = 5) {
   NetSource source;
   const auto param = parse_net(text, "zoo.prototxt", &source);
   NetOptions options;
@@ -158,8 +157,11 @@ TEST(CaffeNets, SeveralLossesTrainOnTheirWeightedSum) {
 }
 
 TEST(CaffeNets, LossWeightIsChecked) {
-  testing::expect_error([] { build(two_heads("loss_weight: -1", ""), {2, 5, 5}); },
-                        {"zoo.prototxt:7: layer 'aux_loss'", "loss_weight must be finite and >= 0"});
+  testing::expect_error(
+      [] {
+        build(two_heads("loss_weight: -1", ""), {2, 5, 5});
+      },
+      {"zoo.prototxt:7: layer 'aux_loss'", "loss_weight must be finite and >= 0"});
 }
 
 TEST(CaffeNets, DeployNetBuildsWithoutALoss) {
@@ -220,7 +222,8 @@ layer { name: "pool10" type: "Pooling" bottom: "conv10" top: "pool10" pooling_pa
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "pool10" bottom: "label" top: "loss" }
 )";
 
-// MobileNet: depthwise (group = channels) and pointwise convolutions, each with BN + Scale in place.
+// MobileNet: depthwise (group = channels) and pointwise convolutions, each with BN + Scale in
+// place.
 constexpr const char* kMobile = R"(
 layer { name: "in" type: "Input" top: "data" top: "label" }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 8 kernel_size: 3 pad: 1 bias_term: false } }
@@ -271,8 +274,9 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "
 )";
 
 TEST(CaffeNets, ZooShapesBuildAndTrain) {
-  for (auto [name, text] : {std::pair{"inception", kInception}, std::pair{"fire", kFire},
-                            std::pair{"mobilenet", kMobile}, std::pair{"bottleneck", kBottleneck}}) {
+  for (auto [name, text] :
+       {std::pair{"inception", kInception}, std::pair{"fire", kFire},
+        std::pair{"mobilenet", kMobile}, std::pair{"bottleneck", kBottleneck}}) {
     SCOPED_TRACE(name);
     auto net = build(text, {3, 9, 9});
     float first = 0;

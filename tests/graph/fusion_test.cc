@@ -53,12 +53,11 @@ TEST(Fusion, FusesInPlaceReluAfterConvolutionAndBatchNormOnly) {
   // The blob indices Net::build gives kNet (an in-place top is a new version): data 0, label 1,
   // c1 2, c1' 3, c2 4, b2 5, b2' 6, c3 7, r3 8, p3 9, p3b 10, j 11, c4 12, c4' 13, c5 14,
   // c5' 15, logits 16, loss 17.
-  const std::vector<std::vector<int>> bottoms = {
-      {}, {0}, {2}, {3}, {4}, {5}, {6}, {7}, {7}, {8}, {9, 10}, {11}, {12}, {13}, {14}, {15},
-      {16, 1}};
-  const std::vector<std::vector<int>> tops = {
-      {0, 1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13}, {14}, {15}, {16},
-      {17}};
+  const std::vector<std::vector<int>> bottoms = {{},   {0},  {2},  {3},  {4},     {5},
+                                                 {6},  {7},  {7},  {8},  {9, 10}, {11},
+                                                 {12}, {13}, {14}, {15}, {16, 1}};
+  const std::vector<std::vector<int>> tops = {{0, 1}, {2},  {3},  {4},  {5},  {6},  {7},  {8}, {9},
+                                              {10},   {11}, {12}, {13}, {14}, {15}, {16}, {17}};
   EXPECT_EQ(fuse_relus(param, layers, bottoms, tops), 3);  // relu1, relu2, relu5
 }
 

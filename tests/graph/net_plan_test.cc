@@ -29,8 +29,8 @@ double relative_error(const Tensor& a, const Tensor& b) {
 }
 
 TEST(MemoryPlan, BuffersShareBytesOnlyWhenTheirLivesDoNotOverlap) {
-  const std::vector<BufferLife> lives = {
-      {1000, 0, 4}, {500, 5, 9}, {700, 3, 6}, {100, 7, 7}, {2000, 8, 9}, {64, 0, 9}};
+  const std::vector<BufferLife> lives = {{1000, 0, 4}, {500, 5, 9},  {700, 3, 6},
+                                         {100, 7, 7},  {2000, 8, 9}, {64, 0, 9}};
   const MemoryPlan plan = plan_memory(lives);
   ASSERT_EQ(plan.offsets.size(), lives.size());
   for (std::size_t i = 0; i < lives.size(); ++i) {
@@ -183,7 +183,6 @@ Outcome train_three_steps(const std::string& model, const Shape& sample, bool re
   return out;
 }
 
-
 void expect_same_training(const Outcome& planned, const Outcome& reference,
                           const std::string& what) {
   EXPECT_LE(relative_error(planned.output, reference.output), 1e-5) << what << ": output";
@@ -200,9 +199,12 @@ struct ModelCase {
   Shape sample;
 };
 
-const ModelCase kModels[] = {{"mlp", {1, 12, 12}},      {"lenet", {1, 28, 28}},
-                             {"fashion_cnn", {1, 16, 16}}, {"resnet18", {3, 32, 32}},
-                             {"resnet50", {3, 32, 32}},  {"vgg16", {3, 32, 32}},
+const ModelCase kModels[] = {{"mlp", {1, 12, 12}},
+                             {"lenet", {1, 28, 28}},
+                             {"fashion_cnn", {1, 16, 16}},
+                             {"resnet18", {3, 32, 32}},
+                             {"resnet50", {3, 32, 32}},
+                             {"vgg16", {3, 32, 32}},
                              {"mlp_autoencoder", {1, 12, 12}},
                              {"conv_autoencoder", {1, 28, 28}}};
 

@@ -150,10 +150,12 @@ TEST(Net, ErrorsNameFileLineAndLayer) {
             std::string::npos)
       << unknown;
   EXPECT_NE(unknown.find("Convolution"), std::string::npos);
-  EXPECT_NE(error_of([&] { build("layer { name: 'in' type: 'Input' tpo: 'data' }"); })
-                .find("bad.prototxt:1:"),
+  EXPECT_NE(error_of([&] {
+              build("layer { name: 'in' type: 'Input' tpo: 'data' }");
+            }).find("bad.prototxt:1:"),
             std::string::npos);
-  // A net without a loss (a deploy net) builds; training refuses it (tests/graph/caffe_nets_test.cc).
+  // A net without a loss (a deploy net) builds; training refuses it
+  // (tests/graph/caffe_nets_test.cc).
   EXPECT_EQ(error_of([&] { build(input); }), "");
 }
 

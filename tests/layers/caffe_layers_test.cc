@@ -16,7 +16,8 @@ using testing::random_tensor;
 TEST(CaffeLayers, LrnGradients) {
   for (const char* region : {"ACROSS_CHANNELS", "WITHIN_CHANNEL"}) {
     auto b = bind_layer(std::string("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 "
-                                    "beta: 0.75 k: 1.5 norm_region: ") + region + " }",
+                                    "beta: 0.75 k: 1.5 norm_region: ") +
+                            region + " }",
                         {random_tensor({2, 5, 4, 3}, 1, -2.0f, 2.0f)});
     expect_layer_gradients(b, {0});
   }
@@ -32,8 +33,8 @@ TEST(CaffeLayers, ConcatShapesAndGradients) {
   EXPECT_EQ(last.io.top[0].shape(), (Shape{2, 5}));
   testing::expect_error(
       [] {
-        bind_layer("name: 'c' type: 'Concat'", {random_tensor({2, 1, 3}, 1),
-                                               random_tensor({2, 4, 2}, 2)});
+        bind_layer("name: 'c' type: 'Concat'",
+                   {random_tensor({2, 1, 3}, 1), random_tensor({2, 4, 2}, 2)});
       },
       {"Concat: bottom 1 [2, 4, 2] does not fit bottom 0 [2, 1, 3]"});
 }
@@ -62,8 +63,10 @@ TEST(CaffeLayers, PowerAndSoftmaxAxisGradients) {
                       {random_tensor({2, 4, 3, 2}, 2, -2.0f, 2.0f)});
   expect_layer_gradients(s, {0});
   testing::expect_error(
-      [] { bind_layer("name: 's' type: 'Softmax' softmax_param { axis: 4 }",
-                      {random_tensor({2, 4, 3, 2}, 2)}); },
+      [] {
+        bind_layer("name: 's' type: 'Softmax' softmax_param { axis: 4 }",
+                   {random_tensor({2, 4, 3, 2}, 2)});
+      },
       {"Softmax: axis 4 is outside [2, 4, 3, 2]"});
 }
 

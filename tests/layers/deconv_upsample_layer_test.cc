@@ -60,25 +60,29 @@ TEST(DeconvolutionLayer, RectangularNoBiasDilation) {
 
 TEST(DeconvolutionLayer, Errors) {
   EXPECT_EQ(error_of([] {
-              create_layer(layer_param(
-                  "name: 'up' type: 'Deconvolution' convolution_param { num_output: 2 "
-                  "kernel_size: 3 stride: 2 output_padding: 2 }"));
+              create_layer(
+                  layer_param("name: 'up' type: 'Deconvolution' convolution_param { num_output: 2 "
+                              "kernel_size: 3 stride: 2 output_padding: 2 }"));
             }),
             "Deconvolution 'up': output_padding 2x2 must be smaller than the stride 2x2 or the "
             "dilation 1");
-  EXPECT_EQ(error_of([] { create_layer(layer_param(kDeconv))->reshape({Shape{64, 784}}, 0); }),
+  EXPECT_EQ(error_of([] {
+              create_layer(layer_param(kDeconv))->reshape({Shape{64, 784}}, 0);
+            }),
             "Deconvolution 'up1': expected a 4-d input [N, C, H, W], got [64, 784]");
   EXPECT_NE(error_of([] {
               create_layer(layer_param(
                   "name: 'c' type: 'Deconvolution' convolution_param { kernel_size: 3 }"));
             }).find("num_output is required"),
             std::string::npos);
-  EXPECT_NE(error_of([] { create_layer(layer_param(kDeconv))->reshape({Shape{1, 5, 7, 7}}, 0); })
-                .find("Deconvolution 'up1': input channels 5 are not divisible by group 2"),
+  EXPECT_NE(error_of([] {
+              create_layer(layer_param(kDeconv))->reshape({Shape{1, 5, 7, 7}}, 0);
+            }).find("Deconvolution 'up1': input channels 5 are not divisible by group 2"),
             std::string::npos);
   EXPECT_NE(error_of([] {
-              create_layer(layer_param("name: 'c' type: 'Deconvolution' convolution_param { "
-                                       "num_output: 3 kernel_size: 4 stride: 2 group: 2 }"));
+              create_layer(
+                  layer_param("name: 'c' type: 'Deconvolution' convolution_param { "
+                              "num_output: 3 kernel_size: 4 stride: 2 group: 2 }"));
             }).find("num_output 3 is not divisible by group 2"),
             std::string::npos);
   const std::string small = error_of([] {
@@ -124,8 +128,8 @@ TEST(DeconvolutionLayer, FrozenWeightBesideTrainedBias) {
 }
 
 TEST(UpsampleLayer, ShapesByScaleAndSize) {
-  auto nearest = create_layer(
-      layer_param("name: 'u' type: 'Upsample' upsample_param { scale_factor: 2 }"));
+  auto nearest =
+      create_layer(layer_param("name: 'u' type: 'Upsample' upsample_param { scale_factor: 2 }"));
   EXPECT_EQ(nearest->reshape({Shape{2, 3, 5, 7}}, 0)[0], (Shape{2, 3, 10, 14}));
   EXPECT_TRUE(nearest->param_decls().empty());
   EXPECT_DOUBLE_EQ(nearest->forward_flops(), 0.0);
@@ -133,9 +137,9 @@ TEST(UpsampleLayer, ShapesByScaleAndSize) {
       "name: 'u' type: 'Upsample' upsample_param { scale_h: 1.5 scale_w: 2.5 mode: BILINEAR }"));
   EXPECT_EQ(frac->reshape({Shape{1, 2, 5, 5}}, 0)[0], (Shape{1, 2, 7, 12}));  // floor
   EXPECT_DOUBLE_EQ(frac->forward_flops(), 4.0 * 2 * 7 * 12);
-  auto sized = create_layer(layer_param(
-      "name: 'u' type: 'Upsample' upsample_param { height: 9 width: 4 mode: BILINEAR "
-      "align_corners: true }"));
+  auto sized = create_layer(
+      layer_param("name: 'u' type: 'Upsample' upsample_param { height: 9 width: 4 mode: BILINEAR "
+                  "align_corners: true }"));
   EXPECT_EQ(sized->reshape({Shape{2, 1, 3, 3}}, 0)[0], (Shape{2, 1, 9, 4}));
 }
 
@@ -154,12 +158,12 @@ TEST(UpsampleLayer, Errors) {
   EXPECT_NE(err("height: 4").find("height and width must both be given"), std::string::npos);
   EXPECT_EQ(err("scale_factor: 2 align_corners: true"),
             "Upsample 'u': align_corners applies to mode BILINEAR only");
-  EXPECT_EQ(error_of([] {
-              create_layer(
-                  layer_param("name: 'u' type: 'Upsample' upsample_param { scale_factor: 0.1 }"))
-                  ->reshape({Shape{1, 1, 4, 4}}, 0);
-            }),
-            "Upsample 'u': input [1, 1, 4, 4] gives an empty output 0x0");
+  EXPECT_EQ(
+      error_of([] {
+        create_layer(layer_param("name: 'u' type: 'Upsample' upsample_param { scale_factor: 0.1 }"))
+            ->reshape({Shape{1, 1, 4, 4}}, 0);
+      }),
+      "Upsample 'u': input [1, 1, 4, 4] gives an empty output 0x0");
 }
 
 TEST(UpsampleLayer, ForwardIsUpsample2dAndGradients) {

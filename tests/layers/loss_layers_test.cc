@@ -122,8 +122,7 @@ TEST(PointwiseLossLayers, ValuesAndGradients) {
   auto bce = bind_layer("name: 'b' type: 'SigmoidCrossEntropyLoss'", {z, t});
   bce.io.bottom_diff[1] = Tensor();  // labels get no gradient in a Net
   bce.forward();
-  EXPECT_NEAR(bce.io.top[0].item(), (2 * std::log(2.0) + 2 * std::log1p(std::exp(-2.0))) / 4,
-              1e-7);
+  EXPECT_NEAR(bce.io.top[0].item(), (2 * std::log(2.0) + 2 * std::log1p(std::exp(-2.0))) / 4, 1e-7);
   bce.backward();
   const double s2 = 1 / (1 + std::exp(-2.0));
   const std::vector<float> d = bce.io.bottom_diff[0].to_vector();

@@ -12,21 +12,22 @@ using testing::error_of;
 using testing::layer_param;
 
 TEST(Registry, KnowsEveryLayerTypeSorted) {
-  const std::vector<std::string> expected = {
-      "BatchNorm",     "Concat",       "Convolution",  "Deconvolution",
-      "Dropout",       "Eltwise",      "EuclideanLoss", "Flatten",
-      "InnerProduct",  "Input",        "L1Loss",       "LRN",
-      "Pooling",       "Power",        "ReLU",         "Scale",
-      "Sigmoid",       "SigmoidCrossEntropyLoss",      "SmoothL1Loss",
-      "Softmax",       "SoftmaxWithLoss",              "TanH",
-      "Upsample"};
+  const std::vector<std::string> expected = {"BatchNorm",     "Concat",  "Convolution",
+                                             "Deconvolution", "Dropout", "Eltwise",
+                                             "EuclideanLoss", "Flatten", "InnerProduct",
+                                             "Input",         "L1Loss",  "LRN",
+                                             "Pooling",       "Power",   "ReLU",
+                                             "Scale",         "Sigmoid", "SigmoidCrossEntropyLoss",
+                                             "SmoothL1Loss",  "Softmax", "SoftmaxWithLoss",
+                                             "TanH",          "Upsample"};
   EXPECT_EQ(known_layer_types(), expected);
 }
 
 TEST(Registry, UnknownTypeListsTheKnownOnes) {
   const std::string e = error_of([] { create_layer(layer_param("name: 'c' type: 'Conv'")); });
   EXPECT_NE(e.find("unknown layer type 'Conv'"), std::string::npos) << e;
-  EXPECT_NE(e.find("known: BatchNorm, Concat, Convolution, Deconvolution, Dropout"), std::string::npos)
+  EXPECT_NE(e.find("known: BatchNorm, Concat, Convolution, Deconvolution, Dropout"),
+            std::string::npos)
       << e;
   EXPECT_NE(e.find("TanH"), std::string::npos) << e;
 }

@@ -84,7 +84,7 @@ TEST(ModelsNet, EveryModelBuildsOnSmallInputs) {
     const bool autoencoder = is_autoencoder(name);
     const auto net = build(param, sample, 10, 2, autoencoder ? sample : Shape{});
     // (mlp_autoencoder's is flat, [2, 784]: EuclideanLoss takes an equal count per sample.)
-    const Shape expected = name == "conv_autoencoder" ? Shape{2, 1, 28, 28}
+    const Shape expected = name == "conv_autoencoder"  ? Shape{2, 1, 28, 28}
                            : name == "mlp_autoencoder" ? Shape{2, 784}
                                                        : Shape{2, 10};
     EXPECT_EQ(net->output().shape().str(), expected.str());

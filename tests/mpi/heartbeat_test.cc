@@ -29,9 +29,9 @@ std::string read(const fs::path& path) {
 void sleep_seconds(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
 struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("ruche-heartbeat-test-" + std::to_string(getpid()) + "-" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  fs::path path =
+      fs::temp_directory_path() / ("ruche-heartbeat-test-" + std::to_string(getpid()) + "-" +
+                                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   TempDir() { fs::remove_all(path); }
   ~TempDir() { fs::remove_all(path); }
 };
@@ -87,7 +87,8 @@ TEST(Heartbeat, TheWatchdogNamesStaleRanksAndWritesTheAbortNote) {
   TempDir dir;
   auto beat = std::make_shared<Heartbeat>(dir.path.string(), 0, 2, 0.05);
   std::string said;
-  Watchdog dog(0, 0.1, [&](const std::string& line) { said = line; }, beat);
+  Watchdog dog(
+      0, 0.1, [&](const std::string& line) { said = line; }, beat);
   dog.start("barrier (collective #3)");
   sleep_seconds(0.15);
   dog.check();

@@ -110,7 +110,8 @@ TEST(Hierarchical, IntegerSumsAreExact) {
   const auto hier = all_reduced(mine, DType::i64, ReduceOp::sum, true);
   const std::int64_t n = world().size();
   for (std::size_t i = 0; i < hier.size(); ++i) {
-    ASSERT_EQ(hier[i], (std::int64_t{1} << 40) * n * (n - 1) / 2 + n * static_cast<std::int64_t>(i));
+    ASSERT_EQ(hier[i],
+              (std::int64_t{1} << 40) * n * (n - 1) / 2 + n * static_cast<std::int64_t>(i));
   }
 }
 

@@ -1,5 +1,5 @@
-// The NCCL id exchange (comm/nccl/unique_id): rank 0's bytes arrive intact on every rank. NCCL-free,
-// so it runs on CPU ranks.
+// The NCCL id exchange (comm/nccl/unique_id): rank 0's bytes arrive intact on every rank.
+// NCCL-free, so it runs on CPU ranks.
 #include <gtest/gtest.h>
 
 #include "comm/mpi/mpi_communicator.h"

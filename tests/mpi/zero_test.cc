@@ -19,7 +19,7 @@ namespace {
 
 using testing::world;
 
-std::vector<GradRange> tensors_of(const std::vector<std::int64_t> &sizes) {
+std::vector<GradRange> tensors_of(const std::vector<std::int64_t>& sizes) {
   std::vector<GradRange> t;
   std::int64_t at = 0;
   for (const std::int64_t n : sizes) {
@@ -48,7 +48,7 @@ TEST(ZeroPlan, TilesTheBufferEvenWithMoreRanksThanTensors) {
   const auto ranks = plan_zero_ranges(t, 4);
   ASSERT_EQ(ranks.size(), 4u);
   std::int64_t at = 0;
-  for (const GradRange &r : ranks) {
+  for (const GradRange& r : ranks) {
     EXPECT_EQ(r.begin, at);
     EXPECT_GE(r.end, r.begin);
     at = r.end;
@@ -65,7 +65,7 @@ TEST(ZeroPlan, CountsWithinASpanSumToIt) {
   EXPECT_EQ(counts_within(ranks, {0, 100}), (std::vector<std::int64_t>{100, 0, 0}));
 }
 
-BufferView view(std::vector<float> &x) {
+BufferView view(std::vector<float>& x) {
   return {x.data(), DType::f32, static_cast<std::int64_t>(x.size()), Device::cpu()};
 }
 
@@ -137,14 +137,14 @@ TEST(ZeroOptimizer, SlotsHoldOnlyTheRanksRange) {
   }
   std::vector<GradRange> tensors;
   tensors.reserve(table.size());
-  for (const ParamEntry &e : table) tensors.push_back({e.offset, e.offset + e.count});
+  for (const ParamEntry& e : table) tensors.push_back({e.offset, e.offset + e.count});
   const auto ranks = plan_zero_ranges(tensors, size);
   const GradRange mine = ranks[static_cast<std::size_t>(rank)];
   proto::SolverParameter solver;
   solver.set_type("adam");
   auto optimizer = make_optimizer(solver, table, at, Device::cpu(), mine.begin, mine.end);
   ASSERT_EQ(optimizer->slots().size(), 2u);
-  for (auto &[name, slot] : optimizer->slots()) {
+  for (auto& [name, slot] : optimizer->slots()) {
     EXPECT_EQ(slot->numel(), mine.end - mine.begin) << name;
   }
   EXPECT_EQ(optimizer->offset(), mine.begin);

@@ -14,8 +14,8 @@
 namespace ruche {
 namespace {
 
-using testing::random_tensor;
 using testing::error_of;
+using testing::random_tensor;
 using testing::reference;
 
 class BatchNormReference : public ::testing::TestWithParam<std::string> {};

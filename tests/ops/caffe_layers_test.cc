@@ -71,8 +71,7 @@ TEST(Lrn, GradientMatchesFiniteDifferences) {
       ops::lrn_backward(in[0], y, scale, dy, dx, p);
       return std::vector<Tensor>{dx};
     };
-    testing::expect_gradients_match({random_tensor(shape, 3, -2.0f, 2.0f)}, forward, backward,
-                                    {0});
+    testing::expect_gradients_match({random_tensor(shape, 3, -2.0f, 2.0f)}, forward, backward, {0});
   }
 }
 
@@ -108,8 +107,7 @@ TEST(SoftmaxAxis, GradientMatchesFiniteDifferences) {
       ops::softmax_axis_backward(y, dy, dx, axis);
       return std::vector<Tensor>{dx};
     };
-    testing::expect_gradients_match({random_tensor(shape, 5, -2.0f, 2.0f)}, forward, backward,
-                                    {0});
+    testing::expect_gradients_match({random_tensor(shape, 5, -2.0f, 2.0f)}, forward, backward, {0});
   }
 }
 

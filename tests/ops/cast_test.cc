@@ -40,13 +40,31 @@ float widen_scalar(DType from, std::uint16_t h) {
 // Values that exercise the rounding: ties both ways, subnormals of both formats, the largest
 // finite values and just past them, infinities, zeros of both signs, a NaN.
 std::vector<float> edge_values() {
-  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f,
-                          1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 65504.0f, 65519.0f, 65520.0f,
-                          -65520.0f, 0x1p-24f, 0x1p-25f, 0x1.8p-25f, 0x1p-14f, 0x1p-126f,
-                          0x1p-149f, std::numeric_limits<float>::max(),
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -1.0f,
+                          1.0f + 0x1p-11f,
+                          1.0f + 3 * 0x1p-11f,
+                          1.0f + 0x1p-8f,
+                          1.0f + 3 * 0x1p-8f,
+                          65504.0f,
+                          65519.0f,
+                          65520.0f,
+                          -65520.0f,
+                          0x1p-24f,
+                          0x1p-25f,
+                          0x1.8p-25f,
+                          0x1p-14f,
+                          0x1p-126f,
+                          0x1p-149f,
+                          std::numeric_limits<float>::max(),
                           std::numeric_limits<float>::infinity(),
                           -std::numeric_limits<float>::infinity(),
-                          std::numeric_limits<float>::quiet_NaN(), 3.14159265f, -2.71828f, 1e-3f};
+                          std::numeric_limits<float>::quiet_NaN(),
+                          3.14159265f,
+                          -2.71828f,
+                          1e-3f};
   const Tensor random = testing::random_tensor({1000}, 3, -100.0f, 100.0f);
   for (float f : random.to_vector<float>()) v.push_back(f);
   return v;

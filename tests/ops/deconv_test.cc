@@ -140,12 +140,9 @@ TEST(Deconv2d, GradientsMatchOnRandomShapes) {
     const int k = pick(1, 3), dilation = pick(1, 2), stride = pick(1, 3);
     const int pad = pick(0, (k - 1) * dilation / 2);
     const int output_padding = pick(0, std::max(stride, dilation) - 1);
-    DeconvCase c{{pick(1, 3), groups * pick(1, 2), pick(1, 6), pick(1, 6)},
-                 groups * pick(1, 3),
-                 k,
-                 k,
-                 deconv_params(stride, pad, dilation, groups, output_padding),
-                 pick(0, 1) == 1};
+    DeconvCase c{
+        {pick(1, 3), groups * pick(1, 2), pick(1, 6), pick(1, 6)},    groups * pick(1, 3), k, k,
+        deconv_params(stride, pad, dilation, groups, output_padding), pick(0, 1) == 1};
     check_gradients(c, 200 + static_cast<std::uint32_t>(trial) * 3);
   }
 }

@@ -13,8 +13,8 @@
 namespace ruche {
 namespace {
 
-using testing::random_tensor;
 using testing::error_of;
+using testing::random_tensor;
 using testing::reference;
 
 class LinearReference : public ::testing::TestWithParam<std::string> {};

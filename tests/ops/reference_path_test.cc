@@ -131,8 +131,8 @@ TEST_P(BatchNormPaths, FusedReluMatchesReference) {
     o.dbeta = c.affine ? Tensor::empty({channels}) : Tensor();
     ops::batch_norm_forward_training(x, gamma, beta, o.y, o.running_mean, o.running_var,
                                      o.save_mean, o.save_var, p);
-    ops::batch_norm_forward_inference(x, gamma, beta, o.running_mean, o.running_var,
-                                      o.y_inference, p);
+    ops::batch_norm_forward_inference(x, gamma, beta, o.running_mean, o.running_var, o.y_inference,
+                                      p);
     ops::batch_norm_backward(dy, x, gamma, o.save_mean, o.save_var, o.dx, o.dgamma, o.dbeta, p);
   });
   for (const auto member : {&Out::y, &Out::y_inference, &Out::running_mean, &Out::running_var,
@@ -191,7 +191,6 @@ TEST(DeconvPaths, FusedReluMatchesReference) {
   EXPECT_TENSORS_CLOSE(y[1], y[0], kTolerance);
   expect_relu_applied(y[1]);
 }
-
 
 // ---- blocked layouts: each op on nChw8c / nChw16c tensors equals the op on plain ones ----
 
@@ -266,16 +265,15 @@ TEST_P(BlockedLayouts, BatchNormMatchesPlain) {
     o.dbeta = Tensor::empty({32});
     ops::batch_norm_forward_training(xl, gamma, beta, o.y, o.running_mean, o.running_var,
                                      o.save_mean, o.save_var, p);
-    ops::batch_norm_forward_inference(xl, gamma, beta, o.running_mean, o.running_var,
-                                      o.y_inference, p);
+    ops::batch_norm_forward_inference(xl, gamma, beta, o.running_mean, o.running_var, o.y_inference,
+                                      p);
     ops::batch_norm_backward(dyl, xl, gamma, o.save_mean, o.save_var, o.dx, o.dgamma, o.dbeta, p);
     o.y = to_plain(o.y);
     o.y_inference = to_plain(o.y_inference);
     o.dx = to_plain(o.dx);
   }
   for (const auto member : {&Out::y, &Out::y_inference, &Out::running_mean, &Out::running_var,
-                            &Out::save_mean, &Out::save_var, &Out::dx, &Out::dgamma,
-                            &Out::dbeta}) {
+                            &Out::save_mean, &Out::save_var, &Out::dx, &Out::dgamma, &Out::dbeta}) {
     EXPECT_TENSORS_CLOSE(out[1].*member, out[0].*member, kTolerance);
   }
 }

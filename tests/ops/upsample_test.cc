@@ -44,14 +44,14 @@ TEST_P(UpsampleReference, MatchesTorch) {
   EXPECT_TENSORS_CLOSE(dx, reference(c, "dx"), 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Torch, UpsampleReference,
-    ::testing::Values("upsample_nearest_x2", "upsample_nearest_x3_x2", "upsample_nearest_frac",
-                      "upsample_nearest_size", "upsample_nearest_down", "upsample_bilinear_x2",
-                      "upsample_bilinear_x2_ac", "upsample_bilinear_frac",
-                      "upsample_bilinear_frac_ac", "upsample_bilinear_size",
-                      "upsample_bilinear_size_ac", "upsample_bilinear_down",
-                      "upsample_bilinear_one"));
+INSTANTIATE_TEST_SUITE_P(Torch, UpsampleReference,
+                         ::testing::Values("upsample_nearest_x2", "upsample_nearest_x3_x2",
+                                           "upsample_nearest_frac", "upsample_nearest_size",
+                                           "upsample_nearest_down", "upsample_bilinear_x2",
+                                           "upsample_bilinear_x2_ac", "upsample_bilinear_frac",
+                                           "upsample_bilinear_frac_ac", "upsample_bilinear_size",
+                                           "upsample_bilinear_size_ac", "upsample_bilinear_down",
+                                           "upsample_bilinear_one"));
 
 // Nearest upsampling by 2 copies each input into a 2x2 block; its gradient sums the block.
 TEST(Upsample2d, NearestByTwoRepeatsAndSums) {
@@ -104,18 +104,20 @@ TEST(Upsample2d, GradientsMatchFiniteDifferences) {
 TEST(Upsample2d, ArgumentErrorsNameTheOp) {
   const ops::UpsampleParams p;
   Tensor y = Tensor::zeros({2, 4, 8, 8});
-  const std::string bad_c =
-      error_of([&] { ops::upsample2d_forward(Tensor::zeros({2, 3, 4, 4}), y, p); });
-  EXPECT_EQ(bad_c.rfind("upsample2d_forward: y [2, 4, 8, 8] and x [2, 3, 4, 4] differ in N or C",
-                        0),
-            0u)
+  const std::string bad_c = error_of([&] {
+    ops::upsample2d_forward(Tensor::zeros({2, 3, 4, 4}), y, p);
+  });
+  EXPECT_EQ(
+      bad_c.rfind("upsample2d_forward: y [2, 4, 8, 8] and x [2, 3, 4, 4] differ in N or C", 0), 0u)
       << bad_c;
-  const std::string bad_ndim =
-      error_of([&] { ops::upsample2d_forward(Tensor::zeros({2, 4, 4}), y, p); });
+  const std::string bad_ndim = error_of([&] {
+    ops::upsample2d_forward(Tensor::zeros({2, 4, 4}), y, p);
+  });
   EXPECT_EQ(bad_ndim.rfind("upsample2d_forward: x must be [N, C, H, W]", 0), 0u) << bad_ndim;
   Tensor dx = Tensor::zeros({2, 4, 4, 4});
-  const std::string bad_dtype = error_of(
-      [&] { ops::upsample2d_backward(Tensor::zeros({2, 4, 8, 8}, DType::i32), dx, p); });
+  const std::string bad_dtype = error_of([&] {
+    ops::upsample2d_backward(Tensor::zeros({2, 4, 8, 8}, DType::i32), dx, p);
+  });
   EXPECT_EQ(bad_dtype.rfind("upsample2d_backward: dy must be f32", 0), 0u) << bad_dtype;
 }
 

@@ -68,9 +68,9 @@ TEST(LossScaler, FollowsGradScalerStepByStep) {
     float scale;
     int tracker;
   };
-  const Expect sequence[] = {{true, 8, 1},   {true, 8, 2},    {true, 32, 0}, {false, 8, 0},
-                             {true, 8, 1},   {false, 2, 0},   {true, 2, 1},  {true, 2, 2},
-                             {true, 8, 0},   {true, 8, 1}};
+  const Expect sequence[] = {{true, 8, 1}, {true, 8, 2},  {true, 32, 0}, {false, 8, 0},
+                             {true, 8, 1}, {false, 2, 0}, {true, 2, 1},  {true, 2, 2},
+                             {true, 8, 0}, {true, 8, 1}};
   int skipped = 0;
   for (const Expect& e : sequence) {
     EXPECT_EQ(s.update(e.finite), e.finite);

@@ -112,8 +112,7 @@ TEST(LrSchedule, CaffePoliciesAreCaffesFormulas) {
     const auto s = solver_from(std::string("base_lr: 0.01 ") + c.text);
     for (std::int64_t iter : {0, 1, 99, 100, 299, 300, 301, 650, 700, 999}) {
       const double want = c.caffe(static_cast<double>(iter));
-      EXPECT_NEAR(lr_at(s, iter, 0, max_iter), want, 2e-7 * want)
-          << c.text << " at iter " << iter;
+      EXPECT_NEAR(lr_at(s, iter, 0, max_iter), want, 2e-7 * want) << c.text << " at iter " << iter;
     }
   }
 }
@@ -147,15 +146,16 @@ TEST(LrSchedule, ClearErrors) {
 
 TEST(LrSchedule, MultistepInEpochs) {
   // Goyal et al.'s 30/60/80 scaled down: boundaries at epochs 1 and 2 of 10 steps each.
-  const auto s = solver_from("lr_policy: 'multistep' base_lr: 1 gamma: 0.1 "
-                             "stepvalue_epochs: 1 stepvalue_epochs: 2");
+  const auto s = solver_from(
+      "lr_policy: 'multistep' base_lr: 1 gamma: 0.1 "
+      "stepvalue_epochs: 1 stepvalue_epochs: 2");
   EXPECT_FLOAT_EQ(lr_at(s, 9, 10, 100), 1.0f);
   EXPECT_FLOAT_EQ(lr_at(s, 10, 10, 100), 0.1f);
   EXPECT_FLOAT_EQ(lr_at(s, 19, 10, 100), 0.1f);
   EXPECT_FLOAT_EQ(lr_at(s, 20, 10, 100), 0.01f);
   EXPECT_NE(testing::error_of([] {
-              lr_at(solver_from("lr_policy: 'multistep' stepvalue: 5 stepvalue_epochs: 1"), 0,
-                    10, 100);
+              lr_at(solver_from("lr_policy: 'multistep' stepvalue: 5 stepvalue_epochs: 1"), 0, 10,
+                    100);
             }).find("not both"),
             std::string::npos);
 }

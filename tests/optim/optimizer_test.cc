@@ -247,8 +247,10 @@ TEST(Optimizer, CaffeMomentumFormIsCaffesAndDiffersAfterAnLrChange) {
       }
       // Before the drop the forms agree (float rounding only); after it PyTorch's history,
       // which does not hold lr, keeps its larger steps.
-      if (step < 2) EXPECT_LT(largest_gap, 1e-6);
-      else EXPECT_GT(largest_gap, 1e-3);
+      if (step < 2)
+        EXPECT_LT(largest_gap, 1e-6);
+      else
+        EXPECT_GT(largest_gap, 1e-3);
     }
   }
   EXPECT_NE(testing::error_of([&] {

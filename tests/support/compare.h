@@ -26,8 +26,8 @@ inline double norm_relative_error(const Tensor& a, const Tensor& b) {
   return std::sqrt(diff / ref);
 }
 
-inline ::testing::AssertionResult tensors_close(const char* a_expr, const char* b_expr,
-                                                const char*, const Tensor& a, const Tensor& b,
+inline ::testing::AssertionResult tensors_close(const char* a_expr, const char* b_expr, const char*,
+                                                const Tensor& a, const Tensor& b,
                                                 double tolerance) {
   if (!(a.shape() == b.shape())) {
     return ::testing::AssertionFailure() << a_expr << " has shape " << a.shape().str() << ", "

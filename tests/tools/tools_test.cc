@@ -180,13 +180,14 @@ TEST_F(ToolsTest, EvalOfADeployNetMatchesTheTrainedNet) {
   prob.set_type("Softmax");
   prob.add_bottom(logits);
   prob.add_top("prob");
-  for (const auto& [name, net] : {std::pair{"deploy_scores", scores}, {"deploy_softmax", softmax}}) {
+  for (const auto& [name, net] :
+       {std::pair{"deploy_scores", scores}, {"deploy_softmax", softmax}}) {
     const fs::path deploy = dir_ / (std::string(name) + ".prototxt");
     std::ofstream(deploy) << to_prototxt(net);
     const fs::path out = dir_ / (std::string(name) + ".json");
-    const Outcome r = ruche("eval --weights " + (run() / "model.npz").string() + " --net " +
-                            deploy.string() + " --data " + data() + " --threads 1 --json " +
-                            out.string());
+    const Outcome r =
+        ruche("eval --weights " + (run() / "model.npz").string() + " --net " + deploy.string() +
+              " --data " + data() + " --threads 1 --json " + out.string());
     ASSERT_EQ(r.rc, 0) << name << ": " << r.output;
     EXPECT_NE(r.output.find("test accuracy"), std::string::npos) << r.output;
     const std::string json = read_file(out);
@@ -291,7 +292,8 @@ TEST_F(ToolsTest, RecordHoldsTheTrainingSplitsStatistics) {
   const fs::path out = dir_ / "run_stats";
   const Outcome r = ruche("train --model mlp --data " + (dir_ / "two.npz").string() +
                           " --max-steps 1 --batch-size 16 --threads 1 --val-fraction 0 "
-                          "--no-checkpoint --out " + out.string());
+                          "--no-checkpoint --out " +
+                          out.string());
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("preprocess: values, mean "), std::string::npos) << r.output;
   EXPECT_EQ(python(R"(
@@ -336,8 +338,7 @@ assert r["mean"] == [0.5] and r["std"] == [0.25], r
   r = ruche("train --model mlp --data " + data() + base + " --normalize 0.5,0.5/1,1");
   EXPECT_EQ(r.rc, 2) << r.output;
   EXPECT_TRUE(one_line(r.output)) << r.output;
-  EXPECT_NE(r.output.find("2 means for samples of shape [1, 8, 8]"), std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find("2 means for samples of shape [1, 8, 8]"), std::string::npos) << r.output;
 }
 
 // eval normalises as the record says, not as it would compute: an edited record changes what it
@@ -385,8 +386,7 @@ TEST_F(ToolsTest, RecordBesideTheNetIsFollowed) {
   ASSERT_EQ(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("preprocess: values x 2, mean 0.25 std 4, 1x8x8"), std::string::npos)
       << r.output;
-  EXPECT_NE(r.output.find((imported / "preprocess.json").string()), std::string::npos)
-      << r.output;
+  EXPECT_NE(r.output.find((imported / "preprocess.json").string()), std::string::npos) << r.output;
   const std::string json = read_file(out / "preprocess.json");
   EXPECT_NEAR(json_number(json, "scale"), 2, 0) << json;
   // Resuming that run with another normalisation would feed its weights other inputs.

@@ -45,8 +45,8 @@ TEST(Cadence, ParsesTheFlag) {
   EXPECT_EQ(o.auto_percent, 0);
   parse_checkpoint_every_steps("0", o);
   EXPECT_EQ(o.every_steps, 0);
-  for (const char* bad : {"", "-3", "1.5", "auto:", "auto:0%", "auto:100%", "auto5", "auto:x%",
-                          "often"}) {
+  for (const char* bad :
+       {"", "-3", "1.5", "auto:", "auto:0%", "auto:100%", "auto5", "auto:x%", "often"}) {
     EXPECT_THROW(parse_checkpoint_every_steps(bad, o), Error) << bad;
   }
 }

@@ -28,11 +28,13 @@ TrainRun two_class_run(const fs::path& dir) {
   fill_uniform(x, 0, 0.5f, RngStream{2, RngPurpose::test, 0, 0, 0});
   for (int i = 0; i < 120; ++i) {
     y.data<std::int32_t>()[i] = i % 4 == 0;  // 30 of class 1, 90 of class 0
-    for (int j = 0; j < 64; ++j) x.data<float>()[i * 64 + j] += 0.4f * static_cast<float>(i % 4 == 0);
+    for (int j = 0; j < 64; ++j)
+      x.data<float>()[i * 64 + j] += 0.4f * static_cast<float>(i % 4 == 0);
   }
-  save_npz((dir / "data.npz").string(), {{"x_train", x}, {"y_train", y},
-                                          {"x_test", x.narrow(0, 0, 40)},
-                                          {"y_test", y.narrow(0, 0, 40)}});
+  save_npz((dir / "data.npz").string(), {{"x_train", x},
+                                         {"y_train", y},
+                                         {"x_test", x.narrow(0, 0, 40)},
+                                         {"y_test", y.narrow(0, 0, 40)}});
   TrainRun run;
   run.model = "mlp";
   run.data = DataSpec((dir / "data.npz").string());
@@ -86,7 +88,8 @@ TEST(Discipline, EvalThresholdWithoutValidationIsRefused) {
   request.target = 0.9;
   const std::string message = testing::error_of([&] { evaluate_run(request); });
   EXPECT_NE(message.find("--target-recall chooses the threshold on the validation split"),
-            std::string::npos) << message;
+            std::string::npos)
+      << message;
   EXPECT_NE(message.find(kTestOnlyConfirms), std::string::npos) << message;
 }
 
@@ -100,7 +103,8 @@ TEST(Discipline, ClassWeightsAutoReachTheLossLayer) {
   const std::string net{std::istreambuf_iterator<char>(in), {}};
   // Training split: 90 - round(0.25 * 90) = 67 of class 0, 30 - 8 = 22 of class 1; 89 / (2 n).
   EXPECT_NE(net.find("class_weight: " + std::to_string(89.0f / 134.0f).substr(0, 6)),
-            std::string::npos) << net;
+            std::string::npos)
+      << net;
   EXPECT_NE(net.find("class_weight: 2.02"), std::string::npos) << net;
 }
 

@@ -30,7 +30,9 @@ std::string make_dataset(const fs::path& dir) {
     for (int j = 0; j < 64; ++j) px[i * 64 + j] += 0.25f * static_cast<float>(i % 3);
   }
   const std::string path = (dir / "data.npz").string();
-  save_npz(path, {{"x_train", x}, {"y_train", y}, {"x_test", x.narrow(0, 0, 60)},
+  save_npz(path, {{"x_train", x},
+                  {"y_train", y},
+                  {"x_test", x.narrow(0, 0, 60)},
                   {"y_test", y.narrow(0, 0, 60)}});
   return path;
 }
@@ -98,8 +100,10 @@ TEST(Trainer, SkipOnNanSkipsTheBadBatchAndKeepsGoing) {
   // that holds it has a NaN loss, once per epoch.
   auto arrays = load_npz(run.data.data);
   arrays["x_train"].data<float>()[100 * 64 + 4 * 8 + 4] = std::nanf("");
-  save_npz(run.data.data, {{"x_train", arrays["x_train"]}, {"y_train", arrays["y_train"]},
-                           {"x_test", arrays["x_test"]}, {"y_test", arrays["y_test"]}});
+  save_npz(run.data.data, {{"x_train", arrays["x_train"]},
+                           {"y_train", arrays["y_train"]},
+                           {"x_test", arrays["x_test"]},
+                           {"y_test", arrays["y_test"]}});
   run.solver.set_val_fraction(0);
   run.solver.set_max_epochs(2);
   run.solver.set_on_nan("skip");
@@ -150,8 +154,7 @@ TEST(Trainer, TargetAccuracyStopsAndReportsTheTimeTaken) {
   EXPECT_NE(out.find("time to accuracy: validation top-1"), std::string::npos) << out;
   EXPECT_EQ(out.find("epoch 1/6  train loss"), std::string::npos) << "validated off cadence";
   EXPECT_EQ(out.find("epoch 3/6"), std::string::npos) << "ran past the target";
-  EXPECT_NE(read(dir / "run" / "metrics.jsonl").find("\"time_to_accuracy_s\""),
-            std::string::npos);
+  EXPECT_NE(read(dir / "run" / "metrics.jsonl").find("\"time_to_accuracy_s\""), std::string::npos);
 }
 
 // The steps of metrics.jsonl's validation records, in order.

@@ -7,8 +7,9 @@
 
 RUCHE_FUZZ_TARGET(jpeg) {
   const ruche::JpegInfo info = ruche::jpeg_info(data, size, "fuzz.jpg");
-  const int scale = 1 + static_cast<int>((static_cast<unsigned>(info.width) ^
-                                          static_cast<unsigned>(info.height)) % 8);
+  const int scale =
+      1 + static_cast<int>(
+              (static_cast<unsigned>(info.width) ^ static_cast<unsigned>(info.height)) % 8);
   ruche::decode_jpeg_rgb(data, size, "fuzz.jpg", scale);
   ruche::decode_jpeg_rgb_window(
       data, size, "fuzz.jpg", [&](const ruche::JpegInfo&) { return 9 - scale; },
