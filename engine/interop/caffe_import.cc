@@ -609,6 +609,210 @@ std::vector<std::int64_t> data_layer_dims(const cf::LayerParameter& l, int mean_
   return {};
 }
 
+// The Data layer's transform_param (and data_param's older fields) as the preprocessing record,
+// OUT/preprocess.json; a mean_file becomes OUT/mean_image.npy. Returns the mean image's channel
+// count (0 without one).
+int write_preprocess_record(const cf::LayerParameter& data, const CaffeImportOptions& o,
+                            const fs::path& out, CaffeImportResult* r) {
+  int mean_channels = 0;
+  const auto& tp = data.transform_param();
+  proto::Preprocess p;
+  p.set_source("caffe");
+  p.set_input("pixels");
+  float scale = tp.scale();
+  std::string mean_file = tp.mean_file();
+  std::uint32_t crop = tp.crop_size();
+  if (data.type() == "Data" && data.has_data_param()) {  // the older fields
+    const auto& dp = data.data_param();
+    if (dp.has_scale()) scale = dp.scale();
+    if (dp.has_mean_file()) mean_file = dp.mean_file();
+    if (dp.has_crop_size()) crop = dp.crop_size();
+  }
+  p.set_scale(scale);
+  int channels = o.input.empty() ? 0 : o.input[0];
+  if (tp.mean_value_size() > 1) channels = tp.mean_value_size();
+  for (float v : tp.mean_value()) p.add_mean(v * scale);
+  if (!mean_file.empty()) {
+    const std::string path = resolve(mean_file, o.net);
+    cf::BlobProto mean;
+    RUCHE_REQUIRE(mean.ParseFromString(read_file(path)))
+        << path << ": not a Caffe BlobProto (mean_file of '" << data.name() << "')";
+    auto d = blob_dims(mean);
+    while (d.size() > 3 && d[0] == 1) d.erase(d.begin());
+    RUCHE_REQUIRE(d.size() == 3) << path << ": mean_file of shape " << dims_text(d)
+                                 << ", expected [1, C, H, W]";
+    auto values = blob_values(mean);
+    RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == d[0] * d[1] * d[2])
+        << path << ": mean_file holds " << values.size() << " values for " << dims_text(d);
+    for (auto& v : values) v *= scale;
+    save_npy((out / "mean_image.npy").string(),
+             Tensor::from_vector(values, Shape(d.begin(), d.end())));
+    p.set_mean_image("mean_image.npy");
+    channels = mean_channels = static_cast<int>(d[0]);
+    r->written.push_back((out / "mean_image.npy").string());
+    if (crop > 0 && (d[1] != crop || d[2] != crop))
+      r->report.push_back(o.net + ": mean_file is " + std::to_string(d[1]) + "x" +
+                          std::to_string(d[2]) + ", crops " + std::to_string(crop) +
+                          ": Caffe subtracts it at the crop's offset; not yet carried");
+  }
+  if (channels == 3)
+    p.set_channel_order("BGR");
+  else if (channels == 1)
+    p.set_channel_order("gray");
+  else
+    r->report.push_back(o.net + ": the channel count is not known; channel_order left open");
+  if (crop > 0 && channels > 0) {
+    p.add_sample_shape(channels);
+    p.add_sample_shape(static_cast<int>(crop));
+    p.add_sample_shape(static_cast<int>(crop));
+  }
+  if (tp.mirror())
+    r->report.push_back(o.net + ": mirror: ruche train's augmentation flips (--augment)");
+  write_file_durably((out / kPreprocessFile).string(), preprocess_json(p));
+  r->written.push_back((out / kPreprocessFile).string());
+  return mean_channels;
+}
+
+// The sample shape: the net's Input, --input, or what the Data layer determines (else empty, and
+// *missing says why).
+std::vector<std::int64_t> sample_dims(const Mapping& m, const CaffeImportOptions& o,
+                                      int mean_channels, const cf::NetParameter* model,
+                                      std::string* missing, std::vector<std::string>* report) {
+  std::vector<std::int64_t> input_dims;
+  for (const auto& l : m.net.layer()) {
+    if (l.type() == "Input" && l.input_param().dim_size() > 0) {
+      input_dims.assign(l.input_param().dim().begin(), l.input_param().dim().end());
+      break;
+    }
+  }
+  if (input_dims.empty() && !o.input.empty()) input_dims.assign(o.input.begin(), o.input.end());
+  *missing = "the net has no Input shape";
+  if (input_dims.empty() && m.data != nullptr) {
+    input_dims = data_layer_dims(*m.data, mean_channels, model, m, missing);
+    if (!input_dims.empty())
+      report->push_back(o.net + ": input shape " + dims_text(input_dims) +
+                        " from the Data layer '" + m.data->name() + "'");
+  }
+  return input_dims;
+}
+
+// The batch size a Data or ImageData layer reads (0 when it gives none).
+std::uint32_t data_batch_size(const cf::LayerParameter& data) {
+  return data.type() == "Data" ? data.data_param().batch_size()
+                               : data.image_data_param().batch_size();
+}
+
+using CaffeLayers = std::map<std::string, const cf::LayerParameter*>;  // by name
+
+// Whether the .caffemodel has no blobs for this Caffe layer (absent, or present without blobs).
+bool blobless(const CaffeLayers& by_name, const std::string& layer) {
+  const auto it = by_name.find(layer);
+  return it == by_name.end() || it->second->blobs_size() == 0;
+}
+
+// One mapped layer's tensors filled from the Caffe layers' blobs its sources name (BatchNorm's
+// statistics divided by the scale factor, a transposed InnerProduct turned to [O, K]); records in
+// *expected how many blobs each Caffe layer must hold.
+void load_layer_tensors(const std::vector<std::pair<std::string, Tensor>>& entries,
+                        const std::vector<BlobSource>& sources, const CaffeLayers& by_name,
+                        const CaffeImportOptions& o, std::map<std::string, int>* expected,
+                        CaffeImportResult* r) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& [name, t] = entries[i];
+    const BlobSource& s = sources[i];
+    float* dst = t.data<float>();
+    if (s.blob < 0) {
+      std::fill(dst, dst + t.numel(), 0.0f);
+      continue;
+    }
+    RUCHE_REQUIRE(!blobless(by_name, s.layer))
+        << o.weights << ": no blobs for layer '" << s.layer << "', which " << name << " reads";
+    const cf::LayerParameter& cl = *by_name.at(s.layer);
+    const int wanted = s.bn_factor ? 3 : s.blob + 1;
+    (*expected)[s.layer] = std::max((*expected)[s.layer], wanted);
+    RUCHE_REQUIRE(cl.blobs_size() >= wanted)
+        << o.weights << ": layer '" << s.layer << "' (" << cl.type() << ") has " << cl.blobs_size()
+        << " blobs, ruche expects " << wanted;
+    const auto& b = cl.blobs(s.blob);
+    const auto values = blob_values(b);
+    std::vector<std::int64_t> want;
+    for (int k = 0; k < t.shape().ndim(); ++k) want.push_back(t.shape()[k]);
+    auto have = blob_dims(b);
+    if (s.transposed && squeezed(have).size() == 2) std::reverse(have.begin(), have.end());
+    RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == t.numel() &&
+                  (have.empty() || squeezed(have) == squeezed(want)))
+        << o.weights << ": layer '" << s.layer << "' blob " << s.blob << " has shape "
+        << dims_text(blob_dims(b)) << " (" << values.size() << " values), ruche's " << name
+        << " is " << dims_text(want);
+    float mul = 1.0f;
+    if (s.bn_factor) {
+      const auto f = blob_values(cl.blobs(2));
+      RUCHE_REQUIRE(f.size() == 1) << o.weights << ": layer '" << s.layer
+                                   << "': the BatchNorm scale factor blob is not one value";
+      mul = f[0] == 0.0f ? 0.0f : 1.0f / f[0];
+    }
+    if (s.transposed) {  // [K, O] -> [O, K]
+      const std::int64_t rows = want[0], cols = t.numel() / want[0];
+      for (std::int64_t o_ = 0; o_ < rows; ++o_) {
+        for (std::int64_t k = 0; k < cols; ++k) dst[o_ * cols + k] = values[k * rows + o_];
+      }
+    } else {
+      for (std::size_t k = 0; k < values.size(); ++k) dst[k] = values[k] * mul;
+    }
+    ++r->tensors;
+  }
+}
+
+// The .caffemodel's blobs onto the imported net's state_dict names, OUT/weights.npz; Caffe layers
+// with blobs the net does not read are reported as dropped.
+void import_weights(const cf::NetParameter& model, const Mapping& m,
+                    const std::vector<std::int64_t>& input_dims, const std::string& missing,
+                    const CaffeImportOptions& o, const fs::path& out, CaffeImportResult* r) {
+  RUCHE_REQUIRE(!input_dims.empty())
+      << o.net << ": the input shape is not determinable to import weights: " << missing
+      << "; give --input C,H,W";
+  auto net = build_net(r->net, input_dims, 1);
+  CaffeLayers by_name;
+  for (const auto& l : model.layer()) by_name[l.name()] = &l;
+  std::map<std::string, int> expected;  // Caffe layer -> the blobs the mapping reads
+  const auto state = net->state_dict();
+  for (const auto& l : r->net.layer()) {
+    std::vector<std::pair<std::string, Tensor>> entries;
+    const std::string prefix = l.name() + ".";
+    for (const auto& [name, t] : state) {
+      if (name.rfind(prefix, 0) == 0 && name != prefix + "num_batches_tracked")
+        entries.emplace_back(name, t);
+    }
+    if (entries.empty()) continue;
+    const auto found = m.sources.find(l.name());
+    const std::vector<BlobSource> none;
+    const auto& sources = found != m.sources.end() ? found->second : none;
+    RUCHE_CHECK(sources.size() == entries.size())
+        << "layer '" << l.name() << "': " << sources.size() << " blob sources for "
+        << entries.size() << " tensors";
+    if (std::all_of(sources.begin(), sources.end(),
+                    [&](const BlobSource& s) { return blobless(by_name, s.layer); })) {
+      r->report.push_back(o.weights + ": no blobs for layer '" + l.name() +
+                          "': ruche's initialisation kept");
+      continue;
+    }
+    load_layer_tensors(entries, sources, by_name, o, &expected, r);
+  }
+  for (const auto& [name, e] : expected) {
+    const int have = by_name.at(name)->blobs_size();
+    RUCHE_REQUIRE(have == e) << o.weights << ": layer '" << name << "' ("
+                             << by_name.at(name)->type() << ") has " << have
+                             << " blobs, ruche expects " << e;
+    by_name.erase(name);
+  }
+  for (const auto& [name, l] : by_name) {
+    if (l->blobs_size() > 0)
+      r->report.push_back(o.weights + ": blobs of layer '" + name + "' not in the net, dropped");
+  }
+  save_weights(*net, (out / "weights.npz").string());
+  r->written.push_back((out / "weights.npz").string());
+}
+
 }  // namespace
 
 proto::NetParameter caffe_net_from_text(const std::string& text, const std::string& where,
@@ -627,190 +831,22 @@ CaffeImportResult import_caffe(const CaffeImportOptions& o) {
 
   make_directories(o.out);
   const fs::path out(o.out);
-  int mean_channels = 0;
-  if (data != nullptr) {
-    const auto& tp = data->transform_param();
-    proto::Preprocess p;
-    p.set_source("caffe");
-    p.set_input("pixels");
-    float scale = tp.scale();
-    std::string mean_file = tp.mean_file();
-    std::uint32_t crop = tp.crop_size();
-    if (data->type() == "Data" && data->has_data_param()) {  // the older fields
-      const auto& dp = data->data_param();
-      if (dp.has_scale()) scale = dp.scale();
-      if (dp.has_mean_file()) mean_file = dp.mean_file();
-      if (dp.has_crop_size()) crop = dp.crop_size();
-    }
-    p.set_scale(scale);
-    int channels = o.input.empty() ? 0 : o.input[0];
-    if (tp.mean_value_size() > 1) channels = tp.mean_value_size();
-    for (float v : tp.mean_value()) p.add_mean(v * scale);
-    if (!mean_file.empty()) {
-      const std::string path = resolve(mean_file, o.net);
-      cf::BlobProto mean;
-      RUCHE_REQUIRE(mean.ParseFromString(read_file(path)))
-          << path << ": not a Caffe BlobProto (mean_file of '" << data->name() << "')";
-      auto d = blob_dims(mean);
-      while (d.size() > 3 && d[0] == 1) d.erase(d.begin());
-      RUCHE_REQUIRE(d.size() == 3)
-          << path << ": mean_file of shape " << dims_text(d) << ", expected [1, C, H, W]";
-      auto values = blob_values(mean);
-      RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == d[0] * d[1] * d[2])
-          << path << ": mean_file holds " << values.size() << " values for " << dims_text(d);
-      for (auto& v : values) v *= scale;
-      save_npy((out / "mean_image.npy").string(),
-               Tensor::from_vector(values, Shape(d.begin(), d.end())));
-      p.set_mean_image("mean_image.npy");
-      channels = mean_channels = static_cast<int>(d[0]);
-      r.written.push_back((out / "mean_image.npy").string());
-      if (crop > 0 && (d[1] != crop || d[2] != crop))
-        r.report.push_back(o.net + ": mean_file is " + std::to_string(d[1]) + "x" +
-                           std::to_string(d[2]) + ", crops " + std::to_string(crop) +
-                           ": Caffe subtracts it at the crop's offset; not yet carried");
-    }
-    if (channels == 3)
-      p.set_channel_order("BGR");
-    else if (channels == 1)
-      p.set_channel_order("gray");
-    else
-      r.report.push_back(o.net + ": the channel count is not known; channel_order left open");
-    if (crop > 0 && channels > 0) {
-      p.add_sample_shape(channels);
-      p.add_sample_shape(static_cast<int>(crop));
-      p.add_sample_shape(static_cast<int>(crop));
-    }
-    if (tp.mirror())
-      r.report.push_back(o.net + ": mirror: ruche train's augmentation flips (--augment)");
-    write_file_durably((out / kPreprocessFile).string(), preprocess_json(p));
-    r.written.push_back((out / kPreprocessFile).string());
-  }
-
-  // The sample shape: the net's Input, --input, or what the Data layer determines.
-  std::vector<std::int64_t> input_dims;
-  for (const auto& l : m.net.layer()) {
-    if (l.type() == "Input" && l.input_param().dim_size() > 0) {
-      input_dims.assign(l.input_param().dim().begin(), l.input_param().dim().end());
-      break;
-    }
-  }
-  if (input_dims.empty() && !o.input.empty()) input_dims.assign(o.input.begin(), o.input.end());
-  std::string missing = "the net has no Input shape";
-  if (input_dims.empty() && data != nullptr) {
-    input_dims = data_layer_dims(*data, mean_channels, model ? &*model : nullptr, m, &missing);
-    if (!input_dims.empty())
-      r.report.push_back(o.net + ": input shape " + dims_text(input_dims) +
-                         " from the Data layer '" + data->name() + "'");
-  }
-  int batch = m.batch;
-  if (data != nullptr) {
-    batch = static_cast<int>(data->type() == "Data" ? data->data_param().batch_size()
-                                                    : data->image_data_param().batch_size());
-  }
+  const int mean_channels = data != nullptr ? write_preprocess_record(*data, o, out, &r) : 0;
+  std::string missing;
+  const std::vector<std::int64_t> input_dims =
+      sample_dims(m, o, mean_channels, model ? &*model : nullptr, &missing, &r.report);
+  const int batch = data != nullptr ? static_cast<int>(data_batch_size(*data)) : m.batch;
   apply_loss_normalization(m, input_dims, batch, o.net, missing, &r.report);
   r.net = m.net;
 
   if (!o.solver.empty()) {
     auto solver = caffe_solver_from_text(read_text_file(o.solver), o.solver, &r.report);
-    if (data != nullptr) {
-      const std::uint32_t bs = data->type() == "Data" ? data->data_param().batch_size()
-                                                      : data->image_data_param().batch_size();
-      if (bs > 0) solver.set_batch_size(static_cast<int>(bs));
-    }
+    if (data != nullptr && data_batch_size(*data) > 0)
+      solver.set_batch_size(static_cast<int>(data_batch_size(*data)));
     write_file_durably((out / "solver.prototxt").string(), to_prototxt(solver));
     r.written.push_back((out / "solver.prototxt").string());
   }
-
-  if (model) {
-    RUCHE_REQUIRE(!input_dims.empty())
-        << o.net << ": the input shape is not determinable to import weights: " << missing
-        << "; give --input C,H,W";
-    auto net = build_net(r.net, input_dims, 1);
-    std::map<std::string, const cf::LayerParameter*> by_name;
-    for (const auto& l : model->layer()) by_name[l.name()] = &l;
-    std::map<std::string, int> expected;  // Caffe layer -> the blobs the mapping reads
-    const auto state = net->state_dict();
-    for (const auto& l : r.net.layer()) {
-      std::vector<std::pair<std::string, Tensor>> entries;
-      const std::string prefix = l.name() + ".";
-      for (const auto& [name, t] : state) {
-        if (name.rfind(prefix, 0) == 0 && name != prefix + "num_batches_tracked")
-          entries.emplace_back(name, t);
-      }
-      const auto& sources = m.sources[l.name()];
-      if (entries.empty()) continue;
-      RUCHE_CHECK(sources.size() == entries.size())
-          << "layer '" << l.name() << "': " << sources.size() << " blob sources for "
-          << entries.size() << " tensors";
-      const auto missing_blobs = [&](const std::string& layer) {
-        const auto it = by_name.find(layer);
-        return it == by_name.end() || it->second->blobs_size() == 0;
-      };
-      if (std::all_of(sources.begin(), sources.end(),
-                      [&](const BlobSource& s) { return missing_blobs(s.layer); })) {
-        r.report.push_back(o.weights + ": no blobs for layer '" + l.name() +
-                           "': ruche's initialisation kept");
-        continue;
-      }
-      for (std::size_t i = 0; i < entries.size(); ++i) {
-        const auto& [name, t] = entries[i];
-        const BlobSource& s = sources[i];
-        float* dst = t.data<float>();
-        if (s.blob < 0) {
-          std::fill(dst, dst + t.numel(), 0.0f);
-          continue;
-        }
-        RUCHE_REQUIRE(!missing_blobs(s.layer))
-            << o.weights << ": no blobs for layer '" << s.layer << "', which " << name << " reads";
-        const cf::LayerParameter& cl = *by_name.at(s.layer);
-        const int wanted = s.bn_factor ? 3 : s.blob + 1;
-        expected[s.layer] = std::max(expected[s.layer], wanted);
-        RUCHE_REQUIRE(cl.blobs_size() >= wanted)
-            << o.weights << ": layer '" << s.layer << "' (" << cl.type() << ") has "
-            << cl.blobs_size() << " blobs, ruche expects " << wanted;
-        const auto& b = cl.blobs(s.blob);
-        const auto values = blob_values(b);
-        std::vector<std::int64_t> want;
-        for (int k = 0; k < t.shape().ndim(); ++k) want.push_back(t.shape()[k]);
-        auto have = blob_dims(b);
-        if (s.transposed && squeezed(have).size() == 2) std::reverse(have.begin(), have.end());
-        RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == t.numel() &&
-                      (have.empty() || squeezed(have) == squeezed(want)))
-            << o.weights << ": layer '" << s.layer << "' blob " << s.blob << " has shape "
-            << dims_text(blob_dims(b)) << " (" << values.size() << " values), ruche's " << name
-            << " is " << dims_text(want);
-        float mul = 1.0f;
-        if (s.bn_factor) {
-          const auto f = blob_values(cl.blobs(2));
-          RUCHE_REQUIRE(f.size() == 1) << o.weights << ": layer '" << s.layer
-                                       << "': the BatchNorm scale factor blob is not one value";
-          mul = f[0] == 0.0f ? 0.0f : 1.0f / f[0];
-        }
-        if (s.transposed) {  // [K, O] -> [O, K]
-          const std::int64_t rows = want[0], cols = t.numel() / want[0];
-          for (std::int64_t o_ = 0; o_ < rows; ++o_) {
-            for (std::int64_t k = 0; k < cols; ++k) dst[o_ * cols + k] = values[k * rows + o_];
-          }
-        } else {
-          for (std::size_t k = 0; k < values.size(); ++k) dst[k] = values[k] * mul;
-        }
-        ++r.tensors;
-      }
-    }
-    for (const auto& [name, e] : expected) {
-      const int have = by_name.at(name)->blobs_size();
-      RUCHE_REQUIRE(have == e) << o.weights << ": layer '" << name << "' ("
-                               << by_name.at(name)->type() << ") has " << have
-                               << " blobs, ruche expects " << e;
-      by_name.erase(name);
-    }
-    for (const auto& [name, l] : by_name) {
-      if (l->blobs_size() > 0)
-        r.report.push_back(o.weights + ": blobs of layer '" + name + "' not in the net, dropped");
-    }
-    save_weights(*net, (out / "weights.npz").string());
-    r.written.push_back((out / "weights.npz").string());
-  }
+  if (model) import_weights(*model, m, input_dims, missing, o, out, &r);
 
   write_file_durably((out / "net.prototxt").string(), to_prototxt(r.net));
   r.written.insert(r.written.begin(), (out / "net.prototxt").string());
