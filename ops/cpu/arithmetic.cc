@@ -1,22 +1,30 @@
 // Element-wise arithmetic on same-shaped f32 tensors; outputs may alias inputs.
+#include <functional>
+
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 
 namespace ruche::ops::cpu {
 
-void add(const Tensor& a, const Tensor& b, Tensor& y) {
-  check_dense("add", "a", a);
-  check_dense("add", "b", b);
-  check_dense("add", "y", y);
-  check_same_shape_as("add", "b", b, "a", a);
-  check_same_shape_as("add", "y", y, "a", a);
+namespace {
+// y = f(a, b) element by element: add and mul.
+template <typename F>
+void binary(const char* op, const Tensor& a, const Tensor& b, Tensor& y, F f) {
+  check_dense(op, "a", a);
+  check_dense(op, "b", b);
+  check_dense(op, "y", y);
+  check_same_shape_as(op, "b", b, "a", a);
+  check_same_shape_as(op, "y", y, "a", a);
   const float* pa = a.data<float>();
   const float* pb = b.data<float>();
   float* py = y.data<float>();
   const std::int64_t n = a.numel();
 #pragma omp parallel for if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) py[i] = pa[i] + pb[i];
+  for (std::int64_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
 }
+}  // namespace
+
+void add(const Tensor& a, const Tensor& b, Tensor& y) { binary("add", a, b, y, std::plus<>()); }
 
 void axpy(float alpha, const Tensor& x, Tensor& y) {
   check_dense("axpy", "x", x);
@@ -38,17 +46,7 @@ void scale(float alpha, Tensor& x) {
 }
 
 void mul(const Tensor& a, const Tensor& b, Tensor& y) {
-  check_dense("mul", "a", a);
-  check_dense("mul", "b", b);
-  check_dense("mul", "y", y);
-  check_same_shape_as("mul", "b", b, "a", a);
-  check_same_shape_as("mul", "y", y, "a", a);
-  const float* pa = a.data<float>();
-  const float* pb = b.data<float>();
-  float* py = y.data<float>();
-  const std::int64_t n = a.numel();
-#pragma omp parallel for if (n >= kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) py[i] = pa[i] * pb[i];
+  binary("mul", a, b, y, std::multiplies<>());
 }
 
 void max_into(const Tensor& x, float index, Tensor& y, Tensor& mask) {
