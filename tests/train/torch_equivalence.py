@@ -5,12 +5,12 @@ augmentation or dropout) and must end with the same weights (norm-relative 1e-4)
 usage: torch_equivalence.py RUCHE_BINARY WORKDIR
 """
 import pathlib
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 import torch
+
+from caffe_zoo_torch import ruche_train, worst_error  # the run and the comparison
 
 NET = """
 layer { name: "data" type: "Input" top: "data" top: "label" }
@@ -51,21 +51,10 @@ def main() -> int:
     x = rng.random((256, 1, 8, 8), dtype=np.float32)
     y = rng.integers(0, 4, 256).astype(np.int32)
     np.savez(work / "data.npz", x=x, y=y)
-    (work / "net.prototxt").write_text(NET)
-    (work / "solver.prototxt").write_text(SOLVER)
-
     torch.manual_seed(0)
     model = Net()
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    np.savez(work / "init.npz", **{k: v.numpy() for k, v in start.items()})
-
-    run = work / "run"
-    shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
-    subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
-                    str(work / "solver.prototxt"), "--data", str(work / "data.npz"),
-                    "--init-weights", str(work / "init.npz"), "--out", str(run)],
-                   check=True, stdout=subprocess.DEVNULL)
-    ours = np.load(run / "model.npz")
+    ours = ruche_train(ruche, work, NET, SOLVER, work / "data.npz", start)
 
     # The same input pipeline: per-channel population mean and std over the training set.
     mean, std = x.astype(np.float64).mean(), x.astype(np.float64).std()
@@ -79,16 +68,7 @@ def main() -> int:
         torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch]).backward()
         opt.step()
 
-    worst = 0.0
-    for name, theirs in model.state_dict().items():
-        a, b = ours[name].astype(np.float64), theirs.numpy().astype(np.float64)
-        if a.shape != b.shape:
-            print(f"{name}: shape {a.shape} vs torch {b.shape}")
-            return 1
-        err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
-        moved = np.linalg.norm(b - start[name].numpy()) / max(np.linalg.norm(b), 1e-12)
-        print(f"{name:24s} norm-relative error {err:.2e} (moved {moved:.2e} from the start)")
-        worst = max(worst, err)
+    worst = worst_error("net", ours, model, start)
     if worst > 1e-4:
         print(f"FAIL: worst error {worst:.2e} > 1e-4")
         return 1
