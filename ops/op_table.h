@@ -139,6 +139,7 @@ namespace ruche::ops {
 // clang-format on
 
 struct OpTable {
+// NOLINTNEXTLINE(bugprone-macro-parentheses): name is a declarator, params a parameter list
 #define RUCHE_OP_SLOT(name, params, args, tensors) void(*name) params = nullptr;
   RUCHE_OPS(RUCHE_OP_SLOT)
 #undef RUCHE_OP_SLOT

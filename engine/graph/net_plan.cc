@@ -197,7 +197,7 @@ void Net::plan_memory() {
     storages[i]->move_into(arena, memory_plan_.offsets[i]);
   }
   if (env_int("RUCHE_MEMORY_PLAN_POISON", 0) == 1) {
-    poison_at_.assign(static_cast<std::size_t>(end + 1), {});
+    poison_at_.assign(static_cast<std::size_t>(end) + 1, {});
     for (std::size_t i = 0; i < storages.size(); ++i) {
       if (pinned[i] || lives[i].bytes < sizeof(float)) continue;
       const auto floats = static_cast<std::int64_t>(lives[i].bytes / sizeof(float));
