@@ -80,7 +80,7 @@ struct LossTerm {
 
 class Net {
  public:
-  static std::unique_ptr<Net> build(const proto::NetParameter& net, const NetOptions& options);
+  static std::unique_ptr<Net> build(const proto::NetParameter& param, const NetOptions& options);
 
   const proto::NetParameter& param() const { return param_; }
   const NetOptions& options() const { return options_; }
@@ -196,7 +196,7 @@ class Net {
   void bind_params();
   void make_grad_scratch();
   bool layer_has_trainable(int layer) const;
-  void backward_layer(std::size_t li, const StepContext& ctx, bool accumulate);
+  void backward_layer(std::size_t li, const StepContext& step, bool accumulate);
   void forward_layer(std::size_t li, const StepContext& ctx);
   void sum_losses();  // loss_ = sum of weight * value
   // step with loss_scale times layer li's loss_weight in `weighted` when li is a loss layer.
