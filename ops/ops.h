@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -289,8 +290,15 @@ bool takes_blocked(std::string_view op);
 struct CrossEntropyParams {
   float label_smoothing = 0.0f;
   Tensor class_weights;  // optional f32 [C]; the mean then divides by the targets' weight sum
+  // A label that counts for nothing (PyTorch's ignore_index, Caffe's ignore_label): its rows get
+  // no loss and no gradient and leave the divisor. Every row ignored: loss 0 and gradient 0, as
+  // Caffe's divisor max(1, count) gives (PyTorch's 0/0 would stop a run as a NaN).
+  std::optional<std::int32_t> ignore_label;
+  // ignore_label as a number no i32 label equals when there is none: one compare per row.
+  std::int64_t ignored() const { return ignore_label ? *ignore_label : INT64_MIN; }
 };
-// logits [N, C], labels i32 [N]; probs [N, C] keeps the softmax for backward. Mean over N.
+// logits [N, C], labels i32 [N] (in [0, C) or ignore_label); probs [N, C] keeps the softmax of
+// every row for backward. Mean over the rows not ignored.
 void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,
                                    Tensor& loss, const CrossEntropyParams& p);
 void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,

@@ -72,6 +72,9 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   RUCHE_REQUIRE(options.batch_size > 0)
       << "batch size must be positive, got " << options.batch_size;
   RUCHE_REQUIRE(param.layer_size() > 0) << options.source.file << ": the net has no layers";
+  for (int k : param.eval_top_k()) {
+    RUCHE_REQUIRE(k >= 1) << options.source.file << ": eval_top_k " << k << " is not a k >= 1";
+  }
   // CPU nets get the layout and memory plans (net_plan.cc); their blobs are placed by the plan,
   // so nothing is touched (or counted in the peak RSS) before it.
   net->planned_ = options.device.is_cpu() && !ops::cpu_reference_path();

@@ -56,7 +56,6 @@ struct LossNorm {
   int layer = 0;     // in the mapped net
   std::string type;  // Caffe's
   Norm mode = cf::LossParameter::VALID;
-  bool ignore = false;  // an ignore_label is given
   float weight = 1.0f;  // Caffe's loss_weight
 };
 
@@ -64,9 +63,9 @@ struct Mapping {
   proto::NetParameter net;
   std::map<std::string, std::vector<BlobSource>> sources;  // ruche layer -> its tensors' sources
   std::vector<LossNorm> losses;
-  const cf::LayerParameter* data = nullptr;  // the training Data or ImageData layer
-  int top_k = 0;                             // the largest Accuracy top_k above 1
-  int batch = 0;                             // the batch an Input shape gives
+  const cf::LayerParameter* data = nullptr;    // the training Data or ImageData layer
+  std::vector<std::int32_t> accuracy_ignores;  // the Accuracy layers' ignore_label
+  int batch = 0;                               // the batch an Input shape gives
 };
 
 // Caffe's filler by its name and scale onto ruche's; a filler with no type is Caffe's constant 0.
@@ -328,17 +327,48 @@ struct Mapper {
         << who(l) << ": a second top (the probabilities) is not mapped";
     RUCHE_REQUIRE(type != "SoftmaxWithLoss" || l.softmax_param().axis() == 1)
         << who(l) << ": softmax axis " << l.softmax_param().axis() << " is not mapped (only 1)";
-    RUCHE_REQUIRE(!l.loss_param().has_ignore_label())
-        << who(l) << ": ignore_label is not mapped yet";
+    const bool ignores = l.loss_param().has_ignore_label();
+    RUCHE_REQUIRE(!ignores || type == "SoftmaxWithLoss")
+        << who(l) << ": ignore_label is mapped for SoftmaxWithLoss only";
     auto* out = start(l, type);
     out->clear_loss_weight();
+    if (ignores) out->mutable_loss_param()->set_ignore_label(l.loss_param().ignore_label());
     LossNorm n;
     n.layer = m.net.layer_size() - 1;
     n.type = type;
     n.mode = caffe_normalization(l);
-    n.ignore = l.loss_param().has_ignore_label();
     n.weight = l.loss_weight_size() > 0 ? l.loss_weight(0) : 1.0f;
     m.losses.push_back(n);
+  }
+
+  // Accuracy becomes evaluation metrics: top-1 and top-5 always, another top_k as eval_top_k.
+  void accuracy(const cf::LayerParameter& l) {
+    const auto& c = l.accuracy_param();
+    const int k = static_cast<int>(c.top_k());
+    std::string line = who(l) + ": dropped; ruche's evaluation reports top-1 and top-5 accuracy";
+    if (k != 1 && k != 5) {
+      const auto& asked = m.net.eval_top_k();
+      if (std::find(asked.begin(), asked.end(), k) == asked.end()) m.net.add_eval_top_k(k);
+      line += ", and top" + std::to_string(k) + " for its top_k (eval_top_k)";
+    }
+    report->push_back(line);
+    if (c.has_ignore_label()) m.accuracy_ignores.push_back(c.ignore_label());
+  }
+
+  // ruche's accuracy skips the main SoftmaxWithLoss's ignore_label: an Accuracy layer's own is
+  // carried when some SoftmaxWithLoss has the same.
+  void check_accuracy_ignores() const {
+    for (std::int32_t y : m.accuracy_ignores) {
+      const bool carried = std::any_of(m.losses.begin(), m.losses.end(), [&](const LossNorm& n) {
+        const auto& p = m.net.layer(n.layer).loss_param();
+        return p.has_ignore_label() && p.ignore_label() == y;
+      });
+      if (!carried)
+        report->push_back(where + ": Accuracy's ignore_label " + std::to_string(y) +
+                          " dropped: ruche's accuracy skips the label its SoftmaxWithLoss ignores, "
+                          "and no SoftmaxWithLoss ignores " +
+                          std::to_string(y));
+    }
   }
 
   std::size_t layer(std::size_t i) {
@@ -424,9 +454,7 @@ struct Mapper {
     } else if (t == "SoftmaxWithLoss" || t == "EuclideanLoss" || t == "SigmoidCrossEntropyLoss") {
       loss(l, t);
     } else if (t == "Accuracy") {
-      const std::uint32_t k = l.accuracy_param().top_k();
-      if (k > 1) m.top_k = std::max(m.top_k, static_cast<int>(k));
-      report->push_back(who(l) + ": dropped; ruche's evaluation reports top-1 and top-5 accuracy");
+      accuracy(l);
     } else if (t == "Silence") {
       report->push_back(who(l) + ": dropped (ruche needs no sink for unused blobs)");
     } else {
@@ -463,6 +491,7 @@ Mapping map_net(const cf::NetParameter& in, const std::string& where,
     }
   }
   for (std::size_t i = 0; i < mp.layers.size();) i += mp.layer(i);
+  mp.check_accuracy_ignores();
   return std::move(mp.m);
 }
 
@@ -563,7 +592,7 @@ void apply_loss_normalization(Mapping& m, const std::vector<std::int64_t>& dims,
     if (w != 1.0f) l->add_loss_weight(w);
     if (factor != 1.0 || n.weight != 1.0f)
       report->push_back(who + ": " + how + " is loss_weight " + number(w) + " on ruche's mean");
-    if (n.ignore && n.mode != cf::LossParameter::VALID)
+    if (l->loss_param().has_ignore_label() && n.mode != cf::LossParameter::VALID)
       report->push_back(who +
                         ": with ignore_label, Caffe's divisor counts the ignored entries "
                         "and ruche's mean does not: approximate");

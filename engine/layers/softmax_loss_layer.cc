@@ -11,6 +11,7 @@ SoftmaxWithLossLayer::SoftmaxWithLossLayer(const proto::LayerParameter& p) : Lay
   RUCHE_REQUIRE(ce_.label_smoothing >= 0.0f && ce_.label_smoothing <= 1.0f)
       << "SoftmaxWithLoss: loss_param.label_smoothing must be in [0, 1], got "
       << ce_.label_smoothing;
+  if (p.loss_param().has_ignore_label()) ce_.ignore_label = p.loss_param().ignore_label();
 }
 
 std::vector<Shape> SoftmaxWithLossLayer::reshape(const std::vector<Shape>& bottoms, int) {

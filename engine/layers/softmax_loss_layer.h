@@ -1,7 +1,10 @@
 // SoftmaxWithLoss: mean cross-entropy of softmax(logits [B, C]) against i32 labels [B], with
-// optional label smoothing and class weights (torch.nn.CrossEntropyLoss). The layer keeps the
-// probabilities, so the trainer reads predictions without computing them again.
+// optional label smoothing, class weights and an ignored label (torch.nn.CrossEntropyLoss). The
+// layer keeps the probabilities, so the trainer reads predictions without computing them again.
 #pragma once
+
+#include <cstdint>
+#include <optional>
 
 #include "engine/layers/layer.h"
 #include "ops/ops.h"
@@ -23,6 +26,8 @@ class SoftmaxWithLossLayer final : public Layer {
 
   // softmax(logits) [B, C] of the last forward, on the net's device.
   const Tensor& probabilities() const { return probs_; }
+  // loss_param.ignore_label: samples of this label count in no loss, accuracy or eval.
+  std::optional<std::int32_t> ignore_label() const { return ce_.ignore_label; }
 
  private:
   // [B, C, 1, ...] logits read as [B, C].

@@ -7,7 +7,8 @@ namespace ruche {
 
 EvalAccumulator::EvalAccumulator(int num_classes, bool keep_scores, std::int64_t expected_samples)
     : keep_scores_(keep_scores),
-      confusion_(num_classes) {
+      confusion_(num_classes),
+      label_ranks_(static_cast<std::size_t>(std::max(num_classes, 0))) {
   RUCHE_REQUIRE(num_classes >= 1) << "eval: " << num_classes << " classes";
   if (keep_scores_ && expected_samples > 0) {
     scores_.reserve(static_cast<std::size_t>(expected_samples) * num_classes);
@@ -37,7 +38,7 @@ void EvalAccumulator::add(const Tensor& probabilities, const Tensor& labels) {
     }
     const int truth = static_cast<int>(label);
     confusion_.add(truth, argmax(row, classes));
-    top5_correct_ += rank_of_label(row, classes, truth) < 5;
+    ++label_ranks_[static_cast<std::size_t>(rank_of_label(row, classes, truth))];
     if (keep_scores_) {
       scores_.insert(scores_.end(), row, row + classes);
       labels_.push_back(truth);
@@ -51,7 +52,7 @@ void EvalAccumulator::merge(const EvalAccumulator& other) {
       << "merging mismatched eval accumulators";
   confusion_.merge(other.confusion_);
   samples_ += other.samples_;
-  top5_correct_ += other.top5_correct_;
+  for (std::size_t r = 0; r < label_ranks_.size(); ++r) label_ranks_[r] += other.label_ranks_[r];
   scores_.insert(scores_.end(), other.scores_.begin(), other.scores_.end());
   labels_.insert(labels_.end(), other.labels_.begin(), other.labels_.end());
 }
@@ -59,7 +60,7 @@ void EvalAccumulator::merge(const EvalAccumulator& other) {
 void EvalAccumulator::reset() {
   confusion_.reset();
   samples_ = 0;
-  top5_correct_ = 0;
+  std::fill(label_ranks_.begin(), label_ranks_.end(), 0);
   scores_.clear();  // keeps the capacity
   labels_.clear();
 }
@@ -67,19 +68,19 @@ void EvalAccumulator::reset() {
 std::vector<std::int64_t> EvalAccumulator::tallies() const {
   std::vector<std::int64_t> t = confusion_.counts();
   t.push_back(samples_);
-  t.push_back(top5_correct_);
+  t.insert(t.end(), label_ranks_.begin(), label_ranks_.end());
   return t;
 }
 
 void EvalAccumulator::set_totals(const std::vector<std::int64_t>& tallies,
                                  std::vector<float> scores, std::vector<std::int32_t> labels) {
   const std::size_t cells = confusion_.counts().size();
-  RUCHE_CHECK(tallies.size() == cells + 2)
+  RUCHE_CHECK(tallies.size() == cells + 1 + label_ranks_.size())
       << "eval: " << tallies.size() << " tallies for " << cells << " confusion cells";
-  std::copy(tallies.begin(), tallies.begin() + static_cast<std::ptrdiff_t>(cells),
-            confusion_.counts().begin());
+  const auto at = [&](std::size_t i) { return tallies.begin() + static_cast<std::ptrdiff_t>(i); };
+  std::copy(at(0), at(cells), confusion_.counts().begin());
   samples_ = tallies[cells];
-  top5_correct_ = tallies[cells + 1];
+  std::copy(at(cells + 1), tallies.end(), label_ranks_.begin());
   if (keep_scores_) {
     RUCHE_CHECK(labels.size() == static_cast<std::size_t>(samples_) &&
                 scores.size() == labels.size() * static_cast<std::size_t>(num_classes()))
@@ -104,15 +105,24 @@ std::vector<std::uint8_t> EvalAccumulator::is_class(int c) const {
   return out;
 }
 
-EvalResult EvalAccumulator::result() const {
+std::int64_t EvalAccumulator::top_k_correct(int k) const {
+  const auto ranks = std::min(static_cast<std::size_t>(std::max(k, 0)), label_ranks_.size());
+  std::int64_t hits = 0;
+  for (std::size_t r = 0; r < ranks; ++r) hits += label_ranks_[r];
+  return hits;
+}
+
+EvalResult EvalAccumulator::result(const std::vector<int>& top_k) const {
   EvalResult r;
   r.samples = samples_;
   r.num_classes = num_classes();
   r.report = classification_report(confusion_);
   r.accuracy = r.report.accuracy;
-  if (num_classes() > 5) {
-    r.top5 = samples_ ? static_cast<double>(top5_correct_) / static_cast<double>(samples_) : 0.0;
-  }
+  const auto fraction = [&](int k) {
+    return samples_ ? static_cast<double>(top_k_correct(k)) / static_cast<double>(samples_) : 0.0;
+  };
+  if (num_classes() > 5) r.top5 = fraction(5);
+  for (int k : top_k) r.top_k.emplace_back(k, fraction(k));
   r.confusion = confusion_;
   if (keep_scores_) r.auc = roc_auc_ovr(scores_, labels_, num_classes());
   return r;

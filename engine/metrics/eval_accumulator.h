@@ -1,10 +1,11 @@
 // EvalAccumulator: the metrics of an evaluation pass, fed batch by batch (probabilities [B, C],
-// labels [B]); result() computes accuracy, top-5, the per-class report, the confusion matrix and,
-// when scores are kept, one-vs-rest ROC AUC.
+// labels [B]); result() computes accuracy, top-5 and any other top-k, the per-class report, the
+// confusion matrix and, when scores are kept, one-vs-rest ROC AUC.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "engine/metrics/classification.h"
@@ -17,8 +18,9 @@ namespace ruche {
 struct EvalResult {
   std::int64_t samples = 0;
   int num_classes = 0;
-  double accuracy = 0;         // top-1
-  std::optional<double> top5;  // only with more than 5 classes (else it is always 1)
+  double accuracy = 0;                        // top-1
+  std::optional<double> top5;                 // only with more than 5 classes (else it is always 1)
+  std::vector<std::pair<int, double>> top_k;  // (k, top-k accuracy) for each k result() was asked
   ClassificationReport report;
   ConfusionMatrix confusion;
   std::optional<AucSummary> auc;  // only when the accumulator keeps scores
@@ -37,7 +39,7 @@ class EvalAccumulator {
   // Adds another accumulator's samples (another rank's, gathered): counts add, scores append.
   void merge(const EvalAccumulator& other);
   void reset();
-  // Every count as one vector (confusion matrix, samples, top-5 hits), for a communicator to sum
+  // Every count as one vector (confusion matrix, samples, label ranks), for a communicator to sum
   // across ranks; set_totals puts the sums back, with every rank's scores and labels gathered.
   std::vector<std::int64_t> tallies() const;
   void set_totals(const std::vector<std::int64_t>& tallies, std::vector<float> scores,
@@ -48,7 +50,8 @@ class EvalAccumulator {
   bool keeps_scores() const { return keep_scores_; }
   const ConfusionMatrix& confusion() const { return confusion_; }
   std::int64_t top1_correct() const { return confusion_.correct(); }
-  std::int64_t top5_correct() const { return top5_correct_; }
+  // Samples whose label is among their k highest scores (ties as rank_of_label).
+  std::int64_t top_k_correct(int k) const;
   const std::vector<float>& scores() const { return scores_; }         // [N, C] row-major
   const std::vector<std::int32_t>& labels() const { return labels_; }  // [N]
 
@@ -57,13 +60,14 @@ class EvalAccumulator {
   std::vector<float> class_scores(int c) const;
   std::vector<std::uint8_t> is_class(int c) const;
 
-  EvalResult result() const;
+  // top_k: the k of EvalResult::top_k (NetParameter's eval_top_k).
+  EvalResult result(const std::vector<int>& top_k = {}) const;
 
  private:
   bool keep_scores_;
   ConfusionMatrix confusion_;
   std::int64_t samples_ = 0;
-  std::int64_t top5_correct_ = 0;
+  std::vector<std::int64_t> label_ranks_;  // [C]: how many samples' label ranked r-th
   std::vector<float> scores_;
   std::vector<std::int32_t> labels_;
 };

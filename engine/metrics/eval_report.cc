@@ -105,6 +105,7 @@ std::string eval_report_json(const EvalReport& r) {
   } else {
     j.key("top5").null();
   }
+  for (const auto& [k, accuracy] : e.top_k) j.key("top" + std::to_string(k)).value(accuracy);
   write_per_class(j, r);
   j.key("macro").begin_object();
   write_averages(j, e.report.macro);

@@ -53,6 +53,7 @@ struct StepVotes {
     squared_error,  // regression, reconstruction: the sums of each sample's MSE and MAE
     absolute_error,
     samples,
+    labelled,    // the samples accuracy counts: all but those of the loss's ignore_label
     loss_terms,  // a net with several losses: each loss layer's value times the batch, in order
     count = loss_terms + max_loss_terms
   };

@@ -129,7 +129,8 @@ SplitEvaluation evaluate_split(Net& net, const DatasetPtr& data, const std::stri
   }
   e.report.split = split;
   e.report.class_names = data->class_names();
-  e.report.result = e.acc.result();
+  const auto& top_k = net.param().eval_top_k();
+  e.report.result = e.acc.result({top_k.begin(), top_k.end()});
   e.report.extra = {{"loss", e.loss}};
   return e;
 }
@@ -270,6 +271,9 @@ std::string render_eval_report(const EvalReport& report) {
   }
   out.append("\n");
   if (r.top5) out.append(format("top-5 accuracy %.2f%%\n", 100 * *r.top5));
+  for (const auto& [k, accuracy] : r.top_k) {
+    out.append(format("top-%d accuracy %.2f%%\n", k, 100 * accuracy));
+  }
   if (r.auc) {
     out.append(format("ROC AUC (one-vs-rest): macro %.4f", r.auc->macro));
     if (r.num_classes <= 20) {

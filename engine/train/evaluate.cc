@@ -28,7 +28,33 @@ const Tensor& net_probabilities(const Net& net) {
   return const_cast<Net&>(net).output();
 }
 
+std::optional<std::int32_t> net_ignored_label(const Net& net) {
+  const int main = net.main_loss_layer();
+  if (main < 0) return std::nullopt;
+  const auto* loss =
+      dynamic_cast<const SoftmaxWithLossLayer*>(net.layers()[static_cast<std::size_t>(main)].get());
+  return loss ? loss->ignore_label() : std::nullopt;
+}
+
 namespace {
+
+// Rows [0, n) of probabilities p [n, C] and labels y [n] without those labelled `ignored`.
+std::pair<Tensor, Tensor> without_ignored(const Tensor& p, const Tensor& y,
+                                          std::optional<std::int32_t> ignored) {
+  if (!ignored) return {p, y};
+  const std::int64_t n = p.size(0), classes = p.size(1);
+  const std::int32_t* py = y.data<std::int32_t>();
+  const float* pp = p.data<float>();
+  std::vector<float> kept_p;
+  std::vector<std::int32_t> kept_y;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (py[i] == *ignored) continue;
+    kept_p.insert(kept_p.end(), pp + i * classes, pp + (i + 1) * classes);
+    kept_y.push_back(py[i]);
+  }
+  const auto kept = static_cast<std::int64_t>(kept_y.size());
+  return {Tensor::from_vector(kept_p, {kept, classes}), Tensor::from_vector(kept_y, {kept})};
+}
 
 // A deploy net's output as [N, C]: [N, C] itself, or [N, C, 1, ...]; anything else is an error.
 std::int64_t deploy_classes(Net& net) {
@@ -82,6 +108,7 @@ double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32
   StepContext ctx;
   ctx.phase = Phase::test;
   probability_classes(net);  // a net that gives no class scores fails here, in one line
+  const std::optional<std::int32_t> ignored = net_ignored_label(net);
   // A deploy net's Input has no labels top: the data's labels land in a tensor of our own.
   Tensor labels = net.labels();
   if (!labels.defined()) {
@@ -93,16 +120,16 @@ double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32
   while (const std::int64_t n = loader.next(net.input(), labels)) {
     net.forward(ctx);
     // A kept last batch is partial: only its first n rows are samples.
-    const Tensor p = class_probabilities(net, n);
-    const Tensor y = labels.narrow(0, 0, n).to(Device::cpu());
+    const auto [p, y] = without_ignored(class_probabilities(net, n),
+                                        labels.narrow(0, 0, n).to(Device::cpu()), ignored);
     acc.add(p, y);
     const float* pp = p.data<float>();
     const std::int32_t* py = y.data<std::int32_t>();
-    const std::int64_t classes = p.size(1);
-    for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t classes = p.size(1), kept = p.size(0);
+    for (std::int64_t i = 0; i < kept; ++i) {
       nll -= std::log(std::max(pp[i * classes + py[i]], 1e-12f));
     }
-    seen += n;
+    seen += kept;
   }
   return seen ? nll / static_cast<double>(seen) : 0.0;
 }

@@ -1,6 +1,9 @@
 // One evaluation pass: the net in test phase over every sample of a split.
 #pragma once
 
+#include <cstdint>
+#include <optional>
+
 #include "engine/data/loader.h"
 #include "engine/graph/net.h"
 #include "engine/metrics/eval_accumulator.h"
@@ -11,6 +14,8 @@ namespace ruche {
 // The softmax of the net's classifier (its SoftmaxWithLoss layer) after a forward; throws when
 // the net has none.
 const Tensor& net_probabilities(const Net& net);
+// The label that counts in no accuracy or evaluation: that SoftmaxWithLoss layer's ignore_label.
+std::optional<std::int32_t> net_ignored_label(const Net& net);
 
 // The number of classes the net scores: its probabilities' width; for a deploy net (no loss),
 // its output's [N, C] (or [N, C, 1, ...]) C. A net that gives no such scores is a ruche::Error.
@@ -21,8 +26,9 @@ std::int64_t probability_classes(Net& net);
 Tensor class_probabilities(Net& net, std::int64_t n);
 
 // Runs the loader's whole epoch `epoch` through the net (test phase), adding each batch's real
-// rows to acc; returns the mean negative log-likelihood of the true class. A deploy net (an Input
-// without a labels top) takes the labels from the loader all the same.
+// rows to acc, less those of net_ignored_label; returns the mean negative log-likelihood of the
+// true class over the rows added. A deploy net (an Input without a labels top) takes the labels
+// from the loader all the same.
 double evaluate(Net& net, BatchSource& loader, EvalAccumulator& acc, std::uint32_t epoch = 0);
 
 // The same for a regression or reconstruction net: each batch's real rows of the loss's

@@ -162,13 +162,16 @@ StepVotes Trainer::forward_backward() {
       }
     }
     if (task_ == Task::classification) {
-      votes[StepVotes::hits] += static_cast<float>(correct_in(*probs_, net_->labels(), n));
+      const Hits hits = correct_in(*probs_, net_->labels(), n, ignored_label_);
+      votes[StepVotes::hits] += static_cast<float>(hits.correct);
+      votes[StepVotes::labelled] += static_cast<float>(hits.labelled);
     } else {
       RegressionTally errors;
       tally_regression(*net_, n, errors);
       votes[StepVotes::hits] += static_cast<float>(errors.hits);
       votes[StepVotes::squared_error] += static_cast<float>(errors.squared);
       votes[StepVotes::absolute_error] += static_cast<float>(errors.absolute);
+      votes[StepVotes::labelled] += static_cast<float>(n);
     }
     votes[StepVotes::samples] += static_cast<float>(n);
   }
@@ -290,7 +293,8 @@ bool Trainer::validate(int epoch, bool epoch_end) {
   return stop;
 }
 
-// Accuracy, top-5, the confusion image, the target accuracy and the chance-level warning.
+// Accuracy, top-5 and the net's eval_top_k, the confusion image, the target accuracy and the
+// chance-level warning.
 double Trainer::validate_classes(int epoch, bool& stop) {
   const double train_acc = whole_epoch_.accuracy();
   const int classes = data_.classes;
@@ -301,16 +305,23 @@ double Trainer::validate_classes(int epoch, bool& stop) {
   const double val_acc =
       acc.samples() ? static_cast<double>(acc.top1_correct()) / static_cast<double>(acc.samples())
                     : 0;
+  const auto top_k = [&](int k) {
+    return acc.samples()
+               ? static_cast<double>(acc.top_k_correct(k)) / static_cast<double>(acc.samples())
+               : 0.0;
+  };
   const bool has_top5 = classes > 5 && acc.samples() > 0;
-  const double val_top5 =
-      has_top5 ? static_cast<double>(acc.top5_correct()) / static_cast<double>(acc.samples()) : 0;
+  const double val_top5 = has_top5 ? top_k(5) : 0;
+  const auto& asked_k = net_->param().eval_top_k();
   std::printf("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%", epoch + 1,
               epochs_, whole_epoch_.mean_loss(), 100 * train_acc, val_loss, 100 * val_acc);
   if (has_top5) std::printf(" top-5 %.2f%%", 100 * val_top5);
+  for (int k : asked_k) std::printf(" top-%d %.2f%%", k, 100 * top_k(k));
   std::printf("  (%s)\n", human_duration(seconds_since(started_)).c_str());
   MetricsRecord record("val");
   record.add("epoch", epoch + 1).add("step", step_).add("loss", val_loss).add("acc", val_acc);
   if (has_top5) record.add("top5", val_top5);
+  for (int k : asked_k) record.add("top" + std::to_string(k), top_k(k));
   if (ema_) {  // the averaged weights on the same split, then the raw ones back
     ema_->swap();
     EvalAccumulator ema_acc(classes, false, data_.val_size);
@@ -330,6 +341,7 @@ double Trainer::validate_classes(int epoch, bool& stop) {
     tb_.add_scalar("val/loss", val_loss, step_);
     tb_.add_scalar("val/acc", val_acc, step_);
     if (has_top5) tb_.add_scalar("val/top5", val_top5, step_);
+    for (int k : asked_k) tb_.add_scalar("val/top" + std::to_string(k), top_k(k), step_);
     log_confusion_image(tb_, "val", acc.confusion(), step_);
     tb_.flush();
   }

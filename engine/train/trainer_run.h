@@ -63,14 +63,22 @@ inline std::string one_value(const char* fmt, double v) {
   return buf;
 }
 
-// Top-1 hits of the first n rows of probabilities against labels (host tensors).
-inline std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::int64_t n) {
+// Top-1 hits of the first n rows of probabilities against labels (host tensors), and the rows
+// counted: those whose label is not `ignored` (the loss's ignore_label).
+struct Hits {
+  std::int64_t correct = 0, labelled = 0;
+};
+inline Hits correct_in(const Tensor& probs, const Tensor& labels, std::int64_t n,
+                       std::optional<std::int32_t> ignored) {
   const Tensor p = probs.to(Device::cpu());
   const Tensor y = labels.to(Device::cpu());
   const std::int64_t c = p.size(1);
-  std::int64_t hits = 0;
+  Hits hits;
   for (std::int64_t i = 0; i < n; ++i) {
-    hits += argmax(p.data<float>() + i * c, static_cast<int>(c)) == y.data<std::int32_t>()[i];
+    const std::int32_t label = y.data<std::int32_t>()[i];
+    if (label == ignored) continue;  // never equal when ignored is empty
+    hits.correct += argmax(p.data<float>() + i * c, static_cast<int>(c)) == label;
+    ++hits.labelled;
   }
   return hits;
 }
@@ -80,6 +88,7 @@ inline std::int64_t correct_in(const Tensor& probs, const Tensor& labels, std::i
 struct Tally {
   double loss = 0, hits = 0;  // hits: multi-label, a sum of per-sample fractions
   std::int64_t seen = 0;
+  std::int64_t labelled = 0;  // the samples hits are out of (seen less ignored labels)
   RegressionTally errors;
   std::array<double, StepVotes::max_loss_terms> terms{};  // each loss layer's sum (several)
   void add(const StepVotes& v) {
@@ -87,12 +96,13 @@ struct Tally {
     for (std::size_t i = 0; i < terms.size(); ++i) terms[i] += v[StepVotes::loss_terms + i];
     hits += v[StepVotes::hits];
     seen += static_cast<std::int64_t>(v[StepVotes::samples]);
+    labelled += static_cast<std::int64_t>(v[StepVotes::labelled]);
     errors.squared += v[StepVotes::squared_error];
     errors.absolute += v[StepVotes::absolute_error];
     errors.samples += static_cast<std::int64_t>(v[StepVotes::samples]);
   }
   double mean_loss() const { return seen ? loss / static_cast<double>(seen) : 0; }
-  double accuracy() const { return seen ? hits / static_cast<double>(seen) : 0; }
+  double accuracy() const { return labelled ? hits / static_cast<double>(labelled) : 0; }
 };
 
 // Watches a validation metric for early stopping and for keeping the best weights.
@@ -215,6 +225,7 @@ class Trainer {
   TrainingPosition at_;  // where training started (a resumed checkpoint's position)
 
   const Tensor* probs_ = nullptr;
+  std::optional<std::int32_t> ignored_label_;  // the main loss's ignore_label
   BestTracker best_;
   StepContext ctx_;
   std::optional<StopSignals> signals_;

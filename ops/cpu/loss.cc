@@ -1,7 +1,9 @@
 // Losses with mean reduction, PyTorch's semantics. Cross-entropy follows F.cross_entropy with
-// weight= and label_smoothing=: with smoothing e over C classes and weights w,
+// weight=, label_smoothing= and ignore_index=: with smoothing e over C classes and weights w,
 //   loss = [(1 - e) sum_n w[y_n] (-log p[n, y_n]) + e / C sum_n sum_c w[c] (-log p[n, c])] / W
-// where W = sum_n w[y_n] (N without weights). Sums run in double.
+// where n runs over the rows whose label is not ignored and W = sum_n w[y_n] (their number
+// without weights). Sums run in double.
+#include <algorithm>
 #include <cmath>
 
 #include "ops/cpu/checks.h"
@@ -11,29 +13,43 @@
 namespace ruche::ops::cpu {
 namespace {
 
-// Checks labels (i32 [N], each in [0, C)) and the optional class weights (f32 [C]); returns the
-// sum of the targets' weights W.
-double check_targets(const char* op, const Tensor& labels, std::int64_t N, std::int64_t C,
-                     const CrossEntropyParams& p) {
+// The targets that count: their weights' sum W (their number without class weights) and their
+// number.
+struct Counted {
+  double weight = 0;
+  std::int64_t rows = 0;
+};
+
+// Checks labels (i32 [N], each in [0, C) or the ignored label) and the optional class weights
+// (f32 [C]).
+Counted check_targets(const char* op, const Tensor& labels, std::int64_t N, std::int64_t C,
+                      const CrossEntropyParams& p) {
   check_dense(op, "labels", labels, DType::i32);
   RUCHE_REQUIRE(labels.shape() == Shape{N})
       << op << ": labels must be [" << N << "] to match the logits' batch, got " << labels.str();
   RUCHE_REQUIRE(p.label_smoothing >= 0.0f && p.label_smoothing <= 1.0f)
       << op << ": label_smoothing must be in [0, 1], got " << p.label_smoothing;
+  const float* w = nullptr;
+  if (p.class_weights.defined()) {
+    check_dense(op, "class_weights", p.class_weights);
+    RUCHE_REQUIRE(p.class_weights.shape() == Shape{C})
+        << op << ": class_weights must be [" << C << "], got " << p.class_weights.str();
+    w = p.class_weights.data<float>();
+  }
   const std::int32_t* pl = labels.data<std::int32_t>();
+  Counted counted;
   for (std::int64_t n = 0; n < N; ++n) {
+    if (pl[n] == p.ignored()) continue;
     RUCHE_REQUIRE(pl[n] >= 0 && pl[n] < C) << op << ": label " << pl[n] << " at index " << n
                                            << " is out of range for " << C << " classes";
+    counted.weight += w ? w[pl[n]] : 1.0;
+    ++counted.rows;
   }
-  if (!p.class_weights.defined()) return static_cast<double>(N);
-  check_dense(op, "class_weights", p.class_weights);
-  RUCHE_REQUIRE(p.class_weights.shape() == Shape{C})
-      << op << ": class_weights must be [" << C << "], got " << p.class_weights.str();
-  const float* w = p.class_weights.data<float>();
-  double total = 0;
-  for (std::int64_t n = 0; n < N; ++n) total += w[pl[n]];
-  return total;
+  return counted;
 }
+
+// Every row ignored: loss and gradient 0 (ops.h); N == 0 stays 0 / 0.
+bool all_ignored(std::int64_t N, const Counted& counted) { return N > 0 && counted.rows == 0; }
 
 void check_logits(const char* op, const char* arg, const Tensor& t) {
   check_dense(op, arg, t);
@@ -50,7 +66,7 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
   check_same_shape_as(op, "probs", probs, "logits", logits);
   check_scalar(op, "loss", loss);
   const std::int64_t N = logits.size(0), C = logits.size(1);
-  const double weight_total = check_targets(op, labels, N, C, p);
+  const Counted counted = check_targets(op, labels, N, C, p);
   const float* px = logits.data<float>();
   const std::int32_t* pl = labels.data<std::int32_t>();
   const float* w = p.class_weights.defined() ? p.class_weights.data<float>() : nullptr;
@@ -75,12 +91,13 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
       row_smooth -= (w ? w[c] : 1.0) * logp;
     }
     const std::int32_t y = pl[n];
+    if (y == p.ignored()) continue;
     nll -= (w ? w[y] : 1.0) * (xr[y] - lse);
     smooth += row_smooth;
   }
-  const double value =
-      (1.0 - e) * nll / weight_total + e / static_cast<double>(C) * smooth / weight_total;
-  loss.data<float>()[0] = static_cast<float>(value);
+  const double W = counted.weight;
+  const double value = (1.0 - e) * nll / W + e / static_cast<double>(C) * smooth / W;
+  loss.data<float>()[0] = all_ignored(N, counted) ? 0.0f : static_cast<float>(value);
 }
 
 void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,
@@ -90,7 +107,7 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, T
   check_dense(op, "dlogits", dlogits);
   check_same_shape_as(op, "dlogits", dlogits, "probs", probs);
   const std::int64_t N = probs.size(0), C = probs.size(1);
-  const double weight_total = check_targets(op, labels, N, C, p);
+  const Counted counted = check_targets(op, labels, N, C, p);
   const float* pp = probs.data<float>();
   const std::int32_t* pl = labels.data<std::int32_t>();
   const float* w = p.class_weights.defined() ? p.class_weights.data<float>() : nullptr;
@@ -102,13 +119,18 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, T
     for (std::int64_t c = 0; c < C; ++c) class_weight_sum += w[c];
   }
   // d/dx[n, j] = dloss / W * ((1 - e) w[y_n] (p_j - [j == y_n]) + e / C (p_j sum_c w[c] - w[j])).
-  const double hard = (1.0 - e) * dloss / weight_total;
-  const double soft = e / static_cast<double>(C) * dloss / weight_total;
+  const double per_target = all_ignored(N, counted) ? 0.0 : dloss / counted.weight;
+  const double hard = (1.0 - e) * per_target;
+  const double soft = e / static_cast<double>(C) * per_target;
 #pragma omp parallel for if (N * C >= kParallelMin)
   for (std::int64_t n = 0; n < N; ++n) {
     const float* pr = pp + n * C;
     float* dr = pd + n * C;
     const std::int32_t y = pl[n];
+    if (y == p.ignored()) {
+      std::fill(dr, dr + C, 0.0f);
+      continue;
+    }
     const double wy = w ? w[y] : 1.0;
     for (std::int64_t c = 0; c < C; ++c) {
       const double onehot = c == y ? 1.0 : 0.0;

@@ -97,11 +97,12 @@ class Scratch {
 // ---- softmax cross-entropy ----
 // With label smoothing e over C classes and class weights w (1 without), as the CPU op:
 //   loss = [(1 - e) sum_n w[y_n] (-log p[n, y_n]) + e / C sum_n sum_c w[c] (-log p[n, c])] / W,
-//   W = sum_n w[y_n].
+//   W = sum_n w[y_n], n over the rows whose label is not ignored (`ignored`: ops.h's
+//   CrossEntropyParams::ignored(), a number no i32 label equals when none is).
 
-// Per row: the row's -w[y] log p[y], -sum_c w[c] log p[c] and w[y].
+// Per row: the row's -w[y] log p[y], -sum_c w[c] log p[c], w[y] and whether it counts (1 or 0).
 struct RowTerms {
-  double nll, smooth, weight;
+  double nll, smooth, weight, counted;
 };
 
 constexpr std::uint64_t kNoBadLabel = std::numeric_limits<std::uint64_t>::max();
@@ -131,8 +132,8 @@ __device__ bool label_in_range(std::int32_t y, std::int64_t c) { return y >= 0 &
 // exact, so the result does not depend on the order).
 template <typename T>
 __global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
-                                          const std::int32_t* labels, const float* weights,
-                                          float* probs, RowTerms* terms,
+                                          const std::int32_t* labels, std::int64_t ignored,
+                                          const float* weights, float* probs, RowTerms* terms,
                                           unsigned long long* first_bad) {
   __shared__ float fshared[32];
   __shared__ double dshared[32];
@@ -159,13 +160,17 @@ __global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
   smooth = block_reduce(smooth, dshared, SumOp{});
   if (threadIdx.x == 0) {
     const std::int32_t y = labels[row];
+    if (y == ignored) {
+      terms[row] = RowTerms{0.0, 0.0, 0.0, 0.0};
+      return;
+    }
     if (!label_in_range(y, c)) {
       atomicMin(first_bad, static_cast<unsigned long long>(row));
-      terms[row] = RowTerms{0.0, 0.0, 0.0};
+      terms[row] = RowTerms{0.0, 0.0, 0.0, 0.0};
       return;
     }
     const double wy = weights ? static_cast<double>(weights[y]) : 1.0;
-    terms[row] = RowTerms{-wy * (static_cast<double>(to_float(x[y])) - lse), smooth, wy};
+    terms[row] = RowTerms{-wy * (static_cast<double>(to_float(x[y])) - lse), smooth, wy, 1.0};
   }
 }
 
@@ -173,42 +178,52 @@ __global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
 __global__ void cross_entropy_total_kernel(std::int64_t n, std::int64_t c, const RowTerms* terms,
                                            double smoothing, float* loss) {
   __shared__ double shared[32];
-  double nll = 0.0, smooth = 0.0, weight = 0.0;
+  double nll = 0.0, smooth = 0.0, weight = 0.0, counted = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     nll += terms[i].nll;
     smooth += terms[i].smooth;
     weight += terms[i].weight;
+    counted += terms[i].counted;
   }
   nll = block_reduce(nll, shared, SumOp{});
   smooth = block_reduce(smooth, shared, SumOp{});
   weight = block_reduce(weight, shared, SumOp{});
-  // n == 0 gives 0 / 0 = NaN, as the CPU op.
+  counted = block_reduce(counted, shared, SumOp{});
+  // Every row ignored gives 0 and n == 0 gives 0 / 0 = NaN, as the CPU op.
   if (threadIdx.x == 0) {
-    *loss = static_cast<float>((1.0 - smoothing) * nll / weight +
-                               smoothing / static_cast<double>(c) * smooth / weight);
+    *loss = n > 0 && counted == 0.0
+                ? 0.0f
+                : static_cast<float>((1.0 - smoothing) * nll / weight +
+                                     smoothing / static_cast<double>(c) * smooth / weight);
   }
 }
 
-// The backward's constants: [0] (1 - e) dloss / W, [1] e / C dloss / W, [2] sum_c w[c] (C
-// without weights). One block, fixed order.
+// The backward's constants: [0] (1 - e) dloss / W, [1] e / C dloss / W (both 0 when every row is
+// ignored), [2] sum_c w[c] (C without weights). One block, fixed order.
 __global__ void cross_entropy_backward_constants_kernel(std::int64_t n, std::int64_t c,
                                                         const std::int32_t* labels,
-                                                        const float* weights, double smoothing,
-                                                        double dloss, double* constants) {
+                                                        std::int64_t ignored, const float* weights,
+                                                        double smoothing, double dloss,
+                                                        double* constants) {
   __shared__ double shared[32];
-  double total = 0.0, class_total = 0.0;
+  double total = 0.0, class_total = 0.0, counted = 0.0;
   for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const std::int32_t y = labels[i];
-    if (label_in_range(y, c)) total += weights ? static_cast<double>(weights[y]) : 1.0;
+    if (y != ignored && label_in_range(y, c)) {
+      total += weights ? static_cast<double>(weights[y]) : 1.0;
+      counted += 1.0;
+    }
   }
   if (weights) {
     for (std::int64_t j = threadIdx.x; j < c; j += blockDim.x) class_total += weights[j];
   }
   total = block_reduce(total, shared, SumOp{});
   class_total = block_reduce(class_total, shared, SumOp{});
+  counted = block_reduce(counted, shared, SumOp{});
   if (threadIdx.x == 0) {
-    constants[0] = (1.0 - smoothing) * dloss / total;
-    constants[1] = smoothing / static_cast<double>(c) * dloss / total;
+    const double per_target = counted == 0.0 ? 0.0 : dloss / total;
+    constants[0] = (1.0 - smoothing) * per_target;
+    constants[1] = smoothing / static_cast<double>(c) * per_target;
     constants[2] = weights ? class_total : static_cast<double>(c);
   }
 }
@@ -216,8 +231,9 @@ __global__ void cross_entropy_backward_constants_kernel(std::int64_t n, std::int
 // d/dx[n, j] = dloss / W * ((1 - e) w[y_n] (p_j - [j == y_n]) + e / C (p_j sum_c w[c] - w[j])).
 template <typename D>
 __global__ void cross_entropy_backward_kernel(std::int64_t n, std::int64_t c, const float* probs,
-                                              const std::int32_t* labels, const float* weights,
-                                              const double* constants, D* dlogits) {
+                                              const std::int32_t* labels, std::int64_t ignored,
+                                              const float* weights, const double* constants,
+                                              D* dlogits) {
   const double hard = constants[0], soft = constants[1], class_weight_sum = constants[2];
   const std::int64_t total = n * c;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
@@ -225,6 +241,10 @@ __global__ void cross_entropy_backward_kernel(std::int64_t n, std::int64_t c, co
        i += stride) {
     const std::int64_t row = i / c, j = i - row * c;
     const std::int32_t y = labels[row];
+    if (y == ignored) {
+      dlogits[i] = from_float<D>(0.0f);
+      continue;
+    }
     if (!label_in_range(y, c)) {
       dlogits[i] = from_float<D>(NAN);  // the forward has already thrown for this label
       continue;
@@ -371,8 +391,8 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
     visit_float_dtype(logits.dtype(), [&](auto logit_type) {
       using T = decltype(logit_type);
       cross_entropy_rows_kernel<<<static_cast<unsigned>(n), row_threads(c), 0, s>>>(
-          c, static_cast<const T*>(logits.raw_data()), labels.data<std::int32_t>(), weights,
-          probs.data<float>(), terms, first_bad);
+          c, static_cast<const T*>(logits.raw_data()), labels.data<std::int32_t>(), p.ignored(),
+          weights, probs.data<float>(), terms, first_bad);
       CUDA_CHECK_LAUNCH(cross_entropy_rows_kernel);
     });
   } else if (n > 0) {  // no classes: every label is out of range
@@ -413,14 +433,14 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, T
   // threw for them; rows with a bad label get NaN.
   Scratch constants(probs.device(), 3 * sizeof(double));
   cross_entropy_backward_constants_kernel<<<1, kThreads, 0, s>>>(
-      n, c, labels.data<std::int32_t>(), weights, static_cast<double>(p.label_smoothing),
-      static_cast<double>(dloss), constants.as<double>());
+      n, c, labels.data<std::int32_t>(), p.ignored(), weights,
+      static_cast<double>(p.label_smoothing), static_cast<double>(dloss), constants.as<double>());
   CUDA_CHECK_LAUNCH(cross_entropy_backward_constants_kernel);
   visit_float_dtype(dlogits.dtype(), [&](auto dlogit_type) {
     using D = decltype(dlogit_type);
     cross_entropy_backward_kernel<<<blocks_for(n * c), kThreads, 0, s>>>(
-        n, c, probs.data<float>(), labels.data<std::int32_t>(), weights, constants.as<double>(),
-        static_cast<D*>(dlogits.raw_data()));
+        n, c, probs.data<float>(), labels.data<std::int32_t>(), p.ignored(), weights,
+        constants.as<double>(), static_cast<D*>(dlogits.raw_data()));
     CUDA_CHECK_LAUNCH(cross_entropy_backward_kernel);
   });
 }

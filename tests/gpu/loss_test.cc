@@ -1,6 +1,6 @@
 // The CUDA softmax cross-entropy against its CPU twin on random logits (norm-relative 1e-5), with
-// and without label smoothing and class weights, bf16 / f16 logits, out-of-range labels,
-// determinism, and the argument checks. (MSE is in eltwise_test.cc.)
+// and without label smoothing, class weights and an ignored label, bf16 / f16 logits, out-of-range
+// labels, determinism, and the argument checks. (MSE is in eltwise_test.cc.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -94,6 +94,41 @@ TEST(CudaCrossEntropy, MatchesCpu) {
       }
     }
   }
+}
+
+// ignore_label: out of the classes (-1, every third row) and a class (0), with smoothing and
+// weights; then every row ignored (loss and gradient 0).
+TEST(CudaCrossEntropy, IgnoredLabelsMatchCpu) {
+  RUCHE_REQUIRE_CUDA();
+  for (const Shape& shape : {Shape{7, 3}, Shape{64, 10}, Shape{5, 1000}, Shape{300, 7}}) {
+    const std::int64_t n = shape[0], c = shape[1];
+    const Tensor logits = random_tensor(shape, 41, -4.0f, 4.0f);
+    std::vector<std::int32_t> with_minus_one = labels_for(n, c).to_vector<std::int32_t>();
+    for (std::size_t i = 0; i < with_minus_one.size(); i += 3) with_minus_one[i] = -1;
+    for (std::int32_t ignored : {-1, 0}) {
+      for (bool weighted : {false, true}) {
+        SCOPED_TRACE(name_of(shape, 0.1f, weighted) + " ignoring " + std::to_string(ignored));
+        const Tensor labels =
+            ignored == -1 ? Tensor::from_vector(with_minus_one, {n}) : labels_for(n, c);
+        ops::CrossEntropyParams p;
+        p.label_smoothing = 0.1f;
+        p.ignore_label = ignored;
+        if (weighted) p.class_weights = random_tensor({c}, 42, 0.1f, 2.0f);
+        const CrossEntropyResults cpu = cpu_cross_entropy(logits, labels, 0.75f, p);
+        const CrossEntropyResults gpu = gpu_cross_entropy(logits, labels, 0.75f, p, DType::f32);
+        EXPECT_TENSORS_CLOSE(gpu.probs, cpu.probs, kTol);
+        EXPECT_TENSORS_CLOSE(gpu.loss, cpu.loss, kTol);
+        EXPECT_TENSORS_CLOSE(gpu.dlogits, cpu.dlogits, kTol);
+      }
+    }
+  }
+  ops::CrossEntropyParams p;
+  p.ignore_label = 7;
+  const Tensor all_ignored = Tensor::from_vector<std::int32_t>({7, 7, 7}, {3});
+  const CrossEntropyResults gpu =
+      gpu_cross_entropy(random_tensor({3, 4}, 43, -2.0f, 2.0f), all_ignored, 1.0f, p, DType::f32);
+  EXPECT_EQ(gpu.loss.item(), 0.0f);
+  for (float d : gpu.dlogits.to_vector()) EXPECT_EQ(d, 0.0f);
 }
 
 TEST(CudaCrossEntropy, KnownValue) {

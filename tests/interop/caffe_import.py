@@ -3,8 +3,8 @@ average pooling, LRN, Concat, InnerProduct, SoftmaxWithLoss, a TEST-only Accurac
 Caffe's text format, with a .caffemodel hand-encoded in Protobuf's wire format (no Caffe, no
 Caffe files), imported; ruche's forward on the imported net and weights (tools/onnx_probe) must
 give what numpy computes from the same blobs with Caffe's semantics (1e-5); BatchNorm + Scale
-become one affine BatchNorm whose gamma and beta stay trainable. A V0 net and an unknown layer
-type are refused in one line naming them; a solver maps its fields.
+become one affine BatchNorm whose gamma and beta stay trainable. A V0 net, an unknown layer type
+and an InnerProduct over axis 2 are refused in one line naming them; a solver maps its fields.
 
 usage: caffe_import.py RUCHE ONNX_PROBE
 """
@@ -192,6 +192,14 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         p = run("import", "caffe", "--net", unknown, "-o", os.path.join(tmp, "o2"), ok=False)
         assert (p.returncode == 2 and "relu1" in p.stderr and "Swish9" in p.stderr
                 and len(p.stderr.strip().splitlines()) == 1), p.stderr
+        # InnerProduct over axis 2 (a per-position linear layer, output [N, C, num_output]): no
+        # ruche layer takes such a blob, so it is refused, naming the layer and the axis.
+        axis2 = os.path.join(tmp, "axis2.prototxt")
+        with open(axis2, "w") as f:
+            f.write(NET.replace("inner_product_param {", "inner_product_param { axis: 2", 1))
+        p = run("import", "caffe", "--net", axis2, "-o", os.path.join(tmp, "o4"), ok=False)
+        assert (p.returncode == 2 and "(InnerProduct): axis 2 is not mapped" in p.stderr
+                and len(p.stderr.strip().splitlines()) == 1), p.stderr
         # A blob of the wrong shape names the layer.
         bad = os.path.join(tmp, "bad.caffemodel")
         with open(bad, "wb") as f:
@@ -200,7 +208,8 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
                 ok=False)
         assert (p.returncode == 2 and "conv2" in p.stderr
                 and len(p.stderr.strip().splitlines()) == 1), p.stderr
-    print("caffe import: forward matches Caffe's semantics; V0, unknown type, bad shape refused")
+    print("caffe import: forward matches Caffe's semantics; V0, unknown type, InnerProduct axis 2, "
+          "bad shape refused")
 
 
 if __name__ == "__main__":

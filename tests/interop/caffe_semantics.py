@@ -8,10 +8,15 @@ against Caffe's (each check fails if the import read it the PyTorch way):
   SigmoidCrossEntropyLoss's BATCH_SIZE default, NONE (a sum over the batch), the older normalize,
   Caffe's loss_weight on top;
 - Eltwise SUM with coeff, PROD and MAX: ruche's forward (tools/onnx_probe) against numpy;
+- SoftmaxWithLoss's ignore_label (PyTorch ignores nothing unless told): the first step's loss and
+  accuracy and the test report's samples, accuracy and loss leave the ignored samples out, with
+  Caffe's VALID divisor; with normalize: false the report says approximate; Accuracy's top_k 2
+  becomes eval_top_k, "top2" in eval-test.json;
 - `ruche train --net` on an unconverted Caffe file: one line saying to run ruche import caffe.
 
 usage: caffe_semantics.py RUCHE ONNX_PROBE
 """
+import json
 import os
 import re
 import subprocess
@@ -151,6 +156,65 @@ layer { name: "max" type: "Eltwise" bottom: "prod" bottom: "a" bottom: "data" to
     np.testing.assert_allclose(probe(tmp, out, x).reshape(2, -1), want, rtol=1e-5, atol=1e-5)
 
 
+def ignore_label_and_top_k(tmp, rng):
+    """A zero-weight InnerProduct with bias b gives every sample the logits b, so Caffe's numbers
+    need no input: its loss is the mean over the samples not labelled 1 of lse(b) - b[y]."""
+    text = """name: "ignore"
+layer { name: "data" type: "Input" top: "data" top: "label"
+        input_param { shape { dim: 8 dim: 1 dim: 2 dim: 2 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 4 } }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc"
+        accuracy_param { top_k: 2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss"
+        loss_param { ignore_label: 1 } }
+"""
+    b = np.array([0.5, -1.0, 2.0, 0.0])
+    model = os.path.join(tmp, "ignore.caffemodel")
+    with open(model, "wb") as f:
+        f.write(net_blobs([("ip", "InnerProduct", [np.zeros((4, 4)), b])]))
+    out = os.path.join(tmp, "ignore")
+    run("import", "caffe", write(os.path.join(tmp, "ignore.prototxt"), text), "--weights", model,
+        "-o", out)
+    net = open(os.path.join(out, "net.prototxt")).read()
+    assert "ignore_label: 1" in layer_text(net, "loss") and "eval_top_k: 2" in net, net
+    y, y_test = np.array([0, 1, 2, 3, 1, 1, 0, 2]), np.array([0, 1, 2, 3, 1, 3, 0, 2])
+    x = rng.normal(0, 1, (8, 1, 2, 2)).astype(np.float32)
+    data = os.path.join(tmp, "ignore.npz")
+    np.savez(data, x_train=x, y_train=y.astype(np.int64), x_test=x,
+             y_test=y_test.astype(np.int64))
+    solver = write(os.path.join(tmp, "ignore_solver.prototxt"),
+                   'type: "sgd" base_lr: 1e-6 max_iter: 1 batch_size: 8 display: 1\n'
+                   "val_fraction: 0 shuffle: false augment: false random_seed: 1\n")
+    rundir = os.path.join(tmp, "ignore_run")
+    run("train", "--net", os.path.join(out, "net.prototxt"), "--solver", solver, "--data", data,
+        "--init-weights", os.path.join(out, "weights.npz"), "--out", rundir)
+
+    nll = np.log(np.exp(b).sum()) - b  # every sample's loss for each label
+    def caffe(labels):  # loss, top-1 and top-2 accuracy over the samples Caffe counts
+        kept = labels[labels != 1]
+        return nll[kept].mean(), np.mean(kept == 2), np.mean((kept == 2) | (kept == 0)), len(kept)
+    loss, acc, _, _ = caffe(y)
+    assert not np.isclose(loss, nll[y].mean(), rtol=1e-3)  # what ignoring nothing gives
+    train = [json.loads(line) for line in open(os.path.join(rundir, "metrics.jsonl"))]
+    train = [r for r in train if r.get("split") == "train"][0]
+    np.testing.assert_allclose(train["loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(train["acc"], acc, rtol=1e-6)  # 2 of 5, not 2 of 8
+    loss, acc, top2, kept = caffe(y_test)
+    report = json.load(open(os.path.join(rundir, "eval-test.json")))
+    assert report["samples"] == kept == 6, report["samples"]
+    counts = np.asarray(report["confusion_matrix"]["counts"])
+    assert counts.sum() == kept and counts[1].sum() == 0, counts  # no true class 1 counted
+    np.testing.assert_allclose([report["accuracy"], report["top2"]], [acc, top2], rtol=1e-6)
+    np.testing.assert_allclose(report["loss"], loss, rtol=1e-4)  # b moved by one step of lr 1e-6
+
+    # Caffe's normalize: false divides by the batch, ignored samples included: not ruche's mean.
+    run("import", "caffe", write(os.path.join(tmp, "ignore_batch.prototxt"), text.replace(
+        "ignore_label: 1", "ignore_label: 1 normalize: false")), "-o", out + "_batch")
+    lines = open(os.path.join(out + "_batch", "import-report.txt")).read()
+    assert "with ignore_label" in lines and "approximate" in lines, lines
+
+
 def unconverted_net_refused(tmp):
     for text, field in [
         ('name: "n"\nlayer { name: "d" type: "Data" top: "data" include { phase: TRAIN } }\n',
@@ -175,9 +239,10 @@ def main():
         unmerged_batch_norm(tmp, rng)
         loss_weights(tmp)
         eltwise(tmp, rng)
+        ignore_label_and_top_k(tmp, rng)
         unconverted_net_refused(tmp)
     print("caffe semantics: BatchNorm factor and use_global_stats, loss divisors, Eltwise, "
-          "unconverted nets refused")
+          "ignore_label and top_k, unconverted nets refused")
 
 
 if __name__ == "__main__":

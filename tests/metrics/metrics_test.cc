@@ -276,6 +276,31 @@ TEST(EvalAccumulator, BatchesMergesAndReservedCapacity) {
             std::string::npos);
 }
 
+// Labels ranked 0, 1, 2, 3 and 7 among 8 scores: top-k for the k a net asks (eval_top_k), from
+// counts that survive tallies() and set_totals() (the cross-rank sum), and "top<k>" in the JSON.
+TEST(EvalAccumulator, TopKForTheAskedK) {
+  std::vector<float> probs;
+  for (int i = 0; i < 5; ++i) {
+    for (int c = 0; c < 8; ++c) probs.push_back(static_cast<float>(8 - c) / 36.0f);
+  }
+  const std::vector<std::int32_t> labels = {0, 1, 2, 3, 7};
+  EvalAccumulator acc(8, false);
+  acc.add(Tensor::from_vector(probs, {5, 8}), Tensor::from_vector(labels, {5}));
+  EXPECT_EQ(acc.top_k_correct(1), 1);
+  EXPECT_EQ(acc.top_k_correct(3), 3);
+  EXPECT_EQ(acc.top_k_correct(8), 5);
+  EXPECT_EQ(acc.top_k_correct(20), 5);
+  EvalAccumulator summed(8, false);
+  summed.set_totals(acc.tallies(), {}, {});
+  const EvalResult r = summed.result({2, 3});
+  ASSERT_TRUE(r.top5.has_value());
+  EXPECT_DOUBLE_EQ(*r.top5, 0.8);
+  EXPECT_EQ(r.top_k, (std::vector<std::pair<int, double>>{{2, 0.4}, {3, 0.6}}));
+  const std::string json = eval_report_json({"val", {}, r, std::nullopt, {}});
+  EXPECT_NE(json.find("\"top2\":0.4"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"top3\":0.6"), std::string::npos) << json;
+}
+
 TEST(EvalReport, JsonHasEverySectionAndPythonReadsIt) {
   EvalAccumulator acc(2);
   acc.add(Tensor::from_vector({0.9f, 0.1f, 0.4f, 0.6f, 0.3f, 0.7f, 0.8f, 0.2f}, {4, 2}),

@@ -1,6 +1,7 @@
 // Losses: softmax cross-entropy against F.cross_entropy (plain, label smoothing, class weights,
-// both), mse against F.mse_loss, the pointwise losses against F.l1_loss, F.smooth_l1_loss and
-// F.binary_cross_entropy_with_logits, finite-difference gradients, label and shape errors.
+// both, ignore_index) and against ignored labels worked by hand, mse against F.mse_loss, the
+// pointwise losses against F.l1_loss, F.smooth_l1_loss and F.binary_cross_entropy_with_logits,
+// finite-difference gradients, label and shape errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,18 +19,24 @@ namespace {
 
 using testing::reference;
 
-ops::CrossEntropyParams params_of(const std::string& c, bool weighted) {
+struct CrossEntropyCase {
+  const char* name;
+  bool weighted = false, ignores = false;
+};
+
+ops::CrossEntropyParams params_of(const CrossEntropyCase& c) {
   ops::CrossEntropyParams p;
-  p.label_smoothing = reference(c, "smoothing").item();
-  if (weighted) p.class_weights = reference(c, "weight");
+  p.label_smoothing = reference(c.name, "smoothing").item();
+  if (c.weighted) p.class_weights = reference(c.name, "weight");
+  if (c.ignores) p.ignore_label = reference(c.name, "ignore").to_vector<std::int32_t>()[0];
   return p;
 }
 
-class CrossEntropyReference : public ::testing::TestWithParam<std::pair<const char*, bool>> {};
+class CrossEntropyReference : public ::testing::TestWithParam<CrossEntropyCase> {};
 
 TEST_P(CrossEntropyReference, MatchesTorch) {
-  const std::string c = GetParam().first;
-  const ops::CrossEntropyParams p = params_of(c, GetParam().second);
+  const std::string c = GetParam().name;
+  const ops::CrossEntropyParams p = params_of(GetParam());
   const Tensor logits = reference(c, "logits"), labels = reference(c, "labels");
   Tensor probs = Tensor::empty(logits.shape()), loss = Tensor::empty({1});
   ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p);
@@ -41,20 +48,59 @@ TEST_P(CrossEntropyReference, MatchesTorch) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Loss, CrossEntropyReference,
-                         ::testing::Values(std::pair{"ce_plain", false},
-                                           std::pair{"ce_smoothing", false},
-                                           std::pair{"ce_weights", true},
-                                           std::pair{"ce_weights_smoothing", true},
-                                           std::pair{"ce_one_class_heavy", true}));
+                         ::testing::Values(CrossEntropyCase{"ce_plain"},
+                                           CrossEntropyCase{"ce_smoothing"},
+                                           CrossEntropyCase{"ce_weights", true},
+                                           CrossEntropyCase{"ce_weights_smoothing", true},
+                                           CrossEntropyCase{"ce_one_class_heavy", true},
+                                           CrossEntropyCase{"ce_ignore_outside", false, true},
+                                           CrossEntropyCase{"ce_ignore_class", true, true}));
+
+// Rows [0, 0] label 0, [ln 3, 0] ignored (-1), [0, 0] label 1: each counted row's loss is ln 2 and
+// the mean divides by 2, not 3; the ignored row's gradient is 0, the others' (p - onehot) / 2.
+TEST(CrossEntropy, IgnoredLabelWorkedByHand) {
+  const Tensor logits = Tensor::from_vector({0.0f, 0.0f, std::log(3.0f), 0.0f, 0.0f, 0.0f}, {3, 2});
+  const Tensor labels = Tensor::from_vector<std::int32_t>({0, -1, 1}, {3});
+  ops::CrossEntropyParams p;
+  p.ignore_label = -1;
+  Tensor probs = Tensor::empty({3, 2}), loss = Tensor::empty({1}), dlogits = Tensor::empty({3, 2});
+  ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p);
+  EXPECT_NEAR(loss.item(), std::log(2.0), 1e-6);
+  EXPECT_TENSORS_CLOSE(probs, Tensor::from_vector({0.5f, 0.5f, 0.75f, 0.25f, 0.5f, 0.5f}, {3, 2}),
+                       1e-6);
+  ops::softmax_cross_entropy_backward(probs, labels, dlogits, 1.0f, p);
+  EXPECT_TENSORS_CLOSE(
+      dlogits, Tensor::from_vector({-0.25f, 0.25f, 0.0f, 0.0f, 0.25f, -0.25f}, {3, 2}), 1e-6);
+  // Without ignore_label the -1 is a bad label, and with it another bad label still is.
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(logits, labels, probs, loss, {}), Error);
+  p.ignore_label = -2;
+  EXPECT_THROW(ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p), Error);
+  EXPECT_THROW(ops::softmax_cross_entropy_backward(probs, labels, dlogits, 1.0f, p), Error);
+}
+
+// Caffe's divisor max(1, count): a batch with every label ignored has loss 0 and gradient 0.
+TEST(CrossEntropy, EveryLabelIgnoredGivesZeroLossAndGradient) {
+  const Tensor logits = testing::random_tensor({4, 3}, 5, -2.0f, 2.0f);
+  const Tensor labels = Tensor::from_vector<std::int32_t>({255, 255, 255, 255}, {4});
+  ops::CrossEntropyParams p;
+  p.ignore_label = 255;
+  p.label_smoothing = 0.1f;
+  Tensor probs = Tensor::empty({4, 3}), loss = Tensor::empty({1}), dlogits = Tensor::empty({4, 3});
+  ops::softmax_cross_entropy_forward(logits, labels, probs, loss, p);
+  EXPECT_EQ(loss.item(), 0.0f);
+  ops::softmax_cross_entropy_backward(probs, labels, dlogits, 1.0f, p);
+  for (float d : dlogits.to_vector()) EXPECT_EQ(d, 0.0f);
+}
 
 TEST(CrossEntropy, GradientMatchesFiniteDifferences) {
   const std::int64_t N = 6, C = 5;
   const Tensor labels = Tensor::from_vector<std::int32_t>({0, 4, 2, 2, 1, 3}, {N});
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 8; ++variant) {
     SCOPED_TRACE("variant " + std::to_string(variant));
     ops::CrossEntropyParams p;
     if (variant & 1) p.label_smoothing = 0.15f;
     if (variant & 2) p.class_weights = Tensor::from_vector({0.5f, 2.0f, 1.0f, 0.25f, 1.5f}, {C});
+    if (variant & 4) p.ignore_label = 2;  // rows 2 and 3
     auto forward = [&](std::vector<Tensor>& in) {
       Tensor probs = Tensor::empty({N, C}), loss = Tensor::empty({1});
       ops::softmax_cross_entropy_forward(in[0], labels, probs, loss, p);

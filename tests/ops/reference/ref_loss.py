@@ -1,23 +1,32 @@
-"""PyTorch references for F.cross_entropy (weight=, label_smoothing=, mean reduction), mse_loss,
-l1_loss, smooth_l1_loss and binary_cross_entropy_with_logits (loss_test.cc). Each case stores the loss as [1], the upstream gradient dloss as [1] and the
-gradient of the logits (or predictions) scaled by it."""
+"""PyTorch references for F.cross_entropy (weight=, label_smoothing=, ignore_index=, mean
+reduction), mse_loss, l1_loss, smooth_l1_loss and binary_cross_entropy_with_logits (loss_test.cc).
+Each case stores the loss as [1], the upstream gradient dloss as [1] and the gradient of the
+logits (or predictions) scaled by it."""
 import torch
 import torch.nn.functional as F
 
 DLOSS = 0.7
 
 
-def cross_entropy_case(g, n, c, smoothing, weighted):
+def cross_entropy_case(g, n, c, smoothing, weighted, ignore=None):
+    """ignore: a label for ignore_index=, given to every third row (a value outside [0, c)) or
+    found among the random labels (a class)."""
     logits = (torch.randn((n, c), generator=g) * 2).requires_grad_()
     labels = torch.randint(0, c, (n,), generator=g)
+    if ignore is not None and not 0 <= ignore < c:
+        labels[::3] = ignore
     weight = torch.rand((c,), generator=g) * 2 + 0.1 if weighted else None
-    loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)
+    loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing,
+                           ignore_index=-100 if ignore is None else ignore)
     loss.backward(torch.tensor(DLOSS))
     arrays = {"logits": logits, "labels": labels.to(torch.int32), "probs": torch.softmax(logits, 1),
               "loss": loss.reshape(1), "dloss": torch.tensor([DLOSS]), "dlogits": logits.grad,
               "smoothing": torch.tensor([smoothing])}
     if weighted:
         arrays["weight"] = weight
+    if ignore is not None:
+        assert (labels == ignore).any() and (labels != ignore).any()
+        arrays["ignore"] = torch.tensor([ignore], dtype=torch.int32)
     return arrays
 
 
@@ -28,6 +37,8 @@ def cases():
     yield "ce_weights", cross_entropy_case(g, 9, 7, 0.0, True)
     yield "ce_weights_smoothing", cross_entropy_case(g, 9, 7, 0.2, True)
     yield "ce_one_class_heavy", cross_entropy_case(g, 33, 3, 0.3, True)
+    yield "ce_ignore_outside", cross_entropy_case(g, 9, 7, 0.0, False, ignore=-100)
+    yield "ce_ignore_class", cross_entropy_case(g, 12, 4, 0.2, True, ignore=2)
 
     pred = torch.randn((5, 6), generator=g).requires_grad_()
     target = torch.randn((5, 6), generator=g)
