@@ -590,8 +590,10 @@ void apply_loss_normalization(Mapping& m, const std::vector<std::int64_t>& dims,
     }
     const float w = static_cast<float>(n.weight * factor);
     if (w != 1.0f) l->add_loss_weight(w);
-    if (factor != 1.0 || n.weight != 1.0f)
+    if (factor != 1.0 || n.weight != 1.0f) {
+      // NOLINTNEXTLINE(performance-inefficient-string-concatenation): a report line per loss layer
       report->push_back(who + ": " + how + " is loss_weight " + number(w) + " on ruche's mean");
+    }
     if (l->loss_param().has_ignore_label() && n.mode != cf::LossParameter::VALID)
       report->push_back(who +
                         ": with ignore_label, Caffe's divisor counts the ignored entries "
@@ -764,8 +766,7 @@ void load_layer_tensors(const std::vector<std::pair<std::string, Tensor>>& entri
         << " blobs, ruche expects " << wanted;
     const auto& b = cl.blobs(s.blob);
     const auto values = blob_values(b);
-    std::vector<std::int64_t> want;
-    for (int k = 0; k < t.shape().ndim(); ++k) want.push_back(t.shape()[k]);
+    const std::vector<std::int64_t> want(t.shape().begin(), t.shape().end());
     auto have = blob_dims(b);
     if (s.transposed && squeezed(have).size() == 2) std::reverse(have.begin(), have.end());
     RUCHE_REQUIRE(static_cast<std::int64_t>(values.size()) == t.numel() &&

@@ -339,7 +339,7 @@ void Trainer::prepare_loop() {
     std::printf(
         "resuming at sample %lld of the epoch (the checkpoint's %lld, rounded down to a "
         "whole step of %lld samples)\n",
-        static_cast<long long>(first_step_in_epoch_ * samples_per_step_),
+        static_cast<long long>(first_step_in_epoch_) * samples_per_step_,
         static_cast<long long>(at_.samples_in_epoch), static_cast<long long>(samples_per_step_));
   }
 }
