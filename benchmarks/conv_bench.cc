@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -11,7 +12,7 @@
 #include "engine/rng/fill.h"
 #include "ops/ops.h"
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   using namespace ruche;
   int n = 64, c = 32, h = 28, w = 28, k = 64, kernel = 3, pad = 1, stride = 1;
   int iters = 10, warmup = 3, threads = 1;
@@ -59,4 +60,14 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   std::printf("{\"ms\": %.4f}\n", ms[ms.size() / 2]);
   return 0;
+}
+
+// Anything thrown (a bad flag value, a shape ruche refuses) is one line and exit 1, never an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conv_bench: %s\n", e.what());
+    return 1;
+  }
 }

@@ -2,6 +2,7 @@
 // ops/cpu and ops/cuda so both devices compute the same formula.
 #pragma once
 
+// NOLINTNEXTLINE(modernize-deprecated-headers): the global C functions, CUDA's device ones too
 #include <math.h>
 
 #include "ops/ops.h"

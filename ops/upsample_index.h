@@ -3,6 +3,7 @@
 // (area_pixel_compute_scale, area_pixel_compute_source_index, nearest_idx, guard_index_and_lambda).
 #pragma once
 
+// NOLINTNEXTLINE(modernize-deprecated-headers): the global C functions, CUDA's device ones too
 #include <math.h>
 
 #include <cstdint>

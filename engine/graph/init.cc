@@ -19,6 +19,7 @@ float caffe_fan(const Tensor& t, const ParamDecl& d) {
   const Shape& s = t.shape();
   RUCHE_REQUIRE(s.ndim() >= 1 && t.numel() > 0)
       << "parameter '" << d.suffix << "': filler " << d.filler.type() << " needs a shaped blob";
+  // NOLINTNEXTLINE(bugprone-integer-division): exact, numel() is the product of the dims
   const auto fan_in = static_cast<float>(t.numel() / s[0]);
   const auto fan_out = static_cast<float>(s.ndim() > 1 ? t.numel() / s[1] : t.numel());
   const std::string& mode = d.filler.mode();

@@ -69,6 +69,7 @@ class ConvolutionLayer final : public Layer {
   }
 
   double forward_flops() const override {
+    // NOLINTNEXTLINE(bugprone-integer-division): exact, in_ is a multiple of groups (setup checks)
     return static_cast<double>(y_.numel()) * static_cast<double>(in_ / conv_.groups * kh_ * kw_);
   }
 

@@ -76,6 +76,7 @@ class DeconvolutionLayer final : public Layer {
 
   // Every input element meets every weight of its group once: N * C_in * H * W * (O/g) * kh * kw.
   double forward_flops() const override {
+    // NOLINTNEXTLINE(bugprone-integer-division): exact, out_ is a multiple of groups (setup checks)
     return static_cast<double>(x_.numel()) * static_cast<double>(out_ / p_.groups * kh_ * kw_);
   }
 

@@ -232,7 +232,7 @@ const Column kColumns[] = {
 std::string render_comparison(const Comparison& c) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> head{"run", "seeds"};
-  for (const Column& col : kColumns) head.push_back(col.title);
+  for (const Column& col : kColumns) head.emplace_back(col.title);
   rows.push_back(head);
   for (const ConfigSummary& cfg : c.configs) {
     std::vector<std::string> row{cfg.name, cfg.seeded ? std::to_string(cfg.runs.size()) : "-"};

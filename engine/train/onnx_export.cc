@@ -3,6 +3,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -63,7 +64,8 @@ void add_attr(onnx::NodeProto& node, const std::string& name, float value) {
   a->set_f(value);
 }
 
-void add_attr(onnx::NodeProto& node, const std::string& name, std::vector<std::int64_t> values) {
+void add_attr(onnx::NodeProto& node, const std::string& name,
+              const std::vector<std::int64_t>& values) {
   auto* a = node.add_attribute();
   a->set_name(name);
   a->set_type(onnx::AttributeProto::INTS);
@@ -144,7 +146,7 @@ class GraphBuilder {
 
   // The initializer for "<layer>.<suffix>", added on first use; a ruche::Error when absent.
   std::string weight(const std::string& suffix) {
-    const std::string name = layer_->name() + "." + suffix;
+    std::string name = layer_->name() + "." + suffix;
     const auto it = weights_.find(name);
     RUCHE_REQUIRE(it != weights_.end()) << where_ << ": the weights hold no '" << name << "'";
     if (used_.insert(name).second) add_initializer(name, it->second);
@@ -461,7 +463,7 @@ void lrn(GraphBuilder& g, const proto::LayerParameter& layer) {
     add_attr(n, "bias", p.k());
     return;
   }
-  const std::string name = layer.name();
+  const std::string& name = layer.name();
   const std::int64_t before = (size - 1) / 2, after = size - 1 - before;
   g.node("Mul", {x, x}, {name + "/sq"}, "/sq");
   onnx::NodeProto& pool = g.node("AveragePool", {name + "/sq"}, {name + "/mean"}, "/mean");
@@ -476,6 +478,7 @@ void lrn(GraphBuilder& g, const proto::LayerParameter& layer) {
 
 void concat(GraphBuilder& g, const proto::LayerParameter& layer) {
   std::vector<std::string> inputs;
+  inputs.reserve(layer.bottom_size());
   for (int i = 0; i < layer.bottom_size(); ++i) inputs.push_back(g.input(i));
   onnx::NodeProto& n = g.node("Concat", inputs, {g.output()});
   add_attr(n, "axis", static_cast<std::int64_t>(layer.concat_param().axis()));
@@ -485,15 +488,16 @@ void concat(GraphBuilder& g, const proto::LayerParameter& layer) {
 // after them (a second bottom keeps its own dims, which Reshape's 0 copies: its batch is N).
 void scale(GraphBuilder& g, const proto::LayerParameter& layer, int x_ndim, int s_ndim) {
   const auto& p = layer.scale_param();
-  const std::string name = layer.name();
+  const std::string& name = layer.name();
   const int axis = p.axis() < 0 ? p.axis() + x_ndim : p.axis();
   const bool from_bottom = layer.bottom_size() == 2;
   const std::string x = g.input(0);
   auto broadcast = [&](const std::string& value, const Shape& shape, const std::string& tag) {
     std::vector<std::int64_t> dims;
+    dims.reserve(std::max(s_ndim, x_ndim - axis));
     for (int d = 0; d < s_ndim; ++d) dims.push_back(from_bottom ? 0 : shape[d]);
     while (axis + static_cast<int>(dims.size()) < x_ndim) dims.push_back(1);
-    const std::string out = name + "/" + tag;
+    std::string out = name + "/" + tag;
     g.node("Reshape", {value, g.constant_i64(name + "." + tag + "_shape", dims)}, {out}, "/" + tag);
     return out;
   };
@@ -521,7 +525,7 @@ void scale(GraphBuilder& g, const proto::LayerParameter& layer, int x_ndim, int 
 // (shift + scale * x)^power, as Mul, Add and Pow on scalars.
 void power(GraphBuilder& g, const proto::LayerParameter& layer) {
   const auto& p = layer.power_param();
-  const std::string name = layer.name();
+  const std::string& name = layer.name();
   g.node("Mul", {g.input(0), g.scalar(name + ".scale", p.scale())}, {name + "/ax"}, "/ax");
   g.node("Add", {name + "/ax", g.scalar(name + ".shift", p.shift())}, {name + "/b"}, "/b");
   g.node("Pow", {name + "/b", g.scalar(name + ".power", p.power())}, {g.output()});
@@ -775,13 +779,12 @@ std::string onnx_model(const proto::NetParameter& net, const std::map<std::strin
         onnx::NodeProto& n = g.node("Softmax", {scores}, {"probs"});
         add_attr(n, "axis", std::int64_t{1});
       }
-    } else if (type == "Dropout") {  // the identity at inference
+    } else if (type == "Dropout" || (type == "BatchNorm" && folded.count(layer_index))) {
+      // Dropout is the identity at inference; a folded batch norm's convolution already normalised
       g.alias(layer.top(0), g.input(0));
     } else if (type == "Convolution") {
       const auto fold = folds.find(layer_index);
       convolution(g, layer, fold == folds.end() ? nullptr : &net.layer(fold->second));
-    } else if (type == "BatchNorm" && folded.count(layer_index)) {
-      g.alias(layer.top(0), g.input(0));  // its convolution's output is already normalised
     } else if (type == "Deconvolution") {
       deconvolution(g, layer);
     } else if (type == "Upsample") {

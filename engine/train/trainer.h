@@ -53,7 +53,7 @@ proto::SolverParameter default_solver();
 // The solver as the run uses it: --lr-scaling linear applied for `ranks` ranks (base_lr and
 // min_lr times the global batch / 256; without a warmup, one of 5 epochs or 1/18 of the run,
 // whichever is shorter: Goyal et al.'s 5 of 90 epochs).
-proto::SolverParameter effective_solver(const proto::SolverParameter& solver, int ranks);
+proto::SolverParameter effective_solver(const proto::SolverParameter& given, int ranks);
 
 // Trains as `run` says with the ranks of `comm` (null: alone), every rank calling it alike; rank
 // 0 writes run.out_dir. Returns kExitOk, kExitDiverged when a non-finite loss or gradient stopped

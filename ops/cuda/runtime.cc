@@ -217,29 +217,29 @@ void* cuda_side_copy_create(int device) {
   return state.release();
 }
 
-void cuda_side_copy_destroy(void* opaque) {
-  auto* state = static_cast<SideCopyState*>(opaque);
-  cudaSetDevice(state->device);
-  cudaEventDestroy(state->released);
-  cudaEventDestroy(state->done);
-  delete state;
+void cuda_side_copy_destroy(void* state) {
+  auto* side = static_cast<SideCopyState*>(state);
+  cudaSetDevice(side->device);
+  cudaEventDestroy(side->released);
+  cudaEventDestroy(side->done);
+  delete side;
 }
 
-void cuda_side_copy(void* opaque, void* dst, const void* src, std::size_t bytes) {
-  auto* state = static_cast<SideCopyState*>(opaque);
-  CUDA_CHECK(cudaSetDevice(state->device));
-  const cudaStream_t stream = copy_stream(state->device);
-  if (state->ever_released) CUDA_CHECK(cudaStreamWaitEvent(stream, state->released, 0));
+void cuda_side_copy(void* state, void* dst, const void* src, std::size_t bytes) {
+  auto* side = static_cast<SideCopyState*>(state);
+  CUDA_CHECK(cudaSetDevice(side->device));
+  const cudaStream_t stream = copy_stream(side->device);
+  if (side->ever_released) CUDA_CHECK(cudaStreamWaitEvent(stream, side->released, 0));
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
-  CUDA_CHECK(cudaEventRecord(state->done, stream));
-  CUDA_CHECK(cudaEventSynchronize(state->done));  // a loader thread waits, never the GPU
+  CUDA_CHECK(cudaEventRecord(side->done, stream));
+  CUDA_CHECK(cudaEventSynchronize(side->done));  // a loader thread waits, never the GPU
 }
 
-void cuda_side_copy_release(void* opaque) {
-  auto* state = static_cast<SideCopyState*>(opaque);
-  CUDA_CHECK(cudaSetDevice(state->device));
-  CUDA_CHECK(cudaEventRecord(state->released, ops::gpu::current_stream()));
-  state->ever_released = true;
+void cuda_side_copy_release(void* state) {
+  auto* side = static_cast<SideCopyState*>(state);
+  CUDA_CHECK(cudaSetDevice(side->device));
+  CUDA_CHECK(cudaEventRecord(side->released, ops::gpu::current_stream()));
+  side->ever_released = true;
 }
 
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
