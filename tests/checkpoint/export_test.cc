@@ -35,6 +35,7 @@ TEST(ExportFromCheckpoint, WeightsInStateDictOrderWithIntegerCounter) {
     // The npz holds the state_dict's names in its order, and the same values.
     EXPECT_EQ(list_npz(out).size(), sd.size());
     std::vector<std::string> names;
+    names.reserve(sd.size());
     for (const auto& [name, view] : sd) names.push_back(name);
     EXPECT_EQ(list_npz(out), names);
     const auto file = load_npz(out);

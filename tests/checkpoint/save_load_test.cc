@@ -80,7 +80,7 @@ TEST(Checkpoint, ReshardingThreeToAny) {
   for (int world : {1, 2, 4}) {
     // Every rank of a world of `world` loads the whole state and restores the same bytes.
     for (int r = 0; r < world; ++r) {
-      Model fresh = make_model(static_cast<std::uint64_t>(10 + r));
+      Model fresh = make_model(10 + static_cast<std::uint64_t>(r));
       restore(load_checkpoint(dir), fresh.layout);
       ASSERT_EQ(state_bytes(fresh.layout), state_bytes(saved.layout)) << world << " ranks";
     }

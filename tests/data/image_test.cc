@@ -184,7 +184,7 @@ TEST(ImageTransform, NormalizeToChwHonoursChannelOrderAndRescale) {
   for (int y = 0; y < side; ++y) {
     for (int x = 0; x < side; ++x) {
       const std::uint8_t* p = im.row(1 + y) + 3 * (1 + x);
-      const std::size_t at = static_cast<std::size_t>(y * side + x);
+      const std::size_t at = static_cast<std::size_t>(y) * side + x;
       for (int c = 0; c < 3; ++c) {
         EXPECT_NEAR(rgb[c * plane + at], (p[c] / 255.0f - mean[c]) / std[c], 1e-5);
         EXPECT_NEAR(bgr[c * plane + at], (p[2 - c] - mean[c]) / std[c], 1e-3);

@@ -83,7 +83,7 @@ TEST(Preprocess, LoaderAppliesEveryFieldInOrder) {
 
   std::vector<float> raw(12);  // channel c, pixel p: 10 c + p
   for (int c = 0; c < 3; ++c)
-    for (int p = 0; p < 4; ++p) raw[static_cast<std::size_t>(4 * c + p)] = 10.0f * c + p;
+    for (int p = 0; p < 4; ++p) raw[4 * static_cast<std::size_t>(c) + p] = 10.0f * c + p;
   std::vector<float> x = raw;
   for (float& v : x) v /= 255.0f;  // what read() gives for pixels
   TransformOptions o;
@@ -92,10 +92,10 @@ TEST(Preprocess, LoaderAppliesEveryFieldInOrder) {
   Transform(Shape{3, 2, 2}, o).normalize(x.data());
   for (int c = 0; c < 3; ++c) {
     for (int p = 0; p < 4; ++p) {
-      const float bgr = raw[static_cast<std::size_t>(4 * (2 - c) + p)];
+      const float bgr = raw[4 * static_cast<std::size_t>(2 - c) + p];
       const float expected =
-          (bgr - mean_image[static_cast<std::size_t>(4 * c + p)] - r.mean(c)) / r.std(c);
-      EXPECT_NEAR(x[static_cast<std::size_t>(4 * c + p)], expected, 1e-4) << c << " " << p;
+          (bgr - mean_image[4 * static_cast<std::size_t>(c) + p] - r.mean(c)) / r.std(c);
+      EXPECT_NEAR(x[4 * static_cast<std::size_t>(c) + p], expected, 1e-4) << c << " " << p;
     }
   }
   fs::remove_all(dir);

@@ -80,6 +80,7 @@ class ShardLoaderTest : public ::testing::Test {
 
   std::vector<std::unique_ptr<ShardLoader>> loaders(int world, bool train = true) const {
     std::vector<std::unique_ptr<ShardLoader>> out;
+    out.reserve(world);
     for (int r = 0; r < world; ++r) {
       out.push_back(std::make_unique<ShardLoader>(index_, "train", r, world, options(train)));
     }

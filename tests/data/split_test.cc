@@ -26,6 +26,7 @@ DatasetPtr labelled(const std::vector<std::int32_t>& labels) {
 // Unbalanced classes: 0 has 500 samples, 1 has 300, 2 has 200 (interleaved).
 std::vector<std::int32_t> unbalanced() {
   std::vector<std::int32_t> labels;
+  labels.reserve(1000);
   for (int i = 0; i < 1000; ++i) labels.push_back(i % 10 < 5 ? 0 : i % 10 < 8 ? 1 : 2);
   return labels;
 }

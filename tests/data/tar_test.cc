@@ -27,7 +27,7 @@ std::vector<std::uint8_t> bytes_of(std::size_t n, int seed) {
 
 // Three members: empty, exactly one block, and one that needs padding.
 std::string write_sample_archive(const testing::TempDir& dir, std::vector<std::uint64_t>* offsets) {
-  const std::string path = dir / "a.tar";
+  std::string path = dir / "a.tar";
   TarWriter tar(path);
   offsets->push_back(tar.add("empty.cls", nullptr, 0));
   const std::vector<std::uint8_t> block = bytes_of(512, 1), odd = bytes_of(1000, 2);

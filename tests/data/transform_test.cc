@@ -84,9 +84,9 @@ TEST(Transform, CropIsAShiftWithZeroFill) {
           for (int c = 0; c < 6 && match; ++c) {
             const int sr = r + dy, sc = c + dx;
             const float want = (sr >= 0 && sr < 6 && sc >= 0 && sc < 6)
-                                   ? x[static_cast<std::size_t>(sr * 6 + sc)]
+                                   ? x[static_cast<std::size_t>(sr) * 6 + sc]
                                    : 0.0f;
-            match = y[static_cast<std::size_t>(r * 6 + c)] == want;
+            match = y[static_cast<std::size_t>(r) * 6 + c] == want;
           }
         }
         if (match) {
@@ -124,7 +124,7 @@ TEST(Transform, RandomErasingZeroesARectangle) {
     int top = 32, bottom = -1, left = 32, right = -1, zeros = 0;
     for (int r = 0; r < 32; ++r)
       for (int c = 0; c < 32; ++c)
-        if (y[static_cast<std::size_t>(r * 32 + c)] == 0.0f) {
+        if (y[static_cast<std::size_t>(r) * 32 + c] == 0.0f) {
           ++zeros;
           top = std::min(top, r), bottom = std::max(bottom, r);
           left = std::min(left, c), right = std::max(right, c);
@@ -135,7 +135,7 @@ TEST(Transform, RandomErasingZeroesARectangle) {
     EXPECT_LE(zeros, 0.33 * 1024 + 40);
     for (int c = 1; c < 3; ++c)
       for (int p = 0; p < 1024; ++p)
-        ASSERT_EQ(y[static_cast<std::size_t>(c * 1024 + p)] == 0.0f,
+        ASSERT_EQ(y[static_cast<std::size_t>(c) * 1024 + p] == 0.0f,
                   y[static_cast<std::size_t>(p)] == 0.0f);
   }
 }

@@ -59,6 +59,11 @@ void write_file(const std::string& path, const std::vector<std::uint8_t>& bytes)
 }
 void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
+// A member's name under a folder of the archive.
+std::string member(const std::string& folder, const std::string& name) {
+  return folder + "/" + name;
+}
+
 // Writes DIR/<file> with Python's tarfile in `format` (USTAR_FORMAT, GNU_FORMAT, PAX_FORMAT) from
 // a plan: one "name<TAB>source" line a member; source "-dir" makes a directory entry.
 void python_tar(const std::string& python, const testing::TempDir& tmp, const std::string& out,
@@ -118,7 +123,7 @@ class WebDatasetTest : public ::testing::Test {
         const std::string folder = "n0144076" + std::to_string(label) + "_" + std::string(60, 'd');
         const std::string stem = s == 0 ? "img" + std::to_string(i) + "_" + std::string(40, 'k')
                                         : "img" + std::to_string(i) + "_" + std::string(110, 'k');
-        const std::string key = folder + "/" + stem;
+        const std::string key = member(folder, stem);
         const std::string tag = std::to_string(s) + "_" + std::to_string(i);
         Expected e;
         e.label = label;
@@ -166,10 +171,10 @@ class WebDatasetTest : public ::testing::Test {
         expected_.push_back(e);
         if (i == 2) {
           // A sample missing its label, and a member of no sample (with a directory entry).
-          plan.emplace_back(folder + "/nolabel" + tag + ".jpg",
+          plan.emplace_back(member(folder, "nolabel" + tag + ".jpg"),
                             e.png ? expected_[expected_.size() - 2].image : e.image);
           plan.emplace_back("README" + tag + ".md", text("r" + tag, "made by hand"));
-          plan.emplace_back(folder + "/sub" + tag, "-dir");
+          plan.emplace_back(member(folder, "sub" + tag), "-dir");
         }
       }
       python_tar(std::getenv("RUCHE_PYTHON"), dir_,

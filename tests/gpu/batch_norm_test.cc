@@ -203,6 +203,7 @@ void check_sync_pieces(const Shape& shape, bool affine, std::uint32_t seed) {
   ops::batch_norm_local_stats(x, stats_cpu);
   ops::batch_norm_local_stats(x_gpu, stats_gpu);
   EXPECT_TENSORS_CLOSE(on_cpu(stats_gpu), stats_cpu, kTol);
+  // NOLINTNEXTLINE(bugprone-integer-division): exact, the count of one channel's elements
   EXPECT_EQ(on_cpu(stats_gpu).to_vector<float>().back(), static_cast<float>(x.numel() / c));
   Moments cpu(c, Device::cpu()), gpu(c, kGpu);
   ops::batch_norm_stats_to_moments(stats_cpu, cpu.running_mean, cpu.running_var, cpu.save_mean,
@@ -286,6 +287,7 @@ TEST(CudaBatchNorm, SyncPiecesOfShardsAddUpToTheWholeBatch) {
     start += n;
   }
   EXPECT_TENSORS_CLOSE(Tensor::from_vector(summed, {2 * c + 1}), on_cpu(whole), kTol);
+  // NOLINTNEXTLINE(bugprone-integer-division): exact, the count of one channel's elements
   EXPECT_EQ(summed.back(), static_cast<float>(x.numel() / c));
 }
 

@@ -4,12 +4,12 @@
 // cache, the workspace limit, benchmark mode; the argument checks.
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "engine/tensor/half.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
@@ -171,25 +171,13 @@ TEST(CudaConv, StrictFp32HasNoTf32Rounding) {
   EXPECT_TENSORS_CLOSE(on_cpu(y_gpu), y, 2e-5);
 }
 
-// ---- bf16 / f16 data: the test's own casts (there is no cast op yet) ----
-std::uint16_t to_bf16_bits(float f) {  // round to nearest even
-  const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-  return static_cast<std::uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-float from_bf16_bits(std::uint16_t b) {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
-}
-std::uint16_t to_f16_bits(float f) {
-  return std::bit_cast<std::uint16_t>(static_cast<_Float16>(f));
-}
-float from_f16_bits(std::uint16_t b) { return static_cast<float>(std::bit_cast<_Float16>(b)); }
-
+// ---- bf16 / f16 data, cast on the host by engine/tensor/half.h (tests/mpi/half_test.cc) ----
 // A CPU f32 tensor as `dtype` (bf16 or f16), on the CPU.
 Tensor to_half(const Tensor& t, DType dtype) {
   const std::vector<float> v = t.to_vector<float>();
   std::vector<std::uint16_t> bits(v.size());
   for (std::size_t i = 0; i < v.size(); ++i) {
-    bits[i] = dtype == DType::bf16 ? to_bf16_bits(v[i]) : to_f16_bits(v[i]);
+    bits[i] = dtype == DType::bf16 ? half::bf16_from_f32(v[i]) : half::f16_from_f32(v[i]);
   }
   return Tensor::from_blob(bits.data(), t.shape(), dtype).clone();
 }
@@ -204,7 +192,7 @@ Tensor half_to_f32(const Tensor& t) {
   const auto* bits = static_cast<const std::uint16_t*>(host.raw_data());
   std::vector<float> v(static_cast<std::size_t>(t.numel()));
   for (std::size_t i = 0; i < v.size(); ++i) {
-    v[i] = t.dtype() == DType::bf16 ? from_bf16_bits(bits[i]) : from_f16_bits(bits[i]);
+    v[i] = t.dtype() == DType::bf16 ? half::bf16_to_f32(bits[i]) : half::f16_to_f32(bits[i]);
   }
   return Tensor::from_vector(v, t.shape());
 }
@@ -212,15 +200,6 @@ Tensor half_to_f32(const Tensor& t) {
 // The CPU tensor rounded through `dtype`, so the reference sees the very inputs the GPU sees.
 Tensor rounded(const Tensor& t, DType dtype) {
   return t.defined() ? half_to_f32(to_half(t, dtype)) : Tensor();
-}
-
-TEST(CudaConv, HalfCastsRoundTrip) {
-  // The test's own casts, so a failure below is not theirs (runs without a device).
-  EXPECT_EQ(to_bf16_bits(1.0f), 0x3f80);
-  EXPECT_EQ(from_bf16_bits(0x3f80), 1.0f);
-  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.0p-8f), 0x3f80);  // a tie rounds to even
-  EXPECT_EQ(to_bf16_bits(1.0f + 0x1.8p-8f), 0x3f81);  // above the tie rounds up
-  EXPECT_EQ(from_f16_bits(to_f16_bits(0.333251953125f)), 0.333251953125f);  // exact in f16
 }
 
 // Inputs rounded to bf16 / f16 (the reference uses the rounded values); the GPU accumulates in

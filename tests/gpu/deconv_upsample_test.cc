@@ -89,7 +89,7 @@ Tensor gpu_or_undefined(const Tensor& t) { return t.defined() ? on_gpu(t) : Tens
 // t (CPU f32) on the GPU as `dtype`, through the cast op.
 Tensor gpu_as(const Tensor& t, DType dtype) {
   if (!t.defined()) return Tensor();
-  const Tensor g = on_gpu(t);
+  Tensor g = on_gpu(t);
   if (dtype == DType::f32) return g;
   Tensor h = empty_gpu(t.shape(), dtype);
   ops::cast(g, h);

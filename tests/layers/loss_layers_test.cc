@@ -23,7 +23,7 @@ using testing::random_tensor;
 
 const char* kCe = "name: 'loss' type: 'SoftmaxWithLoss'";
 
-Tensor labels(std::vector<std::int32_t> v) {
+Tensor labels(const std::vector<std::int32_t>& v) {
   const auto n = static_cast<std::int64_t>(v.size());
   return Tensor::from_vector(v, Shape{n});
 }

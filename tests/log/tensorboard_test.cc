@@ -18,7 +18,7 @@ namespace ruche {
 namespace {
 
 std::filesystem::path fresh_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / name;
+  auto dir = std::filesystem::temp_directory_path() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
@@ -195,8 +195,8 @@ DecodedPng decode_png(const std::string& png) {
     if (type == "IHDR") {
       out.width = be32(data, 0);
       out.height = be32(data, 4);
-      out.bit_depth = data[8];
-      out.color_type = data[9];
+      out.bit_depth = static_cast<unsigned char>(data[8]);
+      out.color_type = static_cast<unsigned char>(data[9]);
     }
     if (type == "IDAT") idat += data;
     at += 12 + n;

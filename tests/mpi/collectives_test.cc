@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -39,8 +40,7 @@ void expect_reduced(const std::vector<float>& got, const std::vector<float>& exp
   if (size <= 2) {
     for (std::size_t i = 0; i < got.size(); ++i) {
       // Bit for bit: the promise for 2 ranks (and -0.0f != 0.0f here, as it should).
-      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
-      ASSERT_EQ(std::memcmp(&got[i], &expected[i], sizeof(float)), 0)
+      ASSERT_EQ(std::bit_cast<std::uint32_t>(got[i]), std::bit_cast<std::uint32_t>(expected[i]))
           << "element " << i << ": " << got[i] << " != " << expected[i];
     }
     return;

@@ -38,6 +38,7 @@ TEST(Compression, SixteenBitAllReducesSumAndAverage) {
     comm.all_reduce({x.data(), wire, n, Device::cpu()}, ReduceOp::sum).wait();
     comm.all_reduce({y.data(), wire, n, Device::cpu()}, ReduceOp::avg).wait();
     for (int i = 0; i < n; ++i) {
+      // NOLINTNEXTLINE(bugprone-integer-division): exact, size * (size - 1) is even
       const float sum = static_cast<float>(size * (i % 7 - 3) + size * (size - 1) / 2);
       ASSERT_EQ(widen1(wire, x[i]), sum) << dtype_name(wire) << " element " << i;
       ASSERT_EQ(y[i], narrow1(wire, sum / static_cast<float>(size))) << dtype_name(wire);

@@ -3,9 +3,10 @@
 // with 3 and 4 ranks, =3 with 3), where the leaders' stage runs.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "comm/mpi/mpi_communicator.h"
@@ -30,11 +31,13 @@ std::vector<T> all_reduced(std::vector<T> mine, DType dtype, ReduceOp op, bool h
   return mine;
 }
 
+// Bit for bit, as an unsigned integer of T's size: an f32 -0.0f is not 0.0f here.
 template <typename T>
 void expect_same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>;
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(T)), 0) << "element " << i;
+    ASSERT_EQ(std::bit_cast<Bits>(a[i]), std::bit_cast<Bits>(b[i])) << "element " << i;
   }
 }
 

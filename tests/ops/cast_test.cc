@@ -115,6 +115,7 @@ TEST(Cast, BetweenSixteenBitTypesGoesThroughF32) {
   const std::vector<float> values = edge_values();
   for (auto [from, to] : {std::pair{DType::bf16, DType::f16}, std::pair{DType::f16, DType::bf16}}) {
     std::vector<std::uint16_t> in;
+    in.reserve(values.size());
     for (float v : values) in.push_back(narrow_scalar(from, v));
     const Tensor x = bits_tensor(in, from);
     Tensor y = Tensor::empty(x.shape(), to);

@@ -29,7 +29,7 @@ std::string make_dataset(const fs::path& dir) {
     y.data<std::int32_t>()[i] = i % 3;
     for (int j = 0; j < 64; ++j) px[i * 64 + j] += 0.25f * static_cast<float>(i % 3);
   }
-  const std::string path = (dir / "data.npz").string();
+  std::string path = (dir / "data.npz").string();
   save_npz(path, {{"x_train", x},
                   {"y_train", y},
                   {"x_test", x.narrow(0, 0, 60)},
