@@ -30,6 +30,7 @@ InMemoryDataset::InMemoryDataset(InMemoryData data, const std::string& where)
       << d_.target_shape.str();
   std::int32_t max_label = 0;
   for (std::size_t i = 0; i < n; ++i) {
+    if (d_.labels[i] == d_.ignore_label) continue;
     RUCHE_REQUIRE(d_.labels[i] >= 0) << where << ": sample " << i << " has label " << d_.labels[i]
                                      << " (expected a class index >= 0)";
     max_label = std::max(max_label, d_.labels[i]);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,20 +13,21 @@ namespace ruche {
 
 struct InMemoryData {
   std::string kind;
-  Shape sample_shape;                    // [C, H, W] or [D]
-  std::vector<std::uint8_t> u8;          // N * numel(sample_shape) pixels, or empty
-  std::vector<float> f32;                // N * numel(sample_shape) values, or empty
-  std::vector<std::int32_t> labels;      // all 0 when the targets are floats
-  Shape target_shape;                    // regression: one sample's float target, else empty
-  std::vector<float> targets;            // N * numel(target_shape), or empty
-  int num_classes = 0;                   // 0: max label + 1
-  std::vector<std::string> class_names;  // empty: numbered
+  Shape sample_shape;                        // [C, H, W] or [D]
+  std::vector<std::uint8_t> u8;              // N * numel(sample_shape) pixels, or empty
+  std::vector<float> f32;                    // N * numel(sample_shape) values, or empty
+  std::vector<std::int32_t> labels;          // all 0 when the targets are floats
+  Shape target_shape;                        // regression: one sample's float target, else empty
+  std::vector<float> targets;                // N * numel(target_shape), or empty
+  int num_classes = 0;                       // 0: max label + 1
+  std::optional<std::int32_t> ignore_label;  // a label that is no class (DataSpec::ignore_label)
+  std::vector<std::string> class_names;      // empty: numbered
 };
 
 class InMemoryDataset : public Dataset {
  public:
-  // Checks that the arrays agree in length and the labels lie in [0, num_classes);
-  // `where` names the source in errors.
+  // Checks that the arrays agree in length and the labels lie in [0, num_classes) or are the
+  // ignore_label; `where` names the source in errors.
   InMemoryDataset(InMemoryData data, const std::string& where);
 
   std::int64_t size() const override { return static_cast<std::int64_t>(d_.labels.size()); }

@@ -34,7 +34,8 @@ void take_samples(const Tensor& x, DataLayout layout, std::vector<T>* out, Shape
   *sample_shape = s;
 }
 
-std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where) {
+std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where,
+                                      std::optional<std::int32_t> ignore_label) {
   std::vector<std::int32_t> labels;
   switch (y.dtype()) {
     case DType::i32:
@@ -45,7 +46,8 @@ std::vector<std::int32_t> take_labels(const Tensor& y, const std::string& where)
       break;
     case DType::i64:
       for (std::int64_t v : y.to_vector<std::int64_t>()) {
-        RUCHE_REQUIRE(v >= 0 && v < (1 << 30)) << where << ": label " << v << " out of range";
+        RUCHE_REQUIRE((v >= 0 && v < (1 << 30)) || v == ignore_label)
+            << where << ": label " << v << " out of range";
         labels.push_back(static_cast<std::int32_t>(v));
       }
       break;
@@ -75,7 +77,8 @@ void take_targets(const Tensor& y, DataLayout layout, InMemoryData* d) {
 }
 
 InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::string& xname,
-                        const std::string& yname, DataLayout layout, const std::string& path) {
+                        const std::string& yname, DataLayout layout, const std::string& path,
+                        std::optional<std::int32_t> ignore_label) {
   const Tensor& x = arrays.at(xname);
   const Tensor& y = arrays.at(yname);
   const std::string where = path + " (" + xname + ", " + yname + ")";
@@ -98,7 +101,8 @@ InMemoryData make_split(const std::map<std::string, Tensor>& arrays, const std::
   if (is_float(y.dtype())) {
     take_targets(y, layout, &d);
   } else {
-    d.labels = take_labels(y, where);
+    d.labels = take_labels(y, where, ignore_label);
+    d.ignore_label = ignore_label;
   }
   return d;
 }
@@ -111,15 +115,17 @@ DataLayout parse_data_layout(const std::string& text) {
   RUCHE_FAIL() << "--data-layout " << text << ": expected nchw or nhwc";
 }
 
-DataSources load_npz_dataset(const std::string& path, DataLayout layout) {
+DataSources load_npz_dataset(const std::string& path, DataLayout layout,
+                             std::optional<std::int32_t> ignore_label) {
   const std::map<std::string, Tensor> arrays = load_npz(path);
   const auto has = [&](const char* name) { return arrays.count(name) > 0; };
   InMemoryData train, test;
   if (has("x") && has("y")) {
-    train = make_split(arrays, "x", "y", layout, path);
+    train = make_split(arrays, "x", "y", layout, path, ignore_label);
   } else if (has("x_train") && has("y_train")) {
-    train = make_split(arrays, "x_train", "y_train", layout, path);
-    if (has("x_test") && has("y_test")) test = make_split(arrays, "x_test", "y_test", layout, path);
+    train = make_split(arrays, "x_train", "y_train", layout, path, ignore_label);
+    if (has("x_test") && has("y_test"))
+      test = make_split(arrays, "x_test", "y_test", layout, path, ignore_label);
   } else {
     std::string names;
     for (const auto& [name, t] : arrays) names += (names.empty() ? "" : ", ") + name;
@@ -129,7 +135,9 @@ DataSources load_npz_dataset(const std::string& path, DataLayout layout) {
   // Both splits count the classes either one has.
   std::int32_t max_label = 0;
   for (const InMemoryData* d : {&train, &test})
-    for (std::int32_t label : d->labels) max_label = std::max(max_label, label);
+    for (std::int32_t label : d->labels) {
+      if (label != ignore_label) max_label = std::max(max_label, label);
+    }
   train.num_classes = test.num_classes = max_label + 1;
   DataSources s;
   s.train = std::make_shared<InMemoryDataset>(std::move(train), path);

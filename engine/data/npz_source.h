@@ -4,6 +4,8 @@
 // (--data-layout); NHWC is transposed to NCHW on load. [N, H, W] gets one channel.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/data/dataset.h"
@@ -15,6 +17,8 @@ enum class DataLayout { nchw, nhwc };
 // "nchw" or "nhwc"; anything else is an error naming both.
 DataLayout parse_data_layout(const std::string& text);
 
-DataSources load_npz_dataset(const std::string& path, DataLayout layout);
+// ignore_label: a label value that is no class (DataSpec::ignore_label).
+DataSources load_npz_dataset(const std::string& path, DataLayout layout,
+                             std::optional<std::int32_t> ignore_label = std::nullopt);
 
 }  // namespace ruche

@@ -58,7 +58,7 @@ DataSources open_dataset(const DataSpec& spec) {
   RUCHE_REQUIRE(fs::exists(status)) << "--data " << path << ": no such file or directory";
   if (directory) {
   } else if (fs::path(path).extension() == ".npz") {
-    return load_npz_dataset(path, spec.layout);
+    return load_npz_dataset(path, spec.layout, spec.ignore_label);
   }
   RUCHE_FAIL() << "--data " << path << ": not a dataset ruche reads; " << supported_data_formats();
 }

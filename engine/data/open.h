@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "engine/data/image_pipeline.h"
@@ -28,6 +29,9 @@ struct DataSpec {
   SyntheticOptions synthetic;                 // for --data synthetic
   ImageTransformOptions image;                // ImageFolder: crop, resize, normalisation
   std::string default_dir = kDefaultDataDir;  // where an empty --data looks
+  // The net's loss_param.ignore_label: an npz label of this value is no class (kept with its
+  // sample, counted in no class), so Caffe's 255 or -1 can mark unlabelled samples.
+  std::optional<std::int32_t> ignore_label;
 };
 
 DataSources open_dataset(const DataSpec& spec);

@@ -20,9 +20,13 @@ Subset::Subset(DatasetPtr base, std::vector<std::int64_t> indices)
 HoldOut stratified_holdout(const Dataset& d, double val_fraction, std::uint64_t seed) {
   RUCHE_REQUIRE(val_fraction >= 0 && val_fraction < 1)
       << "--val-fraction " << val_fraction << ": expected a fraction in [0, 1)";
-  std::vector<std::vector<std::int64_t>> by_class(static_cast<std::size_t>(d.num_classes()));
-  for (std::int64_t i = 0; i < d.size(); ++i)
-    by_class[static_cast<std::size_t>(d.label(i))].push_back(i);
+  // One group per class, and one last for labels of no class (a loss's ignore_label).
+  const int classes = d.num_classes();
+  std::vector<std::vector<std::int64_t>> by_class(static_cast<std::size_t>(classes) + 1);
+  for (std::int64_t i = 0; i < d.size(); ++i) {
+    const std::int32_t y = d.label(i);
+    by_class[static_cast<std::size_t>(y >= 0 && y < classes ? y : classes)].push_back(i);
+  }
   HoldOut h;
   for (std::size_t c = 0; c < by_class.size(); ++c) {
     std::vector<std::int64_t>& members = by_class[c];

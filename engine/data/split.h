@@ -44,7 +44,8 @@ struct HoldOut {
   std::vector<std::int64_t> val;    // ascending
 };
 
-// Per class, round(val_fraction * count) samples go to val, the rest to train.
+// Per class, round(val_fraction * count) samples go to val, the rest to train; samples whose
+// label is no class (a loss's ignore_label) are split the same way as one group.
 HoldOut stratified_holdout(const Dataset& d, double val_fraction, std::uint64_t seed);
 
 struct DataSplits {

@@ -335,8 +335,10 @@ EvalRunResult evaluate_run(const EvalRequest& request) {
   // The splits exactly as the run made them (same seed, same val_fraction), normalised as its
   // record says; a run from before records gets what --normalize auto gave it.
   const PreprocessSource recorded = PreprocessSource::in_dir(files.record_dir());
+  DataSpec data_spec = request.data;
+  data_spec.ignore_label = ignore_label_of(net_param);
   NormalizedSplits opened =
-      open_normalized_splits(request.data, solver.val_fraction(), solver.random_seed(), recorded);
+      open_normalized_splits(data_spec, solver.val_fraction(), solver.random_seed(), recorded);
   const DataSplits& splits = opened.splits;
   const Normalization& norm = opened.norm;
   const DatasetPtr& data = request.split == "val" ? splits.val : splits.test;

@@ -24,20 +24,35 @@ bool is_float_target_loss(const std::string& type) {
          type == "SigmoidCrossEntropyLoss";
 }
 
-std::string loss_type(const proto::NetParameter& net) {
-  // The main head's: the loss with the highest loss_weight (the first of equal ones), as Net picks.
-  std::string type;
+namespace {
+
+// The main head: the loss with the highest loss_weight (the first of equal ones), as Net picks.
+const proto::LayerParameter* main_loss(const proto::NetParameter& net) {
+  const proto::LayerParameter* main = nullptr;
   float heaviest = -1.0f;
   for (const auto& layer : net.layer()) {
     if (layer.type() == "SoftmaxWithLoss" || is_float_target_loss(layer.type())) {
       const float weight = layer.loss_weight_size() ? layer.loss_weight(0) : 1.0f;
       if (weight > heaviest) {
         heaviest = weight;
-        type = layer.type();
+        main = &layer;
       }
     }
   }
-  return type;
+  return main;
+}
+
+}  // namespace
+
+std::string loss_type(const proto::NetParameter& net) {
+  const proto::LayerParameter* main = main_loss(net);
+  return main ? main->type() : "";
+}
+
+std::optional<std::int32_t> ignore_label_of(const proto::NetParameter& net) {
+  const proto::LayerParameter* main = main_loss(net);
+  if (!main || !main->loss_param().has_ignore_label()) return std::nullopt;
+  return main->loss_param().ignore_label();
 }
 
 Task task_of(const proto::NetParameter& net, const proto::SolverParameter& solver,

@@ -6,6 +6,8 @@
 // `ruche eval` ask the task which metrics fit.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,9 @@ const char* task_name(Task task);
 
 // The main loss layer's type (the highest loss_weight; "" when the net has none).
 std::string loss_type(const proto::NetParameter& net);
+// The main loss's loss_param.ignore_label, when it has one: a label the data may hold that is no
+// class (engine/data/open.h's DataSpec::ignore_label).
+std::optional<std::int32_t> ignore_label_of(const proto::NetParameter& net);
 // Whether `type` is a loss against a float target of the prediction's size: EuclideanLoss (MSE),
 // L1Loss, SmoothL1Loss (beta 1) and SigmoidCrossEntropyLoss (BCE with logits: its bottom is
 // logits, and the metrics read sigmoid(logits) as the prediction).

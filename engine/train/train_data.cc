@@ -144,6 +144,13 @@ TrainData open_train_data(const DataSpec& spec, const proto::SolverParameter& so
                  solver.class_weights().empty() && solver.train_classes().empty()))
       << spec.data << ": its y is float32 (regression targets), so there are no classes for "
       << "--balance, --smote, --class-weights or --train-classes";
+  const int classes = d.splits.train->num_classes();
+  RUCHE_REQUIRE(!spec.ignore_label || (*spec.ignore_label >= 0 && *spec.ignore_label < classes) ||
+                (balance == BalanceMode::none && solver.smote_k() == 0 &&
+                 solver.class_weights() != "auto" && solver.train_classes().empty()))
+      << spec.data << ": the loss's ignore_label " << *spec.ignore_label << " is no class of the "
+      << classes << ", and --balance, --smote, --class-weights auto and --train-classes count "
+      << "samples by class";
   if (!solver.class_weights().empty()) {
     d.class_weights = parse_class_weights(solver.class_weights(), d.splits.train->num_classes(),
                                           dataset_labels(*d.splits.train));

@@ -121,7 +121,9 @@ void Trainer::open_data() {
   data_opts.workers = run_.data_workers;
   data_opts.prefetch = run_.prefetch;
   data_opts.preprocess = run_.preprocess;
-  data_ = open_train_data(run_.data, solver_, data_opts);
+  DataSpec spec = run_.data;
+  spec.ignore_label = ignore_label_of(run_.net);
+  data_ = open_train_data(spec, solver_, data_opts);
   train_loader_ = data_.train.get();
   RUCHE_REQUIRE(train_loader_->steps_per_epoch() > 0)
       << "the training split has " << data_.train_size << " samples, fewer than one batch of "

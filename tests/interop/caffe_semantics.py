@@ -10,8 +10,9 @@ against Caffe's (each check fails if the import read it the PyTorch way):
 - Eltwise SUM with coeff, PROD and MAX: ruche's forward (tools/onnx_probe) against numpy;
 - SoftmaxWithLoss's ignore_label (PyTorch ignores nothing unless told): the first step's loss and
   accuracy and the test report's samples, accuracy and loss leave the ignored samples out, with
-  Caffe's VALID divisor; with normalize: false the report says approximate; Accuracy's top_k 2
-  becomes eval_top_k, "top2" in eval-test.json;
+  Caffe's VALID divisor; with normalize: false the report says approximate; -1 in an npz is read
+  as no class and held out for validation like the rest; Accuracy's top_k 2 becomes eval_top_k,
+  "top2" in eval-test.json;
 - `ruche train --net` on an unconverted Caffe file: one line saying to run ruche import caffe.
 
 usage: caffe_semantics.py RUCHE ONNX_PROBE
@@ -191,8 +192,8 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         "--init-weights", os.path.join(out, "weights.npz"), "--out", rundir)
 
     nll = np.log(np.exp(b).sum()) - b  # every sample's loss for each label
-    def caffe(labels):  # loss, top-1 and top-2 accuracy over the samples Caffe counts
-        kept = labels[labels != 1]
+    def caffe(labels, ignored=1):  # loss, top-1 and top-2 accuracy over the samples Caffe counts
+        kept = labels[labels != ignored]
         return nll[kept].mean(), np.mean(kept == 2), np.mean((kept == 2) | (kept == 0)), len(kept)
     loss, acc, _, _ = caffe(y)
     assert not np.isclose(loss, nll[y].mean(), rtol=1e-3)  # what ignoring nothing gives
@@ -213,6 +214,22 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
         "ignore_label: 1", "ignore_label: 1 normalize: false")), "-o", out + "_batch")
     lines = open(os.path.join(out + "_batch", "import-report.txt")).read()
     assert "with ignore_label" in lines and "approximate" in lines, lines
+
+    # Caffe's -1, no class: the npz reads it as unlabelled, and val_fraction 0.5 halves every
+    # class and the unlabelled samples alike, so both halves hold labels 0 0 1 2 2 3 and two -1.
+    run("import", "caffe", write(os.path.join(tmp, "ignore_m1.prototxt"), text.replace(
+        "ignore_label: 1", "ignore_label: -1")), "--weights", model, "-o", out + "_m1")
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, -1, -1, -1, -1])
+    np.savez(data, x=rng.normal(0, 1, (16, 1, 2, 2)).astype(np.float32), y=y.astype(np.int64))
+    run("train", "--net", os.path.join(out + "_m1", "net.prototxt"), "--solver", solver, "--data",
+        data, "--val-fraction", "0.5", "--init-weights", os.path.join(out, "weights.npz"),
+        "--out", rundir + "_m1")
+    loss, acc, _, _ = caffe(np.array([0, 0, 1, 2, 2, 3]), ignored=-1)
+    records = [json.loads(line) for line in open(os.path.join(rundir + "_m1", "metrics.jsonl"))]
+    train = [r for r in records if r.get("split") == "train"][0]
+    val = [r for r in records if r.get("split") == "val"][0]
+    np.testing.assert_allclose([train["loss"], train["acc"]], [loss, acc], rtol=1e-5)
+    np.testing.assert_allclose([val["loss"], val["acc"]], [loss, acc], rtol=1e-4)
 
 
 def unconverted_net_refused(tmp):
