@@ -135,7 +135,10 @@ namespace ruche::ops {
 // layout does, all their tensors alike; the others read each tensor's tag (weights stay plain).
 #define RUCHE_OPS_ELEMENTWISE(X) X(add) X(axpy) X(scale) X(mul) X(max_into) X(max_backward) \
   X(activation_forward) X(activation_backward)
-#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(dropout_forward) X(dropout_backward)
+#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(dropout_forward) X(dropout_backward) \
+  X(conv2d_forward) X(conv2d_backward_data) X(conv2d_backward_weights) \
+  X(batch_norm_forward_training) X(batch_norm_forward_inference) X(batch_norm_backward) \
+  X(max_pool2d_forward) X(max_pool2d_backward) X(avg_pool2d_forward) X(avg_pool2d_backward)
 // clang-format on
 
 struct OpTable {

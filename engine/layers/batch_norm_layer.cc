@@ -75,7 +75,9 @@ class BatchNormLayer final : public Layer {
 
   double forward_flops() const override { return 2.0 * static_cast<double>(x_.numel()); }
   LayoutUse layout_use() const override {
-    // --sync-bn's ops take plain tensors: the net keeps its batch norms plain then.
+    // --sync-bn's and use_global_stats' ops take plain tensors: the net keeps those batch norms
+    // plain.
+    if (global_stats_) return LayoutUse::plain;
     for (const char* op :
          {"batch_norm_forward_training", "batch_norm_forward_inference", "batch_norm_backward"}) {
       if (!ops::takes_blocked(op)) return LayoutUse::plain;
@@ -129,8 +131,7 @@ class BatchNormLayer final : public Layer {
       return;
     }
     if (ctx.phase != Phase::train) {  // eval mode (saliency): gamma's and beta's are left alone
-      Tensor none;
-      backward_inference(io, dx, none, none);
+      backward_eval(io, dx);
       return;
     }
     // The op writes dx always, and dgamma whenever gamma exists: unneeded ones go to scratch.
@@ -163,6 +164,28 @@ class BatchNormLayer final : public Layer {
     const Tensor& gamma = affine_ ? io.params[0] : Tensor();
     ops::batch_norm_backward_apply(io.top_diff[0], io.bottom[0], gamma, io.params[k],
                                    io.params[k + 1], grad_sums_, dx, bn_);
+  }
+
+  // Eval-mode backward (Net::backward_from_output) on a net planned blocked: its ops take plain
+  // tensors, so this rare path reorders around them rather than keeping the whole net plain.
+  void backward_eval(LayerIO& io, Tensor& dx) {
+    Tensor none;
+    if (!dx.defined()) return;
+    if (io.bottom[0].is_plain()) {
+      backward_inference(io, dx, none, none);
+      return;
+    }
+    LayerIO plain = io;
+    const auto plain_copy = [](const Tensor& t) {
+      Tensor p = Tensor::empty(t.shape(), t.dtype(), t.device());
+      ops::reorder(t, p);
+      return p;
+    };
+    plain.bottom[0] = plain_copy(io.bottom[0]);
+    plain.top_diff[0] = plain_copy(io.top_diff[0]);
+    Tensor plain_dx = Tensor::empty(dx.shape(), dx.dtype(), dx.device());
+    backward_inference(plain, plain_dx, none, none);
+    ops::reorder(plain_dx, dx);
   }
 
   void backward_synced(LayerIO& io, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {

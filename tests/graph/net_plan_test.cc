@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "engine/graph/memory_plan.h"
 #include "engine/graph/net.h"
@@ -183,30 +184,47 @@ Outcome train_three_steps(const std::string& model, const Shape& sample, bool re
   return out;
 }
 
-void expect_same_training(const Outcome& planned, const Outcome& reference,
+// How far the planned path may be from the reference: forward (output) and the rest (gradients,
+// and the loss, parameters and buffers after three steps).
+struct Bounds {
+  double output = 1e-5, rest = 1e-5;
+};
+
+void expect_same_training(const Outcome& planned, const Outcome& reference, const Bounds& bounds,
                           const std::string& what) {
-  EXPECT_LE(relative_error(planned.output, reference.output), 1e-5) << what << ": output";
-  EXPECT_LE(relative_error(planned.grads, reference.grads), 1e-5) << what << ": gradients";
-  EXPECT_LE(relative_error(planned.loss, reference.loss), 1e-5) << what << ": loss, 3 steps on";
-  EXPECT_LE(relative_error(planned.params, reference.params), 1e-5) << what << ": parameters";
+  EXPECT_LE(relative_error(planned.output, reference.output), bounds.output) << what << ": output";
+  EXPECT_LE(relative_error(planned.grads, reference.grads), bounds.rest) << what << ": gradients";
+  EXPECT_LE(relative_error(planned.loss, reference.loss), bounds.rest)
+      << what << ": loss, 3 steps on";
+  EXPECT_LE(relative_error(planned.params, reference.params), bounds.rest)
+      << what << ": parameters";
   if (planned.buffers.numel() > 0) {
-    EXPECT_LE(relative_error(planned.buffers, reference.buffers), 1e-5) << what << ": buffers";
+    EXPECT_LE(relative_error(planned.buffers, reference.buffers), bounds.rest)
+        << what << ": buffers";
   }
 }
 
 struct ModelCase {
   const char* name;
   Shape sample;
+  Bounds bounds;
 };
 
-const ModelCase kModels[] = {{"mlp", {1, 12, 12}},
-                             {"lenet", {1, 28, 28}},
-                             {"fashion_cnn", {1, 16, 16}},
-                             {"resnet18", {3, 32, 32}},
-                             {"resnet50", {3, 32, 32}},
-                             {"vgg16", {3, 32, 32}},
-                             {"mlp_autoencoder", {1, 12, 12}},
-                             {"conv_autoencoder", {1, 28, 28}}};
+// ResNet-50's bounds are fp32's, not the plan's: blocked and plain kernels sum in other orders,
+// and 53 batch norms over 2 samples (layer4 normalises 2 values per channel here) grow the 1e-7
+// differences to 1.4e-5 at the output and 1e-3 at layer4's activations, where 10 of 262144 ReLU
+// inputs change sign (measured); a flipped ReLU moves its element's whole gradient, so the
+// gradients agree to 2e-2 and the parameters after three steps to 4e-2 only. The faults this test
+// is for (a missing reorder, a gradient not summed, a buffer reused too early) move them by O(1),
+// and resnet18 (the same layers, 2 samples per 8x8 plane at its deepest) holds them to 1e-5.
+const ModelCase kModels[] = {{"mlp", {1, 12, 12}, {}},
+                             {"lenet", {1, 28, 28}, {}},
+                             {"fashion_cnn", {1, 16, 16}, {}},
+                             {"resnet18", {3, 32, 32}, {}},
+                             {"resnet50", {3, 32, 32}, {1e-4, 1e-1}},
+                             {"vgg16", {3, 32, 32}, {}},
+                             {"mlp_autoencoder", {1, 12, 12}, {}},
+                             {"conv_autoencoder", {1, 28, 28}, {}}};
 
 TEST(NetPlan, EveryBuiltInModelIsTested) {
   EXPECT_EQ(std::size(kModels), builtin_model_names().size()) << "a model is missing in kModels";
@@ -222,7 +240,7 @@ TEST_P(EveryModel, TrainsAsOnTheReferencePathWithFreedBuffersPoisoned) {
   const Outcome reference = train_three_steps(m.name, m.sample, true);
   const Outcome planned = train_three_steps(m.name, m.sample, false);
   ops::set_num_threads(0);
-  expect_same_training(planned, reference, what);
+  expect_same_training(planned, reference, m.bounds, what);
   EXPECT_LT(planned.plan.peak, planned.plan.naive) << what << ": gradients share no bytes";
   if (ops::takes_blocked("conv2d_forward") && ops::cpu_blocked_layout() != Layout::plain &&
       std::string(m.name).find("resnet") == 0) {
@@ -236,6 +254,38 @@ INSTANTIATE_TEST_SUITE_P(NetPlan, EveryModel,
                            return std::string(std::get<0>(info.param).name) + "_" +
                                   std::to_string(std::get<1>(info.param)) + "threads";
                          });
+
+// The input's gradient in eval mode (`ruche visualize`'s saliency): batch norm's eval backward
+// takes plain tensors, so on a blocked net it reorders around them.
+Tensor saliency(bool reference) {
+  ops::set_cpu_reference_path(reference);
+  const Shape sample{1, 16, 16};
+  ModelOptions model_options;
+  model_options.sample_shape = sample;
+  model_options.num_classes = 5;
+  NetOptions options;
+  options.batch_size = 2;
+  options.sample_shape = sample;
+  options.num_classes = 5;
+  options.input_grad = true;
+  auto net = Net::build(builtin_model("fashion_cnn", model_options), options);
+  net->init_params(7);
+  fill_uniform(net->input(), -1, 1, RngStream{3, RngPurpose::test, 0, 0, 0});
+  StepContext ctx;
+  ctx.phase = Phase::test;
+  net->forward(ctx);
+  std::vector<float> onehot(10, 0.0f);
+  onehot[2] = onehot[5 + 4] = 1.0f;
+  net->backward_from_output(Tensor::from_vector(onehot, Shape{2, 5}), ctx);
+  Tensor grad = net->input_grad().clone();
+  ops::set_cpu_reference_path(false);
+  return grad;
+}
+
+TEST(NetPlan, EvalModeBackwardMatchesTheReferencePath) {
+  const Tensor reference = saliency(true);
+  EXPECT_LE(relative_error(saliency(false), reference), 1e-5);
+}
 
 TEST(NetPlan, APlanThatCutsALifeShortIsCaught) {
   const ScopedEnv poison("RUCHE_MEMORY_PLAN_POISON", "1");
