@@ -484,6 +484,8 @@ Mapping map_net(const cf::NetParameter& in, const std::string& where,
   for (const auto& l : in.layer()) {
     if (caffe_layer_in_state(l, state, where)) {
       mp.layers.push_back(&l);
+    } else if (l.type() == "Accuracy") {  // Caffe's TEST net is ruche's validation: its metrics
+      mp.accuracy(l);
     } else {
       report->push_back(where + ": layer '" + l.name() + "' (" + l.type() +
                         "): not in the training net (include/exclude), dropped; ruche validates "

@@ -11,8 +11,8 @@ against Caffe's (each check fails if the import read it the PyTorch way):
 - SoftmaxWithLoss's ignore_label (PyTorch ignores nothing unless told): the first step's loss and
   accuracy and the test report's samples, accuracy and loss leave the ignored samples out, with
   Caffe's VALID divisor; with normalize: false the report says approximate; -1 in an npz is read
-  as no class and held out for validation like the rest; Accuracy's top_k 2 becomes eval_top_k,
-  "top2" in eval-test.json;
+  as no class and held out for validation like the rest; a TEST-only Accuracy's top_k 2 becomes
+  eval_top_k, "top2" in eval-test.json;
 - `ruche train --net` on an unconverted Caffe file: one line saying to run ruche import caffe.
 
 usage: caffe_semantics.py RUCHE ONNX_PROBE
@@ -166,7 +166,7 @@ layer { name: "data" type: "Input" top: "data" top: "label"
 layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
         inner_product_param { num_output: 4 } }
 layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc"
-        accuracy_param { top_k: 2 } }
+        accuracy_param { top_k: 2 } include { phase: TEST } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss"
         loss_param { ignore_label: 1 } }
 """
