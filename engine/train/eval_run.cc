@@ -272,7 +272,7 @@ std::string render_eval_report(const EvalReport& report) {
   out.append("\n");
   if (r.top5) out.append(format("top-5 accuracy %.2f%%\n", 100 * *r.top5));
   for (const auto& [k, accuracy] : r.top_k) {
-    out.append(format("top-%d accuracy %.2f%%\n", k, 100 * accuracy));
+    out.append(format("top-%.0f accuracy %.2f%%\n", k, 100 * accuracy));
   }
   if (r.auc) {
     out.append(format("ROC AUC (one-vs-rest): macro %.4f", r.auc->macro));

@@ -208,6 +208,8 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
     assert counts.sum() == kept and counts[1].sum() == 0, counts  # no true class 1 counted
     np.testing.assert_allclose([report["accuracy"], report["top2"]], [acc, top2], rtol=1e-6)
     np.testing.assert_allclose(report["loss"], loss, rtol=1e-4)  # b moved by one step of lr 1e-6
+    printed = run("eval", "--weights", rundir, "--data", data, "--split", "test").stdout
+    assert "(6 samples)" in printed and "top-2 accuracy 66.67%" in printed, printed
 
     # Caffe's normalize: false divides by the batch, ignored samples included: not ruche's mean.
     run("import", "caffe", write(os.path.join(tmp, "ignore_batch.prototxt"), text.replace(
