@@ -226,12 +226,12 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
     run("train", "--net", os.path.join(out + "_m1", "net.prototxt"), "--solver", solver, "--data",
         data, "--val-fraction", "0.5", "--init-weights", os.path.join(out, "weights.npz"),
         "--out", rundir + "_m1")
-    loss, acc, _, _ = caffe(np.array([0, 0, 1, 2, 2, 3]), ignored=-1)
+    loss, acc, top2, _ = caffe(np.array([0, 0, 1, 2, 2, 3]), ignored=-1)
     records = [json.loads(line) for line in open(os.path.join(rundir + "_m1", "metrics.jsonl"))]
     train = [r for r in records if r.get("split") == "train"][0]
     val = [r for r in records if r.get("split") == "val"][0]
     np.testing.assert_allclose([train["loss"], train["acc"]], [loss, acc], rtol=1e-5)
-    np.testing.assert_allclose([val["loss"], val["acc"]], [loss, acc], rtol=1e-4)
+    np.testing.assert_allclose([val["loss"], val["acc"], val["top2"]], [loss, acc, top2], rtol=1e-4)
 
 
 def unconverted_net_refused(tmp):
