@@ -30,9 +30,11 @@ void print_timings(const TimeResult& r) {
   if (r.planned) {
     std::printf(
         "memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "
-        "%d blobs %s, %d reorders to plain\n",
+        "%d blobs %s, %d reorders to plain; %d batch norms folded into convolutions for "
+        "inference\n",
         static_cast<double>(r.peak_bytes) / mib, static_cast<double>(r.naive_bytes) / mib,
-        r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders);
+        r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders,
+        r.folded_batch_norms);
   } else {
     std::printf(
         "memory plan: none (a GPU, or RUCHE_CPU_REFERENCE=1): activations and gradients "

@@ -1,6 +1,7 @@
 #include "engine/graph/fusion.h"
 
 #include <algorithm>
+#include <map>
 
 namespace ruche {
 namespace {
@@ -37,6 +38,31 @@ int fuse_relus(const proto::NetParameter& param, std::vector<std::unique_ptr<Lay
     ++fused;
   }
   return fused;
+}
+
+int fold_batch_norms(std::vector<std::unique_ptr<Layer>>& layers, const std::vector<LayerIO>& io,
+                     const std::vector<std::vector<int>>& bottoms,
+                     const std::vector<std::vector<int>>& tops) {
+  std::map<int, int> producer, readers;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    for (int b : tops[l]) producer[b] = static_cast<int>(l);
+    for (int b : bottoms[l]) ++readers[b];
+  }
+  int folded = 0;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l]->type() != "BatchNorm" || bottoms[l].size() != 1) continue;
+    const int blob = bottoms[l][0];
+    const auto p = producer.find(blob);
+    if (p == producer.end() || readers[blob] != 1) continue;
+    Layer& conv = *layers[static_cast<std::size_t>(p->second)];
+    if (conv.type() != "Convolution" || tops[static_cast<std::size_t>(p->second)].size() != 1) {
+      continue;
+    }
+    if (!conv.absorb_batch_norm(*layers[l], io[l])) continue;
+    layers[l]->folded_into_producer();
+    ++folded;
+  }
+  return folded;
 }
 
 }  // namespace ruche

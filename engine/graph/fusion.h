@@ -18,4 +18,13 @@ int fuse_relus(const proto::NetParameter& param, std::vector<std::unique_ptr<Lay
                const std::vector<std::vector<int>>& bottoms,
                const std::vector<std::vector<int>>& tops);
 
+// Inference folding: a BatchNorm that alone reads a Convolution's only top runs inside the
+// convolution's test-phase forwards, its scale and shift folded into the weights (the ONNX export
+// folds the same way). The convolution's own top is then not written in test phase, so nets whose
+// every blob is read (`ruche visualize`) do not fold. io[l]: layer l's tensors, bound. Returns
+// how many batch norms were folded.
+int fold_batch_norms(std::vector<std::unique_ptr<Layer>>& layers, const std::vector<LayerIO>& io,
+                     const std::vector<std::vector<int>>& bottoms,
+                     const std::vector<std::vector<int>>& tops);
+
 }  // namespace ruche

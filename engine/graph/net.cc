@@ -297,6 +297,9 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
     }
   }
   net->bind_params();
+  if (net->planned_ && options.fold_batch_norms && options.compute_dtype == DType::f32) {
+    net->folded_batch_norms_ = fold_batch_norms(net->layers_, net->io_, bottoms, tops);
+  }
   net->tops_ = std::move(tops);
   net->trainable_layer_ = std::move(trainable_layer);
   if (net->planned_) {

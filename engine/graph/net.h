@@ -46,6 +46,9 @@ struct NetOptions {
   // --sync-bn: batch norm reduces over ranks with ops that take plain tensors, so the layout plan
   // keeps its blobs plain.
   bool sync_bn = false;
+  // CPU nets: batch norms after convolutions folded into them for test-phase forwards
+  // (engine/graph/fusion.h). Off where every blob is read after a test-phase forward.
+  bool fold_batch_norms = true;
 };
 
 // One layer's average times over Net::time_layers' iterations (`ruche time`, like `caffe time`).
@@ -164,6 +167,7 @@ class Net {
   // How many blob versions the layout plan keeps blocked, and the reorders it inserted.
   int blocked_blobs() const;
   int planned_reorders() const;
+  int folded_batch_norms() const { return folded_batch_norms_; }
 
  private:
   Net() = default;
@@ -229,6 +233,7 @@ class Net {
   Tensor input_, labels_, output_, loss_;
   std::function<void(std::int64_t, std::int64_t)> grad_ready_;
   bool planned_ = false;
+  int folded_batch_norms_ = 0;
   std::vector<std::vector<Reorder>> after_forward_, after_backward_;  // by layer
   MemoryPlan memory_plan_;
   // RUCHE_MEMORY_PLAN_POISON=1: the buffers whose life ends at each time (forward of layer l at

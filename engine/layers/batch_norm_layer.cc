@@ -10,6 +10,8 @@
 //
 // use_global_stats (Caffe's frozen BN): training normalises with the running statistics, as test
 // does, and leaves them and the counter alone; the statistics are constants for backward.
+#include <cmath>
+
 #include "comm/communicator.h"
 #include "engine/layers/layer_factories.h"
 #include "engine/layers/layer_util.h"
@@ -90,8 +92,32 @@ class BatchNormLayer final : public Layer {
     return true;
   }
 
+  bool inference_affine(const LayerIO& io, Tensor& scale, Tensor& shift,
+                        bool& relu) const override {
+    const std::size_t k = affine_ ? 2 : 0;
+    if (io.params.size() < k + 2 || !io.params[k].device().is_cpu() ||
+        io.bottom[0].dtype() != DType::f32 || scale.numel() != channels_) {
+      return false;
+    }
+    const float* mean = io.params[k].data<float>();
+    const float* var = io.params[k + 1].data<float>();
+    float* s = scale.data<float>();
+    float* t = shift.data<float>();
+    for (std::int64_t c = 0; c < channels_; ++c) {
+      const float gamma = affine_ ? io.params[0].data<float>()[c] : 1.0f;
+      const float beta = affine_ ? io.params[1].data<float>()[c] : 0.0f;
+      s[c] = gamma / std::sqrt(var[c] + bn_.eps);
+      t[c] = beta - mean[c] * s[c];
+    }
+    relu = bn_.fused_relu;
+    return true;
+  }
+
+  void folded_into_producer() override { folded_ = true; }
+
   void forward(LayerIO& io, const StepContext& ctx) override {
-    const std::size_t k = affine_ ? 2 : 0;  // where the buffers start
+    if (folded_ && ctx.phase != Phase::train) return;  // the convolution wrote the top
+    const std::size_t k = affine_ ? 2 : 0;             // where the buffers start
     const Tensor& gamma = affine_ ? io.params[0] : Tensor();
     const Tensor& beta = affine_ ? io.params[1] : Tensor();
     if (ctx.phase == Phase::train && !global_stats_) {
@@ -201,6 +227,7 @@ class BatchNormLayer final : public Layer {
   ops::BatchNormParams bn_;
   bool affine_ = true;
   bool global_stats_ = false;
+  bool folded_ = false;  // into the convolution before it, for test-phase forwards
   std::int64_t channels_ = 0;
   Shape x_;
   Tensor save_mean_, save_var_, one_;

@@ -78,7 +78,23 @@ class ConvolutionLayer final : public Layer {
     return true;
   }
 
-  void forward(LayerIO& io, const StepContext&) override {
+  bool absorb_batch_norm(const Layer& bn, const LayerIO& bn_io) override {
+    Tensor scale = Tensor::empty(Shape{out_}), shift = Tensor::empty(Shape{out_});
+    bool relu = false;
+    if (conv_.fused_relu || bn_io.top.size() != 1 ||
+        !bn.inference_affine(bn_io, scale, shift, relu)) {
+      return false;
+    }
+    bn_ = &bn;
+    bn_io_ = &bn_io;
+    return true;
+  }
+
+  void forward(LayerIO& io, const StepContext& ctx) override {
+    if (bn_ != nullptr && ctx.phase != Phase::train) {
+      forward_folded(io);
+      return;
+    }
     ops::conv2d_forward(io.bottom[0], io.params[0], layers::entry(io.params, 1), io.top[0], conv_);
   }
 
@@ -96,10 +112,42 @@ class ConvolutionLayer final : public Layer {
   }
 
  private:
+  // The batch norm after it in one pass: w * s and b * s + t per output channel (s, t: the batch
+  // norm's inference scale and shift), into the batch norm's top. Weights change every step, so
+  // they are folded at every test-phase forward: O(weights), next to the convolution's O(work).
+  void forward_folded(const LayerIO& io) {
+    if (!bn_scale_.defined()) {
+      for (Tensor* t : {&bn_scale_, &bn_shift_, &folded_b_}) *t = Tensor::empty(Shape{out_});
+    }
+    Tensor& scale = bn_scale_;
+    Tensor& shift = bn_shift_;
+    ops::Conv2dParams p = conv_;
+    RUCHE_CHECK(bn_->inference_affine(*bn_io_, scale, shift, p.fused_relu))
+        << "Convolution '" << name() << "': the batch norm folded into it has no inference affine";
+    Tensor& w = layers::scratch_like(folded_w_, io.params[0]);
+    Tensor& b = folded_b_;
+    const std::int64_t per_output = io.params[0].numel() / out_;
+    const float* w0 = io.params[0].data<float>();
+    const Tensor& bias = layers::entry(io.params, 1);
+    for (std::int64_t o = 0; o < out_; ++o) {
+      const float s = scale.data<float>()[o];
+      for (std::int64_t i = o * per_output; i < (o + 1) * per_output; ++i) {
+        w.data<float>()[i] = w0[i] * s;
+      }
+      const float b0 = bias.defined() ? bias.data<float>()[o] : 0.0f;
+      b.data<float>()[o] = b0 * s + shift.data<float>()[o];
+    }
+    Tensor y = bn_io_->top[0];  // a handle: the batch norm's top itself
+    ops::conv2d_forward(io.bottom[0], w, b, y, p);
+  }
+
   std::int64_t out_ = 0, in_ = 0, kh_ = 0, kw_ = 0;
   ops::Conv2dParams conv_;
   Shape y_;
   Tensor dw_scratch_;
+  const Layer* bn_ = nullptr;  // the batch norm folded in at test-phase forwards, and its io
+  const LayerIO* bn_io_ = nullptr;
+  Tensor bn_scale_, bn_shift_, folded_w_, folded_b_;
 };
 
 }  // namespace

@@ -98,6 +98,18 @@ class Layer {
   virtual bool absorb_relu() { return false; }
   // The ReLU's side: its producer applies it, so forward has nothing left to do (backward runs).
   virtual void relu_absorbed() {}
+  // Inference folding (CPU nets, engine/graph/fusion.h): a batch norm that alone reads this
+  // layer's only top may run inside this layer's test-phase forwards, folded into its weights;
+  // bn_io is the batch norm's (the folded output goes to its top). Returns whether it will.
+  virtual bool absorb_batch_norm(const Layer& /*bn*/, const LayerIO& /*bn_io*/) { return false; }
+  // The batch norm's side: its test-phase forward as y = x * scale + shift per channel, then a
+  // ReLU when `relu` (f32 [C] each, on the CPU). False when it is not that.
+  virtual bool inference_affine(const LayerIO& /*io*/, Tensor& /*scale*/, Tensor& /*shift*/,
+                                bool& /*relu*/) const {
+    return false;
+  }
+  // ... and its test-phase forward is then empty (backward runs unchanged).
+  virtual void folded_into_producer() {}
 
   virtual void forward(LayerIO& io, const StepContext& ctx) = 0;
   // Fills io.bottom_diff (where defined) and io.param_grads (where defined) from io.top_diff,

@@ -75,6 +75,7 @@ TimeResult time_net(const TimeRequest& request) {
   result.peak_bytes = net->planned() ? net->memory_plan().peak : result.naive_bytes;
   result.blocked_blobs = net->blocked_blobs();
   result.reorders = net->planned_reorders();
+  result.folded_batch_norms = net->folded_batch_norms();
   if (net->planned()) result.blocked_layout = ops::cpu_blocked_layout();
   for (const LayerTiming& t : result.layers) {
     result.forward_ms += t.forward_ms;

@@ -32,6 +32,7 @@ struct TimeResult {
   bool planned = false;
   std::size_t peak_bytes = 0, naive_bytes = 0;
   int blocked_blobs = 0, reorders = 0;
+  int folded_batch_norms = 0;  // into convolutions for test-phase forwards
   Layout blocked_layout = Layout::plain;
   double images_per_second() const;  // batch / (forward + backward)
 };

@@ -93,6 +93,7 @@ Visualization visualize_run(const VisualizeRequest& request) {
   options.num_classes = splits.train->num_classes();
   options.source = source;
   options.input_grad = true;
+  options.fold_batch_norms = false;  // every blob's feature maps are read after the forward
   std::unique_ptr<Net> net = Net::build(net_param, options);
   const LoadReport loaded = load_weights(*net, files.weights, true);
   RUCHE_REQUIRE(loaded.missing.empty() && loaded.mismatched.empty())

@@ -287,6 +287,52 @@ TEST(NetPlan, EvalModeBackwardMatchesTheReferencePath) {
   EXPECT_LE(relative_error(saliency(false), reference), 1e-5);
 }
 
+// A test-phase forward after one SGD step (so the running statistics are not the initial ones),
+// with batch norms folded into the convolutions before them unless `fold` is off.
+struct Evaluated {
+  Tensor output;
+  int folded = 0;
+};
+
+Evaluated evaluate_after_a_step(const std::string& model, const Shape& sample, bool reference,
+                                bool fold) {
+  ops::set_cpu_reference_path(reference);
+  ModelOptions model_options;
+  model_options.sample_shape = sample;
+  model_options.num_classes = 5;
+  NetOptions options;
+  options.batch_size = 2;
+  options.sample_shape = sample;
+  options.num_classes = 5;
+  options.fold_batch_norms = fold;
+  auto net = Net::build(builtin_model(model, model_options), options);
+  net->init_params(7);
+  fill_uniform(net->input(), -1, 1, RngStream{3, RngPurpose::test, 0, 0, 0});
+  for (int i = 0; i < options.batch_size; ++i) net->labels().data<std::int32_t>()[i] = 3 * i % 5;
+  StepContext ctx;
+  net->forward(ctx);
+  net->backward(ctx, false);
+  ops::axpy(-0.01f, net->grads(), net->params());
+  ctx.phase = Phase::test;
+  fill_uniform(net->input(), -1, 1, RngStream{4, RngPurpose::test, 0, 0, 0});
+  net->forward(ctx);
+  Evaluated out{net->output().clone(), net->folded_batch_norms()};
+  ops::set_cpu_reference_path(false);
+  return out;
+}
+
+TEST(NetPlan, TestPhaseWithBatchNormsFoldedMatchesTheReferencePath) {
+  for (const auto& [model, sample] :
+       {std::pair<std::string, Shape>{"fashion_cnn", {1, 16, 16}}, {"resnet18", {3, 32, 32}}}) {
+    const Evaluated reference = evaluate_after_a_step(model, sample, true, true);
+    const Evaluated folded = evaluate_after_a_step(model, sample, false, true);
+    EXPECT_EQ(reference.folded, 0) << model << ": the reference path folds nothing";
+    EXPECT_GT(folded.folded, 0) << model << ": no batch norm folded";
+    EXPECT_LE(relative_error(folded.output, reference.output), 1e-5) << model;
+    EXPECT_EQ(evaluate_after_a_step(model, sample, false, false).folded, 0) << model;
+  }
+}
+
 TEST(NetPlan, APlanThatCutsALifeShortIsCaught) {
   const ScopedEnv poison("RUCHE_MEMORY_PLAN_POISON", "1");
   const Outcome reference = train_three_steps("fashion_cnn", {1, 16, 16}, true);
