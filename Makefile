@@ -52,7 +52,7 @@ format-check:
 	@bash tools/scripts/format.sh --check
 
 # clang-tidy (.clang-tidy) and cppcheck over the C++ sources of $(BUILD)/compile_commands.json;
-# fails on a finding (tools/scripts/lint.sh; about 35 CPU-minutes).
+# fails on a finding (tools/scripts/lint.sh; about 32 CPU-minutes, so not in CI or `make test`).
 lint: build
 	@LINT_JOBS=$(JOBS) bash tools/scripts/lint.sh $(BUILD)
 
