@@ -1,7 +1,8 @@
 // The kernels of batch norm on CUDA: the small per-channel conversions around cuDNN's batch norm,
 // and the synchronized batch norm's pieces, which mirror the CPU loops of ops/cpu/batch_norm.cc
-// (sums in double, rounded once) with one block per channel and a fixed reduction tree, so a
-// result never depends on the run.
+// (sums in double, rounded once). The per-channel sums are reduce_channels' two passes
+// (channel_reduction.cuh): a channels x chunks grid and a fixed order, so a result is the same
+// run to run.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -9,12 +10,12 @@
 #include <cstdint>
 
 #include "ops/cuda/batch_norm_kernels.h"
+#include "ops/cuda/channel_reduction.cuh"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche::ops::gpu::bn {
 namespace {
 
-constexpr int kChannelThreads = 512;  // threads of a one-block-per-channel reduction
 constexpr std::int64_t kMaxGridY = 65535;
 
 __device__ float to_float(float v) { return v; }
@@ -97,29 +98,27 @@ __global__ void inverse_std_kernel(std::int64_t c, const float* save_var, float 
   invstd[ch] = static_cast<float>(1.0 / sqrt(static_cast<double>(save_var[ch]) + eps));
 }
 
+// sum(x) and sum(x^2) of a channel (reduce_channels' pass 1).
 template <typename T>
-__global__ void local_stats_kernel(const T* x, std::int64_t n, std::int64_t c, std::int64_t plane,
-                                   float* stats) {
-  __shared__ double shared[32];
-  const std::int64_t ch = blockIdx.x;
-  const std::int64_t count = n * plane;
-  double s1 = 0.0, s2 = 0.0;
-  if (ch < c) {
-    for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const double v = to_float(x[offset_of(j, ch, c, plane)]);
-      s1 += v;
-      s2 += v * v;
-    }
+struct AddStats {
+  const T* x;
+  __device__ void operator()(std::int64_t at, std::int64_t /*ch*/, double* sums) const {
+    const double v = to_float(x[at]);
+    sums[0] += v;
+    sums[1] += v * v;
   }
-  s1 = block_reduce(s1, shared, SumOp{});
-  s2 = block_reduce(s2, shared, SumOp{});
-  if (threadIdx.x != 0) return;
-  if (ch < c) {
-    stats[ch] = static_cast<float>(s1);
-    stats[c + ch] = static_cast<float>(s2);
+};
+
+// stats [2C + 1]: the sums, then the count (channel 0 writes it).
+struct StoreStats {
+  float* stats;
+  std::int64_t c, count;
+  __device__ void operator()(std::int64_t ch, const double* totals) const {
+    stats[ch] = static_cast<float>(totals[0]);
+    stats[c + ch] = static_cast<float>(totals[1]);
+    if (ch == 0) stats[2 * c] = static_cast<float>(count);
   }
-  if (ch == 0) stats[2 * c] = static_cast<float>(count);
-}
+};
 
 __global__ void stats_to_moments_kernel(std::int64_t c, const float* stats, float* running_mean,
                                         float* running_var, float* save_mean, float* save_var,
@@ -144,37 +143,37 @@ __global__ void stats_to_moments_kernel(std::int64_t c, const float* stats, floa
   running_var[ch] = static_cast<float>((1 - m) * running_var[ch] + m * var * unbias);
 }
 
+// sum(dy) and sum(dy * (x - mean)) of a channel (reduce_channels' pass 1).
 template <typename T>
-__global__ void backward_reduce_kernel(const T* dy, const T* x, std::int64_t n, std::int64_t c,
-                                       std::int64_t plane, const float* save_mean,
-                                       const float* save_var, float eps, float* sums, float* dgamma,
-                                       float* dbeta) {
-  __shared__ double shared[32];
-  const std::int64_t ch = blockIdx.x;
-  const std::int64_t count = n * plane;
-  double sum_dy = 0.0, sum_dy_xmu = 0.0;
-  if (ch < c) {
-    const double mean = save_mean[ch];
-    for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-      const std::int64_t at = offset_of(j, ch, c, plane);
-      const float g = to_float(dy[at]);
-      sum_dy += g;
-      sum_dy_xmu += static_cast<double>(g) * (to_float(x[at]) - mean);
-    }
+struct AddBackwardSums {
+  const T* dy;
+  const T* x;
+  const float* save_mean;
+  __device__ void operator()(std::int64_t at, std::int64_t ch, double* sums) const {
+    const float g = to_float(dy[at]);
+    sums[0] += g;
+    sums[1] += static_cast<double>(g) * (to_float(x[at]) - static_cast<double>(save_mean[ch]));
   }
-  sum_dy = block_reduce(sum_dy, shared, SumOp{});
-  sum_dy_xmu = block_reduce(sum_dy_xmu, shared, SumOp{});
-  if (threadIdx.x != 0) return;
-  if (ch < c) {
+};
+
+// sums [2C + 1]: sum(dy), sum(dy * x_hat), then the count; dgamma and dbeta (nullable) too.
+struct StoreBackwardSums {
+  const float* save_var;
+  float eps;
+  float* sums;
+  float* dgamma;
+  float* dbeta;
+  std::int64_t c, count;
+  __device__ void operator()(std::int64_t ch, const double* totals) const {
     const float sum_dy_xhat =
-        static_cast<float>(sum_dy_xmu / sqrt(static_cast<double>(save_var[ch]) + eps));
-    sums[ch] = static_cast<float>(sum_dy);
+        static_cast<float>(totals[1] / sqrt(static_cast<double>(save_var[ch]) + eps));
+    sums[ch] = static_cast<float>(totals[0]);
     sums[c + ch] = sum_dy_xhat;
-    if (dbeta) dbeta[ch] = static_cast<float>(sum_dy);
+    if (dbeta) dbeta[ch] = static_cast<float>(totals[0]);
     if (dgamma) dgamma[ch] = sum_dy_xhat;
+    if (ch == 0) sums[2 * c] = static_cast<float>(count);
   }
-  if (ch == 0) sums[2 * c] = static_cast<float>(count);
-}
+};
 
 // Grid: x = channel, y = chunks of that channel's values.
 template <typename T>
@@ -225,10 +224,6 @@ dim3 per_channel_grid(const Planes& g) {
                   std::clamp<std::int64_t>((g.count() + kThreads - 1) / kThreads, 1, kMaxGridY)));
 }
 
-unsigned channel_blocks(std::int64_t c) {
-  return static_cast<unsigned>(std::max<std::int64_t>(c, 1));
-}
-
 }  // namespace
 
 void fill(std::int64_t n, float value, float* out, cudaStream_t stream) {
@@ -255,11 +250,11 @@ void inverse_std(std::int64_t c, const float* save_var, float eps, float* invstd
 }
 
 void local_stats(DType dtype, const void* x, const Planes& g, float* stats, cudaStream_t stream) {
+  if (g.c == 0) return fill(1, static_cast<float>(g.count()), stats, stream);  // the count alone
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    local_stats_kernel<T><<<channel_blocks(g.c), kChannelThreads, 0, stream>>>(
-        static_cast<const T*>(x), g.n, g.c, g.plane, stats);
-    CUDA_CHECK_LAUNCH(local_stats_kernel);
+    reduce_channels<2>(g.n, g.c, g.plane, AddStats<T>{static_cast<const T*>(x)},
+                       StoreStats{stats, g.c, g.count()}, stream);
   });
 }
 
@@ -274,12 +269,13 @@ void stats_to_moments(std::int64_t c, const float* stats, float* running_mean, f
 void backward_reduce(DType dtype, const void* dy, const void* x, const Planes& g,
                      const float* save_mean, const float* save_var, float eps, float* sums,
                      float* dgamma, float* dbeta, cudaStream_t stream) {
+  if (g.c == 0) return fill(1, static_cast<float>(g.count()), sums, stream);  // the count alone
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    backward_reduce_kernel<T><<<channel_blocks(g.c), kChannelThreads, 0, stream>>>(
-        static_cast<const T*>(dy), static_cast<const T*>(x), g.n, g.c, g.plane, save_mean, save_var,
-        eps, sums, dgamma, dbeta);
-    CUDA_CHECK_LAUNCH(backward_reduce_kernel);
+    reduce_channels<2>(
+        g.n, g.c, g.plane,
+        AddBackwardSums<T>{static_cast<const T*>(dy), static_cast<const T*>(x), save_mean},
+        StoreBackwardSums{save_var, eps, sums, dgamma, dbeta, g.c, g.count()}, stream);
   });
 }
 

@@ -31,8 +31,8 @@ void finish_training_stats(std::int64_t c, std::int64_t count, const float* save
 void inverse_std(std::int64_t c, const float* save_var, float eps, float* invstd,
                  cudaStream_t stream);
 
-// stats [2C + 1]: per channel sum(x), sum(x^2), then the count; one block per channel, sums in
-// double over a fixed tree.
+// stats [2C + 1]: per channel sum(x), sum(x^2), then the count; sums in double, in a fixed order
+// on a channels x chunks grid (channel_reduction.cuh).
 void local_stats(DType dtype, const void* x, const Planes& g, float* stats, cudaStream_t stream);
 
 // save_mean, save_var and the running statistics from summed stats (the count on the device).

@@ -1,7 +1,8 @@
 // The bias add and bias gradient of a convolution (conv_bias.h): one grid-stride kernel for the
-// add, one block per channel for the gradient.
+// add, a two-pass channel reduction (channel_reduction.cuh) for the gradient.
 #include "ops/cuda/conv_bias.h"
 
+#include "ops/cuda/channel_reduction.cuh"
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
 
@@ -19,23 +20,22 @@ __global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t total, st
   }
 }
 
-// Block c sums channel c: thread t takes positions t, t + blockDim.x, ... of the channel's
-// n * plane values (consecutive threads read consecutive addresses within a plane), then the
-// block's fixed tree adds the threads' partial sums.
+// The channel's sum of dy, one term per value (reduce_channels' pass 1).
 template <typename T>
-__global__ void channel_bias_gradient_kernel(const T* dy, T* db, std::int64_t n,
-                                             std::int64_t channels, std::int64_t plane) {
-  __shared__ double shared[32];
-  const std::int64_t c = blockIdx.x;
-  const std::int64_t count = n * plane;
-  double sum = 0;
-  for (std::int64_t j = threadIdx.x; j < count; j += blockDim.x) {
-    const std::int64_t image = j / plane, position = j % plane;
-    sum += to_float(dy[(image * channels + c) * plane + position]);
+struct AddGradient {
+  const T* dy;
+  __device__ void operator()(std::int64_t at, std::int64_t /*channel*/, double* sums) const {
+    sums[0] += to_float(dy[at]);
   }
-  sum = block_reduce(sum, shared, SumOp{});
-  if (threadIdx.x == 0) db[c] = from_double<T>(sum);
-}
+};
+
+template <typename T>
+struct StoreGradient {
+  T* db;
+  __device__ void operator()(std::int64_t channel, const double* totals) const {
+    db[channel] = from_double<T>(totals[0]);
+  }
+};
 
 template <typename T>
 void add_bias_as(void* y, const void* b, std::int64_t n, std::int64_t channels, std::int64_t plane,
@@ -50,10 +50,8 @@ void add_bias_as(void* y, const void* b, std::int64_t n, std::int64_t channels, 
 template <typename T>
 void bias_gradient_as(const void* dy, void* db, std::int64_t n, std::int64_t channels,
                       std::int64_t plane, cudaStream_t stream) {
-  if (channels == 0) return;
-  channel_bias_gradient_kernel<T><<<static_cast<unsigned>(channels), kThreads, 0, stream>>>(
-      static_cast<const T*>(dy), static_cast<T*>(db), n, channels, plane);
-  CUDA_CHECK_LAUNCH(channel_bias_gradient_kernel);
+  reduce_channels<1>(n, channels, plane, AddGradient<T>{static_cast<const T*>(dy)},
+                     StoreGradient<T>{static_cast<T*>(db)}, stream);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The bias half of a convolution, as our own kernels: adding b[c] to every element of channel c,
-// and its gradient db[c] = the sum of dy over N, H and W (a fixed tree: deterministic). For f32,
+// and its gradient db[c] = the sum of dy over N, H and W (a fixed order: deterministic). For f32,
 // bf16 and f16 data; sums run in fp32 (add) and double (gradient) and are rounded once. Internal
 // to ops/cuda (conv.cc).
 #pragma once

@@ -1,0 +1,111 @@
+// How a per-channel sum over image-major data is cut into GPU blocks: value (image, c, p) of
+// [images, channels, plane] sits at (image * channels + c) * plane + p, and block (c, k) of a
+// channels x chunks grid sums chunk k of channel c, a run of whole images (contiguous planes).
+// Chunks are added so that a layer with few channels still fills the card; pass 1 writes one
+// partial per (channel, chunk), pass 2 adds each channel's partials in chunk order.
+// Plain arithmetic and no CUDA types: the kernels (channel_reduction.cuh) and the CPU tests share
+// it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "engine/error.h"
+
+#if defined(__CUDACC__)
+#define RUCHE_HOST_DEVICE __host__ __device__
+#else
+#define RUCHE_HOST_DEVICE
+#endif
+
+namespace ruche::ops::gpu {
+
+constexpr int kReductionBlocksPerSm = 4;          // resident blocks per SM that hide load latency
+constexpr std::int64_t kMinValuesPerThread = 4;   // a smaller chunk costs more than it saves
+constexpr std::int64_t kMaxWantedChunks = 32767;  // chunks stay within CUDA's grid height, 65535
+
+struct ChannelReductionPlan {
+  std::int64_t images = 0, channels = 0, plane = 0;
+  int threads = 0;                    // per block
+  std::int64_t chunks = 1;            // per channel
+  std::int64_t images_per_chunk = 0;  // the last chunk holds what is left, no more
+
+  RUCHE_HOST_DEVICE std::int64_t blocks() const { return channels * chunks; }
+  RUCHE_HOST_DEVICE std::int64_t first_image(std::int64_t chunk) const {
+    return chunk * images_per_chunk;
+  }
+  RUCHE_HOST_DEVICE std::int64_t end_image(std::int64_t chunk) const {
+    const std::int64_t end = first_image(chunk) + images_per_chunk;
+    return end < images ? end : images;
+  }
+};
+
+// Chunks per channel: enough that channels x chunks is kReductionBlocksPerSm blocks per SM, no
+// more than the images (a chunk is whole planes) nor than kMinValuesPerThread values per thread
+// allow. Depends on the shape and the card only, never on scheduling.
+inline ChannelReductionPlan plan_channel_reduction(std::int64_t images, std::int64_t channels,
+                                                   std::int64_t plane, int multiprocessors,
+                                                   int threads) {
+  RUCHE_CHECK(images >= 0 && channels >= 0 && plane >= 0 && multiprocessors > 0 && threads > 0)
+      << "plan_channel_reduction: images " << images << ", channels " << channels << ", plane "
+      << plane << ", SMs " << multiprocessors << ", threads " << threads;
+  ChannelReductionPlan plan{images, channels, plane, threads, 1, images};
+  if (images == 0 || channels == 0 || plane == 0) return plan;
+  const std::int64_t target = std::int64_t{multiprocessors} * kReductionBlocksPerSm;
+  const std::int64_t for_card = (target + channels - 1) / channels;
+  const std::int64_t for_work = images * plane / (std::int64_t{threads} * kMinValuesPerThread);
+  const std::int64_t wanted =
+      std::clamp<std::int64_t>(std::min({for_card, for_work, images}), 1, kMaxWantedChunks);
+  // Rounding the chunk size down keeps at least `wanted` chunks (at most 2 * wanted).
+  plan.images_per_chunk = images / wanted;
+  plan.chunks = (images + plan.images_per_chunk - 1) / plan.images_per_chunk;
+  return plan;
+}
+
+// The values one thread of block (channel, chunk) adds: the chunk's values counted image by image,
+// thread t taking t, t + threads, t + 2 * threads, ..., so consecutive threads read consecutive
+// addresses of a plane. The position advances by whole planes and a remainder, both divided out
+// once per thread: no value costs a 64-bit divide.
+class PlaneWalk {
+ public:
+  RUCHE_HOST_DEVICE PlaneWalk(const ChannelReductionPlan& plan, std::int64_t channel,
+                              std::int64_t chunk, int thread)
+      : channel_(channel),
+        channels_(plan.channels),
+        plane_(plan.plane),
+        end_(plan.end_image(chunk)) {
+    if (plane_ == 0) {
+      image_ = end_;
+      return;
+    }
+    image_ = plan.first_image(chunk) + thread / plane_;
+    p_ = thread % plane_;
+    image_step_ = plan.threads / plane_;
+    p_step_ = plan.threads % plane_;
+  }
+  RUCHE_HOST_DEVICE bool done() const { return image_ >= end_; }
+  RUCHE_HOST_DEVICE std::int64_t offset() const {
+    return (image_ * channels_ + channel_) * plane_ + p_;
+  }
+  RUCHE_HOST_DEVICE void next() {
+    image_ += image_step_;
+    p_ += p_step_;
+    if (p_ >= plane_) {
+      p_ -= plane_;
+      ++image_;
+    }
+  }
+
+ private:
+  std::int64_t channel_, channels_, plane_, end_;
+  std::int64_t image_ = 0, p_ = 0, image_step_ = 0, p_step_ = 0;
+};
+
+// Where partial `term` of (channel, chunk) lives in pass 1's scratch of terms x blocks() doubles:
+// a channel's partials of one term are adjacent, in chunk order, for pass 2.
+RUCHE_HOST_DEVICE inline std::int64_t partial_index(const ChannelReductionPlan& plan, int term,
+                                                    std::int64_t channel, std::int64_t chunk) {
+  return (term * plan.channels + channel) * plan.chunks + chunk;
+}
+
+}  // namespace ruche::ops::gpu

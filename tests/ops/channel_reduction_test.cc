@@ -1,0 +1,201 @@
+// The plan of the CUDA per-channel reductions (ops/cuda/channel_reduction.h), checked on the host:
+// every value of every channel is walked exactly once, by a block of its own channel and chunk;
+// chunks are whole images; the grid fills the card where there is work for it; and the two passes
+// emulated on the host (same plan, same order) equal a serial double sum and give the same bits
+// whatever order the blocks run in.
+#include "ops/cuda/channel_reduction.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace ruche::ops::gpu {
+namespace {
+
+struct Shape {
+  std::int64_t images, channels, plane;
+};
+
+// The shapes the kernels see: conv and BN planes, linear / 2-D BN (plane 1), huge planes, wide
+// layers, planes that do not divide the block, empty tensors.
+const Shape kShapes[] = {{1, 1, 1},    {1, 3, 224 * 224}, {4, 3, 224 * 224}, {256, 64, 49},
+                         {3, 2048, 5}, {1000, 16, 1},     {37, 5, 1},        {2, 1, 1 << 20},
+                         {5, 7, 300},  {513, 1, 3},       {64, 512, 1},      {9, 100, 257},
+                         {0, 4, 9},    {4, 0, 9},         {4, 3, 0}};
+const int kMultiprocessors[] = {1, 2, 7, 46, 80, 108, 132};
+const int kThreadCounts[] = {32, 256, 1024};
+
+// Chunks are consecutive, non-empty runs of whole images that together hold every image.
+void expect_chunks_partition_the_images(const ChannelReductionPlan& plan) {
+  ASSERT_GE(plan.chunks, 1);
+  ASSERT_LE(plan.chunks, 65535) << "CUDA's grid height";
+  EXPECT_EQ(plan.first_image(0), 0);
+  EXPECT_EQ(plan.end_image(plan.chunks - 1), plan.images);
+  for (std::int64_t k = 0; k < plan.chunks; ++k) {
+    if (plan.images > 0) {
+      EXPECT_LT(plan.first_image(k), plan.end_image(k)) << "chunk " << k << " is empty";
+    }
+    if (k > 0) {
+      EXPECT_EQ(plan.first_image(k), plan.end_image(k - 1)) << "chunk " << k;
+    }
+  }
+}
+
+TEST(ChannelReductionPlan, EveryValueIsWalkedOnceByItsChannelsBlock) {
+  for (const Shape& s : kShapes) {
+    for (int sms : kMultiprocessors) {
+      for (int threads : kThreadCounts) {
+        const ChannelReductionPlan plan =
+            plan_channel_reduction(s.images, s.channels, s.plane, sms, threads);
+        SCOPED_TRACE(::testing::Message()
+                     << s.images << " x " << s.channels << " x " << s.plane << ", " << sms
+                     << " SMs, " << threads << " threads: " << plan.chunks << " chunks");
+        expect_chunks_partition_the_images(plan);
+        std::vector<std::uint8_t> visits(static_cast<std::size_t>(s.images * s.channels * s.plane),
+                                         0);
+        for (std::int64_t c = 0; c < s.channels; ++c) {
+          for (std::int64_t k = 0; k < plan.chunks; ++k) {
+            for (int t = 0; t < threads; ++t) {
+              for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) {
+                const std::int64_t at = w.offset();
+                ASSERT_GE(at, 0);
+                ASSERT_LT(at, static_cast<std::int64_t>(visits.size()));
+                const std::int64_t image = at / (s.channels * s.plane);
+                ASSERT_EQ((at / s.plane) % s.channels, c) << "value " << at;
+                ASSERT_GE(image, plan.first_image(k)) << "value " << at;
+                ASSERT_LT(image, plan.end_image(k)) << "value " << at;
+                ++visits[static_cast<std::size_t>(at)];
+              }
+            }
+          }
+        }
+        const auto once = std::count(visits.begin(), visits.end(), 1);
+        ASSERT_EQ(once, static_cast<std::int64_t>(visits.size())) << "values missed or repeated";
+      }
+    }
+  }
+}
+
+TEST(ChannelReductionPlan, FillsTheCardWhereThereIsWork) {
+  const std::int64_t channel_counts[] = {1, 2, 3, 16, 64, 100, 256, 528, 1000, 2048};
+  const std::int64_t image_counts[] = {1, 2, 4, 10, 32, 256, 4096};
+  const std::int64_t planes[] = {1, 49, 3136, 224 * 224, std::int64_t{1} << 31};
+  constexpr int threads = 256;
+  for (int sms = 1; sms <= 132; ++sms) {
+    const std::int64_t target = std::int64_t{sms} * kReductionBlocksPerSm;
+    for (std::int64_t channels : channel_counts) {
+      const std::int64_t for_card = (target + channels - 1) / channels;
+      for (std::int64_t images : image_counts) {
+        for (std::int64_t plane : planes) {
+          const ChannelReductionPlan plan =
+              plan_channel_reduction(images, channels, plane, sms, threads);
+          SCOPED_TRACE(::testing::Message() << images << " x " << channels << " x " << plane << ", "
+                                            << sms << " SMs: " << plan.chunks << " chunks");
+          expect_chunks_partition_the_images(plan);
+          const bool enough_work =
+              images >= for_card && images * plane >= for_card * threads * kMinValuesPerThread;
+          if (enough_work) {
+            EXPECT_GE(plan.blocks(), target) << "the card is not filled";
+          }
+          EXPECT_LE(plan.chunks, 2 * for_card) << "far more blocks than the card needs";
+          EXPECT_LE(plan.chunks, images);
+          if (plan.chunks > 1) {
+            EXPECT_GE(2 * plan.images_per_chunk * plane, threads * kMinValuesPerThread)
+                << "chunks too small to be worth a block";
+          }
+        }
+      }
+    }
+  }
+  // A layer as wide as the card's target needs no chunks; one image cannot be split.
+  EXPECT_EQ(plan_channel_reduction(256, 2048, 49, 132, threads).chunks, 1);
+  EXPECT_EQ(plan_channel_reduction(1, 3, 224 * 224, 132, threads).chunks, 1);
+  // The case: 64 channels on 132 SMs get more than 64 blocks.
+  EXPECT_GE(plan_channel_reduction(256, 64, 49, 132, threads).blocks(), 132 * 4);
+}
+
+TEST(ChannelReductionPlan, RejectsImpossibleArguments) {
+  EXPECT_ANY_THROW(plan_channel_reduction(4, 3, 9, 0, 256));
+  EXPECT_ANY_THROW(plan_channel_reduction(4, 3, 9, 8, 0));
+  EXPECT_ANY_THROW(plan_channel_reduction(-1, 3, 9, 8, 256));
+}
+
+// Pass 1 of the kernels on the host: block (c, k) sums its threads' walks (each in double, thread
+// by thread in order: the host's stand-in for the block's fixed tree) into partials; the blocks
+// run on `workers` threads in the order given. Pass 2: each channel's partials in chunk order.
+std::vector<double> emulate_two_passes(const ChannelReductionPlan& plan,
+                                       const std::vector<float>& x,
+                                       const std::vector<std::int64_t>& block_order, int workers) {
+  std::vector<double> partials(static_cast<std::size_t>(plan.blocks()));
+  std::atomic<std::size_t> next{0};
+  auto run_blocks = [&] {
+    for (std::size_t i = next++; i < block_order.size(); i = next++) {
+      const std::int64_t c = block_order[i] % plan.channels, k = block_order[i] / plan.channels;
+      double block_sum = 0.0;
+      for (int t = 0; t < plan.threads; ++t) {
+        double thread_sum = 0.0;
+        for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) thread_sum += x[w.offset()];
+        block_sum += thread_sum;
+      }
+      partials[static_cast<std::size_t>(partial_index(plan, 0, c, k))] = block_sum;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 0; i < workers; ++i) pool.emplace_back(run_blocks);
+  for (std::thread& t : pool) t.join();
+  std::vector<double> totals(static_cast<std::size_t>(plan.channels), 0.0);
+  for (std::int64_t c = 0; c < plan.channels; ++c) {
+    for (std::int64_t k = 0; k < plan.chunks; ++k) {
+      totals[static_cast<std::size_t>(c)] +=
+          partials[static_cast<std::size_t>(partial_index(plan, 0, c, k))];
+    }
+  }
+  return totals;
+}
+
+TEST(ChannelReductionPlan, TwoPassesEqualASerialSumAndRepeatBitForBit) {
+  const Shape shapes[] = {{4, 3, 224 * 224}, {256, 64, 49}, {1000, 16, 1}, {9, 100, 257}};
+  std::mt19937 rng(7);
+  for (const Shape& s : shapes) {
+    // Values around 100 with noise: a sum whose rounding depends on the order.
+    std::normal_distribution<float> value(100.0f, 30.0f);
+    std::vector<float> x(static_cast<std::size_t>(s.images * s.channels * s.plane));
+    for (float& v : x) v = value(rng);
+    const ChannelReductionPlan plan =
+        plan_channel_reduction(s.images, s.channels, s.plane, 132, 256);
+    SCOPED_TRACE(::testing::Message() << s.images << " x " << s.channels << " x " << s.plane << ": "
+                                      << plan.chunks << " chunks");
+
+    std::vector<std::int64_t> in_order(static_cast<std::size_t>(plan.blocks()));
+    for (std::size_t i = 0; i < in_order.size(); ++i) in_order[i] = static_cast<std::int64_t>(i);
+    std::vector<std::int64_t> shuffled = in_order;
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    const std::vector<double> first = emulate_two_passes(plan, x, in_order, 1);
+    const std::vector<double> again = emulate_two_passes(plan, x, shuffled, 4);
+
+    for (std::int64_t c = 0; c < s.channels; ++c) {
+      double serial = 0.0, magnitude = 0.0;
+      for (std::int64_t i = 0; i < s.images; ++i) {
+        for (std::int64_t p = 0; p < s.plane; ++p) {
+          const float v = x[static_cast<std::size_t>((i * s.channels + c) * s.plane + p)];
+          serial += v;
+          magnitude += std::fabs(v);
+        }
+      }
+      const auto at = static_cast<std::size_t>(c);
+      EXPECT_NEAR(first[at], serial, 1e-12 * magnitude) << "channel " << c;
+      EXPECT_EQ(std::bit_cast<std::uint64_t>(first[at]), std::bit_cast<std::uint64_t>(again[at]))
+          << "channel " << c << ": the block order changed the bits";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ruche::ops::gpu
