@@ -43,6 +43,7 @@ std::string library_versions() { return "built without CUDA"; }
 std::size_t allocator_size_class(std::size_t bytes) { return bytes; }
 AllocatorStats allocator_stats(int) { RUCHE_FAIL() << kNoCuda; }
 void empty_cache(int) {}
+void release_block(int, void*) { RUCHE_FAIL() << kNoCuda; }
 void synchronize(int) { RUCHE_FAIL() << kNoCuda; }
 void* compute_stream() { return nullptr; }
 }  // namespace cuda

@@ -41,8 +41,11 @@ const char* precision_name(Precision p);
 struct GpuMath {
   Precision precision = Precision::fp32;
   // Time every cuDNN convolution algorithm once per shape and keep the fastest (as
-  // torch.backends.cudnn.benchmark); otherwise cuDNN's heuristic picks, which is deterministic.
+  // torch.backends.cudnn.benchmark); otherwise cuDNN's heuristic ranking picks.
   bool cudnn_benchmark = false;
+  // --deterministic: only deterministic cuDNN algorithms, so GPU reruns give the same numbers
+  // (PyTorch's cudnn.deterministic); off, cuDNN's fastest, whose sums may differ run to run.
+  bool deterministic = false;
   std::size_t workspace_limit = std::size_t{512} << 20;  // bytes a convolution may borrow
 };
 // Process-wide; set once before the first op (the trainer does, from --precision and friends).

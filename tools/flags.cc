@@ -37,6 +37,9 @@ void DeviceFlags::add_to(CLI::App* cmd) {
       ->capture_default_str();
   cmd->add_flag("--cudnn-benchmark", cudnn_benchmark,
                 "time cuDNN's convolution algorithms once per shape and keep the fastest");
+  cmd->add_flag("--deterministic", deterministic,
+                "GPU: deterministic cuDNN algorithms only, so reruns give the same numbers "
+                "(slower; off: cuDNN's fastest, as PyTorch)");
 }
 
 Device DeviceFlags::resolve(int local_rank, int local_size) const {
@@ -57,6 +60,7 @@ ops::GpuMath DeviceFlags::gpu_math() const {
   ops::GpuMath math;
   math.precision = ops::parse_precision(precision);
   math.cudnn_benchmark = cudnn_benchmark;
+  math.deterministic = deterministic;
   return math;
 }
 

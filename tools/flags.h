@@ -20,18 +20,20 @@ Shape parse_shape_flag(const std::string& flag, const std::string& text);
 proto::NetParameter net_from_flags(const std::string& model, const std::string& net_file,
                                    const Shape& input, int classes, NetSource* source);
 
-// --device, --precision, --cudnn-benchmark: where and in what arithmetic a net runs (train, time).
+// --device, --precision, --cudnn-benchmark, --deterministic: where and in what arithmetic a net
+// runs (train, time).
 struct DeviceFlags {
   std::string device = "cpu";
   std::string precision = "fp32";
   bool cudnn_benchmark = false;
+  bool deterministic = false;
 
   void add_to(CLI::App* cmd);
   // The device for a process that is local rank `local_rank` of `local_size` on its node: "cuda"
   // means local_gpu(...). Throws a one-line ruche::Error when that GPU does not exist.
   Device resolve(int local_rank = 0, int local_size = 1) const;
-  // The GPU math of --precision and --cudnn-benchmark (checked even for cpu runs: a typo is an
-  // error everywhere).
+  // The GPU math of --precision, --cudnn-benchmark and --deterministic (checked even for cpu runs:
+  // a typo is an error everywhere).
   ops::GpuMath gpu_math() const;
 };
 

@@ -5,10 +5,11 @@
 //
 // One cache holds, per (device, shapes, parameters, dtype, GPU math settings), the cuDNN
 // descriptors and the algorithm chosen for each direction, so cuDNN is asked once per shape.
-// The choice: cuDNN's heuristic ranking (the *_v7 calls), first a deterministic algorithm whose
-// workspace fits gpu_math().workspace_limit (so reruns give the same numbers), else the first
-// that fits; with gpu_math().cudnn_benchmark, the fastest that fits as timed once by the
-// Find*Ex calls (speed over reproducibility, as torch.backends.cudnn.benchmark).
+// The choice (conv_choice.h): among the algorithms whose workspace fits
+// gpu_math().workspace_limit, cuDNN's top-ranked one by its heuristic (the *_v7 calls), or with
+// gpu_math().cudnn_benchmark the fastest as timed once by the Find*Ex calls (as
+// torch.backends.cudnn.benchmark); with gpu_math().deterministic (--deterministic) the first
+// deterministic one of the same order, so reruns give the same numbers (cudnn.deterministic).
 #include <cudnn.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "ops/cuda/conv_bias.h"
+#include "ops/cuda/conv_choice.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/handles.h"
 #include "ops/cuda/kernel_util.h"
@@ -54,7 +56,8 @@ bool strict_fp32(DType dtype, Precision precision) {
 }
 
 // What a cached plan depends on. The math settings are part of it so that changing
-// --precision, benchmark mode or the workspace limit never reuses a choice made under others.
+// --precision, benchmark mode, --deterministic or the workspace limit never reuses a choice made
+// under others.
 struct ConvKey {
   int device = 0;
   std::array<std::int64_t, 4> x{}, w{};
@@ -62,6 +65,7 @@ struct ConvKey {
   DType dtype = DType::f32;
   Precision precision = Precision::fp32;
   bool benchmark = false;
+  bool deterministic = false;
   std::size_t workspace_limit = 0;
   // clang-tidy 14 sees a literal 0 in a defaulted <=> (its bug, not ours).
   auto operator<=>(const ConvKey&) const = default;  // NOLINT(modernize-use-nullptr)
@@ -79,6 +83,7 @@ ConvKey make_key(const Tensor& x, const Shape& w, const Conv2dParams& p) {
   k.dtype = x.dtype();
   k.precision = math.precision;
   k.benchmark = math.cudnn_benchmark;
+  k.deterministic = math.deterministic;
   k.workspace_limit = math.workspace_limit;
   return k;
 }
@@ -257,7 +262,6 @@ void choose(ConvPlan& plan, const ConvData& data) {
   int n = 0;
   A::rank(h, plan, conv, perf.data(), &n);
   std::vector<Candidate> candidates = usable<D>(h, plan, perf.data(), n, math.workspace_limit);
-  const Candidate* pick = nullptr;
   if (math.cudnn_benchmark && !candidates.empty()) {
     // Time them with as much workspace as the hungriest usable one needs (within the limit).
     std::size_t bytes = 0;
@@ -266,19 +270,12 @@ void choose(ConvPlan& plan, const ConvData& data) {
     std::array<typename A::Perf, A::kCount> timed{};
     int timed_n = 0;
     A::time(h, plan, conv, data, timed.data(), &timed_n, ws, bytes);
-    // Find lists the fastest first; the first usable one wins.
-    candidates = usable<D>(h, plan, timed.data(), timed_n, bytes);
-    if (!candidates.empty()) pick = &candidates.front();
-  } else {
-    for (const Candidate& c : candidates) {
-      if (c.deterministic) {
-        pick = &c;
-        break;
-      }
-    }
-    if (!pick && !candidates.empty()) pick = &candidates.front();
+    candidates = usable<D>(h, plan, timed.data(), timed_n, bytes);  // fastest first
   }
-  RUCHE_REQUIRE(pick != nullptr) << "conv2d: cuDNN offers no " << kDirectionNames[D] << " algorithm"
+  const Candidate* pick = pick_convolution_algorithm(candidates, math.deterministic);
+  RUCHE_REQUIRE(pick != nullptr) << "conv2d: cuDNN offers no "
+                                 << (math.deterministic ? "deterministic " : "")
+                                 << kDirectionNames[D] << " algorithm"
                                  << (plan.strict ? " in strict fp32 (FMA math)" : "")
                                  << " within the workspace limit of " << math.workspace_limit
                                  << " bytes for this shape (raise the workspace limit)";

@@ -2,9 +2,11 @@
 
 #include <array>
 #include <mutex>
+#include <utility>
 
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace ruche::ops::gpu {
@@ -67,15 +69,13 @@ void* workspace(std::size_t bytes) {
   if (h.workspace_bytes < bytes) {
     int device = 0;
     CUDA_CHECK(cudaGetDevice(&device));
-    Allocator& allocator = cuda_allocator(device);
-    // The old block goes back to the caching allocator; work queued on it runs before any later
-    // user of that block, on the same stream.
-    if (h.workspace) allocator.deallocate(h.workspace, h.workspace_bytes);
-    // Forget the old block before allocating: if the allocation throws (out of memory, after the
-    // allocator released its cache, the old block included), a later call must not hand it out.
-    h.workspace = nullptr;
+    // The old block goes back to the driver, not the cache: the workspace only grows, so no later
+    // request asks for its size, and a cached copy would hold its memory for the whole run.
+    // Forget it first: if the allocation below throws, a later call must not hand it out.
+    void* old = std::exchange(h.workspace, nullptr);
     h.workspace_bytes = 0;
-    h.workspace = allocator.allocate(bytes);
+    if (old) cuda::release_block(device, old);
+    h.workspace = cuda_allocator(device).allocate(bytes);
     h.workspace_bytes = bytes;
   }
   return h.workspace;

@@ -83,6 +83,23 @@ class CachingAllocator final : public Allocator {
     release_cached();
   }
 
+  // A live block straight back to the driver, not into a free list: for a block of a size no
+  // one will ask again. cudaFree waits for the device, so work queued on the block runs first.
+  void release(void* ptr) {
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = live_.find(ptr);
+    RUCHE_CHECK(it != live_.end()) << "cuda:" << device_ << ": release of a pointer this "
+                                   << "allocator did not give";
+    const std::size_t size = it->second;
+    live_.erase(it);
+    stats_.allocated_bytes -= size;
+    CUDA_CHECK(cudaSetDevice(device_));
+    CUDA_CHECK(cudaFree(ptr));
+    ++stats_.device_frees;
+    stats_.reserved_bytes -= size;
+  }
+
  private:
   // Holds mutex_.
   void* device_malloc(std::size_t size, std::size_t requested) {
@@ -328,6 +345,8 @@ std::size_t allocator_size_class(std::size_t bytes) {
 AllocatorStats allocator_stats(int device) { return caching_allocator(device).stats(); }
 
 void empty_cache(int device) { caching_allocator(device).empty_cache(); }
+
+void release_block(int device, void* ptr) { caching_allocator(device).release(ptr); }
 
 void synchronize(int device) {
   CUDA_CHECK(cudaSetDevice(device));

@@ -49,6 +49,8 @@ std::size_t allocator_size_class(std::size_t bytes);
 AllocatorStats allocator_stats(int device);
 // Returns the device's cached (free) blocks to the driver.
 void empty_cache(int device);
+// Returns one live block (from cuda_allocator(device)) to the driver at once, not to the cache.
+void release_block(int device, void* ptr);
 
 // Waits until the device has run everything enqueued so far (timing, `ruche time`); cpu: nothing.
 void synchronize(int device);

@@ -360,6 +360,19 @@ TEST(CudaConv, WorkspaceSurvivesAFailedGrowth) {
   expect_f32_cases_match_cpu(ops::GpuMath{}, kConvTol);
 }
 
+// Growing the workspace gives the old block back to the driver: the cache does not keep it (no
+// later request asks for a size the workspace has outgrown).
+TEST(CudaConv, WorkspaceGrowthFreesTheOldBlock) {
+  RUCHE_REQUIRE_CUDA();
+  // Above the default limit of 512 MiB, so larger than any workspace an earlier test asked for.
+  ASSERT_NE(ops::gpu::workspace(std::size_t{600} << 20), nullptr);
+  const cuda::AllocatorStats before = cuda::allocator_stats(0);
+  ASSERT_NE(ops::gpu::workspace(std::size_t{700} << 20), nullptr);
+  const cuda::AllocatorStats after = cuda::allocator_stats(0);
+  EXPECT_EQ(after.cached_bytes, before.cached_bytes) << "the old workspace went into the cache";
+  EXPECT_EQ(after.device_frees, before.device_frees + 1);
+}
+
 TEST(CudaConv, BenchmarkModeMatchesCpu) {
   RUCHE_REQUIRE_CUDA();
   ops::GpuMath math;

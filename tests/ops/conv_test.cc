@@ -4,7 +4,9 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
+#include "ops/cuda/conv_choice.h"
 #include "ops/ops.h"
 #include "tests/support/compare.h"
 #include "tests/support/errors.h"
@@ -187,6 +189,24 @@ TEST(Conv2d, ShapeMismatchesNameTheOp) {
     ops::conv2d_forward(Tensor::zeros({2, 3, 8, 8}, DType::i32), w, Tensor(), y_ok, p);
   });
   EXPECT_EQ(bad_dtype.rfind("conv2d_forward: x must be f32", 0), 0u) << bad_dtype;
+}
+
+// The GPU's algorithm choice (ops/cuda/conv_choice.h), on cuDNN's ranking: the top one by
+// default, the first deterministic one with --deterministic, none when no candidate qualifies.
+struct RankedAlgorithm {
+  int algo = 0;
+  bool deterministic = false;
+};
+
+TEST(ConvAlgorithmChoice, TopRankedUnlessDeterministicIsAsked) {
+  using ops::gpu::pick_convolution_algorithm;
+  const std::vector<RankedAlgorithm> ranked{{7, false}, {1, true}, {0, true}};
+  EXPECT_EQ(pick_convolution_algorithm(ranked, false)->algo, 7);
+  EXPECT_EQ(pick_convolution_algorithm(ranked, true)->algo, 1);
+  const std::vector<RankedAlgorithm> none_deterministic{{7, false}, {6, false}};
+  EXPECT_EQ(pick_convolution_algorithm(none_deterministic, false)->algo, 7);
+  EXPECT_EQ(pick_convolution_algorithm(none_deterministic, true), nullptr);
+  EXPECT_EQ(pick_convolution_algorithm(std::vector<RankedAlgorithm>{}, false), nullptr);
 }
 
 }  // namespace

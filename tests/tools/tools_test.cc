@@ -450,6 +450,10 @@ TEST_F(ToolsTest, TimePrintsEveryLayer) {
   const Outcome net = ruche("time --net " + (run() / "net.prototxt").string() +
                             " --iterations 1 --classes 3 --threads 1");
   EXPECT_EQ(net.rc, 0) << net.output;
+  // The GPU flags are taken (and checked) on any device; --deterministic only matters on a GPU.
+  const Outcome gpu_flags =
+      ruche("time --model lenet --batch-size 2 --iterations 1 --threads 1 --deterministic");
+  EXPECT_EQ(gpu_flags.rc, 0) << gpu_flags.output;
 }
 
 TEST_F(ToolsTest, BadInputsAreOneLineErrorsWithExitCode2) {
