@@ -45,6 +45,7 @@ AllocatorStats allocator_stats(int) { RUCHE_FAIL() << kNoCuda; }
 void empty_cache(int) {}
 void release_block(int, void*) { RUCHE_FAIL() << kNoCuda; }
 void synchronize(int) { RUCHE_FAIL() << kNoCuda; }
+std::uint64_t host_waits() { return 0; }
 void* compute_stream() { return nullptr; }
 }  // namespace cuda
 

@@ -53,7 +53,10 @@ EpochEnd Trainer::train_epoch(int epoch) {
     fault_.maybe_fail(Fault::Point::step_start, step_, rank_);
     const float lr = lr_at(solver_, step_, steps_per_epoch_, total_steps_);
     StepVotes votes;
+    const std::uint64_t waits_before = cuda::host_waits();
     const StepEnd end = train_step(epoch, lr, votes);
+    interval_.host_waits += cuda::host_waits() - waits_before;
+    ++interval_.steps;
     if (end == StepEnd::diverged) return EpochEnd::diverged;
     if (end == StepEnd::taken) {
       if (tb_.is_open() && run_.tb_histograms > 0 && step_ % run_.tb_histograms == 0) {
@@ -233,6 +236,11 @@ void Trainer::report_progress(int epoch, float lr) {
     const auto peak = cuda::allocator_stats(run_.device.index).peak_allocated_bytes;
     record.add("gpu_peak_mib", static_cast<double>(peak) / (1 << 20));
   }
+  // The host's waits for the GPU per step, the optimizer and the step's votes included (0 on a
+  // CPU): each is a stall in which the GPU may run dry.
+  record.add("syncs_per_step", interval_.steps ? static_cast<double>(interval_.host_waits) /
+                                                     static_cast<double>(interval_.steps)
+                                               : 0.0);
   metrics_.write(record);
   if (tb_.is_open()) {
     tb_.add_scalar("train/loss", p.loss, step_);

@@ -91,6 +91,8 @@ struct Tally {
   std::int64_t labelled = 0;  // the samples hits are out of (seen less ignored labels)
   RegressionTally errors;
   std::array<double, StepVotes::max_loss_terms> terms{};  // each loss layer's sum (several)
+  std::int64_t steps = 0;        // optimizer steps tallied (taken or skipped)
+  std::uint64_t host_waits = 0;  // this thread's waits for the GPU in those steps
   void add(const StepVotes& v) {
     loss += v[StepVotes::loss_sum];
     for (std::size_t i = 0; i < terms.size(); ++i) terms[i] += v[StepVotes::loss_terms + i];

@@ -9,6 +9,7 @@
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
+#include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
 #include "ops/pointwise_loss.h"
 
@@ -405,12 +406,12 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
   // loss every step anyway). probs and loss are written before it throws.
   unsigned long long bad = 0;
   CUDA_CHECK(cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, s));
-  CUDA_CHECK(cudaStreamSynchronize(s));
+  wait_stream(s);
   if (bad != kNoBadLabel) {
     std::int32_t label = 0;
     CUDA_CHECK(cudaMemcpyAsync(&label, labels.data<std::int32_t>() + bad, sizeof label,
                                cudaMemcpyDeviceToHost, s));
-    CUDA_CHECK(cudaStreamSynchronize(s));
+    wait_stream(s);
     RUCHE_FAIL() << op << ": label " << label << " at index " << bad << " is out of range for " << c
                  << " classes";
   }

@@ -11,6 +11,7 @@
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/handles.h"
+#include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
 #include "ops/optimizer_update.h"
 
@@ -110,7 +111,7 @@ void build_chunks(UpdateTable& t, int device, std::span<const UpdateRange> range
                                range_chunks.size() * sizeof(RangeChunks), cudaMemcpyHostToDevice,
                                stream));
   }
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  wait_stream(stream);
   t.ranges.assign(ranges.begin(), ranges.end());
   t.num_chunks = static_cast<int>(chunks.size());
   t.built = true;
@@ -124,7 +125,7 @@ void upload_steps(UpdateTable& t, int device, std::span<const RangeStep> steps,
     CUDA_CHECK(cudaEventCreateWithFlags(&t.staging_free, cudaEventDisableTiming));
   }
   // The previous call's copy must have left the staging buffer before it is overwritten.
-  if (t.staging_in_flight) CUDA_CHECK(cudaEventSynchronize(t.staging_free));
+  if (t.staging_in_flight) wait_event(t.staging_free);
   if (t.staging_capacity < steps.size()) {
     if (t.staging) CUDA_CHECK(cudaFreeHost(t.staging));
     void* p = nullptr;
@@ -302,7 +303,7 @@ void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& o
   CUDA_CHECK_LAUNCH(squares_total);
   double host[2] = {0.0, 0.0};
   CUDA_CHECK(cudaMemcpyAsync(host, total, sizeof(host), cudaMemcpyDeviceToHost, stream));
-  CUDA_CHECK(cudaStreamSynchronize(stream));
+  wait_stream(stream);
   out.sum_squares = host[0];
   out.finite = host[1] == 0.0;
 }

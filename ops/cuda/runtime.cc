@@ -15,9 +15,15 @@
 
 #include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_check.h"
+#include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
 
 namespace ruche {
+namespace cuda {
+// What ops/cuda/host_wait.h counts and host_waits() reads.
+static thread_local std::uint64_t waits_of_this_thread = 0;
+}  // namespace cuda
+
 namespace {
 
 constexpr std::size_t kMinBlock = 512;
@@ -226,7 +232,10 @@ void* cuda_side_copy_create(int device) {
   state->device = device;
   CUDA_CHECK(cudaSetDevice(device));
   CUDA_CHECK(cudaEventCreateWithFlags(&state->released, cudaEventDisableTiming));
-  CUDA_CHECK(cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming));
+  // Blocking: a loader thread waiting on its copy sleeps instead of spinning a core that should
+  // decode images.
+  CUDA_CHECK(
+      cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming | cudaEventBlockingSync));
   // The destination may be a block the caching allocator took back while compute work enqueued
   // before still uses it (ordered on the compute stream only): the first copy waits for it too.
   CUDA_CHECK(cudaEventRecord(state->released, ops::gpu::current_stream()));
@@ -249,7 +258,8 @@ void cuda_side_copy(void* state, void* dst, const void* src, std::size_t bytes) 
   if (side->ever_released) CUDA_CHECK(cudaStreamWaitEvent(stream, side->released, 0));
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
   CUDA_CHECK(cudaEventRecord(side->done, stream));
-  CUDA_CHECK(cudaEventSynchronize(side->done));  // a loader thread waits, never the GPU
+  ops::gpu::wait_event(
+      side->done);  // a loader thread waits (blocking, not spinning), never the GPU
 }
 
 void cuda_side_copy_release(void* state) {
@@ -266,7 +276,7 @@ void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   } else if (!src_device.is_cpu()) {
     CUDA_CHECK(cudaSetDevice(src_device.index));
   }
-  CUDA_CHECK(cudaMemcpy(dst, src, bytes, copy_kind(dst_device, src_device)));
+  ops::gpu::copy_and_wait(dst, src, bytes, copy_kind(dst_device, src_device));
 }
 
 void cuda_use_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }
@@ -350,10 +360,36 @@ void release_block(int device, void* ptr) { caching_allocator(device).release(pt
 
 void synchronize(int device) {
   CUDA_CHECK(cudaSetDevice(device));
-  CUDA_CHECK(cudaDeviceSynchronize());
+  ops::gpu::wait_device();
 }
 
 void* compute_stream() { return static_cast<void*>(ops::gpu::current_stream()); }
 
+std::uint64_t host_waits() { return waits_of_this_thread; }
+
 }  // namespace cuda
+
+namespace ops::gpu {
+
+void wait_stream(cudaStream_t stream) {
+  ++cuda::waits_of_this_thread;
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void wait_event(cudaEvent_t event) {
+  ++cuda::waits_of_this_thread;
+  CUDA_CHECK(cudaEventSynchronize(event));
+}
+
+void wait_device() {
+  ++cuda::waits_of_this_thread;
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+void copy_and_wait(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+  ++cuda::waits_of_this_thread;
+  CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+}
+
+}  // namespace ops::gpu
 }  // namespace ruche

@@ -55,6 +55,11 @@ void release_block(int device, void* ptr);
 // Waits until the device has run everything enqueued so far (timing, `ruche time`); cpu: nothing.
 void synchronize(int device);
 
+// How many times this thread has waited for a GPU so far (stream, event and device syncs, and
+// synchronous copies: ops/cuda/host_wait.h). The trainer counts a step's (syncs_per_step); 0
+// without CUDA. Per thread: loader threads' waits on their copies do not stall the compute thread.
+std::uint64_t host_waits();
+
 // The stream ops run on (ops/cuda/kernel_util.h current_stream()) as an opaque cudaStream_t:
 // comm/nccl orders its collectives after the kernels queued there. Null without CUDA.
 void* compute_stream();

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "engine/tensor/side_copy.h"
@@ -59,6 +60,24 @@ TEST(CudaCopy, HostDeviceRoundTripIsExact) {
   std::vector<std::uint8_t> bytes(3);
   bytes = {0, 1, 255};
   EXPECT_EQ(on_gpu(Tensor::from_vector(bytes, {3})).to_vector<std::uint8_t>(), bytes);
+}
+
+// cuda::host_waits() counts this thread's waits for the GPU (metrics.jsonl's syncs_per_step):
+// one per copy to the host, none for work only queued, none for another thread's waits.
+TEST(CudaRuntime, HostWaitsCountThisThreadsSyncs) {
+  RUCHE_REQUIRE_CUDA();
+  const Tensor x = on_gpu(random_tensor({64}, 2));
+  const std::uint64_t before = cuda::host_waits();
+  Tensor y = x.clone();  // device to device: queued, no wait
+  ops::scale(2.0f, y);
+  EXPECT_EQ(cuda::host_waits(), before);
+  (void)on_cpu(y);
+  EXPECT_EQ(cuda::host_waits(), before + 1);
+  cuda::synchronize(0);
+  EXPECT_EQ(cuda::host_waits(), before + 2);
+  std::thread other([] { cuda::synchronize(0); });
+  other.join();
+  EXPECT_EQ(cuda::host_waits(), before + 2) << "another thread's wait was counted here";
 }
 
 TEST(CudaCopy, StridedHostSourceAndViews) {

@@ -67,6 +67,8 @@ TEST(Trainer, WritesTheRunDirectory) {
   EXPECT_NE(metrics.find("\"split\": \"train\""), std::string::npos);
   EXPECT_NE(metrics.find("\"split\": \"val\""), std::string::npos);
   EXPECT_NE(metrics.find("\"split\": \"test\""), std::string::npos);
+  // A CPU step never waits for a GPU.
+  EXPECT_NE(metrics.find("\"syncs_per_step\": 0"), std::string::npos) << metrics.substr(0, 400);
   const auto weights = load_npz((dir / "run" / "model.npz").string());
   EXPECT_TRUE(weights.count("fc1.weight"));
   // The problem is easy: six epochs must learn it.
