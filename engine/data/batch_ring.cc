@@ -9,7 +9,7 @@
 namespace ruche {
 
 BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device,
-                     Fill fill, const Shape& y_sample)
+                     Fill fill, const Shape& y_sample, int staging_slots)
     : x_shape_(x_shape),
       device_(device),
       threads_count_(threads),
@@ -23,8 +23,6 @@ BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth
       const auto bytes = static_cast<std::size_t>(x_shape.numel()) * dtype_size(x_dtype);
       s.x = Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, x_shape,
                             x_dtype);
-      s.device_x = Tensor::empty(x_shape, x_dtype, device);
-      s.side = std::make_unique<SideCopy>(device);
     } else {
       s.x = Tensor::empty(x_shape, x_dtype);
     }
@@ -36,6 +34,12 @@ BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth
       s.y = Tensor::zeros(y_shape, DType::f32);
     }
     s.samples.reserve(static_cast<std::size_t>(rows));  // so fill's resize allocates nothing
+  }
+  staging_.resize(static_cast<std::size_t>(
+      staging_slots >= 0 ? staging_slots : (device.is_cuda() ? kDeviceSlots : 0)));
+  for (StagingSlot& s : staging_) {
+    s.x = Tensor::empty(x_shape, x_dtype, device);
+    s.side = std::make_unique<SideCopy>(device);
   }
 }
 
@@ -83,7 +87,17 @@ void BatchRing::produce(std::int64_t batch, int thread) {
       }
       Rows rows{slot.x, slot.y, slot.samples};
       slot.count = fill_(batch, thread, rows);
-      if (slot.side) slot.side->copy(slot.x, slot.device_x);  // beside the step the GPU computes
+      if (!staging_.empty()) {
+        const auto staged = static_cast<std::int64_t>(staging_.size());
+        {
+          std::unique_lock<std::mutex> lock(mutex_);
+          // The staging slot is free once next() has taken batch - staged.
+          cv_.wait(lock, [&] { return stopping_ || batch < next_batch_ + staged; });
+          if (stopping_) return;
+        }
+        StagingSlot& staging = staging_[static_cast<std::size_t>(batch % staged)];
+        staging.side->copy(slot.x, staging.x);  // beside the step the GPU computes
+      }
       {
         std::lock_guard<std::mutex> lock(mutex_);
         slot.batch = batch;
@@ -112,8 +126,12 @@ std::int64_t BatchRing::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* sa
   if (error_) std::rethrow_exception(error_);
   lock.unlock();
   const std::int64_t count = slot.count;
-  // From the slot's device copy when there is one and x lives there (a device-to-device copy).
-  const Tensor& source = slot.side && x.device() == slot.device_x.device() ? slot.device_x : slot.x;
+  // From the batch's staging copy when there is one and x lives there (a device-to-device copy).
+  StagingSlot* staging =
+      staging_.empty()
+          ? nullptr
+          : &staging_[static_cast<std::size_t>(batch % static_cast<std::int64_t>(staging_.size()))];
+  const Tensor& source = staging && x.device() == staging->x.device() ? staging->x : slot.x;
   if (count == x_shape_[0]) {
     x.copy_from(source);
     y.copy_from(slot.y);
@@ -122,7 +140,7 @@ std::int64_t BatchRing::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* sa
     y.narrow(0, 0, count).copy_from(slot.y.narrow(0, 0, count));
   }
   if (samples) *samples = slot.samples;
-  if (slot.side) slot.side->release();
+  if (staging) staging->side->release();
   lock.lock();
   next_batch_ = batch + 1;
   lock.unlock();

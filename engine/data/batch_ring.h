@@ -4,9 +4,12 @@
 // hands the batches out in order, copying a slot into the caller's tensors and freeing it. What a
 // batch holds is the loader's business: it gives a fill function, the ring calls it.
 //
-// On a CUDA device the slots are pinned host memory with a device copy of x made beside compute
-// (SideCopy), so next() copies on the device only. A producer's error is rethrown by next().
-// Nothing is allocated per batch.
+// On a CUDA device the slots are pinned host memory, and x is copied beside compute (SideCopy)
+// into one of a few device staging slots (kDeviceSlots, batch b in b % kDeviceSlots), so next()
+// copies on the device only. The staging slots are not the host slots: a host slot per producer
+// thread keeps the decoders busy, while device memory holds only kDeviceSlots batches (an
+// ImageNet batch of 256 is 154 MB: 16 workers would hold 2.6 GB with a device copy per slot). A
+// producer's error is rethrown by next(). Nothing is allocated per batch.
 //
 //   BatchRing ring(shape, DType::f32, threads, depth, device, [this](std::int64_t b, int t,
 //                  BatchRing::Rows& rows) { ...write batch b into rows.x, rows.y; return count; });
@@ -42,11 +45,16 @@ class BatchRing {
   // were). `thread` (0 .. threads - 1) names the producer calling it, for per-thread scratch.
   using Fill = std::function<std::int64_t(std::int64_t batch, int thread, Rows& rows)>;
 
+  // Device staging slots on a CUDA device: one batch in flight to the device, one being copied
+  // into the step's input, one spare so a producer rarely waits.
+  static constexpr int kDeviceSlots = 3;
+
   // x_shape is the whole batch's [batch, sample...]; depth 0: threads + 1, at least 2.
   // y_sample: one row's target; empty for an i32 class label, else f32 of that shape (a
-  // reconstruction target).
+  // reconstruction target). staging_slots: -1, kDeviceSlots on a CUDA device and none on the
+  // CPU; a test may ask for CPU staging slots to exercise their reuse.
   BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device, Fill fill,
-            const Shape& y_sample = {});
+            const Shape& y_sample = {}, int staging_slots = -1);
   ~BatchRing();  // stops and joins the threads
   BatchRing(const BatchRing&) = delete;
   BatchRing& operator=(const BatchRing&) = delete;
@@ -66,12 +74,15 @@ class BatchRing {
 
  private:
   struct Slot {
-    Tensor x, y;                     // host (pinned when device is CUDA)
-    Tensor device_x;                 // the device copy of x (CUDA only)
-    std::unique_ptr<SideCopy> side;  // copies x to device_x (CUDA only)
+    Tensor x, y;  // host (pinned when device is CUDA)
     std::vector<std::int64_t> samples;
     std::int64_t batch = -1;  // which batch it holds; -1: none
     std::int64_t count = 0;
+  };
+  // Where batch b's x is copied beside compute: staging_[b % staging_.size()].
+  struct StagingSlot {
+    Tensor x;
+    std::unique_ptr<SideCopy> side;
   };
   // Fills batches `batch`, batch + threads, ... below end_.
   void produce(std::int64_t batch, int thread);
@@ -81,6 +92,7 @@ class BatchRing {
   int threads_count_;
   Fill fill_;
   std::vector<Slot> slots_;
+  std::vector<StagingSlot> staging_;
   std::vector<std::thread> threads_;
   bool started_ = false;
 

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <utility>
 
 #include "engine/error.h"
@@ -55,6 +58,38 @@ TEST(BatchRing, BatchesInOrderWithAnyThreadsAndDepth) {
     EXPECT_EQ(ring.next(x, y), 0);
     EXPECT_EQ(ring.next_batch(), 10);
     EXPECT_EQ(bad_thread.load(), 0);
+  }
+}
+
+// Staging slots (a CUDA ring's device copies of x; asked for on the CPU here) are fewer than the
+// host slots and reused by batch number: a producer must not copy batch b into its staging slot
+// before next() has taken batch b - staging. Producers finish out of order (fills of uneven
+// length) and the consumer is slow, so a copy that did not wait would overwrite a batch not yet
+// taken and next() would return another batch's values.
+TEST(BatchRing, StagingSlotsAreReusedOnlyAfterTheirBatchIsTaken) {
+  for (const auto& [thread_count, depth, staging] :
+       {std::tuple{8, 0, 1}, {8, 9, 2}, {4, 0, 3}, {3, 2, 3}, {1, 0, 2}}) {
+    const int threads = thread_count;
+    BatchRing ring(
+        Shape{10, 3}, DType::f32, threads, depth, Device::cpu(),
+        [&](std::int64_t batch, int, BatchRing::Rows& rows) {
+          std::this_thread::sleep_for(std::chrono::microseconds(batch % 3 == 0 ? 2000 : 100));
+          return fill_numbers(batch, rows);
+        },
+        {}, staging);
+    Tensor x = Tensor::zeros({10, 3});
+    Tensor y = Tensor::zeros({10}, DType::i32);
+    ring.start(0, 10);
+    for (std::int64_t b = 0; b < 10; ++b) {
+      const std::int64_t n = ring.next(x, y);
+      ASSERT_EQ(n, b == 9 ? 5 : 10);
+      for (std::int64_t j = 0; j < n; ++j) {
+        ASSERT_EQ(x.data<float>()[j * 3 + 2], static_cast<float>(b * 10 + j))
+            << "threads " << threads << " staging " << staging << " batch " << b;
+      }
+      if (b % 3 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+    EXPECT_EQ(ring.next(x, y), 0);
   }
 }
 
