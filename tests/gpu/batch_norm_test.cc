@@ -267,6 +267,10 @@ TEST(CudaBatchNorm, SyncPiecesMatchCpuAndComposeToThePlainOps) {
   check_sync_pieces({3, 5}, true, 420);
   check_sync_pieces({1, 2, 3, 3}, true, 430);    // batch 1: statistics over H, W only
   check_sync_pieces({8, 3, 64, 65}, true, 440);  // more values per channel than threads
+  // Few channels, many images: each channel's sums split into chunks of images to fill the card.
+  check_sync_pieces({4, 3, 224, 224}, true, 450);
+  check_sync_pieces({256, 64, 7, 7}, true, 460);
+  check_sync_pieces({1000, 3}, true, 470);
 }
 
 TEST(CudaBatchNorm, SyncPiecesOfShardsAddUpToTheWholeBatch) {
@@ -291,22 +295,25 @@ TEST(CudaBatchNorm, SyncPiecesOfShardsAddUpToTheWholeBatch) {
   EXPECT_EQ(summed.back(), static_cast<float>(x.numel() / c));
 }
 
+// Also where a channel's sums are split into chunks (256 images of 64 channels).
 TEST(CudaBatchNorm, SyncReductionsAreDeterministic) {
   RUCHE_REQUIRE_CUDA();
-  const Shape shape{6, 4, 33, 31};
-  const std::int64_t c = shape[1];
-  const Tensor x = on_gpu(random_tensor(shape, 600));
-  const Tensor dy = on_gpu(random_tensor(shape, 601));
-  Moments m(c, kGpu);
-  Tensor a = Tensor::empty({2 * c + 1}, DType::f32, kGpu), b = a.clone();
-  ops::batch_norm_local_stats(x, a);
-  ops::batch_norm_local_stats(x, b);
-  EXPECT_EQ(on_cpu(a).to_vector<float>(), on_cpu(b).to_vector<float>());
-  ops::batch_norm_stats_to_moments(a, m.running_mean, m.running_var, m.save_mean, m.save_var, {});
-  Tensor none;
-  ops::batch_norm_backward_reduce(dy, x, m.save_mean, m.save_var, a, none, none, {});
-  ops::batch_norm_backward_reduce(dy, x, m.save_mean, m.save_var, b, none, none, {});
-  EXPECT_EQ(on_cpu(a).to_vector<float>(), on_cpu(b).to_vector<float>());
+  for (const Shape& shape : {Shape{6, 4, 33, 31}, Shape{256, 64, 7, 7}}) {
+    SCOPED_TRACE(shape.str());
+    const std::int64_t c = shape[1];
+    const Tensor x = on_gpu(random_tensor(shape, 600));
+    const Tensor dy = on_gpu(random_tensor(shape, 601));
+    Moments m(c, kGpu);
+    Tensor a = Tensor::empty({2 * c + 1}, DType::f32, kGpu), b = a.clone();
+    ops::batch_norm_local_stats(x, a);
+    ops::batch_norm_local_stats(x, b);
+    EXPECT_EQ(on_cpu(a).to_vector<float>(), on_cpu(b).to_vector<float>());
+    ops::batch_norm_stats_to_moments(a, m.running_mean, m.running_var, m.save_mean, m.save_var, {});
+    Tensor none;
+    ops::batch_norm_backward_reduce(dy, x, m.save_mean, m.save_var, a, none, none, {});
+    ops::batch_norm_backward_reduce(dy, x, m.save_mean, m.save_var, b, none, none, {});
+    EXPECT_EQ(on_cpu(a).to_vector<float>(), on_cpu(b).to_vector<float>());
+  }
 }
 
 // ---- bf16 / f16 data with f32 statistics ----
@@ -368,7 +375,7 @@ constexpr double kMixedStatsTol = 1e-4;
 TEST(CudaBatchNorm, HalfPrecisionDataMatchesCpu) {
   RUCHE_REQUIRE_CUDA();
   for (const DType dtype : {DType::bf16, DType::f16}) {
-    for (const Shape& shape : {Shape{3, 5, 7, 9}, Shape{6, 5}}) {
+    for (const Shape& shape : {Shape{3, 5, 7, 9}, Shape{6, 5}, Shape{128, 4, 7, 7}}) {
       SCOPED_TRACE(std::string(dtype_name(dtype)) + " " + shape.str());
       const std::int64_t c = shape[1];
       ops::BatchNormParams p;

@@ -261,6 +261,28 @@ TEST(CudaConv, HalfBiasGradientIsRoundedOnce) {
   }
 }
 
+// The bias gradient of layers with few channels and many images: the reduction splits each
+// channel into chunks of images (ops/cuda/channel_reduction.h) to fill the card, and still equals
+// the CPU's sum and gives the same bits on a rerun.
+TEST(CudaConv, BiasGradientOfFewChannelsAndManyImagesMatchesCpu) {
+  RUCHE_REQUIRE_CUDA();
+  const ConvCase cases[] = {
+      {"4 x 3 x 224 x 224", {4, 3, 224, 224}, {3, 3, 1, 1}, params(1, 1, 0, 0), true},
+      {"256 x 64 x 7 x 7", {256, 64, 7, 7}, {64, 64, 1, 1}, params(1, 1, 0, 0), true},
+      {"1000 x 5 x 1 x 1", {1000, 8, 1, 1}, {5, 8, 1, 1}, params(1, 1, 0, 0), true}};
+  std::uint32_t seed = 900;
+  for (const ConvCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const ConvInputs in = inputs_for(c, seed += 4);
+    const ConvResults cpu = run_conv(c, in.x, in.w, in.b, in.dy);
+    const ConvResults gpu = run_conv(c, on_gpu(in.x), on_gpu(in.w), on_gpu(in.b), on_gpu(in.dy));
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.dw), cpu.dw, kConvTol);
+    EXPECT_TENSORS_CLOSE(on_cpu(gpu.db), cpu.db, kTol);
+    const ConvResults rerun = run_conv(c, on_gpu(in.x), on_gpu(in.w), on_gpu(in.b), on_gpu(in.dy));
+    EXPECT_EQ(on_cpu(rerun.db).to_vector<float>(), on_cpu(gpu.db).to_vector<float>());
+  }
+}
+
 // TF32 keeps fp32's exponent: values far outside f16's range (above 65504, below 6e-8) come out
 // as on the CPU, so no algorithm may convert the data to f16
 // (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION), chosen by the heuristic or by timing.
