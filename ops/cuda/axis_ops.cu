@@ -1,9 +1,10 @@
 // The [outer, C, inner] ops on CUDA (ops/cpu/axis_ops.cc is the specification): softmax over an
 // axis (one thread per (outer, inner) position, three passes over C), a block copied along an
-// axis, a per-channel scale and shift (parameter sums: one block per channel, a fixed tree), and
-// the element-wise power. f32, bf16 or f16, one dtype per call; float compute.
+// axis, a per-channel scale and shift (parameter sums in double, reduce_channels' fixed order),
+// and the element-wise power. f32, bf16 or f16, one dtype per call; float compute otherwise.
 #include <cstdint>
 
+#include "ops/cuda/channel_reduction.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/for_each.cuh"
@@ -95,24 +96,27 @@ struct ScaleBackwardData {
   }
 };
 
-// One block per channel c: sum over outer and inner of dy * x and of dy.
+// Per channel c, sums over outer and inner of dy * x and of dy (reduce_channels' pass 1).
 template <typename T>
-__global__ void scale_param_sums(const T* x, const T* dy, T* dscale, T* dbias, std::int64_t outer,
-                                 std::int64_t s, std::int64_t inner) {
-  __shared__ float shared[32];
-  const std::int64_t c = blockIdx.x;
-  float sxdy = 0.0f, sdy = 0.0f;
-  for (std::int64_t e = threadIdx.x; e < outer * inner; e += blockDim.x) {
-    const std::int64_t i = ((e / inner) * s + c) * inner + e % inner;
-    const float g = to_float(dy[i]);
-    sxdy += g * to_float(x[i]);
-    sdy += g;
+struct AddScaleParamSums {
+  const T* x;
+  const T* dy;
+  __device__ void operator()(std::int64_t at, std::int64_t /*c*/, double* sums) const {
+    const double g = to_float(dy[at]);
+    sums[0] += g * to_float(x[at]);
+    sums[1] += g;
   }
-  sxdy = block_reduce(sxdy, shared, SumOp{});
-  if (threadIdx.x == 0 && dscale) dscale[c] = from_float<T>(sxdy);
-  sdy = block_reduce(sdy, shared, SumOp{});
-  if (threadIdx.x == 0 && dbias) dbias[c] = from_float<T>(sdy);
-}
+};
+
+template <typename T>
+struct StoreScaleParamSums {
+  T* dscale;  // nullable
+  T* dbias;   // nullable
+  __device__ void operator()(std::int64_t c, const double* totals) const {
+    if (dscale) dscale[c] = from_double<T>(totals[0]);
+    if (dbias) dbias[c] = from_double<T>(totals[1]);
+  }
+};
 
 template <typename T>
 struct PowerForward {
@@ -289,10 +293,10 @@ void channel_scale_backward(const Tensor& x, const Tensor& scale, const Tensor& 
     using T = decltype(type);
     // The parameter sums first: dx may be dy.
     if ((dscale.defined() || dbias.defined()) && s.channels > 0) {
-      scale_param_sums<T><<<static_cast<unsigned>(s.channels), kThreads, 0, current_stream()>>>(
-          cdata<T>(x), cdata<T>(dy), mdata_or_null<T>(dscale), mdata_or_null<T>(dbias), s.outer,
-          s.channels, s.inner);
-      CUDA_CHECK_LAUNCH(scale_param_sums);
+      reduce_channels<2>(s.outer, s.channels, s.inner,
+                         AddScaleParamSums<T>{cdata<T>(x), cdata<T>(dy)},
+                         StoreScaleParamSums<T>{mdata_or_null<T>(dscale), mdata_or_null<T>(dbias)},
+                         current_stream());
     }
     if (dx.defined()) {
       launch_each(x.numel(), ScaleBackwardData<T>{cdata<T>(scale), cdata<T>(dy), mdata<T>(dx),
