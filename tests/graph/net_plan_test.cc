@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -142,14 +143,14 @@ struct Outcome {
   MemoryPlan plan;
 };
 
-// A forward and backward pass, then three SGD steps (params -= 0.01 grads) on the same batch.
-Outcome train_three_steps(const std::string& model, const Shape& sample, bool reference) {
-  ops::set_cpu_reference_path(reference);
+// A built-in model at batch 2 with 5 classes (`options` gives the rest), its parameters
+// initialised and one batch of input and labels (targets for an autoencoder) in place.
+std::unique_ptr<Net> build_with_a_batch(const std::string& model, const Shape& sample,
+                                        NetOptions options = {}) {
   ModelOptions model_options;
   model_options.sample_shape = sample;
   model_options.num_classes = 5;
   model_options.bottleneck = 8;
-  NetOptions options;
   options.batch_size = 2;
   options.sample_shape = sample;
   options.num_classes = 5;
@@ -163,6 +164,13 @@ Outcome train_three_steps(const std::string& model, const Shape& sample, bool re
   } else {
     for (int i = 0; i < options.batch_size; ++i) net->labels().data<std::int32_t>()[i] = 3 * i % 5;
   }
+  return net;
+}
+
+// A forward and backward pass, then three SGD steps (params -= 0.01 grads) on the same batch.
+Outcome train_three_steps(const std::string& model, const Shape& sample, bool reference) {
+  ops::set_cpu_reference_path(reference);
+  auto net = build_with_a_batch(model, sample);
   StepContext ctx;
   Outcome out;
   net->forward(ctx);
@@ -259,18 +267,9 @@ INSTANTIATE_TEST_SUITE_P(NetPlan, EveryModel,
 // takes plain tensors, so on a blocked net it reorders around them.
 Tensor saliency(bool reference) {
   ops::set_cpu_reference_path(reference);
-  const Shape sample{1, 16, 16};
-  ModelOptions model_options;
-  model_options.sample_shape = sample;
-  model_options.num_classes = 5;
   NetOptions options;
-  options.batch_size = 2;
-  options.sample_shape = sample;
-  options.num_classes = 5;
   options.input_grad = true;
-  auto net = Net::build(builtin_model("fashion_cnn", model_options), options);
-  net->init_params(7);
-  fill_uniform(net->input(), -1, 1, RngStream{3, RngPurpose::test, 0, 0, 0});
+  auto net = build_with_a_batch("fashion_cnn", {1, 16, 16}, options);
   StepContext ctx;
   ctx.phase = Phase::test;
   net->forward(ctx);
@@ -297,18 +296,9 @@ struct Evaluated {
 Evaluated evaluate_after_a_step(const std::string& model, const Shape& sample, bool reference,
                                 bool fold) {
   ops::set_cpu_reference_path(reference);
-  ModelOptions model_options;
-  model_options.sample_shape = sample;
-  model_options.num_classes = 5;
   NetOptions options;
-  options.batch_size = 2;
-  options.sample_shape = sample;
-  options.num_classes = 5;
   options.fold_batch_norms = fold;
-  auto net = Net::build(builtin_model(model, model_options), options);
-  net->init_params(7);
-  fill_uniform(net->input(), -1, 1, RngStream{3, RngPurpose::test, 0, 0, 0});
-  for (int i = 0; i < options.batch_size; ++i) net->labels().data<std::int32_t>()[i] = 3 * i % 5;
+  auto net = build_with_a_batch(model, sample, options);
   StepContext ctx;
   net->forward(ctx);
   net->backward(ctx, false);
