@@ -78,6 +78,7 @@ if want("periodic"):
                   'done; rm "$CKPT/filler" ) &')
         cmd = [MPIEXEC, *MPI_FLAGS, "-np", "2", RUCHE, "train", "--out", str(out), *args]
         err = WORK / "periodic.err"
+        err.unlink(missing_ok=True)  # a past run's warnings would make the watcher free the disk
         p = in_tmpfs(out / "ckpt", "1m", script.replace("$ERR", str(err)),
                      ["sh", "-c", '"$@" 2> "$0"', str(err), *cmd])
         p.stderr = err.read_text() if err.exists() else p.stderr
