@@ -148,6 +148,7 @@ std::vector<double> emulate_two_passes(const ChannelReductionPlan& plan,
     }
   };
   std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(workers));
   for (int i = 0; i < workers; ++i) pool.emplace_back(run_blocks);
   for (std::thread& t : pool) t.join();
   std::vector<double> totals(static_cast<std::size_t>(plan.channels), 0.0);
