@@ -1,12 +1,27 @@
 #include "engine/data/batch_ring.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "engine/error.h"
 #include "engine/tensor/allocator.h"
 #include "engine/tensor/storage.h"
 
 namespace ruche {
+namespace {
+
+// A host slot's tensor, zeroed: pinned for a CUDA ring, so its copy to the device is
+// asynchronous.
+Tensor host_tensor(const Shape& shape, DType dtype, Device device) {
+  if (!device.is_cuda()) return Tensor::zeros(shape, dtype);
+  const auto bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  Tensor t =
+      Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, shape, dtype);
+  std::memset(t.raw_data(), 0, bytes);
+  return t;
+}
+
+}  // namespace
 
 BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth, Device device,
                      Fill fill, const Shape& y_sample, int staging_slots)
@@ -17,28 +32,20 @@ BatchRing::BatchRing(const Shape& x_shape, DType x_dtype, int threads, int depth
   RUCHE_REQUIRE(threads > 0) << "data loader threads " << threads << ": expected > 0";
   RUCHE_CHECK(x_shape.ndim() > 0 && x_shape[0] > 0) << "batch shape " << x_shape.str();
   const std::int64_t rows = x_shape[0];
+  Shape y_shape{rows};
+  for (const std::int64_t d : y_sample) y_shape.push_back(d);
+  const DType y_dtype = y_sample.ndim() == 0 ? DType::i32 : DType::f32;
   slots_.resize(static_cast<std::size_t>(depth > 0 ? depth : std::max(2, threads + 1)));
   for (Slot& s : slots_) {
-    if (device.is_cuda()) {
-      const auto bytes = static_cast<std::size_t>(x_shape.numel()) * dtype_size(x_dtype);
-      s.x = Tensor::view_of(Storage::allocate(bytes, Device::cpu(), pinned_allocator()), 0, x_shape,
-                            x_dtype);
-    } else {
-      s.x = Tensor::empty(x_shape, x_dtype);
-    }
-    if (y_sample.ndim() == 0) {
-      s.y = Tensor::zeros({rows}, DType::i32);
-    } else {
-      Shape y_shape{rows};
-      for (const std::int64_t d : y_sample) y_shape.push_back(d);
-      s.y = Tensor::zeros(y_shape, DType::f32);
-    }
+    s.x = host_tensor(x_shape, x_dtype, device);
+    s.y = host_tensor(y_shape, y_dtype, device);
     s.samples.reserve(static_cast<std::size_t>(rows));  // so fill's resize allocates nothing
   }
   staging_.resize(static_cast<std::size_t>(
       staging_slots >= 0 ? staging_slots : (device.is_cuda() ? kDeviceSlots : 0)));
   for (StagingSlot& s : staging_) {
     s.x = Tensor::empty(x_shape, x_dtype, device);
+    s.y = Tensor::empty(y_shape, y_dtype, device);
     s.side = std::make_unique<SideCopy>(device);
   }
 }
@@ -96,7 +103,9 @@ void BatchRing::produce(std::int64_t batch, int thread) {
           if (stopping_) return;
         }
         StagingSlot& staging = staging_[static_cast<std::size_t>(batch % staged)];
-        staging.side->copy(slot.x, staging.x);  // beside the step the GPU computes
+        // Beside the step the GPU computes; the labels too, so next() copies no host memory.
+        staging.side->copy(slot.x, staging.x);
+        staging.side->copy(slot.y, staging.y);
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -131,13 +140,15 @@ std::int64_t BatchRing::next(Tensor& x, Tensor& y, std::vector<std::int64_t>* sa
       staging_.empty()
           ? nullptr
           : &staging_[static_cast<std::size_t>(batch % static_cast<std::int64_t>(staging_.size()))];
-  const Tensor& source = staging && x.device() == staging->x.device() ? staging->x : slot.x;
+  const bool staged = staging && x.device() == staging->x.device();
+  const Tensor& source = staged ? staging->x : slot.x;
+  const Tensor& labels = staged && y.device() == staging->y.device() ? staging->y : slot.y;
   if (count == x_shape_[0]) {
     x.copy_from(source);
-    y.copy_from(slot.y);
+    y.copy_from(labels);
   } else {
     x.narrow(0, 0, count).copy_from(source.narrow(0, 0, count));
-    y.narrow(0, 0, count).copy_from(slot.y.narrow(0, 0, count));
+    y.narrow(0, 0, count).copy_from(labels.narrow(0, 0, count));
   }
   if (samples) *samples = slot.samples;
   if (staging) staging->side->release();

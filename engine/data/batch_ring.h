@@ -74,14 +74,14 @@ class BatchRing {
 
  private:
   struct Slot {
-    Tensor x, y;  // host (pinned when device is CUDA)
+    Tensor x, y;  // host (pinned for a CUDA ring)
     std::vector<std::int64_t> samples;
     std::int64_t batch = -1;  // which batch it holds; -1: none
     std::int64_t count = 0;
   };
   // Where batch b's x is copied beside compute: staging_[b % staging_.size()].
   struct StagingSlot {
-    Tensor x;
+    Tensor x, y;
     std::unique_ptr<SideCopy> side;
   };
   // Fills batches `batch`, batch + threads, ... below end_.

@@ -276,7 +276,12 @@ void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_d
   } else if (!src_device.is_cpu()) {
     CUDA_CHECK(cudaSetDevice(src_device.index));
   }
-  ops::gpu::copy_and_wait(dst, src, bytes, copy_kind(dst_device, src_device));
+  const cudaMemcpyKind kind = copy_kind(dst_device, src_device);
+  if (kind == cudaMemcpyDeviceToDevice) {  // queued on the compute stream: the host goes on
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ops::gpu::current_stream()));
+    return;
+  }
+  ops::gpu::copy_and_wait(dst, src, bytes, kind);
 }
 
 void cuda_use_device(int device) { CUDA_CHECK(cudaSetDevice(device)); }

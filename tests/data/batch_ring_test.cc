@@ -61,8 +61,8 @@ TEST(BatchRing, BatchesInOrderWithAnyThreadsAndDepth) {
   }
 }
 
-// Staging slots (a CUDA ring's device copies of x; asked for on the CPU here) are fewer than the
-// host slots and reused by batch number: a producer must not copy batch b into its staging slot
+// Staging slots (a CUDA ring's device copies of x and y; asked for on the CPU here) are fewer than
+// the host slots and reused by batch number: a producer must not copy batch b into its staging slot
 // before next() has taken batch b - staging. Producers finish out of order (fills of uneven
 // length) and the consumer is slow, so a copy that did not wait would overwrite a batch not yet
 // taken and next() would return another batch's values.
@@ -86,6 +86,7 @@ TEST(BatchRing, StagingSlotsAreReusedOnlyAfterTheirBatchIsTaken) {
       for (std::int64_t j = 0; j < n; ++j) {
         ASSERT_EQ(x.data<float>()[j * 3 + 2], static_cast<float>(b * 10 + j))
             << "threads " << threads << " staging " << staging << " batch " << b;
+        ASSERT_EQ(y.data<std::int32_t>()[j], (b * 10 + j) % 2) << "labels, batch " << b;
       }
       if (b % 3 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(3));
     }
