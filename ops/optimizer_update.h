@@ -8,11 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#if defined(__CUDACC__)
-#define RUCHE_HOST_DEVICE __host__ __device__
-#else
-#define RUCHE_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace ruche {
 class Tensor;

@@ -6,11 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RUCHE_HOST_DEVICE __host__ __device__
-#else
-#define RUCHE_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace ruche {
 

@@ -11,12 +11,7 @@
 #include <cstdint>
 
 #include "engine/error.h"
-
-#if defined(__CUDACC__)
-#define RUCHE_HOST_DEVICE __host__ __device__
-#else
-#define RUCHE_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace ruche::ops::gpu {
 
