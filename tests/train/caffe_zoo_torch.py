@@ -206,10 +206,10 @@ def worst_error(name, ours, model, start) -> float:
     return worst
 
 
-def run_case(name, net_text, model, ruche, work, x, y) -> float:
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ours = ruche_train(ruche, work / name, net_text, SOLVER, work / "data.npz", start)
-
+def torch_train(model, x, y, loss) -> None:
+    """Six SGD steps in PyTorch, as the tests' solvers ask: ruche's input pipeline (the population mean and std over
+    the training set), batches of 32 in order, SGD lr 0.1, momentum 0.9, decay 1e-4.
+    loss(model, xs, ys) is the batch's loss."""
     mean, std = x.astype(np.float64).mean(), x.astype(np.float64).std()
     xs = torch.from_numpy(((x - mean) / std).astype(np.float32))
     ys = torch.from_numpy(y.astype(np.int64))
@@ -218,8 +218,14 @@ def run_case(name, net_text, model, ruche, work, x, y) -> float:
     for step in range(6):
         batch = slice(32 * step, 32 * (step + 1))
         opt.zero_grad()
-        model(xs[batch], ys[batch]).backward()
+        loss(model, xs[batch], ys[batch]).backward()
         opt.step()
+
+
+def run_case(name, net_text, model, ruche, work, x, y) -> float:
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ours = ruche_train(ruche, work / name, net_text, SOLVER, work / "data.npz", start)
+    torch_train(model, x, y, lambda m, xs, ys: m(xs, ys))
     return worst_error(name, ours, model, start)
 
 

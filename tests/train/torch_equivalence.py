@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import torch
 
-from caffe_zoo_torch import ruche_train, worst_error  # the run and the comparison
+from caffe_zoo_torch import ruche_train, torch_train, worst_error  # both runs, the comparison
 
 NET = """
 layer { name: "data" type: "Input" top: "data" top: "label" }
@@ -56,17 +56,8 @@ def main() -> int:
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ours = ruche_train(ruche, work, NET, SOLVER, work / "data.npz", start)
 
-    # The same input pipeline: per-channel population mean and std over the training set.
-    mean, std = x.astype(np.float64).mean(), x.astype(np.float64).std()
-    xs = torch.from_numpy(((x - mean) / std).astype(np.float32))
-    ys = torch.from_numpy(y.astype(np.int64))
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    model.train()
-    for step in range(6):
-        batch = slice(32 * step, 32 * (step + 1))
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch]).backward()
-        opt.step()
+    torch_train(model, x, y,
+                lambda m, xs, ys: torch.nn.functional.cross_entropy(m(xs), ys))
 
     worst = worst_error("net", ours, model, start)
     if worst > 1e-4:
