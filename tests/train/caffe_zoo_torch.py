@@ -207,9 +207,9 @@ def worst_error(name, ours, model, start) -> float:
 
 
 def torch_train(model, x, y, loss) -> None:
-    """Six SGD steps in PyTorch, as the tests' solvers ask: ruche's input pipeline (the population mean and std over
-    the training set), batches of 32 in order, SGD lr 0.1, momentum 0.9, decay 1e-4.
-    loss(model, xs, ys) is the batch's loss."""
+    """Six SGD steps in PyTorch, as the tests' solvers ask: ruche's input pipeline (the
+    population mean and std over the training set), batches of 32 in order, SGD lr 0.1,
+    momentum 0.9, decay 1e-4. loss(model, xs, ys) is the batch's loss."""
     mean, std = x.astype(np.float64).mean(), x.astype(np.float64).std()
     xs = torch.from_numpy(((x - mean) / std).astype(np.float32))
     ys = torch.from_numpy(y.astype(np.int64))
