@@ -51,14 +51,29 @@ def summary(samples: list) -> dict:
             "samples": samples}
 
 
+_CLAIMED = set()  # results this process writes (a benchmark rewrites its own as rows come in)
+
+
+def results_base(name: str, directory=None, suffix: str = "") -> pathlib.Path:
+    """DIRECTORY/NAME-YYYY-MM-DD{SUFFIX} (default benchmarks/results), claimed for this process:
+    a result already there from an earlier run is never overwritten (call this before the first
+    round, so a taken name stops the run at once rather than after it)."""
+    directory = pathlib.Path(directory) if directory else RESULTS
+    base = directory / f"{name}-{datetime.date.today().isoformat()}{suffix}"
+    if base not in _CLAIMED and (base.with_suffix(".json").exists() or
+                                 base.with_suffix(".md").exists()):
+        raise SystemExit(f"benchmark: {base}.json exists from an earlier run: pass --suffix "
+                         "(e.g. b) for another result of the day")
+    _CLAIMED.add(base)
+    return base
+
+
 def write_results(name: str, record: dict, table: str, directory=None,
                   suffix: str = "") -> pathlib.Path:
     """Writes DIRECTORY/NAME-YYYY-MM-DD{SUFFIX}.{json,md} (default benchmarks/results; a suffix
-    such as "b" for a second result of the day); returns the base."""
-    directory = pathlib.Path(directory) if directory else RESULTS
-    directory.mkdir(parents=True, exist_ok=True)
-    day = datetime.date.today().isoformat()
-    base = directory / f"{name}-{day}{suffix}"
+    such as "b" for a second result of the day), never over an earlier run's; returns the base."""
+    base = results_base(name, directory, suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
     base.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     base.with_suffix(".md").write_text(table)
     return base

@@ -530,6 +530,7 @@ def main():
     parser.add_argument("--note", action="append", default=[],
                         help="a line for the result's notes (e.g. the machine was busy)")
     args = parser.parse_args()
+    common.results_base("throughput", suffix=args.suffix)  # a taken name stops here, not at the end
     import torch
     blas = common.require_openblas(torch)
     torch_new = torch_new_version()
