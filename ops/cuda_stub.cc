@@ -29,6 +29,11 @@ void cuda_side_copy_destroy(void*) {}
 void cuda_side_copy(void*, void*, const void*, std::size_t) { RUCHE_FAIL() << kNoCuda; }
 void cuda_side_copy_release(void*) {}
 
+void* cuda_readback_create(int) { RUCHE_FAIL() << kNoCuda; }
+void cuda_readback_destroy(void*) {}
+void cuda_readback_copy(void*, void*, const void*, std::size_t) { RUCHE_FAIL() << kNoCuda; }
+void cuda_readback_wait(void*) { RUCHE_FAIL() << kNoCuda; }
+
 namespace ops {
 const OpTable* cuda_op_table() { return nullptr; }
 }  // namespace ops

@@ -206,4 +206,61 @@ std::int64_t check_batch_norm_backward_apply(const char* op, const Tensor& dy, c
   return c;
 }
 
+namespace {
+
+void check_f32_dense(const char* op, const char* arg, const Tensor& t) {
+  RUCHE_REQUIRE(t.defined()) << op << ": " << arg << " is not given";
+  RUCHE_REQUIRE(t.dtype() == DType::f32) << op << ": " << arg << " must be f32, got " << t.str();
+  RUCHE_REQUIRE(t.is_contiguous()) << op << ": " << arg << " " << t.str() << " is not contiguous";
+}
+
+void check_out(const char* op, const Tensor& out, DType dtype, std::int64_t count) {
+  RUCHE_REQUIRE(out.defined() && out.dtype() == dtype && out.numel() == count &&
+                out.is_contiguous())
+      << op << ": out must be " << dtype_name(dtype) << " [" << count << "], got "
+      << (out.defined() ? out.str() : "none");
+}
+
+void check_rows(const char* op, const Tensor& x, std::int64_t n) {
+  RUCHE_REQUIRE(x.ndim() >= 1 && n >= 0 && n <= x.size(0))
+      << op << ": " << n << " rows asked of " << x.str();
+}
+
+}  // namespace
+
+std::int64_t check_top1_hits(const Tensor& probs, const Tensor& labels, std::int64_t n,
+                             const Tensor& out) {
+  constexpr const char* op = "top1_hits";
+  check_f32_dense(op, "probs", probs);
+  RUCHE_REQUIRE(probs.ndim() == 2) << op << ": probs must be [N, C], got " << probs.str();
+  RUCHE_REQUIRE(labels.defined() && labels.dtype() == DType::i32 && labels.is_contiguous() &&
+                labels.shape() == Shape{probs.size(0)})
+      << op << ": labels must be i32 [" << probs.size(0) << "], got "
+      << (labels.defined() ? labels.str() : "none");
+  check_rows(op, probs, n);
+  check_out(op, out, DType::f32, 2);
+  return probs.size(1);
+}
+
+std::int64_t check_regression_errors(const Tensor& prediction, const Tensor& target, std::int64_t n,
+                                     const Tensor& out) {
+  constexpr const char* op = "regression_errors";
+  check_f32_dense(op, "prediction", prediction);
+  check_f32_dense(op, "target", target);
+  RUCHE_REQUIRE(target.numel() == prediction.numel() && target.ndim() >= 1 &&
+                target.size(0) == prediction.size(0))
+      << op << ": target " << target.str() << " does not match prediction " << prediction.str();
+  check_rows(op, prediction, n);
+  check_out(op, out, DType::f32, 3);
+  return prediction.size(0) > 0 ? prediction.numel() / prediction.size(0) : 0;
+}
+
+void check_sum_squares_finite(const Tensor& x, std::int64_t count, const Tensor& out) {
+  constexpr const char* op = "sum_squares_finite";
+  check_f32_dense(op, "x", x);
+  RUCHE_REQUIRE(count >= 0 && count <= x.numel())
+      << op << ": count " << count << " outside [0, " << x.numel() << "] of x " << x.str();
+  check_out(op, out, DType::i64, 2);
+}
+
 }  // namespace ruche::ops

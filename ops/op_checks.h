@@ -88,4 +88,15 @@ std::int64_t check_batch_norm_backward_apply(const char* op, const Tensor& dy, c
                                              const Tensor& save_var, const Tensor& sums,
                                              const Tensor& dx, const BatchNormChecks& check);
 
+// A training step's tallies (ops/step_tallies.h): probs [N, C] f32, labels i32 [N], out f32 [2],
+// n <= N; returns C.
+std::int64_t check_top1_hits(const Tensor& probs, const Tensor& labels, std::int64_t n,
+                             const Tensor& out);
+// prediction and target f32 of one size and N rows, out f32 [3], n <= N; returns the values per
+// row.
+std::int64_t check_regression_errors(const Tensor& prediction, const Tensor& target, std::int64_t n,
+                                     const Tensor& out);
+// x f32 contiguous with count in [0, numel], out i64 [2].
+void check_sum_squares_finite(const Tensor& x, std::int64_t count, const Tensor& out);
+
 }  // namespace ruche::ops

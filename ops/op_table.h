@@ -105,8 +105,12 @@ namespace ruche::ops {
   X(optimizer_update, (const OptimizerStep& step, Tensor& params, const Tensor& grads,             \
     Tensor& slot0, Tensor& slot1), (step, params, grads, slot0, slot1),                             \
     (params, grads, slot0, slot1))                                                                  \
-  X(sum_squares_finite, (const Tensor& x, std::int64_t count, SumSquaresFinite& out),              \
-    (x, count, out), (x))                                                                           \
+  X(sum_squares_finite, (const Tensor& x, std::int64_t count, Tensor& out), (x, count, out),       \
+    (x, out))                                                                                       \
+  X(top1_hits, (const Tensor& probs, const Tensor& labels, std::int64_t n, std::int64_t ignored,   \
+    Tensor& out), (probs, labels, n, ignored, out), (probs, labels, out))                           \
+  X(regression_errors, (const Tensor& prediction, const Tensor& target, std::int64_t n,            \
+    bool sigmoid, Tensor& out), (prediction, target, n, sigmoid, out), (prediction, target, out))   \
   X(cast, (const Tensor& x, Tensor& y), (x, y), (x, y))                                            \
   X(reorder, (const Tensor& x, Tensor& y), (x, y), (x, y))                                         \
   X(softmax_cross_entropy_forward, (const Tensor& logits, const Tensor& labels, Tensor& probs,     \

@@ -3,6 +3,8 @@
 #include "ops/ops.h"
 
 #include <array>
+#include <bit>
+#include <sstream>
 #include <span>
 #include <string_view>
 
@@ -120,6 +122,30 @@ std::int64_t check_optimizer_update(const OptimizerStep& step, const Tensor& par
   if (uses_slot0(step.kind, step.hyper)) check_buffer("slot0", slot0);
   if (uses_slot1(step.kind, step.hyper)) check_buffer("slot1", slot1);
   return end;
+}
+
+std::string bad_label_message(std::string_view op, std::int64_t code, std::int64_t classes) {
+  const std::int64_t row = code >> 32;
+  const auto label = static_cast<std::int32_t>(static_cast<std::uint32_t>(code & 0xFFFFFFFF));
+  std::ostringstream out;
+  out << op << ": label " << label << " at index " << row << " is out of range for " << classes
+      << " classes";
+  return out.str();
+}
+
+SumSquaresFinite SumSquaresFinite::of(const Tensor& host_out) {
+  RUCHE_CHECK(host_out.device().is_cpu() && host_out.dtype() == DType::i64 &&
+              host_out.numel() == 2 && host_out.is_contiguous())
+      << "SumSquaresFinite::of: expected sum_squares_finite's out on the host, got "
+      << host_out.str();
+  const std::int64_t* bits = host_out.data<std::int64_t>();
+  return {std::bit_cast<double>(bits[0]), std::bit_cast<double>(bits[1]) == 0.0};
+}
+
+SumSquaresFinite SumSquaresFinite::now(const Tensor& x, std::int64_t count) {
+  Tensor out = Tensor::empty(Shape{2}, DType::i64, x.device());
+  sum_squares_finite(x, count, out);
+  return of(out.to(Device::cpu()));
 }
 
 bool takes_blocked(std::string_view op) {

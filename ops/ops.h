@@ -267,16 +267,35 @@ void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx)
 // params' device (deterministic). Allocates nothing after the first call with the same ranges.
 void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& grads, Tensor& slot0,
                       Tensor& slot1);
+// Over elements [0, count) of x (f32, contiguous), into out (i64 [2] on x's device, two doubles
+// stored as their bits, since tensors have no f64): the sum of x^2 accumulated in double, and the
+// count of NaN or Inf elements. Queued: the host reads out with the step's other values
+// (SumSquaresFinite::of). Deterministic: on the CPU for a given thread count, on CUDA always (a
+// fixed tree).
+void sum_squares_finite(const Tensor& x, std::int64_t count, Tensor& out);
 struct SumSquaresFinite {
   double sum_squares = 0;  // sum of x^2, accumulated in double
   bool finite = true;      // false when any element is NaN or Inf
+  // sum_squares_finite's out, read back to the host.
+  static SumSquaresFinite of(const Tensor& host_out);
+  // sum_squares_finite, waiting for the device.
+  static SumSquaresFinite now(const Tensor& x, std::int64_t count);
 };
-// Over elements [0, count) of x (f32, contiguous), returned to the host (waits for the device).
-// Deterministic: on the CPU for a given thread count, on CUDA always (a fixed tree).
-void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& out);
 // y = x in y's dtype (f32, bf16, f16; same shape): round to nearest even, overflow to inf, NaN
 // stays NaN (its payload may not); widening is exact.
 void cast(const Tensor& x, Tensor& y);
+
+// ---- a training step's tallies (ops/step_tallies.h), queued: no wait for the device ----
+// Top-1 hits of rows [0, n) of probs [N, C] (f32) against labels (i32 [N]) into out (f32 [2] on
+// probs' device): {rows whose argmax_row is their label, rows counted}. Rows labelled `ignored`
+// (CrossEntropyParams::ignored()) are not counted.
+void top1_hits(const Tensor& probs, const Tensor& labels, std::int64_t n, std::int64_t ignored,
+               Tensor& out);
+// Errors of rows [0, n) of prediction against target (f32, the same shape, N rows) into out
+// (f32 [3] on prediction's device): the sums over rows of row_errors' {hits, squared, absolute};
+// sigmoid: prediction holds logits.
+void regression_errors(const Tensor& prediction, const Tensor& target, std::int64_t n, bool sigmoid,
+                       Tensor& out);
 
 // ---- layouts (engine/tensor/layout.h) ----
 // y = x in y's layout (same shape, f32): plain <-> blocked, or a copy. CPU only; CUDA tensors
@@ -299,7 +318,21 @@ struct CrossEntropyParams {
   std::optional<std::int32_t> ignore_label;
   // ignore_label as a number no i32 label equals when there is none: one compare per row.
   std::int64_t ignored() const { return ignore_label ? *ignore_label : INT64_MIN; }
+  // Optional i64 [1] on the logits' device. Where checking the labels would make the host wait
+  // for the device (CUDA), the forward writes the first bad row here instead of throwing, as
+  // bad_label_code(row, label), or kNoBadLabel; the caller reads it with the step's other values
+  // and throws bad_label_message. The CPU forward checks at once and throws.
+  Tensor label_check;
 };
+// No bad label: all ones, above every bad_label_code compared as unsigned (as the device does).
+constexpr std::int64_t kNoBadLabel = -1;
+// A bad label and its row in one integer whose unsigned order is the rows': the least over rows is
+// the first bad row (rows < 2^31).
+constexpr std::int64_t bad_label_code(std::int64_t row, std::int32_t label) {
+  return row << 32 | static_cast<std::uint32_t>(label);
+}
+// What the forward throws for a bad label's code (op: the op or layer named first).
+std::string bad_label_message(std::string_view op, std::int64_t code, std::int64_t classes);
 // logits [N, C], labels i32 [N] (in [0, C) or ignore_label); probs [N, C] keeps the softmax of
 // every row for backward. Mean over the rows not ignored.
 void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, Tensor& probs,

@@ -28,6 +28,10 @@ struct StepContext {
   // The loss's gradient is this instead of 1 (fp16's dynamic loss scaling); the trainer divides
   // the parameter gradients by it before the optimizer step.
   float loss_scale = 1.0f;
+  // Checks whose failure the forward would learn only by waiting for the device (a loss's label
+  // range on CUDA) are left on the device instead (Layer::deferred_check): the trainer reads them
+  // with the step's one wait.
+  bool defer_checks = false;
 };
 
 // How a parameter is treated by the optimizer and the state_dict.
@@ -110,6 +114,12 @@ class Layer {
   }
   // ... and its test-phase forward is then empty (backward runs unchanged).
   virtual void folded_into_producer() {}
+
+  // With ctx.defer_checks: the device tensor (i64 [1]) a forward leaves its check's result in,
+  // or undefined when it defers none; deferred_check_failure says what the value means: the error
+  // the forward would have thrown, or "" when the check passed.
+  virtual Tensor deferred_check() const { return {}; }
+  virtual std::string deferred_check_failure(std::int64_t /*value*/) const { return {}; }
 
   virtual void forward(LayerIO& io, const StepContext& ctx) = 0;
   // Fills io.bottom_diff (where defined) and io.param_grads (where defined) from io.top_diff,

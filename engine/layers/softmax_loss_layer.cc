@@ -34,6 +34,7 @@ std::vector<Shape> SoftmaxWithLossLayer::reshape(const std::vector<Shape>& botto
 
 void SoftmaxWithLossLayer::allocate(Device device) {
   probs_ = Tensor::empty(logits_, DType::f32, device);
+  if (device.is_cuda()) label_check_ = Tensor::empty(Shape{1}, DType::i64, device);
   const auto& w = param().loss_param().class_weight();
   if (!w.empty()) {
     const std::vector<float> values(w.begin(), w.end());
@@ -47,8 +48,14 @@ Tensor SoftmaxWithLossLayer::logits_2d(const Tensor& t) const {
   return t.ndim() == 2 ? t : t.view(logits_);
 }
 
-void SoftmaxWithLossLayer::forward(LayerIO& io, const StepContext&) {
+void SoftmaxWithLossLayer::forward(LayerIO& io, const StepContext& ctx) {
+  ce_.label_check = ctx.defer_checks ? label_check_ : Tensor();
   ops::softmax_cross_entropy_forward(logits_2d(io.bottom[0]), io.bottom[1], probs_, io.top[0], ce_);
+}
+
+std::string SoftmaxWithLossLayer::deferred_check_failure(std::int64_t code) const {
+  if (code == ops::kNoBadLabel) return {};
+  return ops::bad_label_message("SoftmaxWithLoss '" + name() + "'", code, logits_[1]);
 }
 
 void SoftmaxWithLossLayer::backward(LayerIO& io, const StepContext& ctx) {

@@ -24,6 +24,10 @@ class SoftmaxWithLossLayer final : public Layer {
   // get no gradient.
   void backward(LayerIO& io, const StepContext& ctx) override;
 
+  // On CUDA: the first bad label of a forward with ctx.defer_checks (ops' bad_label_code).
+  Tensor deferred_check() const override { return label_check_; }
+  std::string deferred_check_failure(std::int64_t code) const override;
+
   // softmax(logits) [B, C] of the last forward, on the net's device.
   const Tensor& probabilities() const { return probs_; }
   // loss_param.ignore_label: samples of this label count in no loss, accuracy or eval.
@@ -36,6 +40,7 @@ class SoftmaxWithLossLayer final : public Layer {
   Shape logits_;  // [B, C]
   ops::CrossEntropyParams ce_;
   Tensor probs_;
+  Tensor label_check_;  // i64 [1] on a CUDA device; undefined on the CPU, which checks at once
 };
 
 }  // namespace ruche

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "ops/step_tallies.h"
+
 namespace ruche {
 namespace {
 
@@ -23,13 +25,7 @@ int rank_of_label(const float* scores, int classes, int label) {
   return rank;
 }
 
-int argmax(const float* scores, int classes) {
-  int best = 0;
-  for (int c = 1; c < classes; ++c) {
-    if (scores[c] > scores[best]) best = c;
-  }
-  return best;
-}
+int argmax(const float* scores, int classes) { return ops::argmax_row(scores, classes); }
 
 std::int64_t label_at(const Tensor& labels, std::int64_t i) {
   if (labels.dtype() == DType::i64) return labels.data<std::int64_t>()[i];

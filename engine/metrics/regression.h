@@ -19,8 +19,10 @@ struct RegressionTally {
   bool keep_errors = false;
   std::vector<float> errors;  // with keep_errors: each sample's mean squared error, in order
 
-  // Adds rows [0, n) of prediction and target, each row `width` f32 values.
-  void add(const float* prediction, const float* target, std::int64_t n, std::int64_t width);
+  // Adds rows [0, n) of prediction and target, each row `width` f32 values (ops::row_errors, as
+  // a training step tallies them); sigmoid: prediction holds logits.
+  void add(const float* prediction, const float* target, std::int64_t n, std::int64_t width,
+           bool sigmoid = false);
   double mse() const;
   double mae() const;
   double accuracy() const;  // hits / samples

@@ -20,8 +20,7 @@ void check_grads(const char* op, const Tensor& grads, std::int64_t count) {
 
 GradStats grad_stats(const Tensor& grads, std::int64_t count) {
   check_grads("grad_stats", grads, count);
-  ops::SumSquaresFinite sums;
-  ops::sum_squares_finite(grads, count, sums);
+  const ops::SumSquaresFinite sums = ops::SumSquaresFinite::now(grads, count);
   GradStats stats;
   stats.finite = sums.finite;
   stats.sum_squares = sums.sum_squares;

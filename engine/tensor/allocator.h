@@ -55,4 +55,11 @@ void cuda_side_copy_destroy(void* state);
 void cuda_side_copy(void* state, void* dst, const void* src, std::size_t bytes);
 void cuda_side_copy_release(void* state);
 
+// Readback's hooks: an opaque per-reader state (a blocking-sync event), a device-to-host copy into
+// pinned memory queued on the compute stream, and one wait for every copy queued before it.
+void* cuda_readback_create(int device);
+void cuda_readback_destroy(void* state);
+void cuda_readback_copy(void* state, void* dst, const void* src, std::size_t bytes);
+void cuda_readback_wait(void* state);
+
 }  // namespace ruche

@@ -199,11 +199,8 @@ void DataParallel::share_buffers() {
   buffers_work_ = comm_->broadcast(BufferView::of(net_.buffers()), 0, "batch-norm statistics");
 }
 
-StepVotes DataParallel::finish_step(const StepVotes& mine) {
-  if (!comm_) return mine;
-  std::copy(mine.v.begin(), mine.v.end(), votes_.data<float>());
-  // Queued after the last bucket: the comm thread runs collectives in order.
-  Work votes = comm_->all_reduce(BufferView::of(votes_), ReduceOp::sum, "the step's votes");
+void DataParallel::finish_gradients() {
+  if (!comm_) return;
   reducer_->finish();
   if (timeline_) {
     for (std::size_t b = 0; b < reducer_->labels().size(); ++b) {
@@ -213,15 +210,30 @@ StepVotes DataParallel::finish_step(const StepVotes& mine) {
     }
   }
   buffers_work_.wait();
-  votes.wait();
+}
+
+StepVotes DataParallel::sum_votes(const StepVotes& mine) {
+  if (!comm_) return mine;
+  std::copy(mine.v.begin(), mine.v.end(), votes_.data<float>());
+  comm_->all_reduce(BufferView::of(votes_), ReduceOp::sum, "the step's votes").wait();
   StepVotes all;
   std::copy(votes_.data<float>(), votes_.data<float>() + StepVotes::count, all.v.begin());
   return all;
 }
 
-GradStats DataParallel::grad_stats() {
-  if (zero_ranges_.empty()) return ruche::grad_stats(net_.grads(), net_.num_trainable());
-  const GradStats mine = ruche::grad_stats(update_grads_, update_grads_.numel());
+void DataParallel::queue_grad_sums(Tensor& out) {
+  ops::sum_squares_finite(update_grads_,
+                          zero_ranges_.empty() ? net_.num_trainable() : update_grads_.numel(), out);
+}
+
+GradStats DataParallel::grad_stats(const ops::SumSquaresFinite& mine) {
+  GradStats stats;
+  if (zero_ranges_.empty()) {
+    stats.sum_squares = mine.sum_squares;
+    stats.finite = mine.finite;
+    stats.norm = std::sqrt(stats.sum_squares);
+    return stats;
+  }
   // Doubles travel as their bits and are summed in rank order: the same sum on every rank.
   std::int64_t sent[2] = {0, mine.finite ? 1 : 0};
   std::memcpy(&sent[0], &mine.sum_squares, sizeof(double));
@@ -230,7 +242,6 @@ GradStats DataParallel::grad_stats() {
       ->all_gather(host_view(sent, DType::i64, 2), host_view(all.data(), DType::i64, all.size()),
                    "ZeRO-1 partial gradient norms")
       .wait();
-  GradStats stats;
   for (std::size_t r = 0; r < all.size(); r += 2) {
     double part = 0;
     std::memcpy(&part, &all[r], sizeof(double));

@@ -27,6 +27,7 @@
 #include "engine/metrics/eval_accumulator.h"
 #include "engine/metrics/regression.h"
 #include "engine/optim/grad_norm.h"
+#include "ops/ops.h"
 
 namespace ruche {
 
@@ -87,9 +88,12 @@ class DataParallel {
   // After the step's last forward: rank 0's running statistics go to every rank (unless sync-bn),
   // overlapping with backward; every rank runs the next forward with them.
   void share_buffers();
-  // After the step's last backward: launches the vote after the last bucket, waits for all, and
-  // returns the votes summed over ranks. grads() then hold the average over ranks.
-  StepVotes finish_step(const StepVotes& mine);
+  // After the step's last backward is queued: waits for the gradient reduction and the
+  // batch-norm broadcast. grads() then hold the average over ranks (on a GPU: once the compute
+  // stream gets there; the host does not wait for it).
+  void finish_gradients();
+  // The step's votes summed over ranks: one all-reduce of host numbers.
+  StepVotes sum_votes(const StepVotes& mine);
 
   // The elements of the trainable buffer this rank's optimizer updates: [0, num_trainable), or its
   // ZeRO-1 range (give them to make_optimizer).
@@ -98,9 +102,14 @@ class DataParallel {
   // shard of them) and the parameters they update (views of net.params()).
   Tensor& update_grads() { return update_grads_; }
   Tensor& update_params() { return update_params_; }
+  // After finish_gradients: queues this rank's sum of squares and non-finite count of
+  // update_grads() into `out` (ops::sum_squares_finite's i64 [2] on the net's device), for the
+  // step's one read-back.
+  void queue_grad_sums(Tensor& out);
   // The global norm and finiteness of the averaged gradients (before clipping), the same on every
-  // rank: under ZeRO-1 each rank's partial sum of squares, gathered and summed in rank order.
-  GradStats grad_stats();
+  // rank, from this rank's sums read back: under ZeRO-1 each rank's partial sum, gathered and
+  // summed in rank order.
+  GradStats grad_stats(const ops::SumSquaresFinite& mine);
   // After the optimizer step: ZeRO-1 all-gathers every rank's updated range; else nothing.
   void share_parameters();
   // Checkpoints under ZeRO-1: the bytes of `range` (this rank's shard of the logical state) that

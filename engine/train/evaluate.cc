@@ -157,17 +157,10 @@ void tally_regression(Net& net, std::int64_t n, RegressionTally& tally) {
   const Tensor p = net.output().narrow(0, 0, n).to(Device::cpu());
   const Tensor y = net.labels().narrow(0, 0, n).to(Device::cpu());
   const std::int64_t width = p.numel() / std::max<std::int64_t>(n, 1);
-  if (loss_type(net.param()) != "SigmoidCrossEntropyLoss") {
-    tally.add(p.data<float>(), y.data<float>(), n, width);
-    return;
-  }
-  // The net gives logits; the prediction the metrics read is their sigmoid.
-  std::vector<float> prediction(static_cast<std::size_t>(p.numel()));
-  const float* logits = p.data<float>();
-  for (std::size_t i = 0; i < prediction.size(); ++i) {
-    prediction[i] = 1.0f / (1.0f + std::exp(-logits[i]));
-  }
-  tally.add(prediction.data(), y.data<float>(), n, width);
+  // SigmoidCrossEntropyLoss: the net gives logits; the prediction the metrics read is their
+  // sigmoid.
+  tally.add(p.data<float>(), y.data<float>(), n, width,
+            loss_type(net.param()) == "SigmoidCrossEntropyLoss");
 }
 
 double evaluate_regression(Net& net, BatchSource& loader, RegressionTally& tally,

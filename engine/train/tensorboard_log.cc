@@ -12,9 +12,7 @@ namespace {
 // ||flat[offset, offset + count)|| through the op the NaN guard uses: on the tensor's own device,
 // so a GPU run copies only the sum back.
 double l2_norm(const Tensor& flat, std::int64_t offset, std::int64_t count) {
-  ops::SumSquaresFinite s;
-  ops::sum_squares_finite(flat.narrow(0, offset, count), count, s);
-  return std::sqrt(s.sum_squares);
+  return std::sqrt(ops::SumSquaresFinite::now(flat.narrow(0, offset, count), count).sum_squares);
 }
 
 bool holds(GradRange range, const ParamEntry& p) {

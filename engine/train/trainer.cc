@@ -302,10 +302,10 @@ void Trainer::open_checkpoints() {
 
 // The loop's state, restored from `at_`: best-so-far, loss scale, step counters, the clock.
 void Trainer::prepare_loop() {
-  if (task_ == Task::classification) {
-    probs_ = &net_probabilities(*net_);
-    ignored_label_ = net_ignored_label(*net_);
-  }
+  const bool classes = task_ == Task::classification;
+  readout_.emplace(*net_, task_, loss_type(net_param_) == "SigmoidCrossEntropyLoss",
+                   solver_.iter_size(), classes ? &net_probabilities(*net_) : nullptr,
+                   classes ? net_ignored_label(*net_) : std::nullopt);
   RUCHE_REQUIRE(task_ == Task::classification || solver_.target_accuracy() == 0)
       << "--target-accuracy: a " << task_name(task_) << " run has no accuracy";
   best_.higher_is_better = monitor_ != "val_loss";

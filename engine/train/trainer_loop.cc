@@ -86,22 +86,26 @@ EpochEnd Trainer::train_epoch(int epoch) {
 // One optimizer step: the micro-batches, the vote, then the decision every rank takes alike
 // (stop, skip, diverge) and the update. `votes` ends summed over ranks.
 StepEnd Trainer::train_step(int epoch, float lr, StepVotes& votes) {
-  votes = forward_backward();
+  forward_backward();
+  const auto wait_start = Clock::now();
+  dp_->finish_gradients();  // every rank now holds the same gradients (a GPU: once queued)
+  // The mean over micro-batches, and the loss scale taken back out.
+  float unscale = solver_.iter_size() > 1 ? 1.0f / static_cast<float>(solver_.iter_size()) : 1;
+  if (scaler_) unscale *= scaler_->inv_scale();
+  if (unscale != 1.0f) ops::scale(unscale, dp_->update_grads());
+  dp_->queue_grad_sums(readout_->grad_sums());
+  ops::SumSquaresFinite grad_sums;
+  votes = readout_->fetch(grad_sums);  // the step's one wait for the device
   const StopRequest request = signals_->requested();
   votes[StepVotes::stop] = request == StopRequest::checkpoint_and_stop;
   votes[StepVotes::interrupt] = request == StopRequest::interrupt;
   votes[StepVotes::checkpoint_due] = checkpoints_->vote_due();
   votes[StepVotes::shard_written] = checkpoints_->vote_written();
-  const auto wait_start = Clock::now();
-  votes = dp_->finish_step(votes);  // every rank now holds the same sums and gradients
+  votes = dp_->sum_votes(votes);  // every rank now holds the same sums
   if (timeline_) {
     timeline_->add("wait for gradients", "comm_wait", Timeline::compute, wait_start, Clock::now());
   }
-  // The mean over micro-batches, and the loss scale taken back out.
-  float unscale = solver_.iter_size() > 1 ? 1.0f / static_cast<float>(solver_.iter_size()) : 1;
-  if (scaler_) unscale *= scaler_->inv_scale();
-  if (unscale != 1.0f) ops::scale(unscale, dp_->update_grads());
-  const GradStats stats = dp_->grad_stats();
+  const GradStats stats = dp_->grad_stats(grad_sums);
   if (votes[StepVotes::stop] > 0) stop_request_ = StopRequest::checkpoint_and_stop;
   if (votes[StepVotes::interrupt] > 0 && stop_request_ == StopRequest::none) {
     stop_request_ = StopRequest::interrupt;
@@ -140,11 +144,11 @@ StepEnd Trainer::train_step(int epoch, float lr, StepVotes& votes) {
   return StepEnd::taken;
 }
 
-// The step's iter_size micro-batches, forward and backward; the last one's gradients are reduced
-// as backward produces them. Returns this rank's loss, hit and sample sums and NaN vote.
-StepVotes Trainer::forward_backward() {
-  StepVotes votes;
+// The step's iter_size micro-batches, forward and backward, queued; the last one's gradients are
+// reduced as backward produces them. What the host needs of each goes to readout_.
+void Trainer::forward_backward() {
   ctx_.loss_scale = scaler_ ? scaler_->scale() : 1.0f;
+  ctx_.defer_checks = true;
   for (int k = 0; k < solver_.iter_size(); ++k) {
     const std::int64_t n = train_loader_->next(net_->input(), net_->labels());
     RUCHE_CHECK(n == solver_.batch_size()) << "the training loader returned a short batch";
@@ -153,32 +157,10 @@ StepVotes Trainer::forward_backward() {
     net_->forward(ctx_);
     const bool last = k + 1 == solver_.iter_size();
     if (last) dp_->share_buffers();
-    const float loss = net_->loss().item();
-    if (!std::isfinite(loss)) votes[StepVotes::nonfinite_loss] = 1;
     dp_->reduce_next_backward(last);
     net_->backward(ctx_, k > 0);
-    votes[StepVotes::loss_sum] += loss * static_cast<float>(n);
-    if (net_->losses().size() > 1) {  // each loss beside the weighted total
-      const auto& terms = net_->losses();
-      for (std::size_t i = 0; i < terms.size() && i < StepVotes::max_loss_terms; ++i) {
-        votes[StepVotes::loss_terms + i] += terms[i].value.item() * static_cast<float>(n);
-      }
-    }
-    if (task_ == Task::classification) {
-      const Hits hits = correct_in(*probs_, net_->labels(), n, ignored_label_);
-      votes[StepVotes::hits] += static_cast<float>(hits.correct);
-      votes[StepVotes::labelled] += static_cast<float>(hits.labelled);
-    } else {
-      RegressionTally errors;
-      tally_regression(*net_, n, errors);
-      votes[StepVotes::hits] += static_cast<float>(errors.hits);
-      votes[StepVotes::squared_error] += static_cast<float>(errors.squared);
-      votes[StepVotes::absolute_error] += static_cast<float>(errors.absolute);
-      votes[StepVotes::labelled] += static_cast<float>(n);
-    }
-    votes[StepVotes::samples] += static_cast<float>(n);
+    readout_->record_micro_batch(k, n);
   }
-  return votes;
 }
 
 // Every `display` steps: the progress line, metrics.jsonl and TensorBoard, over the interval.

@@ -35,6 +35,7 @@
 #include "engine/train/evaluate.h"
 #include "engine/train/fault.h"
 #include "engine/train/reconstruction_grid.h"
+#include "engine/train/step_readout.h"
 #include "engine/train/tensorboard_log.h"
 #include "engine/train/task.h"
 #include "engine/train/train_data.h"
@@ -61,26 +62,6 @@ inline std::string one_value(const char* fmt, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, fmt, v);
   return buf;
-}
-
-// Top-1 hits of the first n rows of probabilities against labels (host tensors), and the rows
-// counted: those whose label is not `ignored` (the loss's ignore_label).
-struct Hits {
-  std::int64_t correct = 0, labelled = 0;
-};
-inline Hits correct_in(const Tensor& probs, const Tensor& labels, std::int64_t n,
-                       std::optional<std::int32_t> ignored) {
-  const Tensor p = probs.to(Device::cpu());
-  const Tensor y = labels.to(Device::cpu());
-  const std::int64_t c = p.size(1);
-  Hits hits;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::int32_t label = y.data<std::int32_t>()[i];
-    if (label == ignored) continue;  // never equal when ignored is empty
-    hits.correct += argmax(p.data<float>() + i * c, static_cast<int>(c)) == label;
-    ++hits.labelled;
-  }
-  return hits;
 }
 
 // Loss, top-1 hits (classification) or error sums (regression) and samples summed over some
@@ -182,7 +163,7 @@ class Trainer {
   // ---- the loop ----
   EpochEnd train_epoch(int epoch);
   StepEnd train_step(int epoch, float lr, StepVotes& votes);
-  StepVotes forward_backward();
+  void forward_backward();
   void report_progress(int epoch, float lr);
   TrainingPosition position(std::uint32_t epoch, std::int64_t steps_done) const;
   // ---- end of an epoch ----
@@ -226,8 +207,7 @@ class Trainer {
   std::unique_ptr<Checkpointer> checkpoints_;
   TrainingPosition at_;  // where training started (a resumed checkpoint's position)
 
-  const Tensor* probs_ = nullptr;
-  std::optional<std::int32_t> ignored_label_;  // the main loss's ignore_label
+  std::optional<StepReadout> readout_;  // what the host reads of each step, with one wait
   BestTracker best_;
   StepContext ctx_;
   std::optional<StopSignals> signals_;

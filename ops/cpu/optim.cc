@@ -1,12 +1,14 @@
 // The optimizer's ops on the CPU: the fused update over the ranges of the flat buffers (the element
 // formula of ops/optimizer_update.h on the OpenMP team), the sum of squares with its finiteness
 // flag, and the f32 / bf16 / f16 casts.
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
 #include "engine/tensor/half.h"
 #include "ops/cpu/checks.h"
+#include "ops/op_checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/parallel_sum.h"
 
@@ -81,19 +83,17 @@ void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& g
   RUCHE_FAIL() << "optimizer_update: unknown optimizer kind " << static_cast<int>(step.kind);
 }
 
-void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& out) {
-  check_dense("sum_squares_finite", "x", x);
-  RUCHE_REQUIRE(count >= 0 && count <= x.numel())
-      << "sum_squares_finite: count " << count << " outside [0, " << x.numel() << "] of x "
-      << x.str();
+void sum_squares_finite(const Tensor& x, std::int64_t count, Tensor& out) {
+  check_sum_squares_finite(x, count, out);
   const float* v = x.data<float>();
   const auto sums = parallel_sums<2>(0, count, [v](std::int64_t i, auto& acc) {
     const double d = v[i];
     acc[0] += d * d;
     if (!std::isfinite(v[i])) acc[1] += 1;
   });
-  out.sum_squares = sums[0];
-  out.finite = sums[1] == 0;
+  std::int64_t* bits = out.data<std::int64_t>();
+  bits[0] = std::bit_cast<std::int64_t>(sums[0]);
+  bits[1] = std::bit_cast<std::int64_t>(sums[1]);
 }
 
 void cast(const Tensor& x, Tensor& y) {

@@ -106,8 +106,6 @@ struct RowTerms {
   double nll, smooth, weight, counted;
 };
 
-constexpr std::uint64_t kNoBadLabel = std::numeric_limits<std::uint64_t>::max();
-
 // Threads per row: a power of two from 32 to 256, about C.
 unsigned row_threads(std::int64_t c) {
   unsigned t = 32;
@@ -129,8 +127,8 @@ __device__ bool label_in_range(std::int32_t y, std::int64_t c) { return y >= 0 &
 
 // One block per row: the probabilities and the row's terms. log p[c] = x[c] - lse comes from the
 // logits, so a tiny p never becomes log(0); the sums run in double, as on the CPU. A bad label
-// leaves the row's terms zero and records the first such row in *first_bad (integer atomics are
-// exact, so the result does not depend on the order).
+// leaves the row's terms zero and records the first such row and its label in *first_bad (integer
+// atomics are exact, so the result does not depend on the order).
 template <typename T>
 __global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
                                           const std::int32_t* labels, std::int64_t ignored,
@@ -165,8 +163,9 @@ __global__ void cross_entropy_rows_kernel(std::int64_t c, const T* logits,
       terms[row] = RowTerms{0.0, 0.0, 0.0, 0.0};
       return;
     }
-    if (!label_in_range(y, c)) {
-      atomicMin(first_bad, static_cast<unsigned long long>(row));
+    if (!label_in_range(y, c)) {  // ops.h's bad_label_code, compared as unsigned
+      atomicMin(first_bad,
+                static_cast<unsigned long long>(row) << 32 | static_cast<std::uint32_t>(y));
       terms[row] = RowTerms{0.0, 0.0, 0.0, 0.0};
       return;
     }
@@ -382,11 +381,20 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
   use_device_of(logits);
   const cudaStream_t s = current_stream();
   const float* weights = p.class_weights.defined() ? p.class_weights.data<float>() : nullptr;
-  // The first bad row, then the rows' terms.
-  Scratch scratch(logits.device(),
-                  sizeof(unsigned long long) + static_cast<std::size_t>(n) * sizeof(RowTerms));
-  auto* first_bad = scratch.as<unsigned long long>();
-  auto* terms = reinterpret_cast<RowTerms*>(first_bad + 1);
+  // A kernel cannot throw: the first bad row goes to p.label_check, read by the caller with the
+  // step's other values, or here to scratch, read back at once (a wait for the device).
+  const bool deferred = p.label_check.defined() && c > 0;
+  if (deferred) {
+    check_arg(p.label_check, op, "label_check", DType::i64);
+    RUCHE_REQUIRE(p.label_check.numel() == 1)
+        << op << ": label_check must hold one element, got " << p.label_check.str();
+  }
+  const std::size_t terms_bytes = static_cast<std::size_t>(n) * sizeof(RowTerms);
+  Scratch scratch(logits.device(), terms_bytes + sizeof(unsigned long long));
+  auto* terms = scratch.as<RowTerms>();
+  auto* first_bad = deferred
+                        ? static_cast<unsigned long long*>(p.label_check.raw_data())
+                        : reinterpret_cast<unsigned long long*>(scratch.as<char>() + terms_bytes);
   CUDA_CHECK(cudaMemsetAsync(first_bad, 0xFF, sizeof(unsigned long long), s));  // kNoBadLabel
   if (n > 0 && c > 0) {
     visit_float_dtype(logits.dtype(), [&](auto logit_type) {
@@ -396,25 +404,23 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, T
           weights, probs.data<float>(), terms, first_bad);
       CUDA_CHECK_LAUNCH(cross_entropy_rows_kernel);
     });
-  } else if (n > 0) {  // no classes: every label is out of range
-    CUDA_CHECK(cudaMemsetAsync(first_bad, 0, sizeof(unsigned long long), s));
   }
   cross_entropy_total_kernel<<<1, kThreads, 0, s>>>(
       n, c, terms, static_cast<double>(p.label_smoothing), loss.data<float>());
   CUDA_CHECK_LAUNCH(cross_entropy_total_kernel);
-  // A kernel cannot throw: the CPU op's label check reads one word back (the trainer reads the
-  // loss every step anyway). probs and loss are written before it throws.
-  unsigned long long bad = 0;
+  if (deferred) return;
+  std::int64_t bad = kNoBadLabel;
   CUDA_CHECK(cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, s));
   wait_stream(s);
-  if (bad != kNoBadLabel) {
+  if (n > 0 && c == 0) {  // no classes: every label is out of range, the first row's too
     std::int32_t label = 0;
-    CUDA_CHECK(cudaMemcpyAsync(&label, labels.data<std::int32_t>() + bad, sizeof label,
+    CUDA_CHECK(cudaMemcpyAsync(&label, labels.data<std::int32_t>(), sizeof label,
                                cudaMemcpyDeviceToHost, s));
     wait_stream(s);
-    RUCHE_FAIL() << op << ": label " << label << " at index " << bad << " is out of range for " << c
-                 << " classes";
+    bad = bad_label_code(0, label);
   }
+  // probs and loss are written before it throws.
+  RUCHE_REQUIRE(bad == kNoBadLabel) << bad_label_message(op, bad, c);
 }
 
 void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, Tensor& dlogits,

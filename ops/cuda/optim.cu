@@ -14,6 +14,7 @@
 #include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
 #include "ops/optimizer_update.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -111,7 +112,7 @@ void build_chunks(UpdateTable& t, int device, std::span<const UpdateRange> range
                                range_chunks.size() * sizeof(RangeChunks), cudaMemcpyHostToDevice,
                                stream));
   }
-  wait_stream(stream);
+  // No wait: a copy from pageable memory returns once the bytes are staged, so the vectors may go.
   t.ranges.assign(ranges.begin(), ranges.end());
   t.num_chunks = static_cast<int>(chunks.size());
   t.built = true;
@@ -122,10 +123,19 @@ void upload_steps(UpdateTable& t, int device, std::span<const RangeStep> steps,
                   cudaStream_t stream) {
   if (steps.empty()) return;
   if (!t.staging_free) {
-    CUDA_CHECK(cudaEventCreateWithFlags(&t.staging_free, cudaEventDisableTiming));
+    CUDA_CHECK(
+        cudaEventCreateWithFlags(&t.staging_free, cudaEventDisableTiming | cudaEventBlockingSync));
   }
-  // The previous call's copy must have left the staging buffer before it is overwritten.
-  if (t.staging_in_flight) wait_event(t.staging_free);
+  // The previous call's copy must have left the staging buffer before it is overwritten. It
+  // normally has (the step's read-back waited for later work): a query, not a wait.
+  if (t.staging_in_flight) {
+    const cudaError_t status = cudaEventQuery(t.staging_free);
+    if (status == cudaErrorNotReady) {
+      wait_event(t.staging_free);
+    } else {
+      CUDA_CHECK(status);
+    }
+  }
   if (t.staging_capacity < steps.size()) {
     if (t.staging) CUDA_CHECK(cudaFreeHost(t.staging));
     void* p = nullptr;
@@ -284,28 +294,26 @@ void optimizer_update(const OptimizerStep& step, Tensor& params, const Tensor& g
   RUCHE_FAIL() << "optimizer_update: unknown optimizer kind " << static_cast<int>(step.kind);
 }
 
-void sum_squares_finite(const Tensor& x, std::int64_t count, SumSquaresFinite& out) {
+void sum_squares_finite(const Tensor& x, std::int64_t count, Tensor& out) {
   constexpr const char* op = "sum_squares_finite";
+  check_sum_squares_finite(x, count, out);
   check_arg(x, op, "x");
-  RUCHE_REQUIRE(count >= 0 && count <= x.numel())
-      << op << ": count " << count << " outside [0, " << x.numel() << "] of x " << x.str();
-  out = SumSquaresFinite{};
-  if (count == 0) return;
+  check_arg(out, op, "out", DType::i64);
   use_device_of(x);
   const cudaStream_t stream = current_stream();
-  // The grid depends only on count: the same tree, hence the same bits, every time.
+  auto* total = reinterpret_cast<double*>(out.data<std::int64_t>());
+  if (count == 0) {  // two zero doubles are all-zero bits
+    CUDA_CHECK(cudaMemsetAsync(total, 0, 2 * sizeof(double), stream));
+    return;
+  }
+  // The grid depends only on count: the same tree, hence the same bits, every time. The partials
+  // live in the workspace, which later work on this stream may reuse: it runs after these kernels.
   const unsigned blocks = std::min<unsigned>(blocks_for(count), kPartials);
-  auto* partials = static_cast<double*>(workspace((2 * blocks + 2) * sizeof(double)));
-  double* total = partials + 2 * blocks;
+  auto* partials = static_cast<double*>(workspace(2 * blocks * sizeof(double)));
   squares_partials<<<blocks, kThreads, 0, stream>>>(count, x.data<float>(), partials);
   CUDA_CHECK_LAUNCH(squares_partials);
   squares_total<<<1, kThreads, 0, stream>>>(blocks, partials, total);
   CUDA_CHECK_LAUNCH(squares_total);
-  double host[2] = {0.0, 0.0};
-  CUDA_CHECK(cudaMemcpyAsync(host, total, sizeof(host), cudaMemcpyDeviceToHost, stream));
-  wait_stream(stream);
-  out.sum_squares = host[0];
-  out.finite = host[1] == 0.0;
 }
 
 }  // namespace ruche::ops::gpu

@@ -269,6 +269,43 @@ void cuda_side_copy_release(void* state) {
   side->ever_released = true;
 }
 
+// Readback's state: the device and a blocking event recorded after the queued copies.
+struct ReadbackState {
+  int device = 0;
+  cudaEvent_t copied = nullptr;
+};
+
+void* cuda_readback_create(int device) {
+  auto state = std::make_unique<ReadbackState>();
+  state->device = device;
+  CUDA_CHECK(cudaSetDevice(device));
+  // Blocking: the training thread sleeps through the step's one wait instead of spinning a core
+  // the loader threads decode on.
+  CUDA_CHECK(
+      cudaEventCreateWithFlags(&state->copied, cudaEventDisableTiming | cudaEventBlockingSync));
+  return state.release();
+}
+
+void cuda_readback_destroy(void* state) {
+  auto* rb = static_cast<ReadbackState*>(state);
+  cudaSetDevice(rb->device);
+  cudaEventDestroy(rb->copied);
+  delete rb;
+}
+
+void cuda_readback_copy(void* state, void* dst, const void* src, std::size_t bytes) {
+  auto* rb = static_cast<ReadbackState*>(state);
+  CUDA_CHECK(cudaSetDevice(rb->device));
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ops::gpu::current_stream()));
+}
+
+void cuda_readback_wait(void* state) {
+  auto* rb = static_cast<ReadbackState*>(state);
+  CUDA_CHECK(cudaSetDevice(rb->device));
+  CUDA_CHECK(cudaEventRecord(rb->copied, ops::gpu::current_stream()));
+  ops::gpu::wait_event(rb->copied);
+}
+
 void cuda_copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
                      std::size_t bytes) {
   if (!dst_device.is_cpu()) {

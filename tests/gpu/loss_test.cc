@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/cuda/runtime.h"
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/gpu/half_support.h"
@@ -205,6 +206,32 @@ TEST(CudaCrossEntropy, OutOfRangeLabels) {
   for (std::size_t i = 0; i < d.size(); ++i) {
     EXPECT_EQ(std::isnan(d[i]), i / 5 == 3) << "element " << i;
   }
+}
+
+// With a label_check the forward leaves the first bad row for the step's read-back instead of
+// waiting: no host wait, the code names the row and its label, the loss of the good rows stands.
+TEST(CudaCrossEntropy, DeferredLabelCheckWaitsForNothing) {
+  RUCHE_REQUIRE_CUDA();
+  const Device gpu = Device::cuda(0);
+  const Tensor logits = on_gpu(random_tensor({6, 5}, 35));
+  Tensor probs = Tensor::empty({6, 5}, DType::f32, gpu);
+  Tensor loss = Tensor::empty({1}, DType::f32, gpu);
+  ops::CrossEntropyParams p;
+  p.label_check = Tensor::zeros({1}, DType::i64, gpu);
+  const Tensor bad = on_gpu(Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2, -1, 4, 9}, {6}));
+  const std::uint64_t waits = cuda::host_waits();
+  ops::softmax_cross_entropy_forward(logits, bad, probs, loss, p);
+  EXPECT_EQ(cuda::host_waits(), waits);
+  const std::int64_t code = p.label_check.to(Device::cpu()).to_vector<std::int64_t>()[0];
+  EXPECT_EQ(code, ops::bad_label_code(3, -1));
+  EXPECT_EQ(ops::bad_label_message("op", code, 5),
+            "op: label -1 at index 3 is out of range for 5 classes");
+  // A good batch resets it.
+  const Tensor good = on_gpu(Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2, 3, 4, 0}, {6}));
+  ops::softmax_cross_entropy_forward(logits, good, probs, loss, p);
+  EXPECT_EQ(p.label_check.to(Device::cpu()).to_vector<std::int64_t>()[0], ops::kNoBadLabel);
+  const CrossEntropyResults cpu = cpu_cross_entropy(on_cpu(logits), on_cpu(good), 1.0f, {});
+  EXPECT_LE(testing::norm_relative_error(loss.to(Device::cpu()), cpu.loss), kTol);
 }
 
 TEST(CudaCrossEntropy, BadArgumentsAreClearErrors) {

@@ -297,7 +297,7 @@ TEST(CudaOptim, ClearErrors) {
   EXPECT_EQ(
       testing::error_of([&] { ops::optimizer_update(step, params, short_grads, slot, slot); }),
       "optimizer_update: grads holds 99 elements but the ranges reach 100");
-  ops::SumSquaresFinite out;
+  Tensor out = Tensor::zeros({2}, DType::i64, cuda);
   EXPECT_NE(testing::error_of([&] {
               ops::sum_squares_finite(params, 101, out);
             }).find("sum_squares_finite: count 101 outside [0, 100]"),

@@ -7,10 +7,14 @@ within 3e-2, the error of 16-bit gradients over 8 steps (bf16 keeps 8 bits of ma
 gradient is off by up to 2^-8 relative, and the weights move ~10% in these steps).
 Every op a small CNN needs runs: convolution with and without bias, batch norm, ReLU, max and
 average pooling, dropout, a residual add, linear layers, softmax cross-entropy, SGD with Nesterov
-momentum and weight decay, gradient clipping. Exits 77 (ctest's skip) without a CUDA device.
+momentum and weight decay, gradient clipping. Every fp32 step's loss and accuracy, counted on the
+device and read with the step's one wait, match the CPU's; every GPU step waits for the device once
+(metrics.jsonl's syncs_per_step is 1); a label out of range still stops the run with the CPU's
+words, found on the device. Exits 77 (ctest's skip) without a CUDA device.
 
 usage: train_equivalence.py RUCHE_BINARY WORKDIR
 """
+import json
 import pathlib
 import shutil
 import subprocess
@@ -53,15 +57,39 @@ def has_cuda(ruche: str) -> bool:
     return out.returncode == 0 and "no CUDA device" not in out.stdout
 
 
-def train(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32") -> dict:
+def train(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32",
+          data: str = "data.npz") -> subprocess.CompletedProcess:
     run = work / f"run-{device}-{precision}"
     shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
-    subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
-                    str(work / "solver.prototxt"), "--data", str(work / "data.npz"),
-                    "--init-weights", str(work / "init.npz"), "--out", str(run),
-                    "--device", device, "--precision", precision, "--no-checkpoint"],
-                   check=True, stdout=subprocess.DEVNULL)
-    return dict(np.load(run / "model.npz"))
+    return subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
+                           str(work / "solver.prototxt"), "--data", str(work / data),
+                           "--init-weights", str(work / "init.npz"), "--out", str(run),
+                           "--device", device, "--precision", precision, "--no-checkpoint"],
+                          capture_output=True, text=True)
+
+
+def trained(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32"):
+    """The run's final weights and its metrics.jsonl train records."""
+    done = train(ruche, work, device, precision)
+    if done.returncode != 0:
+        raise SystemExit(f"ruche train --device {device} failed:\n{done.stderr}")
+    run = work / f"run-{device}-{precision}"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return dict(np.load(run / "model.npz")), [r for r in records if r.get("split") == "train"]
+
+
+def check_steps(cpu_steps: list, gpu_steps: list) -> bool:
+    """Each fp32 GPU step: one wait for the device, and the CPU's loss and accuracy."""
+    ok = len(cpu_steps) == len(gpu_steps) > 0
+    for c, g in zip(cpu_steps, gpu_steps):
+        same = (abs(g["loss"] - c["loss"]) <= 1e-3 * max(1.0, abs(c["loss"])) and
+                abs(g["acc"] - c["acc"]) <= 1.5 / 32)  # one sample's argmax may flip
+        one_wait = g["syncs_per_step"] == 1
+        print(f"step {g['step']}: loss {g['loss']:.6f} (cpu {c['loss']:.6f}), acc {g['acc']:.4f} "
+              f"(cpu {c['acc']:.4f}), syncs_per_step {g['syncs_per_step']}"
+              f"{'' if same and one_wait else '  FAIL'}")
+        ok = ok and same and one_wait
+    return ok
 
 
 def main() -> int:
@@ -85,11 +113,14 @@ def main() -> int:
                    check=True, stdout=subprocess.DEVNULL)
     shutil.copy(init_run / "model.npz", work / "init.npz")
 
-    cpu = train(ruche, work, "cpu")
+    cpu, cpu_steps = trained(ruche, work, "cpu")
     start = dict(np.load(work / "init.npz"))
     failed = False
     for precision, tolerance in (("fp32", 1e-3), ("bf16", 3e-2), ("fp16", 3e-2)):
-        gpu = train(ruche, work, "cuda", precision)
+        gpu, gpu_steps = trained(ruche, work, "cuda", precision)
+        if precision == "fp32":
+            print("--- cuda fp32 steps against the cpu's")
+            failed = failed or not check_steps(cpu_steps, gpu_steps)
         worst = 0.0
         print(f"--- cuda --precision {precision} against the cpu")
         for name, expected in cpu.items():
@@ -101,6 +132,15 @@ def main() -> int:
         verdict = "agree" if worst <= tolerance else "FAIL: disagree"
         print(f"{verdict}: {precision} worst norm-relative error {worst:.2e} (tolerance {tolerance})")
         failed = failed or worst > tolerance
+    # A label out of range: the device finds it, the step's read-back raises it.
+    y[37] = 9
+    np.savez(work / "bad_label.npz", x=x, y=y)
+    for device in ("cpu", "cuda"):
+        done = train(ruche, work, device, data="bad_label.npz")
+        said = "label 9 at index" in done.stderr and "out of range for 4 classes" in done.stderr
+        print(f"bad label on {device}: exit {done.returncode}, "
+              f"{done.stderr.strip().splitlines()[-1:] if done.stderr.strip() else 'nothing said'}")
+        failed = failed or done.returncode == 0 or not said
     return 1 if failed else 0
 
 

@@ -74,7 +74,7 @@ TEST(OptimizerUpdate, ClearErrors) {
   step.steps = steps;
   EXPECT_EQ(testing::error_of([&] { ops::optimizer_update(step, params, params, slot, slot); }),
             "optimizer_update: 1 range steps for 2 ranges");
-  ops::SumSquaresFinite out;
+  Tensor out = Tensor::zeros({2}, DType::i64);
   EXPECT_EQ(testing::error_of([&] { ops::sum_squares_finite(params, 11, out); }),
             "sum_squares_finite: count 11 outside [0, 10] of x f32[10] cpu");
 }
