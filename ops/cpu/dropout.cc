@@ -2,7 +2,9 @@
 // identity. The mask comes from the counter-based stream, so it depends only on the stream and
 // the element index (not on threads or devices) and backward can replay it from the stored mask.
 // A blocked x (engine/tensor/layout.h) draws the same mask: each element's draw is keyed by its
-// plain (NCHW) index, and y and the mask are written at its place in the blocked layout.
+// plain (NCHW) index, and y and the mask are written at its place in the blocked layout, a tile
+// of contiguous memory at a time.
+#include <algorithm>
 #include <cmath>
 
 #include "ops/cpu/checks.h"
@@ -15,19 +17,22 @@ void check_p(const char* op, float p) {
   RUCHE_REQUIRE(p >= 0.0f && p < 1.0f) << op << ": drop probability must be in [0, 1), got " << p;
 }
 
-// Where plain index i of a [N, C, H, W] tensor lies in `layout`.
-struct BlockedPlace {
-  std::int64_t c, h, w, block;
-  std::int64_t operator()(std::int64_t i) const {
-    if (block == 1) return i;
-    const std::int64_t x = i % w, row = i / w, y = row % h, nc = row / h;
-    const std::int64_t ch = nc % c, n = nc / c;
-    return (((n * (c / block) + ch / block) * h + y) * w + x) * block + ch % block;
+// The rows of W elements (plain index row * W on) of a [N, C, H, W] tensor in tiles that are
+// contiguous in its layout: blocked, a tile is one (n, channel block, y), whose `block` rows (one
+// per channel of the block) interleave in W * block floats; plain, a tile is a row of up to 4096.
+struct RowTiles {
+  std::int64_t c = 1, h = 1, w = 4096, block = 1;
+  // Plain row k of tile t, and where its first element lies (the next ones step by `block`).
+  std::int64_t row(std::int64_t t, std::int64_t k) const {
+    if (block == 1) return t;
+    const std::int64_t y = t % h, ncb = t / h, blocks = c / block;
+    return ((ncb / blocks * c + ncb % blocks * block + k) * h + y);
   }
+  std::int64_t start(std::int64_t t, std::int64_t k) const { return t * w * block + k; }
 };
 
-BlockedPlace place_of(const Tensor& t) {
-  if (t.is_plain()) return {1, 1, 1, 1};
+RowTiles row_tiles(const Tensor& t) {
+  if (t.is_plain()) return {};
   return {t.size(1), t.size(2), t.size(3), layout_block(t.layout())};
 }
 
@@ -43,22 +48,38 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const Rn
   check_p(op, p);
   RUCHE_REQUIRE(x.layout() == y.layout() && mask.is_plain())
       << op << ": input " << x.str() << " and output " << y.str() << " in one layout, mask plain";
-  const BlockedPlace place = place_of(x);
+  const RowTiles tiles = row_tiles(x);
   const float* px = x.data<float>();
   float* py = y.data<float>();
   std::uint8_t* pm = mask.data<std::uint8_t>();
   const float keep_scale = 1.0f / (1.0f - p);
-  const std::int64_t n = x.numel();
-  const std::int64_t blocks = (n + 3) / 4;
-  // One Philox block gives the uniforms of four consecutive elements (rng_uniform's layout).
+  const std::int64_t n = x.numel(), w = tiles.w;
+  const std::int64_t count = (n + w * tiles.block - 1) / (w * tiles.block);
+  // One Philox block gives the uniforms of four consecutive plain elements (rng_uniform's
+  // layout). A run of a row draws its blocks first, in a loop the compiler vectorizes, then
+  // places the elements.
+  constexpr std::int64_t kRun = 4096;
 #pragma omp parallel for if (n >= kParallelMin)
-  for (std::int64_t b = 0; b < blocks; ++b) {
-    const Philox4 r = rng_block(stream, static_cast<std::uint32_t>(b));
-    for (std::int64_t j = 0; j < 4 && 4 * b + j < n; ++j) {
-      const std::int64_t i = place(4 * b + j);
-      const bool keep = bits_to_uniform(r.v[j]) >= p;
-      pm[i] = keep ? 1 : 0;
-      py[i] = keep ? px[i] * keep_scale : 0.0f;
+  for (std::int64_t t = 0; t < count; ++t) {
+    std::uint32_t bits[kRun + 8];
+    for (std::int64_t k = 0; k < tiles.block; ++k) {
+      const std::int64_t first = tiles.row(t, k) * w, at = tiles.start(t, k);
+      const std::int64_t width = std::min(w, n - first);
+      for (std::int64_t j0 = 0; j0 < width; j0 += kRun) {
+        const std::int64_t begin = first + j0, len = std::min(kRun, width - j0);
+        const std::int64_t b0 = begin / 4, b1 = (begin + len + 3) / 4;
+        for (std::int64_t b = b0; b < b1; ++b) {
+          const Philox4 r = rng_block(stream, static_cast<std::uint32_t>(b));
+          for (int q = 0; q < 4; ++q) bits[4 * (b - b0) + q] = r.v[q];
+        }
+        const std::uint32_t* u = bits + (begin - 4 * b0);
+        for (std::int64_t j = 0; j < len; ++j) {
+          const std::int64_t o = at + (j0 + j) * tiles.block;
+          const bool keep = bits_to_uniform(u[j]) >= p;
+          pm[o] = keep ? 1 : 0;
+          py[o] = keep ? px[o] * keep_scale : 0.0f;
+        }
+      }
     }
   }
 }
