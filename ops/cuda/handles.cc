@@ -1,5 +1,7 @@
 #include "ops/cuda/handles.h"
 
+#include "ops/cuda/cublas_api.h"
+
 #include <array>
 #include <mutex>
 #include <utility>
@@ -51,13 +53,13 @@ cublasHandle_t cublas_handle() {
   std::lock_guard<std::mutex> lock(handles_mutex());
   DeviceHandles& h = handles_of_current_device();
   if (!h.cublas) {
-    CUBLAS_CHECK(cublasCreate(&h.cublas));
-    CUBLAS_CHECK(cublasSetStream(h.cublas, current_stream()));
+    CUBLAS_CHECK(cublas().create(&h.cublas));
+    CUBLAS_CHECK(cublas().set_stream(h.cublas, current_stream()));
     // Results must not depend on the run: no atomics-based reductions inside cuBLAS.
-    CUBLAS_CHECK(cublasSetAtomicsMode(h.cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
+    CUBLAS_CHECK(cublas().set_atomics_mode(h.cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
   }
   // The math mode follows --precision at every call (it is cheap to set).
-  CUBLAS_CHECK(cublasSetMathMode(
+  CUBLAS_CHECK(cublas().set_math_mode(
       h.cublas, tf32_allowed() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   return h.cublas;
 }

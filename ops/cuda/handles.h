@@ -3,7 +3,7 @@
 // largest request. Internal to ops/cuda.
 #pragma once
 
-#include <cublas_v2.h>
+#include <cublas_api.h>
 #include <cudnn.h>
 
 #include <cstddef>

@@ -6,11 +6,12 @@
 // Types: the two inputs of a product share one dtype, f32, bf16 or f16; the output is f32 or that
 // dtype; cuBLAS accumulates in f32 either way. fp32 inputs are strict (no TF32) unless
 // gpu_math().precision allows TF32. The bias add and db are our kernels (linear_bias.cu).
-#include <cublas_v2.h>
+#include <cublas_api.h>
 
 #include <cstdint>
 #include <limits>
 
+#include "ops/cuda/cublas_api.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/handles.h"
 #include "ops/cuda/kernel_util.h"
@@ -99,7 +100,7 @@ void gemm(cublasOperation_t op_a, cublasOperation_t op_b, std::int64_t m, std::i
     return;
   }
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_CHECK(cublasGemmEx(
+  CUBLAS_CHECK(cublas().gemm_ex(
       cublas_handle(), op_a, op_b, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
       &alpha, a.raw_data(), cuda_type_of(a.dtype()), static_cast<int>(lda), b.raw_data(),
       cuda_type_of(b.dtype()), static_cast<int>(ldb), &beta, c.raw_data(), cuda_type_of(c.dtype()),

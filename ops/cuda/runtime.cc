@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/tensor/allocator.h"
+#include "ops/cuda/cublas_api.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
@@ -373,9 +374,14 @@ std::string library_versions() {
                       cudnnGetProperty(MINOR_VERSION, &dnn[1]) == CUDNN_STATUS_SUCCESS &&
                       cudnnGetProperty(PATCH_LEVEL, &dnn[2]) == CUDNN_STATUS_SUCCESS;
   int blas[3] = {0, 0, 0};
-  const bool blas_ok = cublasGetProperty(MAJOR_VERSION, &blas[0]) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(MINOR_VERSION, &blas[1]) == CUBLAS_STATUS_SUCCESS &&
-                       cublasGetProperty(PATCH_LEVEL, &blas[2]) == CUBLAS_STATUS_SUCCESS;
+  bool blas_ok = false;
+  try {  // opens cuBLAS (ops/cuda/cublas_api.h): "unknown" where it cannot
+    const auto get = ops::gpu::cublas().get_property;
+    blas_ok = get(MAJOR_VERSION, &blas[0]) == CUBLAS_STATUS_SUCCESS &&
+              get(MINOR_VERSION, &blas[1]) == CUBLAS_STATUS_SUCCESS &&
+              get(PATCH_LEVEL, &blas[2]) == CUBLAS_STATUS_SUCCESS;
+  } catch (const Error&) {
+  }
   auto triple = [](int major, int minor, int patch) {
     return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
   };
