@@ -132,8 +132,9 @@ def main() -> int:
         verdict = "agree" if worst <= tolerance else "FAIL: disagree"
         print(f"{verdict}: {precision} worst norm-relative error {worst:.2e} (tolerance {tolerance})")
         failed = failed or worst > tolerance
-    # A label out of range: the device finds it, the step's read-back raises it.
-    y[37] = 9
+    # Labels out of range, one in every batch: the device finds them, the step's read-back raises
+    # the first.
+    y[::10] = 9
     np.savez(work / "bad_label.npz", x=x, y=y)
     for device in ("cpu", "cuda"):
         done = train(ruche, work, device, data="bad_label.npz")
