@@ -10,10 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "engine/tensor/allocator.h"
 #include "ops/cuda/channel_reduction.h"
 #include "ops/cuda/cuda_check.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/scratch.h"
 
 namespace ruche::ops::gpu {
 
@@ -47,26 +47,6 @@ __global__ void channel_totals_kernel(ChannelReductionPlan plan, const double* p
   finish(c, totals);
 }
 
-// Pass 1's partials, from the device's caching allocator (no cudaMalloc after the first call of a
-// size). Given back as soon as both passes are queued: the allocator orders its blocks on the
-// stream ops run on, so the next owner's work runs after pass 2.
-class PartialsScratch {
- public:
-  PartialsScratch(int device, std::size_t bytes)
-      : allocator_(cuda_allocator(device)),
-        bytes_(bytes),
-        data_(allocator_.allocate(bytes)) {}
-  PartialsScratch(const PartialsScratch&) = delete;
-  PartialsScratch& operator=(const PartialsScratch&) = delete;
-  ~PartialsScratch() { allocator_.deallocate(data_, bytes_); }
-  double* data() const { return static_cast<double*>(data_); }
-
- private:
-  Allocator& allocator_;
-  std::size_t bytes_;
-  void* data_;
-};
-
 // The sums of data [images, channels, plane] on the current device, queued on `stream` (no host
 // sync). `finish` also runs for every channel when there are no values (totals 0).
 template <int K, typename Add, typename Finish>
@@ -78,13 +58,15 @@ void reduce_channels(std::int64_t images, std::int64_t channels, std::int64_t pl
   CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   const ChannelReductionPlan plan =
       plan_channel_reduction(images, channels, plane, multiprocessors, kThreads);
-  const PartialsScratch partials(device,
-                                 sizeof(double) * K * static_cast<std::size_t>(plan.blocks()));
+  // Given back as soon as both passes are queued (ops/cuda/scratch.h).
+  const Scratch partials(Device::cuda(device),
+                         sizeof(double) * K * static_cast<std::size_t>(plan.blocks()));
   const dim3 grid(static_cast<unsigned>(plan.channels), static_cast<unsigned>(plan.chunks));
-  channel_partials_kernel<K><<<grid, kThreads, 0, stream>>>(plan, add, partials.data());
+  channel_partials_kernel<K><<<grid, kThreads, 0, stream>>>(plan, add, partials.as<double>());
   CUDA_CHECK_LAUNCH(channel_partials_kernel);
   const auto totals_blocks = static_cast<unsigned>((plan.channels + kThreads - 1) / kThreads);
-  channel_totals_kernel<K><<<totals_blocks, kThreads, 0, stream>>>(plan, partials.data(), finish);
+  channel_totals_kernel<K>
+      <<<totals_blocks, kThreads, 0, stream>>>(plan, partials.as<double>(), finish);
   CUDA_CHECK_LAUNCH(channel_totals_kernel);
 }
 

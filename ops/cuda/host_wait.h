@@ -11,6 +11,9 @@ namespace ruche::ops::gpu {
 
 // cudaStreamSynchronize, counted.
 void wait_stream(cudaStream_t stream);
+// A new event for wait_event on the current device: blocking-sync, so a waiting thread sleeps
+// instead of spinning a core the loader threads decode on; no timing.
+cudaEvent_t waitable_event();
 // cudaEventSynchronize, counted.
 void wait_event(cudaEvent_t event);
 // cudaDeviceSynchronize, counted.

@@ -6,11 +6,11 @@
 #include <cstdint>
 #include <limits>
 
-#include "engine/tensor/allocator.h"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/host_wait.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/scratch.h"
 #include "ops/pointwise_loss.h"
 
 namespace ruche::ops::gpu {
@@ -73,27 +73,6 @@ __global__ void pointwise_loss_backward_kernel(PointwiseLoss kind, float beta, s
     dpred[i] = factor * pointwise_loss_grad(kind, beta, pred[i], target[i]);
   }
 }
-
-// Device scratch from the caching allocator, returned on scope exit (ordered on the stream).
-class Scratch {
- public:
-  Scratch(Device device, std::size_t bytes)
-      : allocator_(allocator_for(device)),
-        bytes_(bytes),
-        ptr_(allocator_.allocate(bytes)) {}
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { allocator_.deallocate(ptr_, bytes_); }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  Allocator& allocator_;
-  std::size_t bytes_;
-  void* ptr_;
-};
 
 // ---- softmax cross-entropy ----
 // With label smoothing e over C classes and class weights w (1 without), as the CPU op:

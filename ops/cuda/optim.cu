@@ -122,10 +122,7 @@ void build_chunks(UpdateTable& t, int device, std::span<const UpdateRange> range
 void upload_steps(UpdateTable& t, int device, std::span<const RangeStep> steps,
                   cudaStream_t stream) {
   if (steps.empty()) return;
-  if (!t.staging_free) {
-    CUDA_CHECK(
-        cudaEventCreateWithFlags(&t.staging_free, cudaEventDisableTiming | cudaEventBlockingSync));
-  }
+  if (!t.staging_free) t.staging_free = waitable_event();
   // The previous call's copy must have left the staging buffer before it is overwritten. It
   // normally has (the step's read-back waited for later work): a query, not a wait.
   if (t.staging_in_flight) {

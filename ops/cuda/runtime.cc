@@ -233,10 +233,7 @@ void* cuda_side_copy_create(int device) {
   state->device = device;
   CUDA_CHECK(cudaSetDevice(device));
   CUDA_CHECK(cudaEventCreateWithFlags(&state->released, cudaEventDisableTiming));
-  // Blocking: a loader thread waiting on its copy sleeps instead of spinning a core that should
-  // decode images.
-  CUDA_CHECK(
-      cudaEventCreateWithFlags(&state->done, cudaEventDisableTiming | cudaEventBlockingSync));
+  state->done = ops::gpu::waitable_event();  // a loader thread waits on it
   // The destination may be a block the caching allocator took back while compute work enqueued
   // before still uses it (ordered on the compute stream only): the first copy waits for it too.
   CUDA_CHECK(cudaEventRecord(state->released, ops::gpu::current_stream()));
@@ -280,10 +277,7 @@ void* cuda_readback_create(int device) {
   auto state = std::make_unique<ReadbackState>();
   state->device = device;
   CUDA_CHECK(cudaSetDevice(device));
-  // Blocking: the training thread sleeps through the step's one wait instead of spinning a core
-  // the loader threads decode on.
-  CUDA_CHECK(
-      cudaEventCreateWithFlags(&state->copied, cudaEventDisableTiming | cudaEventBlockingSync));
+  state->copied = ops::gpu::waitable_event();  // the training thread's one wait a step
   return state.release();
 }
 
@@ -422,6 +416,12 @@ namespace ops::gpu {
 void wait_stream(cudaStream_t stream) {
   ++cuda::waits_of_this_thread;
   CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+cudaEvent_t waitable_event() {
+  cudaEvent_t event = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync));
+  return event;
 }
 
 void wait_event(cudaEvent_t event) {
