@@ -136,10 +136,11 @@ namespace ruche::ops {
 // Which ops take blocked tensors (engine/tensor/layout.h); every other op requires plain ones, and
 // the dispatch throws an InternalError naming the op that got a blocked tensor (the net's layout
 // planner must have put a reorder before it). Element-wise ops read memory in order, so any one
-// layout does, all their tensors alike; the others read each tensor's tag (weights stay plain).
+// layout does, all their tensors alike; the others read each tensor's tag (weights stay plain,
+// but for a 16-bit convolution in an nhwc plan, whose copies cast writes nhwc).
 #define RUCHE_OPS_ELEMENTWISE(X) X(add) X(axpy) X(scale) X(mul) X(max_into) X(max_backward) \
   X(activation_forward) X(activation_backward)
-#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(dropout_forward) X(dropout_backward) \
+#define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(cast) X(dropout_forward) X(dropout_backward) \
   X(conv2d_forward) X(conv2d_backward_data) X(conv2d_backward_weights) \
   X(batch_norm_forward_training) X(batch_norm_forward_inference) X(batch_norm_backward) \
   X(max_pool2d_forward) X(max_pool2d_backward) X(avg_pool2d_forward) X(avg_pool2d_backward)

@@ -148,6 +148,13 @@ SumSquaresFinite SumSquaresFinite::now(const Tensor& x, std::int64_t count) {
   return of(out.to(Device::cpu()));
 }
 
+Layout planned_layout(const Device& device, DType compute) {
+  if (device.is_cpu()) {
+    return compute == DType::f32 && !cpu_reference_path() ? cpu_blocked_layout() : Layout::plain;
+  }
+  return compute == DType::bf16 || compute == DType::f16 ? Layout::nhwc : Layout::plain;
+}
+
 bool takes_blocked(std::string_view op) {
   for (std::string_view name : kTakingBlocked) {
     if (name == op) return true;

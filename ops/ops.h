@@ -298,12 +298,16 @@ void regression_errors(const Tensor& prediction, const Tensor& target, std::int6
                        Tensor& out);
 
 // ---- layouts (engine/tensor/layout.h) ----
-// y = x in y's layout (same shape, f32): plain <-> blocked, or a copy. CPU only; CUDA tensors
-// are plain, where it is a copy.
+// y = x in y's layout (same shape and dtype), or a copy: plain <-> nChw8c / nChw16c / nhwc on a
+// CPU (f32), plain <-> nhwc on CUDA.
 void reorder(const Tensor& x, Tensor& y);
 // The blocked layout oneDNN's convolutions pick for their activations on this CPU (nChw16c with
 // AVX-512, nChw8c with AVX2; format_tag::any, asked once); plain when they pick none.
 Layout cpu_blocked_layout();
+// The layout a net on `device` computing in `compute` plans its convolution chains in: the CPU's
+// blocked one for f32 (plain on the reference path), nhwc for bf16 / f16 on CUDA (cuDNN's
+// tensor-core kernels read and write NHWC; NCHW costs them a transpose each way), else plain.
+Layout planned_layout(const Device& device, DType compute);
 // Whether the op named `op` (as in ops/op_table.h) takes blocked tensors: the layers ask it, so
 // what a layer lets the layout plan do follows what its ops can do.
 bool takes_blocked(std::string_view op);

@@ -75,8 +75,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   for (int k : param.eval_top_k()) {
     RUCHE_REQUIRE(k >= 1) << options.source.file << ": eval_top_k " << k << " is not a k >= 1";
   }
-  // CPU nets get the layout and memory plans (net_plan.cc); their blobs are placed by the plan,
-  // so nothing is touched (or counted in the peak RSS) before it.
+  // CPU nets get the memory plan (net_plan.cc); their blobs are placed by the plan, so nothing is
+  // touched (or counted in the peak RSS) before it. The layout plan is the device's.
   net->planned_ = options.device.is_cpu() && !ops::cpu_reference_path();
   const auto blob_tensor = [&](const Shape& shape, DType dtype) {
     return net->planned_ ? Tensor::empty(shape, dtype, options.device)
@@ -188,7 +188,7 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   }
   net->after_forward_.resize(bottoms.size());
   net->after_backward_.resize(bottoms.size());
-  if (net->planned_) net->plan_layouts(bottoms, tops);
+  net->plan_layouts(bottoms, tops);
 
   // The losses and what the main one reads. Several losses train on their weighted sum; the one
   // with the highest weight is the main head (probabilities, accuracy, output()).
@@ -302,10 +302,8 @@ std::unique_ptr<Net> Net::build(const proto::NetParameter& param, const NetOptio
   }
   net->tops_ = std::move(tops);
   net->trainable_layer_ = std::move(trainable_layer);
-  if (net->planned_) {
-    net->connect_shadow_gradients();
-    net->plan_memory();
-  }
+  net->connect_shadow_gradients();
+  if (net->planned_) net->plan_memory();
   return net;
 }
 
@@ -400,11 +398,18 @@ void Net::bind_params() {
     master_grads_[li] = io.param_grads;
     if (options_.compute_dtype == DType::f32 || !layers_[li]->params_in_compute_dtype()) continue;
     autocast_layer_[li] = true;
+    // A convolution writing nhwc keeps its 4-d weight copies nhwc too, cuDNN's NHWC filter (as
+    // PyTorch's channels_last weights): ops::cast reorders them from and to the plain masters.
+    const bool nhwc_weights = layers_[li]->layout_use() == Layer::LayoutUse::blocks &&
+                              !io.top.empty() && io.top[0].layout() == Layout::nhwc;
     for (std::size_t d = 0; d < io.params.size(); ++d) {
-      io.params[d] = Tensor::empty(io.params[d].shape(), options_.compute_dtype, options_.device);
+      const Shape& shape = io.params[d].shape();
+      const Layout layout = nhwc_weights && shape.ndim() == 4 ? Layout::nhwc : Layout::plain;
+      io.params[d] =
+          Tensor::empty(shape, options_.compute_dtype, options_.device).with_layout(layout);
       if (io.param_grads[d].defined()) {
         io.param_grads[d] =
-            Tensor::zeros(io.param_grads[d].shape(), options_.compute_dtype, options_.device);
+            Tensor::zeros(shape, options_.compute_dtype, options_.device).with_layout(layout);
       }
     }
   }
@@ -472,7 +477,7 @@ void Net::forward_layer(std::size_t li, const StepContext& ctx) {
     }
   }
   layers_[li]->forward(io_[li], ctx);
-  if (planned_) after_layer(li, false);
+  after_layer(li, false);
 }
 
 void Net::backward(const StepContext& ctx, bool accumulate) {
@@ -521,7 +526,7 @@ void Net::backward_layer(std::size_t li, const StepContext& step, bool accumulat
   } else {
     layers_[li]->backward(io_[li], ctx);
   }
-  if (planned_) after_layer(li, true);
+  after_layer(li, true);
   if (grad_ready_ && end > begin) grad_ready_(begin, end);
 }
 
@@ -546,7 +551,7 @@ void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx
       << "backward_from_output: a gradient of shape " << output_grad.shape().str()
       << " for an output of shape " << dy.shape().str();
   dy.copy_from(output_grad);
-  if (planned_) after_layer(loss_layer, true);  // a plain shadow's gradient into the blob's
+  after_layer(loss_layer, true);  // a shadow's gradient into the blob's
   for (std::size_t li = loss_layer; li-- > 0;) {
     if (!trainable_layer_[li]) continue;
     if (is_loss(param_.layer(static_cast<int>(li)).type())) {
@@ -554,7 +559,7 @@ void Net::backward_from_output(const Tensor& output_grad, const StepContext& ctx
       for (Tensor& d : io_[li].bottom_diff) {
         if (d.defined()) d.zero();
       }
-      if (planned_) after_layer(li, true);
+      after_layer(li, true);
       continue;
     }
     backward_layer(li, ctx, false);

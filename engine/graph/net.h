@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct NetOptions {
   // --sync-bn: batch norm reduces over ranks with ops that take plain tensors, so the layout plan
   // keeps its blobs plain.
   bool sync_bn = false;
+  // The layout the net plans its convolution chains in (engine/tensor/layout.h); unset: the
+  // device's own, ops::planned_layout. Tests set nhwc to run a CPU net as a 16-bit GPU net runs.
+  std::optional<Layout> layout;
   // CPU nets: batch norms after convolutions folded into them for test-phase forwards
   // (engine/graph/fusion.h). Off where every blob is read after a test-phase forward.
   bool fold_batch_norms = true;
@@ -159,12 +163,14 @@ class Net {
   std::string first_nonfinite() const;
   double forward_flops() const;  // multiply-adds per batch
   std::size_t activation_bytes() const;
-  // CPU nets (not on the reference path, RUCHE_CPU_REFERENCE=1): whether the layout and memory
-  // plans apply, and the plan: activations and their gradients in one arena of plan.peak bytes
+  // CPU nets (not on the reference path, RUCHE_CPU_REFERENCE=1): whether the memory plan
+  // applies, and the plan: activations and their gradients in one arena of plan.peak bytes
   // instead of plan.naive (docs/ARCHITECTURE.md "Layouts and the memory plan").
   bool planned() const { return planned_; }
   const MemoryPlan& memory_plan() const { return memory_plan_; }
-  // How many blob versions the layout plan keeps blocked, and the reorders it inserted.
+  // The layout the layout plan keeps convolution chains in; plain when it planned none.
+  Layout planned_layout() const { return planned_layout_; }
+  // How many blob versions the layout plan keeps out of plain, and the reorders it inserted.
   int blocked_blobs() const;
   int planned_reorders() const;
   int folded_batch_norms() const { return folded_batch_norms_; }
@@ -179,15 +185,16 @@ class Net {
     int in_place_of = -1;             // the version this one overwrote
     std::vector<int> consumers;       // layers reading this version, in forward order
     std::vector<Tensor> extra_diffs;  // gradients of all readers but the last, summed in backward
-    int shadow_of = -1;               // a plain copy of that blocked version (the layout plan)
+    int shadow_of = -1;  // a copy of that version in another layout (the layout plan)
   };
-  // y = x after a layer's forward (a plain shadow of a blocked blob) or backward (the shadow's
-  // gradient into the blocked blob's), the gradients in `add` summed into x first.
+  // y = x after a layer's forward (a blob's shadow in another layout) or backward (the shadow's
+  // gradient into the blob's), the gradients in `add` summed into x first.
   struct Reorder {
     Tensor x, y;
     std::vector<Tensor> add;
   };
   // net_plan.cc: the layout plan (may point bottoms at shadows) and the memory plan.
+  Layout layout_to_plan() const;  // options_.layout, else the device's; plain where none applies
   void plan_layouts(std::vector<std::vector<int>>& bottoms,
                     const std::vector<std::vector<int>>& tops);
   void connect_shadow_gradients();  // after the layers' io: the shadows' gradients flow back
@@ -233,6 +240,7 @@ class Net {
   Tensor input_, labels_, output_, loss_;
   std::function<void(std::int64_t, std::int64_t)> grad_ready_;
   bool planned_ = false;
+  Layout planned_layout_ = Layout::plain;
   int folded_batch_norms_ = 0;
   std::vector<std::vector<Reorder>> after_forward_, after_backward_;  // by layer
   MemoryPlan memory_plan_;

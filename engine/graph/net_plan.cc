@@ -1,9 +1,10 @@
-// The CPU net's two plans, made once when the net is built (docs/ARCHITECTURE.md "Layouts and the
-// memory plan"). The layout plan keeps activations in oneDNN's blocked layout from a convolution
-// through the layers that take it, and gives layers that need plain tensors a plain shadow of a
-// blocked blob, reordered after its producer's forward (and its gradient back after the readers'
-// backward). The memory plan puts every activation and gradient in one arena, gradients whose
-// lives do not overlap in the same bytes.
+// The net's two plans, made once when the net is built (docs/ARCHITECTURE.md "Layouts and the
+// memory plan"). The layout plan (CPU nets, and 16-bit CUDA nets) keeps activations in the
+// device's convolution layout (oneDNN's blocked one, or nhwc) from a convolution through the
+// layers that take it, and gives a layer that must read another layout a shadow of the blob in
+// it, reordered after its producer's forward (and its gradient back after the readers'
+// backward). The memory plan (CPU nets) puts every activation and gradient in one arena,
+// gradients whose lives do not overlap in the same bytes.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -28,11 +29,22 @@ int env_int(const char* name, int fallback) {
 
 }  // namespace
 
+Layout Net::layout_to_plan() const {
+  // RUCHE_LAYOUT_PLAN=0 keeps every blob plain (the memory plan stays): to tell the two apart.
+  if (env_int("RUCHE_LAYOUT_PLAN", 1) == 0) return Layout::plain;
+  if (options_.device.is_cpu() && ops::cpu_reference_path()) return Layout::plain;
+  return options_.layout.value_or(ops::planned_layout(options_.device, options_.compute_dtype));
+}
+
 void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
                        const std::vector<std::vector<int>>& tops) {
-  const Layout blocked = ops::cpu_blocked_layout();
-  // RUCHE_LAYOUT_PLAN=0 keeps every blob plain (the memory plan stays): to tell the two apart.
-  if (blocked == Layout::plain || env_int("RUCHE_LAYOUT_PLAN", 1) == 0) return;
+  const Layout target = layout_to_plan();
+  if (target == Layout::plain) return;
+  planned_layout_ = target;
+  // oneDNN's convolutions read a plain input into blocks (its first-layer kernels); cuDNN's NHWC
+  // ones want NHWC in too, so in an nhwc plan a convolution reads its input reordered, as
+  // PyTorch's channels_last models are fed.
+  const bool blocks_read_plain = target != Layout::nhwc;
   const auto use_of = [&](std::size_t li) {
     const bool sync_bn = options_.sync_bn && layers_[li]->type() == "BatchNorm";
     return sync_bn ? Layer::LayoutUse::plain : layers_[li]->layout_use();
@@ -59,10 +71,10 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
     }
   }
   std::vector<Layout> layout(n, Layout::plain);
-  std::vector<Layout> wanted(layers_.size(), Layout::plain);  // what a layer reads; blocks: any
+  std::vector<Layout> wanted(layers_.size(), Layout::plain);  // what a layer reads
   for (std::size_t li = 1; li < layers_.size(); ++li) {
     const Layer::LayoutUse use = use_of(li);
-    Layout out = use == Layer::LayoutUse::blocks ? blocked : Layout::plain;
+    Layout out = use == Layer::LayoutUse::blocks ? target : Layout::plain;
     if (use == Layer::LayoutUse::follows && !bottoms[li].empty()) {
       out = layout[static_cast<std::size_t>(bottoms[li][0])];
       for (int b : bottoms[li]) {
@@ -71,8 +83,8 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
     }
     for (int t : tops[li]) {
       const Tensor& data = blobs_[static_cast<std::size_t>(t)].data;
-      const bool fits = data.ndim() == 4 && data.dtype() == DType::f32 &&
-                        data.size(1) % layout_block(blocked) == 0 &&
+      const bool fits = data.ndim() == 4 && data.dtype() == options_.compute_dtype &&
+                        layout_fits(target, data.size(1)) &&
                         !plain_chain[static_cast<std::size_t>(root[static_cast<std::size_t>(t)])];
       if (!fits) out = Layout::plain;
     }
@@ -81,24 +93,27 @@ void Net::plan_layouts(std::vector<std::vector<int>>& bottoms,
   }
   for (std::size_t b = 0; b < n; ++b) blobs_[b].data = blobs_[b].data.with_layout(layout[b]);
 
-  // A plain shadow of each blocked blob a layer must read plain, shared by all such readers.
-  std::map<int, int> shadow_of_blob;
+  // A shadow of each blob in the layout a reader must read, shared by all such readers: plain for
+  // the layers that take no other, the plan's layout for an nhwc plan's convolutions.
+  std::map<std::pair<int, Layout>, int> shadow_of_blob;
   for (std::size_t li = 1; li < layers_.size(); ++li) {
-    if (use_of(li) == Layer::LayoutUse::blocks) continue;
+    if (use_of(li) == Layer::LayoutUse::blocks && blocks_read_plain) continue;
     for (int& b : bottoms[li]) {
       if (layout[static_cast<std::size_t>(b)] == wanted[li]) continue;
-      auto it = shadow_of_blob.find(b);
+      auto it = shadow_of_blob.find({b, wanted[li]});
       if (it == shadow_of_blob.end()) {
         const Blob& source = blobs_[static_cast<std::size_t>(b)];
         Blob shadow;
         shadow.name = source.name;
         shadow.producer = source.producer;
         shadow.shadow_of = b;
-        shadow.data = Tensor::empty(source.data.shape(), source.data.dtype(), options_.device);
+        shadow.data = Tensor::empty(source.data.shape(), source.data.dtype(), options_.device)
+                          .with_layout(wanted[li]);
         after_forward_[static_cast<std::size_t>(source.producer)].push_back(
             {source.data, shadow.data, {}});
         blobs_.push_back(std::move(shadow));
-        it = shadow_of_blob.emplace(b, static_cast<int>(blobs_.size()) - 1).first;
+        it = shadow_of_blob.emplace(std::pair{b, wanted[li]}, static_cast<int>(blobs_.size()) - 1)
+                 .first;
       }
       auto& readers = blobs_[static_cast<std::size_t>(b)].consumers;
       readers.erase(std::find(readers.begin(), readers.end(), static_cast<int>(li)));

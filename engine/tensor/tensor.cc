@@ -90,10 +90,10 @@ void* Tensor::raw_data() const {
 }
 
 Tensor Tensor::with_layout(Layout layout) const {
-  const int block = layout_block(layout);
-  RUCHE_CHECK(layout == Layout::plain || (ndim() == 4 && size(1) % block == 0 && is_contiguous()))
+  RUCHE_CHECK(layout == Layout::plain ||
+              (ndim() == 4 && layout_fits(layout, size(1)) && is_contiguous()))
       << "layout " << layout_name(layout) << " for " << str()
-      << ": needs a contiguous [N, C, H, W] tensor with C a multiple of " << block;
+      << ": needs a contiguous [N, C, H, W] tensor with C a multiple of its channel block";
   Tensor t = *this;
   t.layout_ = layout;
   return t;

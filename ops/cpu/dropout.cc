@@ -33,7 +33,7 @@ struct RowTiles {
 
 RowTiles row_tiles(const Tensor& t) {
   if (t.is_plain()) return {};
-  return {t.size(1), t.size(2), t.size(3), layout_block(t.layout())};
+  return {t.size(1), t.size(2), t.size(3), channel_block(t.layout(), t.size(1))};
 }
 
 }  // namespace

@@ -42,6 +42,8 @@ dnnl::memory::format_tag format_of(Layout layout) {
       return tag::aBcd8b;
     case Layout::nChw16c:
       return tag::aBcd16b;
+    case Layout::nhwc:
+      return tag::acdb;
   }
   RUCHE_FAIL() << "unknown layout " << static_cast<int>(layout);
 }

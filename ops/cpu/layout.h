@@ -6,7 +6,7 @@
 
 namespace ruche::ops::cpu {
 
-// oneDNN's format tag for a 4-d tensor in `layout` (abcd, aBcd8b, aBcd16b).
+// oneDNN's format tag for a 4-d tensor in `layout` (abcd, aBcd8b, aBcd16b, acdb).
 dnnl::memory::format_tag format_of(Layout layout);
 // The f32 descriptor of t as it lies in memory: plain_desc(t) for a plain tensor, else its
 // blocked format.

@@ -156,7 +156,7 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
       << op << ": dx " << dx.str() << " and dy " << dy.str() << " in different layouts";
   // Planes of `block` channels, the channel innermost (block 1: plain NCHW); indices are laid
   // out as dy.
-  const std::int64_t block = layout_block(dx.layout());
+  const std::int64_t block = channel_block(dx.layout(), dx.size(1));
   const std::int64_t planes = dx.size(0) * dx.size(1) / block, HW = dx.size(2) * dx.size(3);
   const std::int64_t OHW = dy.size(2) * dy.size(3);
   const float* pdy = dy.data<float>();

@@ -91,7 +91,7 @@ memory unbound(const memory::desc& desc) { return memory(desc, dnnl_engine(), nu
 template <typename Offset>
 void offsets_to_indices(const Offset* workspace, std::int32_t* indices, const Tensor& x,
                         const Tensor& y, const Pool2dParams& p) {
-  const std::int64_t block = layout_block(y.layout());
+  const std::int64_t block = channel_block(y.layout(), y.size(1));
   const std::int64_t planes = y.size(0) * y.size(1) / block, OH = y.size(2), OW = y.size(3);
   const std::int64_t W = x.size(3);
 #pragma omp parallel for if (y.numel() >= kParallelMin)

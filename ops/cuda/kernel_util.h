@@ -39,6 +39,14 @@ inline void check_arg(const Tensor& t, std::string_view op, std::string_view nam
                                    << " with strides " << t.strides().str();
 }
 
+// Whether t is channels-last (Layout::nhwc) rather than plain; CUDA ops take no other layout
+// (oneDNN's blocked ones are the CPU's), and say so naming the op and the argument.
+inline bool is_channels_last(const Tensor& t, std::string_view op, std::string_view name) {
+  RUCHE_CHECK(t.is_plain() || t.layout() == Layout::nhwc)
+      << op << ": " << name << " is " << t.str() << ", a CPU layout; CUDA takes plain or nhwc";
+  return t.layout() == Layout::nhwc;
+}
+
 // `t` must have the shape of `ref`.
 inline void check_shape_as(const Tensor& t, const Tensor& ref, std::string_view op,
                            std::string_view name, std::string_view ref_name) {

@@ -52,7 +52,7 @@ TEST(MemoryPlan, BuffersShareBytesOnlyWhenTheirLivesDoNotOverlap) {
 TEST(Layout, ReorderToBlockedPutsChannelBlocksInnermost) {
   const Layout blocked = ops::cpu_blocked_layout();
   if (blocked == Layout::plain) GTEST_SKIP() << "oneDNN picks no blocked layout on this CPU";
-  const int b = layout_block(blocked);
+  const auto b = static_cast<int>(channel_block(blocked, 0));
   const Shape shape{2, 2 * b, 3, 5};
   std::vector<float> values(static_cast<std::size_t>(shape.numel()));
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
@@ -80,7 +80,7 @@ TEST(Layout, ReorderToBlockedPutsChannelBlocksInnermost) {
 TEST(Layout, PlainOpsRefuseBlockedTensorsNamingThemselves) {
   const Layout blocked = ops::cpu_blocked_layout();
   if (blocked == Layout::plain) GTEST_SKIP() << "oneDNN picks no blocked layout on this CPU";
-  const Shape shape{1, layout_block(blocked), 2, 2};
+  const Shape shape{1, channel_block(blocked, 0), 2, 2};
   const Tensor x = Tensor::zeros(shape).with_layout(blocked);
   Tensor y = Tensor::zeros(shape);
   try {

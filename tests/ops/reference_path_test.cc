@@ -223,7 +223,7 @@ TEST_P(BlockedLayouts, ConvolutionMatchesPlain) {
     const Shape ys = ops::conv2d_output_shape(xs, ws, p);
     const Tensor x = random_tensor(xs, 20), w = random_tensor(ws, 21), b = random_tensor({32}, 22);
     const Tensor dy = random_tensor(ys, 23);
-    const Layout x_layout = in % layout_block(layout) == 0 ? layout : Layout::plain;
+    const Layout x_layout = layout_fits(layout, in) ? layout : Layout::plain;
     Tensor y = Tensor::empty(ys), dx = Tensor::empty(xs), dw = Tensor::empty(ws);
     Tensor db = Tensor::empty({32});
     ops::conv2d_forward(x, w, b, y, p);
@@ -310,7 +310,7 @@ TEST_P(BlockedLayouts, PoolingMatchesPlain) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, BlockedLayouts,
-                         ::testing::Values(Layout::nChw8c, Layout::nChw16c),
+                         ::testing::Values(Layout::nChw8c, Layout::nChw16c, Layout::nhwc),
                          [](const auto& info) { return std::string(layout_name(info.param)); });
 
 }  // namespace
