@@ -29,17 +29,21 @@ void print_timings(const TimeResult& r) {
   const double mib = 1 << 20;
   if (r.planned) {
     std::printf(
-        "memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); "
-        "%d blobs %s, %d reorders to plain; %d batch norms folded into convolutions for "
-        "inference\n",
+        "memory plan: activations and gradients in %.1f MiB (naive sum %.1f MiB); %d batch norms "
+        "folded into convolutions for inference\n",
         static_cast<double>(r.peak_bytes) / mib, static_cast<double>(r.naive_bytes) / mib,
-        r.blocked_blobs, std::string(layout_name(r.blocked_layout)).c_str(), r.reorders,
         r.folded_batch_norms);
   } else {
     std::printf(
         "memory plan: none (a GPU, or RUCHE_CPU_REFERENCE=1): activations and gradients "
-        "%.1f MiB, all plain\n",
+        "%.1f MiB\n",
         static_cast<double>(r.naive_bytes) / mib);
+  }
+  if (r.planned_layout == Layout::plain) {
+    std::printf("layout plan: none, every blob plain (NCHW)\n");
+  } else {
+    std::printf("layout plan: %d blobs %s, %d reorders between layouts\n", r.blocked_blobs,
+                std::string(layout_name(r.planned_layout)).c_str(), r.reorders);
   }
 }
 

@@ -185,7 +185,7 @@ class Net {
     int in_place_of = -1;             // the version this one overwrote
     std::vector<int> consumers;       // layers reading this version, in forward order
     std::vector<Tensor> extra_diffs;  // gradients of all readers but the last, summed in backward
-    int shadow_of = -1;  // a copy of that version in another layout (the layout plan)
+    int shadow_of = -1;               // a copy of that version in another layout (the layout plan)
   };
   // y = x after a layer's forward (a blob's shadow in another layout) or backward (the shadow's
   // gradient into the blob's), the gradients in `add` summed into x first.

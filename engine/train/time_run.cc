@@ -76,7 +76,7 @@ TimeResult time_net(const TimeRequest& request) {
   result.blocked_blobs = net->blocked_blobs();
   result.reorders = net->planned_reorders();
   result.folded_batch_norms = net->folded_batch_norms();
-  if (net->planned()) result.blocked_layout = ops::cpu_blocked_layout();
+  result.planned_layout = net->planned_layout();
   for (const LayerTiming& t : result.layers) {
     result.forward_ms += t.forward_ms;
     result.backward_ms += t.backward_ms;

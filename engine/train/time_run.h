@@ -26,14 +26,14 @@ struct TimeResult {
   int batch_size = 0, iterations = 0, threads = 0;
   double forward_ms = 0, backward_ms = 0;  // per iteration, the sums over the layers
   double train_flops = 0;  // one forward + backward: 3 x the forward's (Net::forward_flops x 2)
-  // The CPU net's plans (Net::planned()): activation and gradient bytes in the memory plan's
-  // arena (peak) against one buffer each (naive: all there is without a plan), blobs kept
-  // blocked and the reorders the layout plan inserted.
+  // The CPU net's memory plan (Net::planned()): activation and gradient bytes in its arena
+  // (peak) against one buffer each (naive: all there is without a plan). The layout plan (any
+  // device): its layout, the blobs kept in it and the reorders it inserted.
   bool planned = false;
   std::size_t peak_bytes = 0, naive_bytes = 0;
   int blocked_blobs = 0, reorders = 0;
   int folded_batch_norms = 0;  // into convolutions for test-phase forwards
-  Layout blocked_layout = Layout::plain;
+  Layout planned_layout = Layout::plain;
   double images_per_second() const;  // batch / (forward + backward)
 };
 

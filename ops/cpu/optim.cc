@@ -107,6 +107,9 @@ void cast(const Tensor& x, Tensor& y) {
         << op << ": " << name << " " << t->str() << " is not contiguous";
   }
   check_same_shape_as(op, "y", y, "x", x);
+  // Element-wise in memory order; only CUDA casts between layouts (a 16-bit nhwc weight copy).
+  RUCHE_CHECK(x.layout() == y.layout())
+      << op << ": " << x.str() << " -> " << y.str() << " changes the layout (ops::reorder does)";
   const std::int64_t n = x.numel();
   const DType from = x.dtype(), to = y.dtype();
   if (from == to) {

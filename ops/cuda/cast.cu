@@ -1,6 +1,8 @@
 // cast on CUDA: f32 <-> bf16 <-> f16, the same bits as the CPU's cast (engine/tensor/half.h):
 // round to nearest even through the hardware conversions, with NaN written as the CPU writes it
-// (its F16C path for f16); bf16 by the CPU's own integer formula.
+// (its F16C path for f16); bf16 by the CPU's own integer formula. x and y may be in different
+// layouts, plain and nhwc: a 16-bit nhwc convolution's weights are cast from and to the plain
+// f32 masters in the one pass, and reorder is a cast to the same dtype.
 #include <cuda_fp16.h>
 
 #include <cstdint>
@@ -47,13 +49,40 @@ struct BF16 {
   }
 };
 
+// Where y's element i comes from in x: the same place, or, between plain and nhwc, the same
+// (n, c, h, w) in x's order. Writes run in y's order, so they coalesce; the reads gather.
+struct SourceIndex {
+  std::int64_t channels = 1, plane = 1;  // C and H * W
+  enum { same, from_plain, from_nhwc } kind = same;
+
+  __device__ std::int64_t operator()(std::int64_t i) const {
+    if (kind == same) return i;
+    if (kind == from_plain) {  // i = (n * HW + p) * C + c
+      const std::int64_t c = i % channels, np = i / channels;
+      const std::int64_t n = np / plane, p = np - n * plane;
+      return (n * channels + c) * plane + p;
+    }
+    const std::int64_t p = i % plane, nc = i / plane;  // i = (n * C + c) * HW + p
+    const std::int64_t n = nc / channels, c = nc - n * channels;
+    return (n * plane + p) * channels + c;
+  }
+};
+
+SourceIndex source_index(const Tensor& x, const Tensor& y) {
+  const bool x_nhwc = is_channels_last(x, "cast", "x"), y_nhwc = is_channels_last(y, "cast", "y");
+  if (x_nhwc == y_nhwc) return {};
+  return {x.size(1), x.size(2) * x.size(3),
+          y_nhwc ? SourceIndex::from_plain : SourceIndex::from_nhwc};
+}
+
 // Through f32: widening is exact, so bf16 <-> f16 rounds once.
 template <typename From, typename To>
-__global__ void cast_kernel(std::int64_t n, const typename From::T* x, typename To::T* y) {
+__global__ void cast_kernel(std::int64_t n, const typename From::T* x, typename To::T* y,
+                            SourceIndex source) {
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
-    y[i] = To::narrow(From::widen(x[i]));
+    y[i] = To::narrow(From::widen(x[source(i)]));
   }
 }
 
@@ -62,7 +91,7 @@ void launch(const Tensor& x, Tensor& y, cudaStream_t stream) {
   const std::int64_t n = x.numel();
   cast_kernel<From, To><<<blocks_for(n), kThreads, 0, stream>>>(
       n, static_cast<const typename From::T*>(x.raw_data()),
-      static_cast<typename To::T*>(y.raw_data()));
+      static_cast<typename To::T*>(y.raw_data()), source_index(x, y));
   CUDA_CHECK_LAUNCH(cast_kernel);
 }
 
@@ -98,7 +127,9 @@ void cast(const Tensor& x, Tensor& y) {
   if (n == 0) return;
   use_device_of(x);
   const cudaStream_t stream = current_stream();
-  if (x.dtype() == y.dtype()) {
+  RUCHE_REQUIRE(x.layout() == y.layout() || x.raw_data() != y.raw_data())
+      << "cast: " << x.str() << " -> " << y.str() << " in place changes the layout";
+  if (x.dtype() == y.dtype() && x.layout() == y.layout()) {
     if (x.raw_data() != y.raw_data()) {
       CUDA_CHECK(cudaMemcpyAsync(y.raw_data(), x.raw_data(), x.nbytes(), cudaMemcpyDeviceToDevice,
                                  stream));

@@ -1,7 +1,8 @@
-// 2-d convolution on cuDNN's convolution API: forward, backward data, backward weights, NCHW
-// tensors and OIHW weights of f32, bf16 or f16 (fp32 compute), groups and dilation. The bias add
-// and the bias gradient are our kernels (conv_bias.cu), so they work for every dtype and db is a
-// fixed-order sum.
+// 2-d convolution on cuDNN's convolution API: forward, backward data, backward weights, NCHW or
+// NHWC tensors (one layout for x and y of a call, from their tags) and OIHW weights (or, tagged
+// nhwc, cuDNN's NHWC filter [O][KH][KW][I]) of f32, bf16 or f16 (fp32 compute), groups and
+// dilation. The bias add and the bias gradient are our kernels (conv_bias.cu), so they work for
+// every dtype and db is a fixed-order sum.
 //
 // One cache holds, per (device, shapes, parameters, dtype, GPU math settings), the cuDNN
 // descriptors and the algorithm chosen for each direction, so cuDNN is asked once per shape.
@@ -62,6 +63,7 @@ struct ConvKey {
   int device = 0;
   std::array<std::int64_t, 4> x{}, w{};
   std::array<int, 7> params{};
+  bool nhwc_data = false, nhwc_filter = false;  // the descriptors' formats
   DType dtype = DType::f32;
   Precision precision = Precision::fp32;
   bool benchmark = false;
@@ -71,15 +73,17 @@ struct ConvKey {
   auto operator<=>(const ConvKey&) const = default;  // NOLINT(modernize-use-nullptr)
 };
 
-ConvKey make_key(const Tensor& x, const Shape& w, const Conv2dParams& p) {
+ConvKey make_key(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
   const GpuMath& math = gpu_math();
   ConvKey k;
   k.device = x.device().index;
   for (int i = 0; i < 4; ++i) {
     k.x[static_cast<std::size_t>(i)] = x.size(i);
-    k.w[static_cast<std::size_t>(i)] = w[i];
+    k.w[static_cast<std::size_t>(i)] = w.size(i);
   }
   k.params = {p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, p.groups};
+  k.nhwc_data = x.layout() == Layout::nhwc;
+  k.nhwc_filter = w.layout() == Layout::nhwc;
   k.dtype = x.dtype();
   k.precision = math.precision;
   k.benchmark = math.cudnn_benchmark;
@@ -111,13 +115,16 @@ struct ConvPlan {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, type, i(k.x[0]), i(k.x[1]),
-                                           i(k.x[2]), i(k.x[3])));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, type, i(y_shape[0]), i(y_shape[1]),
+    // Dimensions are N, C, H, W (O, I, KH, KW) in either format; the format says their order.
+    const cudnnTensorFormat_t data = k.nhwc_data ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    const cudnnTensorFormat_t filter = k.nhwc_filter ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(x, data, type, i(k.x[0]), i(k.x[1]), i(k.x[2]), i(k.x[3])));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, data, type, i(y_shape[0]), i(y_shape[1]),
                                            i(y_shape[2]), i(y_shape[3])));
-    // OIHW: k = output channels, c = input channels per group.
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, type, CUDNN_TENSOR_NCHW, i(k.w[0]), i(k.w[1]),
-                                           i(k.w[2]), i(k.w[3])));
+    // k = output channels, c = input channels per group.
+    CUDNN_CHECK(
+        cudnnSetFilter4dDescriptor(w, type, filter, i(k.w[0]), i(k.w[1]), i(k.w[2]), i(k.w[3])));
     strict = strict_fp32(k.dtype, k.precision);
     math = strict ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH;
     const auto& p = k.params;  // stride h w, pad h w, dilation h w, groups
@@ -298,7 +305,7 @@ ConvCache& cache() {
 // The plan for this shape with direction D's algorithm chosen. Plans are never removed, so the
 // reference stays valid; their descriptors are only read once the choice is made.
 template <int D>
-const ConvPlan& plan_for(const Tensor& x, const Shape& w, const Shape& y, const Conv2dParams& p,
+const ConvPlan& plan_for(const Tensor& x, const Tensor& w, const Shape& y, const Conv2dParams& p,
                          const ConvData& data) {
   ConvCache& c = cache();
   const ConvKey key = make_key(x, w, p);
@@ -328,6 +335,10 @@ void check_conv_args(const char* op, const Tensor& x, const char* x_name, const 
   RUCHE_REQUIRE(is_float_type(x.dtype()))
       << op << ": " << x_name << " must be f32, bf16 or f16, got " << x.str();
   check_conv2d_args(op, x, x_name, w, w_name, y, y_name, b, b_name, p, kCheck);
+  is_channels_last(w, op, w_name);
+  RUCHE_CHECK(is_channels_last(x, op, x_name) == is_channels_last(y, op, y_name))
+      << op << ": " << x_name << " " << x.str() << " and " << y_name << " " << y.str()
+      << " in different layouts (the net's layout plan reorders one)";
   // cuDNN's 4-d descriptors count in int.
   for (const Tensor* t : {&x, &w, &y}) {
     RUCHE_REQUIRE(t->numel() <= INT_MAX)
@@ -346,7 +357,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
   RUCHE_REQUIRE(!p.fused_relu) << op << ": a fused ReLU is a CPU net's fusion; run the ReLU";
   use_device_of(x);
   const ConvPlan& plan =
-      plan_for<kForward>(x, w.shape(), y.shape(), p, {x.raw_data(), w.raw_data(), y.raw_data()});
+      plan_for<kForward>(x, w, y.shape(), p, {x.raw_data(), w.raw_data(), y.raw_data()});
   const AlgorithmChoice& a = plan.choice[kForward];
   CUDNN_CHECK(
       cudnnConvolutionForward(cudnn_handle(), &kOne, plan.x, x.raw_data(), plan.w, w.raw_data(),
@@ -354,7 +365,7 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y
                               workspace(a.workspace), a.workspace, &kZero, plan.y, y.raw_data()));
   if (b.defined()) {
     add_channel_bias(y.dtype(), y.raw_data(), b.raw_data(), y.size(0), y.size(1),
-                     y.size(2) * y.size(3), current_stream());
+                     y.size(2) * y.size(3), y.layout() == Layout::nhwc, current_stream());
   }
 }
 
@@ -362,8 +373,8 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
   constexpr const char* op = "conv2d_backward_data";
   check_conv_args(op, dx, "dx", w, "w", dy, "dy", Tensor(), "", p);
   use_device_of(dx);
-  const ConvPlan& plan = plan_for<kBackwardData>(dx, w.shape(), dy.shape(), p,
-                                                 {dx.raw_data(), w.raw_data(), dy.raw_data()});
+  const ConvPlan& plan =
+      plan_for<kBackwardData>(dx, w, dy.shape(), p, {dx.raw_data(), w.raw_data(), dy.raw_data()});
   const AlgorithmChoice& a = plan.choice[kBackwardData];
   CUDNN_CHECK(cudnnConvolutionBackwardData(
       cudnn_handle(), &kOne, plan.w, w.raw_data(), plan.y, dy.raw_data(), plan.conv[kBackwardData],
@@ -376,7 +387,7 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tens
   constexpr const char* op = "conv2d_backward_weights";
   check_conv_args(op, x, "x", dw, "dw", dy, "dy", db, "db", p);
   use_device_of(x);
-  const ConvPlan& plan = plan_for<kBackwardWeights>(x, dw.shape(), dy.shape(), p,
+  const ConvPlan& plan = plan_for<kBackwardWeights>(x, dw, dy.shape(), p,
                                                     {x.raw_data(), dw.raw_data(), dy.raw_data()});
   const AlgorithmChoice& a = plan.choice[kBackwardWeights];
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(
@@ -385,7 +396,7 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tens
       workspace(a.workspace), a.workspace, &kZero, plan.w, dw.raw_data()));
   if (db.defined()) {
     channel_bias_gradient(dy.dtype(), dy.raw_data(), db.raw_data(), dy.size(0), dy.size(1),
-                          dy.size(2) * dy.size(3), current_stream());
+                          dy.size(2) * dy.size(3), dy.layout() == Layout::nhwc, current_stream());
   }
 }
 
@@ -405,7 +416,7 @@ ConvAlgorithms conv_algorithms(const Tensor& x, const Tensor& w, const Conv2dPar
   RUCHE_REQUIRE(x.defined() && x.ndim() == 4 && w.defined() && w.ndim() == 4)
       << "conv_algorithms: x and w must be 4-d, got " << x.str() << " and " << w.str();
   ConvCache& c = cache();
-  const ConvKey key = make_key(x, w.shape(), p);
+  const ConvKey key = make_key(x, w, p);
   std::lock_guard<std::mutex> lock(c.mutex);
   const auto it = c.plans.find(key);
   ConvAlgorithms out;

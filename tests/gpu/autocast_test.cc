@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "engine/graph/net.h"
 #include "engine/rng/fill.h"
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
+#include "tests/gpu/half_support.h"
 #include "tests/support/compare.h"
 
 namespace ruche {
@@ -37,7 +39,8 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "label" to
 
 constexpr int kBatch = 8;
 
-std::unique_ptr<Net> make_net(Device device, DType compute) {
+std::unique_ptr<Net> make_net(Device device, DType compute,
+                              std::optional<Layout> layout = std::nullopt) {
   NetSource source;
   const auto param = parse_net(kNet, "autocast.prototxt", &source);
   NetOptions options;
@@ -47,6 +50,7 @@ std::unique_ptr<Net> make_net(Device device, DType compute) {
   options.source = source;
   options.device = device;
   options.compute_dtype = compute;
+  options.layout = layout;
   auto net = Net::build(param, options);
   net->init_params(11);
   Tensor x = Tensor::empty(net->input().shape());
@@ -110,6 +114,24 @@ TEST_P(Autocast, LossScaleMultipliesEveryGradient) {
   Tensor back = scaled->grads().to(Device::cpu());
   ops::scale(1.0f / 1024.0f, back);
   EXPECT_TENSORS_CLOSE(back, on_cpu(plain->grads()), 1e-6);
+}
+
+// A 16-bit CUDA net plans nhwc (channels-last activations and convolution weight copies); the
+// same net kept plain must give the same numbers but for the convolutions' summation order.
+TEST_P(Autocast, ChannelsLastPlanMatchesThePlainOne) {
+  RUCHE_REQUIRE_CUDA();
+  auto nhwc = make_net(Device::cuda(0), GetParam());
+  auto plain = make_net(Device::cuda(0), GetParam(), Layout::plain);
+  EXPECT_EQ(nhwc->planned_layout(), Layout::nhwc);
+  EXPECT_EQ(plain->planned_layout(), Layout::plain);
+  EXPECT_GT(nhwc->blocked_blobs(), 0);
+  step(*nhwc, false);
+  step(*plain, false);
+  EXPECT_NEAR(nhwc->loss().item(), plain->loss().item(), tolerance(GetParam()));
+  EXPECT_TENSORS_CLOSE(on_cpu(nhwc->grads()), on_cpu(plain->grads()), tolerance(GetParam()));
+  // blob() gives users plain tensors.
+  EXPECT_TENSORS_CLOSE(testing::values_of(nhwc->blob("sum")),
+                       testing::values_of(plain->blob("sum")), tolerance(GetParam()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, Autocast, ::testing::Values(DType::bf16, DType::f16),

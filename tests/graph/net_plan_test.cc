@@ -139,7 +139,8 @@ class ScopedEnv {
 
 struct Outcome {
   Tensor loss, output, grads, params, buffers, input_grad;
-  int blocked = 0;
+  int blocked = 0, reorders = 0;
+  Layout layout = Layout::plain;
   MemoryPlan plan;
 };
 
@@ -168,9 +169,10 @@ std::unique_ptr<Net> build_with_a_batch(const std::string& model, const Shape& s
 }
 
 // A forward and backward pass, then three SGD steps (params -= 0.01 grads) on the same batch.
-Outcome train_three_steps(const std::string& model, const Shape& sample, bool reference) {
+Outcome train_three_steps(const std::string& model, const Shape& sample, bool reference,
+                          const NetOptions& options = {}) {
   ops::set_cpu_reference_path(reference);
-  auto net = build_with_a_batch(model, sample);
+  auto net = build_with_a_batch(model, sample, options);
   StepContext ctx;
   Outcome out;
   net->forward(ctx);
@@ -187,6 +189,8 @@ Outcome train_three_steps(const std::string& model, const Shape& sample, bool re
   out.params = net->params().clone();
   out.buffers = net->buffers().clone();
   out.blocked = net->blocked_blobs();
+  out.reorders = net->planned_reorders();
+  out.layout = net->planned_layout();
   out.plan = net->memory_plan();
   ops::set_cpu_reference_path(false);
   return out;
@@ -262,6 +266,22 @@ INSTANTIATE_TEST_SUITE_P(NetPlan, EveryModel,
                            return std::string(std::get<0>(info.param).name) + "_" +
                                   std::to_string(std::get<1>(info.param)) + "threads";
                          });
+
+// The channels-last plan a 16-bit CUDA net gets, run on the CPU: the planner's part of it (which
+// blobs go nhwc, the input reordered for the first convolution, shadows and their gradients) is
+// the same code on both devices, and oneDNN computes nhwc here as cuDNN does there.
+TEST(NetPlan, ChannelsLastPlanTrainsAsTheReferencePath) {
+  NetOptions nhwc;
+  nhwc.layout = Layout::nhwc;
+  for (const auto& m : {kModels[2], kModels[3], kModels[5], kModels[7]}) {
+    const Outcome reference = train_three_steps(m.name, m.sample, true);
+    const Outcome planned = train_three_steps(m.name, m.sample, false, nhwc);
+    expect_same_training(planned, reference, m.bounds, std::string(m.name) + " in nhwc");
+    EXPECT_EQ(planned.layout, Layout::nhwc) << m.name;
+    EXPECT_GT(planned.blocked, 0) << m.name << ": no blob kept nhwc";
+    EXPECT_GT(planned.reorders, 0) << m.name << ": the first convolution read plain input";
+  }
+}
 
 // The input's gradient in eval mode (`ruche visualize`'s saliency): batch norm's eval backward
 // takes plain tensors, so on a blocked net it reorders around them.
