@@ -4,7 +4,9 @@
 numbers), end with the same weights: norm-relative 1e-3 with --precision fp32 (strict, no TF32);
 with --precision bf16 and fp16 (autocast: 16-bit activations and gradients, fp32 master weights)
 within 3e-2, the error of 16-bit gradients over 8 steps (bf16 keeps 8 bits of mantissa: each
-gradient is off by up to 2^-8 relative, and the weights move ~10% in these steps).
+gradient is off by up to 2^-8 relative, and the weights move ~10% in these steps); 16-bit runs
+plan channels-last (nhwc) activations, and bf16 runs once more kept NCHW (RUCHE_LAYOUT_PLAN=0), so
+a failure says whether the layout is to blame.
 Every op a small CNN needs runs: convolution with and without bias, batch norm, ReLU, max and
 average pooling, dropout, a residual add, linear layers, softmax cross-entropy, SGD with Nesterov
 momentum and weight decay, gradient clipping. Every fp32 step's loss and accuracy, counted on the
@@ -15,6 +17,7 @@ words, found on the device. Exits 77 (ctest's skip) without a CUDA device.
 usage: train_equivalence.py RUCHE_BINARY WORKDIR
 """
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -58,22 +61,25 @@ def has_cuda(ruche: str) -> bool:
 
 
 def train(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32",
-          data: str = "data.npz") -> subprocess.CompletedProcess:
-    run = work / f"run-{device}-{precision}"
+          data: str = "data.npz", nchw: bool = False) -> subprocess.CompletedProcess:
+    run = work / f"run-{device}-{precision}{'-nchw' if nchw else ''}"
+    env = dict(os.environ, RUCHE_LAYOUT_PLAN="0") if nchw else None
     shutil.rmtree(run, ignore_errors=True)  # a fresh run, not a resume of the last one
     return subprocess.run([ruche, "train", "--net", str(work / "net.prototxt"), "--solver",
                            str(work / "solver.prototxt"), "--data", str(work / data),
                            "--init-weights", str(work / "init.npz"), "--out", str(run),
                            "--device", device, "--precision", precision, "--no-checkpoint"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
 
 
-def trained(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32"):
+def trained(ruche: str, work: pathlib.Path, device: str, precision: str = "fp32",
+            nchw: bool = False):
     """The run's final weights and its metrics.jsonl train records."""
-    done = train(ruche, work, device, precision)
+    done = train(ruche, work, device, precision, nchw=nchw)
     if done.returncode != 0:
-        raise SystemExit(f"ruche train --device {device} failed:\n{done.stderr}")
-    run = work / f"run-{device}-{precision}"
+        raise SystemExit(f"ruche train --device {device} --precision {precision} failed:\n"
+                         f"{done.stderr}")
+    run = work / f"run-{device}-{precision}{'-nchw' if nchw else ''}"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return dict(np.load(run / "model.npz")), [r for r in records if r.get("split") == "train"]
 
@@ -116,13 +122,14 @@ def main() -> int:
     cpu, cpu_steps = trained(ruche, work, "cpu")
     start = dict(np.load(work / "init.npz"))
     failed = False
-    for precision, tolerance in (("fp32", 1e-3), ("bf16", 3e-2), ("fp16", 3e-2)):
-        gpu, gpu_steps = trained(ruche, work, "cuda", precision)
+    for precision, tolerance, nchw in (("fp32", 1e-3, False), ("bf16", 3e-2, False),
+                                       ("bf16", 3e-2, True), ("fp16", 3e-2, False)):
+        gpu, gpu_steps = trained(ruche, work, "cuda", precision, nchw)
         if precision == "fp32":
             print("--- cuda fp32 steps against the cpu's")
             failed = failed or not check_steps(cpu_steps, gpu_steps)
         worst = 0.0
-        print(f"--- cuda --precision {precision} against the cpu")
+        print(f"--- cuda --precision {precision}{' kept NCHW' if nchw else ''} against the cpu")
         for name, expected in cpu.items():
             a, b = gpu[name].astype(np.float64), expected.astype(np.float64)
             err = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
