@@ -293,7 +293,7 @@ void channel_scale_backward(const Tensor& x, const Tensor& scale, const Tensor& 
     using T = decltype(type);
     // The parameter sums first: dx may be dy.
     if ((dscale.defined() || dbias.defined()) && s.channels > 0) {
-      reduce_channels<2>(s.outer, s.channels, s.inner,
+      reduce_channels<2>(ChannelData{s.outer, s.channels, s.inner, /*channels_last=*/false},
                          AddScaleParamSums<T>{cdata<T>(x), cdata<T>(dy)},
                          StoreScaleParamSums<T>{mdata_or_null<T>(dscale), mdata_or_null<T>(dbias)},
                          current_stream());

@@ -13,6 +13,8 @@
 //   - bf16 data runs on those kernels for the plain ops too (statistics, normalize, backward
 //     reduce and apply): cuDNN's legacy batch-norm API is not documented to take bf16, and
 //     PyTorch never sends it bf16.
+// x, y, dy and dx are plain or channels-last (Layout::nhwc), all of one call in x's layout: cuDNN
+// gets an NHWC descriptor, our kernels the layout in bn::Planes.
 // gamma and beta may be undefined (no affine transform): cuDNN then gets ones and zeros, and
 // gradients nobody asked for land in scratch. Scratch lives in a per-device, per-channel-count
 // cache, so a training step allocates nothing after its first.
@@ -67,8 +69,15 @@ void check_devices(const char* op, const char* ref_name, const Tensor& ref,
   }
 }
 
-bn::Planes planes_of(const Tensor& x) {
-  return {x.size(0), x.size(1), x.ndim() == 4 ? x.size(2) * x.size(3) : 1};
+// x as the kernels see it, after checking that the data tensors of the call (y, dy, dx) share its
+// layout, plain or channels-last (the net plans one layout through a batch norm).
+bn::Planes planes_of(const Tensor& x, const char* op, std::initializer_list<Named> data) {
+  const bool channels_last = is_channels_last(x, op, "x");
+  for (const auto& [name, t] : data) {
+    RUCHE_CHECK(!t->defined() || t->layout() == x.layout())
+        << op << ": " << name << " is " << t->str() << ", not in the layout of x " << x.str();
+  }
+  return {x.size(0), x.size(1), x.ndim() == 4 ? x.size(2) * x.size(3) : 1, channels_last};
 }
 
 // ---- cuDNN descriptors ----
@@ -93,8 +102,8 @@ int as_int(std::int64_t v, const char* op, const Tensor& x) {
   return static_cast<int>(v);
 }
 
-// The data descriptor of x (NCHW; [N, C] as [N, C, 1, 1]) and the per-channel descriptor cuDNN
-// derives from it (1 x C x 1 x 1, f32 for f32 / bf16 / f16 data).
+// The data descriptor of x (NCHW or NHWC as x's layout; [N, C] as [N, C, 1, 1]) and the
+// per-channel descriptor cuDNN derives from it (1 x C x 1 x 1, f32 for f32 / bf16 / f16 data).
 class Descriptors {
  public:
   Descriptors(const Tensor& x, const char* op) {
@@ -105,8 +114,9 @@ class Descriptors {
     const int w = x.ndim() == 4 ? as_int(x.size(3), op, x) : 1;
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&data_));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&channels_));
-    CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(data_, CUDNN_TENSOR_NCHW, cudnn_type(x.dtype()), n, c, h, w));
+    const cudnnTensorFormat_t format =
+        x.layout() == Layout::nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(data_, format, cudnn_type(x.dtype()), n, c, h, w));
     CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(channels_, data_, CUDNN_BATCHNORM_SPATIAL));
   }
   Descriptors(const Descriptors&) = delete;
@@ -123,14 +133,18 @@ class Descriptors {
   cudnnTensorDescriptor_t channels_ = nullptr;
 };
 
-// The descriptors of x's shape and dtype, made on first use and kept (never freed, as the
+// The descriptors of x's shape, dtype and layout, made on first use and kept (never freed, as the
 // library handles), so a step creates none after the first.
 const Descriptors& descriptors_for(const Tensor& x, const char* op) {
   static std::mutex mutex;
-  static std::map<std::array<std::int64_t, 5>, std::unique_ptr<Descriptors>> all;
-  const bool nchw = x.ndim() == 4;
-  const std::array<std::int64_t, 5> key{static_cast<std::int64_t>(x.dtype()), x.size(0), x.size(1),
-                                        nchw ? x.size(2) : 1, nchw ? x.size(3) : 1};
+  static std::map<std::array<std::int64_t, 6>, std::unique_ptr<Descriptors>> all;
+  const bool four_d = x.ndim() == 4;
+  const std::array<std::int64_t, 6> key{static_cast<std::int64_t>(x.dtype()),
+                                        static_cast<std::int64_t>(x.layout()),
+                                        x.size(0),
+                                        x.size(1),
+                                        four_d ? x.size(2) : 1,
+                                        four_d ? x.size(3) : 1};
   std::lock_guard<std::mutex> lock(mutex);
   std::unique_ptr<Descriptors>& d = all[key];
   if (!d) d = std::make_unique<Descriptors>(x, op);
@@ -202,6 +216,7 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
                  {"running_var", &running_var},
                  {"save_mean", &save_mean},
                  {"save_var", &save_var}});
+  const bn::Planes g = planes_of(x, op, {{"y", &y}});
   const std::int64_t n = c > 0 ? x.numel() / c : 0;  // values per channel
   RUCHE_REQUIRE(n > 1) << op << ": expected more than 1 value per channel when training, got x "
                        << x.shape().str();
@@ -210,12 +225,11 @@ void batch_norm_forward_training(const Tensor& x, const Tensor& gamma, const Ten
   ChannelScratch& s = scratch_for(x.device(), c);
   if (on_own_kernels(x)) {
     const cudaStream_t stream = current_stream();
-    bn::local_stats(x.dtype(), x.raw_data(), planes_of(x), s.sums, stream);
+    bn::local_stats(x.dtype(), x.raw_data(), g, s.sums, stream);
     bn::stats_to_moments(c, s.sums, running_mean.data<float>(), running_var.data<float>(),
                          save_mean.data<float>(), save_var.data<float>(), p.momentum, stream);
-    bn::normalize(x.dtype(), x.raw_data(), planes_of(x), save_mean.data<float>(),
-                  save_var.data<float>(), p.eps, f32_or_null(gamma), f32_or_null(beta),
-                  y.raw_data(), stream);
+    bn::normalize(x.dtype(), x.raw_data(), g, save_mean.data<float>(), save_var.data<float>(),
+                  p.eps, f32_or_null(gamma), f32_or_null(beta), y.raw_data(), stream);
     return;
   }
   const Descriptors& d = descriptors_for(x, op);
@@ -242,13 +256,13 @@ void batch_norm_forward_inference(const Tensor& x, const Tensor& gamma, const Te
                  {"beta", &beta},
                  {"running_mean", &running_mean},
                  {"running_var", &running_var}});
+  const bn::Planes g = planes_of(x, op, {{"y", &y}});
   if (x.numel() == 0) return;
 
   use_device_of(x);
   if (on_own_kernels(x)) {
-    bn::normalize(x.dtype(), x.raw_data(), planes_of(x), running_mean.data<float>(),
-                  running_var.data<float>(), p.eps, f32_or_null(gamma), f32_or_null(beta),
-                  y.raw_data(), current_stream());
+    bn::normalize(x.dtype(), x.raw_data(), g, running_mean.data<float>(), running_var.data<float>(),
+                  p.eps, f32_or_null(gamma), f32_or_null(beta), y.raw_data(), current_stream());
     return;
   }
   const Descriptors& d = descriptors_for(x, op);
@@ -273,6 +287,7 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
                  {"save_var", &save_var},
                  {"dgamma", &dgamma},
                  {"dbeta", &dbeta}});
+  const bn::Planes g = planes_of(x, op, {{"dy", &dy}, {"dx", &dx}});
 
   use_device_of(x);
   const cudaStream_t stream = current_stream();
@@ -284,12 +299,12 @@ void batch_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& gamma,
   }
   ChannelScratch& s = scratch_for(x.device(), c);
   if (on_own_kernels(x)) {
-    bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), planes_of(x),
-                        save_mean.data<float>(), save_var.data<float>(), p.eps, s.sums,
-                        f32_or_null(dgamma), f32_or_null(dbeta), stream);
+    bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), g, save_mean.data<float>(),
+                        save_var.data<float>(), p.eps, s.sums, f32_or_null(dgamma),
+                        f32_or_null(dbeta), stream);
     bn::backward_apply(x.dtype(), dy.raw_data(), x.raw_data(), f32_or_null(gamma),
-                       save_mean.data<float>(), save_var.data<float>(), s.sums, dx.raw_data(),
-                       planes_of(x), p.eps, stream);
+                       save_mean.data<float>(), save_var.data<float>(), s.sums, dx.raw_data(), g,
+                       p.eps, stream);
     return;
   }
   const Descriptors& d = descriptors_for(x, op);
@@ -308,8 +323,9 @@ void batch_norm_local_stats(const Tensor& x, Tensor& stats) {
   const std::int64_t c = check_batch_norm_data(op, "x", x, kChecks);
   check_batch_norm_sums(op, "stats", stats, c, kChecks);
   check_devices(op, "x", x, {{"stats", &stats}});
+  const bn::Planes g = planes_of(x, op, {});
   use_device_of(x);
-  bn::local_stats(x.dtype(), x.raw_data(), planes_of(x), stats.data<float>(), current_stream());
+  bn::local_stats(x.dtype(), x.raw_data(), g, stats.data<float>(), current_stream());
 }
 
 void batch_norm_stats_to_moments(const Tensor& stats, Tensor& running_mean, Tensor& running_var,
@@ -340,8 +356,9 @@ void batch_norm_backward_reduce(const Tensor& dy, const Tensor& x, const Tensor&
                  {"sums", &sums},
                  {"dgamma", &dgamma},
                  {"dbeta", &dbeta}});
+  const bn::Planes g = planes_of(x, op, {{"dy", &dy}});
   use_device_of(x);
-  bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), planes_of(x), save_mean.data<float>(),
+  bn::backward_reduce(x.dtype(), dy.raw_data(), x.raw_data(), g, save_mean.data<float>(),
                       save_var.data<float>(), p.eps, sums.data<float>(), f32_or_null(dgamma),
                       f32_or_null(dbeta), current_stream());
 }
@@ -358,12 +375,13 @@ void batch_norm_backward_apply(const Tensor& dy, const Tensor& x, const Tensor& 
                  {"save_mean", &save_mean},
                  {"save_var", &save_var},
                  {"sums", &sums}});
+  const bn::Planes g = planes_of(x, op, {{"dy", &dy}, {"dx", &dx}});
   // The CPU op also requires a positive count; here it is on the device (reading it would stall
   // the stream), and a zero count gives non-finite dx for the NaN guard instead.
   use_device_of(x);
   bn::backward_apply(x.dtype(), dy.raw_data(), x.raw_data(), f32_or_null(gamma),
                      save_mean.data<float>(), save_var.data<float>(), sums.data<float>(),
-                     dx.raw_data(), planes_of(x), p.eps, current_stream());
+                     dx.raw_data(), g, p.eps, current_stream());
 }
 
 }  // namespace ruche::ops::gpu

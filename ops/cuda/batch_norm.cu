@@ -2,7 +2,7 @@
 // and the synchronized batch norm's pieces, which mirror the CPU loops of ops/cpu/batch_norm.cc
 // (sums in double, rounded once). The per-channel sums are reduce_channels' two passes
 // (channel_reduction.cuh): a channels x chunks grid and a fixed order, so a result is the same
-// run to run.
+// run to run. Data is plain or channels-last: every kernel finds a value through Planes.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -58,13 +58,6 @@ void dispatch(DType dtype, F f) {
       break;
   }
   RUCHE_FAIL() << "batch norm: no CUDA kernel for " << dtype_name(dtype);
-}
-
-// The offset of value j (of n * plane) of channel ch.
-__device__ std::int64_t offset_of(std::int64_t j, std::int64_t ch, std::int64_t c,
-                                  std::int64_t plane) {
-  const std::int64_t i = j / plane;
-  return (i * c + ch) * plane + (j - i * plane);
 }
 
 __global__ void fill_kernel(std::int64_t n, float value, float* out) {
@@ -179,10 +172,9 @@ struct StoreBackwardSums {
 template <typename T>
 __global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamma,
                                       const float* save_mean, const float* save_var,
-                                      const float* sums, T* dx, std::int64_t n, std::int64_t c,
-                                      std::int64_t plane, float eps) {
-  const std::int64_t ch = blockIdx.x;
-  const std::int64_t count = n * plane;
+                                      const float* sums, T* dx, Planes g, float eps) {
+  const std::int64_t ch = blockIdx.x, c = g.channels;
+  const std::int64_t count = g.per_channel();
   // The CPU op's per-channel factors, in the same precisions.
   const double total = sums[2 * c];
   const double invstd = 1.0 / sqrt(static_cast<double>(save_var[ch]) + eps);
@@ -193,7 +185,7 @@ __global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamm
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
   for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
        j += stride) {
-    const std::int64_t at = offset_of(j, ch, c, plane);
+    const std::int64_t at = g.value_offset(ch, j);
     dx[at] = from_float<T>(k * (to_float(dy[at]) - a - (to_float(x[at]) - mean) * b));
   }
 }
@@ -201,10 +193,9 @@ __global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamm
 // Grid: x = channel, y = chunks of that channel's values.
 template <typename T>
 __global__ void normalize_kernel(const T* x, const float* mean, const float* var, float eps,
-                                 const float* gamma, const float* beta, T* y, std::int64_t n,
-                                 std::int64_t c, std::int64_t plane) {
+                                 const float* gamma, const float* beta, T* y, Planes g) {
   const std::int64_t ch = blockIdx.x;
-  const std::int64_t count = n * plane;
+  const std::int64_t count = g.per_channel();
   const double invstd = 1.0 / sqrt(static_cast<double>(var[ch]) + eps);
   const float k = static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd);
   const float shift = beta ? beta[ch] : 0.0f;
@@ -212,16 +203,16 @@ __global__ void normalize_kernel(const T* x, const float* mean, const float* var
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
   for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
        j += stride) {
-    const std::int64_t at = offset_of(j, ch, c, plane);
+    const std::int64_t at = g.value_offset(ch, j);
     y[at] = from_float<T>(k * (to_float(x[at]) - m) + shift);
   }
 }
 
 // One block row per channel, enough columns to cover its values (capped by the grid's height).
 dim3 per_channel_grid(const Planes& g) {
-  return dim3(static_cast<unsigned>(g.c),
-              static_cast<unsigned>(
-                  std::clamp<std::int64_t>((g.count() + kThreads - 1) / kThreads, 1, kMaxGridY)));
+  return dim3(static_cast<unsigned>(g.channels),
+              static_cast<unsigned>(std::clamp<std::int64_t>(
+                  (g.per_channel() + kThreads - 1) / kThreads, 1, kMaxGridY)));
 }
 
 }  // namespace
@@ -250,11 +241,13 @@ void inverse_std(std::int64_t c, const float* save_var, float eps, float* invstd
 }
 
 void local_stats(DType dtype, const void* x, const Planes& g, float* stats, cudaStream_t stream) {
-  if (g.c == 0) return fill(1, static_cast<float>(g.count()), stats, stream);  // the count alone
+  if (g.channels == 0) {  // the count alone
+    return fill(1, static_cast<float>(g.per_channel()), stats, stream);
+  }
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    reduce_channels<2>(g.n, g.c, g.plane, AddStats<T>{static_cast<const T*>(x)},
-                       StoreStats{stats, g.c, g.count()}, stream);
+    reduce_channels<2>(g, AddStats<T>{static_cast<const T*>(x)},
+                       StoreStats{stats, g.channels, g.per_channel()}, stream);
   });
 }
 
@@ -269,24 +262,24 @@ void stats_to_moments(std::int64_t c, const float* stats, float* running_mean, f
 void backward_reduce(DType dtype, const void* dy, const void* x, const Planes& g,
                      const float* save_mean, const float* save_var, float eps, float* sums,
                      float* dgamma, float* dbeta, cudaStream_t stream) {
-  if (g.c == 0) return fill(1, static_cast<float>(g.count()), sums, stream);  // the count alone
+  if (g.channels == 0) {  // the count alone
+    return fill(1, static_cast<float>(g.per_channel()), sums, stream);
+  }
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     reduce_channels<2>(
-        g.n, g.c, g.plane,
-        AddBackwardSums<T>{static_cast<const T*>(dy), static_cast<const T*>(x), save_mean},
-        StoreBackwardSums{save_var, eps, sums, dgamma, dbeta, g.c, g.count()}, stream);
+        g, AddBackwardSums<T>{static_cast<const T*>(dy), static_cast<const T*>(x), save_mean},
+        StoreBackwardSums{save_var, eps, sums, dgamma, dbeta, g.channels, g.per_channel()}, stream);
   });
 }
 
 void normalize(DType dtype, const void* x, const Planes& g, const float* mean, const float* var,
                float eps, const float* gamma, const float* beta, void* y, cudaStream_t stream) {
-  if (g.c == 0 || g.count() == 0) return;
+  if (g.channels == 0 || g.per_channel() == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     normalize_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), mean, var, eps, gamma, beta, static_cast<T*>(y), g.n, g.c,
-        g.plane);
+        static_cast<const T*>(x), mean, var, eps, gamma, beta, static_cast<T*>(y), g);
     CUDA_CHECK_LAUNCH(normalize_kernel);
   });
 }
@@ -294,12 +287,12 @@ void normalize(DType dtype, const void* x, const Planes& g, const float* mean, c
 void backward_apply(DType dtype, const void* dy, const void* x, const float* gamma,
                     const float* save_mean, const float* save_var, const float* sums, void* dx,
                     const Planes& g, float eps, cudaStream_t stream) {
-  if (g.c == 0 || g.count() == 0) return;
+  if (g.channels == 0 || g.per_channel() == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     backward_apply_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), gamma, save_mean, save_var, sums,
-        static_cast<T*>(dx), g.n, g.c, g.plane, eps);
+        static_cast<T*>(dx), g, eps);
     CUDA_CHECK_LAUNCH(backward_apply_kernel);
   });
 }

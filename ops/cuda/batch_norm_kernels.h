@@ -1,7 +1,7 @@
 // The kernels of batch norm on CUDA (batch_norm.cu), called by batch_norm.cc: the conversions
 // between cuDNN's saved statistics and ours, and the synchronized batch norm's pieces. Pointers
-// are device pointers; x, dy and dx are f32, bf16 or f16 (`dtype`), everything per channel is f32.
-// Internal to ops/cuda.
+// are device pointers; x, dy and dx are f32, bf16 or f16 (`dtype`), in the layout `g` describes
+// (plain or channels-last); everything per channel is f32. Internal to ops/cuda.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -9,14 +9,12 @@
 #include <cstdint>
 
 #include "engine/tensor/dtype.h"
+#include "ops/cuda/channel_reduction.h"
 
 namespace ruche::ops::gpu::bn {
 
-// The per-channel layout of NCHW data: n planes of `plane` values per channel (H * W, or 1).
-struct Planes {
-  std::int64_t n = 0, c = 0, plane = 0;
-  std::int64_t count() const { return n * plane; }  // values per channel
-};
+// x as [N, C, plane] (plane H * W, or 1), plain or channels-last.
+using Planes = ChannelData;
 
 // out[0, n) = value.
 void fill(std::int64_t n, float value, float* out, cudaStream_t stream);

@@ -1,8 +1,9 @@
 // How a per-channel sum over image-major data is cut into GPU blocks: value (image, c, p) of
-// [images, channels, plane] sits at (image * channels + c) * plane + p, and block (c, k) of a
-// channels x chunks grid sums chunk k of channel c, a run of whole images (contiguous planes).
-// Chunks are added so that a layer with few channels still fills the card; pass 1 writes one
-// partial per (channel, chunk), pass 2 adds each channel's partials in chunk order.
+// [images, channels, plane] sits at (image * channels + c) * plane + p (plain, NCHW) or at
+// (image * plane + p) * channels + c (channels-last, NHWC), and block (c, k) of a channels x chunks
+// grid sums chunk k of channel c, a run of whole images. Chunks are added so that a layer with few
+// channels still fills the card; pass 1 writes one partial per (channel, chunk), pass 2 adds each
+// channel's partials in chunk order.
 // Plain arithmetic and no CUDA types: the kernels (channel_reduction.cuh) and the CPU tests share
 // it.
 #pragma once
@@ -19,32 +20,54 @@ constexpr int kReductionBlocksPerSm = 4;          // resident blocks per SM that
 constexpr std::int64_t kMinValuesPerThread = 4;   // a smaller chunk costs more than it saves
 constexpr std::int64_t kMaxWantedChunks = 32767;  // chunks stay within CUDA's grid height, 65535
 
-struct ChannelReductionPlan {
+// Where the values of [images, channels, plane] data lie: image-major in both layouts, the channel
+// and the plane position swapped in channels-last data (engine/tensor/layout.h's nhwc).
+struct ChannelData {
   std::int64_t images = 0, channels = 0, plane = 0;
+  bool channels_last = false;
+
+  RUCHE_HOST_DEVICE std::int64_t numel() const { return images * channels * plane; }
+  RUCHE_HOST_DEVICE std::int64_t per_channel() const { return images * plane; }
+  RUCHE_HOST_DEVICE std::int64_t offset(std::int64_t image, std::int64_t c, std::int64_t p) const {
+    return channels_last ? (image * plane + p) * channels + c : (image * channels + c) * plane + p;
+  }
+  // Value j of channel c, counted image by image (j < per_channel()).
+  RUCHE_HOST_DEVICE std::int64_t value_offset(std::int64_t c, std::int64_t j) const {
+    const std::int64_t image = j / plane;
+    return offset(image, c, j - image * plane);
+  }
+  // The channel of the value at offset `at`.
+  RUCHE_HOST_DEVICE std::int64_t channel_of(std::int64_t at) const {
+    return channels_last ? at % channels : (at / plane) % channels;
+  }
+};
+
+struct ChannelReductionPlan {
+  ChannelData data;                   // the layout tells the walk where values are, not the cut
   int threads = 0;                    // per block
   std::int64_t chunks = 1;            // per channel
   std::int64_t images_per_chunk = 0;  // the last chunk holds what is left, no more
 
-  RUCHE_HOST_DEVICE std::int64_t blocks() const { return channels * chunks; }
+  RUCHE_HOST_DEVICE std::int64_t blocks() const { return data.channels * chunks; }
   RUCHE_HOST_DEVICE std::int64_t first_image(std::int64_t chunk) const {
     return chunk * images_per_chunk;
   }
   RUCHE_HOST_DEVICE std::int64_t end_image(std::int64_t chunk) const {
     const std::int64_t end = first_image(chunk) + images_per_chunk;
-    return end < images ? end : images;
+    return end < data.images ? end : data.images;
   }
 };
 
 // Chunks per channel: enough that channels x chunks is kReductionBlocksPerSm blocks per SM, no
 // more than the images (a chunk is whole planes) nor than kMinValuesPerThread values per thread
-// allow. Depends on the shape and the card only, never on scheduling.
-inline ChannelReductionPlan plan_channel_reduction(std::int64_t images, std::int64_t channels,
-                                                   std::int64_t plane, int multiprocessors,
+// allow. Depends on the shape and the card only (not the layout), never on scheduling.
+inline ChannelReductionPlan plan_channel_reduction(const ChannelData& data, int multiprocessors,
                                                    int threads) {
+  const std::int64_t images = data.images, channels = data.channels, plane = data.plane;
   RUCHE_CHECK(images >= 0 && channels >= 0 && plane >= 0 && multiprocessors > 0 && threads > 0)
       << "plan_channel_reduction: images " << images << ", channels " << channels << ", plane "
       << plane << ", SMs " << multiprocessors << ", threads " << threads;
-  ChannelReductionPlan plan{images, channels, plane, threads, 1, images};
+  ChannelReductionPlan plan{data, threads, 1, images};
   if (images == 0 || channels == 0 || plane == 0) return plan;
   const std::int64_t target = std::int64_t{multiprocessors} * kReductionBlocksPerSm;
   const std::int64_t for_card = (target + channels - 1) / channels;
@@ -59,40 +82,40 @@ inline ChannelReductionPlan plan_channel_reduction(std::int64_t images, std::int
 
 // The values one thread of block (channel, chunk) adds: the chunk's values counted image by image,
 // thread t taking t, t + threads, t + 2 * threads, ..., so consecutive threads read consecutive
-// addresses of a plane. The position advances by whole planes and a remainder, both divided out
-// once per thread: no value costs a 64-bit divide.
+// addresses of a plain plane (in channels-last data they are `channels` apart, and the blocks of
+// neighbouring channels share the cache lines). The position advances by whole planes and a
+// remainder, both divided out once per thread: no value costs a 64-bit divide.
 class PlaneWalk {
  public:
   RUCHE_HOST_DEVICE PlaneWalk(const ChannelReductionPlan& plan, std::int64_t channel,
                               std::int64_t chunk, int thread)
-      : channel_(channel),
-        channels_(plan.channels),
-        plane_(plan.plane),
+      : data_(plan.data),
+        channel_(channel),
         end_(plan.end_image(chunk)) {
-    if (plane_ == 0) {
+    const std::int64_t plane = data_.plane;
+    if (plane == 0) {
       image_ = end_;
       return;
     }
-    image_ = plan.first_image(chunk) + thread / plane_;
-    p_ = thread % plane_;
-    image_step_ = plan.threads / plane_;
-    p_step_ = plan.threads % plane_;
+    image_ = plan.first_image(chunk) + thread / plane;
+    p_ = thread % plane;
+    image_step_ = plan.threads / plane;
+    p_step_ = plan.threads % plane;
   }
   RUCHE_HOST_DEVICE bool done() const { return image_ >= end_; }
-  RUCHE_HOST_DEVICE std::int64_t offset() const {
-    return (image_ * channels_ + channel_) * plane_ + p_;
-  }
+  RUCHE_HOST_DEVICE std::int64_t offset() const { return data_.offset(image_, channel_, p_); }
   RUCHE_HOST_DEVICE void next() {
     image_ += image_step_;
     p_ += p_step_;
-    if (p_ >= plane_) {
-      p_ -= plane_;
+    if (p_ >= data_.plane) {
+      p_ -= data_.plane;
       ++image_;
     }
   }
 
  private:
-  std::int64_t channel_, channels_, plane_, end_;
+  ChannelData data_;
+  std::int64_t channel_, end_;
   std::int64_t image_ = 0, p_ = 0, image_step_ = 0, p_step_ = 0;
 };
 
@@ -100,7 +123,7 @@ class PlaneWalk {
 // a channel's partials of one term are adjacent, in chunk order, for pass 2.
 RUCHE_HOST_DEVICE inline std::int64_t partial_index(const ChannelReductionPlan& plan, int term,
                                                     std::int64_t channel, std::int64_t chunk) {
-  return (term * plan.channels + channel) * plan.chunks + chunk;
+  return (term * plan.data.channels + channel) * plan.chunks + chunk;
 }
 
 }  // namespace ruche::ops::gpu

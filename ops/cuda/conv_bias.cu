@@ -10,13 +10,12 @@ namespace ruche::ops::gpu {
 namespace {
 
 template <typename T>
-__global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t total, std::int64_t channels,
-                                        std::int64_t plane) {
+__global__ void add_channel_bias_kernel(T* y, const T* b, ChannelData data) {
+  const std::int64_t total = data.numel();
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    const std::int64_t c = (i / plane) % channels;
-    y[i] = from_float<T>(to_float(y[i]) + to_float(b[c]));
+    y[i] = from_float<T>(to_float(y[i]) + to_float(b[data.channel_of(i)]));
   }
 }
 
@@ -38,36 +37,36 @@ struct StoreGradient {
 };
 
 template <typename T>
-void add_bias_as(void* y, const void* b, std::int64_t n, std::int64_t channels, std::int64_t plane,
-                 cudaStream_t stream) {
-  const std::int64_t total = n * channels * plane;
+void add_bias_as(void* y, const void* b, const ChannelData& data, cudaStream_t stream) {
+  const std::int64_t total = data.numel();
   if (total == 0) return;
   add_channel_bias_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
-      static_cast<T*>(y), static_cast<const T*>(b), total, channels, plane);
+      static_cast<T*>(y), static_cast<const T*>(b), data);
   CUDA_CHECK_LAUNCH(add_channel_bias_kernel);
 }
 
 template <typename T>
-void bias_gradient_as(const void* dy, void* db, std::int64_t n, std::int64_t channels,
-                      std::int64_t plane, cudaStream_t stream) {
-  reduce_channels<1>(n, channels, plane, AddGradient<T>{static_cast<const T*>(dy)},
+void bias_gradient_as(const void* dy, void* db, const ChannelData& data, cudaStream_t stream) {
+  reduce_channels<1>(data, AddGradient<T>{static_cast<const T*>(dy)},
                      StoreGradient<T>{static_cast<T*>(db)}, stream);
 }
 
 }  // namespace
 
 void add_channel_bias(DType dtype, void* y, const void* b, std::int64_t n, std::int64_t channels,
-                      std::int64_t plane, cudaStream_t stream) {
-  const bool known = visit_float_dtype(
-      dtype, [&](auto zero) { add_bias_as<decltype(zero)>(y, b, n, channels, plane, stream); });
+                      std::int64_t plane, bool channels_last, cudaStream_t stream) {
+  const ChannelData data{n, channels, plane, channels_last};
+  const bool known =
+      visit_float_dtype(dtype, [&](auto zero) { add_bias_as<decltype(zero)>(y, b, data, stream); });
   RUCHE_REQUIRE(known) << "add_channel_bias: unsupported dtype " << dtype_name(dtype);
 }
 
 void channel_bias_gradient(DType dtype, const void* dy, void* db, std::int64_t n,
-                           std::int64_t channels, std::int64_t plane, cudaStream_t stream) {
-  const bool known = visit_float_dtype(dtype, [&](auto zero) {
-    bias_gradient_as<decltype(zero)>(dy, db, n, channels, plane, stream);
-  });
+                           std::int64_t channels, std::int64_t plane, bool channels_last,
+                           cudaStream_t stream) {
+  const ChannelData data{n, channels, plane, channels_last};
+  const bool known = visit_float_dtype(
+      dtype, [&](auto zero) { bias_gradient_as<decltype(zero)>(dy, db, data, stream); });
   RUCHE_REQUIRE(known) << "channel_bias_gradient: unsupported dtype " << dtype_name(dtype);
 }
 

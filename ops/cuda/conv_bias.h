@@ -12,11 +12,14 @@
 
 namespace ruche::ops::gpu {
 
-// y [n, channels, plane] += b [channels], in place.
+// y [n, channels, plane] += b [channels], in place. channels_last: y is stored [n, plane, channels]
+// (Layout::nhwc), the channel of element i is i % channels.
 void add_channel_bias(DType dtype, void* y, const void* b, std::int64_t n, std::int64_t channels,
-                      std::int64_t plane, cudaStream_t stream);
-// db [channels] = sum over n and plane of dy [n, channels, plane] (overwritten).
+                      std::int64_t plane, bool channels_last, cudaStream_t stream);
+// db [channels] = sum over n and plane of dy [n, channels, plane] (overwritten); channels_last as
+// for add_channel_bias.
 void channel_bias_gradient(DType dtype, const void* dy, void* db, std::int64_t n,
-                           std::int64_t channels, std::int64_t plane, cudaStream_t stream);
+                           std::int64_t channels, std::int64_t plane, bool channels_last,
+                           cudaStream_t stream);
 
 }  // namespace ruche::ops::gpu

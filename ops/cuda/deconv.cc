@@ -39,7 +39,7 @@ void deconv2d_forward(const Tensor& x, const Tensor& w, const Tensor& b, Tensor&
   gpu::conv2d_backward_data(x, w, y, p);
   if (b.defined()) {
     add_channel_bias(y.dtype(), y.raw_data(), b.raw_data(), y.size(0), y.size(1),
-                     y.size(2) * y.size(3), current_stream());
+                     y.size(2) * y.size(3), /*channels_last=*/false, current_stream());
   }
 }
 
@@ -56,7 +56,7 @@ void deconv2d_backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Te
   gpu::conv2d_backward_weights(dy, x, dw, no_bias, p);
   if (db.defined()) {
     channel_bias_gradient(dy.dtype(), dy.raw_data(), db.raw_data(), dy.size(0), dy.size(1),
-                          dy.size(2) * dy.size(3), current_stream());
+                          dy.size(2) * dy.size(3), /*channels_last=*/false, current_stream());
   }
 }
 

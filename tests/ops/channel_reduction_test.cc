@@ -1,8 +1,8 @@
 // The plan of the CUDA per-channel reductions (ops/cuda/channel_reduction.h), checked on the host:
-// every value of every channel is walked exactly once, by a block of its own channel and chunk;
-// chunks are whole images; the grid fills the card where there is work for it; and the two passes
-// emulated on the host (same plan, same order) equal a serial double sum and give the same bits
-// whatever order the blocks run in.
+// every value of every channel is walked exactly once, by a block of its own channel and chunk, in
+// plain and channels-last data; chunks are whole images; the grid fills the card where there is
+// work for it; and the two passes emulated on the host (same plan, same order) equal a serial
+// double sum and give the same bits whatever order the blocks run in.
 #include "ops/cuda/channel_reduction.h"
 
 #include <gtest/gtest.h>
@@ -23,6 +23,23 @@ struct Shape {
   std::int64_t images, channels, plane;
 };
 
+ChannelData data_of(const Shape& s, bool channels_last) {
+  return {s.images, s.channels, s.plane, channels_last};
+}
+ChannelReductionPlan plan_of(const Shape& s, int sms, int threads, bool channels_last = false) {
+  return plan_channel_reduction(data_of(s, channels_last), sms, threads);
+}
+
+// (image, channel, p) of the value at offset `at`, decoded independently of ChannelData.
+struct Place {
+  std::int64_t image, channel, p;
+};
+Place place_of(const Shape& s, bool channels_last, std::int64_t at) {
+  const std::int64_t image = at / (s.channels * s.plane), in_image = at % (s.channels * s.plane);
+  if (channels_last) return {image, in_image % s.channels, in_image / s.channels};
+  return {image, in_image / s.plane, in_image % s.plane};
+}
+
 // The shapes the kernels see: conv and BN planes, linear / 2-D BN (plane 1), huge planes, wide
 // layers, planes that do not divide the block, empty tensors.
 const Shape kShapes[] = {{1, 1, 1},    {1, 3, 224 * 224}, {4, 3, 224 * 224}, {256, 64, 49},
@@ -37,9 +54,9 @@ void expect_chunks_partition_the_images(const ChannelReductionPlan& plan) {
   ASSERT_GE(plan.chunks, 1);
   ASSERT_LE(plan.chunks, 65535) << "CUDA's grid height";
   EXPECT_EQ(plan.first_image(0), 0);
-  EXPECT_EQ(plan.end_image(plan.chunks - 1), plan.images);
+  EXPECT_EQ(plan.end_image(plan.chunks - 1), plan.data.images);
   for (std::int64_t k = 0; k < plan.chunks; ++k) {
-    if (plan.images > 0) {
+    if (plan.data.images > 0) {
       EXPECT_LT(plan.first_image(k), plan.end_image(k)) << "chunk " << k << " is empty";
     }
     if (k > 0) {
@@ -49,38 +66,76 @@ void expect_chunks_partition_the_images(const ChannelReductionPlan& plan) {
 }
 
 TEST(ChannelReductionPlan, EveryValueIsWalkedOnceByItsChannelsBlock) {
-  for (const Shape& s : kShapes) {
-    for (int sms : kMultiprocessors) {
-      for (int threads : kThreadCounts) {
-        const ChannelReductionPlan plan =
-            plan_channel_reduction(s.images, s.channels, s.plane, sms, threads);
-        SCOPED_TRACE(::testing::Message()
-                     << s.images << " x " << s.channels << " x " << s.plane << ", " << sms
-                     << " SMs, " << threads << " threads: " << plan.chunks << " chunks");
-        expect_chunks_partition_the_images(plan);
-        std::vector<std::uint8_t> visits(static_cast<std::size_t>(s.images * s.channels * s.plane),
-                                         0);
-        for (std::int64_t c = 0; c < s.channels; ++c) {
-          for (std::int64_t k = 0; k < plan.chunks; ++k) {
-            for (int t = 0; t < threads; ++t) {
-              for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) {
-                const std::int64_t at = w.offset();
-                ASSERT_GE(at, 0);
-                ASSERT_LT(at, static_cast<std::int64_t>(visits.size()));
-                const std::int64_t image = at / (s.channels * s.plane);
-                ASSERT_EQ((at / s.plane) % s.channels, c) << "value " << at;
-                ASSERT_GE(image, plan.first_image(k)) << "value " << at;
-                ASSERT_LT(image, plan.end_image(k)) << "value " << at;
-                ++visits[static_cast<std::size_t>(at)];
+  for (const bool channels_last : {false, true}) {
+    for (const Shape& s : kShapes) {
+      for (int sms : kMultiprocessors) {
+        for (int threads : kThreadCounts) {
+          const ChannelReductionPlan plan = plan_of(s, sms, threads, channels_last);
+          SCOPED_TRACE(::testing::Message()
+                       << (channels_last ? "nhwc " : "plain ") << s.images << " x " << s.channels
+                       << " x " << s.plane << ", " << sms << " SMs, " << threads
+                       << " threads: " << plan.chunks << " chunks");
+          // The cut is the shape's alone: the layout only moves where the walk reads.
+          EXPECT_EQ(plan.chunks, plan_of(s, sms, threads, !channels_last).chunks);
+          expect_chunks_partition_the_images(plan);
+          std::vector<std::uint8_t> visits(
+              static_cast<std::size_t>(s.images * s.channels * s.plane), 0);
+          for (std::int64_t c = 0; c < s.channels; ++c) {
+            for (std::int64_t k = 0; k < plan.chunks; ++k) {
+              for (int t = 0; t < threads; ++t) {
+                for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) {
+                  const std::int64_t at = w.offset();
+                  ASSERT_GE(at, 0);
+                  ASSERT_LT(at, static_cast<std::int64_t>(visits.size()));
+                  const Place place = place_of(s, channels_last, at);
+                  ASSERT_EQ(place.channel, c) << "value " << at;
+                  ASSERT_GE(place.image, plan.first_image(k)) << "value " << at;
+                  ASSERT_LT(place.image, plan.end_image(k)) << "value " << at;
+                  ++visits[static_cast<std::size_t>(at)];
+                }
               }
             }
           }
+          const auto once = std::count(visits.begin(), visits.end(), 1);
+          ASSERT_EQ(once, static_cast<std::int64_t>(visits.size())) << "values missed or repeated";
         }
-        const auto once = std::count(visits.begin(), visits.end(), 1);
-        ASSERT_EQ(once, static_cast<std::int64_t>(visits.size())) << "values missed or repeated";
       }
     }
   }
+}
+
+// offset, value_offset and channel_of agree with an independent decoding, in both layouts.
+TEST(ChannelData, OffsetsAndChannelsMatchTheLayout) {
+  for (const bool channels_last : {false, true}) {
+    for (const Shape& s : {Shape{2, 3, 5}, Shape{3, 1, 4}, Shape{4, 6, 1}, Shape{1, 16, 49}}) {
+      SCOPED_TRACE(::testing::Message() << (channels_last ? "nhwc " : "plain ") << s.images << " x "
+                                        << s.channels << " x " << s.plane);
+      const ChannelData data = data_of(s, channels_last);
+      EXPECT_EQ(data.per_channel(), s.images * s.plane);
+      std::vector<std::uint8_t> visits(static_cast<std::size_t>(s.images * s.channels * s.plane),
+                                       0);
+      for (std::int64_t c = 0; c < s.channels; ++c) {
+        for (std::int64_t j = 0; j < data.per_channel(); ++j) {
+          const std::int64_t image = j / s.plane, p = j % s.plane;
+          const std::int64_t at = data.offset(image, c, p);
+          ASSERT_EQ(data.value_offset(c, j), at) << "channel " << c << ", value " << j;
+          ASSERT_GE(at, 0);
+          ASSERT_LT(at, static_cast<std::int64_t>(visits.size()));
+          const Place place = place_of(s, channels_last, at);
+          ASSERT_EQ(place.image, image) << "value " << at;
+          ASSERT_EQ(place.channel, c) << "value " << at;
+          ASSERT_EQ(place.p, p) << "value " << at;
+          ASSERT_EQ(data.channel_of(at), c) << "value " << at;
+          ++visits[static_cast<std::size_t>(at)];
+        }
+      }
+      EXPECT_EQ(std::count(visits.begin(), visits.end(), 1),
+                static_cast<std::int64_t>(visits.size()));
+    }
+  }
+  // The nhwc formula itself: (image * plane + p) * channels + c.
+  EXPECT_EQ((ChannelData{2, 3, 5, true}.offset(1, 2, 4)), (1 * 5 + 4) * 3 + 2);
+  EXPECT_EQ((ChannelData{2, 3, 5, false}.offset(1, 2, 4)), (1 * 3 + 2) * 5 + 4);
 }
 
 TEST(ChannelReductionPlan, FillsTheCardWhereThereIsWork) {
@@ -95,7 +150,7 @@ TEST(ChannelReductionPlan, FillsTheCardWhereThereIsWork) {
       for (std::int64_t images : image_counts) {
         for (std::int64_t plane : planes) {
           const ChannelReductionPlan plan =
-              plan_channel_reduction(images, channels, plane, sms, threads);
+              plan_channel_reduction({images, channels, plane, false}, sms, threads);
           SCOPED_TRACE(::testing::Message() << images << " x " << channels << " x " << plane << ", "
                                             << sms << " SMs: " << plan.chunks << " chunks");
           expect_chunks_partition_the_images(plan);
@@ -115,16 +170,16 @@ TEST(ChannelReductionPlan, FillsTheCardWhereThereIsWork) {
     }
   }
   // A layer as wide as the card's target needs no chunks; one image cannot be split.
-  EXPECT_EQ(plan_channel_reduction(256, 2048, 49, 132, threads).chunks, 1);
-  EXPECT_EQ(plan_channel_reduction(1, 3, 224 * 224, 132, threads).chunks, 1);
+  EXPECT_EQ(plan_of({256, 2048, 49}, 132, threads).chunks, 1);
+  EXPECT_EQ(plan_of({1, 3, 224 * 224}, 132, threads).chunks, 1);
   // The case: 64 channels on 132 SMs get more than 64 blocks.
-  EXPECT_GE(plan_channel_reduction(256, 64, 49, 132, threads).blocks(), 132 * 4);
+  EXPECT_GE(plan_of({256, 64, 49}, 132, threads).blocks(), 132 * 4);
 }
 
 TEST(ChannelReductionPlan, RejectsImpossibleArguments) {
-  EXPECT_ANY_THROW(plan_channel_reduction(4, 3, 9, 0, 256));
-  EXPECT_ANY_THROW(plan_channel_reduction(4, 3, 9, 8, 0));
-  EXPECT_ANY_THROW(plan_channel_reduction(-1, 3, 9, 8, 256));
+  EXPECT_ANY_THROW(plan_of({4, 3, 9}, 0, 256));
+  EXPECT_ANY_THROW(plan_of({4, 3, 9}, 8, 0));
+  EXPECT_ANY_THROW(plan_of({-1, 3, 9}, 8, 256));
 }
 
 // Pass 1 of the kernels on the host: block (c, k) sums its threads' walks (each in double, thread
@@ -137,7 +192,8 @@ std::vector<double> emulate_two_passes(const ChannelReductionPlan& plan,
   std::atomic<std::size_t> next{0};
   auto run_blocks = [&] {
     for (std::size_t i = next++; i < block_order.size(); i = next++) {
-      const std::int64_t c = block_order[i] % plan.channels, k = block_order[i] / plan.channels;
+      const std::int64_t channels = plan.data.channels;
+      const std::int64_t c = block_order[i] % channels, k = block_order[i] / channels;
       double block_sum = 0.0;
       for (int t = 0; t < plan.threads; ++t) {
         double thread_sum = 0.0;
@@ -151,8 +207,8 @@ std::vector<double> emulate_two_passes(const ChannelReductionPlan& plan,
   pool.reserve(static_cast<std::size_t>(workers));
   for (int i = 0; i < workers; ++i) pool.emplace_back(run_blocks);
   for (std::thread& t : pool) t.join();
-  std::vector<double> totals(static_cast<std::size_t>(plan.channels), 0.0);
-  for (std::int64_t c = 0; c < plan.channels; ++c) {
+  std::vector<double> totals(static_cast<std::size_t>(plan.data.channels), 0.0);
+  for (std::int64_t c = 0; c < plan.data.channels; ++c) {
     for (std::int64_t k = 0; k < plan.chunks; ++k) {
       totals[static_cast<std::size_t>(c)] +=
           partials[static_cast<std::size_t>(partial_index(plan, 0, c, k))];
@@ -169,8 +225,7 @@ TEST(ChannelReductionPlan, TwoPassesEqualASerialSumAndRepeatBitForBit) {
     std::normal_distribution<float> value(100.0f, 30.0f);
     std::vector<float> x(static_cast<std::size_t>(s.images * s.channels * s.plane));
     for (float& v : x) v = value(rng);
-    const ChannelReductionPlan plan =
-        plan_channel_reduction(s.images, s.channels, s.plane, 132, 256);
+    const ChannelReductionPlan plan = plan_of(s, 132, 256);
     SCOPED_TRACE(::testing::Message() << s.images << " x " << s.channels << " x " << s.plane << ": "
                                       << plan.chunks << " chunks");
 
@@ -180,6 +235,18 @@ TEST(ChannelReductionPlan, TwoPassesEqualASerialSumAndRepeatBitForBit) {
     std::shuffle(shuffled.begin(), shuffled.end(), rng);
     const std::vector<double> first = emulate_two_passes(plan, x, in_order, 1);
     const std::vector<double> again = emulate_two_passes(plan, x, shuffled, 4);
+
+    // The same logical values stored channels-last: the walk visits them in the same order.
+    const ChannelData plain = data_of(s, false), nhwc = data_of(s, true);
+    std::vector<float> x_nhwc(x.size());
+    for (std::int64_t c = 0; c < s.channels; ++c) {
+      for (std::int64_t j = 0; j < plain.per_channel(); ++j) {
+        x_nhwc[static_cast<std::size_t>(nhwc.value_offset(c, j))] =
+            x[static_cast<std::size_t>(plain.value_offset(c, j))];
+      }
+    }
+    const std::vector<double> channels_last =
+        emulate_two_passes(plan_of(s, 132, 256, true), x_nhwc, shuffled, 4);
 
     for (std::int64_t c = 0; c < s.channels; ++c) {
       double serial = 0.0, magnitude = 0.0;
@@ -194,6 +261,9 @@ TEST(ChannelReductionPlan, TwoPassesEqualASerialSumAndRepeatBitForBit) {
       EXPECT_NEAR(first[at], serial, 1e-12 * magnitude) << "channel " << c;
       EXPECT_EQ(std::bit_cast<std::uint64_t>(first[at]), std::bit_cast<std::uint64_t>(again[at]))
           << "channel " << c << ": the block order changed the bits";
+      EXPECT_EQ(std::bit_cast<std::uint64_t>(first[at]),
+                std::bit_cast<std::uint64_t>(channels_last[at]))
+          << "channel " << c << ": channels-last data summed in another order";
     }
   }
 }
