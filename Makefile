@@ -70,9 +70,13 @@ bench: deps build
 	@bash benchmarks/run_all.sh $(BUILD)
 
 # The GPU check's carry: the bundle and Fashion-MNIST in dist/; refused when dist/ and the
-# working tree pass 60 MiB (one call to a GPU machine carries 64).
+# working tree pass 60 MiB (one call to a GPU machine carries 64). PREVIOUS=OLD_BUNDLE (an
+# earlier dist/ruche-gpu-bundle.tar.xz; dist/'s own is read before it is replaced) packs that
+# bundle's ruche as bundle/bin/ruche-previous: the check's throughput step then measures the new
+# ruche against it in the same command (tools/scripts/gpu_bundle_previous.sh).
+PREVIOUS ?=
 gpu-bundle: deps build dist/fashion-mnist.tar.xz
-	@bash tools/scripts/gpu_bundle.sh $(BUILD)
+	@bash tools/scripts/gpu_bundle.sh $(BUILD)$(if $(PREVIOUS), --previous $(PREVIOUS))
 	@bash tools/scripts/gpu_carry_check.sh
 
 dist/fashion-mnist.tar.xz:

@@ -9,7 +9,14 @@ complete, listing what finished. Python's standard library only: torch is import
 own scripts, in their own processes.
 
 RUCHE_GPU_CHECK_PLAN=plan.json replaces PLAN (tests/tools/gpu_check_stub.py drives the runner
-with stub steps that pass, fail, hang, crash or skip).
+with stub steps that pass, fail, hang, crash or skip, and fake bundles with and without
+bin/ruche-previous; tests/tools/gpu_throughput_plumbing.py tests throughput_args and
+throughput_key).
+
+A bundle packed with `make gpu-bundle PREVIOUS=OLD_BUNDLE` holds bin/ruche-previous (and a
+"previous:" line in its MANIFEST): step bundle wraps it as {ruche_previous}, and step throughput
+runs benchmarks/gpu_throughput.py --previous on it (throughput_args), so its key figure and
+summary.md give new / previous from one command on one card.
 """
 import argparse
 import json
@@ -57,9 +64,16 @@ PLAN = [
      "what": "--comm nccl (mpirun -np 1 with the bundle's mpirun, and alone) = the plain run"},
     {"name": "fashion", "budget_s": 70, "gpu": True,
      "what": "fashion_cnn on Fashion-MNIST toward >= 92% test accuracy, epochs that fit"},
+    # With bundle/bin/ruche-previous (make gpu-bundle PREVIOUS=OLD_BUNDLE) the same 70 s go to
+    # bf16 alone: ruche, the previous ruche and PyTorch eager, one process each per round, in
+    # rotated order, as many rounds (up to 4) as fit; tf32 and torch.compile are left out, as
+    # three sides of two precisions would not fit twice in 70 s (a process: start, cuDNN's
+    # search, 40 steps, an estimated 10-15 s on an H100, not yet measured). The command's 295 s
+    # of 300 leave no room for a larger budget.
     {"name": "throughput", "budget_s": 70, "gpu": True,
      "what": "ResNet-50 224 px batch 256 bf16 and tf32: ruche vs PyTorch eager (AMP, "
-             "channels_last); torch.compile if time is left"},
+             "channels_last); torch.compile if time is left. With bundle/bin/ruche-previous: "
+             "bf16 only, ruche / previous ruche / eager in alternating rounds that fit"},
     {"name": "time", "budget_s": 15, "gpu": True, "out_file": "ruche_time.txt",
      "command": ["{ruche}", "time", "--model", "resnet50", "--input", "3,224,224",
                  "--batch-size", "128", "--iterations", "10", "--device", "cuda",
@@ -153,6 +167,8 @@ class Check:
         lines = [f"# ruche GPU check: {self.verdict()}", "",
                  f"`{self.command}`, started {self.started}. Card: {f.get('card', '?')}; "
                  f"{f.get('versions', 'ruche versions ?')}."
+                 + (f" Bundle {f.get('commit', '?')}; previous ruche: {f['previous']}."
+                    if "previous" in f else "")
                  + (f" Earlier run's card: {f['earlier_card']}." if "earlier_card" in f else ""),
                  "",
                  "| step | result | seconds | budget | key figure |", "|---|---|---|---|---|"]
@@ -420,6 +436,9 @@ class Check:
                        OPAL_PKGLIBDIR=str(plugins[0].parent))
         self.bundle_env = env
         self.places.update(bundle=str(bundle), ruche=self.wrapper("ruche", env))
+        if (bundle / "bin" / "ruche-previous").exists():  # make gpu-bundle PREVIOUS=...
+            self.places["ruche_previous"] = self.wrapper("ruche-previous", env)
+            self.facts.update(manifest_facts(bundle / "MANIFEST"))
         if (bundle / "bin" / "mpirun").exists():
             self.places["mpirun"] = self.wrapper("mpirun", env)
         code, smi = self.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
@@ -507,11 +526,12 @@ class Check:
     def step_throughput(self, rec, deadline, log):
         results = self.scratch / "results"
         budget = int(deadline - time.monotonic() - 5)  # it writes its results before the kill
+        previous = self.places.get("ruche_previous")
+        notes = ([f"new ruche: bundle {self.facts.get('commit', '?')}; previous ruche: "
+                  f"{self.facts.get('previous', '?')}"] if previous else [])
         cmd = [self.python, ROOT / "benchmarks" / "gpu_throughput.py",
-               self.fill(["{ruche}"], self.scratch)[0], "--models", "resnet50", "--batches",
-               "256", "--precisions", "bf16", "tf32", "--sides", "ruche", "torch",
-               "torch_compile", "--windows", "3", "--budget-s", str(budget), "--results-dir",
-               results]
+               *throughput_args(self.fill(["{ruche}"], self.scratch)[0], previous, budget,
+                                results, notes)]
         code, text = self.run(cmd, log, deadline, self.env(), ROOT)
         wrote = re.search(r"gpu_throughput: wrote (\S+)\.json and", text)
         if not wrote:
@@ -525,15 +545,67 @@ class Check:
             rec["files"].append(base.name + ext)
         rec["table"] = [l for l in pathlib.Path(f"{base}.md").read_text().splitlines()
                         if l.startswith("|")]
-        keys, ok = [], True
-        for row in json.loads(pathlib.Path(f"{base}.json").read_text())["results"]:
-            ruche_side, vs = row["best"].get("ruche") or {}, row.get("ratio_vs_torch")
-            ok = ok and "img_per_s" in ruche_side
-            rate = (f"{ruche_side['img_per_s']['median']:.0f} img/s" if "img_per_s" in ruche_side
-                    else "failed")
-            keys.append(f"{row['precision']} {rate}" + (f" = {vs:.2f}x vs eager" if vs else ""))
-        rec["key"] = ", ".join(keys)
+        rows = json.loads(pathlib.Path(f"{base}.json").read_text())["results"]
+        rec["key"], ok, note = throughput_key(rows)
+        if note:
+            rec["note"] = note
         rec["result"] = "pass" if ok and code == 0 else "fail"
+
+
+def throughput_args(ruche, previous, budget_s, results, notes=()):
+    """gpu_throughput.py's arguments in the throughput step. Without a previous ruche: bf16 and
+    tf32, ruche and PyTorch eager once each, torch.compile with what is left. With one
+    (bundle/bin/ruche-previous): bf16 only, ruche / previous / eager in up to 4 rounds, each
+    started only when it fits (gpu_throughput.run_rounds)."""
+    model = ["--models", "resnet50", "--batches", "256"]
+    tail = ["--windows", "3", "--budget-s", str(budget_s), "--results-dir", str(results)]
+    if not previous:
+        return [ruche, *model, "--precisions", "bf16", "tf32", "--sides", "ruche", "torch",
+                "torch_compile", *tail]
+    return [ruche, *model, "--precisions", "bf16", "--sides", "ruche", "torch", "--previous",
+            previous, "--rounds", "4", *tail, *[a for n in notes for a in ("--note", n)]]
+
+
+def throughput_key(rows):
+    """(key figure, whether every row has ruche's rate, note) from gpu_throughput's results: per
+    precision ruche's img/s and its ratio to PyTorch eager; with a previous ruche also new /
+    previous, pooled and per round. The previous ruche failing is a note, not a failure."""
+    keys, ok, notes = [], True, []
+    for row in rows:
+        ruche_side, vs = row["best"].get("ruche") or {}, row.get("ratio_vs_torch")
+        ok = ok and "img_per_s" in ruche_side
+        rate = (f"{ruche_side['img_per_s']['median']:.0f} img/s" if "img_per_s" in ruche_side
+                else "failed")
+        key = f"{row['precision']} {rate}" + (f" = {vs:.2f}x vs eager" if vs else "")
+        if "ratio_vs_previous" in row:
+            prev = row["best"].get("ruche_previous") or {}
+            per_round = row.get("ratio_vs_previous_rounds") or []
+            if row["ratio_vs_previous"] is not None:
+                key += (f", new/previous {row['ratio_vs_previous']:.2f}x"
+                        + (f" (rounds {', '.join(f'{x:.2f}' for x in per_round)})"
+                           if per_round else ""))
+            elif "img_per_s" not in prev:
+                key += ", previous failed"
+                notes.append(f"previous ruche {row['precision']}: "
+                             f"{prev.get('error', 'not run')}"[:150])
+        keys.append(key)
+    return ", ".join(keys), ok, "; ".join(notes)
+
+
+def manifest_facts(path):
+    """The bundle's commit and its previous ruche, from bundle/MANIFEST's "commit ..." and
+    "previous: ..." lines (tools/scripts/gpu_bundle.sh writes them)."""
+    facts = {}
+    try:
+        for line in pathlib.Path(path).read_text().splitlines():
+            if line.startswith("commit ") and "commit" not in facts:
+                facts["commit"] = line[len("commit "):].strip()
+            elif line.startswith("previous: "):
+                facts["previous"] = line[len("previous: "):].strip()
+    except OSError:
+        pass
+    facts.setdefault("previous", "bin/ruche-previous (no MANIFEST line)")
+    return facts
 
 
 def read_lines(stream, lines):

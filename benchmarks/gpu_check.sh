@@ -3,6 +3,9 @@
 #
 # Here (the build machine): make gpu-bundle -> dist/ruche-gpu-bundle.tar.xz and
 #   dist/fashion-mnist.tar.xz; it refuses when dist/ and the working tree together pass 60 MiB.
+#   make gpu-bundle PREVIOUS=OLD_BUNDLE also packs an earlier bundle's ruche as
+#   bundle/bin/ruche-previous (~1 MiB more; OLD_BUNDLE may be dist/'s own archive, read before it
+#   is replaced; keep other old bundles outside dist/, which is carried whole).
 # There, from the repository root, dist/ carried along, each command on a fresh machine:
 #   bash benchmarks/gpu_check.sh OUT                                command 1: every step, <= 5 min
 #   bash benchmarks/gpu_check.sh OUT --rerun-failed results.json   command 2: what did not pass,
@@ -14,12 +17,15 @@
 # that fails or crashes ends its process and a fresh one goes on from the next case), ops_nccl,
 # equivalence (GPU vs CPU training in fp32, bf16, fp16), nccl_world (--comm nccl in a world of
 # one, under the bundle's mpirun and alone), fashion (fashion_cnn toward 92%, the epochs that fit),
-# throughput (ResNet-50 bf16 and tf32 vs PyTorch eager, benchmarks/gpu_throughput.py), time
-# (one `ruche time --device cuda` table). Each step is killed, with all it started, at its budget;
-# the next one runs anyway.
+# throughput (ResNet-50 bf16 and tf32 vs PyTorch eager, benchmarks/gpu_throughput.py; when the
+# bundle has bin/ruche-previous, bf16 alone: the new ruche, the previous one and PyTorch eager in
+# rounds of one process each, rotated, as many as fit its 70 s, and the key figure adds
+# new/previous, pooled and per round), time (one `ruche time --device cuda` table). Each step is
+# killed, with all it started, at its budget; the next one runs anyway.
 #
 # OUT, rewritten whole after every step (and gtest case), so a killed check leaves what finished:
-#   summary.md    one screen: verdict, card, step | result | seconds | budget | key figure
+#   summary.md    one screen: verdict, card (and the bundle's commit and previous ruche, if any),
+#                 step | result | seconds | budget | key figure
 #   results.json  the same as data (steps: name, result pass|fail|skip|timeout|not-run|running,
 #                 seconds, key, note; gtest cases); --rerun-failed reads it
 #   logs.tar.gz   one log per step

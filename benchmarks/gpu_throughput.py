@@ -14,6 +14,10 @@ Each configuration runs in fp32 and bf16 (and tf32 when --precisions names it):
                  stays fp32 (what ruche's bf16 does, ops/ops.h)
   torch_compile  the same through torch.compile, each run capped (--compile-cap-s); run after
                  every eager measurement, as far as the time budget goes
+  ruche_previous with --previous RUCHE: an older ruche, run as ruche is, so an improvement (or a
+                 regression) is a ratio from one command on one card ("vs previous" = new /
+                 previous); ruche, ruche_previous and torch take turns first in successive
+                 rounds, and a round starts only when the last one's time still fits the budget
 Both sides copy the batch from host memory every step (ruche's loader does; PyTorch from
 pinned memory, non_blocking), so neither keeps its input resident on the card.
 
@@ -29,9 +33,10 @@ Without a CUDA device: prints "no CUDA device", writes nothing and exits 0.
 
 usage: gpu_throughput.py RUCHE [--models ...] [--batches 128 256] [--precisions fp32 bf16]
                          [--sides ruche torch torch_compile] [--budget-s 510] [--rounds 1]
-                         [--results-dir DIR] [--note TEXT]
+                         [--previous RUCHE] [--results-dir DIR] [--note TEXT]
   RUCHE: a build directory holding ruche, or the ruche executable (or a wrapper script that
-  sets its library path, as benchmarks/gpu_check.py makes for the GPU bundle).
+  sets its library path, as benchmarks/gpu_check.py makes for the GPU bundle, whose
+  bin/ruche-previous `make gpu-bundle PREVIOUS=OLD_BUNDLE` packs).
        gpu_throughput.py --torch-worker JSON   (one PyTorch run; prints one JSON line)
 Writes benchmarks/results/gpu_throughput-<card>-<date>.{json,md}.
 """
@@ -60,6 +65,7 @@ MODELS = {
 }
 PRECISIONS = ("fp32", "tf32", "bf16")
 SIDES = ("ruche", "torch", "torch_compile")
+EAGER = ("ruche", "ruche_previous", "torch")  # the sides of a round; torch_compile runs after
 # Shared by both sides: SGD, Nesterov momentum 0.9, weight decay 5e-4 (none on BN and biases).
 LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 RUN_CAP_S = 150  # one ruche or eager PyTorch run at most (a slow side cannot eat the budget)
@@ -319,80 +325,55 @@ def fmt_ratio(r):
     return f"{r:.2f}x" if r is not None else "-"
 
 
-def main():
-    if len(sys.argv) > 2 and sys.argv[1] == "--torch-worker":
-        torch_worker(json.loads(sys.argv[2]))
-        return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("ruche", help="build directory or ruche executable")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--batches", nargs="+", type=int,
-                        help="batch sizes for every chosen model (default: each model's own)")
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
-    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
-    parser.add_argument("--windows", type=int, default=5, help="timed windows per run")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="runs per side and configuration, ruche and PyTorch alternating")
-    parser.add_argument("--budget-s", type=float, default=510,
-                        help="whole benchmark's wall-clock budget; runs that no longer fit "
-                             "are listed as not run")
-    parser.add_argument("--compile-cap-s", type=float, default=180,
-                        help="one torch.compile run at most (compilation included)")
-    parser.add_argument("--results-dir", default=str(common.RESULTS))
-    parser.add_argument("--note", action="append", default=[])
-    args = parser.parse_args()
+# ---------------------------------------------------------------- rounds, figures, table
+# (pure: tests/tools/gpu_throughput_plumbing.py runs them without CUDA)
 
-    card, torch = cuda_device()
-    if card is None:
-        print(f"gpu_throughput: no CUDA device ({torch}); nothing measured, nothing written")
-        return 0
-    ruche = find_ruche(args.ruche)
-    started = time.monotonic()
-    deadline = started + args.budget_s
+def sides_of(args):
+    """The sides to measure: --sides, with ruche_previous after ruche when --previous names one."""
+    sides = list(args.sides)
+    if getattr(args, "previous", None):
+        at = sides.index("ruche") + 1 if "ruche" in sides else 0
+        sides.insert(at, "ruche_previous")
+    return sides
 
-    def remaining():
-        return deadline - time.monotonic()
 
-    devices = run_capped([ruche, "devices"], 60)[1].strip()
-    ruche_version = run_capped([ruche, "--version"], 30)[1].strip() or "?"
-    configs = []
-    for model in args.models:
-        for batch in args.batches or MODELS[model]["batches"]:
-            for precision in args.precisions:
-                configs.append({"model": model, "batch": batch, "precision": precision,
-                                "window": MODELS[model]["window"], "windows": args.windows})
-    rows = [{**c, "runs": {s: [] for s in args.sides}} for c in configs]
+def eager_order(sides, rnd):
+    """The eager sides of round rnd, in the order they run. Without ruche_previous: ruche then
+    PyTorch, every round (as ever). With it: ruche, ruche_previous, torch rotated by the round,
+    so each goes first (after an idle card, or after another's heat) as often as the others."""
+    eager = [s for s in EAGER if s in sides]
+    if "ruche_previous" not in eager or not eager:
+        return eager
+    k = rnd % len(eager)
+    return eager[k:] + eager[:k]
 
-    def measure(row, side, cap):
-        cfg = {k: row[k] for k in ("model", "batch", "precision", "window", "windows")}
-        label = f"{row['model']} batch {row['batch']} {row['precision']} {side}"
-        if remaining() < 20:
-            row["runs"][side].append({"error": "not run: time budget spent"})
-            print(f"  {label}: not run (time budget)", flush=True)
-            return
-        timeout = min(cap, remaining())
-        if side == "ruche":
-            r = run_ruche(ruche, cfg, timeout)
-        else:
-            r = run_torch(dict(cfg, compile=side == "torch_compile"), timeout)
-        row["runs"][side].append(r)
-        what = (f"{r['img_per_s']['median']:.0f} img/s, "
-                f"peak {r.get('peak_mib', float('nan')):.0f} MiB"
-                if "img_per_s" in r else f"FAILED: {r['error']}")
-        print(f"  {label}: {what} [{time.monotonic() - started:.0f} s]", flush=True)
 
-    # Eager sides first (ruche and PyTorch alternating), then torch.compile as far as time goes,
-    # bf16 first (the AMP comparison is the headline).
-    for rnd in range(args.rounds):
+def round_fits(remaining_s, last_round_s):
+    """Whether another round of the eager sides fits: the last one's time, with 15% and 5 s to
+    spare, is left (a round cut short would leave one side with a run fewer)."""
+    return remaining_s >= 1.15 * last_round_s + 5
+
+
+def run_rounds(rows, sides, rounds, measure, remaining, clock=time.monotonic):
+    """Runs the eager sides round by round: in each, every row, its sides in eager_order.
+    measure(row, side, cap_s, rnd) does one run. With ruche_previous, a round after the first
+    starts only when round_fits; returns how many rounds ran."""
+    done, last = 0, None
+    for rnd in range(rounds):
+        if "ruche_previous" in sides and last is not None and not round_fits(remaining(), last):
+            break
+        start = clock()
         for row in rows:
-            for side in ("ruche", "torch"):
-                if side in args.sides:
-                    measure(row, side, RUN_CAP_S)
-    if "torch_compile" in args.sides:
-        for row in sorted(rows, key=lambda r: r["precision"] != "bf16"):
-            measure(row, "torch_compile", args.compile_cap_s)
+            for side in eager_order(sides, rnd):
+                measure(row, side, RUN_CAP_S, rnd)
+        last = clock() - start
+        done += 1
+    return done
 
-    # One figure per side: with --rounds > 1, the windows of all its runs pooled, the highest peak.
+
+def pool_best(rows):
+    """One figure per side: with --rounds > 1, the windows of all its runs pooled, the highest
+    peak; a side with no good run keeps its last run (its error)."""
     for row in rows:
         row["best"] = {}
         for side, runs in row["runs"].items():
@@ -405,7 +386,24 @@ def main():
             peaks = [r["peak_mib"] for r in ok if "peak_mib" in r]
             if peaks:
                 pooled["peak_mib"] = max(peaks)
+            pooled.pop("round", None)
             row["best"][side] = pooled
+
+
+def round_ratios(row, a, b):
+    """a / b per round in which both ran (medians of that round's windows), in round order."""
+    by_round = {}
+    for side in (a, b):
+        for r in row["runs"].get(side, []):
+            if "img_per_s" in r and "round" in r:
+                by_round.setdefault(r["round"], {})[side] = r
+    return [round(ratio(v[a], v[b]), 4) for _, v in sorted(by_round.items())
+            if a in v and b in v and ratio(v[a], v[b]) is not None]
+
+
+def add_ratios(rows):
+    """The ratios of every row (ruche / the other side); with ruche_previous also new /
+    previous (pooled and per round) and previous / PyTorch eager."""
     amp = {(r["model"], r["batch"]): r["best"].get("torch") for r in rows
            if r["precision"] == "bf16"}
     for row in rows:
@@ -415,8 +413,134 @@ def main():
         row["ratio_vs_torch_eager_amp"] = ratio(b.get("ruche"),
                                                 amp.get((row["model"], row["batch"])))
         row["ratio_peak_mib"] = ratio(b.get("ruche"), b.get("torch"), "peak_mib")
+        if "ruche_previous" in row["runs"]:
+            row["ratio_vs_previous"] = ratio(b.get("ruche"), b.get("ruche_previous"))
+            row["ratio_vs_previous_rounds"] = round_ratios(row, "ruche", "ruche_previous")
+            row["ratio_previous_vs_torch"] = ratio(b.get("ruche_previous"), b.get("torch"))
+            row["ratio_peak_mib_vs_previous"] = ratio(b.get("ruche"), b.get("ruche_previous"),
+                                                      "peak_mib")
+
+
+def table_lines(rows):
+    """The Markdown table; the previous ruche's two columns only when it ran."""
+    previous = any("ruche_previous" in r["runs"] for r in rows)
+    head = ("| model | batch | precision | ruche img/s | "
+            + ("previous img/s | vs previous | " if previous else "")
+            + "PyTorch eager | PyTorch compile | vs eager | vs compile | vs eager AMP | "
+              "ruche peak MiB | PyTorch peak MiB | memory ratio |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        b = r["best"]
+        peak = lambda s: (f"{b[s]['peak_mib']:.0f}" if b.get(s) and "peak_mib" in b[s] else "-")
+        prev = ""
+        if previous:
+            per_round = r.get("ratio_vs_previous_rounds") or []
+            prev = (f"{fmt_rate(b.get('ruche_previous'))} | "
+                    f"{fmt_ratio(r.get('ratio_vs_previous'))}"
+                    + (f" ({', '.join(f'{x:.2f}' for x in per_round)})"
+                       if len(per_round) > 1 else "") + " | ")
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['precision']} | {fmt_rate(b.get('ruche'))} | "
+            f"{prev}{fmt_rate(b.get('torch'))} | {fmt_rate(b.get('torch_compile'))} | "
+            f"{fmt_ratio(r['ratio_vs_torch'])} | {fmt_ratio(r['ratio_vs_torch_compile'])} | "
+            f"{fmt_ratio(r['ratio_vs_torch_eager_amp'])} | {peak('ruche')} | {peak('torch')} | "
+            f"{fmt_ratio(r['ratio_peak_mib'])} |")
+    return lines
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("ruche", help="build directory or ruche executable")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int,
+                        help="batch sizes for every chosen model (default: each model's own)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES)
+    parser.add_argument("--previous", metavar="RUCHE",
+                        help="an older ruche (build directory or executable): side "
+                             "ruche_previous, in every round beside ruche and PyTorch eager")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per run")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per side and configuration, ruche and PyTorch alternating")
+    parser.add_argument("--budget-s", type=float, default=510,
+                        help="whole benchmark's wall-clock budget; runs that no longer fit "
+                             "are listed as not run")
+    parser.add_argument("--compile-cap-s", type=float, default=180,
+                        help="one torch.compile run at most (compilation included)")
+    parser.add_argument("--results-dir", default=str(common.RESULTS))
+    parser.add_argument("--note", action="append", default=[])
+    return parser
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--torch-worker":
+        torch_worker(json.loads(sys.argv[2]))
+        return 0
+    args = build_parser().parse_args()
+    sides = sides_of(args)
+
+    card, torch = cuda_device()
+    if card is None:
+        print(f"gpu_throughput: no CUDA device ({torch}); nothing measured, nothing written")
+        return 0
+    ruche = find_ruche(args.ruche)
+    previous = find_ruche(args.previous) if args.previous else None
+    started = time.monotonic()
+    deadline = started + args.budget_s
+
+    def remaining():
+        return deadline - time.monotonic()
+
+    devices = run_capped([ruche, "devices"], 60)[1].strip()
+    ruche_version = run_capped([ruche, "--version"], 30)[1].strip() or "?"
+    previous_version = (run_capped([previous, "--version"], 30)[1].strip() or "?"
+                        if previous else None)
+    configs = []
+    for model in args.models:
+        for batch in args.batches or MODELS[model]["batches"]:
+            for precision in args.precisions:
+                configs.append({"model": model, "batch": batch, "precision": precision,
+                                "window": MODELS[model]["window"], "windows": args.windows})
+    rows = [{**c, "runs": {s: [] for s in sides}} for c in configs]
+
+    def measure(row, side, cap, rnd=0):
+        cfg = {k: row[k] for k in ("model", "batch", "precision", "window", "windows")}
+        label = f"{row['model']} batch {row['batch']} {row['precision']} {side}"
+        if remaining() < 20:
+            row["runs"][side].append({"error": "not run: time budget spent"})
+            print(f"  {label}: not run (time budget)", flush=True)
+            return
+        timeout = min(cap, remaining())
+        if side == "ruche":
+            r = run_ruche(ruche, cfg, timeout)
+        elif side == "ruche_previous":
+            r = run_ruche(previous, cfg, timeout)
+        else:
+            r = run_torch(dict(cfg, compile=side == "torch_compile"), timeout)
+        if previous:
+            r["round"] = rnd
+        row["runs"][side].append(r)
+        what = (f"{r['img_per_s']['median']:.0f} img/s, "
+                f"peak {r.get('peak_mib', float('nan')):.0f} MiB"
+                if "img_per_s" in r else f"FAILED: {r['error']}")
+        print(f"  {label}: {what} [{time.monotonic() - started:.0f} s]", flush=True)
+
+    # Eager sides first (ruche and PyTorch alternating, the previous ruche in turn with them),
+    # then torch.compile as far as time goes, bf16 first (the AMP comparison is the headline).
+    rounds_run = run_rounds(rows, sides, args.rounds, measure, remaining)
+    if "torch_compile" in sides:
+        for row in sorted(rows, key=lambda r: r["precision"] != "bf16"):
+            measure(row, "torch_compile", args.compile_cap_s)
+
+    pool_best(rows)
+    add_ratios(rows)
 
     elapsed = time.monotonic() - started
+    versions = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
+                "cudnn_torch": torch.backends.cudnn.version(), "ruche": ruche_version,
+                "ruche_devices": devices.splitlines(), "python": platform.python_version()}
+    if previous:
+        versions["ruche_previous"] = previous_version
     record = {
         "benchmark": "gpu_throughput",
         "what": "training images/s and peak device memory, ruche train --device cuda vs "
@@ -426,9 +550,7 @@ def main():
                 "for what stays fp32); cuDNN benchmark mode on both sides",
         "card": card,
         "machine": common.machine(),
-        "versions": {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
-                     "cudnn_torch": torch.backends.cudnn.version(), "ruche": ruche_version,
-                     "ruche_devices": devices.splitlines(), "python": platform.python_version()},
+        "versions": versions,
         "command": shlex.join([sys.executable] + sys.argv),
         "models": MODELS,
         "windows": args.windows,
@@ -439,11 +561,27 @@ def main():
         "notes": list(args.note),
         "results": rows,
     }
-    notes = list(args.note) + [
-        f"{args.rounds} process(es) per side and configuration (ruche and PyTorch eager "
-        f"alternating); median (min-max) over the {args.windows} timed windows after a warm-up "
-        "window of each, pooled: windows rather than alternating processes, as the lent card "
-        "runs nothing else and process starts would eat its few minutes.",
+    if previous:
+        record.update(rounds_run=rounds_run, ruche=ruche, ruche_previous=previous)
+    notes = list(args.note)
+    if previous:
+        notes += [
+            f"New ruche {ruche} (`--version`: {ruche_version}) against the previous ruche "
+            f"{previous} (`--version`: {previous_version}), same flags; vs previous = new / "
+            "previous (>1: the new one faster), pooled windows, and per round in brackets.",
+            f"{rounds_run} of {args.rounds} round(s) ran (a round starts only when the last "
+            "one's time fits the budget); in each, ruche, the previous ruche and PyTorch eager "
+            "one process each, in an order rotated by one every round; median (min-max) over "
+            f"the {args.windows} timed windows after a warm-up window of each, pooled over the "
+            "rounds.",
+        ]
+    else:
+        notes.append(
+            f"{args.rounds} process(es) per side and configuration (ruche and PyTorch eager "
+            f"alternating); median (min-max) over the {args.windows} timed windows after a "
+            "warm-up window of each, pooled: windows rather than alternating processes, as the "
+            "lent card runs nothing else and process starts would eat its few minutes.")
+    notes += [
         "torch.compile runs after all eager runs, bf16 first, each capped at "
         f"{args.compile_cap_s:.0f} s with its compilation; 'not run' = the budget "
         f"({args.budget_s:.0f} s) was spent.",
@@ -455,20 +593,12 @@ def main():
     lines = [f"# GPU training throughput: ruche vs PyTorch ({card})", "",
              f"Card: {record['machine'].get('gpu', card)}; torch {torch.__version__} (CUDA "
              f"{torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}); ruche "
-             f"{ruche_version}. img/s: median (min-max) over {args.windows} windows. Ratios: "
-             "ruche / PyTorch (>1: ruche faster; for memory, ruche larger).", "",
-             "| model | batch | precision | ruche img/s | PyTorch eager | PyTorch compile | "
-             "vs eager | vs compile | vs eager AMP | ruche peak MiB | PyTorch peak MiB | "
-             "memory ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        b = r["best"]
-        peak = lambda s: (f"{b[s]['peak_mib']:.0f}" if b.get(s) and "peak_mib" in b[s] else "-")
-        lines.append(
-            f"| {r['model']} | {r['batch']} | {r['precision']} | {fmt_rate(b.get('ruche'))} | "
-            f"{fmt_rate(b.get('torch'))} | {fmt_rate(b.get('torch_compile'))} | "
-            f"{fmt_ratio(r['ratio_vs_torch'])} | {fmt_ratio(r['ratio_vs_torch_compile'])} | "
-            f"{fmt_ratio(r['ratio_vs_torch_eager_amp'])} | {peak('ruche')} | {peak('torch')} | "
-            f"{fmt_ratio(r['ratio_peak_mib'])} |")
+             f"{ruche_version}"
+             + (f", previous ruche {previous_version}" if previous else "")
+             + f". img/s: median (min-max) over {args.windows} windows. Ratios: "
+             "ruche / PyTorch (>1: ruche faster; for memory, ruche larger)"
+             + ("; vs previous: new ruche / previous ruche" if previous else "") + ".", ""]
+    lines += table_lines(rows)
     if failures:
         lines += ["", "Failed or not run:", ""] + [f"- {f}" for f in failures]
     lines += ["", "ruche's command, e.g.: `" + next(

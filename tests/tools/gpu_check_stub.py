@@ -5,12 +5,16 @@ cases pass, fail, hang, crash and skip. Checks that a hanging step is killed at 
 (with what it started), later steps still run, the results say what each did, gtest cases are
 recorded one by one and go on after a hang, a failure or a crash; that summary.md and
 results.json are whole after a SIGKILL of the check at any moment; that --rerun-failed runs
-only what did not pass (within its 180 s) and keeps the rest; and --plan.
+only what did not pass (within its 180 s) and keeps the rest; and --plan. With fake bundles
+(a stub ruche, and a stub ruche-previous as make gpu-bundle PREVIOUS=... packs): the bundle step
+wraps ruche-previous and reads MANIFEST's previous line, and the throughput step passes
+--previous (and --rounds, bf16) to benchmarks/gpu_throughput.py only when the bundle has one.
 
 usage: gpu_check_stub.py WORKDIR
 """
 import json
 import os
+import shlex
 import pathlib
 import random
 import shutil
@@ -60,6 +64,75 @@ for c in chosen:
         print(f"no newline[       OK ] {c} (1 ms)" if c.endswith("Pass2") else
               f"[       OK ] {c} (1 ms)", flush=True)
 '''
+
+
+def fake_bundle(work, name, previous):
+    """WORK/NAME.tar.xz: bundle/ with a stub env.sh, bin/ruche (it sees a "cuda:0"), MANIFEST,
+    and with previous a bin/ruche-previous and MANIFEST's previous line."""
+    b = work / name / "bundle"
+    (b / "bin").mkdir(parents=True)
+    (b / "env.sh").write_text('export RUCHE_BUNDLE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)\n')
+    stub = ('#!/bin/sh\ncase "$1" in\n  devices) echo "cuda:0 Stub GPU"; '
+            'echo "CUDA runtime 13.0 (stub)" ;;\n  --version) echo "ruche 0.1.0 (%s)" ;;\n'
+            '  *) echo "error: a stub"; exit 1 ;;\nesac\n')
+    manifest = "ruche GPU bundle, built 2026-12-07T00:00:00Z on vm\ncommit abc1234\n"
+    (b / "bin" / "ruche").write_text(stub % "new")
+    (b / "bin" / "ruche").chmod(0o755)
+    if previous:
+        (b / "bin" / "ruche-previous").write_text(stub % "previous")
+        (b / "bin" / "ruche-previous").chmod(0o755)
+        manifest += ("previous: bin/ruche-previous <- old.tar.xz (commit 0123abc, built "
+                     "2026-12-01T00:00:00Z), `ruche --version`: ruche 0.1.0; lib/previous: none\n")
+    (b / "MANIFEST").write_text(manifest)
+    archive = work / f"{name}.tar.xz"
+    subprocess.run(["tar", "-cJf", str(archive), "-C", str(b.parent), "bundle"], check=True)
+    return archive
+
+
+def previous_plumbing(work, py):
+    """The bundle step and the throughput step on fake bundles with and without ruche-previous:
+    what the throughput step hands benchmarks/gpu_throughput.py (its log's command line)."""
+    plan = [{"name": "bundle", "budget_s": 20, "what": "the fake bundle"},
+            {"name": "throughput", "budget_s": 45, "gpu": True, "what": "gpu_throughput.py"}]
+    (work / "previous_plan.json").write_text(json.dumps(plan))
+    for previous in (True, False):
+        name = "with_previous" if previous else "without_previous"
+        scratch = work / f"scratch_{name}"
+        env = dict(os.environ, RUCHE_GPU_CHECK_PLAN=str(work / "previous_plan.json"),
+                   RUCHE_PYTHON=py, RUCHE_GPU_SCRATCH=str(scratch),
+                   RUCHE_GPU_BUNDLE=str(fake_bundle(work, name, previous)))
+        out = work / f"out_{name}"
+        proc = check([str(out)], env, timeout=120)
+        r = results(out)
+        expect(r["bundle"]["result"] == "pass",
+               f"{name}: the fake bundle loads ({r['bundle']['key']}; {proc.stderr[-300:]})")
+        log = (scratch / "logs" / "throughput.log").read_text()
+        cmd = shlex.split(next(l for l in log.splitlines() if l.startswith("$ "))[2:])
+        wrapper = str(scratch / "bin" / "ruche-previous")
+        summary = (out / "summary.md").read_text()
+        if previous:
+            at = cmd.index("--previous") if "--previous" in cmd else -1
+            expect(at > 0 and cmd[at + 1] == wrapper
+                   and cmd[cmd.index("--precisions") + 1:cmd.index("--sides")] == ["bf16"]
+                   and cmd[cmd.index("--rounds") + 1] == "4"
+                   and "torch_compile" not in cmd
+                   and any("previous ruche: bin/ruche-previous <- old.tar.xz (commit 0123abc"
+                           in a for a in cmd),
+                   f"with ruche-previous the step passes --previous {wrapper}, bf16, 4 rounds, "
+                   f"the MANIFEST line: {shlex.join(cmd[2:])}")
+            ran = subprocess.run([wrapper, "--version"], capture_output=True, text=True).stdout
+            expect(ran.strip() == "ruche 0.1.0 (previous)", f"the wrapper runs it: {ran.strip()}")
+            expect("Bundle abc1234; previous ruche: bin/ruche-previous <- old.tar.xz" in summary,
+                   "summary.md names the bundle's commit and the previous ruche")
+        else:
+            expect("--previous" not in cmd and "--rounds" not in cmd and "torch_compile" in cmd
+                   and cmd[cmd.index("--precisions") + 1:cmd.index("--sides")]
+                   == ["bf16", "tf32"] and not pathlib.Path(wrapper).exists()
+                   and "previous ruche" not in summary,
+                   f"without it, the step's command is as before: {shlex.join(cmd[2:])}")
+        t = r["throughput"]
+        expect(t["result"] == "skip" if "no CUDA device" in t["note"] else t["seconds"],
+               f"{name}: throughput {t['result']} ({t['key'] or t['note']})")
 
 
 def check(args, env, **kw):
@@ -176,6 +249,9 @@ def main() -> int:
     expect(r2["big"]["result"] == "not-run" and "180 s" in r2["big"]["note"],
            "a failed step over the rerun's 180 s is left for later")
     expect(proc.returncode == 1, "exit 1: still failing")
+
+    # The previous ruche's plumbing (make gpu-bundle PREVIOUS=...).
+    previous_plumbing(work, py)
 
     # SIGKILL of the whole check at random moments (many cases, so many rewrites): the files
     # on disk are whole, and list the steps that finished.

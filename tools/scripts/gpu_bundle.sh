@@ -2,10 +2,13 @@
 # make gpu-bundle: packs a CUDA build for a GPU machine that has a driver, Python with PyTorch's
 # pip packages (cuDNN, cuBLAS, NCCL as shared libraries), and nothing else of ours.
 #
-#   tools/scripts/gpu_bundle.sh BUILD        (BUILD configured with the CUDA backend)
+#   tools/scripts/gpu_bundle.sh BUILD [--previous OLD_BUNDLE]   (BUILD: with the CUDA backend)
 #
 # Writes dist/ruche-gpu-bundle.tar.xz, one directory bundle/ inside:
-#   bundle/bin/       ruche, every test executable (RPATH $ORIGIN/../lib), Open MPI's launchers
+#   bundle/bin/       ruche, every test executable (RPATH $ORIGIN/../lib), Open MPI's launchers;
+#                     with --previous (make gpu-bundle PREVIOUS=OLD_BUNDLE), ruche-previous: the
+#                     ruche of an earlier bundle, for the GPU check's throughput step to measure
+#                     against (tools/scripts/gpu_bundle_previous.sh; ~1 MiB more, xz next to ruche)
 #   bundle/lib/       the non-CUDA shared libraries they load (ldd), Open MPI's plugins
 #   bundle/lib/fallback/  this Debian's libstdc++/libgcc_s, used only where they load (glibc >= 2.36)
 #   bundle/src/       what tests read from the source tree (reference scripts, examples)
@@ -13,12 +16,20 @@
 #   bundle/env.sh     source it (tools/scripts/bundle_env.sh): sets LD_LIBRARY_PATH (bundle, then
 #                     cuDNN 9/cuBLAS 13/NCCL 2 from the system, what it lacks from Python's nvidia
 #                     packages, then /usr/local/cuda) and the RUCHE_* variables
-#   bundle/MANIFEST   what is inside, where from
+#   bundle/MANIFEST   what is inside, where from (with --previous, a "previous:" line: the old
+#                     bundle's commit and its ruche's --version)
 # glibc's own libraries and the CUDA libraries (cudart is static; cuDNN, cuBLAS, NCCL come from
 # the GPU machine) are left out.
 set -euo pipefail
 
-build=${1:?usage: gpu_bundle.sh BUILD}
+usage="usage: gpu_bundle.sh BUILD [--previous OLD_BUNDLE]"
+build=${1:?$usage}
+previous=""
+case "${2:-}" in
+  "") ;;
+  --previous) previous=${3:?$usage} ;;
+  *) echo "gpu-bundle: error: $usage" >&2; exit 2 ;;
+esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "$build" && pwd)
 limit_mib=${RUCHE_BUNDLE_LIMIT_MIB:-28}
@@ -26,6 +37,11 @@ out_dir="$root/dist"
 archive="$out_dir/ruche-gpu-bundle.tar.xz"
 
 die() { echo "gpu-bundle: error: $*" >&2; exit 1; }
+if [ -n "$previous" ]; then  # read before dist/'s archive is replaced, which it may be
+  [ -f "$previous" ] \
+    || die "PREVIOUS=$previous: no such file (an older dist/ruche-gpu-bundle.tar.xz)"
+  previous=$(cd "$(dirname "$previous")" && pwd)/$(basename "$previous")
+fi
 
 [ -f "$build/CMakeCache.txt" ] || die "$build is not a CMake build directory (run make build)"
 grep -q "RUCHE_WITH_CUDA=1" "$build/build.ninja" 2>/dev/null \
@@ -148,6 +164,18 @@ for lib in "$b"/lib/*.so*; do patchelf --set-rpath '$ORIGIN' "$lib" 2>/dev/null 
 # Symbol tables stay (readable backtraces); debug sections go.
 strip --strip-debug "$b"/bin/* "$b"/lib/*.so* 2>/dev/null || true
 
+# ---- the previous ruche (PREVIOUS=OLD_BUNDLE): bin/ruche-previous, lib/previous if need be ----
+previous_line=""
+if [ -n "$previous" ]; then
+  previous_line=$(bash "$root/tools/scripts/gpu_bundle_previous.sh" "$b" "$previous")
+  this_commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  case "$previous_line" in
+    *"(commit $this_commit,"*)
+      echo "gpu-bundle: warning: the previous ruche is of this same commit ($this_commit):" \
+           "the ratio will compare a build with itself (or uncommitted changes)" >&2 ;;
+  esac
+fi
+
 # ---- what the tests read from the source tree ----
 (cd "$root" && find tests examples benchmarks -type f \
     ! -name '*.cc' ! -name '*.h' ! -name '*.cu' ! -name 'CMakeLists.txt' \
@@ -162,9 +190,10 @@ install -m 644 "$root/tools/scripts/bundle_env.sh" "$b/env.sh"
 {
   echo "ruche GPU bundle, built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
   echo "commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (dirty tree)')"
+  [ -z "$previous_line" ] || echo "$previous_line"
   echo "glibc $(getconf GNU_LIBC_VERSION | cut -d' ' -f2) (the machine needs at least the highest GLIBC_ below)"
   echo "highest symbol versions needed:"
-  for f in "$b"/bin/* "$b"/lib/*.so* "$b"/lib/fallback/*; do
+  for f in "$b"/bin/* "$b"/lib/*.so* "$b"/lib/fallback/* "$b"/lib/previous/*; do
     [ -L "$f" ] && continue
     objdump -T "$f" 2>/dev/null | grep -o 'GLIBC_2\.[0-9]*' || true
   done | sort -uV | tail -1 | sed 's/^/  /'
@@ -180,7 +209,8 @@ install -m 644 "$root/tools/scripts/bundle_env.sh" "$b/env.sh"
 mkdir -p "$out_dir"
 rm -f "$archive"
 raw=$(du -sm "$b" | cut -f1)
-tar -C "$stage" --owner=0 --group=0 -cf - bundle | xz -9e -T"$(nproc)" >"$archive.tmp"
+# Sorted: bin/ruche-previous lies next to bin/ruche in xz's window and costs ~0.9 MiB, not 1.7.
+tar -C "$stage" --sort=name --owner=0 --group=0 -cf - bundle | xz -9e -T"$(nproc)" >"$archive.tmp"
 mv "$archive.tmp" "$archive"
 size=$(stat -c %s "$archive")
 size_mib=$(awk -v s="$size" 'BEGIN {printf "%.1f", s / 1048576}')
