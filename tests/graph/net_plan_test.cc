@@ -269,11 +269,16 @@ INSTANTIATE_TEST_SUITE_P(NetPlan, EveryModel,
 
 // The channels-last plan a 16-bit CUDA net gets, run on the CPU: the planner's part of it (which
 // blobs go nhwc, the input reordered for the first convolution, shadows and their gradients) is
-// the same code on both devices, and oneDNN computes nhwc here as cuDNN does there.
+// the same code on both devices, and oneDNN computes nhwc here as cuDNN does there. ResNet-18's
+// residual joins and strided shortcuts are the cases worth having, but in nhwc one of layer2.1's
+// 16384 ReLU inputs is 1.8e-7 and changes sign (measured), which moves the gradients below it by
+// 1e-3 and three steps' loss by 6e-4: its gradients get 1e-2, still far below the O(1) of a
+// missing reorder or a gradient not summed.
 TEST(NetPlan, ChannelsLastPlanTrainsAsTheReferencePath) {
   NetOptions nhwc;
   nhwc.layout = Layout::nhwc;
-  for (const auto& m : {kModels[2], kModels[3], kModels[5], kModels[7]}) {
+  const ModelCase resnet18 = {"resnet18", {3, 32, 32}, {1e-5, 1e-2}};
+  for (const auto& m : {kModels[2], resnet18, kModels[5], kModels[7]}) {
     const Outcome reference = train_three_steps(m.name, m.sample, true);
     const Outcome planned = train_three_steps(m.name, m.sample, false, nhwc);
     expect_same_training(planned, reference, m.bounds, std::string(m.name) + " in nhwc");
