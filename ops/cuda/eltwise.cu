@@ -11,6 +11,7 @@
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/for_each.cuh"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/nchw_index.cuh"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -182,6 +183,23 @@ __global__ void dropout_forward_kernel(std::int64_t n, const T* x, T* y, std::ui
       mask[i] = keep ? 1 : 0;
       y[i] = from_float<T>(keep ? to_float(x[i]) * keep_scale : 0.0f);
     }
+  }
+}
+
+// Channels-last x: the element at memory offset m draws as its plain index does, so the mask
+// (laid out as x) and y hold at each element what a plain run holds there. Each thread draws a
+// whole Philox block for one word: channel neighbours are H * W plain positions apart.
+template <typename T>
+__global__ void dropout_forward_nhwc_kernel(std::int64_t n, std::int64_t C, std::int64_t H,
+                                            std::int64_t W, const T* x, T* y, std::uint8_t* mask,
+                                            float p, float keep_scale, RngStream stream) {
+  const std::int64_t step = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+  for (std::int64_t m = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; m < n;
+       m += step) {
+    const std::int64_t i = plain_index(element_at<true>(m, C, H, W), C, H, W);
+    const bool keep = rng_uniform(stream, static_cast<std::uint64_t>(i)) >= p;
+    mask[m] = keep ? 1 : 0;
+    y[m] = from_float<T>(keep ? to_float(x[m]) * keep_scale : 0.0f);
   }
 }
 
@@ -362,6 +380,8 @@ void max_backward(const Tensor& mask, float index, const Tensor& dy, Tensor& dx)
   });
 }
 
+// As on the CPU: x and y in one layout (plain or nhwc); the mask is tagged plain but lies as x
+// does, each element's keep bit at that element's place.
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const RngStream& stream) {
   constexpr const char* op = "dropout_forward";
   const DType dtype = call_dtype(x, op, "x");
@@ -370,6 +390,11 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const Rn
   check_arg(mask, op, "mask", DType::u8);
   check_shape_as(y, x, op, "y", "x");
   check_shape_as(mask, x, op, "mask", "x");
+  const bool channels_last = is_channels_last(x, op, "x");
+  RUCHE_REQUIRE(is_channels_last(y, op, "y") == channels_last && mask.is_plain())
+      << op << ": x " << x.str() << " and y " << y.str()
+      << " must share a layout, and the mask (laid out as x) be tagged plain; mask is "
+      << mask.str();
   const float keep_scale = keep_scale_of(p, op);
   const std::int64_t n = x.numel();
   // Philox blocks are numbered with 32 bits: 2^34 positions per stream.
@@ -377,15 +402,23 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, const Rn
       << op << ": " << n << " elements exceed one random stream (2^34)";
   if (n == 0) return;
   use_device_of(x);
-  const std::int64_t blocks = (n + 3) / 4;
   visit_float_dtype(dtype, [&](auto type) {
     using T = decltype(type);
+    if (channels_last) {
+      dropout_forward_nhwc_kernel<T><<<blocks_for(n), kThreads, 0, current_stream()>>>(
+          n, x.size(1), x.size(2), x.size(3), cdata<T>(x), mdata<T>(y), mask.data<std::uint8_t>(),
+          p, keep_scale, stream);
+      CUDA_CHECK_LAUNCH(dropout_forward_nhwc_kernel);
+      return;
+    }
+    const std::int64_t blocks = (n + 3) / 4;
     dropout_forward_kernel<T><<<blocks_for(blocks), kThreads, 0, current_stream()>>>(
         n, cdata<T>(x), mdata<T>(y), mask.data<std::uint8_t>(), p, keep_scale, stream);
     CUDA_CHECK_LAUNCH(dropout_forward_kernel);
   });
 }
 
+// Element-wise in memory order, whatever the layout: the mask lies as dy and dx do.
 void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p) {
   constexpr const char* op = "dropout_backward";
   const DType dtype = call_dtype(dy, op, "dy");
@@ -394,6 +427,10 @@ void dropout_backward(const Tensor& dy, const Tensor& mask, Tensor& dx, float p)
   check_arg(dx, op, "dx", dtype);
   check_shape_as(mask, dy, op, "mask", "dy");
   check_shape_as(dx, dy, op, "dx", "dy");
+  RUCHE_REQUIRE(is_channels_last(dy, op, "dy") == is_channels_last(dx, op, "dx") && mask.is_plain())
+      << op << ": dy " << dy.str() << " and dx " << dx.str()
+      << " must share a layout, and the mask (laid out as dy) be tagged plain; mask is "
+      << mask.str();
   const float keep_scale = keep_scale_of(p, op);
   use_device_of(dy);
   visit_float_dtype(dtype, [&](auto type) {

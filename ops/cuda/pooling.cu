@@ -5,6 +5,9 @@
 // result is bit-identical to the CPU's scatter. Global average: one block per plane.
 // Data of one call are all f32, bf16 or f16 (T): loaded as float, summed in float (double for
 // the global average, as on the CPU), rounded once on store; T = float is the f32 code as it was.
+// Max and average pooling also take channels-last data (Layout::nhwc, all data of a call in one
+// layout): threads then walk memory order, channel fastest, so neighbours read neighbouring
+// channels; max pooling's indices stay h * W + w and lie as y does (as the CPU's blocked ones).
 #include <cstdint>
 #include <limits>
 #include <sstream>
@@ -13,30 +16,32 @@
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/float_types.cuh"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/nchw_index.cuh"
 
 namespace ruche::ops::gpu {
 namespace {
 
-// The plane geometry every pooling kernel needs.
+// The geometry every pooling kernel needs.
 struct PoolGeometry {
-  std::int64_t planes, H, W, OH, OW;
+  std::int64_t N, C, H, W, OH, OW;
   int kh, kw, sh, sw, ph, pw;
   bool count_include_pad;
 };
 
 PoolGeometry geometry(const Tensor& input, const Tensor& output, const Pool2dParams& p) {
-  return {input.size(0) * input.size(1),
-          input.size(2),
-          input.size(3),
-          output.size(2),
-          output.size(3),
-          p.kernel_h,
-          p.kernel_w,
-          p.stride_h,
-          p.stride_w,
-          p.pad_h,
-          p.pad_w,
-          p.count_include_pad};
+  return {.N = input.size(0),
+          .C = input.size(1),
+          .H = input.size(2),
+          .W = input.size(3),
+          .OH = output.size(2),
+          .OW = output.size(3),
+          .kh = p.kernel_h,
+          .kw = p.kernel_w,
+          .sh = p.stride_h,
+          .sw = p.stride_w,
+          .ph = p.pad_h,
+          .pw = p.pad_w,
+          .count_include_pad = p.count_include_pad};
 }
 
 // The window of output (oh, ow), clipped to the input: rows [h0, h1), columns [w0, w1).
@@ -78,24 +83,24 @@ __device__ inline Span covering(std::int64_t i, int k, int s, int pad, std::int6
 }
 
 // Compares the loaded floats, so bf16 / f16 pick the argmax f32 picks on the same values.
-template <typename T>
+template <typename T, bool kChannelsLast>
 __global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* indices, PoolGeometry g) {
-  const std::int64_t total = g.planes * g.OH * g.OW;
+  const std::int64_t total = g.N * g.C * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
        o += stride) {
-    const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
-    const T* xp = x + plane * g.H * g.W;
-    const Window w = window_at(oh, ow, g);
-    std::int64_t best = w.h0 * g.W + w.w0;
+    const Nchw out = element_at<kChannelsLast>(o, g.C, g.OH, g.OW);
+    const PlaneView xp = plane_of<kChannelsLast>(out.n, out.c, g.C, g.H, g.W);
+    const Window win = window_at(out.h, out.w, g);
+    std::int64_t best = win.h0 * g.W + win.w0;
     float best_value = -std::numeric_limits<float>::infinity();
-    for (std::int64_t h = w.h0; h < w.h1; ++h) {
-      for (std::int64_t c = w.w0; c < w.w1; ++c) {
-        const float v = to_float(xp[h * g.W + c]);
+    for (std::int64_t h = win.h0; h < win.h1; ++h) {
+      for (std::int64_t w = win.w0; w < win.w1; ++w) {
+        const float v = to_float(x[xp.at(h, w)]);
         // The first maximum wins; a NaN propagates (the CPU's and PyTorch's rule).
         if (v > best_value || isnan(v)) {
           best_value = v;
-          best = h * g.W + c;
+          best = h * g.W + w;
         }
       }
     }
@@ -106,22 +111,22 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* indices,
 
 // dx[i] = the sum of dy over the outputs that chose i, taken in increasing output order (the
 // CPU's scatter order). An index that points outside the plane matches no input and is dropped.
-template <typename T>
+template <typename T, bool kChannelsLast>
 __global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* indices, T* dx,
                                          PoolGeometry g) {
-  const std::int64_t total = g.planes * g.H * g.W;
+  const std::int64_t total = g.N * g.C * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
-    const std::int64_t position = h * g.W + c;
-    const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
-    const Span cols = covering(c, g.kw, g.sw, g.pw, g.OW);
-    const std::int64_t base = plane * g.OH * g.OW;
+    const Nchw in = element_at<kChannelsLast>(i, g.C, g.H, g.W);
+    const std::int64_t position = in.h * g.W + in.w;
+    const Span rows = covering(in.h, g.kh, g.sh, g.ph, g.OH);
+    const Span cols = covering(in.w, g.kw, g.sw, g.pw, g.OW);
+    const PlaneView yp = plane_of<kChannelsLast>(in.n, in.c, g.C, g.OH, g.OW);
     float sum = 0.0f;
     for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
       for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
-        const std::int64_t o = base + oh * g.OW + ow;
+        const std::int64_t o = yp.at(oh, ow);
         if (indices[o] == position) sum += to_float(dy[o]);
       }
     }
@@ -129,39 +134,39 @@ __global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* indice
   }
 }
 
-template <typename T>
+template <typename T, bool kChannelsLast>
 __global__ void avg_pool_forward_kernel(const T* x, T* y, PoolGeometry g) {
-  const std::int64_t total = g.planes * g.OH * g.OW;
+  const std::int64_t total = g.N * g.C * g.OH * g.OW;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < total;
        o += stride) {
-    const std::int64_t ow = o % g.OW, oh = (o / g.OW) % g.OH, plane = o / (g.OH * g.OW);
-    const T* xp = x + plane * g.H * g.W;
-    const Window w = window_at(oh, ow, g);
+    const Nchw out = element_at<kChannelsLast>(o, g.C, g.OH, g.OW);
+    const PlaneView xp = plane_of<kChannelsLast>(out.n, out.c, g.C, g.H, g.W);
+    const Window win = window_at(out.h, out.w, g);
     float sum = 0.0f;
-    for (std::int64_t h = w.h0; h < w.h1; ++h) {
-      for (std::int64_t c = w.w0; c < w.w1; ++c) sum += to_float(xp[h * g.W + c]);
+    for (std::int64_t h = win.h0; h < win.h1; ++h) {
+      for (std::int64_t w = win.w0; w < win.w1; ++w) sum += to_float(x[xp.at(h, w)]);
     }
-    y[o] = from_float<T>(sum / avg_divisor(oh, ow, g));
+    y[o] = from_float<T>(sum / avg_divisor(out.h, out.w, g));
   }
 }
 
 // dx[i] = the sum of dy[o] / divisor(o) over the windows o that hold i, in increasing o (the
 // CPU's order). A clipped window holds i exactly when the unclipped one does, i being inside.
-template <typename T>
+template <typename T, bool kChannelsLast>
 __global__ void avg_pool_backward_kernel(const T* dy, T* dx, PoolGeometry g) {
-  const std::int64_t total = g.planes * g.H * g.W;
+  const std::int64_t total = g.N * g.C * g.H * g.W;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += stride) {
-    const std::int64_t c = i % g.W, h = (i / g.W) % g.H, plane = i / (g.H * g.W);
-    const Span rows = covering(h, g.kh, g.sh, g.ph, g.OH);
-    const Span cols = covering(c, g.kw, g.sw, g.pw, g.OW);
-    const std::int64_t base = plane * g.OH * g.OW;
+    const Nchw in = element_at<kChannelsLast>(i, g.C, g.H, g.W);
+    const Span rows = covering(in.h, g.kh, g.sh, g.ph, g.OH);
+    const Span cols = covering(in.w, g.kw, g.sw, g.pw, g.OW);
+    const PlaneView yp = plane_of<kChannelsLast>(in.n, in.c, g.C, g.OH, g.OW);
     float sum = 0.0f;
     for (std::int64_t oh = rows.first; oh <= rows.last; ++oh) {
       for (std::int64_t ow = cols.first; ow <= cols.last; ++ow) {
-        sum += to_float(dy[base + oh * g.OW + ow]) / avg_divisor(oh, ow, g);
+        sum += to_float(dy[yp.at(oh, ow)]) / avg_divisor(oh, ow, g);
       }
     }
     dx[i] = from_float<T>(sum);
@@ -217,10 +222,16 @@ void check_same_dtype(const char* op, const char* arg, const Tensor& t, const ch
   check_arg(t, op, arg, dtype);
 }
 
+// What a pooling call runs on: the data's dtype and layout.
+struct PoolData {
+  DType dtype;
+  bool channels_last;
+};
+
 // As the CPU's check_pool: x (the input side, [N, C, H, W]) and y (the output side) are dense,
-// of one floating dtype (returned), on a CUDA device and fit p.
-DType check_pool(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
-                 const Tensor& y, const Pool2dParams& p) {
+// of one floating dtype, in one layout (plain or nhwc), on a CUDA device and fit p.
+PoolData check_pool(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
+                    const Tensor& y, const Pool2dParams& p) {
   const DType dtype = data_dtype(op, x_arg, x);
   check_same_dtype(op, y_arg, y, x_arg, dtype);
   RUCHE_REQUIRE(x.ndim() == 4) << op << ": " << x_arg << " must be [N, C, H, W], got " << x.str();
@@ -228,7 +239,11 @@ DType check_pool(const char* op, const char* x_arg, const Tensor& x, const char*
   RUCHE_REQUIRE(y.shape() == expected)
       << op << ": " << y_arg << " has shape " << y.shape().str() << " but " << x_arg << " "
       << x.shape().str() << " with " << describe(p) << " gives " << expected.str();
-  return dtype;
+  const bool channels_last = is_channels_last(x, op, x_arg);
+  RUCHE_CHECK(is_channels_last(y, op, y_arg) == channels_last)
+      << op << ": " << x_arg << " " << x.str() << " and " << y_arg << " " << y.str()
+      << " in different layouts";
+  return {dtype, channels_last};
 }
 
 DType check_global(const char* op, const char* x_arg, const Tensor& x, const char* y_arg,
@@ -245,20 +260,25 @@ DType check_global(const char* op, const char* x_arg, const Tensor& x, const cha
 
 }  // namespace
 
+// The indices' layout tag is not read: they lie as y does (the CPU's rule for its blocked layouts).
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d_forward";
-  const DType dtype = check_pool(op, "input", x, "output", y, p);
+  const PoolData data = check_pool(op, "input", x, "output", y, p);
   check_arg(indices, op, "indices", DType::i32);
   check_shape_as(indices, y, op, "indices", "output");
   RUCHE_REQUIRE(x.size(2) * x.size(3) <= std::numeric_limits<std::int32_t>::max())
       << op << ": input plane " << x.size(2) << "x" << x.size(3) << " is too large for i32 indices";
   if (y.numel() == 0) return;
   use_device_of(x);
-  visit_float_dtype(dtype, [&](auto type) {
+  visit_float_dtype(data.dtype, [&](auto type) {
     using T = decltype(type);
-    max_pool_forward_kernel<T><<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
-        cdata<T>(x), mdata<T>(y), indices.data<std::int32_t>(), geometry(x, y, p));
-    CUDA_CHECK_LAUNCH(max_pool_forward_kernel);
+    visit_channels_last(data.channels_last, [&](auto layout) {
+      constexpr bool kChannelsLast = decltype(layout)::value;
+      max_pool_forward_kernel<T, kChannelsLast>
+          <<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
+              cdata<T>(x), mdata<T>(y), indices.data<std::int32_t>(), geometry(x, y, p));
+      CUDA_CHECK_LAUNCH(max_pool_forward_kernel);
+    });
   });
 }
 
@@ -267,40 +287,52 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& indices, const Pool2
 void max_pool2d_backward(const Tensor& dy, const Tensor& indices, Tensor& dx,
                          const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d_backward";
-  const DType dtype = check_pool(op, "dx", dx, "dy", dy, p);
+  const PoolData data = check_pool(op, "dx", dx, "dy", dy, p);
   check_arg(indices, op, "indices", DType::i32);
   check_shape_as(indices, dy, op, "indices", "dy");
   if (dx.numel() == 0) return;
   use_device_of(dx);
-  visit_float_dtype(dtype, [&](auto type) {
+  visit_float_dtype(data.dtype, [&](auto type) {
     using T = decltype(type);
-    max_pool_backward_kernel<T><<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
-        cdata<T>(dy), indices.data<std::int32_t>(), mdata<T>(dx), geometry(dx, dy, p));
-    CUDA_CHECK_LAUNCH(max_pool_backward_kernel);
+    visit_channels_last(data.channels_last, [&](auto layout) {
+      constexpr bool kChannelsLast = decltype(layout)::value;
+      max_pool_backward_kernel<T, kChannelsLast>
+          <<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
+              cdata<T>(dy), indices.data<std::int32_t>(), mdata<T>(dx), geometry(dx, dy, p));
+      CUDA_CHECK_LAUNCH(max_pool_backward_kernel);
+    });
   });
 }
 
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
-  const DType dtype = check_pool("avg_pool2d_forward", "input", x, "output", y, p);
+  const PoolData data = check_pool("avg_pool2d_forward", "input", x, "output", y, p);
   if (y.numel() == 0) return;
   use_device_of(x);
-  visit_float_dtype(dtype, [&](auto type) {
+  visit_float_dtype(data.dtype, [&](auto type) {
     using T = decltype(type);
-    avg_pool_forward_kernel<T><<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(
-        cdata<T>(x), mdata<T>(y), geometry(x, y, p));
-    CUDA_CHECK_LAUNCH(avg_pool_forward_kernel);
+    visit_channels_last(data.channels_last, [&](auto layout) {
+      constexpr bool kChannelsLast = decltype(layout)::value;
+      avg_pool_forward_kernel<T, kChannelsLast>
+          <<<blocks_for(y.numel()), kThreads, 0, current_stream()>>>(cdata<T>(x), mdata<T>(y),
+                                                                     geometry(x, y, p));
+      CUDA_CHECK_LAUNCH(avg_pool_forward_kernel);
+    });
   });
 }
 
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
-  const DType dtype = check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
+  const PoolData data = check_pool("avg_pool2d_backward", "dx", dx, "dy", dy, p);
   if (dx.numel() == 0) return;
   use_device_of(dx);
-  visit_float_dtype(dtype, [&](auto type) {
+  visit_float_dtype(data.dtype, [&](auto type) {
     using T = decltype(type);
-    avg_pool_backward_kernel<T><<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(
-        cdata<T>(dy), mdata<T>(dx), geometry(dx, dy, p));
-    CUDA_CHECK_LAUNCH(avg_pool_backward_kernel);
+    visit_channels_last(data.channels_last, [&](auto layout) {
+      constexpr bool kChannelsLast = decltype(layout)::value;
+      avg_pool_backward_kernel<T, kChannelsLast>
+          <<<blocks_for(dx.numel()), kThreads, 0, current_stream()>>>(cdata<T>(dy), mdata<T>(dx),
+                                                                      geometry(dx, dy, p));
+      CUDA_CHECK_LAUNCH(avg_pool_backward_kernel);
+    });
   });
 }
 

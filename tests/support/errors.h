@@ -21,6 +21,18 @@ std::string error_of(F&& f) {
   return "";
 }
 
+// The message of the InternalError f throws (a broken invariant, such as two layouts in one op
+// call); "" when it throws none.
+template <typename F>
+std::string internal_error_of(F&& f) {
+  try {
+    f();
+  } catch (const InternalError& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // Expects f to throw a ruche::Error whose message contains every one of `parts`.
 template <typename F>
 void expect_error(F&& f, const std::vector<std::string>& parts) {
