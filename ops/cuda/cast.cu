@@ -9,6 +9,7 @@
 
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/kernel_util.h"
+#include "ops/cuda/nchw_index.cuh"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -52,26 +53,21 @@ struct BF16 {
 // Where y's element i comes from in x: the same place, or, between plain and nhwc, the same
 // (n, c, h, w) in x's order. Writes run in y's order, so they coalesce; the reads gather.
 struct SourceIndex {
-  std::int64_t channels = 1, plane = 1;  // C and H * W
+  std::int64_t C = 1, H = 1, W = 1;
   enum { same, from_plain, from_nhwc } kind = same;
 
   __device__ std::int64_t operator()(std::int64_t i) const {
     if (kind == same) return i;
-    if (kind == from_plain) {  // i = (n * HW + p) * C + c
-      const std::int64_t c = i % channels, np = i / channels;
-      const std::int64_t n = np / plane, p = np - n * plane;
-      return (n * channels + c) * plane + p;
-    }
-    const std::int64_t p = i % plane, nc = i / plane;  // i = (n * C + c) * HW + p
-    const std::int64_t n = nc / channels, c = nc - n * channels;
-    return (n * plane + p) * channels + c;
+    if (kind == from_plain) return plain_index(element_at<true>(i, C, H, W), C, H, W);
+    const Nchw e = element_at<false>(i, C, H, W);
+    return plane_of<true>(e.n, e.c, C, H, W).at(e.h, e.w);
   }
 };
 
 SourceIndex source_index(const Tensor& x, const Tensor& y) {
   const bool x_nhwc = is_channels_last(x, "cast", "x"), y_nhwc = is_channels_last(y, "cast", "y");
   if (x_nhwc == y_nhwc) return {};
-  return {x.size(1), x.size(2) * x.size(3),
+  return {x.size(1), x.size(2), x.size(3),
           y_nhwc ? SourceIndex::from_plain : SourceIndex::from_nhwc};
 }
 

@@ -19,15 +19,20 @@
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/gpu/half_support.h"
+#include "tests/gpu/nhwc_support.h"
 #include "tests/support/compare.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
 
 namespace ruche {
 namespace {
 
 using testing::empty_gpu;
+using testing::gpu_as;
+using testing::internal_error_of;
 using testing::on_cpu;
 using testing::on_gpu;
+using testing::plain_values;
 using testing::random_tensor;
 
 const Device kGpu = Device::cuda(0);
@@ -37,56 +42,15 @@ const Device kGpu = Device::cuda(0);
 const Shape kShapes[] = {
     {3, 5, 7, 9}, {8, 3, 64, 65}, {256, 4, 7, 7}, {6, 16, 1, 1}, {2, 96, 5, 3}};
 
-// A CPU f32 tensor (any layout) in `dtype`, keeping its layout (the CPU cast is element-wise).
-Tensor cast_keeping_layout(const Tensor& t, DType dtype) {
-  Tensor out = Tensor::empty(t.shape(), dtype).with_layout(t.layout());
-  ops::cast(t, out);
-  return out;
-}
-
-// Plain f32 values x (CPU) as a GPU tensor of `dtype` in `layout`.
-Tensor gpu_as(const Tensor& x, DType dtype, Layout layout) {
-  Tensor laid = x;
-  if (layout != Layout::plain) {
-    laid = Tensor::empty(x.shape()).with_layout(layout);
-    ops::reorder(x, laid);
-  }
-  return on_gpu(cast_keeping_layout(laid, dtype));
-}
-
-// A GPU tensor's values as plain f32 on the CPU (widening is exact).
-Tensor plain_values(const Tensor& gpu) {
-  const Tensor f32 = cast_keeping_layout(on_cpu(gpu), DType::f32);
-  if (f32.is_plain()) return f32;
-  Tensor plain = Tensor::empty(f32.shape());
-  ops::reorder(f32, plain);
-  return plain;
-}
-
 Tensor empty_gpu_in(const Shape& shape, DType dtype, Layout layout) {
   return empty_gpu(shape, dtype).with_layout(layout);
 }
 
-// Every element of the nhwc run's result equals the plain run's at the same (n, c, h, w); the
-// first mismatch is named by its coordinates.
+// Every element of the nhwc run's result equals the plain run's at the same (n, c, h, w).
 void expect_same_values(const Tensor& nhwc_run, const Tensor& plain_run, const std::string& what) {
   EXPECT_EQ(nhwc_run.layout(), Layout::nhwc) << what;
   EXPECT_EQ(plain_run.layout(), Layout::plain) << what;
-  const std::vector<float> a = plain_values(nhwc_run).to_vector<float>();
-  const std::vector<float> b = plain_values(plain_run).to_vector<float>();
-  ASSERT_EQ(a.size(), b.size()) << what;
-  const Shape& s = plain_run.shape();
-  std::size_t mismatches = 0, first = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i] != b[i] && mismatches++ == 0) first = i;
-  }
-  if (mismatches == 0) return;
-  const auto i = static_cast<std::int64_t>(first);
-  ADD_FAILURE()
-      << what << ": " << mismatches << " of " << a.size()
-      << " elements differ between the nhwc and the plain run; the first at (n, c, h, w) = ("
-      << i / (s[1] * s[2] * s[3]) << ", " << i / (s[2] * s[3]) % s[1] << ", " << i / s[3] % s[2]
-      << ", " << i % s[3] << "): " << a[first] << " against " << b[first];
+  testing::expect_same_at_every_element<float>(nhwc_run, plain_run, what);
 }
 
 // Per-channel f32 results (statistics, gradients of gamma / beta) of the two runs, bit for bit.
@@ -240,17 +204,6 @@ TEST(CudaBatchNormNhwc, SyncPiecesEqualPlainBitForBit) {
       expect_same_values(nhwc.dx, plain.dx, "dx");
     }
   }
-}
-
-// The message of the InternalError f throws; "" when it throws none.
-template <typename F>
-std::string internal_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InternalError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(CudaBatchNormNhwc, MixedOrCpuLayoutsAreRejected) {

@@ -8,6 +8,7 @@
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
 #include "tests/gpu/half_support.h"
+#include "tests/gpu/nhwc_support.h"
 #include "tests/support/compare.h"
 #include "tests/support/gradcheck.h"
 
@@ -17,8 +18,10 @@ namespace {
 using testing::cast_to;
 using testing::empty_gpu;
 using testing::expect_same_elements;
+using testing::gpu_as;
 using testing::on_cpu;
 using testing::on_gpu;
+using testing::plain_values;
 using testing::random_tensor;
 
 // A tensor's elements in memory order, as f32 on the CPU (widening is exact), whatever its tag.
@@ -31,20 +34,6 @@ Tensor cpu_in(const Tensor& x, Layout layout) {
   Tensor y = Tensor::empty(x.shape()).with_layout(layout);
   ops::reorder(x, y);
   return y;
-}
-
-// x on the GPU in `dtype` and `layout`, by ops that the tests above check.
-Tensor gpu_in(const Tensor& x, DType dtype, Layout layout) {
-  Tensor y = empty_gpu(x.shape(), dtype).with_layout(layout);
-  ops::cast(on_gpu(x), y);
-  return y;
-}
-
-// The plain f32 values of a GPU tensor in any layout.
-Tensor plain_values(const Tensor& t) {
-  Tensor plain = empty_gpu(t.shape(), t.dtype());
-  ops::reorder(t, plain);
-  return memory_of(plain);
 }
 
 constexpr DType kFloatTypes[] = {DType::f32, DType::bf16, DType::f16};
@@ -75,7 +64,8 @@ TEST(CudaLayout, CastChangesTheLayoutInTheSamePass) {
   const Tensor w_nhwc = cpu_in(w, Layout::nhwc).with_layout(Layout::plain);
   for (DType dtype : {DType::bf16, DType::f16}) {
     SCOPED_TRACE(dtype_name(dtype));
-    const Tensor copy = gpu_in(w, dtype, Layout::nhwc);
+    Tensor copy = empty_gpu(w.shape(), dtype).with_layout(Layout::nhwc);
+    ops::cast(on_gpu(w), copy);
     EXPECT_EQ(copy.layout(), Layout::nhwc);
     expect_same_elements(memory_of(copy), cast_to(cast_to(w_nhwc, dtype), DType::f32));
     Tensor master = empty_gpu(w.shape());
@@ -111,15 +101,15 @@ TEST(CudaLayout, ConvolutionOnNhwcMatchesNchw) {
         Tensor y, dx, dw, db;
       };
       const auto run = [&](Layout layout) {
-        const Tensor xg = gpu_in(x, dtype, layout), wg = gpu_in(w, dtype, layout);
-        const Tensor bg = gpu_in(b, dtype, Layout::plain), dyg = gpu_in(dy, dtype, layout);
+        const Tensor xg = gpu_as(x, dtype, layout), wg = gpu_as(w, dtype, layout);
+        const Tensor bg = gpu_as(b, dtype, Layout::plain), dyg = gpu_as(dy, dtype, layout);
         Tensor y = empty_gpu(ys, dtype).with_layout(layout);
         Tensor dx = empty_gpu(xs, dtype).with_layout(layout);
         Tensor dw = empty_gpu(ws, dtype).with_layout(layout), db = empty_gpu({16}, dtype);
         ops::conv2d_forward(xg, wg, bg, y, p);
         ops::conv2d_backward_data(dyg, wg, dx, p);
         ops::conv2d_backward_weights(xg, dyg, dw, db, p);
-        return Result{plain_values(y), plain_values(dx), plain_values(dw), memory_of(db)};
+        return Result{plain_values(y), plain_values(dx), plain_values(dw), plain_values(db)};
       };
       const Result nchw = run(Layout::plain), nhwc = run(Layout::nhwc);
       EXPECT_TENSORS_CLOSE(nhwc.y, nchw.y, tol);

@@ -48,6 +48,18 @@ inline Tensor nhwc_on_gpu(const Tensor& plain) {
   return on_gpu(permuted(plain, true).with_layout(Layout::nhwc));
 }
 
+// Plain f32 values (CPU) as a GPU tensor of `dtype` (rounded by the CPU's cast) in `layout`.
+inline Tensor gpu_as(const Tensor& values, DType dtype, Layout layout) {
+  const Tensor rounded = cast_to(values, dtype);
+  return layout == Layout::nhwc ? nhwc_on_gpu(rounded) : on_gpu(rounded);
+}
+
+// A tensor's values (any device, plain or nhwc by its tag) as plain f32 on the CPU.
+inline Tensor plain_values(const Tensor& t) {
+  const Tensor plain = t.layout() == Layout::nhwc ? permuted(t, false) : on_cpu(t);
+  return cast_to(plain, DType::f32);
+}
+
 // "(n, c, h, w)" of plain offset i in a [N, C, H, W] shape.
 inline std::string element_name(const Shape& shape, std::int64_t i) {
   std::ostringstream s;
