@@ -5,7 +5,9 @@
 #   tools/scripts/gpu_bundle.sh BUILD [--previous OLD_BUNDLE]   (BUILD: with the CUDA backend)
 #
 # Writes dist/ruche-gpu-bundle.tar.xz, one directory bundle/ inside:
-#   bundle/bin/       ruche, every test executable (RPATH $ORIGIN/../lib), Open MPI's launchers;
+#   bundle/bin/       ruche, the executables of the gpu-labelled tests (RPATH $ORIGIN/../lib; the
+#                     CPU suites stay here: each links the whole engine, ~10 MiB apiece), Open
+#                     MPI's launchers;
 #                     with --previous (make gpu-bundle PREVIOUS=OLD_BUNDLE), ruche-previous: the
 #                     ruche of an earlier bundle, for the GPU check's throughput step to measure
 #                     against (tools/scripts/gpu_bundle_previous.sh; ~1 MiB more, xz next to ruche)
@@ -60,18 +62,20 @@ trap 'rm -rf "$stage"' EXIT
 b="$stage/bundle"
 mkdir -p "$b/bin" "$b/lib/fallback" "$b/src"
 
-# ---- executables: ruche and every test executable ctest knows ----
+# ---- executables: ruche and the gpu-labelled tests' ----
 ctest --test-dir "$build" --show-only=json-v1 >"$b/tests.json"
-# The test executables are the commands ctest runs that live in the build tree (the reference
-# fixture's python is the GPU machine's own).
+# The test executables are the commands of gpu-labelled tests that live in the build tree (the
+# python scripts' interpreter is the GPU machine's own).
 list_tests() {  # list_tests exes|missing
   python3 - "$b/tests.json" "$build" "$1" <<'EOF'
 import json, os, sys
 tests, build, what = json.load(open(sys.argv[1]))["tests"], sys.argv[2], sys.argv[3]
 seen = set()
+def labels(t):
+    return [l for p in t.get("properties", []) if p["name"] == "LABELS" for l in p["value"]]
 for t in tests:
     cmd = t.get("command") or []
-    if not cmd or not cmd[0].startswith(build + "/"):
+    if not cmd or not cmd[0].startswith(build + "/") or "gpu" not in labels(t):
         continue
     if what == "missing" and not os.access(cmd[0], os.X_OK):
         print(t["name"])
