@@ -88,11 +88,13 @@ inline const Tensor& entry(const std::vector<Tensor>& v, std::size_t i) {
   return i < v.size() ? v[i] : kUndefined;
 }
 
-// A scratch tensor shaped as `like`, allocated the first time it is needed and reused after: for
-// the rare gradient an op must write but nobody reads (a frozen weight beside a trained bias).
+// A scratch tensor shaped and laid out as `like`, allocated the first time it is needed and reused
+// after: for the rare gradient an op must write but nobody reads (a frozen weight beside a trained
+// bias).
 inline Tensor& scratch_like(Tensor& slot, const Tensor& like) {
-  if (!slot.defined() || !(slot.shape() == like.shape()) || slot.device() != like.device()) {
-    slot = Tensor::empty(like.shape(), like.dtype(), like.device());
+  if (!slot.defined() || !(slot.shape() == like.shape()) || slot.device() != like.device() ||
+      slot.dtype() != like.dtype() || slot.layout() != like.layout()) {
+    slot = Tensor::empty(like.shape(), like.dtype(), like.device()).with_layout(like.layout());
   }
   return slot;
 }
