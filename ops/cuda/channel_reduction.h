@@ -126,4 +126,61 @@ RUCHE_HOST_DEVICE inline std::int64_t partial_index(const ChannelReductionPlan& 
   return (term * plan.data.channels + channel) * plan.chunks + chunk;
 }
 
+// block_reduce's two trees (kernel_util.h), as lane 0 sees them: first within each warp, shuffle
+// offsets n/2, ..., 1 over a power-of-two n values, lane k adding lane k + offset to its own...
+RUCHE_HOST_DEVICE inline double warp_tree(double* v, int n) {
+  for (int offset = n / 2; offset > 0; offset /= 2) {
+    for (int k = 0; k < offset; ++k) v[k] = v[k] + v[k + offset];
+  }
+  return v[0];
+}
+// ... then over the warp totals, offsets 16, ..., 1, lane k adding only while k + offset < warps.
+// Both overwrite v.
+RUCHE_HOST_DEVICE inline double warp_totals_tree(double* v, int warps) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    for (int k = 0; k + offset < warps; ++k) v[k] = v[k] + v[k + offset];
+  }
+  return v[0];
+}
+
+// Channels-last pass 1 (channel_reduction.cuh's tiled kernel): the plain walk's threads read
+// `channels` apart there, so a block instead takes a tile of 32 channels, one per lane, and warp w
+// of the plain block (c, chunk); its thread (c, group q) plays the plain block's lanes q, q + 8,
+// q + 16, q + 24 of warp w, each in its own accumulator, so a warp reads 32 neighbouring channels
+// of one row. Every sum keeps the plain kernel's operands and order, so the partials are the same
+// bits: the walks, the warp tree (levels 16 and 8 in the thread, 4, 2, 1 across the groups), then
+// block_reduce's tree over the warp totals (a second kernel).
+constexpr int kTileChannels = 32;
+constexpr int kLanesPerThread = 4;  // 4 x K doubles of accumulators: no register pressure
+constexpr int kLaneGroups = 32 / kLanesPerThread;
+
+// Thread (c, group) of tiled block (tile, chunk, warp): lane `group`'s value after the warp tree's
+// levels 16 and 8, per term. In channels-last data the plain thread t walks the chunk's rows
+// (image * plane + p) first + t, first + t + threads, ..., column c.
+template <int K, typename Add>
+RUCHE_HOST_DEVICE void tiled_lane_group_sums(const ChannelReductionPlan& plan, std::int64_t c,
+                                             std::int64_t chunk, int warp, int group,
+                                             const Add& add, double* out) {
+  const std::int64_t channels = plan.data.channels, plane = plan.data.plane;
+  const std::int64_t end = plan.end_image(chunk) * plane;
+  // Lane group + kLaneGroups * i reads row + kLaneGroups * i; the last lane's row decides the
+  // full steps, and after them one partial step at most (threads > the lanes' span).
+  constexpr int span = kLaneGroups * (kLanesPerThread - 1);
+  double acc[kLanesPerThread][K] = {};
+  std::int64_t row = plan.first_image(chunk) * plane + warp * 32 + group;
+  for (; row + span < end; row += plan.threads) {
+    for (int i = 0; i < kLanesPerThread; ++i) {
+      add((row + kLaneGroups * i) * channels + c, c, acc[i]);
+    }
+  }
+  for (int i = 0; i < kLanesPerThread && row + kLaneGroups * i < end; ++i) {
+    add((row + kLaneGroups * i) * channels + c, c, acc[i]);
+  }
+  for (int term = 0; term < K; ++term) {
+    double leaves[kLanesPerThread];
+    for (int i = 0; i < kLanesPerThread; ++i) leaves[i] = acc[i][term];
+    out[term] = warp_tree(leaves, kLanesPerThread);  // lanes 16 apart, then 8 apart
+  }
+}
+
 }  // namespace ruche::ops::gpu

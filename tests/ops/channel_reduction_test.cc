@@ -2,7 +2,8 @@
 // every value of every channel is walked exactly once, by a block of its own channel and chunk, in
 // plain and channels-last data; chunks are whole images; the grid fills the card where there is
 // work for it; and the two passes emulated on the host (same plan, same order) equal a serial
-// double sum and give the same bits whatever order the blocks run in.
+// double sum and give the same bits whatever order the blocks run in; the channels-last kernels'
+// tiled order gives the plain kernel's partials bit for bit (block_reduce emulated lane by lane).
 #include "ops/cuda/channel_reduction.h"
 
 #include <gtest/gtest.h>
@@ -266,6 +267,173 @@ TEST(ChannelReductionPlan, TwoPassesEqualASerialSumAndRepeatBitForBit) {
           << "channel " << c << ": channels-last data summed in another order";
     }
   }
+}
+
+// block_reduce (ops/cuda/kernel_util.h) on the host, lane by lane: __shfl_down_sync hands lane k
+// lane k + offset's value (its own past lane 31), every lane updating at once; then warp 0 takes
+// the warp totals from shared memory, lanes past `warps` holding shared[0], and adds only where
+// lane + offset < warps. Returns lane 0's value of thread 0.
+double block_reduce_on_host(const std::vector<double>& thread_values) {
+  const std::size_t warps = thread_values.size() / 32;
+  auto shuffle_tree = [](std::vector<double> lanes, std::size_t limit) {
+    for (std::size_t offset = 16; offset > 0; offset /= 2) {
+      const std::vector<double> before = lanes;
+      for (std::size_t k = 0; k < 32; ++k) {
+        const double other = k + offset < 32 ? before[k + offset] : before[k];
+        if (k + offset < limit) lanes[k] = before[k] + other;
+      }
+    }
+    return lanes[0];
+  };
+  std::vector<double> shared(warps);
+  for (std::size_t w = 0; w < warps; ++w) {
+    std::vector<double> lanes(thread_values.begin() + static_cast<std::ptrdiff_t>(32 * w),
+                              thread_values.begin() + static_cast<std::ptrdiff_t>(32 * w + 32));
+    shared[w] = shuffle_tree(lanes, 64);  // no mask: every lane adds
+  }
+  std::vector<double> lanes(32);
+  for (std::size_t k = 0; k < 32; ++k) lanes[k] = k < warps ? shared[k] : shared[0];
+  return shuffle_tree(lanes, warps);
+}
+
+// Two terms per value, as batch norm's statistics: x and x * x.
+struct AddValueAndSquare {
+  const std::vector<double>* x;
+  void operator()(std::int64_t at, std::int64_t /*c*/, double* sums) const {
+    const double v = (*x)[static_cast<std::size_t>(at)];
+    sums[0] += v;
+    sums[1] += v * v;
+  }
+};
+constexpr int kTerms = 2;
+
+// Pass 1 of channel_partials_kernel on plain data: partials[partial_index].
+std::vector<double> plain_partials(const ChannelReductionPlan& plan, const std::vector<double>& x) {
+  std::vector<double> partials(static_cast<std::size_t>(kTerms * plan.blocks()));
+  const AddValueAndSquare add{&x};
+  for (std::int64_t c = 0; c < plan.data.channels; ++c) {
+    for (std::int64_t k = 0; k < plan.chunks; ++k) {
+      std::vector<std::vector<double>> threads(kTerms, std::vector<double>(plan.threads));
+      for (int t = 0; t < plan.threads; ++t) {
+        double sums[kTerms] = {};
+        for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) add(w.offset(), c, sums);
+        for (int term = 0; term < kTerms; ++term) threads[term][t] = sums[term];
+      }
+      for (int term = 0; term < kTerms; ++term) {
+        partials[static_cast<std::size_t>(partial_index(plan, term, c, k))] =
+            block_reduce_on_host(threads[term]);
+      }
+    }
+  }
+  return partials;
+}
+
+// Pass 1 of tiled_warp_totals_kernel + warp_partials_kernel on channels-last data.
+std::vector<double> tiled_partials(const ChannelReductionPlan& plan, const std::vector<double>& x) {
+  const std::int64_t channels = plan.data.channels;
+  const int warps = plan.threads / 32;
+  std::vector<double> warp_totals(static_cast<std::size_t>(kTerms * plan.blocks() * warps));
+  const AddValueAndSquare add{&x};
+  for (std::int64_t tile = 0; tile * kTileChannels < channels; ++tile) {
+    for (std::int64_t k = 0; k < plan.chunks; ++k) {
+      for (int warp = 0; warp < warps; ++warp) {
+        for (std::int64_t c = tile * kTileChannels;
+             c < std::min(channels, (tile + 1) * kTileChannels); ++c) {
+          double groups[kTerms][kLaneGroups];
+          for (int group = 0; group < kLaneGroups; ++group) {
+            double sums[kTerms] = {};
+            tiled_lane_group_sums<kTerms>(plan, c, k, warp, group, add, sums);
+            for (int term = 0; term < kTerms; ++term) groups[term][group] = sums[term];
+          }
+          for (int term = 0; term < kTerms; ++term) {
+            warp_totals[static_cast<std::size_t>(partial_index(plan, term, c, k) * warps + warp)] =
+                warp_tree(groups[term], kLaneGroups);
+          }
+        }
+      }
+    }
+  }
+  std::vector<double> partials(static_cast<std::size_t>(kTerms * plan.blocks()));
+  for (std::size_t i = 0; i < partials.size(); ++i) {
+    std::vector<double> v(warp_totals.begin() + static_cast<std::ptrdiff_t>(i * warps),
+                          warp_totals.begin() + static_cast<std::ptrdiff_t>((i + 1) * warps));
+    partials[i] = warp_totals_tree(v.data(), warps);
+  }
+  return partials;
+}
+
+// The channels-last kernels' tiled order gives the plain kernel's partials bit for bit: values of
+// magnitudes 2^-20 to 2^20 and both signs, so that any other order of the additions would show.
+TEST(ChannelReductionTiled, ChannelsLastPartialsEqualPlainBitForBit) {
+  struct Case {
+    Shape shape;
+    int sms, threads;
+  };
+  const Case cases[] = {
+      {{96, 40, 49}, 132, 256},   // C not a multiple of 32, 4 chunks
+      {{1000, 5, 17}, 132, 256},  // C < 32, 16 chunks
+      {{5000, 36, 1}, 132, 256},  // plane 1, chunks of 1250 images
+      {{512, 1, 1}, 132, 256},    // one channel, two values for some threads
+      {{7, 64, 3}, 132, 256},     // fewer values than threads
+      {{2, 70, 1000}, 132, 256},  // few images, many values per thread
+      {{1, 33, 5000}, 1, 256},    // one image, one chunk
+      {{64, 32, 49}, 7, 256},     // a whole tile
+      {{300, 3, 10}, 132, 1024},  // other block sizes: the helpers follow plan.threads
+      {{300, 45, 7}, 132, 64},   {{3, 2, 0}, 132, 256},  // no values: partials 0
+  };
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> mantissa(-1.0, 1.0);
+  std::uniform_int_distribution<int> exponent(-20, 20);
+  for (const Case& k : cases) {
+    const Shape& s = k.shape;
+    const ChannelReductionPlan plain = plan_of(s, k.sms, k.threads, false);
+    const ChannelReductionPlan nhwc = plan_of(s, k.sms, k.threads, true);
+    SCOPED_TRACE(::testing::Message() << s.images << " x " << s.channels << " x " << s.plane << ", "
+                                      << k.threads << " threads: " << plain.chunks << " chunks");
+    std::vector<double> x(static_cast<std::size_t>(s.images * s.channels * s.plane));
+    for (double& v : x) v = std::ldexp(mantissa(rng), exponent(rng));
+    std::vector<double> x_nhwc(x.size());
+    for (std::int64_t c = 0; c < s.channels; ++c) {
+      for (std::int64_t j = 0; j < plain.data.per_channel(); ++j) {
+        x_nhwc[static_cast<std::size_t>(nhwc.data.value_offset(c, j))] =
+            x[static_cast<std::size_t>(plain.data.value_offset(c, j))];
+      }
+    }
+    const std::vector<double> expected = plain_partials(plain, x);
+    const std::vector<double> tiled = tiled_partials(nhwc, x_nhwc);
+    ASSERT_EQ(tiled.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_EQ(std::bit_cast<std::uint64_t>(tiled[i]), std::bit_cast<std::uint64_t>(expected[i]))
+          << "partial " << i << ": " << tiled[i] << " vs " << expected[i];
+    }
+  }
+}
+
+// The data above does tell orders apart: the plain walk with its threads added in turn instead of
+// by block_reduce's tree changes some partial's bits.
+TEST(ChannelReductionTiled, TheTestDataTellsOrdersApart) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> mantissa(-1.0, 1.0);
+  std::uniform_int_distribution<int> exponent(-20, 20);
+  const ChannelReductionPlan plan = plan_of({96, 40, 49}, 132, 256);
+  std::vector<double> x(static_cast<std::size_t>(plan.data.numel()));
+  for (double& v : x) v = std::ldexp(mantissa(rng), exponent(rng));
+  const std::vector<double> tree = plain_partials(plan, x);
+  int differing = 0;
+  for (std::int64_t c = 0; c < plan.data.channels; ++c) {
+    for (std::int64_t k = 0; k < plan.chunks; ++k) {
+      double in_turn = 0.0;
+      for (int t = 0; t < plan.threads; ++t) {
+        double thread_sum = 0.0;
+        for (PlaneWalk w(plan, c, k, t); !w.done(); w.next()) {
+          thread_sum += x[static_cast<std::size_t>(w.offset())];
+        }
+        in_turn += thread_sum;
+      }
+      if (in_turn != tree[static_cast<std::size_t>(partial_index(plan, 0, c, k))]) ++differing;
+    }
+  }
+  EXPECT_GT(differing, plan.blocks() / 2);
 }
 
 }  // namespace
