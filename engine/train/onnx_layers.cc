@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -369,6 +371,31 @@ const proto::LayerParameter* BatchNormFolds::into(int conv) const {
   return it == into_.end() ? nullptr : it->second;
 }
 
+namespace {
+
+// The layers whose translation needs nothing but the layer itself.
+using Translator = void (*)(GraphBuilder&, const proto::LayerParameter&);
+const std::map<std::string, Translator, std::less<>>& translators() {
+  static const std::map<std::string, Translator, std::less<>> table = {
+      {"Deconvolution", deconvolution},
+      {"Upsample", upsample},
+      {"BatchNorm", batch_norm},
+      {"ReLU", relu},
+      {"Sigmoid", sigmoid_or_tanh},
+      {"TanH", sigmoid_or_tanh},
+      {"Pooling", pooling},
+      {"InnerProduct", inner_product},
+      {"Eltwise", eltwise},
+      {"Flatten", flatten},
+      {"Softmax", softmax},
+      {"LRN", lrn},
+      {"Concat", concat},
+      {"Power", power}};
+  return table;
+}
+
+}  // namespace
+
 void add_layer(GraphBuilder& g, const proto::LayerParameter& layer, int index,
                const BatchNormFolds& folds, const std::function<const Net&()>& one_sample_net) {
   const std::string& type = layer.type();
@@ -377,37 +404,13 @@ void add_layer(GraphBuilder& g, const proto::LayerParameter& layer, int index,
     g.alias(layer.top(0), g.input(0));
   } else if (type == "Convolution") {
     convolution(g, layer, folds.into(index));
-  } else if (type == "Deconvolution") {
-    deconvolution(g, layer);
-  } else if (type == "Upsample") {
-    upsample(g, layer);
-  } else if (type == "BatchNorm") {
-    batch_norm(g, layer);
-  } else if (type == "ReLU") {
-    relu(g, layer);
-  } else if (type == "Sigmoid" || type == "TanH") {
-    sigmoid_or_tanh(g, layer);
-  } else if (type == "Pooling") {
-    pooling(g, layer);
-  } else if (type == "InnerProduct") {
-    inner_product(g, layer);
-  } else if (type == "Eltwise") {
-    eltwise(g, layer);
-  } else if (type == "Flatten") {
-    flatten(g, layer);
-  } else if (type == "Softmax") {
-    softmax(g, layer);
-  } else if (type == "LRN") {
-    lrn(g, layer);
-  } else if (type == "Concat") {
-    concat(g, layer);
   } else if (type == "Scale") {
     const Net& shapes = one_sample_net();
     scale(g, layer, shapes.blob(layer.bottom(0)).ndim(),
           layer.bottom_size() == 2 ? shapes.blob(layer.bottom(1)).ndim()
                                    : g.weight_tensor("weight").ndim());
-  } else if (type == "Power") {
-    power(g, layer);
+  } else if (const auto it = translators().find(type); it != translators().end()) {
+    it->second(g, layer);
   } else {
     RUCHE_FAIL() << g.where() << ": cannot be exported to ONNX (no mapping for " << type << ")";
   }
