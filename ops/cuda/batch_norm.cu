@@ -168,51 +168,118 @@ struct StoreBackwardSums {
   }
 };
 
-// Grid: x = channel, y = chunks of that channel's values.
+// The CPU op's per-channel factors, in the same precisions: dx = k * (dy - a - (x - mean) * b).
+struct BackwardFactors {
+  float k, a, b, mean;
+};
+__device__ BackwardFactors backward_factors(std::int64_t ch, std::int64_t c, const float* gamma,
+                                            const float* save_mean, const float* save_var,
+                                            const float* sums, float eps) {
+  const double total = sums[2 * c];
+  const double invstd = 1.0 / sqrt(static_cast<double>(save_var[ch]) + eps);
+  return {static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd),
+          static_cast<float>(sums[ch] / total), static_cast<float>(sums[c + ch] / total * invstd),
+          save_mean[ch]};
+}
+
+// y = k * (x - m) + shift, the CPU op's factors in the same precisions.
+struct NormalizeFactors {
+  float k, shift, m;
+};
+__device__ NormalizeFactors normalize_factors(std::int64_t ch, const float* mean, const float* var,
+                                              float eps, const float* gamma, const float* beta) {
+  const double invstd = 1.0 / sqrt(static_cast<double>(var[ch]) + eps);
+  return {static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd), beta ? beta[ch] : 0.0f, mean[ch]};
+}
+
+template <typename T>
+__device__ void apply_backward(const BackwardFactors& f, const T* dy, const T* x, T* dx,
+                               std::int64_t at) {
+  dx[at] = from_float<T>(f.k * (to_float(dy[at]) - f.a - (to_float(x[at]) - f.mean) * f.b));
+}
+
+template <typename T>
+__device__ void apply_normalize(const NormalizeFactors& f, const T* x, T* y, std::int64_t at) {
+  y[at] = from_float<T>(f.k * (to_float(x[at]) - f.m) + f.shift);
+}
+
+// Plain data. Grid: x = channel, y = chunks of that channel's values (contiguous planes).
 template <typename T>
 __global__ void backward_apply_kernel(const T* dy, const T* x, const float* gamma,
                                       const float* save_mean, const float* save_var,
                                       const float* sums, T* dx, Planes g, float eps) {
-  const std::int64_t ch = blockIdx.x, c = g.channels;
+  const std::int64_t ch = blockIdx.x;
+  const BackwardFactors f = backward_factors(ch, g.channels, gamma, save_mean, save_var, sums, eps);
   const std::int64_t count = g.per_channel();
-  // The CPU op's per-channel factors, in the same precisions.
-  const double total = sums[2 * c];
-  const double invstd = 1.0 / sqrt(static_cast<double>(save_var[ch]) + eps);
-  const float k = static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd);
-  const float a = static_cast<float>(sums[ch] / total);
-  const float b = static_cast<float>(sums[c + ch] / total * invstd);
-  const float mean = save_mean[ch];
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
   for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
        j += stride) {
-    const std::int64_t at = g.value_offset(ch, j);
-    dx[at] = from_float<T>(k * (to_float(dy[at]) - a - (to_float(x[at]) - mean) * b));
+    apply_backward(f, dy, x, dx, g.value_offset(ch, j));
   }
 }
 
-// Grid: x = channel, y = chunks of that channel's values.
 template <typename T>
 __global__ void normalize_kernel(const T* x, const float* mean, const float* var, float eps,
                                  const float* gamma, const float* beta, T* y, Planes g) {
   const std::int64_t ch = blockIdx.x;
+  const NormalizeFactors f = normalize_factors(ch, mean, var, eps, gamma, beta);
   const std::int64_t count = g.per_channel();
-  const double invstd = 1.0 / sqrt(static_cast<double>(var[ch]) + eps);
-  const float k = static_cast<float>((gamma ? gamma[ch] : 1.0) * invstd);
-  const float shift = beta ? beta[ch] : 0.0f;
-  const float m = mean[ch];
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * blockDim.x;
   for (std::int64_t j = static_cast<std::int64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < count;
        j += stride) {
-    const std::int64_t at = g.value_offset(ch, j);
-    y[at] = from_float<T>(k * (to_float(x[at]) - m) + shift);
+    apply_normalize(f, x, y, g.value_offset(ch, j));
   }
 }
 
-// One block row per channel, enough columns to cover its values (capped by the grid's height).
+// Channels-last data, rows of [N * H * W, C]: a block is kTileChannels channels (x) by kTileRows
+// rows (y), so a warp reads 32 neighbouring channels of one row, and each thread keeps its one
+// channel's factors. The same factors and arithmetic as the plain kernels: the same bits.
+constexpr int kTileChannels = 32, kTileRows = kThreads / kTileChannels;
+
+template <typename T>
+__global__ void backward_apply_nhwc_kernel(const T* dy, const T* x, const float* gamma,
+                                           const float* save_mean, const float* save_var,
+                                           const float* sums, T* dx, Planes g, float eps) {
+  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
+  if (ch >= g.channels) return;
+  const BackwardFactors f = backward_factors(ch, g.channels, gamma, save_mean, save_var, sums, eps);
+  const std::int64_t rows = g.per_channel();
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * kTileRows;
+  for (std::int64_t r = static_cast<std::int64_t>(blockIdx.y) * kTileRows + threadIdx.y; r < rows;
+       r += stride) {
+    apply_backward(f, dy, x, dx, r * g.channels + ch);
+  }
+}
+
+template <typename T>
+__global__ void normalize_nhwc_kernel(const T* x, const float* mean, const float* var, float eps,
+                                      const float* gamma, const float* beta, T* y, Planes g) {
+  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * kTileChannels + threadIdx.x;
+  if (ch >= g.channels) return;
+  const NormalizeFactors f = normalize_factors(ch, mean, var, eps, gamma, beta);
+  const std::int64_t rows = g.per_channel();
+  const std::int64_t stride = static_cast<std::int64_t>(gridDim.y) * kTileRows;
+  for (std::int64_t r = static_cast<std::int64_t>(blockIdx.y) * kTileRows + threadIdx.y; r < rows;
+       r += stride) {
+    apply_normalize(f, x, y, r * g.channels + ch);
+  }
+}
+
+// Plain: one block row per channel, enough columns to cover its values (capped by the grid's
+// height). Channels-last: one block column per channel tile, enough rows of blocks for the rows.
 dim3 per_channel_grid(const Planes& g) {
+  if (g.channels_last) {
+    return dim3(static_cast<unsigned>((g.channels + kTileChannels - 1) / kTileChannels),
+                static_cast<unsigned>(std::clamp<std::int64_t>(
+                    (g.per_channel() + kTileRows - 1) / kTileRows, 1, kMaxGridY)));
+  }
   return dim3(static_cast<unsigned>(g.channels),
               static_cast<unsigned>(std::clamp<std::int64_t>(
                   (g.per_channel() + kThreads - 1) / kThreads, 1, kMaxGridY)));
+}
+
+dim3 per_channel_block(const Planes& g) {
+  return g.channels_last ? dim3(kTileChannels, kTileRows) : dim3(kThreads);
 }
 
 }  // namespace
@@ -278,7 +345,8 @@ void normalize(DType dtype, const void* x, const Planes& g, const float* mean, c
   if (g.channels == 0 || g.per_channel() == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    normalize_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
+    auto* kernel = g.channels_last ? normalize_nhwc_kernel<T> : normalize_kernel<T>;
+    kernel<<<per_channel_grid(g), per_channel_block(g), 0, stream>>>(
         static_cast<const T*>(x), mean, var, eps, gamma, beta, static_cast<T*>(y), g);
     CUDA_CHECK_LAUNCH(normalize_kernel);
   });
@@ -290,7 +358,8 @@ void backward_apply(DType dtype, const void* dy, const void* x, const float* gam
   if (g.channels == 0 || g.per_channel() == 0) return;
   dispatch(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    backward_apply_kernel<T><<<per_channel_grid(g), kThreads, 0, stream>>>(
+    auto* kernel = g.channels_last ? backward_apply_nhwc_kernel<T> : backward_apply_kernel<T>;
+    kernel<<<per_channel_grid(g), per_channel_block(g), 0, stream>>>(
         static_cast<const T*>(dy), static_cast<const T*>(x), gamma, save_mean, save_var, sums,
         static_cast<T*>(dx), g, eps);
     CUDA_CHECK_LAUNCH(backward_apply_kernel);
