@@ -263,4 +263,31 @@ void check_sum_squares_finite(const Tensor& x, std::int64_t count, const Tensor&
   check_out(op, out, DType::i64, 2);
 }
 
+AxisSplit check_axis_block(const char* op, const Tensor& part, const Tensor& whole, int axis,
+                           std::int64_t offset) {
+  RUCHE_REQUIRE(part.ndim() == whole.ndim() && axis >= 0 && axis < part.ndim())
+      << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
+      << " do not share axis " << axis;
+  for (int d = 0; d < part.ndim(); ++d) {
+    if (d == axis) continue;
+    RUCHE_REQUIRE(part.size(d) == whole.size(d))
+        << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
+        << " differ in dim " << d << " (only axis " << axis << " may)";
+  }
+  RUCHE_REQUIRE(offset >= 0 && offset + part.size(axis) <= whole.size(axis))
+      << op << ": a block of " << part.size(axis) << " at " << offset << " does not fit dim "
+      << axis << " of " << whole.shape().str();
+  if (whole.is_plain() && part.is_plain()) return split_at(op, whole, axis);
+  const std::int64_t block = channel_block(whole.layout(), whole.size(1));
+  RUCHE_CHECK(
+      part.layout() == whole.layout() && axis == 1 &&
+      (whole.layout() == Layout::nhwc || (offset % block == 0 && part.size(1) % block == 0)))
+      << op << ": part " << part.str() << " at channel " << offset << " of whole " << whole.str()
+      << " along axis " << axis << " (other layouts copy whole channel blocks along axis 1)";
+  if (whole.layout() == Layout::nhwc) {
+    return {whole.size(0) * whole.size(2) * whole.size(3), whole.size(1), 1};
+  }
+  return {whole.size(0), whole.size(1), whole.size(2) * whole.size(3)};
+}
+
 }  // namespace ruche::ops

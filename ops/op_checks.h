@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/tensor/tensor.h"
+#include "ops/axis_split.h"
 #include "ops/ops.h"
 
 namespace ruche::ops {
@@ -98,5 +99,13 @@ std::int64_t check_regression_errors(const Tensor& prediction, const Tensor& tar
                                      const Tensor& out);
 // x f32 contiguous with count in [0, numel], out i64 [2].
 void check_sum_squares_finite(const Tensor& x, std::int64_t count, const Tensor& out);
+
+// copy_into_axis / copy_from_axis: part and whole agree on every dim but `axis`, part fits at
+// `offset`, both in one layout. Returns whole as it lies in memory, [outer, C, inner] around the
+// axis: plain as split_at; along the channels of a [N, C, H, W] nhwc tensor [N * H * W, C, 1];
+// of an nChwXc one [N, C, H * W], which holds when part's channels and offset are whole blocks
+// (an image's run of whole blocks is contiguous, as a run of channels is in NCHW).
+AxisSplit check_axis_block(const char* op, const Tensor& part, const Tensor& whole, int axis,
+                           std::int64_t offset);
 
 }  // namespace ruche::ops

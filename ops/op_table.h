@@ -143,7 +143,8 @@ namespace ruche::ops {
 #define RUCHE_OPS_TAKING_BLOCKED(X) X(reorder) X(cast) X(dropout_forward) X(dropout_backward) \
   X(conv2d_forward) X(conv2d_backward_data) X(conv2d_backward_weights) \
   X(batch_norm_forward_training) X(batch_norm_forward_inference) X(batch_norm_backward) \
-  X(max_pool2d_forward) X(max_pool2d_backward) X(avg_pool2d_forward) X(avg_pool2d_backward)
+  X(max_pool2d_forward) X(max_pool2d_backward) X(avg_pool2d_forward) X(avg_pool2d_backward) \
+  X(copy_into_axis) X(copy_from_axis)
 // clang-format on
 
 struct OpTable {

@@ -17,6 +17,7 @@ class ConcatLayer final : public Layer {
     RUCHE_REQUIRE(!bottoms.empty()) << "Concat: expected 1 or more bottoms, got none";
     const Shape& first = bottoms[0];
     axis_ = param().concat_param().axis();
+    ndim_ = first.ndim();
     if (axis_ < 0) axis_ += first.ndim();
     RUCHE_REQUIRE(axis_ >= 0 && axis_ < first.ndim())
         << "Concat: axis " << param().concat_param().axis() << " is outside bottom 0 "
@@ -36,6 +37,13 @@ class ConcatLayer final : public Layer {
     return {top};
   }
 
+  LayoutUse layout_use() const override {
+    // Along the channels of images the copies take the planned layouts (whole channel blocks).
+    const bool channels = axis_ == 1 && ndim_ == 4 && ops::takes_blocked("copy_into_axis") &&
+                          ops::takes_blocked("copy_from_axis");
+    return channels ? LayoutUse::follows : LayoutUse::plain;
+  }
+
   void forward(LayerIO& io, const StepContext&) override {
     for (std::size_t i = 0; i < io.bottom.size(); ++i) {
       ops::copy_into_axis(io.bottom[i], io.top[0], axis_, offsets_[i]);
@@ -51,7 +59,7 @@ class ConcatLayer final : public Layer {
   }
 
  private:
-  int axis_ = 1;
+  int axis_ = 1, ndim_ = 0;
   std::vector<std::int64_t> offsets_;
 };
 

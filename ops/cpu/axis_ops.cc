@@ -6,6 +6,7 @@
 #include "ops/cpu/checks.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/axis_split.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::cpu {
 namespace {
@@ -69,24 +70,6 @@ void softmax_axis_backward(const Tensor& y, const Tensor& dy, Tensor& dx, int ax
 }
 
 namespace {
-
-// part and whole agree on every dim but `axis`, and part fits at offset.
-AxisSplit check_axis_block(const char* op, const Tensor& part, const Tensor& whole, int axis,
-                           std::int64_t offset) {
-  RUCHE_REQUIRE(part.ndim() == whole.ndim() && axis >= 0 && axis < part.ndim())
-      << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
-      << " do not share axis " << axis;
-  for (int d = 0; d < part.ndim(); ++d) {
-    if (d == axis) continue;
-    RUCHE_REQUIRE(part.size(d) == whole.size(d))
-        << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
-        << " differ in dim " << d << " (only axis " << axis << " may)";
-  }
-  RUCHE_REQUIRE(offset >= 0 && offset + part.size(axis) <= whole.size(axis))
-      << op << ": a block of " << part.size(axis) << " at " << offset << " does not fit dim "
-      << axis << " of " << whole.shape().str();
-  return split_at(op, whole, axis);
-}
 
 // Copies `rows` of `row` elements: dst[r * dst_stride + i] = src[r * src_stride + i].
 void copy_rows(const float* src, std::int64_t src_stride, float* dst, std::int64_t dst_stride,

@@ -10,6 +10,7 @@
 #include "ops/cuda/for_each.cuh"
 #include "ops/cuda/kernel_util.h"
 #include "ops/axis_split.h"
+#include "ops/op_checks.h"
 
 namespace ruche::ops::gpu {
 namespace {
@@ -141,23 +142,6 @@ struct PowerBackward {
     dx[i] = from_float<T>(g);
   }
 };
-
-AxisSplit check_axis_block(const char* op, const Tensor& part, const Tensor& whole, int axis,
-                           std::int64_t offset) {
-  RUCHE_REQUIRE(part.ndim() == whole.ndim() && axis >= 0 && axis < part.ndim())
-      << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
-      << " do not share axis " << axis;
-  for (int d = 0; d < part.ndim(); ++d) {
-    if (d == axis) continue;
-    RUCHE_REQUIRE(part.size(d) == whole.size(d))
-        << op << ": part " << part.shape().str() << " and whole " << whole.shape().str()
-        << " differ in dim " << d << " (only axis " << axis << " may)";
-  }
-  RUCHE_REQUIRE(offset >= 0 && offset + part.size(axis) <= whole.size(axis))
-      << op << ": a block of " << part.size(axis) << " at " << offset << " does not fit dim "
-      << axis << " of " << whole.shape().str();
-  return split_at(op, whole, axis);
-}
 
 AxisSplit check_channel_scale(const char* op, const Tensor& x, const Tensor& scale, int axis) {
   RUCHE_REQUIRE(axis >= 0 && axis + scale.ndim() <= x.ndim())

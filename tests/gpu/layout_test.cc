@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "ops/ops.h"
 #include "tests/gpu/gpu_support.h"
@@ -117,6 +118,29 @@ TEST(CudaLayout, ConvolutionOnNhwcMatchesNchw) {
       EXPECT_TENSORS_CLOSE(nhwc.dw, nchw.dw, tol);
       EXPECT_TENSORS_CLOSE(nhwc.db, nchw.db, tol);
     }
+  }
+}
+
+// Concat along the channels of nhwc data: each part's channels land at their offset in every
+// pixel, and the gradient's split takes them back.
+TEST(CudaLayout, ConcatCopiesChannelsOfEveryPixel) {
+  RUCHE_REQUIRE_CUDA();
+  const Tensor a = random_tensor({2, 3, 4, 5}, 7), b = random_tensor({2, 6, 4, 5}, 8);
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    const auto join = [&](Layout layout) {
+      Tensor whole = empty_gpu({2, 9, 4, 5}, dtype).with_layout(layout);
+      ops::copy_into_axis(gpu_as(a, dtype, layout), whole, 1, 0);
+      ops::copy_into_axis(gpu_as(b, dtype, layout), whole, 1, 3);
+      Tensor back = empty_gpu({2, 6, 4, 5}, dtype).with_layout(layout);
+      ops::copy_from_axis(whole, back, 1, 3);
+      return std::pair{plain_values(whole), plain_values(back)};
+    };
+    const auto [nhwc_whole, nhwc_back] = join(Layout::nhwc);
+    const auto [plain_whole, plain_back] = join(Layout::plain);
+    expect_same_elements(nhwc_whole, plain_whole);
+    expect_same_elements(nhwc_back, plain_back);
+    expect_same_elements(nhwc_back, cast_to(cast_to(b, dtype), DType::f32));
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -285,6 +286,67 @@ TEST(NetPlan, ChannelsLastPlanTrainsAsTheReferencePath) {
     EXPECT_EQ(planned.layout, Layout::nhwc) << m.name;
     EXPECT_GT(planned.blocked, 0) << m.name << ": no blob kept nhwc";
     EXPECT_GT(planned.reorders, 0) << m.name << ": the first convolution read plain input";
+  }
+}
+
+// An inception-style join: two branches concatenated along the channels, read by a batch norm.
+constexpr const char* kConcatNet = R"(
+layer { name: "input" type: "Input" top: "data" top: "label" }
+layer { name: "stem" type: "Convolution" bottom: "data" top: "stem"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1 } }
+layer { name: "relu" type: "ReLU" bottom: "stem" top: "stem" }
+layer { name: "a" type: "Convolution" bottom: "stem" top: "a"
+        convolution_param { num_output: 16 kernel_size: 1 } }
+layer { name: "b" type: "Convolution" bottom: "stem" top: "b"
+        convolution_param { num_output: 32 kernel_size: 3 pad: 1 } }
+layer { name: "join" type: "Concat" bottom: "a" bottom: "b" top: "join" }
+layer { name: "bn" type: "BatchNorm" bottom: "join" top: "bn" }
+layer { name: "pool" type: "Pooling" bottom: "bn" top: "pool"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "fc" inner_product_param { num_output: 5 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+)";
+
+struct ConcatOutcome {
+  Tensor loss, grads, params;
+  int reorders = 0;
+};
+
+ConcatOutcome train_concat_net(bool reference, std::optional<Layout> layout) {
+  ops::set_cpu_reference_path(reference);
+  NetOptions options;
+  options.batch_size = 4;
+  options.sample_shape = {3, 8, 8};
+  options.num_classes = 5;
+  options.layout = layout;
+  auto net = Net::build(parse_net(kConcatNet, "concat.prototxt", nullptr), options);
+  net->init_params(3);
+  fill_uniform(net->input(), -1, 1, RngStream{8, RngPurpose::test, 0, 0, 0});
+  for (int i = 0; i < 4; ++i) net->labels().data<std::int32_t>()[i] = i;
+  StepContext ctx;
+  for (int step = 0; step < 3; ++step) {
+    net->forward(ctx);
+    net->backward(ctx, false);
+    ops::axpy(-0.01f, net->grads(), net->params());
+  }
+  ConcatOutcome out{net->loss().clone(), net->grads().clone(), net->params().clone(),
+                    net->planned_reorders()};
+  ops::set_cpu_reference_path(false);
+  return out;
+}
+
+// Concat copies whole channel blocks, so a join stays in the planned layout: the only reorders
+// left are the ones the net needs anyway (the input for an nhwc plan, the inner product's input).
+TEST(NetPlan, ConcatAlongChannelsKeepsThePlannedLayout) {
+  const ConcatOutcome reference = train_concat_net(true, std::nullopt);
+  for (const Layout layout : {ops::cpu_blocked_layout(), Layout::nhwc}) {
+    if (layout == Layout::plain) continue;
+    const std::string what(layout_name(layout));
+    const ConcatOutcome planned = train_concat_net(false, layout);
+    EXPECT_LE(relative_error(planned.loss, reference.loss), 1e-5) << what;
+    EXPECT_LE(relative_error(planned.grads, reference.grads), 1e-5) << what;
+    EXPECT_LE(relative_error(planned.params, reference.params), 1e-5) << what;
+    EXPECT_EQ(planned.reorders, layout == Layout::nhwc ? 2 : 1) << what;
   }
 }
 
