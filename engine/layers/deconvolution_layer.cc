@@ -19,15 +19,7 @@ class DeconvolutionLayer final : public Layer {
         << who << ": convolution_param.num_output is required (the output channels)";
     RUCHE_REQUIRE(c.has_kernel_size() || (c.has_kernel_h() && c.has_kernel_w()))
         << who << ": convolution_param.kernel_size (or kernel_h and kernel_w) is required";
-    const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
-                                       c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
-    const layers::HW s = layers::hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(),
-                                       c.has_stride_w(), c.stride_w(), 1);
-    const layers::HW pad =
-        layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
-    const layers::HW op =
-        layers::hw_of(true, c.output_padding(), c.has_output_padding_h(), c.output_padding_h(),
-                      c.has_output_padding_w(), c.output_padding_w(), 0);
+    const auto [k, s, pad, op] = layers::conv_window(c);
     RUCHE_REQUIRE(k.h > 0 && k.w > 0)
         << who << ": kernel size must be positive, got " << k.h << "x" << k.w;
     RUCHE_REQUIRE(s.h > 0 && s.w > 0) << who << ": stride must be positive";

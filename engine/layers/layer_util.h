@@ -123,4 +123,34 @@ inline HW hw_of(bool has_both, std::uint32_t both, bool has_h, std::uint32_t h, 
   return r;
 }
 
+// A convolution_param's window as Caffe reads it: the kernel (0 when unset), the stride (1),
+// the padding and a transposed convolution's output padding (0).
+struct ConvWindow {
+  HW kernel, stride, pad, output_padding;
+};
+inline ConvWindow conv_window(const proto::ConvolutionParameter& c) {
+  return {
+      hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(), c.kernel_h(), c.has_kernel_w(),
+            c.kernel_w(), 0),
+      hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(), c.has_stride_w(), c.stride_w(), 1),
+      hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0),
+      hw_of(true, c.output_padding(), c.has_output_padding_h(), c.output_padding_h(),
+            c.has_output_padding_w(), c.output_padding_w(), 0)};
+}
+
+// A pooling_param's window: the kernel (0 when unset), the stride (PyTorch's default, the
+// kernel) and the padding (0).
+struct PoolWindow {
+  HW kernel, stride, pad;
+};
+inline PoolWindow pool_window(const proto::PoolingParameter& q) {
+  const HW k = hw_of(q.has_kernel_size(), q.kernel_size(), q.has_kernel_h(), q.kernel_h(),
+                     q.has_kernel_w(), q.kernel_w(), 0);
+  const HW s = hw_of(q.has_stride(), q.stride(), q.has_stride_h(), q.stride_h(), q.has_stride_w(),
+                     q.stride_w(), 0);
+  return {k,
+          {s.h > 0 ? s.h : k.h, s.w > 0 ? s.w : k.w},
+          hw_of(true, q.pad(), q.has_pad_h(), q.pad_h(), q.has_pad_w(), q.pad_w(), 0)};
+}
+
 }  // namespace ruche::layers

@@ -25,15 +25,9 @@ class PoolingLayer final : public Layer {
     RUCHE_REQUIRE(q.has_kernel_size() || (q.has_kernel_h() && q.has_kernel_w()))
         << "Pooling: pooling_param.kernel_size (or kernel_h and kernel_w) is required unless "
            "global_pooling is set";
-    const layers::HW k = layers::hw_of(q.has_kernel_size(), q.kernel_size(), q.has_kernel_h(),
-                                       q.kernel_h(), q.has_kernel_w(), q.kernel_w(), 0);
-    const layers::HW s = layers::hw_of(q.has_stride(), q.stride(), q.has_stride_h(), q.stride_h(),
-                                       q.has_stride_w(), q.stride_w(), 0);
-    const layers::HW pad =
-        layers::hw_of(true, q.pad(), q.has_pad_h(), q.pad_h(), q.has_pad_w(), q.pad_w(), 0);
+    const auto [k, s, pad] = layers::pool_window(q);
     pool_.kernel_h = k.h, pool_.kernel_w = k.w;
-    pool_.stride_h = s.h > 0 ? s.h : k.h;  // PyTorch: stride defaults to the kernel size
-    pool_.stride_w = s.w > 0 ? s.w : k.w;
+    pool_.stride_h = s.h, pool_.stride_w = s.w;
     pool_.pad_h = pad.h, pool_.pad_w = pad.w;
     pool_.ceil_mode = q.ceil_mode();
     pool_.count_include_pad = q.count_include_pad();

@@ -51,12 +51,7 @@ std::vector<std::string> folded_conv_weights(GraphBuilder& g, const proto::Layer
 void convolution(GraphBuilder& g, const proto::LayerParameter& layer,
                  const proto::LayerParameter* bn) {
   const auto& c = layer.convolution_param();
-  const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
-                                     c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
-  const layers::HW s = layers::hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(),
-                                     c.has_stride_w(), c.stride_w(), 1);
-  const layers::HW p =
-      layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
+  const auto [k, s, p, output_padding] = layers::conv_window(c);
   std::vector<std::string> inputs{g.input(0)};
   if (bn) {
     for (const std::string& folded : folded_conv_weights(g, layer, *bn)) inputs.push_back(folded);
@@ -75,15 +70,7 @@ void convolution(GraphBuilder& g, const proto::LayerParameter& layer,
 // Deconvolution: ConvTranspose with torch's weight layout (ONNX's [C, O/group, kh, kw] too).
 void deconvolution(GraphBuilder& g, const proto::LayerParameter& layer) {
   const auto& c = layer.convolution_param();
-  const layers::HW k = layers::hw_of(c.has_kernel_size(), c.kernel_size(), c.has_kernel_h(),
-                                     c.kernel_h(), c.has_kernel_w(), c.kernel_w(), 0);
-  const layers::HW s = layers::hw_of(true, c.stride(), c.has_stride_h(), c.stride_h(),
-                                     c.has_stride_w(), c.stride_w(), 1);
-  const layers::HW p =
-      layers::hw_of(true, c.pad(), c.has_pad_h(), c.pad_h(), c.has_pad_w(), c.pad_w(), 0);
-  const layers::HW op =
-      layers::hw_of(true, c.output_padding(), c.has_output_padding_h(), c.output_padding_h(),
-                    c.has_output_padding_w(), c.output_padding_w(), 0);
+  const auto [k, s, p, op] = layers::conv_window(c);
   std::vector<std::string> inputs{g.input(0), g.weight("weight")};
   if (c.bias_term()) inputs.push_back(g.weight("bias"));
   onnx::NodeProto& n = g.node("ConvTranspose", inputs, {g.output()});
@@ -156,16 +143,10 @@ void pooling(GraphBuilder& g, const proto::LayerParameter& layer) {
     g.node(max ? "GlobalMaxPool" : "GlobalAveragePool", {g.input(0)}, {g.output()});
     return;
   }
-  const layers::HW k = layers::hw_of(q.has_kernel_size(), q.kernel_size(), q.has_kernel_h(),
-                                     q.kernel_h(), q.has_kernel_w(), q.kernel_w(), 0);
-  const layers::HW s = layers::hw_of(q.has_stride(), q.stride(), q.has_stride_h(), q.stride_h(),
-                                     q.has_stride_w(), q.stride_w(), 0);
-  const layers::HW p =
-      layers::hw_of(true, q.pad(), q.has_pad_h(), q.pad_h(), q.has_pad_w(), q.pad_w(), 0);
+  const auto [k, s, p] = layers::pool_window(q);
   onnx::NodeProto& n = g.node(max ? "MaxPool" : "AveragePool", {g.input(0)}, {g.output()});
   add_attr(n, "kernel_shape", std::vector<std::int64_t>{k.h, k.w});
-  // PyTorch's default, as the Pooling layer's: the stride is the kernel size.
-  add_attr(n, "strides", std::vector<std::int64_t>{s.h > 0 ? s.h : k.h, s.w > 0 ? s.w : k.w});
+  add_attr(n, "strides", std::vector<std::int64_t>{s.h, s.w});
   add_attr(n, "pads", std::vector<std::int64_t>{p.h, p.w, p.h, p.w});
   add_attr(n, "ceil_mode", static_cast<std::int64_t>(q.ceil_mode()));
   if (!max) add_attr(n, "count_include_pad", static_cast<std::int64_t>(q.count_include_pad()));
