@@ -92,16 +92,8 @@ for exe in "${exes[@]}"; do install -m 755 "$exe" "$b/bin/"; done
 echo "gpu-bundle: $(ls "$b/bin" | wc -l) executables"
 
 # ---- shared libraries ----
-# Left out: glibc's own (the machine's must be used) and CUDA's (the GPU machine brings them).
-skip_lib() {
-  case "$1" in
-    linux-vdso.so*|ld-linux*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libutil.so*|\
-    libresolv.so*|libnsl.so*|libanl.so*|libmvec.so*|libBrokenLocale.so*) return 0 ;;
-    libcuda.so*|libcudart.so*|libcudnn*|libcublas*|libnccl*|libnvrtc*|libnvJitLink*|libcufft*|\
-    libcurand*|libcusparse*|libcusolver*|libnvidia-*) return 0 ;;
-  esac
-  return 1
-}
+# Left out: what the GPU machine must bring itself (glibc's, CUDA's).
+source "$root/tools/scripts/machine_libs.sh"
 declare -A copied=()
 copy_deps() {  # every library `ldd FILE` resolves, into bundle/lib (or lib/fallback)
   local line name path
@@ -110,12 +102,12 @@ copy_deps() {  # every library `ldd FILE` resolves, into bundle/lib (or lib/fall
       name=${BASH_REMATCH[1]}
       path=${BASH_REMATCH[2]}
     elif [[ $line =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]=\>[[:space:]]not[[:space:]]found ]]; then
-      skip_lib "${BASH_REMATCH[1]}" || die "$1 needs ${BASH_REMATCH[1]}, which ldd cannot find"
+      machine_lib "${BASH_REMATCH[1]}" || die "$1 needs ${BASH_REMATCH[1]}, which ldd cannot find"
       continue
     else
       continue
     fi
-    skip_lib "$name" && continue
+    machine_lib "$name" && continue
     [ -n "${copied[$name]:-}" ] && continue
     copied[$name]=$path
     case "$name" in

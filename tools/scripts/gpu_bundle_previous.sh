@@ -36,24 +36,17 @@ tar -xJf "$old" -C "$t" --wildcards --no-wildcards-match-slash 'bundle/bin/ruche
   || die "$old holds no bundle/bin/ruche (is it a ruche GPU bundle?)"
 old_root=$(cd "$t/bundle" && pwd -P)
 
-# glibc's own and CUDA's: the GPU machine brings them (as gpu_bundle.sh's skip_lib).
-machine_lib() {
-  case "$1" in
-    linux-vdso.so*|ld-linux*|libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|libutil.so*|\
-    libresolv.so*|libnsl.so*|libanl.so*|libmvec.so*|libBrokenLocale.so*) return 0 ;;
-    libcuda.so*|libcudart.so*|libcudnn*|libcublas*|libnccl*|libnvrtc*|libnvJitLink*|libcufft*|\
-    libcurand*|libcusparse*|libcusolver*|libnvidia-*) return 0 ;;
-    libstdc++.so*|libgcc_s.so*) return 0 ;;  # bundle/lib/fallback, or the machine's
-  esac
-  return 1
-}
+# Not packed: glibc's own and CUDA's (the GPU machine brings them), and libstdc++ / libgcc_s
+# (bundle/lib/fallback holds them, or the machine does).
+source "$(dirname "$0")/machine_libs.sh"
+not_packed() { machine_lib "$1" || [[ $1 == libstdc++.so* || $1 == libgcc_s.so* ]]; }
 
 # What the old ruche loads from its own bundle, and what of that the new lib/ has already.
 mkdir -p "$t/previous"
 declare -A from_old=()
 while IFS= read -r line; do
   if [[ $line =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]=\>[[:space:]]not[[:space:]]found ]]; then
-    machine_lib "${BASH_REMATCH[1]}" \
+    not_packed "${BASH_REMATCH[1]}" \
       || die "$old's ruche needs ${BASH_REMATCH[1]}, which neither its bundle nor this machine has"
     continue
   fi
@@ -65,7 +58,7 @@ while IFS= read -r line; do
     if ! cmp -s "$path" "$b/lib/$name" 2>/dev/null; then
       install -m 644 "$path" "$t/previous/$name"
     fi
-  elif ! machine_lib "$name" && [ ! -e "$b/lib/$name" ]; then
+  elif ! not_packed "$name" && [ ! -e "$b/lib/$name" ]; then
     install -m 644 "$path" "$t/previous/$name"  # a hand-made bundle's: from this machine
     from_old[$name]=$path
   fi
